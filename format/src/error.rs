@@ -1,0 +1,147 @@
+//! The one error type of the format crate. Every variant is named after the
+//! operation or check that failed and carries the entry, path or digest.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while writing, reading or verifying a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("read bundle: {0}")]
+    ReadBundle(#[source] io::Error),
+    #[error("read bundle: the file is empty or holds no tar entry (not a STOA bundle)")]
+    EmptyBundle,
+    #[error("read bundle: stream ends early {during} (truncated bundle)")]
+    Truncated { during: String },
+    #[error("read bundle: corrupt tar header at byte {offset} of the tar stream: {reason}")]
+    CorruptHeader { offset: u64, reason: String },
+    #[error("read bundle: data after the end-of-archive marker (bundle was altered)")]
+    TrailingData,
+    #[error("read manifest: first entry is {found:?}, expected manifest.json (not a STOA bundle)")]
+    ManifestNotFirst { found: String },
+    #[error("read manifest: manifest.json is {size} bytes, over the limit of {limit}")]
+    ManifestTooLarge { size: u64, limit: u64 },
+    #[error("parse manifest: {0}")]
+    ParseManifest(#[source] serde_json::Error),
+    #[error("parse manifest: format {found:?} is not a STOA bundle format")]
+    WrongFormat { found: String },
+    #[error(
+        "parse manifest: format version {found} is newer than this tool reads (up to {supported}); \
+         use a newer stoa-updater"
+    )]
+    UnsupportedFormatVersion { found: u32, supported: u32 },
+    #[error("validate manifest: {0}")]
+    InvalidManifest(String),
+    #[error("check entry {path:?}: unsafe name: {reason}")]
+    UnsafePath { path: String, reason: String },
+    #[error("check entry {path:?}: {kind} entries are not allowed, only regular files")]
+    NonRegularEntry { path: String, kind: String },
+    #[error("check entry {path:?}: not listed in the signed manifest")]
+    UnlistedEntry { path: String },
+    #[error("check entry {path:?}: appears twice in the bundle")]
+    DuplicateEntry { path: String },
+    #[error("check entry {path:?}: listed in the manifest but missing from the bundle")]
+    MissingEntry { path: String },
+    #[error("check entry {path:?}: out of order, expected {expected:?} next")]
+    OutOfOrderEntry { path: String, expected: String },
+    #[error("check entry {path:?}: size is {found} bytes, the manifest says {declared}")]
+    SizeMismatch { path: String, declared: u64, found: u64 },
+    #[error("check entry {path:?}: sha256 is {found}, the manifest says {expected}")]
+    DigestMismatch { path: String, expected: String, found: String },
+    #[error("check entry {path:?}: {size} bytes is over the limit of {limit}")]
+    EntryTooLarge { path: String, size: u64, limit: u64 },
+    #[error("check signature {path:?}: {reason}")]
+    InvalidSignatureEntry { path: String, reason: String },
+    #[error("check signatures: signature by trusted key {key_id} does not verify over manifest.json (manifest or signature altered)")]
+    BadSignature { key_id: String },
+    #[error("check signatures: no signature by a trusted key (signed by: {signers}; trusted: {trusted})")]
+    NoTrustedSignature { signers: String, trusted: String },
+    #[error("check signatures: {valid} valid signature(s) by distinct trusted keys, the policy needs {required}")]
+    ThresholdNotMet { valid: usize, required: usize },
+    #[error("check expiry: bundle expired at {expires} (now {now}); pass --allow-expired to accept it")]
+    Expired { expires: String, now: String },
+    #[error("load key {path}: {reason}")]
+    LoadKey { path: PathBuf, reason: String },
+    #[error("load trust {path}: {reason}")]
+    LoadTrust { path: PathBuf, reason: String },
+    #[error("write key {path}: {source}")]
+    WriteKey { path: PathBuf, #[source] source: io::Error },
+    #[error("write key {path}: already exists, refusing to overwrite")]
+    KeyExists { path: PathBuf },
+    #[error("write bundle: {0}")]
+    WriteBundle(#[source] io::Error),
+    #[error("read source {source_name} for entry {path:?}: {error}")]
+    ReadSource { path: String, source_name: String, #[source] error: io::Error },
+    #[error("read source {source_name} for entry {path:?}: sha256 is {found}, expected {expected}")]
+    SourceDigestMismatch { path: String, source_name: String, expected: String, found: String },
+    #[error("read source {source_name} for entry {path:?}: {found} bytes, expected {expected}")]
+    SourceSizeMismatch { path: String, source_name: String, expected: u64, found: u64 },
+    #[error("extract to {path}: {reason}")]
+    ExtractTarget { path: PathBuf, reason: String },
+    #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
+    Decompress(String),
+    #[error("store entry {path:?}: {source}")]
+    Sink { path: String, #[source] source: io::Error },
+}
+
+impl FormatError {
+    /// A stable, short name of the check that failed, for `--json` output and
+    /// for tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ReadBundle(_) => "read",
+            Self::EmptyBundle => "empty",
+            Self::Truncated { .. } => "truncated",
+            Self::CorruptHeader { .. } => "corrupt-header",
+            Self::TrailingData => "trailing-data",
+            Self::ManifestNotFirst { .. } => "manifest-not-first",
+            Self::ManifestTooLarge { .. } => "manifest-too-large",
+            Self::ParseManifest(_) => "manifest-parse",
+            Self::WrongFormat { .. } => "wrong-format",
+            Self::UnsupportedFormatVersion { .. } => "format-version",
+            Self::InvalidManifest(_) => "manifest-invalid",
+            Self::UnsafePath { .. } => "unsafe-path",
+            Self::NonRegularEntry { .. } => "non-regular",
+            Self::UnlistedEntry { .. } => "unlisted",
+            Self::DuplicateEntry { .. } => "duplicate",
+            Self::MissingEntry { .. } => "missing",
+            Self::OutOfOrderEntry { .. } => "out-of-order",
+            Self::SizeMismatch { .. } => "size",
+            Self::DigestMismatch { .. } => "digest",
+            Self::EntryTooLarge { .. } => "too-large",
+            Self::InvalidSignatureEntry { .. } => "signature-entry",
+            Self::BadSignature { .. } => "bad-signature",
+            Self::NoTrustedSignature { .. } => "untrusted",
+            Self::ThresholdNotMet { .. } => "threshold",
+            Self::Expired { .. } => "expired",
+            Self::LoadKey { .. } => "key",
+            Self::LoadTrust { .. } => "trust",
+            Self::WriteKey { .. } | Self::KeyExists { .. } => "key-write",
+            Self::WriteBundle(_) => "write",
+            Self::ReadSource { .. } => "source",
+            Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
+            Self::Sink { .. } => "sink",
+            Self::ExtractTarget { .. } => "extract-target",
+            Self::Decompress(_) => "decompress",
+        }
+    }
+
+    /// True when the bundle's bytes are at fault (as opposed to local I/O or
+    /// configuration). The CLIs map this to their "verification failed" exit
+    /// code.
+    pub fn is_verification_failure(&self) -> bool {
+        !matches!(
+            self,
+            Self::LoadKey { .. }
+                | Self::LoadTrust { .. }
+                | Self::WriteKey { .. }
+                | Self::KeyExists { .. }
+                | Self::WriteBundle(_)
+                | Self::ReadSource { .. }
+                | Self::SourceDigestMismatch { .. }
+                | Self::SourceSizeMismatch { .. }
+                | Self::Sink { .. }
+                | Self::ExtractTarget { .. }
+        )
+    }
+}

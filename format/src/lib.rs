@@ -1,0 +1,43 @@
+//! The STOA offline bundle format.
+//!
+//! A bundle is a tar stream compressed with zstd. Its first entry is a small
+//! JSON manifest (`manifest.json`) that lists every other entry with its size
+//! and SHA-256; next come one raw Ed25519 signature per signing key
+//! (`signatures/<key id>.sig`) over the exact manifest bytes; then the content,
+//! in the order the manifest lists it. See `docs/FORMAT.md`.
+//!
+//! This crate is shared by the bundler (writer) and the updater (reader): both
+//! use the same verification code. It has no network code.
+
+pub mod archive;
+pub mod digest;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod limits;
+pub mod manifest;
+pub mod oci;
+pub mod paths;
+pub mod reader;
+pub mod writer;
+pub mod zframe;
+
+pub use digest::Sha256Digest;
+pub use error::FormatError;
+pub use keys::{KeyId, SigningKeyPair, TrustStore};
+pub use limits::Limits;
+pub use manifest::BundleManifest;
+pub use reader::{ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions};
+pub use writer::{BundleWriter, ContentSource, PlannedEntry, WriteSummary};
+
+/// The name of the first entry of every bundle: the signed manifest.
+pub const MANIFEST_PATH: &str = "manifest.json";
+/// The folder of signature entries: `signatures/<key id>.sig`.
+pub const SIGNATURES_DIR: &str = "signatures/";
+/// The value of the manifest's `format` field.
+pub const FORMAT_NAME: &str = "stoa-bundle";
+/// The newest format version this library reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Result type of this crate.
+pub type Result<T, E = FormatError> = std::result::Result<T, E>;

@@ -1,0 +1,273 @@
+//! Reading a bundle: the head (manifest and signatures) for `inspect`, and a
+//! full streaming verification that hands verified-so-far bytes to a sink.
+//!
+//! Order of checks: the first entry must be `manifest.json` (size-capped),
+//! its format version known, its structure valid; the signature entries that
+//! follow must include enough valid signatures by trusted keys; only then is
+//! content read, each entry checked against the manifest (listed, in order,
+//! not duplicated, regular, same size before a byte is read, same SHA-256 at
+//! its end); at the end every listed entry must have been seen and nothing
+//! may follow the end-of-archive marker.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufReader, Read};
+use std::time::SystemTime;
+
+use crate::archive::{EntryHeader, TarReader};
+use crate::digest::{Hasher, Sha256Digest};
+use crate::error::FormatError;
+use crate::keys::{KeyId, TrustStore};
+use crate::limits::Limits;
+use crate::manifest::{BundleManifest, Entry};
+use crate::paths::check_entry_path;
+use crate::{MANIFEST_PATH, SIGNATURES_DIR};
+
+/// Receives content as it is verified. An entry's bytes are only vouched for
+/// once `end` is called for it, and the bundle as a whole only once
+/// [`verify`] returns `Ok`: a sink must keep what it writes unusable until
+/// then (extract writes into a staging folder renamed at the end).
+pub trait ContentSink {
+    fn begin(&mut self, entry: &Entry) -> io::Result<()>;
+    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+    fn end(&mut self, entry: &Entry) -> io::Result<()>;
+}
+
+/// A sink that keeps nothing: plain verification.
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl ContentSink for NullSink {
+    fn begin(&mut self, _: &Entry) -> io::Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn end(&mut self, _: &Entry) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Verification policy.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub limits: Limits,
+    /// The reader's clock, for the expiry check.
+    pub now: SystemTime,
+    /// Accept a bundle past its `expires` time.
+    pub allow_expired: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self { limits: Limits::default(), now: SystemTime::now(), allow_expired: false }
+    }
+}
+
+/// The head of a bundle, signatures not checked against any trust.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub manifest: BundleManifest,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_sha256: Sha256Digest,
+    /// Key ids of every signature entry present.
+    pub signers: Vec<KeyId>,
+    signatures: BTreeMap<KeyId, [u8; 64]>,
+}
+
+impl Inspection {
+    /// Checks the signatures present against `trust` (content not read).
+    pub fn check_signatures(&self, trust: &TrustStore) -> Result<Vec<KeyId>, FormatError> {
+        trust.check(&self.manifest_bytes, &self.signatures)
+    }
+}
+
+/// A bundle whose every byte was checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedBundle {
+    pub manifest: BundleManifest,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_sha256: Sha256Digest,
+    /// Trusted keys whose signatures verified.
+    pub trusted_signers: Vec<KeyId>,
+    /// Every signature entry present, trusted or not.
+    pub signers: Vec<KeyId>,
+    pub content_bytes: u64,
+}
+
+type Stream<R> = TarReader<zstd::stream::read::Decoder<'static, BufReader<R>>>;
+
+fn open<R: Read>(r: R, limits: &Limits) -> Result<Stream<R>, FormatError> {
+    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, r))
+        .map_err(FormatError::ReadBundle)?;
+    dec.window_log_max(limits.max_window_log).map_err(FormatError::ReadBundle)?;
+    Ok(TarReader::new(dec, limits.max_pax_size))
+}
+
+struct Head<R: Read> {
+    tar: Stream<R>,
+    inspection: Inspection,
+    /// the first content header, already read
+    next: Option<EntryHeader>,
+}
+
+fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
+    let mut tar = open(r, limits)?;
+    let first = tar.next_header()?.ok_or(FormatError::EmptyBundle)?;
+    if first.path != MANIFEST_PATH {
+        return Err(FormatError::ManifestNotFirst { found: first.path });
+    }
+    if first.size > limits.max_manifest_size {
+        return Err(FormatError::ManifestTooLarge { size: first.size, limit: limits.max_manifest_size });
+    }
+    let manifest_bytes = read_small(&mut tar, first.size)?;
+    let manifest = BundleManifest::from_bytes(&manifest_bytes, limits)?;
+
+    let mut signatures = BTreeMap::new();
+    let mut next = None;
+    while let Some(h) = tar.next_header()? {
+        let Some(rest) = h.path.strip_prefix(SIGNATURES_DIR) else {
+            next = Some(h);
+            break;
+        };
+        let bad = |reason: &str| FormatError::InvalidSignatureEntry { path: h.path.clone(), reason: reason.into() };
+        let id = rest
+            .strip_suffix(".sig")
+            .and_then(Sha256Digest::from_hex)
+            .map(KeyId)
+            .ok_or_else(|| bad("name is not signatures/<64 hex key id>.sig"))?;
+        if h.size != 64 {
+            return Err(bad(&format!("{} bytes, an Ed25519 signature is 64", h.size)));
+        }
+        if signatures.len() >= limits.max_signatures {
+            return Err(bad(&format!("more than {} signatures", limits.max_signatures)));
+        }
+        let raw = read_small(&mut tar, 64)?;
+        let mut sig = [0u8; 64];
+        sig.copy_from_slice(&raw);
+        if signatures.insert(id, sig).is_some() {
+            return Err(FormatError::DuplicateEntry { path: h.path });
+        }
+    }
+    let inspection = Inspection {
+        manifest_sha256: Sha256Digest::of(&manifest_bytes),
+        manifest,
+        manifest_bytes,
+        signers: signatures.keys().copied().collect(),
+        signatures,
+    };
+    Ok(Head { tar, inspection, next })
+}
+
+fn read_small<R: Read>(tar: &mut Stream<R>, size: u64) -> Result<Vec<u8>, FormatError> {
+    let mut v = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    let mut got = 0;
+    while got < v.len() {
+        let n = tar.read_content(&mut v[got..], size - got as u64)?;
+        got += n;
+    }
+    Ok(v)
+}
+
+/// Reads the head of a bundle: manifest and signature entries. Checks the
+/// manifest's structure but not the signatures or the content.
+pub fn inspect<R: Read>(r: R, limits: &Limits) -> Result<Inspection, FormatError> {
+    read_head(r, limits).map(|h| h.inspection)
+}
+
+/// Verifies a whole bundle against `trust`, streaming content into `sink`.
+pub fn verify<R: Read>(
+    r: R,
+    trust: &TrustStore,
+    opts: &VerifyOptions,
+    sink: &mut dyn ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifiedBundle, FormatError> {
+    let Head { mut tar, inspection, mut next } = read_head(r, &opts.limits)?;
+    let trusted_signers = inspection.check_signatures(trust)?;
+    check_expiry(&inspection.manifest, opts)?;
+
+    let manifest = &inspection.manifest;
+    let entries = &manifest.entries;
+    let mut idx = 0usize;
+    let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut content_bytes = 0u64;
+    loop {
+        let h = match next.take() {
+            Some(h) => h,
+            None => match tar.next_header()? {
+                Some(h) => h,
+                None => break,
+            },
+        };
+        check_entry_path(&h.path, opts.limits.max_path_len)?;
+        if h.path == MANIFEST_PATH {
+            return Err(FormatError::DuplicateEntry { path: h.path });
+        }
+        let Some(entry) = manifest.entry(&h.path) else {
+            if h.path.starts_with(SIGNATURES_DIR) {
+                let expected = entries.get(idx).map(|e| e.path.clone()).unwrap_or_default();
+                return Err(FormatError::OutOfOrderEntry { path: h.path, expected });
+            }
+            return Err(FormatError::UnlistedEntry { path: h.path });
+        };
+        if seen.contains(entry.path.as_str()) {
+            return Err(FormatError::DuplicateEntry { path: h.path });
+        }
+        match entries.get(idx) {
+            Some(e) if e.path == entry.path => {}
+            Some(e) => return Err(FormatError::MissingEntry { path: e.path.clone() }),
+            None => return Err(FormatError::DuplicateEntry { path: h.path }),
+        }
+        if h.size != entry.size {
+            return Err(FormatError::SizeMismatch { path: h.path, declared: entry.size, found: h.size });
+        }
+        let sink_err = |e| FormatError::Sink { path: entry.path.clone(), source: e };
+        sink.begin(entry).map_err(sink_err)?;
+        let mut hasher = Hasher::default();
+        while hasher.len() < entry.size {
+            let n = tar.read_content(&mut buf, entry.size - hasher.len())?;
+            hasher.update(&buf[..n]);
+            sink.write(&buf[..n]).map_err(sink_err)?;
+            progress(n as u64);
+        }
+        let (digest, _) = hasher.finish();
+        if digest != entry.sha256 {
+            return Err(FormatError::DigestMismatch {
+                path: entry.path.clone(),
+                expected: entry.sha256.hex(),
+                found: digest.hex(),
+            });
+        }
+        sink.end(entry).map_err(sink_err)?;
+        content_bytes += entry.size;
+        seen.insert(entry.path.as_str());
+        idx += 1;
+    }
+    if let Some(e) = entries.get(idx) {
+        return Err(FormatError::MissingEntry { path: e.path.clone() });
+    }
+    Ok(VerifiedBundle {
+        manifest: inspection.manifest.clone(),
+        manifest_bytes: inspection.manifest_bytes,
+        manifest_sha256: inspection.manifest_sha256,
+        trusted_signers,
+        signers: inspection.signers,
+        content_bytes,
+    })
+}
+
+/// The expiry rule: a bundle whose `expires` is at or before the reader's
+/// clock is refused unless `allow_expired`. A clock set back makes an expired
+/// bundle look valid; that is why the updater also keeps a version floor.
+pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), FormatError> {
+    let Some(exp) = m.expires_at() else { return Ok(()) };
+    if !opts.allow_expired && opts.now >= exp {
+        return Err(FormatError::Expired {
+            expires: m.release.expires.clone().unwrap_or_default(),
+            now: humantime::format_rfc3339_seconds(opts.now).to_string(),
+        });
+    }
+    Ok(())
+}
