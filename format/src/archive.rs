@@ -112,7 +112,13 @@ fn put_octal(field: &mut [u8], v: u64) {
 fn checksum(h: &[u8; BLOCK]) -> u64 {
     h.iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(*b) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u64::from(b' ')
+            } else {
+                u64::from(*b)
+            }
+        })
         .sum()
 }
 
@@ -138,7 +144,12 @@ pub struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R, max_pax_size: u64) -> Self {
-        Self { inner, offset: 0, pending: 0, max_pax_size }
+        Self {
+            inner,
+            offset: 0,
+            pending: 0,
+            max_pax_size,
+        }
     }
 
     pub fn offset(&self) -> u64 {
@@ -160,7 +171,9 @@ impl<R: Read> TarReader<R> {
                 return Err(FormatError::EmptyBundle);
             }
             if got < BLOCK {
-                return Err(FormatError::Truncated { during: format!("in the tar header at byte {start}") });
+                return Err(FormatError::Truncated {
+                    during: format!("in the tar header at byte {start}"),
+                });
             }
             first = false;
             if block.iter().all(|b| *b == 0) {
@@ -169,7 +182,9 @@ impl<R: Read> TarReader<R> {
                 }
                 let mut second = [0u8; BLOCK];
                 if self.read_full(&mut second)? < BLOCK {
-                    return Err(FormatError::Truncated { during: "in the end-of-archive marker".into() });
+                    return Err(FormatError::Truncated {
+                        during: "in the end-of-archive marker".into(),
+                    });
                 }
                 if second.iter().any(|b| *b != 0) {
                     return Err(corrupt(start, "lone zero block inside the archive"));
@@ -180,7 +195,8 @@ impl<R: Read> TarReader<R> {
                 }
                 return Ok(None);
             }
-            let stored = parse_octal(&block[148..156]).ok_or_else(|| corrupt(start, "bad checksum field"))?;
+            let stored = parse_octal(&block[148..156])
+                .ok_or_else(|| corrupt(start, "bad checksum field"))?;
             if stored != checksum(&block) {
                 return Err(corrupt(start, "header checksum does not match"));
             }
@@ -189,13 +205,17 @@ impl<R: Read> TarReader<R> {
                 return Err(corrupt(start, "not a ustar header"));
             }
             let name = header_name(&block).map_err(|r| corrupt(start, r))?;
-            let size = parse_size(&block[124..136]).ok_or_else(|| corrupt(start, "bad size field"))?;
+            let size =
+                parse_size(&block[124..136]).ok_or_else(|| corrupt(start, "bad size field"))?;
             let shown = pax_path.clone().unwrap_or_else(|| name.clone());
             match block[156] {
                 b'0' | 0 => {
                     let size = pax_size.unwrap_or(size);
                     self.pending = size + padding(size) as u64;
-                    return Ok(Some(EntryHeader { path: pax_path.unwrap_or(name), size }));
+                    return Ok(Some(EntryHeader {
+                        path: pax_path.unwrap_or(name),
+                        size,
+                    }));
                 }
                 b'x' => {
                     if size > self.max_pax_size {
@@ -203,7 +223,9 @@ impl<R: Read> TarReader<R> {
                     }
                     let mut data = vec![0u8; size as usize];
                     if self.read_full(&mut data)? < data.len() {
-                        return Err(FormatError::Truncated { during: "in a pax header".into() });
+                        return Err(FormatError::Truncated {
+                            during: "in a pax header".into(),
+                        });
                     }
                     self.skip(padding(size) as u64)?;
                     let (p, s) = parse_pax(&data).map_err(|r| corrupt(start, r))?;
@@ -224,7 +246,10 @@ impl<R: Read> TarReader<R> {
                         b'S' => "GNU sparse file",
                         _ => "unknown-type",
                     };
-                    return Err(FormatError::NonRegularEntry { path: shown, kind: kind.into() });
+                    return Err(FormatError::NonRegularEntry {
+                        path: shown,
+                        kind: kind.into(),
+                    });
                 }
             }
         }
@@ -236,7 +261,9 @@ impl<R: Read> TarReader<R> {
         if remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         let n = loop {
             match self.inner.read(&mut buf[..want]) {
                 Ok(n) => break n,
@@ -245,7 +272,9 @@ impl<R: Read> TarReader<R> {
             }
         };
         if n == 0 {
-            return Err(FormatError::Truncated { during: format!("inside an entry at byte {}", self.offset) });
+            return Err(FormatError::Truncated {
+                during: format!("inside an entry at byte {}", self.offset),
+            });
         }
         self.offset += n as u64;
         self.pending -= n as u64;
@@ -264,7 +293,9 @@ impl<R: Read> TarReader<R> {
             let want = buf.len().min(n as usize);
             let got = self.read_full(&mut buf[..want])?;
             if got < want {
-                return Err(FormatError::Truncated { during: format!("in entry data at byte {}", self.offset) });
+                return Err(FormatError::Truncated {
+                    during: format!("in entry data at byte {}", self.offset),
+                });
             }
             n -= got as u64;
         }
@@ -289,7 +320,9 @@ impl<R: Read> TarReader<R> {
 /// zstd reports truncation as an I/O error; name it as such.
 fn read_error(e: io::Error) -> FormatError {
     if e.kind() == io::ErrorKind::UnexpectedEof {
-        FormatError::Truncated { during: format!("in the zstd stream ({e})") }
+        FormatError::Truncated {
+            during: format!("in the zstd stream ({e})"),
+        }
     } else if e.kind() == io::ErrorKind::Other {
         // libzstd's errors surface as `Other`
         FormatError::Decompress(e.to_string())
@@ -299,7 +332,10 @@ fn read_error(e: io::Error) -> FormatError {
 }
 
 fn corrupt(offset: u64, reason: &str) -> FormatError {
-    FormatError::CorruptHeader { offset, reason: reason.to_owned() }
+    FormatError::CorruptHeader {
+        offset,
+        reason: reason.to_owned(),
+    }
 }
 
 fn cstr(field: &[u8]) -> &[u8] {
@@ -309,7 +345,11 @@ fn cstr(field: &[u8]) -> &[u8] {
 
 fn header_name(h: &[u8; BLOCK]) -> Result<String, &'static str> {
     let name = cstr(&h[..100]);
-    let prefix = if &h[257..263] == b"ustar\0" { cstr(&h[345..500]) } else { &[][..] };
+    let prefix = if &h[257..263] == b"ustar\0" {
+        cstr(&h[345..500])
+    } else {
+        &[][..]
+    };
     let mut full = Vec::with_capacity(prefix.len() + 1 + name.len());
     if !prefix.is_empty() {
         full.extend_from_slice(prefix);
@@ -334,7 +374,11 @@ fn parse_size(field: &[u8]) -> Option<u64> {
         if field[0] != 0x80 || field[1..4].iter().any(|b| *b != 0) {
             return None;
         }
-        return Some(field[4..].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+        return Some(
+            field[4..]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        );
     }
     parse_octal(field)
 }
@@ -344,7 +388,10 @@ fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), &'static str>
     let mut size = None;
     let mut rest = data;
     while !rest.is_empty() {
-        let sp = rest.iter().position(|b| *b == b' ').ok_or("pax record without length")?;
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or("pax record without length")?;
         let len: usize = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|s| s.parse().ok())
@@ -353,7 +400,10 @@ fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), &'static str>
             return Err("bad pax record length");
         }
         let rec = &rest[sp + 1..len - 1];
-        let eq = rec.iter().position(|b| *b == b'=').ok_or("pax record without '='")?;
+        let eq = rec
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or("pax record without '='")?;
         let (k, v) = (&rec[..eq], &rec[eq + 1..]);
         let v = std::str::from_utf8(v).map_err(|_| "pax value is not UTF-8")?;
         match k {
@@ -376,8 +426,7 @@ mod tests {
         write_entry_header(&mut buf, path, size, 1_700_000_000).unwrap();
         // pretend content follows: we only parse the header
         let mut r = TarReader::new(&buf[..], 8192);
-        let h = r.next_header().unwrap().unwrap();
-        h
+        r.next_header().unwrap().unwrap()
     }
 
     #[test]
@@ -395,7 +444,10 @@ mod tests {
         let r = pax_record("path", "abc");
         assert_eq!(r, b"12 path=abc\n");
         let r = pax_record("path", &"a".repeat(95));
-        let len: usize = std::str::from_utf8(&r[..r.iter().position(|b| *b == b' ').unwrap()]).unwrap().parse().unwrap();
+        let len: usize = std::str::from_utf8(&r[..r.iter().position(|b| *b == b' ').unwrap()])
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(len, r.len());
     }
 }

@@ -28,7 +28,11 @@ impl Sha256Digest {
 
     /// Parses 64 hex digits (lowercase only, as written by this format).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         let mut out = [0u8; 32];
@@ -128,7 +132,10 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Hasher::default() }
+        Self {
+            inner,
+            hasher: Hasher::default(),
+        }
     }
 }
 

@@ -45,9 +45,17 @@ pub enum FormatError {
     #[error("check entry {path:?}: out of order, expected {expected:?} next")]
     OutOfOrderEntry { path: String, expected: String },
     #[error("check entry {path:?}: size is {found} bytes, the manifest says {declared}")]
-    SizeMismatch { path: String, declared: u64, found: u64 },
+    SizeMismatch {
+        path: String,
+        declared: u64,
+        found: u64,
+    },
     #[error("check entry {path:?}: sha256 is {found}, the manifest says {expected}")]
-    DigestMismatch { path: String, expected: String, found: String },
+    DigestMismatch {
+        path: String,
+        expected: String,
+        found: String,
+    },
     #[error("check entry {path:?}: {size} bytes is over the limit of {limit}")]
     EntryTooLarge { path: String, size: u64, limit: u64 },
     #[error("check signature {path:?}: {reason}")]
@@ -58,30 +66,57 @@ pub enum FormatError {
     NoTrustedSignature { signers: String, trusted: String },
     #[error("check signatures: {valid} valid signature(s) by distinct trusted keys, the policy needs {required}")]
     ThresholdNotMet { valid: usize, required: usize },
-    #[error("check expiry: bundle expired at {expires} (now {now}); pass --allow-expired to accept it")]
+    #[error(
+        "check expiry: bundle expired at {expires} (now {now}); pass --allow-expired to accept it"
+    )]
     Expired { expires: String, now: String },
     #[error("load key {path}: {reason}")]
     LoadKey { path: PathBuf, reason: String },
     #[error("load trust {path}: {reason}")]
     LoadTrust { path: PathBuf, reason: String },
     #[error("write key {path}: {source}")]
-    WriteKey { path: PathBuf, #[source] source: io::Error },
+    WriteKey {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("write key {path}: already exists, refusing to overwrite")]
     KeyExists { path: PathBuf },
     #[error("write bundle: {0}")]
     WriteBundle(#[source] io::Error),
     #[error("read source {source_name} for entry {path:?}: {error}")]
-    ReadSource { path: String, source_name: String, #[source] error: io::Error },
-    #[error("read source {source_name} for entry {path:?}: sha256 is {found}, expected {expected}")]
-    SourceDigestMismatch { path: String, source_name: String, expected: String, found: String },
+    ReadSource {
+        path: String,
+        source_name: String,
+        #[source]
+        error: io::Error,
+    },
+    #[error(
+        "read source {source_name} for entry {path:?}: sha256 is {found}, expected {expected}"
+    )]
+    SourceDigestMismatch {
+        path: String,
+        source_name: String,
+        expected: String,
+        found: String,
+    },
     #[error("read source {source_name} for entry {path:?}: {found} bytes, expected {expected}")]
-    SourceSizeMismatch { path: String, source_name: String, expected: u64, found: u64 },
+    SourceSizeMismatch {
+        path: String,
+        source_name: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("extract to {path}: {reason}")]
     ExtractTarget { path: PathBuf, reason: String },
     #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
     Decompress(String),
     #[error("store entry {path:?}: {source}")]
-    Sink { path: String, #[source] source: io::Error },
+    Sink {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl FormatError {

@@ -22,7 +22,10 @@ pub struct DirSink {
 
 impl DirSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), file: None }
+        Self {
+            root: root.into(),
+            file: None,
+        }
     }
 }
 
@@ -32,7 +35,10 @@ impl ContentSink for DirSink {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let f = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         self.file = Some(io::BufWriter::with_capacity(1 << 20, f));
         Ok(())
     }
@@ -67,11 +73,18 @@ pub fn extract(
     dest: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifiedBundle, FormatError> {
-    let target_err = |reason: String| FormatError::ExtractTarget { path: dest.to_owned(), reason };
+    let target_err = |reason: String| FormatError::ExtractTarget {
+        path: dest.to_owned(),
+        reason,
+    };
     if fs::symlink_metadata(dest).is_ok() {
-        return Err(target_err("already exists; extract only creates a new folder".into()));
+        return Err(target_err(
+            "already exists; extract only creates a new folder".into(),
+        ));
     }
-    let name = dest.file_name().ok_or_else(|| target_err("has no folder name".into()))?;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| target_err("has no folder name".into()))?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -80,13 +93,15 @@ pub fn extract(
     staging_name.push(name);
     staging_name.push(format!(".partial-{}", std::process::id()));
     let staging = parent.join(staging_name);
-    fs::create_dir(&staging).map_err(|e| target_err(format!("create staging folder {}: {e}", staging.display())))?;
+    fs::create_dir(&staging)
+        .map_err(|e| target_err(format!("create staging folder {}: {e}", staging.display())))?;
 
     let result = (|| {
         let f = File::open(bundle).map_err(FormatError::ReadBundle)?;
         let mut sink = DirSink::new(&staging);
         let v = verify(f, trust, opts, &mut sink, progress)?;
-        fs::rename(&staging, dest).map_err(|e| target_err(format!("rename staging folder into place: {e}")))?;
+        fs::rename(&staging, dest)
+            .map_err(|e| target_err(format!("rename staging folder into place: {e}")))?;
         sync_dir(&parent).map_err(|e| target_err(format!("fsync {}: {e}", parent.display())))?;
         Ok(v)
     })();

@@ -22,7 +22,10 @@ pub struct KeyId(pub Sha256Digest);
 
 impl KeyId {
     pub fn of(key: &VerifyingKey) -> Self {
-        let der = key.to_public_key_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+        let der = key
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
         Self(Sha256Digest::of(&der))
     }
     /// The first 16 hex digits, for messages.
@@ -65,8 +68,10 @@ impl SigningKeyPair {
     /// Loads a PKCS#8 PEM private key (as written by `keygen` or
     /// `openssl genpkey -algorithm ed25519`).
     pub fn load(path: &Path) -> Result<Self, FormatError> {
-        let pem = fs::read_to_string(path)
-            .map_err(|e| FormatError::LoadKey { path: path.to_owned(), reason: e.to_string() })?;
+        let pem = fs::read_to_string(path).map_err(|e| FormatError::LoadKey {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| FormatError::LoadKey {
             path: path.to_owned(),
             reason: format!("not an Ed25519 PKCS#8 PEM private key ({e})"),
@@ -91,14 +96,20 @@ impl SigningKeyPair {
         self.key
             .to_pkcs8_pem(LineEnding::LF)
             .map(|z| z.to_string())
-            .map_err(|e| FormatError::LoadKey { path: PathBuf::new(), reason: e.to_string() })
+            .map_err(|e| FormatError::LoadKey {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            })
     }
 
     pub fn public_pem(&self) -> Result<String, FormatError> {
         self.key
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| FormatError::LoadKey { path: PathBuf::new(), reason: e.to_string() })
+            .map_err(|e| FormatError::LoadKey {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            })
     }
 
     /// Writes `<prefix>.key` (mode 0600) and `<prefix>.pub`; refuses to
@@ -126,16 +137,26 @@ fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FormatError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |e| FormatError::WriteKey { path: path.to_owned(), source: e };
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(err)?;
+    let err = |e| FormatError::WriteKey {
+        path: path.to_owned(),
+        source: e,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)
 }
 
 /// Loads an SPKI PEM public key.
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, FormatError> {
-    let pem = fs::read_to_string(path)
-        .map_err(|e| FormatError::LoadTrust { path: path.to_owned(), reason: e.to_string() })?;
+    let pem = fs::read_to_string(path).map_err(|e| FormatError::LoadTrust {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     VerifyingKey::from_public_key_pem(&pem).map_err(|e| FormatError::LoadTrust {
         path: path.to_owned(),
         reason: format!("not an Ed25519 SPKI PEM public key ({e})"),
@@ -162,14 +183,21 @@ impl TrustStore {
     /// Loads one `.pub` file, or every `*.pub` file of a folder. The same key
     /// in two files counts once.
     pub fn load(path: &Path) -> Result<Self, FormatError> {
-        let meta = fs::metadata(path)
-            .map_err(|e| FormatError::LoadTrust { path: path.to_owned(), reason: e.to_string() })?;
+        let meta = fs::metadata(path).map_err(|e| FormatError::LoadTrust {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let mut files = Vec::new();
         if meta.is_dir() {
-            let rd = fs::read_dir(path)
-                .map_err(|e| FormatError::LoadTrust { path: path.to_owned(), reason: e.to_string() })?;
+            let rd = fs::read_dir(path).map_err(|e| FormatError::LoadTrust {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
             for ent in rd {
-                let ent = ent.map_err(|e| FormatError::LoadTrust { path: path.to_owned(), reason: e.to_string() })?;
+                let ent = ent.map_err(|e| FormatError::LoadTrust {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
                 let p = ent.path();
                 if p.extension().is_some_and(|x| x == "pub") {
                     files.push(p);
@@ -185,13 +213,19 @@ impl TrustStore {
             keys.entry(KeyId::of(&k)).or_insert((k, f));
         }
         if keys.is_empty() {
-            return Err(FormatError::LoadTrust { path: path.to_owned(), reason: "no *.pub key found".into() });
+            return Err(FormatError::LoadTrust {
+                path: path.to_owned(),
+                reason: "no *.pub key found".into(),
+            });
         }
         Ok(Self { keys, threshold: 1 })
     }
 
     pub fn from_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        let keys = keys.into_iter().map(|k| (KeyId::of(&k), (k, PathBuf::new()))).collect();
+        let keys = keys
+            .into_iter()
+            .map(|k| (KeyId::of(&k), (k, PathBuf::new())))
+            .collect();
         Self { keys, threshold: 1 }
     }
 
@@ -217,18 +251,29 @@ impl TrustStore {
     /// trusted key that does not verify is an error on its own: the manifest
     /// or the signature was altered. Unknown keys' signatures are ignored.
     /// Returns the distinct trusted keys whose signatures verified.
-    pub fn check(&self, msg: &[u8], sigs: &BTreeMap<KeyId, [u8; 64]>) -> Result<Vec<KeyId>, FormatError> {
+    pub fn check(
+        &self,
+        msg: &[u8],
+        sigs: &BTreeMap<KeyId, [u8; 64]>,
+    ) -> Result<Vec<KeyId>, FormatError> {
         let mut good = Vec::new();
         for (id, raw) in sigs {
             let Some(key) = self.get(id) else { continue };
             let sig = Signature::from_bytes(raw);
-            key.verify_strict(msg, &sig).map_err(|_| FormatError::BadSignature { key_id: id.to_string() })?;
+            key.verify_strict(msg, &sig)
+                .map_err(|_| FormatError::BadSignature {
+                    key_id: id.to_string(),
+                })?;
             good.push(*id);
         }
         if good.is_empty() {
             let list = |it: &mut dyn Iterator<Item = &KeyId>| {
                 let v: Vec<String> = it.map(KeyId::short).collect();
-                if v.is_empty() { "none".to_owned() } else { v.join(", ") }
+                if v.is_empty() {
+                    "none".to_owned()
+                } else {
+                    v.join(", ")
+                }
             };
             return Err(FormatError::NoTrustedSignature {
                 signers: list(&mut sigs.keys()),
@@ -236,7 +281,10 @@ impl TrustStore {
             });
         }
         if good.len() < self.threshold {
-            return Err(FormatError::ThresholdNotMet { valid: good.len(), required: self.threshold });
+            return Err(FormatError::ThresholdNotMet {
+                valid: good.len(),
+                required: self.threshold,
+            });
         }
         Ok(good)
     }
@@ -253,25 +301,41 @@ mod tests {
         let prefix = dir.path().join("release");
         let (kp, pp) = k.write_pair(&prefix).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&kp).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(matches!(k.write_pair(&prefix), Err(FormatError::KeyExists { .. })));
+        assert_eq!(
+            fs::metadata(&kp).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            k.write_pair(&prefix),
+            Err(FormatError::KeyExists { .. })
+        ));
         let back = SigningKeyPair::load(&kp).unwrap();
         assert_eq!(back.id(), k.id());
         let t = TrustStore::load(&pp).unwrap();
         let mut sigs = BTreeMap::new();
         sigs.insert(k.id(), k.sign(b"m"));
         assert_eq!(t.check(b"m", &sigs).unwrap(), vec![k.id()]);
-        assert!(matches!(t.check(b"n", &sigs), Err(FormatError::BadSignature { .. })));
+        assert!(matches!(
+            t.check(b"n", &sigs),
+            Err(FormatError::BadSignature { .. })
+        ));
     }
 
     #[test]
     fn threshold_counts_distinct_keys() {
         let a = SigningKeyPair::generate();
         let b = SigningKeyPair::generate();
-        let t = TrustStore::from_keys([a.verifying_key(), a.verifying_key(), b.verifying_key()]).with_threshold(2);
+        let t = TrustStore::from_keys([a.verifying_key(), a.verifying_key(), b.verifying_key()])
+            .with_threshold(2);
         let mut sigs = BTreeMap::new();
         sigs.insert(a.id(), a.sign(b"m"));
-        assert!(matches!(t.check(b"m", &sigs), Err(FormatError::ThresholdNotMet { valid: 1, required: 2 })));
+        assert!(matches!(
+            t.check(b"m", &sigs),
+            Err(FormatError::ThresholdNotMet {
+                valid: 1,
+                required: 2
+            })
+        ));
         sigs.insert(b.id(), b.sign(b"m"));
         assert_eq!(t.check(b"m", &sigs).unwrap().len(), 2);
     }

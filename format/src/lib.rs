@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod oci;
 pub mod paths;
 pub mod reader;
+pub mod report;
 pub mod writer;
 pub mod zframe;
 

@@ -157,17 +157,27 @@ impl BundleManifest {
     /// checked first, so that a newer bundle gets a clear message rather than
     /// an unknown-field error.
     pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, FormatError> {
-        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(FormatError::ParseManifest)?;
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(FormatError::ParseManifest)?;
         match probe.format.as_deref() {
             Some(FORMAT_NAME) => {}
-            other => return Err(FormatError::WrongFormat { found: other.unwrap_or("").to_owned() }),
+            other => {
+                return Err(FormatError::WrongFormat {
+                    found: other.unwrap_or("").to_owned(),
+                })
+            }
         }
         let v = probe.format_version.unwrap_or(0);
         if v > FORMAT_VERSION {
-            return Err(FormatError::UnsupportedFormatVersion { found: v, supported: FORMAT_VERSION });
+            return Err(FormatError::UnsupportedFormatVersion {
+                found: v,
+                supported: FORMAT_VERSION,
+            });
         }
         if v == 0 {
-            return Err(FormatError::InvalidManifest("format_version must be 1 or more".into()));
+            return Err(FormatError::InvalidManifest(
+                "format_version must be 1 or more".into(),
+            ));
         }
         let m: Self = serde_json::from_slice(bytes).map_err(FormatError::ParseManifest)?;
         m.validate(limits)?;
@@ -176,7 +186,10 @@ impl BundleManifest {
 
     /// The entry at `path`, if listed.
     pub fn entry(&self, path: &str) -> Option<&Entry> {
-        self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 
     /// Sum of all content entry sizes.
@@ -186,14 +199,19 @@ impl BundleManifest {
 
     /// Parsed expiry time, if any.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.release.expires.as_deref().and_then(|s| humantime::parse_rfc3339(s).ok())
+        self.release
+            .expires
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339(s).ok())
     }
 
     /// Every structural rule a reader relies on. See docs/FORMAT.md.
     pub fn validate(&self, limits: &Limits) -> Result<(), FormatError> {
         let bad = |m: String| Err(FormatError::InvalidManifest(m));
         if self.format != FORMAT_NAME {
-            return Err(FormatError::WrongFormat { found: self.format.clone() });
+            return Err(FormatError::WrongFormat {
+                found: self.format.clone(),
+            });
         }
         if self.format_version == 0 || self.format_version > FORMAT_VERSION {
             return Err(FormatError::UnsupportedFormatVersion {
@@ -208,7 +226,10 @@ impl BundleManifest {
             }
         }
         if humantime::parse_rfc3339(&self.release.created).is_err() {
-            return bad(format!("release.created {:?} is not an RFC 3339 UTC time", self.release.created));
+            return bad(format!(
+                "release.created {:?} is not an RFC 3339 UTC time",
+                self.release.created
+            ));
         }
         if let Some(x) = &self.release.expires {
             if humantime::parse_rfc3339(x).is_err() {
@@ -218,7 +239,11 @@ impl BundleManifest {
 
         // entries: safe, sorted, unique, bounded
         if self.entries.len() > limits.max_entries {
-            return bad(format!("{} entries is over the limit of {}", self.entries.len(), limits.max_entries));
+            return bad(format!(
+                "{} entries is over the limit of {}",
+                self.entries.len(),
+                limits.max_entries
+            ));
         }
         let mut total: u64 = 0;
         for (i, e) in self.entries.iter().enumerate() {
@@ -229,10 +254,15 @@ impl BundleManifest {
             if i > 0 {
                 let prev = &self.entries[i - 1].path;
                 if prev == &e.path {
-                    return Err(FormatError::DuplicateEntry { path: e.path.clone() });
+                    return Err(FormatError::DuplicateEntry {
+                        path: e.path.clone(),
+                    });
                 }
                 if prev.as_str() > e.path.as_str() {
-                    return bad(format!("entries are not sorted by path ({:?} before {:?})", prev, e.path));
+                    return bad(format!(
+                        "entries are not sorted by path ({:?} before {:?})",
+                        prev, e.path
+                    ));
                 }
             }
             if e.size > limits.max_entry_size {
@@ -245,7 +275,10 @@ impl BundleManifest {
             total = total.saturating_add(e.size);
         }
         if total > limits.max_total_size {
-            return bad(format!("content totals {total} bytes, over the limit of {}", limits.max_total_size));
+            return bad(format!(
+                "content totals {total} bytes, over the limit of {}",
+                limits.max_total_size
+            ));
         }
         let need = |what: &str, path: &str| -> Result<(), FormatError> {
             if self.entry(path).is_none() {
@@ -265,14 +298,26 @@ impl BundleManifest {
 
         let mut names = BTreeSet::new();
         for img in &self.images {
-            if img.name.is_empty() || img.name.len() > 255 || img.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return bad(format!("image name {:?} is not a valid reference", img.name));
+            if img.name.is_empty()
+                || img.name.len() > 255
+                || img
+                    .name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return bad(format!(
+                    "image name {:?} is not a valid reference",
+                    img.name
+                ));
             }
             if !names.insert(img.name.as_str()) {
                 return bad(format!("image {:?} is listed twice", img.name));
             }
             let Some(d) = Sha256Digest::from_oci(&img.digest) else {
-                return bad(format!("image {:?}: digest {:?} is not sha256:<hex>", img.name, img.digest));
+                return bad(format!(
+                    "image {:?}: digest {:?} is not sha256:<hex>",
+                    img.name, img.digest
+                ));
             };
             need(&format!("image {:?}", img.name), &blob_path(&d))?;
             need(&format!("image {:?}", img.name), OCI_INDEX_PATH)?;
@@ -285,7 +330,10 @@ impl BundleManifest {
             check_name("chart release", &c.release)?;
             check_name("chart namespace", &c.namespace)?;
             if !releases.insert((c.namespace.as_str(), c.release.as_str())) {
-                return bad(format!("Helm release {}/{} is listed twice", c.namespace, c.release));
+                return bad(format!(
+                    "Helm release {}/{} is listed twice",
+                    c.namespace, c.release
+                ));
             }
             need(&format!("chart {:?}", c.name), &c.path)?;
         }
@@ -294,16 +342,27 @@ impl BundleManifest {
         for set in &self.migrations {
             check_name("migrations database", &set.database)?;
             if !dbs.insert(set.database.as_str()) {
-                return bad(format!("migrations for database {:?} are listed twice", set.database));
+                return bad(format!(
+                    "migrations for database {:?} are listed twice",
+                    set.database
+                ));
             }
             let mut last: Option<u64> = None;
             for s in &set.steps {
                 let n: u64 = match s.id.parse() {
                     Ok(n) if s.id.bytes().all(|b| b.is_ascii_digit()) => n,
-                    _ => return bad(format!("migration id {:?} in {:?} is not a number", s.id, set.database)),
+                    _ => {
+                        return bad(format!(
+                            "migration id {:?} in {:?} is not a number",
+                            s.id, set.database
+                        ))
+                    }
                 };
                 if last.is_some_and(|l| l >= n) {
-                    return bad(format!("migration ids in {:?} are not strictly increasing at {}", set.database, s.id));
+                    return bad(format!(
+                        "migration ids in {:?} are not strictly increasing at {}",
+                        set.database, s.id
+                    ));
                 }
                 last = Some(n);
                 need(&format!("migration {}", s.id), &s.up)?;
@@ -321,7 +380,12 @@ impl BundleManifest {
             }
             match parse_mode(&f.mode) {
                 Some(_) => {}
-                None => return bad(format!("file {:?}: mode {:?} is not octal 0000-0777", f.dest, f.mode)),
+                None => {
+                    return bad(format!(
+                        "file {:?}: mode {:?} is not octal 0000-0777",
+                        f.dest, f.mode
+                    ))
+                }
             }
             need(&format!("file {:?}", f.dest), &f.path)?;
         }
@@ -346,6 +410,16 @@ impl BundleManifest {
     }
 }
 
+/// Parses an RFC 3339 time (as used by `created` and `expires`).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+/// Formats a time as RFC 3339 UTC, seconds precision.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Parses an octal permission string (`0644`, `755`); no setuid, setgid or
 /// sticky bits.
 pub fn parse_mode(s: &str) -> Option<u32> {
@@ -360,7 +434,9 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 fn check_name(what: &str, s: &str) -> Result<(), FormatError> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        })
         && s.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -402,9 +478,21 @@ mod tests {
             migrations: vec![],
             files: vec![],
             entries: vec![
-                Entry { path: blob_path(&d), size: 5, sha256: d },
-                Entry { path: OCI_INDEX_PATH.into(), size: 1, sha256: Sha256Digest::of(b"i") },
-                Entry { path: OCI_LAYOUT_PATH.into(), size: 1, sha256: Sha256Digest::of(b"l") },
+                Entry {
+                    path: blob_path(&d),
+                    size: 5,
+                    sha256: d,
+                },
+                Entry {
+                    path: OCI_INDEX_PATH.into(),
+                    size: 1,
+                    sha256: Sha256Digest::of(b"i"),
+                },
+                Entry {
+                    path: OCI_LAYOUT_PATH.into(),
+                    size: 1,
+                    sha256: Sha256Digest::of(b"l"),
+                },
             ],
         }
     }
@@ -422,7 +510,8 @@ mod tests {
     fn unknown_field_is_refused() {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
         v["release"]["surprise"] = 1.into();
-        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default()).unwrap_err();
+        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
+            .unwrap_err();
         assert!(e.to_string().contains("surprise"), "{e}");
     }
 
@@ -431,8 +520,12 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
         v["format_version"] = 2.into();
         v["something_new"] = true.into();
-        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default()).unwrap_err();
-        assert!(matches!(e, FormatError::UnsupportedFormatVersion { found: 2, .. }), "{e}");
+        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
+            .unwrap_err();
+        assert!(
+            matches!(e, FormatError::UnsupportedFormatVersion { found: 2, .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -442,7 +535,10 @@ mod tests {
         assert!(m.validate(&Limits::default()).is_err());
         let mut m = sample();
         m.entries.insert(1, m.entries[0].clone());
-        assert!(matches!(m.validate(&Limits::default()), Err(FormatError::DuplicateEntry { .. })));
+        assert!(matches!(
+            m.validate(&Limits::default()),
+            Err(FormatError::DuplicateEntry { .. })
+        ));
     }
 
     #[test]

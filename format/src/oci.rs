@@ -41,7 +41,11 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -57,7 +61,8 @@ impl Platform {
     /// Matches `os/arch` or `os/arch/variant`.
     pub fn matches(&self, want: &str) -> bool {
         let id = self.id();
-        id == want || (self.variant.is_some() && format!("{}/{}", self.os, self.architecture) == want)
+        id == want
+            || (self.variant.is_some() && format!("{}/{}", self.os, self.architecture) == want)
     }
 }
 

@@ -11,12 +11,18 @@ use crate::error::FormatError;
 /// not longer than 100 bytes. No backslash, colon, NUL, control or non-ASCII
 /// character, so a name means the same on every filesystem.
 pub fn check_entry_path(path: &str, max_len: usize) -> Result<(), FormatError> {
-    let fail = |reason: &str| FormatError::UnsafePath { path: path.to_owned(), reason: reason.to_owned() };
+    let fail = |reason: &str| FormatError::UnsafePath {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
     if path.is_empty() {
         return Err(fail("empty name"));
     }
     if path.len() > max_len {
-        return Err(fail(&format!("{} bytes is longer than the limit of {max_len}", path.len())));
+        return Err(fail(&format!(
+            "{} bytes is longer than the limit of {max_len}",
+            path.len()
+        )));
     }
     if path.starts_with('/') {
         return Err(fail("absolute path"));
@@ -47,7 +53,12 @@ mod tests {
 
     #[test]
     fn accepts_plain_names() {
-        for p in ["manifest.json", "oci/blobs/sha256/ab", "files/bin/stoactl", "charts/a-1.0.0+b.tgz"] {
+        for p in [
+            "manifest.json",
+            "oci/blobs/sha256/ab",
+            "files/bin/stoactl",
+            "charts/a-1.0.0+b.tgz",
+        ] {
             check_entry_path(p, 240).unwrap();
         }
     }
@@ -55,8 +66,19 @@ mod tests {
     #[test]
     fn refuses_unsafe_names() {
         for p in [
-            "", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "C:x", "a\0b", "é",
-            "a b", "a\nb",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "C:x",
+            "a\0b",
+            "é",
+            "a b",
+            "a\nb",
         ] {
             assert!(check_entry_path(p, 240).is_err(), "{p:?} accepted");
         }

@@ -60,7 +60,11 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self { limits: Limits::default(), now: SystemTime::now(), allow_expired: false }
+        Self {
+            limits: Limits::default(),
+            now: SystemTime::now(),
+            allow_expired: false,
+        }
     }
 }
 
@@ -100,7 +104,8 @@ type Stream<R> = TarReader<zstd::stream::read::Decoder<'static, BufReader<R>>>;
 fn open<R: Read>(r: R, limits: &Limits) -> Result<Stream<R>, FormatError> {
     let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, r))
         .map_err(FormatError::ReadBundle)?;
-    dec.window_log_max(limits.max_window_log).map_err(FormatError::ReadBundle)?;
+    dec.window_log_max(limits.max_window_log)
+        .map_err(FormatError::ReadBundle)?;
     Ok(TarReader::new(dec, limits.max_pax_size))
 }
 
@@ -118,7 +123,10 @@ fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
         return Err(FormatError::ManifestNotFirst { found: first.path });
     }
     if first.size > limits.max_manifest_size {
-        return Err(FormatError::ManifestTooLarge { size: first.size, limit: limits.max_manifest_size });
+        return Err(FormatError::ManifestTooLarge {
+            size: first.size,
+            limit: limits.max_manifest_size,
+        });
     }
     let manifest_bytes = read_small(&mut tar, first.size)?;
     let manifest = BundleManifest::from_bytes(&manifest_bytes, limits)?;
@@ -130,17 +138,26 @@ fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
             next = Some(h);
             break;
         };
-        let bad = |reason: &str| FormatError::InvalidSignatureEntry { path: h.path.clone(), reason: reason.into() };
+        let bad = |reason: &str| FormatError::InvalidSignatureEntry {
+            path: h.path.clone(),
+            reason: reason.into(),
+        };
         let id = rest
             .strip_suffix(".sig")
             .and_then(Sha256Digest::from_hex)
             .map(KeyId)
             .ok_or_else(|| bad("name is not signatures/<64 hex key id>.sig"))?;
         if h.size != 64 {
-            return Err(bad(&format!("{} bytes, an Ed25519 signature is 64", h.size)));
+            return Err(bad(&format!(
+                "{} bytes, an Ed25519 signature is 64",
+                h.size
+            )));
         }
         if signatures.len() >= limits.max_signatures {
-            return Err(bad(&format!("more than {} signatures", limits.max_signatures)));
+            return Err(bad(&format!(
+                "more than {} signatures",
+                limits.max_signatures
+            )));
         }
         let raw = read_small(&mut tar, 64)?;
         let mut sig = [0u8; 64];
@@ -156,7 +173,11 @@ fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
         signers: signatures.keys().copied().collect(),
         signatures,
     };
-    Ok(Head { tar, inspection, next })
+    Ok(Head {
+        tar,
+        inspection,
+        next,
+    })
 }
 
 fn read_small<R: Read>(tar: &mut Stream<R>, size: u64) -> Result<Vec<u8>, FormatError> {
@@ -183,7 +204,11 @@ pub fn verify<R: Read>(
     sink: &mut dyn ContentSink,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifiedBundle, FormatError> {
-    let Head { mut tar, inspection, mut next } = read_head(r, &opts.limits)?;
+    let Head {
+        mut tar,
+        inspection,
+        mut next,
+    } = read_head(r, &opts.limits)?;
     let trusted_signers = inspection.check_signatures(trust)?;
     check_expiry(&inspection.manifest, opts)?;
 
@@ -208,7 +233,10 @@ pub fn verify<R: Read>(
         let Some(entry) = manifest.entry(&h.path) else {
             if h.path.starts_with(SIGNATURES_DIR) {
                 let expected = entries.get(idx).map(|e| e.path.clone()).unwrap_or_default();
-                return Err(FormatError::OutOfOrderEntry { path: h.path, expected });
+                return Err(FormatError::OutOfOrderEntry {
+                    path: h.path,
+                    expected,
+                });
             }
             return Err(FormatError::UnlistedEntry { path: h.path });
         };
@@ -217,13 +245,24 @@ pub fn verify<R: Read>(
         }
         match entries.get(idx) {
             Some(e) if e.path == entry.path => {}
-            Some(e) => return Err(FormatError::MissingEntry { path: e.path.clone() }),
+            Some(e) => {
+                return Err(FormatError::MissingEntry {
+                    path: e.path.clone(),
+                })
+            }
             None => return Err(FormatError::DuplicateEntry { path: h.path }),
         }
         if h.size != entry.size {
-            return Err(FormatError::SizeMismatch { path: h.path, declared: entry.size, found: h.size });
+            return Err(FormatError::SizeMismatch {
+                path: h.path,
+                declared: entry.size,
+                found: h.size,
+            });
         }
-        let sink_err = |e| FormatError::Sink { path: entry.path.clone(), source: e };
+        let sink_err = |e| FormatError::Sink {
+            path: entry.path.clone(),
+            source: e,
+        };
         sink.begin(entry).map_err(sink_err)?;
         let mut hasher = Hasher::default();
         while hasher.len() < entry.size {
@@ -246,7 +285,9 @@ pub fn verify<R: Read>(
         idx += 1;
     }
     if let Some(e) = entries.get(idx) {
-        return Err(FormatError::MissingEntry { path: e.path.clone() });
+        return Err(FormatError::MissingEntry {
+            path: e.path.clone(),
+        });
     }
     Ok(VerifiedBundle {
         manifest: inspection.manifest.clone(),
@@ -262,7 +303,9 @@ pub fn verify<R: Read>(
 /// clock is refused unless `allow_expired`. A clock set back makes an expired
 /// bundle look valid; that is why the updater also keeps a version floor.
 pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), FormatError> {
-    let Some(exp) = m.expires_at() else { return Ok(()) };
+    let Some(exp) = m.expires_at() else {
+        return Ok(());
+    };
     if !opts.allow_expired && opts.now >= exp {
         return Err(FormatError::Expired {
             expires: m.release.expires.clone().unwrap_or_default(),

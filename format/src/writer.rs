@@ -22,7 +22,11 @@ pub enum ContentSource {
     Bytes(Vec<u8>),
     File(PathBuf),
     /// A byte range of a file (a member of an uncompressed tar, say).
-    FileRange { path: PathBuf, offset: u64, len: u64 },
+    FileRange {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl ContentSource {
@@ -101,12 +105,20 @@ impl BundleWriter {
                     )));
                 }
             }
-            entries.push(Entry { path: p.path, size: p.size, sha256: p.sha256 });
+            entries.push(Entry {
+                path: p.path,
+                size: p.size,
+                sha256: p.sha256,
+            });
             sources.push(p.source);
         }
         manifest.entries = entries;
         manifest.validate(limits)?;
-        Ok(Self { manifest, sources, mtime })
+        Ok(Self {
+            manifest,
+            sources,
+            mtime,
+        })
     }
 
     pub fn manifest(&self) -> &BundleManifest {
@@ -127,9 +139,18 @@ impl BundleWriter {
         let mut block = Vec::with_capacity(2048);
 
         // manifest, then signatures sorted by key id
-        archive::write_entry_header(&mut block, MANIFEST_PATH, manifest_bytes.len() as u64, self.mtime).map_err(wb)?;
+        archive::write_entry_header(
+            &mut block,
+            MANIFEST_PATH,
+            manifest_bytes.len() as u64,
+            self.mtime,
+        )
+        .map_err(wb)?;
         block.extend_from_slice(&manifest_bytes);
-        block.resize(block.len() + archive::padding(manifest_bytes.len() as u64), 0);
+        block.resize(
+            block.len() + archive::padding(manifest_bytes.len() as u64),
+            0,
+        );
         let mut signers: Vec<&SigningKeyPair> = keys.iter().collect();
         signers.sort_by_key(|k| k.id());
         signers.dedup_by_key(|k| k.id());
@@ -145,7 +166,8 @@ impl BundleWriter {
         let mut raw_bytes = 0;
         for (entry, source) in self.manifest.entries.iter().zip(&self.sources) {
             block.clear();
-            archive::write_entry_header(&mut block, &entry.path, entry.size, self.mtime).map_err(wb)?;
+            archive::write_entry_header(&mut block, &entry.path, entry.size, self.mtime)
+                .map_err(wb)?;
             fw.compressed(&block).map_err(wb)?;
             let raw = copy_entry(entry, source, &mut fw, &mut buf, progress)?;
             if raw {
@@ -190,7 +212,9 @@ fn copy_entry<W: Write>(
     // read at most one byte past the declared size, to notice a grown source
     let limit = entry.size.saturating_add(1);
     loop {
-        let want = buf.len().min(usize::try_from(limit - hasher.len()).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(limit - hasher.len()).unwrap_or(usize::MAX));
         if want == 0 {
             break;
         }
@@ -204,7 +228,12 @@ fn copy_entry<W: Write>(
             break;
         }
         let is_raw = *raw.get_or_insert_with(|| entry.size >= 4096 && looks_compressed(chunk));
-        if is_raw { fw.raw(chunk) } else { fw.compressed(chunk) }.map_err(FormatError::WriteBundle)?;
+        if is_raw {
+            fw.raw(chunk)
+        } else {
+            fw.compressed(chunk)
+        }
+        .map_err(FormatError::WriteBundle)?;
         progress(n as u64);
     }
     let (digest, len) = hasher.finish();

@@ -49,7 +49,9 @@ impl<W: Write> std::fmt::Debug for FrameWriter<W> {
 
 impl<W: Write> FrameWriter<W> {
     pub fn new(w: W) -> Self {
-        Self { state: State::Idle(w) }
+        Self {
+            state: State::Idle(w),
+        }
     }
 
     fn take(&mut self) -> io::Result<W> {
@@ -60,7 +62,9 @@ impl<W: Write> FrameWriter<W> {
                 finish_raw(&mut w, &block)?;
                 Ok(w)
             }
-            State::Poisoned => Err(io::Error::other("frame writer poisoned by an earlier error")),
+            State::Poisoned => Err(io::Error::other(
+                "frame writer poisoned by an earlier error",
+            )),
         }
     }
 
@@ -84,9 +88,14 @@ impl<W: Write> FrameWriter<W> {
         if !matches!(self.state, State::Raw { .. }) {
             let mut w = self.take()?;
             w.write_all(&RAW_FRAME_HEADER)?;
-            self.state = State::Raw { w, block: Vec::with_capacity(RAW_BLOCK) };
+            self.state = State::Raw {
+                w,
+                block: Vec::with_capacity(RAW_BLOCK),
+            };
         }
-        let State::Raw { w, block } = &mut self.state else { unreachable!("just set") };
+        let State::Raw { w, block } = &mut self.state else {
+            unreachable!("just set")
+        };
         while !buf.is_empty() {
             // emit full blocks straight from the caller's buffer when possible
             if block.is_empty() && buf.len() >= RAW_BLOCK {
@@ -133,7 +142,9 @@ mod tests {
     fn mixed_frames_decode_with_libzstd() {
         let mut fw = FrameWriter::new(Vec::new());
         fw.compressed(b"hello ").unwrap();
-        let big: Vec<u8> = (0..(3 * RAW_BLOCK + 17)).map(|i| (i * 31 % 251) as u8).collect();
+        let big: Vec<u8> = (0..(3 * RAW_BLOCK + 17))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         fw.raw(&big[..1000]).unwrap();
         fw.raw(&big[1000..]).unwrap();
         fw.compressed(b" world").unwrap();

@@ -1,1 +1,7 @@
+//! The end-to-end test harness: fixtures, a temp dir per test, and the two
+//! programs driven as a user would.
 
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
+
+pub mod harness;
+pub mod oci_fixture;

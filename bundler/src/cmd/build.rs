@@ -1,0 +1,150 @@
+//! `stoa-bundler build <manifest> --key <file>… --out <bundle>`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stoa_format::extract::sync_dir;
+use stoa_format::report::human_bytes;
+use stoa_format::{Limits, SigningKeyPair};
+
+use crate::error::{BundlerError, Result};
+use crate::plan::{plan, BuildSettings};
+use crate::progress::bytes_bar;
+use crate::release::LoadedRelease;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The release manifest (TOML).
+    pub manifest: PathBuf,
+    /// A signing key (PKCS#8 PEM); repeat for several signatures.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Where to write the bundle (written beside it first, renamed at the end).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// SOURCE_DATE_EPOCH, the reproducible-builds convention, or now.
+fn build_time() -> Result<(SystemTime, u64)> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: u64 = s
+                .trim()
+                .parse()
+                .map_err(|_| BundlerError::SourceDateEpoch(s.clone()))?;
+            Ok((UNIX_EPOCH + Duration::from_secs(secs), secs))
+        }
+        Err(_) => {
+            let now = SystemTime::now();
+            let secs = now
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            Ok((UNIX_EPOCH + Duration::from_secs(secs), secs))
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.keys.is_empty() {
+        return Err(BundlerError::NoSigningKey);
+    }
+    let keys: Vec<SigningKeyPair> = args
+        .keys
+        .iter()
+        .map(|k| SigningKeyPair::load(k))
+        .collect::<Result<_, _>>()?;
+    let release = LoadedRelease::load(&args.manifest)?;
+    let (created, mtime) = build_time()?;
+    let settings = BuildSettings {
+        created,
+        mtime,
+        limits: Limits::default(),
+    };
+    let writer = plan(&release, &settings)?;
+    let m = writer.manifest();
+    let total = m.content_size();
+
+    let out = &args.out;
+    let werr = |e| BundlerError::WriteOutput {
+        path: out.clone(),
+        source: e,
+    };
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(werr)?;
+    let tmp = dir.join(format!(
+        ".{}.partial-{}",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<_> {
+        let f = File::create(&tmp).map_err(werr)?;
+        let pb = bytes_bar(total, "build", args.quiet || args.json);
+        let (w, summary) = writer.write(BufWriter::with_capacity(1 << 20, f), &keys, &mut |n| {
+            pb.inc(n)
+        })?;
+        pb.finish_and_clear();
+        let f = w.into_inner().map_err(|e| werr(e.into_error()))?;
+        f.sync_all().map_err(werr)?;
+        let size = f.metadata().map_err(werr)?.len();
+        fs::rename(&tmp, out).map_err(werr)?;
+        sync_dir(&dir).map_err(werr)?;
+        Ok((summary, size))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    let (summary, size) = result?;
+    print_summary(args, out, m, &keys, &summary, size);
+    Ok(())
+}
+
+fn print_summary(
+    args: &Args,
+    out: &Path,
+    m: &stoa_format::BundleManifest,
+    keys: &[SigningKeyPair],
+    s: &stoa_format::WriteSummary,
+    size: u64,
+) {
+    let signers: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bundle": out, "name": m.release.name, "version": m.release.version.to_string(),
+                "manifest_sha256": s.manifest_sha256.hex(), "signers": signers, "entries": s.entries,
+                "content_bytes": s.content_bytes, "stored_raw_bytes": s.raw_bytes, "bundle_bytes": size,
+            })
+        );
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(
+            o,
+            "built {} ({} {}): {} entries, {} content, {} file",
+            out.display(),
+            m.release.name,
+            m.release.version,
+            s.entries,
+            human_bytes(s.content_bytes),
+            human_bytes(size)
+        );
+        let _ = writeln!(o, "manifest sha256:{}", s.manifest_sha256);
+        for k in &signers {
+            let _ = writeln!(o, "signed by {k}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The one error type of stoa-bundler.
+
+use std::io;
+use std::path::PathBuf;
+
+use stoa_format::FormatError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundlerError {
+    #[error("{0}")]
+    Format(#[from] FormatError),
+    #[error("read release manifest {path}: {source}")]
+    ReadReleaseManifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parse release manifest {path}: {message}")]
+    ParseReleaseManifest { path: PathBuf, message: String },
+    #[error("{path}:{line}: {field}: {message}")]
+    InvalidField {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+    #[error("image {image}: read OCI layout {layout}: {message}")]
+    OciLayout {
+        image: String,
+        layout: PathBuf,
+        message: String,
+    },
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+    #[error("chart {path}: {message}")]
+    Chart { path: PathBuf, message: String },
+    #[error("migrations {dir}: {message}")]
+    Migrations { dir: PathBuf, message: String },
+    #[error("file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("write bundle {path}: {source}")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("read bundle {path}: {source}")]
+    OpenBundle {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("build: at least one --key is needed to sign the bundle")]
+    NoSigningKey,
+    #[error("build: SOURCE_DATE_EPOCH {0:?} is not a whole number of seconds")]
+    SourceDateEpoch(String),
+}
+
+impl BundlerError {
+    /// The process exit code (docs/OPERATIONS.md, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Format(e) if e.is_verification_failure() => 1,
+            Self::ParseReleaseManifest { .. }
+            | Self::InvalidField { .. }
+            | Self::NoSigningKey
+            | Self::SourceDateEpoch(_) => 2,
+            Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
+            _ => 3,
+        }
+    }
+
+    /// A short stable name for `--json` error output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Format(e) => e.kind(),
+            Self::ReadReleaseManifest { .. }
+            | Self::ParseReleaseManifest { .. }
+            | Self::InvalidField { .. } => "release-manifest",
+            Self::OciLayout { .. } | Self::Image { .. } => "image",
+            Self::Chart { .. } => "chart",
+            Self::Migrations { .. } => "migrations",
+            Self::File { .. } => "file",
+            Self::WriteOutput { .. } => "write",
+            Self::OpenBundle { .. } => "read",
+            Self::NoSigningKey => "no-key",
+            Self::SourceDateEpoch(_) => "source-date-epoch",
+        }
+    }
+}
+
+pub type Result<T, E = BundlerError> = std::result::Result<T, E>;

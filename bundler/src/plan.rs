@@ -1,0 +1,249 @@
+//! From a release manifest to a [`BundleWriter`]: resolve every source,
+//! hash what is not content-addressed already, and assemble the signed
+//! manifest's records.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use stoa_format::manifest::{
+    self, ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, OCI_INDEX_PATH,
+    OCI_LAYOUT_PATH,
+};
+use stoa_format::{
+    oci, BundleManifest, BundleWriter, ContentSource, Limits, PlannedEntry, Sha256Digest,
+};
+
+use crate::error::{BundlerError, Result};
+use crate::release::LoadedRelease;
+use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
+use crate::sources::{chart, migrations};
+
+/// Build-time settings that are not in the release manifest.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The `created` time, from SOURCE_DATE_EPOCH when set.
+    pub created: SystemTime,
+    /// The tar mtime of every entry (same source).
+    pub mtime: u64,
+    pub limits: Limits,
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
+    Sha256Digest::of_reader(File::open(path)?)
+}
+
+fn planned_file(
+    entry_path: String,
+    file: &Path,
+    err: impl Fn(String) -> BundlerError,
+) -> Result<PlannedEntry> {
+    let meta = std::fs::metadata(file).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    let (sha256, size) = hash_file(file).map_err(|e| err(e.to_string()))?;
+    Ok(PlannedEntry {
+        path: entry_path,
+        size,
+        sha256,
+        source: ContentSource::File(file.to_owned()),
+    })
+}
+
+/// Resolves everything the release manifest names.
+pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWriter> {
+    let m = &rel.manifest;
+    let mut planned: Vec<PlannedEntry> = Vec::new();
+
+    // images
+    let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
+    let mut images = Vec::new();
+    for (i, spec) in m.images.iter().enumerate() {
+        let name = spec.name.get_ref();
+        let Some(src) = &spec.source else {
+            return Err(rel.field_error(
+                &format!("images[{i}].source"),
+                spec.name.span(),
+                "pulling from a registry is not supported by this build; give source = \"oci:<dir>:<ref>\"",
+            ));
+        };
+        let parsed = ImageSource::parse(src.get_ref()).ok_or_else(|| {
+            rel.field_error(
+                &format!("images[{i}].source"),
+                src.span(),
+                format!(
+                    "{:?} is not oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
+                    src.get_ref()
+                ),
+            )
+        })?;
+        let (is_archive, path, reference) = match &parsed {
+            ImageSource::Layout { path, reference } => {
+                (false, rel.resolve(path), reference.clone())
+            }
+            ImageSource::Archive { path, reference } => {
+                (true, rel.resolve(path), reference.clone())
+            }
+        };
+        let key = (is_archive, path.clone());
+        if !stores.contains_key(&key) {
+            let store = if is_archive {
+                LayoutStore::open_archive(&path)
+            } else {
+                LayoutStore::open_dir(&path)
+            }
+            .map_err(|e| BundlerError::OciLayout {
+                image: name.clone(),
+                layout: path.clone(),
+                message: e.to_string(),
+            })?;
+            stores.insert(key.clone(), store);
+        }
+        let platforms = spec.platforms.as_ref().map(|p| p.get_ref().as_slice());
+        let img = oci_layout::resolve(
+            name,
+            src.get_ref(),
+            &stores[&key],
+            reference.as_deref(),
+            platforms,
+        )?;
+        images.push(img);
+    }
+    if !images.is_empty() {
+        let index = oci_layout::bundle_index(&images);
+        planned.push(PlannedEntry {
+            path: OCI_INDEX_PATH.into(),
+            size: index.len() as u64,
+            sha256: Sha256Digest::of(&index),
+            source: ContentSource::Bytes(index),
+        });
+        planned.push(PlannedEntry {
+            path: OCI_LAYOUT_PATH.into(),
+            size: oci::OCI_LAYOUT_CONTENT.len() as u64,
+            sha256: Sha256Digest::of(oci::OCI_LAYOUT_CONTENT),
+            source: ContentSource::Bytes(oci::OCI_LAYOUT_CONTENT.to_vec()),
+        });
+    }
+    let mut image_records = Vec::new();
+    for img in images {
+        planned.extend(img.blobs);
+        image_records.push(img.record);
+    }
+
+    // charts
+    let mut chart_records = Vec::new();
+    for spec in &m.charts {
+        let path = rel.resolve(spec.path.get_ref());
+        let c = chart::load(&path, settings.mtime)?;
+        let entry_path = format!("charts/{}-{}.tgz", c.name, c.version);
+        chart_records.push(ChartRecord {
+            name: c.name,
+            version: c.version,
+            app_version: c.app_version,
+            release: spec.release.get_ref().clone(),
+            namespace: spec.namespace.get_ref().clone(),
+            path: entry_path.clone(),
+        });
+        planned.push(PlannedEntry {
+            path: entry_path,
+            size: c.bytes.len() as u64,
+            sha256: Sha256Digest::of(&c.bytes),
+            source: ContentSource::Bytes(c.bytes),
+        });
+    }
+
+    // migrations
+    let mut migration_sets = Vec::new();
+    for spec in &m.migrations {
+        let db = spec.database.get_ref();
+        let dir = rel.resolve(spec.dir.get_ref());
+        let mut steps = Vec::new();
+        for f in migrations::scan(&dir)? {
+            let entry_of = |p: &Path| {
+                format!(
+                    "migrations/{db}/{}",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                )
+            };
+            let merr = |file: &Path| {
+                let dir = dir.clone();
+                let file = file.display().to_string();
+                move |m: String| BundlerError::Migrations {
+                    dir: dir.clone(),
+                    message: format!("{file}: {m}"),
+                }
+            };
+            let up = entry_of(&f.up);
+            planned.push(planned_file(up.clone(), &f.up, merr(&f.up))?);
+            let down = match &f.down {
+                Some(d) => {
+                    let p = entry_of(d);
+                    planned.push(planned_file(p.clone(), d, merr(d))?);
+                    Some(p)
+                }
+                None => None,
+            };
+            steps.push(MigrationStep {
+                id: f.id,
+                name: f.name,
+                up,
+                down,
+            });
+        }
+        migration_sets.push(MigrationSet {
+            database: db.clone(),
+            steps,
+        });
+    }
+
+    // files
+    let mut file_records = Vec::new();
+    for spec in &m.files {
+        let src = rel.resolve(spec.source.get_ref());
+        let dest = spec.dest.get_ref().clone();
+        let entry_path = format!("files/{dest}");
+        planned.push(planned_file(entry_path.clone(), &src, |m| {
+            BundlerError::File {
+                path: src.clone(),
+                message: m,
+            }
+        })?);
+        file_records.push(FileRecord {
+            dest,
+            mode: spec
+                .mode
+                .as_ref()
+                .map(|m| m.get_ref().clone())
+                .unwrap_or_else(|| "0644".into()),
+            path: entry_path,
+        });
+    }
+
+    let r = &m.release;
+    let bundle_manifest = BundleManifest {
+        format: stoa_format::FORMAT_NAME.into(),
+        format_version: stoa_format::FORMAT_VERSION,
+        release: Release {
+            name: r.name.get_ref().clone(),
+            version: rel.version(),
+            upgrade_from: r.upgrade_from.as_ref().map(|u| u.get_ref().clone()),
+            created: manifest::format_rfc3339(settings.created),
+            expires: r.expires.as_ref().map(|x| x.get_ref().clone()),
+        },
+        images: image_records,
+        charts: chart_records,
+        migrations: migration_sets,
+        files: file_records,
+        entries: Vec::new(),
+    };
+    Ok(BundleWriter::new(
+        bundle_manifest,
+        planned,
+        settings.mtime,
+        &settings.limits,
+    )?)
+}

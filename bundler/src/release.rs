@@ -1,0 +1,229 @@
+//! The release manifest (TOML) a release engineer writes. See
+//! docs/RELEASE-MANIFEST.md. Unknown fields are errors; every error names the
+//! field and its line.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{BundlerError, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseManifest {
+    pub release: ReleaseSection,
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+    #[serde(default)]
+    pub charts: Vec<ChartSpec>,
+    #[serde(default)]
+    pub migrations: Vec<MigrationSpec>,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSection {
+    pub name: Spanned<String>,
+    pub version: Spanned<String>,
+    pub upgrade_from: Option<Spanned<String>>,
+    /// RFC 3339 UTC time after which sites refuse the bundle.
+    pub expires: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub name: Spanned<String>,
+    pub source: Option<Spanned<String>>,
+    pub platforms: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSpec {
+    pub path: Spanned<String>,
+    pub release: Spanned<String>,
+    pub namespace: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSpec {
+    pub database: Spanned<String>,
+    pub dir: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub source: Spanned<String>,
+    pub dest: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+}
+
+/// A parsed release manifest, with what is needed to report errors by line
+/// and to resolve relative paths.
+#[derive(Debug)]
+pub struct LoadedRelease {
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+    text: String,
+    pub manifest: ReleaseManifest,
+}
+
+impl LoadedRelease {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| BundlerError::ReadReleaseManifest {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        let manifest: ReleaseManifest = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            let msg = e.message().trim().to_owned();
+            BundlerError::ParseReleaseManifest {
+                path: path.to_owned(),
+                message: match line {
+                    Some(l) => format!("line {l}: {msg}"),
+                    None => msg,
+                },
+            }
+        })?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let me = Self {
+            path: path.to_owned(),
+            base_dir,
+            text,
+            manifest,
+        };
+        me.check()?;
+        Ok(me)
+    }
+
+    /// An error about `field`, located at `span`.
+    pub fn field_error(
+        &self,
+        field: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> BundlerError {
+        BundlerError::InvalidField {
+            path: self.path.clone(),
+            line: line_of(&self.text, span.start),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A path from the manifest, resolved against the manifest's folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn version(&self) -> semver::Version {
+        // checked in `check`
+        semver::Version::parse(self.manifest.release.version.get_ref())
+            .unwrap_or_else(|_| semver::Version::new(0, 0, 0))
+    }
+
+    fn check(&self) -> Result<()> {
+        let r = &self.manifest.release;
+        if let Err(e) = semver::Version::parse(r.version.get_ref()) {
+            return Err(self.field_error(
+                "release.version",
+                r.version.span(),
+                format!("{:?} is not semver: {e}", r.version.get_ref()),
+            ));
+        }
+        if let Some(u) = &r.upgrade_from {
+            if let Err(e) = semver::VersionReq::parse(u.get_ref()) {
+                return Err(self.field_error(
+                    "release.upgrade_from",
+                    u.span(),
+                    format!("{:?} is not a semver requirement: {e}", u.get_ref()),
+                ));
+            }
+        }
+        if let Some(x) = &r.expires {
+            if humantime_ok(x.get_ref()).is_none() {
+                return Err(self.field_error(
+                    "release.expires",
+                    x.span(),
+                    format!(
+                        "{:?} is not an RFC 3339 UTC time like 2027-01-31T00:00:00Z",
+                        x.get_ref()
+                    ),
+                ));
+            }
+        }
+        let n = r.name.get_ref();
+        if n.is_empty()
+            || !n.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+            })
+        {
+            return Err(self.field_error(
+                "release.name",
+                r.name.span(),
+                format!("{n:?} must be lowercase letters, digits, '-', '.', '_'"),
+            ));
+        }
+        for (i, img) in self.manifest.images.iter().enumerate() {
+            if let Some(p) = &img.platforms {
+                for plat in p.get_ref() {
+                    let parts = plat.split('/').count();
+                    if !(2..=3).contains(&parts) || plat.split('/').any(str::is_empty) {
+                        return Err(self.field_error(
+                            &format!("images[{i}].platforms"),
+                            p.span(),
+                            format!("{plat:?} is not os/arch[/variant]"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, f) in self.manifest.files.iter().enumerate() {
+            if let Some(m) = &f.mode {
+                if stoa_format::manifest::parse_mode(m.get_ref()).is_none() {
+                    return Err(self.field_error(
+                        &format!("files[{i}].mode"),
+                        m.span(),
+                        format!("{:?} is not an octal mode 0000-0777", m.get_ref()),
+                    ));
+                }
+            }
+            if let Err(e) = stoa_format::paths::check_entry_path(f.dest.get_ref(), 200) {
+                return Err(self.field_error(
+                    &format!("files[{i}].dest"),
+                    f.dest.span(),
+                    e.to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn humantime_ok(s: &str) -> Option<()> {
+    stoa_format::manifest::parse_rfc3339(s).map(|_| ())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}

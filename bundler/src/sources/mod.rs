@@ -1,0 +1,6 @@
+//! Where bundle content comes from: OCI layouts (folders and archives), Helm
+//! chart folders and archives, migration folders and plain files.
+
+pub mod chart;
+pub mod migrations;
+pub mod oci_layout;

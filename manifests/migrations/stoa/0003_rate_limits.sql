@@ -1,0 +1,1 @@
+ALTER TABLE apis ADD COLUMN rate_limit_per_minute integer NOT NULL DEFAULT 600;

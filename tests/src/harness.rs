@@ -1,0 +1,388 @@
+//! A temp dir per test, the two programs as a user runs them, and real
+//! services (docker-registry, PostgreSQL) started on loopback for a test and
+//! stopped when it ends. Services are required: a missing one fails the
+//! test with what to install, it never skips.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder holding the workspace's built binaries (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test binary>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
+    for b in ["stoa-bundler", "stoa-updater"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is not built; run `cargo build --workspace --bins` first (scripts/test.sh does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+pub fn bundler() -> Command {
+    Command::new(bin_dir().join("stoa-bundler"))
+}
+
+pub fn updater() -> Command {
+    Command::new(bin_dir().join("stoa-updater"))
+}
+
+pub fn fixtures_bin() -> PathBuf {
+    bin_dir().join("stoa-fixtures")
+}
+
+/// Runs a command to completion, capturing output, with no stdin.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+/// Runs and asserts success, returning stdout.
+#[track_caller]
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs and asserts failure with exit `code`, returning stderr.
+#[track_caller]
+pub fn fails(cmd: &mut Command, code: i32) -> String {
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}: expected exit {code}, got {}:\nstdout: {}\nstderr: {stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{cmd:?} panicked: {stderr}");
+    stderr
+}
+
+/// Requires an external program; fails (never skips) when it is missing.
+#[track_caller]
+pub fn require(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is required (apt-get install {package}; scripts/test.sh installs it)"
+    );
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+/// TLS material made for a test: a CA and a server certificate for 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCa {
+    pub fn create(dir: &Path) -> Self {
+        require("openssl", "openssl");
+        fs::create_dir_all(dir).expect("ca dir");
+        let p = |n: &str| dir.join(n);
+        let sh = |script: &str| {
+            let out = run(Command::new("sh").arg("-c").arg(script).current_dir(dir));
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=STOA test CA' 2>/dev/null");
+        fs::write(
+            p("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("san");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null && \
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null");
+        Self {
+            ca_cert: p("ca.pem"),
+            server_cert: p("server.pem"),
+            server_key: p("server.key"),
+        }
+    }
+}
+
+/// A real `docker-registry` (Debian's distribution 2.x) on loopback.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    /// `127.0.0.1:<port>`
+    pub host: String,
+    pub tls: Option<TestCa>,
+    pub auth: Option<(String, String)>,
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RegistryOptions {
+    pub tls: bool,
+    /// htpasswd user and password
+    pub auth: Option<(String, String)>,
+}
+
+impl Registry {
+    pub fn start(dir: &Path, opts: RegistryOptions) -> Self {
+        require("docker-registry", "docker-registry");
+        let root = dir.join("registry");
+        fs::create_dir_all(root.join("data")).expect("registry dir");
+        let port = free_port();
+        let tls = opts.tls.then(|| TestCa::create(&root.join("pki")));
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.join("data").display()
+        );
+        if let Some(ca) = &tls {
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ));
+        }
+        if let Some((user, pass)) = &opts.auth {
+            require("htpasswd", "apache2-utils");
+            let out = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
+            assert!(out.status.success(), "htpasswd failed");
+            fs::write(root.join("htpasswd"), &out.stdout).expect("htpasswd file");
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: stoa-test\n    path: {}\n",
+                root.join("htpasswd").display()
+            ));
+        }
+        fs::write(root.join("config.yml"), cfg).expect("registry config");
+        let log = fs::File::create(root.join("registry.log")).expect("registry log");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(root.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        wait_for_port(port, "docker-registry", &mut child);
+        Self {
+            child,
+            port,
+            host: format!("127.0.0.1:{port}"),
+            tls,
+            auth: opts.auth,
+            root,
+        }
+    }
+
+    /// `docker://127.0.0.1:<port>/<repo>` for skopeo.
+    pub fn docker_ref(&self, repo_and_tag: &str) -> String {
+        format!("docker://{}/{repo_and_tag}", self.host)
+    }
+
+    /// skopeo flags for this registry (TLS verification or plain HTTP, creds).
+    pub fn skopeo_flags(&self, dest: bool) -> Vec<String> {
+        let side = if dest { "dest" } else { "src" };
+        let mut v = Vec::new();
+        match &self.tls {
+            Some(ca) => {
+                let certs = self.root.join("skopeo-certs");
+                fs::create_dir_all(&certs).expect("certs dir");
+                fs::copy(&ca.ca_cert, certs.join("ca.crt")).expect("copy ca");
+                v.push(format!("--{side}-cert-dir={}", certs.display()));
+            }
+            None => v.push(format!("--{side}-tls-verify=false")),
+        }
+        if let Some((u, p)) = &self.auth {
+            v.push(format!("--{side}-creds={u}:{p}"));
+        }
+        v
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real PostgreSQL cluster in a temp folder, on a loopback port, run as
+/// the `postgres` user (initdb refuses root). Trust auth on loopback.
+#[derive(Debug)]
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    pub root: PathBuf,
+}
+
+fn pg_bin() -> PathBuf {
+    let base = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = fs::read_dir(base)
+        .unwrap_or_else(|_| {
+            panic!(
+                "PostgreSQL is required (apt-get install postgresql; scripts/test.sh installs it)"
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
+}
+
+fn as_postgres(bin: &Path, tool: &str) -> Command {
+    let is_root = run(Command::new("id").arg("-u")).stdout.starts_with(b"0");
+    if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+impl Postgres {
+    pub fn start(dir: &Path) -> Self {
+        let bin = pg_bin();
+        // a folder the postgres user owns, outside the (root-only) temp dir
+        let root = PathBuf::from(format!(
+            "/tmp/stoa-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        fs::create_dir_all(&root).expect("pg root");
+        let _ = run(Command::new("chown").args(["postgres:postgres"]).arg(&root));
+        let data = root.join("data");
+        let out = run(as_postgres(&bin, "initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            root.display()
+        );
+        let out = run(as_postgres(&bin, "pg_ctl")
+            .args(["-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(root.join("pg.log"))
+            .args(["-o", &opts, "-w", "start"]));
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = dir;
+        Self {
+            port,
+            data,
+            bin,
+            root,
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<db>`
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a database.
+    pub fn create_db(&self, name: &str) {
+        let out = run(Command::new("psql").args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            &self.url("postgres"),
+            "-c",
+            &format!("CREATE DATABASE \"{name}\""),
+        ]));
+        assert!(
+            out.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL with psql and returns its unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = run(Command::new("psql").args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &self.url(db),
+            "-c",
+            sql,
+        ]));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = run(as_postgres(&self.bin, "pg_ctl")
+            .args(["-D"])
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"]));
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}

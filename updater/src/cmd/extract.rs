@@ -1,0 +1,48 @@
+//! `stoa-updater extract <bundle> --trust … --to <dir>`: verified content
+//! only, in a folder that appears when every byte has been checked.
+
+use std::path::PathBuf;
+
+use stoa_format::{extract, report};
+
+use crate::error::Result;
+use crate::progress::bytes_bar;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: super::TrustArgs,
+    /// The folder to create (must not exist).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let (trust, opts) = args.trust.load()?;
+    let size = std::fs::metadata(&args.bundle)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let pb = bytes_bar(size, "extract", args.quiet || args.json);
+    let v = extract::extract(&args.bundle, &trust, &opts, &args.to, &mut |n| pb.inc(n))?;
+    pb.finish_and_clear();
+    if args.json {
+        let mut doc = report::verified(&v);
+        doc["extracted_to"] = serde_json::json!(args.to);
+        println!("{doc}");
+    } else {
+        println!(
+            "extracted {} {} to {} ({} entries, {})",
+            v.manifest.release.name,
+            v.manifest.release.version,
+            args.to.display(),
+            v.manifest.entries.len(),
+            report::human_bytes(v.content_bytes)
+        );
+    }
+    Ok(())
+}
