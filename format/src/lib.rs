@@ -18,6 +18,7 @@ pub mod limits;
 pub mod manifest;
 pub mod oci;
 pub mod paths;
+pub mod pipe;
 pub mod reader;
 pub mod report;
 pub mod writer;

@@ -20,6 +20,7 @@ use crate::keys::{KeyId, TrustStore};
 use crate::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
+use crate::pipe::{ReadAhead, CHUNK, DEPTH};
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
@@ -99,24 +100,26 @@ pub struct VerifiedBundle {
     pub content_bytes: u64,
 }
 
-type Stream<R> = TarReader<zstd::stream::read::Decoder<'static, BufReader<R>>>;
+/// Decompression runs on a helper thread (see [`ReadAhead`]) so that it
+/// overlaps with hashing.
+type Stream = TarReader<ReadAhead>;
 
-fn open<R: Read>(r: R, limits: &Limits) -> Result<Stream<R>, FormatError> {
-    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, r))
+fn open<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Stream, FormatError> {
+    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, r))
         .map_err(FormatError::ReadBundle)?;
     dec.window_log_max(limits.max_window_log)
         .map_err(FormatError::ReadBundle)?;
-    Ok(TarReader::new(dec, limits.max_pax_size))
+    Ok(TarReader::new(ReadAhead::new(dec, CHUNK, DEPTH), limits.max_pax_size))
 }
 
-struct Head<R: Read> {
-    tar: Stream<R>,
+struct Head {
+    tar: Stream,
     inspection: Inspection,
     /// the first content header, already read
     next: Option<EntryHeader>,
 }
 
-fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
+fn read_head<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Head, FormatError> {
     let mut tar = open(r, limits)?;
     let first = tar.next_header()?.ok_or(FormatError::EmptyBundle)?;
     if first.path != MANIFEST_PATH {
@@ -180,7 +183,7 @@ fn read_head<R: Read>(r: R, limits: &Limits) -> Result<Head<R>, FormatError> {
     })
 }
 
-fn read_small<R: Read>(tar: &mut Stream<R>, size: u64) -> Result<Vec<u8>, FormatError> {
+fn read_small(tar: &mut Stream, size: u64) -> Result<Vec<u8>, FormatError> {
     let mut v = vec![0u8; usize::try_from(size).unwrap_or(0)];
     let mut got = 0;
     while got < v.len() {
@@ -192,12 +195,12 @@ fn read_small<R: Read>(tar: &mut Stream<R>, size: u64) -> Result<Vec<u8>, Format
 
 /// Reads the head of a bundle: manifest and signature entries. Checks the
 /// manifest's structure but not the signatures or the content.
-pub fn inspect<R: Read>(r: R, limits: &Limits) -> Result<Inspection, FormatError> {
+pub fn inspect<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Inspection, FormatError> {
     read_head(r, limits).map(|h| h.inspection)
 }
 
 /// Verifies a whole bundle against `trust`, streaming content into `sink`.
-pub fn verify<R: Read>(
+pub fn verify<R: Read + Send + 'static>(
     r: R,
     trust: &TrustStore,
     opts: &VerifyOptions,
