@@ -55,7 +55,13 @@ impl ReadAhead {
                 return; // dropping tx signals end of stream
             }
         });
-        Self { rx, recycle, cur: Vec::new(), pos: 0, done: false }
+        Self {
+            rx,
+            recycle,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        }
     }
 }
 
@@ -120,28 +126,46 @@ impl WriteBehind {
             }
             Ok(file)
         });
-        Self { tx: Some(tx), spare, buf: Vec::with_capacity(chunk), chunk, handle: Some(handle) }
+        Self {
+            tx: Some(tx),
+            spare,
+            buf: Vec::with_capacity(chunk),
+            chunk,
+            handle: Some(handle),
+        }
     }
 
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.chunk));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.chunk));
         let full = std::mem::replace(&mut self.buf, next);
-        let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok()).unwrap_or(false);
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(full).is_ok())
+            .unwrap_or(false);
         if sent {
             Ok(())
         } else {
             // the writer thread stopped: report its error
-            Err(self.join().err().unwrap_or_else(|| io::Error::other("writer thread stopped")))
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("writer thread stopped")))
         }
     }
 
     fn join(&mut self) -> io::Result<File> {
         self.tx = None;
         match self.handle.take() {
-            Some(h) => h.join().map_err(|_| io::Error::other("writer thread panicked"))?,
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("writer thread panicked"))?,
             None => Err(io::Error::other("writer already finished")),
         }
     }

@@ -10,7 +10,7 @@
 //! may follow the end-of-archive marker.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::SystemTime;
 
 use crate::archive::{EntryHeader, TarReader};
@@ -105,11 +105,22 @@ pub struct VerifiedBundle {
 type Stream = TarReader<ReadAhead>;
 
 fn open<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Stream, FormatError> {
-    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, r))
-        .map_err(FormatError::ReadBundle)?;
+    let mut input = BufReader::with_capacity(CHUNK, r);
+    if input
+        .fill_buf()
+        .map_err(FormatError::ReadBundle)?
+        .is_empty()
+    {
+        return Err(FormatError::EmptyBundle);
+    }
+    let mut dec =
+        zstd::stream::read::Decoder::with_buffer(input).map_err(FormatError::ReadBundle)?;
     dec.window_log_max(limits.max_window_log)
         .map_err(FormatError::ReadBundle)?;
-    Ok(TarReader::new(ReadAhead::new(dec, CHUNK, DEPTH), limits.max_pax_size))
+    Ok(TarReader::new(
+        ReadAhead::new(dec, CHUNK, DEPTH),
+        limits.max_pax_size,
+    ))
 }
 
 struct Head {

@@ -5,3 +5,5 @@
 
 pub mod harness;
 pub mod oci_fixture;
+pub mod release_fixture;
+pub mod tamper;
