@@ -93,6 +93,8 @@ pub fn extract(
     staging_name.push(name);
     staging_name.push(format!(".partial-{}", std::process::id()));
     let staging = parent.join(staging_name);
+    fs::create_dir_all(&parent)
+        .map_err(|e| target_err(format!("create {}: {e}", parent.display())))?;
     fs::create_dir(&staging)
         .map_err(|e| target_err(format!("create staging folder {}: {e}", staging.display())))?;
 

@@ -3,6 +3,8 @@
 //! 1, one error line naming the check, no panic; and `extract` of it must
 //! leave no target folder and write nothing outside it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
