@@ -39,10 +39,11 @@ for sig in "$work"/raw/signatures/*.sig; do
 done
 skopeo inspect "oci:$work/raw/oci:registry.gostoa.dev/stoa/api:2.3.0" | head -4
 
-say "a tampered copy is refused, naming the entry"
-cp "$work/dist/stoa-platform-2.3.0.tar.zst" "$work/tampered.tar.zst"
-printf '\x00' | dd of="$work/tampered.tar.zst" bs=1 seek=2000 conv=notrunc status=none
-"$U" verify "$work/tampered.tar.zst" --trust "$work/release.pub" && { echo "tampered bundle accepted!"; exit 1; } || echo "(refused, exit $?)"
+say "a courier swaps a file inside and re-packs with tar: refused, naming the entry"
+echo 'echo "and something extra"' >> "$work/raw/files/bin/stoactl"
+tar --zstd -tf "$work/dist/stoa-platform-2.3.0.tar.zst" > "$work/order.txt"
+(cd "$work/raw" && tar --zstd -cf "$work/tampered.tar.zst" --no-recursion -T "$work/order.txt")
+if "$U" verify "$work/tampered.tar.zst" --trust "$work/release.pub"; then echo "tampered bundle accepted!"; exit 1; fi
 
 say "site operator: extract verified content"
 "$U" extract "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub" --to "$work/site/2.3.0"
