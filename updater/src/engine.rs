@@ -24,7 +24,6 @@ use crate::registry::{self, PushStats};
 use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
     now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StateDir, StepRecord,
-    STATE_FORMAT,
 };
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
