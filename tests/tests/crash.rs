@@ -62,9 +62,15 @@ fn kill_at_each_apply_step_then_resume_or_rollback() {
         assert_eq!(st["pending"]["stopped_at_step"], *step, "{step}: {st}");
         assert_eq!(st["installed"], "2.0.0", "{step}: the floor is unchanged");
         let text = ok(s.updater().arg("status"));
-        assert!(text.contains("INTERRUPTED") && text.contains(step), "{text}");
+        assert!(
+            text.contains("INTERRUPTED") && text.contains(step),
+            "{text}"
+        );
         let r = ok(s.updater().args(["rollback", "--json"]));
-        assert!(r.contains("\"reverted_interrupted_apply\":true"), "{step}: {r}");
+        assert!(
+            r.contains("\"reverted_interrupted_apply\":true"),
+            "{step}: {r}"
+        );
         assert_on_200(&s);
         let api = s.helm_revision("stoa-api");
 

@@ -207,7 +207,7 @@ pub fn host_without_port(host: &str) -> &str {
         return host
             .split(']')
             .next()
-            .map_or(host, |h| &h[..])
+            .unwrap_or(host)
             .trim_start_matches('[');
     }
     host.split(':').next().unwrap_or(host)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::Serialize;
-use stoa_format::oci::{is_index, ImageIndex, ImageManifest, MediaTypeProbe};
+use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::{BundleManifest, Sha256Digest};
 
 use crate::config::RegistryConfig;
@@ -22,6 +22,10 @@ use crate::error::{Result, UpdaterError};
 use crate::state::StateDir;
 
 const DEFAULT_CHUNK: u64 = 64 << 20;
+
+type Sent = std::result::Result<ureq::Response, Box<ureq::Error>>;
+/// Builds and sends one request, given the agent and the Authorization value.
+type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
 
 /// What a push did; re-pushing the same images uploads no blob bytes.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -44,7 +48,7 @@ pub struct Target {
 
 /// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api`, tag `2.3.0`.
 pub fn map_name(name: &str, prefix: &str) -> Target {
-    let (name, _digest) = match name.split_once('@') {
+    let (name, by_digest) = match name.split_once('@') {
         Some((n, d)) => (n, Some(d)),
         None => (name, None),
     };
@@ -63,7 +67,7 @@ pub fn map_name(name: &str, prefix: &str) -> Target {
             path.truncate(i);
         }
     }
-    if _digest.is_none() && tag.is_none() {
+    if by_digest.is_none() && tag.is_none() {
         tag = Some("latest".into());
     }
     let repo = if prefix.is_empty() {
@@ -179,14 +183,11 @@ impl Client {
     fn call(
         &mut self,
         scope: &str,
-        make: &mut dyn FnMut(
-            &ureq::Agent,
-            Option<&str>,
-        ) -> std::result::Result<ureq::Response, ureq::Error>,
+        make: &mut MakeRequest<'_>,
     ) -> std::result::Result<ureq::Response, String> {
         for attempt in 0..2 {
             let auth = self.auth.get(scope).cloned();
-            match make(&self.agent, auth.as_deref()) {
+            match make(&self.agent, auth.as_deref()).map_err(|e| *e) {
                 Ok(r) => return Ok(r),
                 Err(ureq::Error::Status(401, r)) if attempt == 0 => {
                     let challenge = r.header("www-authenticate").unwrap_or("").to_owned();
@@ -299,9 +300,6 @@ impl Client {
                 self.put_manifest(sd, image, repo, &cd, &child.media_type, &child.digest)?;
             }
         } else {
-            let probe: MediaTypeProbe = serde_json::from_slice(&bytes)
-                .map_err(|e| err(image, format!("manifest {d}: {e}")))?;
-            let _ = probe;
             let man: ImageManifest = serde_json::from_slice(&bytes)
                 .map_err(|e| err(image, format!("manifest {d}: {e}")))?;
             let mut blobs = vec![man.config.clone()];
@@ -336,7 +334,7 @@ impl Client {
             if let Some(h) = auth {
                 r = r.set("Authorization", h);
             }
-            r.call()
+            r.call().map_err(Box::new)
         });
         match head {
             Ok(_) => {
@@ -369,7 +367,7 @@ impl Client {
                 if let Some(h) = auth {
                     r = r.set("Authorization", h);
                 }
-                r.set("Content-Length", "0").call()
+                r.set("Content-Length", "0").call().map_err(Box::new)
             })
             .map_err(|e| err(image, format!("start upload of {digest}: {e}")))?;
         if resp.status() == 201 {
@@ -390,8 +388,10 @@ impl Client {
                 let end = offset + n - 1;
                 let resp = self
                     .call(&scope, &mut |a, auth| {
-                        let mut f = File::open(&path).map_err(ureq::Error::from)?;
-                        f.seek(SeekFrom::Start(offset)).map_err(ureq::Error::from)?;
+                        let mut f =
+                            File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
+                        f.seek(SeekFrom::Start(offset))
+                            .map_err(|e| Box::new(ureq::Error::from(e)))?;
                         let mut r = a
                             .request("PATCH", &url)
                             .set("Content-Type", "application/octet-stream")
@@ -400,7 +400,7 @@ impl Client {
                         if let Some(h) = auth {
                             r = r.set("Authorization", h);
                         }
-                        r.send(f.take(n))
+                        r.send(f.take(n)).map_err(Box::new)
                     })
                     .map_err(|e| err(image, format!("upload chunk of {digest}: {e}")))?;
                 location = resp
@@ -416,13 +416,13 @@ impl Client {
                 if let Some(h) = auth {
                     r = r.set("Authorization", h);
                 }
-                r.call()
+                r.call().map_err(Box::new)
             })
             .map_err(|e| err(image, format!("finish upload of {digest}: {e}")))?;
         } else {
             let url = with_query(&self.url(&location), "digest", &digest);
             self.call(&scope, &mut |a, auth| {
-                let f = File::open(&path).map_err(ureq::Error::from)?;
+                let f = File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
                 let mut r = a
                     .put(&url)
                     .set("Content-Type", "application/octet-stream")
@@ -430,7 +430,7 @@ impl Client {
                 if let Some(h) = auth {
                     r = r.set("Authorization", h);
                 }
-                r.send(f)
+                r.send(f).map_err(Box::new)
             })
             .map_err(|e| err(image, format!("upload {digest}: {e}")))?;
             progress(size);
@@ -461,7 +461,7 @@ impl Client {
                 if let Some(h) = auth {
                     r = r.set("Authorization", h);
                 }
-                r.send_bytes(&bytes)
+                r.send_bytes(&bytes).map_err(Box::new)
             })
             .map_err(|e| err(image, format!("PUT manifest {repo}:{reference}: {e}")))?;
         let want = format!("sha256:{}", d.hex());

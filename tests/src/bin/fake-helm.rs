@@ -233,7 +233,7 @@ fn main() -> ExitCode {
             };
             let mut h = load(&ns, rel);
             if h.is_empty() {
-                return fail(&format!("release: not found"));
+                return fail("release: not found");
             }
             let target: u64 = pos
                 .get(1)
