@@ -352,3 +352,107 @@ fn push_with_tls_and_basic_auth() {
         Some(want.as_str())
     );
 }
+
+#[test]
+fn chunked_upload_and_prune_beyond_keep_releases() {
+    let s = Site::start();
+    // tiny chunks: every blob goes up in several PATCH requests
+    let text = fs::read_to_string(&s.config).unwrap();
+    let text = text
+        .replace("keep_releases = 3", "keep_releases = 2")
+        .replace(
+            "prefix = \"site\"\n",
+            "prefix = \"site\"\nchunk_size = 200\n",
+        );
+    fs::write(&s.config, text).unwrap();
+    let b200 = s.bundle("2.0.0", None);
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle("2.3.0", None);
+    ok(s.updater().arg("apply").arg(&b200));
+    for img in ["api", "gateway", "portal"] {
+        let want =
+            Site::bundle_image_digest(&b200, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
+        assert_eq!(
+            s.registry_digest(&format!("site/stoa/{img}:2.0.0"))
+                .as_deref(),
+            Some(want.as_str())
+        );
+    }
+    ok(s.updater().arg("apply").arg(&b210));
+    let r = json(&ok(s.updater().arg("apply").arg(&b230).arg("--json")));
+    assert_eq!(r["apply"]["pruned"][0], "2.0.0", "{r}");
+    let st = s.status_json();
+    let kept: Vec<_> = st["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kept, ["2.1.0", "2.3.0"]);
+    assert!(!s.state_dir.join("releases/2.0.0").exists());
+    let old = Site::bundle_image_digest(&b200, "registry.gostoa.dev/stoa/api:2.0.0");
+    assert!(!s
+        .state_dir
+        .join("store/sha256")
+        .join(old.trim_start_matches("sha256:"))
+        .exists());
+    let e = fails(s.updater().args(["rollback", "--to", "2.0.0"]), 5);
+    assert!(e.contains("not a retained release"), "{e}");
+    ok(s.updater().args(["rollback", "--to", "2.1.0"]));
+    assert_eq!(s.migration_ids(), ["0001", "0002"]);
+}
+
+#[test]
+fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
+    let mut s = Site::start();
+    let b200 = s.bundle("2.0.0", None);
+    let b210 = s.bundle("2.1.0", None);
+    ok(s.updater().arg("apply").arg(&b200));
+    s.env.push(("FAKE_HELM_SLEEP_MS".into(), "1500".into()));
+    for revert in [true, false] {
+        let mut child = s
+            .updater()
+            .arg("apply")
+            .arg(&b210)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = s.helm_state.join("calls.log");
+        let t = std::time::Instant::now();
+        let marker = "upgrade --install stoa-api";
+        let before = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(marker)
+            .count();
+        while fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(marker)
+            .count()
+            == before
+        {
+            assert!(t.elapsed().as_secs() < 60, "apply never reached helm");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // the orphaned helm finishes its upgrade, as a real one would
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let st = s.status_json();
+        assert_eq!(st["pending"]["stopped_at_step"], "helm:stoa-api", "{st}");
+        assert_eq!(st["pending"]["step_finished"], false, "{st}");
+        assert_eq!(s.migration_ids(), ["0001", "0002"]);
+        if revert {
+            ok(s.updater().arg("rollback"));
+            assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+            assert_eq!(s.migration_ids(), ["0001"]);
+            let calls = fs::read_to_string(&log).unwrap();
+            assert!(calls.contains("rollback stoa-api 1"), "{calls}");
+        } else {
+            let r = json(&ok(s.updater().arg("apply").arg(&b210).arg("--json")));
+            assert_eq!(r["apply"]["resumed"], true);
+            assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+        }
+    }
+}

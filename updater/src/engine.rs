@@ -59,6 +59,9 @@ pub struct ApplyReport {
     pub staged_bytes_written: u64,
     pub staged_bytes_reused: u64,
     pub push: PushStats,
+    /// Wall time of the verify+stage pass and of the image push.
+    pub stage_seconds: f64,
+    pub push_seconds: f64,
     pub migrations: BTreeMap<String, Vec<String>>,
     pub snapshots: BTreeMap<String, PathBuf>,
     pub helm: Vec<HelmRecord>,
@@ -219,6 +222,7 @@ impl Site {
         // verify fully while staging; nothing on site has changed yet
         let size = fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
         let mut done = 0u64;
+        let t0 = std::time::Instant::now();
         let staged = stage::verify_and_stage(
             bundle,
             &trust,
@@ -241,6 +245,7 @@ impl Site {
             resumed,
             staged_bytes_written: staged.bytes_written,
             staged_bytes_reused: staged.bytes_reused,
+            stage_seconds: t0.elapsed().as_secs_f64(),
             ..ApplyReport::default()
         };
 
@@ -310,6 +315,7 @@ impl Site {
         // images
         if !m.images.is_empty() {
             let total: u64 = m.images.iter().map(|i| i.size).sum();
+            let t0 = std::time::Instant::now();
             let stats = self
                 .step(state, "push-images", |site, _| {
                     let rc = site
@@ -328,6 +334,7 @@ impl Site {
                 })
                 .map_err(at("push-images"))?;
             report.push = stats;
+            report.push_seconds = t0.elapsed().as_secs_f64();
         }
         // snapshots, then migrations, per database
         for set in &m.migrations {
@@ -945,28 +952,40 @@ impl Site {
 
     /// Keeps the newest `keep_releases` records; drops the others' staged
     /// release folders and snapshots, then store blobs no kept release uses.
+    /// Keeps the newest `keep_releases` records (dropping the others'
+    /// snapshots), then removes staged release folders of releases no longer
+    /// retained (pruned or rolled back), leftovers of killed runs, and store
+    /// blobs no retained release uses. Runs under the lock, after commit.
     fn prune(&self, state: &mut State) -> Result<Vec<String>> {
         let keep = self.cfg.keep_releases;
-        if state.releases.len() <= keep {
-            return Ok(Vec::new());
-        }
-        let drop_n = state.releases.len() - keep;
-        let dropped: Vec<ReleaseRecord> = state.releases.drain(..drop_n).collect();
-        self.save(state)?;
         let mut names = Vec::new();
-        for r in &dropped {
-            if state.releases.iter().all(|k| k.version != r.version) {
-                let _ = fs::remove_dir_all(self.sd.release_dir(&r.version));
+        if state.releases.len() > keep {
+            let drop_n = state.releases.len() - keep;
+            let dropped: Vec<ReleaseRecord> = state.releases.drain(..drop_n).collect();
+            self.save(state)?;
+            for r in &dropped {
+                for s in r.snapshots.values() {
+                    let _ = fs::remove_file(s);
+                }
+                names.push(r.version.to_string());
             }
-            for s in r.snapshots.values() {
-                let _ = fs::remove_file(s);
-            }
-            names.push(r.version.to_string());
         }
-        // blobs used by any staged release folder still present
+        if state.pending.is_some() {
+            return Ok(names);
+        }
+        let retained: BTreeSet<String> = state
+            .releases
+            .iter()
+            .map(|r| r.version.to_string())
+            .collect();
         let mut used: BTreeSet<String> = BTreeSet::new();
         if let Ok(rd) = fs::read_dir(self.sd.root.join("releases")) {
             for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !retained.contains(&n) {
+                    let _ = fs::remove_dir_all(e.path());
+                    continue;
+                }
                 if let Ok(bytes) = fs::read(e.path().join("manifest.json")) {
                     if let Ok(m) = BundleManifest::from_bytes(&bytes, &Limits::default()) {
                         used.extend(m.entries.iter().map(|e| e.sha256.hex()));
@@ -977,13 +996,15 @@ impl Site {
         if let Ok(rd) = fs::read_dir(self.sd.store_dir()) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if !n.starts_with('.') && !used.contains(&n) {
+                if !used.contains(&n) {
                     let _ = fs::remove_file(e.path());
                 }
             }
         }
-        self.sd
-            .history(json!({"op": "prune", "outcome": "pruned", "releases": names}))?;
+        if !names.is_empty() {
+            self.sd
+                .history(json!({"op": "prune", "outcome": "pruned", "releases": names}))?;
+        }
         Ok(names)
     }
 

@@ -164,7 +164,7 @@ impl Client {
             base: cfg.url.trim_end_matches('/').to_owned(),
             creds,
             auth: HashMap::new(),
-            chunk: cfg.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1 << 20),
+            chunk: cfg.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1),
             stats: PushStats::default(),
             known: HashMap::new(),
         })
@@ -528,6 +528,96 @@ mod tests {
         );
         assert_eq!(map_name("localhost:5000/x:1", "").repo, "x");
         assert_eq!(map_name("stoa/api", "p").tag.as_deref(), Some("latest"));
+    }
+
+    /// The bearer-token flow against a minimal registry: 401 with a Bearer
+    /// challenge, a token asked with Basic credentials and the scope, then
+    /// the request again with the token.
+    #[test]
+    fn bearer_token_flow() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::TcpListener;
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log2 = log.clone();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(3) {
+                let mut s = stream.unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log2.lock().unwrap().push(head.clone());
+                let lower = head.to_ascii_lowercase();
+                let (code, extra, body) = if head.starts_with("GET /token") {
+                    (200, String::new(), r#"{"token":"T0K"}"#.to_owned())
+                } else if lower.contains("authorization: bearer t0k") {
+                    (200, String::new(), String::new())
+                } else {
+                    (
+                        401,
+                        format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"reg\"\r\n"),
+                        String::new(),
+                    )
+                };
+                let len = if head.starts_with("HEAD") {
+                    0
+                } else {
+                    body.len()
+                };
+                write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n{body}"
+                )
+                .unwrap();
+            }
+        });
+        let dir = tempfile_dir();
+        let pass = dir.join("pass");
+        std::fs::write(&pass, "pw\n").unwrap();
+        let cfg = RegistryConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            prefix: "p".into(),
+            ca_cert: None,
+            username: Some("user".into()),
+            password_file: Some(pass),
+            chunk_size: None,
+        };
+        let mut c = Client::new(&cfg).unwrap();
+        let sd = StateDir::new(&dir);
+        let d = Sha256Digest::of(b"blob");
+        c.push_blob(&sd, "img", "p/x", &d, 4, &mut |_| {}).unwrap();
+        server.join().unwrap();
+        assert_eq!(c.stats.blobs_skipped, 1);
+        let log = log.lock().unwrap();
+        assert!(
+            log[1].starts_with("GET /token?service=reg&scope=repository%3Ap%2Fx%3Apull%2Cpush")
+                || log[1].starts_with("GET /token?service=reg&scope=repository:p/x:pull,push"),
+            "{}",
+            log[1]
+        );
+        assert!(
+            log[1]
+                .to_ascii_lowercase()
+                .contains("authorization: basic dxnlcjpwdw=="),
+            "{}",
+            log[1]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("stoa-registry-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 
     #[test]

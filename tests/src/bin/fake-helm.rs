@@ -6,6 +6,7 @@
 //! - `FAKE_HELM_VERSION=3|4` (default 3): `version --short` answers
 //!   `v3.15.4+g…` or `v4.0.0+g…`; `upgrade` accepts `--atomic` only in 3 and
 //!   `--rollback-on-failure` only in 4, rejecting the other like the real CLI.
+//! - `FAKE_HELM_SLEEP_MS=<ms>`: an upgrade takes that long (a slow `--wait`).
 //! - `FAKE_HELM_FAIL_RELEASE=<release>`: an upgrade of that release fails
 //!   (with --atomic/--rollback-on-failure it is rolled back, like Helm does).
 //!
@@ -187,6 +188,13 @@ fn main() -> ExitCode {
                 .filter(|(_, a)| a.as_str() == "--set")
                 .filter_map(|(i, _)| rest.get(i + 1).cloned())
                 .collect();
+            if let Some(ms) = std::env::var("FAKE_HELM_SLEEP_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                // like --wait on a slow rollout
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             let rev = h.len() as u64 + 1;
             let failing =
                 std::env::var("FAKE_HELM_FAIL_RELEASE").ok().as_deref() == Some(rel.as_str());
