@@ -281,11 +281,7 @@ impl Client {
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
         let path = sd.blob(&d.hex());
-        let bytes =
-            std::fs::read(&path).map_err(|e| UpdaterError::io("read staged manifest", &path, e))?;
-        if bytes.len() > 4 << 20 {
-            return Err(err(image, "manifest over 4 MiB"));
-        }
+        let bytes = read_manifest(image, &path)?;
         if is_index(media_type) {
             let idx: ImageIndex = serde_json::from_slice(&bytes)
                 .map_err(|e| err(image, format!("index {d}: {e}")))?;
@@ -451,8 +447,7 @@ impl Client {
         reference: &str,
     ) -> Result<()> {
         let path = sd.blob(&d.hex());
-        let bytes =
-            std::fs::read(&path).map_err(|e| UpdaterError::io("read staged manifest", &path, e))?;
+        let bytes = read_manifest(image, &path)?;
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let scope = Self::scope(repo);
         let resp = self
@@ -480,6 +475,17 @@ impl Client {
         self.stats.manifests_put += 1;
         Ok(())
     }
+}
+
+/// A staged manifest or index, size-capped before it is read.
+fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| UpdaterError::io("read staged manifest", path, e))?
+        .len();
+    if len > 4 << 20 {
+        return Err(err(image, "manifest over 4 MiB"));
+    }
+    std::fs::read(path).map_err(|e| UpdaterError::io("read staged manifest", path, e))
 }
 
 fn with_query(url: &str, k: &str, v: &str) -> String {

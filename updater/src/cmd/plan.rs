@@ -191,12 +191,15 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         }
     }
     for c in &charts {
+        let rev = match &c["current_revision"] {
+            serde_json::Value::String(x) => x.clone(),
+            other => other.to_string(),
+        };
         println!(
-            "helm upgrade --install {}/{} ({}), current revision {}",
+            "helm upgrade --install {}/{} ({}), current revision {rev}",
             c["namespace"].as_str().unwrap_or(""),
             c["release"].as_str().unwrap_or(""),
             c["chart"].as_str().unwrap_or(""),
-            c["current_revision"]
         );
     }
     for f in &files {
