@@ -212,3 +212,78 @@ pub fn host_without_port(host: &str) -> &str {
     }
     host.split(':').next().unwrap_or(host)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<SiteConfig> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("stoa-config-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("updater.toml");
+        std::fs::write(&p, text).unwrap();
+        let r = SiteConfig::load(&p);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    const BASE: &str = "state_dir = \"state\"\ntrust = \"trust\"\n";
+
+    #[test]
+    fn minimal_config_resolves_paths() {
+        let c = load(BASE).unwrap();
+        assert!(c.state_dir.is_absolute());
+        assert_eq!(c.keep_releases, 3);
+        assert_eq!(c.files_dir(), c.state_dir.join("files"));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = load(&format!("{BASE}colour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = load(&format!(
+            "{BASE}[registry]\nurl = \"https://r\"\nprefx = \"x\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("prefx"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        assert!(load(&format!(
+            "{BASE}[registry]\nurl = \"http://127.0.0.1:5000\"\n"
+        ))
+        .is_ok());
+        assert!(load(&format!(
+            "{BASE}[registry]\nurl = \"http://localhost:5000\"\n"
+        ))
+        .is_ok());
+        let e = load(&format!(
+            "{BASE}[registry]\nurl = \"http://harbor.site:5000\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn credentials_go_together_and_durations_parse() {
+        let e = load(&format!(
+            "{BASE}[registry]\nurl = \"https://r\"\nusername = \"u\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("password_file"), "{e}");
+        let e = load(&format!("{BASE}[helm]\ntimeout = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timeout"), "{e}");
+        let c = load(&format!("{BASE}[helm]\ntimeout = \"90s\"\n")).unwrap();
+        assert_eq!(c.helm.unwrap().timeout().as_secs(), 90);
+    }
+}
