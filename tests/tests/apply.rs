@@ -456,3 +456,46 @@ fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
         }
     }
 }
+
+#[test]
+fn bundle_changed_on_the_medium_after_staging_has_no_effect() {
+    let mut s = Site::start();
+    let b200 = s.bundle("2.0.0", None);
+    let medium = s.path().join("usb.tar.zst");
+    fs::copy(&b200, &medium).unwrap();
+    s.env.push(("FAKE_HELM_SLEEP_MS".into(), "1000".into()));
+    let child = s
+        .updater()
+        .arg("apply")
+        .arg(&medium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = s.helm_state.join("calls.log");
+    let t = std::time::Instant::now();
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("upgrade --install")
+    {
+        assert!(t.elapsed().as_secs() < 60, "apply never reached helm");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // the medium is rewritten with garbage while apply runs
+    fs::write(
+        &medium,
+        vec![0x5a; fs::metadata(&b200).unwrap().len() as usize],
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+    let tool = fs::read(s.state_dir.join("files/bin/stoactl")).unwrap();
+    let want = fs::read(stoa_e2e::site::manifests_dir().join("tools/stoactl")).unwrap();
+    assert_eq!(tool, want);
+}
