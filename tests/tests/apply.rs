@@ -499,3 +499,30 @@ fn bundle_changed_on_the_medium_after_staging_has_no_effect() {
     let want = fs::read(stoa_e2e::site::manifests_dir().join("tools/stoactl")).unwrap();
     assert_eq!(tool, want);
 }
+
+#[test]
+fn rollback_to_an_older_retained_release_undoes_every_later_one() {
+    let s = Site::start();
+    ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
+    ok(s.updater().arg("apply").arg(s.bundle("2.1.0", None)));
+    ok(s.updater().arg("apply").arg(s.bundle("2.3.0", None)));
+    assert_eq!(s.migration_ids(), ["0001", "0002", "0003"]);
+    assert_eq!(s.helm_revision("stoa-api"), Some(3));
+    let r = json(&ok(s
+        .updater()
+        .args(["rollback", "--to", "2.0.0", "--json"])));
+    assert_eq!(
+        r["rollback"]["migrations_undone"]["stoa"],
+        serde_json::json!(["0003", "0002"]),
+        "{r}"
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+    assert_eq!(s.migration_ids(), ["0001"]);
+    assert_eq!(s.tables(), ["apis", "stoa_schema_migrations", "tenants"]);
+    // back to revision 1's content, as revision 4
+    assert_eq!(s.helm_revision("stoa-api"), Some(4));
+    let calls = fs::read_to_string(s.helm_state.join("calls.log")).unwrap();
+    assert!(calls.contains("rollback stoa-api 1 "), "{calls}");
+    let e = fails(s.updater().arg("rollback"), 5);
+    assert!(e.contains("nothing to roll back"), "{e}");
+}
