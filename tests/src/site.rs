@@ -123,8 +123,8 @@ impl Site {
                 &format!("\"oci:{}:", self.images.display()),
             )
             .replace(
-                "path = \"charts/",
-                &format!("path = \"{}/charts/", m.display()),
+                "path = \"charts",
+                &format!("path = \"{}/charts", m.display()),
             )
             .replace(
                 "source = \"tools/",
