@@ -104,3 +104,38 @@ fn kill_during_rollback_then_rollback_finishes() {
         assert_on_210(&s);
     }
 }
+
+#[test]
+fn reverting_an_interrupted_apply_asks_before_restoring_a_snapshot() {
+    let s = Site::start();
+    ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
+    let nodown = stoa_e2e::site::migrations(
+        &s.path().join("mig-nodown"),
+        1,
+        &[(
+            "0002_api_keys.sql",
+            "CREATE TABLE api_keys (id bigserial PRIMARY KEY);\n",
+        )],
+    );
+    let b = s.bundle("2.1.0", Some(&nodown));
+    crash(
+        &s,
+        &[std::ffi::OsStr::new("apply"), b.as_os_str()],
+        "helm:stoa-api",
+    );
+    assert_eq!(s.helm_revision("stoa-api"), Some(2));
+    let out = run(s.updater().arg("rollback"));
+    assert_eq!(out.status.code(), Some(7));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("--restore-snapshot") && e.contains("LOST"),
+        "{e}"
+    );
+    // nothing was undone while asking
+    assert_eq!(s.helm_revision("stoa-api"), Some(2));
+    assert_eq!(s.migration_ids(), ["0001", "0002"]);
+    assert_eq!(s.status_json()["pending"]["op"], "apply");
+    ok(s.updater().args(["rollback", "--restore-snapshot"]));
+    assert_on_200(&s);
+    assert_eq!(s.helm_revision("stoa-api"), Some(3));
+}

@@ -604,6 +604,26 @@ impl Site {
             Some(v) => Some(stage::load_release(&self.sd, v)?),
             None => None,
         };
+        // a snapshot restore needs confirmation: ask before undoing anything
+        if !restore_snapshot {
+            for (dbname, before) in &p.migrations_before {
+                let Some(dbc) = self.cfg.databases.get(dbname) else {
+                    continue;
+                };
+                let now = db::applied(dbname, &dbc.url)?;
+                let no_down: Vec<&str> = now
+                    .iter()
+                    .filter(|(id, a)| !before.contains(id) && !a.has_down)
+                    .map(|(id, _)| id.as_str())
+                    .collect();
+                if !no_down.is_empty() {
+                    return Err(UpdaterError::NeedsConfirmation(format!(
+                        "database {dbname}: migration(s) {} have no down step; reverting the interrupted apply restores the snapshot taken before them. Data written since is LOST. Run again with --restore-snapshot to confirm",
+                        no_down.join(", ")
+                    )));
+                }
+            }
+        }
         self.journal(&p, "undo", "begin", json!({}))?;
         for s in p.steps.iter().rev() {
             let rb = |e: UpdaterError| UpdaterError::RollbackFailed {
