@@ -271,6 +271,9 @@ impl Site {
                             .installed
                             .as_ref()
                             .is_some_and(|c| &m.release.version <= c),
+                    allow_expired: opts.allow_expired
+                        && m.expires_at()
+                            .is_some_and(|e| e <= std::time::SystemTime::now()),
                     ..ReleaseRecord::default()
                 },
                 migrations_before: BTreeMap::new(),
@@ -518,7 +521,7 @@ impl Site {
             .history(json!({
                 "op": "apply", "from": p.from.as_ref().map(|v| v.to_string()),
                 "to": rec.version.to_string(), "outcome": "applied",
-                "allow_downgrade": rec.allow_downgrade,
+                "allow_downgrade": rec.allow_downgrade, "allow_expired": rec.allow_expired,
                 "manifest_sha256": rec.manifest_sha256,
                 "migrations": rec.migrations, "helm": rec.helm,
                 "push": report.push,

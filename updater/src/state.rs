@@ -55,6 +55,9 @@ pub struct ReleaseRecord {
     pub snapshots: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// Applied with --allow-expired past the bundle's expiry.
+    #[serde(default)]
+    pub allow_expired: bool,
 }
 
 impl Default for ReleaseRecord {
@@ -67,6 +70,7 @@ impl Default for ReleaseRecord {
             migrations: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             allow_downgrade: false,
+            allow_expired: false,
         }
     }
 }
@@ -180,6 +184,15 @@ impl StateDir {
     }
 
     pub fn ensure(&self) -> Result<()> {
+        if !self.root.exists() {
+            // the staging area is the operator's alone
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(|e| UpdaterError::io("create folder", &self.root, e))?;
+        }
         for d in [
             self.root.clone(),
             self.store_dir(),

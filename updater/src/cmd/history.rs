@@ -30,6 +30,9 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         if e.get("allow_downgrade").and_then(|x| x.as_bool()) == Some(true) {
             line.push_str("  [--allow-downgrade]");
         }
+        if e.get("allow_expired").and_then(|x| x.as_bool()) == Some(true) {
+            line.push_str("  [--allow-expired]");
+        }
         if let Some(err) = e.get("error").and_then(|x| x.as_str()) {
             line.push_str(&format!("  at {}: {err}", s(e, "step")));
         }
