@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job, end to end: make a signing key, build the example release,
-# inspect it, verify it as a site would, check it with tar/openssl/skopeo as
-# independent readers, and extract its verified content.
+# The main job, end to end. Release engineer: make a signing key, build the
+# example release, inspect it, verify it as a site would, check it with
+# tar/openssl/skopeo as independent readers, extract its verified content,
+# and build the earlier releases 2.0.0 and 2.1.0. Site: start a throwaway
+# docker-registry and PostgreSQL on loopback (and a stand-in for Helm: no
+# Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and
+# history, roll back, and show the schema and the registry tags at each point.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -46,7 +50,104 @@ tar --zstd -tf "$work/dist/stoa-platform-2.3.0.tar.zst" > "$work/order.txt"
 if "$U" verify "$work/tampered.tar.zst" --trust "$work/release.pub"; then echo "tampered bundle accepted!"; exit 1; fi
 
 say "site operator: extract verified content"
+mkdir -p "$work/site"
 "$U" extract "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub" --to "$work/site/2.3.0"
 find "$work/site/2.3.0" -maxdepth 2 | sort
+
+say "release engineer: build the earlier releases 2.0.0 and 2.1.0"
+for v in 2.0.0 2.1.0; do
+  "$B" build "manifests/stoa-platform-$v.toml" --key "$work/release.key" --out "$work/dist/stoa-platform-$v.tar.zst" --quiet
+done
+ls -l "$work"/dist/
+
+# --- the site: a throwaway registry, PostgreSQL and a Helm stand-in ---------
+say "site: start a throwaway docker-registry and PostgreSQL on 127.0.0.1"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+site="$work/site-apply"
+mkdir -p "$site/registry" "$site/trust" "$site/values"
+pids=()
+pgroot="/tmp/stoa-demo-pg-$$"
+pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -d "$pgroot/data" ]; then as_pg "$pgbin/pg_ctl" -D "$pgroot/data" -m immediate stop >/dev/null 2>&1 || true; fi
+  rm -rf "$pgroot"
+}
+trap cleanup EXIT
+reg_port="$(free_port)"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$site/registry/data" "$reg_port" > "$site/registry/config.yml"
+docker-registry serve "$site/registry/config.yml" >"$site/registry/log" 2>&1 &
+pids+=($!)
+mkdir -p "$pgroot"
+if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$pgroot"; fi
+as_pg "$pgbin/initdb" -A trust -U postgres --no-sync -D "$pgroot/data" >/dev/null
+pg_port="$(free_port)"
+as_pg "$pgbin/pg_ctl" -D "$pgroot/data" -l "$pgroot/pg.log" -o "-p $pg_port -k $pgroot -c listen_addresses=127.0.0.1" -w start >/dev/null
+db="postgres://postgres@127.0.0.1:$pg_port"
+psql -X -q "$db/postgres" -c 'CREATE DATABASE stoa'
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$reg_port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "registry http://127.0.0.1:$reg_port, PostgreSQL $db/stoa"
+
+cp "$work/release.pub" "$site/trust/"
+printf 'replicas: 2\n' > "$site/values/stoa-api.yaml"
+export FAKE_HELM_STATE="$site/helm"
+{
+  printf 'state_dir = "%s"\ntrust = "%s"\nkeep_releases = 3\n\n' "$site/state" "$site/trust"
+  printf '[registry]\nurl = "http://127.0.0.1:%s"\nprefix = "stoa"\n\n' "$reg_port"
+  printf '[databases.stoa]\nurl = "%s/stoa"\nsnapshot = true\n\n' "$db"
+  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\n' "$root/target/debug/fake-helm" "$site/values"
+} > "$site/updater.toml"
+echo "site config ($site/updater.toml):"; sed 's/^/  /' "$site/updater.toml"
+S=("$U" --config "$site/updater.toml")
+show() {
+  echo "-- schema (psql \\dt):"
+  psql -X "$db/stoa" -c '\dt' 2>&1 | sed 's/^/   /'
+  echo "-- registry tags (skopeo list-tags):"
+  for r in api gateway portal; do
+    printf '   stoa/stoa/%s: ' "$r"
+    skopeo list-tags --tls-verify=false "docker://127.0.0.1:$reg_port/stoa/stoa/$r" 2>/dev/null | tr -d '\n ' || printf '(none)'
+    echo
+  done
+  echo "-- Helm releases (stand-in):"
+  for r in stoa-api stoa-gateway; do
+    printf '   %s: ' "$r"
+    "$root/target/debug/fake-helm" status "$r" -n stoa-system -o json 2>/dev/null \
+      | python3 -c 'import json,sys; d=json.load(sys.stdin); print("revision", d["version"], d["chart"], "-", d["info"]["description"])' \
+      || echo "(not installed)"
+  done
+}
+
+say "site: plan 2.0.0 (changes nothing)"
+"${S[@]}" plan "$work/dist/stoa-platform-2.0.0.tar.zst"
+say "site: apply 2.0.0"
+"${S[@]}" apply "$work/dist/stoa-platform-2.0.0.tar.zst"
+show
+
+say "site: plan and apply 2.1.0 (the upgrade)"
+"${S[@]}" plan "$work/dist/stoa-platform-2.1.0.tar.zst"
+"${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst"
+show
+say "site: status and history"
+"${S[@]}" status
+"${S[@]}" history
+
+say "site: a replayed older bundle is refused (exit 5)"
+rc=0; "${S[@]}" apply "$work/dist/stoa-platform-2.0.0.tar.zst" || rc=$?
+[ "$rc" -eq 5 ] || { echo "expected exit 5, got $rc"; exit 1; }
+echo "(refused, exit $rc)"
+
+say "site: roll back to 2.0.0 (down migrations, Helm back to recorded revisions; images stay)"
+"${S[@]}" rollback
+show
+"${S[@]}" status
+"${S[@]}" history
+
+say "site: apply 2.1.0 again: its images are in the registry already, so no blob bytes are uploaded"
+"${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst" --json \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin)["apply"]; print("applied", d["version"], "- blob bytes uploaded:", d["push"]["bytes_uploaded"], "- blobs already present:", d["push"]["blobs_skipped"])'
+"${S[@]}" status
+show
 
 say "done: $work"

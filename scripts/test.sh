@@ -19,6 +19,7 @@ have psql            || need+=(postgresql-client)
 have pg_dump         || need+=(postgresql-client)
 have curl            || need+=(curl)
 have runuser         || need+=(util-linux)
+have flock           || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
 if [ ${#need[@]} -gt 0 ]; then

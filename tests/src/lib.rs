@@ -6,4 +6,5 @@
 pub mod harness;
 pub mod oci_fixture;
 pub mod release_fixture;
+pub mod site;
 pub mod tamper;

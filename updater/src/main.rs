@@ -1,9 +1,17 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
 mod cmd;
+mod config;
+mod db;
+mod engine;
 mod error;
+mod helm;
 mod progress;
+mod registry;
+mod stage;
+mod state;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,6 +19,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stoa-updater", version, about = "Verify and apply STOA offline bundles", long_about = None)]
 struct Cli {
+    /// The site configuration (plan, apply, rollback, status, history).
+    #[arg(long, global = true, value_name = "FILE", default_value = config::DEFAULT_CONFIG)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,14 +34,30 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Verify and extract a bundle's content into a new folder.
     Extract(cmd::extract::Args),
+    /// Show what apply would do, changing nothing.
+    Plan(cmd::plan::Args),
+    /// Verify, stage and apply a bundle to the site.
+    Apply(cmd::apply::Args),
+    /// Go back to the previous retained release, or revert an interrupted apply.
+    Rollback(cmd::rollback::Args),
+    /// The installed release and any interrupted operation.
+    Status(cmd::status::Args),
+    /// Every apply and rollback made on this site.
+    History(cmd::history::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let c = &cli.config;
     let (result, json) = match &cli.command {
         Command::Verify(a) => (cmd::verify::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
         Command::Extract(a) => (cmd::extract::run(a), a.json),
+        Command::Plan(a) => (cmd::plan::run(c, a), a.json),
+        Command::Apply(a) => (cmd::apply::run(c, a), a.json),
+        Command::Rollback(a) => (cmd::rollback::run(c, a), a.json),
+        Command::Status(a) => (cmd::status::run(c, a), a.json),
+        Command::History(a) => (cmd::history::run(c, a), a.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,7 +66,7 @@ fn main() -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
+                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})
                 );
             }
             ExitCode::from(e.exit_code())

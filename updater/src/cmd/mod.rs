@@ -1,7 +1,12 @@
 //! One module per subcommand.
 
+pub mod apply;
 pub mod extract;
+pub mod history;
 pub mod inspect;
+pub mod plan;
+pub mod rollback;
+pub mod status;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -37,4 +42,10 @@ impl TrustArgs {
             },
         ))
     }
+}
+
+/// Loads the site config and opens the site.
+pub fn site(config: &std::path::Path) -> Result<crate::engine::Site> {
+    let cfg = crate::config::SiteConfig::load(config)?;
+    Ok(crate::engine::Site::new(cfg))
 }

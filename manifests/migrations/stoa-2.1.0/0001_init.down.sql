@@ -1,0 +1,2 @@
+DROP TABLE apis;
+DROP TABLE tenants;

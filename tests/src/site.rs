@@ -1,0 +1,278 @@
+//! A whole site for apply/rollback tests: a real docker-registry and a real
+//! PostgreSQL on loopback, the Helm stand-in (`fake-helm`) with its own state
+//! folder, a signing key, the example releases built as bundles, and a site
+//! config. Everything lives in a temp dir dropped with the test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{self, Postgres, Registry, RegistryOptions};
+
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub registry: Registry,
+    pub pg: Postgres,
+    pub key: PathBuf,
+    pub images: PathBuf,
+    pub config: PathBuf,
+    pub helm_state: PathBuf,
+    pub state_dir: PathBuf,
+    /// Extra env for the updater (e.g. the Helm stand-in's failure switch).
+    pub env: Vec<(String, String)>,
+}
+
+/// The repository's `manifests/` folder.
+pub fn manifests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .join("manifests")
+}
+
+impl Site {
+    pub fn start() -> Self {
+        Self::start_with(RegistryOptions::default())
+    }
+
+    pub fn start_with(opts: RegistryOptions) -> Self {
+        harness::require("psql", "postgresql-client");
+        harness::require("pg_dump", "postgresql-client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_owned();
+        let registry = Registry::start(&d, opts);
+        let pg = Postgres::start(&d);
+        pg.create_db("stoa");
+        let images = d.join("images");
+        let all: Vec<_> = ["2.0.0", "2.1.0", "2.3.0"]
+            .iter()
+            .flat_map(|v| crate::oci_fixture::sample_images(v))
+            .collect();
+        crate::oci_fixture::write_layout(&images, &all).expect("sample images");
+        harness::ok(
+            harness::bundler()
+                .args(["keygen", "--out"])
+                .arg(d.join("release")),
+        );
+        fs::create_dir_all(d.join("trust")).expect("trust dir");
+        fs::copy(d.join("release.pub"), d.join("trust/release.pub")).expect("trust");
+        let s = Self {
+            key: d.join("release.key"),
+            images,
+            config: d.join("updater.toml"),
+            helm_state: d.join("helm"),
+            state_dir: d.join("state"),
+            registry,
+            pg,
+            dir,
+            env: Vec::new(),
+        };
+        s.write_config("");
+        s
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the site config; `extra` is appended (more sections).
+    pub fn write_config(&self, extra: &str) {
+        let d = self.path();
+        let (scheme, ca) = match &self.registry.tls {
+            Some(ca) => ("https", format!("ca_cert = \"{}\"\n", ca.ca_cert.display())),
+            None => ("http", String::new()),
+        };
+        let auth = match &self.registry.auth {
+            Some((u, p)) => {
+                fs::write(d.join("registry.pass"), format!("{p}\n")).expect("pass");
+                format!(
+                    "username = \"{u}\"\npassword_file = \"{}\"\n",
+                    d.join("registry.pass").display()
+                )
+            }
+            None => String::new(),
+        };
+        let text = format!(
+            "state_dir = \"{state}\"\ntrust = \"{trust}\"\nkeep_releases = 3\n\n\
+             [registry]\nurl = \"{scheme}://{host}\"\nprefix = \"site\"\n{ca}{auth}\n\
+             [databases.stoa]\nurl = \"{db}\"\nsnapshot = true\n\n\
+             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\n{extra}",
+            state = self.state_dir.display(),
+            trust = d.join("trust").display(),
+            host = self.registry.host,
+            db = self.pg.url("stoa"),
+            helm = harness::bin_dir().join("fake-helm").display(),
+        );
+        fs::write(&self.config, text).expect("config");
+    }
+
+    /// Builds a bundle from the repo's release manifest for `version`
+    /// (`stoa-platform-<v>.toml`, or `stoa-platform.toml` for 2.3.0), with
+    /// paths made absolute; `migrations` replaces the migrations folder.
+    pub fn bundle(&self, version: &str, migrations: Option<&Path>) -> PathBuf {
+        let m = manifests_dir();
+        let file = if version == "2.3.0" {
+            m.join("stoa-platform.toml")
+        } else {
+            m.join(format!("stoa-platform-{version}.toml"))
+        };
+        let mut text = fs::read_to_string(&file).expect("release manifest");
+        text = text
+            .replace(
+                "\"oci:vendor/images:",
+                &format!("\"oci:{}:", self.images.display()),
+            )
+            .replace(
+                "path = \"charts",
+                &format!("path = \"{}/charts", m.display()),
+            )
+            .replace(
+                "source = \"tools/",
+                &format!("source = \"{}/tools/", m.display()),
+            );
+        let mig_line = text
+            .lines()
+            .find(|l| l.starts_with("dir = \"migrations/"))
+            .expect("migrations dir line")
+            .to_owned();
+        let mig_dir = match migrations {
+            Some(p) => p.to_owned(),
+            None => m.join(
+                mig_line
+                    .trim_start_matches("dir = \"")
+                    .trim_end_matches('"'),
+            ),
+        };
+        text = text.replace(&mig_line, &format!("dir = \"{}\"", mig_dir.display()));
+        let tag = migrations.map(|_| "-custom").unwrap_or("");
+        let n = fs::read_dir(self.path()).map(|r| r.count()).unwrap_or(0);
+        let mf = self.path().join(format!("release-{version}{tag}-{n}.toml"));
+        fs::write(&mf, text).expect("write manifest");
+        let out = self
+            .path()
+            .join(format!("stoa-platform-{version}{tag}-{n}.tar.zst"));
+        harness::ok(
+            harness::bundler()
+                .arg("build")
+                .arg(&mf)
+                .arg("--key")
+                .arg(&self.key)
+                .arg("--out")
+                .arg(&out)
+                .arg("--quiet"),
+        );
+        out
+    }
+
+    /// The updater with `--config` and the Helm stand-in's state.
+    pub fn updater(&self) -> Command {
+        let mut c = harness::updater();
+        c.arg("--config").arg(&self.config);
+        c.env("FAKE_HELM_STATE", &self.helm_state);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = harness::ok(self.updater().args(["status", "--json"]));
+        serde_json::from_str(&out).expect("status json")
+    }
+
+    pub fn installed(&self) -> Option<String> {
+        self.status_json()["installed"].as_str().map(str::to_owned)
+    }
+
+    /// Tables of the public schema, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        let out = self.pg.psql(
+            "stoa",
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        );
+        out.lines().map(str::to_owned).collect()
+    }
+
+    pub fn migration_ids(&self) -> Vec<String> {
+        let exists = self.pg.psql(
+            "stoa",
+            "SELECT to_regclass('stoa_schema_migrations') IS NOT NULL",
+        );
+        if exists != "t" {
+            return Vec::new();
+        }
+        self.pg
+            .psql("stoa", "SELECT id FROM stoa_schema_migrations ORDER BY id")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The Helm stand-in's current revision of a release.
+    pub fn helm_revision(&self, release: &str) -> Option<u64> {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+        );
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["version"].as_u64()
+    }
+
+    /// `skopeo inspect --raw` of `repo:tag` on the site registry: the
+    /// manifest's sha256, or None.
+    pub fn registry_digest(&self, repo_tag: &str) -> Option<String> {
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--raw"]);
+        for f in self.registry.skopeo_flags(false) {
+            c.arg(f.replace("--src-", "--"));
+        }
+        c.arg(self.registry.docker_ref(repo_tag));
+        let out = harness::run(&mut c);
+        if !out.status.success() {
+            return None;
+        }
+        use sha2::Digest;
+        Some(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&out.stdout))
+        ))
+    }
+
+    /// The digest the bundle's manifest records for an image.
+    pub fn bundle_image_digest(bundle: &Path, name: &str) -> String {
+        let out = harness::ok(harness::updater().arg("inspect").arg(bundle).arg("--json"));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect json");
+        v["images"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == name))
+            .and_then(|i| i["digest"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A migrations folder: the first `n` of the example's, plus `extra`
+/// (file name, SQL) files.
+pub fn migrations(dir: &Path, n: usize, extra: &[(&str, &str)]) -> PathBuf {
+    fs::create_dir_all(dir).expect("migrations dir");
+    let src = manifests_dir().join("migrations/stoa");
+    let mut names: Vec<String> = fs::read_dir(&src)
+        .expect("example migrations")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for name in names {
+        let id: usize = name[..4].parse().unwrap_or(0);
+        if id <= n {
+            fs::copy(src.join(&name), dir.join(&name)).expect("copy migration");
+        }
+    }
+    for (name, sql) in extra {
+        fs::write(dir.join(name), sql).expect("write migration");
+    }
+    dir.to_owned()
+}

@@ -1,0 +1,99 @@
+//! `stoa-updater --config F apply <bundle> [--allow-downgrade] [--no-auto-rollback]`.
+
+use std::path::PathBuf;
+
+use crate::engine::ApplyOptions;
+use crate::error::Result;
+use crate::progress::bytes_bar;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub bundle: PathBuf,
+    /// Apply a version not newer than the installed one, or outside the
+    /// bundle's upgrade_from (logged in history).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// On failure, leave the site as it is for inspection instead of undoing
+    /// the completed steps.
+    #[arg(long)]
+    pub no_auto_rollback: bool,
+    /// Accept a bundle past its expiry time.
+    #[arg(long)]
+    pub allow_expired: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
+    let site = super::site(config)?;
+    let quiet = args.quiet || args.json;
+    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+    let opts = ApplyOptions {
+        allow_downgrade: args.allow_downgrade,
+        no_auto_rollback: args.no_auto_rollback,
+        allow_expired: args.allow_expired,
+    };
+    let r = site.apply(&args.bundle, &opts, &mut |phase, done, total| {
+        if bar.as_ref().map(|(p, _)| p.as_str()) != Some(phase) {
+            if let Some((_, b)) = bar.take() {
+                b.finish_and_clear();
+            }
+            bar = Some((phase.to_owned(), bytes_bar(total, phase, quiet)));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done);
+        }
+    });
+    if let Some((_, b)) = bar.take() {
+        b.finish_and_clear();
+    }
+    let r = r?;
+    if args.json {
+        println!("{}", serde_json::json!({"ok": true, "apply": r}));
+    } else {
+        println!(
+            "applied {} (from {}){}",
+            r.version,
+            r.from.as_deref().unwrap_or("nothing installed"),
+            if r.resumed { ", resumed" } else { "" }
+        );
+        println!(
+            "images: {} pushed, {} blobs uploaded ({} bytes), {} already present, {} mounted",
+            r.push.images,
+            r.push.blobs_uploaded,
+            r.push.bytes_uploaded,
+            r.push.blobs_skipped,
+            r.push.blobs_mounted
+        );
+        for (db, ids) in &r.migrations {
+            println!(
+                "database {db}: migrations {}",
+                if ids.is_empty() {
+                    "none pending".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            );
+        }
+        for h in &r.helm {
+            println!(
+                "helm {}/{}: revision {} -> {}",
+                h.namespace,
+                h.release,
+                h.before
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                h.after.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+            );
+        }
+        for f in &r.files {
+            println!("file {f}");
+        }
+        if !r.pruned.is_empty() {
+            println!("pruned releases {}", r.pruned.join(", "));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `stoa-updater --config F plan <bundle>`: what apply would do, changing
+//! nothing. Verifies the bundle fully with the site's trust, checks the
+//! site config has every section the bundle needs, applies the version
+//! policy, and reads the databases and Helm for what is pending.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use serde_json::json;
+use stoa_format::reader::{verify, NullSink};
+
+use crate::db;
+use crate::engine::Site;
+use crate::error::{Result, UpdaterError};
+use crate::helm::Helm;
+use crate::progress::bytes_bar;
+use crate::registry::map_name;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    #[arg(long)]
+    pub allow_expired: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
+    let site = super::site(config)?;
+    let trust = site.trust()?;
+    let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
+        path: args.bundle.clone(),
+        source: e,
+    })?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = bytes_bar(size, "verify", args.quiet || args.json);
+    let v = verify(
+        f,
+        &trust,
+        &Site::verify_options(args.allow_expired),
+        &mut NullSink,
+        &mut |n| pb.inc(n),
+    )?;
+    pb.finish_and_clear();
+    let m = &v.manifest;
+    site.cfg.check_needs(m)?;
+    let state = site.sd.load()?;
+    if let Some(p) = &state.pending {
+        let same = p.manifest_sha256.as_deref() == Some(v.manifest_sha256.hex().as_str());
+        if !same {
+            return Err(UpdaterError::Refused(format!(
+                "an interrupted {:?} to {} is pending; resume or roll it back first",
+                p.op,
+                p.to.as_ref().map(|x| x.to_string()).unwrap_or_default()
+            )));
+        }
+    } else {
+        site.check_policy(&state, m, args.allow_downgrade)?;
+    }
+    let prefix = site
+        .cfg
+        .registry
+        .as_ref()
+        .map(|r| r.prefix.clone())
+        .unwrap_or_default();
+    let host = site
+        .cfg
+        .registry
+        .as_ref()
+        .map(crate::registry::site_registry_ref)
+        .unwrap_or_default();
+    let images: Vec<_> = m
+        .images
+        .iter()
+        .map(|i| {
+            let t = map_name(&i.name, &prefix);
+            let host_only = host.split('/').next().unwrap_or("");
+            json!({"name": i.name, "digest": i.digest, "to": format!("{host_only}/{}{}", t.repo, t.tag.map(|t| format!(":{t}")).unwrap_or_default()), "size": i.size})
+        })
+        .collect();
+    let mut migrations = Vec::new();
+    for set in &m.migrations {
+        let url = &site.cfg.databases[&set.database].url;
+        let (pending, note) = match db::applied(&set.database, url) {
+            Ok(applied) => {
+                let mut edited = Vec::new();
+                let mut pend = Vec::new();
+                for s in &set.steps {
+                    let sum = m.entry(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
+                    match applied.get(&s.id) {
+                        Some(a) if a.checksum != sum => edited.push(s.id.clone()),
+                        Some(_) => {}
+                        None => pend.push(format!(
+                            "{}_{}{}",
+                            s.id,
+                            s.name,
+                            if s.down.is_some() {
+                                ""
+                            } else {
+                                " (no down step)"
+                            }
+                        )),
+                    }
+                }
+                if !edited.is_empty() {
+                    return Err(UpdaterError::Database {
+                        database: set.database.clone(),
+                        step: "plan".into(),
+                        reason: format!("already-applied migration(s) {} differ from the bundle's; apply would refuse", edited.join(", ")),
+                    });
+                }
+                (pend, None)
+            }
+            Err(e) => (
+                set.steps
+                    .iter()
+                    .map(|s| format!("{}_{}", s.id, s.name))
+                    .collect(),
+                Some(format!("could not read the database: {e}")),
+            ),
+        };
+        migrations.push(json!({"database": set.database, "pending": pending, "snapshot": site.cfg.databases[&set.database].snapshot, "note": note}));
+    }
+    let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
+    let charts: Vec<_> = m
+        .charts
+        .iter()
+        .map(|c| {
+            let cur = helm.as_ref().map(|h| h.revision(&c.release, &c.namespace));
+            let current = match cur {
+                Some(Ok(Some(r))) => json!(r),
+                Some(Ok(None)) => json!("not installed"),
+                Some(Err(e)) => json!(format!("unknown: {e}")),
+                None => json!("unknown (helm not available)"),
+            };
+            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current})
+        })
+        .collect();
+    let files: Vec<_> = m
+        .files
+        .iter()
+        .map(|f| json!({"dest": site.cfg.files_dir().join(&f.dest), "mode": f.mode}))
+        .collect();
+    let doc = json!({
+        "ok": true,
+        "release": m.release.name, "version": m.release.version.to_string(),
+        "installed": state.installed.as_ref().map(|x| x.to_string()),
+        "resume": state.pending.is_some(),
+        "images": images, "migrations": migrations, "charts": charts, "files": files,
+        "helm": helm.as_ref().map(|h| h.version.clone()),
+    });
+    if args.json {
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "plan: {} {} over {}{}",
+        m.release.name,
+        m.release.version,
+        state
+            .installed
+            .as_ref()
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "nothing installed".into()),
+        if state.pending.is_some() {
+            " (resumes the interrupted apply)"
+        } else {
+            ""
+        }
+    );
+    for i in &images {
+        println!(
+            "push image {} -> {}",
+            i["name"].as_str().unwrap_or(""),
+            i["to"].as_str().unwrap_or("")
+        );
+    }
+    for mg in &migrations {
+        println!(
+            "database {}: snapshot {}, pending {}",
+            mg["database"].as_str().unwrap_or(""),
+            mg["snapshot"],
+            mg["pending"]
+        );
+        if let Some(n) = mg["note"].as_str() {
+            println!("  note: {n}");
+        }
+    }
+    for c in &charts {
+        let rev = match &c["current_revision"] {
+            serde_json::Value::String(x) => x.clone(),
+            other => other.to_string(),
+        };
+        println!(
+            "helm upgrade --install {}/{} ({}), current revision {rev}",
+            c["namespace"].as_str().unwrap_or(""),
+            c["release"].as_str().unwrap_or(""),
+            c["chart"].as_str().unwrap_or(""),
+        );
+    }
+    for f in &files {
+        println!(
+            "install file {} mode {}",
+            f["dest"].as_str().unwrap_or(""),
+            f["mode"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

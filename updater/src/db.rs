@@ -1,0 +1,238 @@
+//! PostgreSQL through its own client tools: `psql` (each migration and its
+//! history row in one transaction: `--single-transaction` with
+//! `ON_ERROR_STOP`), `pg_dump -Fc` for snapshots and `pg_restore` to restore
+//! them.
+//!
+//! History table, created when missing:
+//! `stoa_schema_migrations(id text primary key, name text, checksum text
+//! (sha256 of the up step), applied_at timestamptz, down_sql text null,
+//! release text)`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::{Result, UpdaterError};
+
+pub const TABLE: &str = "stoa_schema_migrations";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub name: String,
+    pub checksum: String,
+    pub has_down: bool,
+}
+
+fn dberr(db: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
+    UpdaterError::Database {
+        database: db.to_owned(),
+        step: step.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut c = Command::new("psql");
+    c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "15")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = c
+        .spawn()
+        .map_err(|e| dberr(db, step, format!("run psql: {e}")))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| dberr(db, step, format!("psql: {e}")))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        let line = msg
+            .lines()
+            .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
+            .unwrap_or(msg.trim());
+        return Err(dberr(db, step, line.trim().to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A dollar-quoted literal whose tag does not occur in the text.
+pub fn quote(text: &str) -> String {
+    let mut n = 0u32;
+    loop {
+        let tag = format!("$stoa{n}$");
+        if !text.contains(&tag) {
+            return format!("{tag}{text}{tag}");
+        }
+        n += 1;
+    }
+}
+
+/// Migrations recorded in the database (empty when the table is missing).
+pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
+    let exists = run_psql(
+        db,
+        url,
+        "read migration history",
+        &["-c", &format!("SELECT to_regclass('{TABLE}') IS NOT NULL")],
+        None,
+    )?;
+    if exists != "t" {
+        return Ok(BTreeMap::new());
+    }
+    let out = run_psql(
+        db,
+        url,
+        "read migration history",
+        &[
+            "-F",
+            "\t",
+            "-c",
+            &format!("SELECT id, name, checksum, down_sql IS NOT NULL FROM {TABLE} ORDER BY id"),
+        ],
+        None,
+    )?;
+    let mut m = BTreeMap::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() == 4 {
+            m.insert(
+                f[0].to_owned(),
+                Applied {
+                    name: f[1].to_owned(),
+                    checksum: f[2].to_owned(),
+                    has_down: f[3] == "t",
+                },
+            );
+        }
+    }
+    Ok(m)
+}
+
+/// Runs one up step and records it, in one transaction.
+#[allow(clippy::too_many_arguments)]
+pub fn migrate_up(
+    db: &str,
+    url: &str,
+    id: &str,
+    name: &str,
+    sql: &str,
+    checksum: &str,
+    down: Option<&str>,
+    release: &str,
+) -> Result<()> {
+    let script = format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), down_sql text, release text);\n\
+         {sql}\n;\n\
+         INSERT INTO {TABLE} (id, name, checksum, down_sql, release) VALUES ({}, {}, {}, {}, {});\n",
+        quote(id),
+        quote(name),
+        quote(checksum),
+        down.map(quote).unwrap_or_else(|| "NULL".into()),
+        quote(release)
+    );
+    run_psql(
+        db,
+        url,
+        &format!("migration {id}_{name}"),
+        &["--single-transaction", "-f", "-"],
+        Some(&script),
+    )
+    .map(|_| ())
+}
+
+/// Runs the recorded down step of `id` and deletes its row, in one transaction.
+pub fn migrate_down(db: &str, url: &str, id: &str) -> Result<()> {
+    let step = format!("down migration {id}");
+    let down = run_psql(
+        db,
+        url,
+        &step,
+        &[
+            "-c",
+            &format!("SELECT down_sql FROM {TABLE} WHERE id = {}", quote(id)),
+        ],
+        None,
+    )?;
+    if down.is_empty() {
+        // already undone, or no down step (the caller checked)
+        return Ok(());
+    }
+    // -A -t output of a single text value is the value itself
+    let script = format!("{down}\n;\nDELETE FROM {TABLE} WHERE id = {};\n", quote(id));
+    run_psql(
+        db,
+        url,
+        &step,
+        &["--single-transaction", "-f", "-"],
+        Some(&script),
+    )
+    .map(|_| ())
+}
+
+/// `pg_dump -Fc` into `dest` (temp file, then rename).
+pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
+    let tmp = dest.with_extension("partial");
+    let out = Command::new("pg_dump")
+        .args(["-Fc", "--no-owner", "-f"])
+        .arg(&tmp)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| dberr(db, "snapshot", format!("run pg_dump: {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(dberr(
+            db,
+            "snapshot",
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, dest))
+        .map_err(|e| UpdaterError::io("write snapshot", dest, e))
+}
+
+/// Replaces the database's `public` schema with the snapshot's content.
+/// Data written since the snapshot is lost.
+pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
+    run_psql(
+        db,
+        url,
+        "restore snapshot",
+        &[
+            "-c",
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
+        ],
+        None,
+    )?;
+    let out = Command::new("pg_restore")
+        .args([
+            "--no-owner",
+            "--exit-on-error",
+            "--single-transaction",
+            "-d",
+            url,
+        ])
+        .arg(dump)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| dberr(db, "restore snapshot", format!("run pg_restore: {e}")))?;
+    if !out.status.success() {
+        return Err(dberr(
+            db,
+            "restore snapshot",
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
+}

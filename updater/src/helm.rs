@@ -1,0 +1,164 @@
+//! The Helm driver: the `helm` CLI, version 3 or 4 (told apart by
+//! `helm version --short`), each with its own flags (`--atomic` in 3,
+//! `--rollback-on-failure` in 4).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::config::HelmConfig;
+use crate::error::{Result, UpdaterError};
+
+#[derive(Debug, Clone)]
+pub struct Helm {
+    cfg: HelmConfig,
+    pub major: u32,
+    pub version: String,
+}
+
+fn herr(release: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
+    UpdaterError::Helm {
+        release: release.to_owned(),
+        step: step.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Helm {
+    pub fn new(cfg: &HelmConfig) -> Result<Self> {
+        let mut h = Self {
+            cfg: cfg.clone(),
+            major: 0,
+            version: String::new(),
+        };
+        let out = h.run("-", "version", &["version", "--short"])?;
+        let v = out.trim().to_owned();
+        let major = v
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .ok_or_else(|| herr("-", "version", format!("cannot read helm version {v:?}")))?;
+        if !(3..=4).contains(&major) {
+            return Err(herr(
+                "-",
+                "version",
+                format!("helm {v} is not supported (3 or 4)"),
+            ));
+        }
+        h.major = major;
+        h.version = v;
+        Ok(h)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.cfg.bin);
+        if let Some(k) = &self.cfg.kubeconfig {
+            c.env("KUBECONFIG", k);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, release: &str, step: &str, args: &[&str]) -> Result<String> {
+        let out = self.command().args(args).output().map_err(|e| {
+            herr(
+                release,
+                step,
+                format!("run {}: {e}", self.cfg.bin.display()),
+            )
+        })?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            return Err(herr(release, step, msg.trim().to_owned()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The release's current revision, None when it is not installed.
+    pub fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
+        let out = self
+            .command()
+            .args(["status", release, "-n", ns, "-o", "json"])
+            .output()
+            .map_err(|e| herr(release, "status", e.to_string()))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            if msg.contains("not found") {
+                return Ok(None);
+            }
+            return Err(herr(release, "status", msg.trim().to_owned()));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| herr(release, "status", format!("unreadable output: {e}")))?;
+        Ok(v.get("version").and_then(|x| x.as_u64()))
+    }
+
+    pub fn upgrade(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        registry_value: Option<&str>,
+    ) -> Result<()> {
+        let timeout = format!("{}s", self.cfg.timeout().as_secs());
+        let chart_s = chart.to_string_lossy().into_owned();
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            "--install".into(),
+            release.into(),
+            chart_s,
+            "-n".into(),
+            ns.into(),
+            "--create-namespace".into(),
+            "--wait".into(),
+            "--timeout".into(),
+            timeout,
+        ];
+        if let Some(dir) = &self.cfg.values_dir {
+            let f = dir.join(format!("{release}.yaml"));
+            if f.exists() {
+                args.push("-f".into());
+                args.push(f.to_string_lossy().into_owned());
+            }
+        }
+        if let Some(r) = registry_value {
+            args.push("--set".into());
+            args.push(format!("{}={r}", self.cfg.image_registry_value));
+        }
+        args.push(if self.major >= 4 {
+            "--rollback-on-failure".into()
+        } else {
+            "--atomic".into()
+        });
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(release, "upgrade", &refs).map(|_| ())
+    }
+
+    pub fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {
+        let rev = revision.to_string();
+        let timeout = format!("{}s", self.cfg.timeout().as_secs());
+        self.run(
+            release,
+            "rollback",
+            &[
+                "rollback",
+                release,
+                &rev,
+                "-n",
+                ns,
+                "--wait",
+                "--timeout",
+                &timeout,
+            ],
+        )
+        .map(|_| ())
+    }
+
+    pub fn uninstall(&self, release: &str, ns: &str) -> Result<()> {
+        match self.run(release, "uninstall", &["uninstall", release, "-n", ns]) {
+            Ok(_) => Ok(()),
+            Err(UpdaterError::Helm { reason, .. }) if reason.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

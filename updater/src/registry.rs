@@ -1,0 +1,637 @@
+//! Pushing staged images to the site registry through the OCI distribution
+//! API: blobs first (HEAD, skip when present; cross-repository mount when
+//! pushed earlier in the run; otherwise an upload streamed from the staged
+//! file, monolithic or in chunks), then manifests byte-exact with their media
+//! type, checking the registry's `Docker-Content-Digest`. Basic auth and the
+//! bearer-token flow; TLS with the site's CA; plain http only for loopback.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
+use stoa_format::{BundleManifest, Sha256Digest};
+
+use crate::config::RegistryConfig;
+use crate::error::{Result, UpdaterError};
+use crate::state::StateDir;
+
+const DEFAULT_CHUNK: u64 = 64 << 20;
+
+type Sent = std::result::Result<ureq::Response, Box<ureq::Error>>;
+/// Builds and sends one request, given the agent and the Authorization value.
+type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
+
+/// What a push did; re-pushing the same images uploads no blob bytes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PushStats {
+    pub images: usize,
+    pub blobs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub blobs_skipped: u64,
+    pub blobs_mounted: u64,
+    pub manifests_put: u64,
+}
+
+/// Where an image goes on site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub repo: String,
+    /// Tag, or None when the name carries only a digest.
+    pub tag: Option<String>,
+}
+
+/// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api`, tag `2.3.0`.
+pub fn map_name(name: &str, prefix: &str) -> Target {
+    let (name, by_digest) = match name.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (name, None),
+    };
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            parts.remove(0);
+        }
+    }
+    let mut path = parts.join("/");
+    let mut tag = None;
+    if let Some(i) = path.rfind(':') {
+        if !path[i..].contains('/') {
+            tag = Some(path[i + 1..].to_owned());
+            path.truncate(i);
+        }
+    }
+    if by_digest.is_none() && tag.is_none() {
+        tag = Some("latest".into());
+    }
+    let repo = if prefix.is_empty() {
+        path
+    } else {
+        format!("{prefix}/{path}")
+    };
+    Target { repo, tag }
+}
+
+/// `host[:port]/prefix`, what charts get as the image registry.
+pub fn site_registry_ref(cfg: &RegistryConfig) -> String {
+    let host = cfg
+        .url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(&cfg.url)
+        .trim_end_matches('/');
+    if cfg.prefix.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{host}/{}", cfg.prefix)
+    }
+}
+
+#[derive(Debug)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    creds: Option<(String, String)>,
+    /// scope → Authorization header value
+    auth: HashMap<String, String>,
+    chunk: u64,
+    pub stats: PushStats,
+    /// blob digest → a repo it is known to be in (for mounts)
+    known: HashMap<String, String>,
+}
+
+fn err(image: &str, reason: impl Into<String>) -> UpdaterError {
+    UpdaterError::Push {
+        image: image.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let path = ca
+        .map(Path::to_owned)
+        .unwrap_or_else(|| Path::new("/etc/ssl/certs/ca-certificates.crt").to_owned());
+    if let Ok(f) = File::open(&path) {
+        let mut r = std::io::BufReader::new(f);
+        for c in rustls_pemfile::certs(&mut r) {
+            let c = c.map_err(|e| UpdaterError::io("read CA certificate", &path, e))?;
+            let _ = roots.add(c);
+        }
+    } else if ca.is_some() {
+        return Err(UpdaterError::Config {
+            path,
+            reason: "cannot read [registry] ca_cert".into(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("registry", format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(cfg)
+}
+
+impl Client {
+    pub fn new(cfg: &RegistryConfig) -> Result<Self> {
+        let tls = tls_config(cfg.ca_cert.as_deref())?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(300))
+            .timeout_write(Duration::from_secs(300))
+            .redirects(0)
+            .build();
+        let creds = match (&cfg.username, &cfg.password_file) {
+            (Some(u), Some(p)) => {
+                let pass = std::fs::read_to_string(p).map_err(|e| UpdaterError::Config {
+                    path: p.clone(),
+                    reason: format!("read password_file: {e}"),
+                })?;
+                Some((u.clone(), pass.trim_end_matches(['\r', '\n']).to_owned()))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            agent,
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            creds,
+            auth: HashMap::new(),
+            chunk: cfg.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1),
+            stats: PushStats::default(),
+            known: HashMap::new(),
+        })
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    /// Sends a request built by `make`; on 401 negotiates auth from the
+    /// challenge and sends once more (bodies are re-created by `make`).
+    fn call(
+        &mut self,
+        scope: &str,
+        make: &mut MakeRequest<'_>,
+    ) -> std::result::Result<ureq::Response, String> {
+        for attempt in 0..2 {
+            let auth = self.auth.get(scope).cloned();
+            match make(&self.agent, auth.as_deref()).map_err(|e| *e) {
+                Ok(r) => return Ok(r),
+                Err(ureq::Error::Status(401, r)) if attempt == 0 => {
+                    let challenge = r.header("www-authenticate").unwrap_or("").to_owned();
+                    let h = self.negotiate(&challenge, scope)?;
+                    self.auth.insert(scope.to_owned(), h);
+                }
+                Err(ureq::Error::Status(code, r)) => {
+                    let body = r.into_string().unwrap_or_default();
+                    return Err(format!("HTTP {code}: {}", body.trim()));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("authentication failed (HTTP 401)".into())
+    }
+
+    fn basic(&self) -> std::result::Result<String, String> {
+        let (u, p) = self.creds.as_ref().ok_or(
+            "the registry asks for credentials; set [registry] username and password_file",
+        )?;
+        Ok(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ))
+    }
+
+    fn negotiate(&self, challenge: &str, scope: &str) -> std::result::Result<String, String> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => self.basic(),
+            "bearer" => {
+                let p = parse_params(params);
+                let realm = p.get("realm").ok_or("bearer challenge without realm")?;
+                let mut req = self.agent.get(realm);
+                if let Some(s) = p.get("service") {
+                    req = req.query("service", s);
+                }
+                if !scope.is_empty() {
+                    req = req.query("scope", scope);
+                } else if let Some(s) = p.get("scope") {
+                    req = req.query("scope", s);
+                }
+                if self.creds.is_some() {
+                    req = req.set("Authorization", &self.basic()?);
+                }
+                let resp = req.call().map_err(|e| format!("token request: {e}"))?;
+                let body = resp
+                    .into_string()
+                    .map_err(|e| format!("token response: {e}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| format!("token response: {e}"))?;
+                let tok = v
+                    .get("token")
+                    .or_else(|| v.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or("token response has no token")?;
+                Ok(format!("Bearer {tok}"))
+            }
+            _ => Err(format!("unsupported auth challenge {challenge:?}")),
+        }
+    }
+
+    /// Pushes every image of a staged release.
+    pub fn push_release(
+        &mut self,
+        sd: &StateDir,
+        m: &BundleManifest,
+        prefix: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PushStats> {
+        for img in &m.images {
+            let t = map_name(&img.name, prefix);
+            let d =
+                Sha256Digest::from_oci(&img.digest).ok_or_else(|| err(&img.name, "bad digest"))?;
+            self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
+            if let Some(tag) = &t.tag {
+                self.put_manifest(sd, &img.name, &t.repo, &d, &img.media_type, tag)?;
+            }
+            self.stats.images += 1;
+        }
+        Ok(self.stats.clone())
+    }
+
+    fn push_manifest_tree(
+        &mut self,
+        sd: &StateDir,
+        image: &str,
+        repo: &str,
+        d: &Sha256Digest,
+        media_type: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let path = sd.blob(&d.hex());
+        let bytes = read_manifest(image, &path)?;
+        if is_index(media_type) {
+            let idx: ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| err(image, format!("index {d}: {e}")))?;
+            for child in &idx.manifests {
+                let cd = Sha256Digest::from_oci(&child.digest)
+                    .ok_or_else(|| err(image, "bad child digest"))?;
+                if !sd.blob(&cd.hex()).exists() {
+                    // a platform not carried by the bundle
+                    continue;
+                }
+                self.push_manifest_tree(sd, image, repo, &cd, &child.media_type, progress)?;
+                self.put_manifest(sd, image, repo, &cd, &child.media_type, &child.digest)?;
+            }
+        } else {
+            let man: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| err(image, format!("manifest {d}: {e}")))?;
+            let mut blobs = vec![man.config.clone()];
+            blobs.extend(man.layers.iter().cloned());
+            for b in blobs {
+                let bd = Sha256Digest::from_oci(&b.digest)
+                    .ok_or_else(|| err(image, format!("bad blob digest {}", b.digest)))?;
+                self.push_blob(sd, image, repo, &bd, b.size, progress)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scope(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    fn push_blob(
+        &mut self,
+        sd: &StateDir,
+        image: &str,
+        repo: &str,
+        d: &Sha256Digest,
+        size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let digest = format!("sha256:{}", d.hex());
+        let scope = Self::scope(repo);
+        let head_url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let head = self.call(&scope, &mut |a, auth| {
+            let mut r = a.head(&head_url);
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.call().map_err(Box::new)
+        });
+        match head {
+            Ok(_) => {
+                self.stats.blobs_skipped += 1;
+                progress(size);
+                self.known.insert(digest, repo.to_owned());
+                return Ok(());
+            }
+            Err(e) if e.starts_with("HTTP 404") => {}
+            Err(e) => return Err(err(image, format!("HEAD blob {digest}: {e}"))),
+        }
+        let path = sd.blob(&d.hex());
+        let file_len = std::fs::metadata(&path)
+            .map_err(|e| UpdaterError::io("read staged blob", &path, e))?
+            .len();
+        if file_len != size {
+            return Err(err(
+                image,
+                format!("staged blob {digest} is {file_len} bytes, the manifest says {size}"),
+            ));
+        }
+        // start an upload, mounting from a repo that has it when we know one
+        let mut start_url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        if let Some(from) = self.known.get(&digest).filter(|r| r.as_str() != repo) {
+            start_url = format!("{start_url}?mount={digest}&from={from}");
+        }
+        let resp = self
+            .call(&scope, &mut |a, auth| {
+                let mut r = a.post(&start_url);
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.set("Content-Length", "0").call().map_err(Box::new)
+            })
+            .map_err(|e| err(image, format!("start upload of {digest}: {e}")))?;
+        if resp.status() == 201 {
+            self.stats.blobs_mounted += 1;
+            progress(size);
+            self.known.insert(digest, repo.to_owned());
+            return Ok(());
+        }
+        let mut location = resp
+            .header("location")
+            .ok_or_else(|| err(image, "upload start without Location"))?
+            .to_owned();
+        let mut offset = 0u64;
+        if size > self.chunk {
+            while offset < size {
+                let n = (size - offset).min(self.chunk);
+                let url = self.url(&location);
+                let end = offset + n - 1;
+                let resp = self
+                    .call(&scope, &mut |a, auth| {
+                        let mut f =
+                            File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
+                        f.seek(SeekFrom::Start(offset))
+                            .map_err(|e| Box::new(ureq::Error::from(e)))?;
+                        let mut r = a
+                            .request("PATCH", &url)
+                            .set("Content-Type", "application/octet-stream")
+                            .set("Content-Length", &n.to_string())
+                            .set("Content-Range", &format!("{offset}-{end}"));
+                        if let Some(h) = auth {
+                            r = r.set("Authorization", h);
+                        }
+                        r.send(f.take(n)).map_err(Box::new)
+                    })
+                    .map_err(|e| err(image, format!("upload chunk of {digest}: {e}")))?;
+                location = resp
+                    .header("location")
+                    .ok_or_else(|| err(image, "chunk upload without Location"))?
+                    .to_owned();
+                offset += n;
+                progress(n);
+            }
+            let url = with_query(&self.url(&location), "digest", &digest);
+            self.call(&scope, &mut |a, auth| {
+                let mut r = a.put(&url).set("Content-Length", "0");
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.call().map_err(Box::new)
+            })
+            .map_err(|e| err(image, format!("finish upload of {digest}: {e}")))?;
+        } else {
+            let url = with_query(&self.url(&location), "digest", &digest);
+            self.call(&scope, &mut |a, auth| {
+                let f = File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
+                let mut r = a
+                    .put(&url)
+                    .set("Content-Type", "application/octet-stream")
+                    .set("Content-Length", &size.to_string());
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.send(f).map_err(Box::new)
+            })
+            .map_err(|e| err(image, format!("upload {digest}: {e}")))?;
+            progress(size);
+        }
+        self.stats.blobs_uploaded += 1;
+        self.stats.bytes_uploaded += size;
+        self.known.insert(digest, repo.to_owned());
+        Ok(())
+    }
+
+    fn put_manifest(
+        &mut self,
+        sd: &StateDir,
+        image: &str,
+        repo: &str,
+        d: &Sha256Digest,
+        media_type: &str,
+        reference: &str,
+    ) -> Result<()> {
+        let path = sd.blob(&d.hex());
+        let bytes = read_manifest(image, &path)?;
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let scope = Self::scope(repo);
+        let resp = self
+            .call(&scope, &mut |a, auth| {
+                let mut r = a.put(&url).set("Content-Type", media_type);
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.send_bytes(&bytes).map_err(Box::new)
+            })
+            .map_err(|e| err(image, format!("PUT manifest {repo}:{reference}: {e}")))?;
+        let want = format!("sha256:{}", d.hex());
+        match resp.header("docker-content-digest") {
+            Some(got) if got == want => {}
+            Some(got) => {
+                return Err(err(
+                    image,
+                    format!(
+                        "registry stored manifest {repo}:{reference} as {got}, expected {want}"
+                    ),
+                ))
+            }
+            None => {}
+        }
+        self.stats.manifests_put += 1;
+        Ok(())
+    }
+}
+
+/// A staged manifest or index, size-capped before it is read.
+fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| UpdaterError::io("read staged manifest", path, e))?
+        .len();
+    if len > 4 << 20 {
+        return Err(err(image, "manifest over 4 MiB"));
+    }
+    std::fs::read(path).map_err(|e| UpdaterError::io("read staged manifest", path, e))
+}
+
+fn with_query(url: &str, k: &str, v: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{k}={}", v.replace(':', "%3A"))
+}
+
+fn parse_params(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((k, v)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let v = v.trim_start();
+        let (val, after) = if let Some(stripped) = v.strip_prefix('"') {
+            match stripped.find('"') {
+                Some(i) => (&stripped[..i], &stripped[i + 1..]),
+                None => (stripped, ""),
+            }
+        } else {
+            match v.find(',') {
+                Some(i) => (&v[..i], &v[i..]),
+                None => (v, ""),
+            }
+        };
+        out.insert(k, val.to_owned());
+        rest = after.trim_start_matches(',').trim();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_names() {
+        assert_eq!(
+            map_name("registry.gostoa.dev/stoa/api:2.3.0", "stoa"),
+            Target {
+                repo: "stoa/stoa/api".into(),
+                tag: Some("2.3.0".into())
+            }
+        );
+        assert_eq!(map_name("localhost:5000/x:1", "").repo, "x");
+        assert_eq!(map_name("stoa/api", "p").tag.as_deref(), Some("latest"));
+    }
+
+    /// The bearer-token flow against a minimal registry: 401 with a Bearer
+    /// challenge, a token asked with Basic credentials and the scope, then
+    /// the request again with the token.
+    #[test]
+    fn bearer_token_flow() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::TcpListener;
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log2 = log.clone();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(3) {
+                let mut s = stream.unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log2.lock().unwrap().push(head.clone());
+                let lower = head.to_ascii_lowercase();
+                let (code, extra, body) = if head.starts_with("GET /token") {
+                    (200, String::new(), r#"{"token":"T0K"}"#.to_owned())
+                } else if lower.contains("authorization: bearer t0k") {
+                    (200, String::new(), String::new())
+                } else {
+                    (
+                        401,
+                        format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"reg\"\r\n"),
+                        String::new(),
+                    )
+                };
+                let len = if head.starts_with("HEAD") {
+                    0
+                } else {
+                    body.len()
+                };
+                write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n{body}"
+                )
+                .unwrap();
+            }
+        });
+        let dir = tempfile_dir();
+        let pass = dir.join("pass");
+        std::fs::write(&pass, "pw\n").unwrap();
+        let cfg = RegistryConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            prefix: "p".into(),
+            ca_cert: None,
+            username: Some("user".into()),
+            password_file: Some(pass),
+            chunk_size: None,
+        };
+        let mut c = Client::new(&cfg).unwrap();
+        let sd = StateDir::new(&dir);
+        let d = Sha256Digest::of(b"blob");
+        c.push_blob(&sd, "img", "p/x", &d, 4, &mut |_| {}).unwrap();
+        server.join().unwrap();
+        assert_eq!(c.stats.blobs_skipped, 1);
+        let log = log.lock().unwrap();
+        assert!(
+            log[1].starts_with("GET /token?service=reg&scope=repository%3Ap%2Fx%3Apull%2Cpush")
+                || log[1].starts_with("GET /token?service=reg&scope=repository:p/x:pull,push"),
+            "{}",
+            log[1]
+        );
+        assert!(
+            log[1]
+                .to_ascii_lowercase()
+                .contains("authorization: basic dxnlcjpwdw=="),
+            "{}",
+            log[1]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("stoa-registry-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn parses_challenges() {
+        let p = parse_params(
+            r#"realm="https://auth/token",service="registry",scope="repository:a:pull""#,
+        );
+        assert_eq!(p["realm"], "https://auth/token");
+        assert_eq!(p["scope"], "repository:a:pull");
+    }
+}

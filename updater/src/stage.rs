@@ -1,0 +1,182 @@
+//! Staging: the bundle is verified once, and while it streams every verified
+//! entry is written into the content-addressed store under the state folder
+//! (`store/sha256/<hex>`, shared between releases). Nothing is read from the
+//! medium again. An entry becomes visible in the store only after its digest
+//! was checked (temp file, fsync, rename); the release folder, which makes
+//! the staged release usable, is written only when the whole bundle verified.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use stoa_format::extract::sync_dir;
+use stoa_format::manifest::Entry;
+use stoa_format::reader::{verify, ContentSink, VerifiedBundle, VerifyOptions};
+use stoa_format::{BundleManifest, Limits, TrustStore};
+
+use crate::error::{Result, UpdaterError};
+use crate::state::{write_atomic, StateDir};
+
+/// Writes verified entries into the store by digest.
+#[derive(Debug)]
+pub struct StoreSink {
+    dir: PathBuf,
+    current: Option<(BufWriter<File>, PathBuf)>,
+    pub written: u64,
+    pub reused: u64,
+}
+
+impl StoreSink {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            current: None,
+            written: 0,
+            reused: 0,
+        }
+    }
+    fn tmp(&self, entry: &Entry) -> PathBuf {
+        self.dir.join(format!(
+            ".{}.partial-{}",
+            entry.sha256.hex(),
+            std::process::id()
+        ))
+    }
+}
+
+impl ContentSink for StoreSink {
+    fn begin(&mut self, entry: &Entry) -> io::Result<()> {
+        let final_path = self.dir.join(entry.sha256.hex());
+        if final_path.exists() {
+            self.reused += entry.size;
+            self.current = None;
+            return Ok(());
+        }
+        let tmp = self.tmp(entry);
+        let f = File::create(&tmp)?;
+        self.current = Some((BufWriter::with_capacity(1 << 20, f), tmp));
+        Ok(())
+    }
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.current {
+            Some((f, _)) => f.write_all(data),
+            None => Ok(()),
+        }
+    }
+    fn end(&mut self, entry: &Entry) -> io::Result<()> {
+        if let Some((f, tmp)) = self.current.take() {
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_data()?;
+            fs::rename(&tmp, self.dir.join(entry.sha256.hex()))?;
+            self.written += entry.size;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StoreSink {
+    fn drop(&mut self) {
+        if let Some((_, tmp)) = self.current.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Verified and staged.
+#[derive(Debug)]
+pub struct Staged {
+    pub verified: VerifiedBundle,
+    pub bytes_written: u64,
+    pub bytes_reused: u64,
+}
+
+/// Verifies `bundle` against `trust` and stages its content. The release
+/// folder `releases/<version>` (the verified manifest, chart links) is
+/// written last, in a temp folder renamed into place.
+pub fn verify_and_stage(
+    bundle: &Path,
+    trust: &TrustStore,
+    opts: &VerifyOptions,
+    sd: &StateDir,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Staged> {
+    sd.ensure()?;
+    let f = File::open(bundle).map_err(|e| UpdaterError::OpenBundle {
+        path: bundle.to_owned(),
+        source: e,
+    })?;
+    let mut sink = StoreSink::new(sd.store_dir());
+    let verified = verify(f, trust, opts, &mut sink, progress)?;
+    let store = sd.store_dir();
+    sync_dir(&store).map_err(|e| UpdaterError::io("fsync", &store, e))?;
+    write_release_dir(sd, &verified)?;
+    Ok(Staged {
+        verified,
+        bytes_written: sink.written,
+        bytes_reused: sink.reused,
+    })
+}
+
+fn write_release_dir(sd: &StateDir, v: &VerifiedBundle) -> Result<()> {
+    let m = &v.manifest;
+    let dest = sd.release_dir(&m.release.version);
+    if let Ok(existing) = fs::read(dest.join("manifest.json")) {
+        if existing == v.manifest_bytes {
+            return Ok(());
+        }
+    }
+    let parent = sd.root.join("releases");
+    let tmp = parent.join(format!(
+        ".{}.partial-{}",
+        m.release.version,
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    let res = (|| -> Result<()> {
+        let io = |what, p: &Path| {
+            let p = p.to_owned();
+            move |e| UpdaterError::io(what, p, e)
+        };
+        fs::create_dir_all(tmp.join("charts")).map_err(io("create", &tmp))?;
+        write_atomic(&tmp.join("manifest.json"), &v.manifest_bytes, None)?;
+        for c in &m.charts {
+            let link = tmp.join("charts").join(chart_file_name(c));
+            let src = entry_blob(sd, m, &c.path)?;
+            fs::hard_link(&src, &link)
+                .or_else(|_| fs::copy(&src, &link).map(|_| ()))
+                .map_err(io("link chart", &link))?;
+        }
+        if dest.exists() {
+            let old = parent.join(format!(".{}.old-{}", m.release.version, std::process::id()));
+            fs::rename(&dest, &old).map_err(io("replace", &dest))?;
+            let _ = fs::remove_dir_all(&old);
+        }
+        fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+        sync_dir(&parent).map_err(io("fsync", &parent))
+    })();
+    if res.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+pub fn chart_file_name(c: &stoa_format::manifest::ChartRecord) -> String {
+    format!("{}-{}.tgz", c.name, c.version)
+}
+
+/// The staged file of a bundle entry.
+pub fn entry_blob(sd: &StateDir, m: &BundleManifest, path: &str) -> Result<PathBuf> {
+    let e = m.entry(path).ok_or_else(|| UpdaterError::Io {
+        what: "find staged entry",
+        path: PathBuf::from(path),
+        source: io::Error::new(io::ErrorKind::NotFound, "not in the manifest"),
+    })?;
+    Ok(sd.blob(&e.sha256.hex()))
+}
+
+/// Loads the manifest of a staged release.
+pub fn load_release(sd: &StateDir, v: &semver::Version) -> Result<BundleManifest> {
+    let p = sd.release_dir(v).join("manifest.json");
+    let bytes = fs::read(&p).map_err(|e| UpdaterError::io("read staged release", &p, e))?;
+    Ok(BundleManifest::from_bytes(&bytes, &Limits::default())?)
+}

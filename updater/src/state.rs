@@ -1,0 +1,355 @@
+//! The site's state under `state_dir`: `state.json` (written atomically),
+//! `journal.jsonl` and `history.jsonl` (append-only, fsynced), and the lock.
+//!
+//! Layout:
+//! ```text
+//! state_dir/lock             flock held by apply and rollback
+//! state_dir/state.json       installed release, retained releases, pending operation
+//! state_dir/journal.jsonl    one line before (and after) every side effect
+//! state_dir/history.jsonl    one line per finished operation
+//! state_dir/store/sha256/    verified content, by digest, shared between releases
+//! state_dir/releases/<v>/    manifest.json of each staged release, chart links
+//! state_dir/snapshots/       pg_dump -Fc files
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, UpdaterError};
+
+pub const STATE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format: u32,
+    /// The installed release, the site's version floor.
+    pub installed: Option<semver::Version>,
+    /// Retained installed releases, oldest first; the last is `installed`.
+    #[serde(default)]
+    pub releases: Vec<ReleaseRecord>,
+    /// An apply or rollback that started and has not finished.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+/// What one apply did, kept so that rollback can undo it without the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRecord {
+    pub version: semver::Version,
+    pub manifest_sha256: String,
+    pub applied_at: String,
+    #[serde(default)]
+    pub helm: Vec<HelmRecord>,
+    /// database → migration ids this apply ran.
+    #[serde(default)]
+    pub migrations: BTreeMap<String, Vec<String>>,
+    /// database → snapshot file taken before migrating.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    /// Applied with --allow-expired past the bundle's expiry.
+    #[serde(default)]
+    pub allow_expired: bool,
+}
+
+impl Default for ReleaseRecord {
+    fn default() -> Self {
+        Self {
+            version: semver::Version::new(0, 0, 0),
+            manifest_sha256: String::new(),
+            applied_at: String::new(),
+            helm: Vec::new(),
+            migrations: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            allow_downgrade: false,
+            allow_expired: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HelmRecord {
+    pub release: String,
+    pub namespace: String,
+    /// The revision before the upgrade (None: not installed).
+    pub before: Option<u64>,
+    /// The revision the upgrade made.
+    pub after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Apply,
+    Rollback,
+}
+
+/// An operation in progress, with everything needed to undo it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    pub op: OpKind,
+    pub op_id: String,
+    pub started_at: String,
+    /// The release installed when the operation started.
+    pub from: Option<semver::Version>,
+    /// The release the operation goes to.
+    pub to: Option<semver::Version>,
+    /// For apply: the bundle's manifest digest (resume needs the same one).
+    #[serde(default)]
+    pub manifest_sha256: Option<String>,
+    /// Steps begun, in order, and whether each finished.
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    /// The record being built (apply) — what the undo needs.
+    #[serde(default)]
+    pub record: ReleaseRecord,
+    /// database → migration ids present before this apply touched it.
+    #[serde(default)]
+    pub migrations_before: BTreeMap<String, Vec<String>>,
+    /// The last failure, if the operation failed and was left.
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    pub name: String,
+    pub done: bool,
+}
+
+impl Pending {
+    pub fn step_done(&self, name: &str) -> bool {
+        self.steps.iter().any(|s| s.name == name && s.done)
+    }
+    pub fn step_begun(&self, name: &str) -> bool {
+        self.steps.iter().any(|s| s.name == name)
+    }
+    /// The step it stopped at: the last begun and not done, else the last.
+    pub fn current_step(&self) -> Option<&StepRecord> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| !s.done)
+            .or(self.steps.last())
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The state folder and its files.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    pub fn journal_path(&self) -> PathBuf {
+        self.root.join("journal.jsonl")
+    }
+    pub fn history_path(&self) -> PathBuf {
+        self.root.join("history.jsonl")
+    }
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store").join("sha256")
+    }
+    pub fn blob(&self, hex: &str) -> PathBuf {
+        self.store_dir().join(hex)
+    }
+    pub fn release_dir(&self, v: &semver::Version) -> PathBuf {
+        self.root.join("releases").join(v.to_string())
+    }
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    pub fn ensure(&self) -> Result<()> {
+        if !self.root.exists() {
+            // the staging area is the operator's alone
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(|e| UpdaterError::io("create folder", &self.root, e))?;
+        }
+        for d in [
+            self.root.clone(),
+            self.store_dir(),
+            self.root.join("releases"),
+            self.snapshots_dir(),
+        ] {
+            fs::create_dir_all(&d).map_err(|e| UpdaterError::io("create folder", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the state. Missing with no journal: a fresh site. Missing with
+    /// a journal, unreadable, or not parseable: fail closed.
+    pub fn load(&self) -> Result<State> {
+        let path = self.state_path();
+        let corrupt = |reason: String| UpdaterError::StateCorrupt {
+            path: path.clone(),
+            reason,
+        };
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let s: State = serde_json::from_slice(&bytes)
+                    .map_err(|e| corrupt(format!("not valid state: {e}")))?;
+                if s.format != STATE_FORMAT {
+                    return Err(corrupt(format!("unknown state format {}", s.format)));
+                }
+                if let (Some(v), Some(last)) = (&s.installed, s.releases.last()) {
+                    if &last.version != v {
+                        return Err(corrupt(
+                            "installed version does not match the last release record".into(),
+                        ));
+                    }
+                }
+                Ok(s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let journal_len = fs::metadata(self.journal_path())
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if journal_len > 0 {
+                    return Err(corrupt(
+                        "missing, but the journal shows operations were made".into(),
+                    ));
+                }
+                Ok(State {
+                    format: STATE_FORMAT,
+                    ..State::default()
+                })
+            }
+            Err(e) => Err(corrupt(format!("read: {e}"))),
+        }
+    }
+
+    /// Writes the state atomically: temp file, fsync, rename, fsync folder.
+    pub fn save(&self, s: &State) -> Result<()> {
+        let path = self.state_path();
+        let mut bytes = serde_json::to_vec_pretty(s).unwrap_or_default();
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes, None)
+    }
+
+    pub fn journal(&self, value: serde_json::Value) -> Result<()> {
+        append_line(&self.journal_path(), value)
+    }
+
+    pub fn history(&self, value: serde_json::Value) -> Result<()> {
+        append_line(&self.history_path(), value)
+    }
+
+    pub fn read_history(&self) -> Result<Vec<serde_json::Value>> {
+        let path = self.history_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(UpdaterError::io("read history", &path, e)),
+        };
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str(line) {
+                Ok(v) => out.push(v),
+                // a torn last line after power loss is not fatal for reading
+                Err(_) => out.push(serde_json::json!({"unreadable": line})),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last journal entry, for status.
+    pub fn last_journal(&self) -> Option<serde_json::Value> {
+        let text = fs::read_to_string(self.journal_path()).ok()?;
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+    }
+}
+
+fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
+    if value.get("time").is_none() {
+        value["time"] = serde_json::json!(now_rfc3339());
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| UpdaterError::io("open", path, e))?;
+    let mut line = value.to_string();
+    line.push('\n');
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| UpdaterError::io("append", path, e))
+}
+
+/// temp file, fsync, (chmod), rename, fsync folder.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if let Some(m) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(m))?;
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map_err(|e| UpdaterError::io("write", path, e))
+}
+
+/// The site lock: an exclusive flock on `state_dir/lock`, held while the
+/// value lives. A second holder fails at once.
+#[derive(Debug)]
+pub struct SiteLock {
+    _file: File,
+}
+
+impl SiteLock {
+    pub fn take(dir: &StateDir) -> Result<Self> {
+        let path = dir.root.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| UpdaterError::io("open lock", &path, e))?;
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Self { _file: f }),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(UpdaterError::Busy { path }),
+            Err(e) => Err(UpdaterError::io("lock", &path, e.into())),
+        }
+    }
+}
