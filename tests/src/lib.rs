@@ -5,3 +5,4 @@
 
 pub mod harness;
 pub mod oci_fixture;
+pub mod registry_fixture;

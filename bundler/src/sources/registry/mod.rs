@@ -118,6 +118,8 @@ pub struct Puller {
     counters: Arc<Counters>,
     /// registry → whether credentials were found (for error messages)
     creds: HashMap<String, Option<PathBuf>>,
+    /// Blobs already counted in this build (shared layers count once).
+    seen: std::collections::HashSet<Sha256Digest>,
     delay: Option<Duration>,
 }
 
@@ -285,6 +287,7 @@ impl Puller {
             opts: opts.clone(),
             counters: Arc::new(Counters::default()),
             creds: HashMap::new(),
+            seen: Default::default(),
             delay,
         })
     }
@@ -344,7 +347,17 @@ impl Puller {
         if message.contains("Not authorized") || message.contains("Authentication failure") {
             message.push_str(&self.auth_hint(reference));
         }
-        if message.contains("MANIFEST_UNKNOWN") || message.contains("NAME_UNKNOWN") {
+        let lower = message.to_ascii_lowercase();
+        if [
+            "manifest unknown",
+            "name unknown",
+            "not known to registry",
+            "manifest_unknown",
+            "name_unknown",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+        {
             message = format!("not found in the registry: {message}");
         }
         BundlerError::RegistryPull {
@@ -502,7 +515,7 @@ impl Puller {
 
     /// Downloads the blobs not in the cache yet, `jobs` at a time.
     fn download_all(
-        &self,
+        &mut self,
         image: &str,
         reference: &Reference,
         blobs: Vec<Descriptor>,
@@ -516,7 +529,7 @@ impl Puller {
                     blob: d.digest.clone(),
                     message: "digest is not sha256".into(),
                 })?;
-            if !seen.insert(digest) {
+            if !seen.insert(digest) || !self.seen.insert(digest) {
                 continue;
             }
             if self.cache.has(&digest, d.size) {
