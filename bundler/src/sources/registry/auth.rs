@@ -3,9 +3,8 @@
 //! then `$DOCKER_CONFIG/config.json`, then `~/.docker/config.json`; the first
 //! file with an entry for the registry wins. Entries hold `auth`
 //! (base64 `user:password`) or `username` + `password`, or an
-//! `identitytoken` (sent as a bearer token's refresh token is not supported:
-//! it is used as a bearer token). Credential helpers (`credsStore`,
-//! `credHelpers`) are not run.
+//! `identitytoken` (used as a bearer token; OAuth refresh-token exchange is
+//! not done). Credential helpers (`credsStore`, `credHelpers`) are not run.
 //!
 //! Credentials never leave this module except into the HTTP client: they are
 //! not printed, logged, or written anywhere (`Debug` hides them).

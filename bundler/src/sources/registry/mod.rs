@@ -168,6 +168,21 @@ fn classify(e: OciDistributionError) -> Failure {
         }
         _ => e.to_string(),
     };
+    // TLS failures do not go away by trying again; say what usually helps
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("invalidcontenttype") {
+        return Failure::fatal(format!(
+            "{message} (the server does not speak TLS: for a plain-HTTP registry use --insecure-registry <host:port>)"
+        ));
+    }
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("handshake")
+    {
+        return Failure::fatal(format!(
+            "{message} (for a registry with a private CA use --ca-cert <pem>)"
+        ));
+    }
     Failure { retry, message }
 }
 
