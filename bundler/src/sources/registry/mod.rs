@@ -394,11 +394,11 @@ impl Puller {
         want_size: Option<u64>,
     ) -> std::result::Result<(Vec<u8>, Sha256Digest), Failure> {
         if let Some(d) = reference.digest().and_then(Sha256Digest::from_oci) {
-            if let Some(size) = want_size {
-                if cache.has(&d, size) {
-                    if let Ok(b) = cache.read(&d) {
-                        return Ok((b, d));
-                    }
+            // pinned by digest: the cache has it when a blob of that digest
+            // (and size, when known) is there; checked again, it is small
+            if let Ok(b) = cache.read(&d) {
+                if Sha256Digest::of(&b) == d && want_size.is_none_or(|s| s == b.len() as u64) {
+                    return Ok((b, d));
                 }
             }
         }
