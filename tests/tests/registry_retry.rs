@@ -168,7 +168,7 @@ fn registry_that_keeps_failing_is_reported() {
     let t = tempfile::tempdir().unwrap();
     let (reg, _) = setup(t.path());
     let proxy = flaky_proxy(reg.port, Mode::Always503);
-    let err = fails(&mut build_through(t.path(), &proxy, "1"), 3);
+    let err = fails(&mut build_through(t.path(), &proxy), 3);
     assert!(err.contains("stoa/app:1") && err.contains("503"), "{err}");
     assert!(err.contains("after 6 attempts"), "{err}");
 }
