@@ -252,3 +252,50 @@ fn chart_from_oci_registry() {
         "{err}"
     );
 }
+
+#[test]
+fn pulled_chart_and_image_fields_are_checked_with_line_numbers() {
+    let t = tempfile::tempdir().unwrap();
+    let key = keygen(t.path());
+    let cases = [
+        (
+            "[[charts]]\npath = \"charts/x\"\nrepo = \"https://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0]",
+        ),
+        (
+            "[[charts]]\nrepo = \"https://c.example\"\nname = \"x\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].version",
+        ),
+        (
+            "[[charts]]\nrepo = \"https://c.example\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].name",
+        ),
+        (
+            "[[charts]]\nchart = \"https://c.example/x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].chart",
+        ),
+        (
+            "[[charts]]\nrepo = \"ftp://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].repo",
+        ),
+        (
+            "[[images]]\nname = \"x\"\nsource = \"docker://UPPER/x::y\"\n",
+            "images[0].source",
+        ),
+    ];
+    for (body, field) in cases {
+        let manifest = write_release(t.path(), body);
+        let err = fails(
+            &mut build_cmd(
+                &manifest,
+                &key,
+                &t.path().join("b.stoa"),
+                &t.path().join("c"),
+                &[],
+            ),
+            2,
+        );
+        assert!(err.contains(&format!(": {field}: ")), "{field}: {err}");
+        assert!(err.contains("release.toml:"), "{err}");
+    }
+}
