@@ -98,7 +98,12 @@ pub fn plan(
             continue;
         }
         let Some(src) = &spec.source else {
-            continue;
+            // unreachable: an image without source is pulled above
+            return Err(rel.field_error(
+                &format!("images[{i}].source"),
+                spec.name.span(),
+                "no source",
+            ));
         };
         let parsed = ImageSource::parse(src.get_ref()).ok_or_else(|| {
             rel.field_error(
@@ -187,7 +192,14 @@ pub fn plan(
                 let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
                 (path, Some((repo.get_ref().clone(), name, v.to_owned())))
             }
-            (None, None, None) => continue, // refused when the manifest was loaded
+            (None, None, None) => {
+                // refused when the manifest was loaded; never skipped
+                return Err(rel.field_error(
+                    "charts",
+                    spec.release.span(),
+                    "give one of path, chart or repo",
+                ));
+            }
         };
         let c = chart::load(&path, settings.mtime)?;
         if let Some((from, name, v)) = want {
