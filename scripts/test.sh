@@ -18,6 +18,7 @@ have zstd            || need+=(zstd)
 have psql            || need+=(postgresql-client)
 have pg_dump         || need+=(postgresql-client)
 have curl            || need+=(curl)
+have python3         || need+=(python3)   # serves a Helm chart repository in the registry tests
 have runuser         || need+=(util-linux)
 have flock           || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)

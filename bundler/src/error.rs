@@ -44,12 +44,30 @@ pub enum BundlerError {
         #[source]
         source: io::Error,
     },
-    #[error("read bundle {path}: {source}")]
-    OpenBundle {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
+    #[error("image {image}: pull {reference}: {message}")]
+    RegistryPull {
+        image: String,
+        reference: String,
+        message: String,
     },
+    #[error("image {image}: blob {blob}: {message}")]
+    RegistryBlob {
+        image: String,
+        blob: String,
+        message: String,
+    },
+    #[error("chart {chart}: pull {url}: {message}")]
+    ChartPull {
+        chart: String,
+        url: String,
+        message: String,
+    },
+    #[error("--ca-cert {path}: {message}")]
+    CaCert { path: PathBuf, message: String },
+    #[error("registry credentials {path}: {message}")]
+    AuthFile { path: PathBuf, message: String },
+    #[error("cache {path}: {message}")]
+    Cache { path: PathBuf, message: String },
     #[error("build: at least one --key is needed to sign the bundle")]
     NoSigningKey,
     #[error("build: SOURCE_DATE_EPOCH {0:?} is not a whole number of seconds")]
@@ -64,7 +82,9 @@ impl BundlerError {
             Self::ParseReleaseManifest { .. }
             | Self::InvalidField { .. }
             | Self::NoSigningKey
-            | Self::SourceDateEpoch(_) => 2,
+            | Self::SourceDateEpoch(_)
+            | Self::CaCert { .. }
+            | Self::AuthFile { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -78,11 +98,15 @@ impl BundlerError {
             | Self::ParseReleaseManifest { .. }
             | Self::InvalidField { .. } => "release-manifest",
             Self::OciLayout { .. } | Self::Image { .. } => "image",
+            Self::RegistryPull { .. } | Self::RegistryBlob { .. } => "registry",
+            Self::ChartPull { .. } => "chart",
+            Self::CaCert { .. } => "ca-cert",
+            Self::AuthFile { .. } => "credentials",
+            Self::Cache { .. } => "cache",
             Self::Chart { .. } => "chart",
             Self::Migrations { .. } => "migrations",
             Self::File { .. } => "file",
             Self::WriteOutput { .. } => "write",
-            Self::OpenBundle { .. } => "read",
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
         }

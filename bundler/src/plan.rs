@@ -18,6 +18,7 @@ use stoa_format::{
 use crate::error::{BundlerError, Result};
 use crate::release::LoadedRelease;
 use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
+use crate::sources::registry::{self, chart_repo, PullOptions, PullStats, Puller};
 use crate::sources::{chart, migrations};
 
 /// Build-time settings that are not in the release manifest.
@@ -28,6 +29,20 @@ pub struct BuildSettings {
     /// The tar mtime of every entry (same source).
     pub mtime: u64,
     pub limits: Limits,
+    /// How to reach registries and Helm repositories (used only when the
+    /// release pulls something).
+    pub pull: PullOptions,
+}
+
+/// The puller, made on first use so local-only builds need no cache.
+fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
+    if p.is_none() {
+        *p = Some(Puller::new(opts)?);
+    }
+    p.as_mut().ok_or_else(|| BundlerError::Cache {
+        path: opts.cache_dir.clone(),
+        message: "no puller".into(),
+    })
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
@@ -52,21 +67,42 @@ fn planned_file(
     })
 }
 
-/// Resolves everything the release manifest names.
-pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWriter> {
+/// Resolves everything the release manifest names; also returns what was
+/// downloaded when something was pulled.
+pub fn plan(
+    rel: &LoadedRelease,
+    settings: &BuildSettings,
+) -> Result<(BundleWriter, Option<PullStats>)> {
     let m = &rel.manifest;
     let mut planned: Vec<PlannedEntry> = Vec::new();
+    let mut pull: Option<Puller> = None;
 
     // images
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
     for (i, spec) in m.images.iter().enumerate() {
         let name = spec.name.get_ref();
+        let platforms = spec.platforms.as_ref().map(|p| p.get_ref().as_slice());
+        let remote = match &spec.source {
+            None => Some((format!("docker://{name}"), spec.name.span(), "name")),
+            Some(s) if registry::is_registry_source(s.get_ref()) => {
+                Some((s.get_ref().clone(), s.span(), "source"))
+            }
+            Some(_) => None,
+        };
+        if let Some((text, span, field)) = remote {
+            let reference = registry::parse_reference(&text)
+                .map_err(|e| rel.field_error(&format!("images[{i}].{field}"), span, e))?;
+            let p = puller(&mut pull, &settings.pull)?;
+            images.push(p.pull_image(name, &text, &reference, platforms)?);
+            continue;
+        }
         let Some(src) = &spec.source else {
+            // unreachable: an image without source is pulled above
             return Err(rel.field_error(
                 &format!("images[{i}].source"),
                 spec.name.span(),
-                "pulling from a registry is not supported by this build; give source = \"oci:<dir>:<ref>\"",
+                "no source",
             ));
         };
         let parsed = ImageSource::parse(src.get_ref()).ok_or_else(|| {
@@ -74,7 +110,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWrite
                 &format!("images[{i}].source"),
                 src.span(),
                 format!(
-                    "{:?} is not oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
+                    "{:?} is not docker://<ref>, oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
                     src.get_ref()
                 ),
             )
@@ -101,7 +137,6 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWrite
             })?;
             stores.insert(key.clone(), store);
         }
-        let platforms = spec.platforms.as_ref().map(|p| p.get_ref().as_slice());
         let img = oci_layout::resolve(
             name,
             src.get_ref(),
@@ -135,8 +170,47 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWrite
     // charts
     let mut chart_records = Vec::new();
     for spec in &m.charts {
-        let path = rel.resolve(spec.path.get_ref());
+        let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
+        let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
+            (Some(p), _, _) => (rel.resolve(p.get_ref()), None),
+            (None, Some(url), _) => {
+                let url = url.get_ref();
+                let v = version.unwrap_or_default();
+                let p = puller(&mut pull, &settings.pull)?;
+                let (path, _) = p.pull_oci_chart(url, v)?;
+                let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+                (path, Some((url.clone(), name, v.to_owned())))
+            }
+            (None, None, Some(repo)) => {
+                let name = spec
+                    .name
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_default();
+                let v = version.unwrap_or_default();
+                let p = puller(&mut pull, &settings.pull)?;
+                let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
+                (path, Some((repo.get_ref().clone(), name, v.to_owned())))
+            }
+            (None, None, None) => {
+                // refused when the manifest was loaded; never skipped
+                return Err(rel.field_error(
+                    "charts",
+                    spec.release.span(),
+                    "give one of path, chart or repo",
+                ));
+            }
+        };
         let c = chart::load(&path, settings.mtime)?;
+        if let Some((from, name, v)) = want {
+            if c.name != name || c.version != v {
+                return Err(BundlerError::ChartPull {
+                    chart: format!("{name} {v}"),
+                    url: from,
+                    message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
+                });
+            }
+        }
         let entry_path = format!("charts/{}-{}.tgz", c.name, c.version);
         chart_records.push(ChartRecord {
             name: c.name,
@@ -240,10 +314,6 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<BundleWrite
         files: file_records,
         entries: Vec::new(),
     };
-    Ok(BundleWriter::new(
-        bundle_manifest,
-        planned,
-        settings.mtime,
-        &settings.limits,
-    )?)
+    let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
+    Ok((writer, pull.map(|p| p.stats())))
 }

@@ -45,7 +45,16 @@ pub struct ImageSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChartSpec {
-    pub path: Spanned<String>,
+    /// A local chart folder or `.tgz`.
+    pub path: Option<Spanned<String>>,
+    /// A chart in an OCI registry: `oci://host/repo/name` (with `version`).
+    pub chart: Option<Spanned<String>>,
+    /// A classic Helm repository URL (with `name` and `version`).
+    pub repo: Option<Spanned<String>>,
+    /// The chart's name in `repo`.
+    pub name: Option<Spanned<String>>,
+    /// The chart version to pull (`chart` and `repo`).
+    pub version: Option<Spanned<String>>,
     pub release: Spanned<String>,
     pub namespace: Spanned<String>,
 }
@@ -194,6 +203,9 @@ impl LoadedRelease {
                 }
             }
         }
+        for (i, c) in self.manifest.charts.iter().enumerate() {
+            self.check_chart(i, c)?;
+        }
         for (i, f) in self.manifest.files.iter().enumerate() {
             if let Some(m) = &f.mode {
                 if stoa_format::manifest::parse_mode(m.get_ref()).is_none() {
@@ -209,6 +221,84 @@ impl LoadedRelease {
                     &format!("files[{i}].dest"),
                     f.dest.span(),
                     e.to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LoadedRelease {
+    fn check_chart(&self, i: usize, c: &ChartSpec) -> Result<()> {
+        let field = |f: &str| format!("charts[{i}].{f}");
+        let kinds = [c.path.is_some(), c.chart.is_some(), c.repo.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(self.field_error(
+                &format!("charts[{i}]"),
+                c.release.span(),
+                "give exactly one of path (local), chart (oci://…) or repo (a Helm repository URL)",
+            ));
+        }
+        if c.path.is_some() {
+            for (f, v) in [("name", &c.name), ("version", &c.version)] {
+                if let Some(v) = v {
+                    return Err(self.field_error(
+                        &field(f),
+                        v.span(),
+                        "only for charts pulled with chart or repo; a local chart's Chart.yaml says it",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let Some(version) = &c.version else {
+            return Err(self.field_error(
+                &field("version"),
+                c.release.span(),
+                "a pulled chart needs a version",
+            ));
+        };
+        if semver::Version::parse(version.get_ref()).is_err() {
+            return Err(self.field_error(
+                &field("version"),
+                version.span(),
+                format!("{:?} is not semver", version.get_ref()),
+            ));
+        }
+        if let Some(chart) = &c.chart {
+            let rest = chart.get_ref().strip_prefix("oci://").unwrap_or("");
+            if rest.split('/').filter(|s| !s.is_empty()).count() < 2 {
+                return Err(self.field_error(
+                    &field("chart"),
+                    chart.span(),
+                    format!(
+                        "{:?} is not oci://<host>/<repository>/<chart>",
+                        chart.get_ref()
+                    ),
+                ));
+            }
+            if let Some(n) = &c.name {
+                return Err(self.field_error(
+                    &field("name"),
+                    n.span(),
+                    "only with repo; with chart the name is the reference's last part",
+                ));
+            }
+        }
+        if let Some(repo) = &c.repo {
+            let r = repo.get_ref();
+            if !(r.starts_with("https://") || r.starts_with("http://")) {
+                return Err(self.field_error(
+                    &field("repo"),
+                    repo.span(),
+                    format!("{r:?} is not an http(s):// Helm repository URL"),
+                ));
+            }
+            if c.name.as_ref().is_none_or(|n| n.get_ref().is_empty()) {
+                return Err(self.field_error(
+                    &field("name"),
+                    c.release.span(),
+                    "a chart from a repository needs its name",
                 ));
             }
         }

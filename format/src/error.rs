@@ -9,6 +9,12 @@ use std::path::PathBuf;
 pub enum FormatError {
     #[error("read bundle: {0}")]
     ReadBundle(#[source] io::Error),
+    #[error("read bundle {path}: {source}")]
+    OpenBundle {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("read bundle: the file is empty or holds no tar entry (not a STOA bundle)")]
     EmptyBundle,
     #[error("read bundle: stream ends early {during} (truncated bundle)")]
@@ -124,7 +130,7 @@ impl FormatError {
     /// for tests.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::ReadBundle(_) => "read",
+            Self::ReadBundle(_) | Self::OpenBundle { .. } => "read",
             Self::EmptyBundle => "empty",
             Self::Truncated { .. } => "truncated",
             Self::CorruptHeader { .. } => "corrupt-header",
@@ -177,6 +183,7 @@ impl FormatError {
                 | Self::SourceSizeMismatch { .. }
                 | Self::Sink { .. }
                 | Self::ExtractTarget { .. }
+                | Self::OpenBundle { .. }
         )
     }
 }

@@ -10,6 +10,8 @@
 //! use the same verification code. It has no network code.
 
 pub mod archive;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod extract;

@@ -14,6 +14,7 @@ use crate::error::{BundlerError, Result};
 use crate::plan::{plan, BuildSettings};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
+use crate::sources::registry::{cache, PullOptions, PullStats};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,6 +32,21 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// The download cache (default: $XDG_CACHE_HOME/stoa-bundler or
+    /// ~/.cache/stoa-bundler). Blobs are kept only once verified.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// A PEM file of extra CA certificates trusted for registries and Helm
+    /// repositories (beside the system roots); repeatable.
+    #[arg(long = "ca-cert", value_name = "PEM")]
+    pub ca_certs: Vec<PathBuf>,
+    /// A registry or chart repository `host[:port]` reached over plain
+    /// HTTP; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Parallel blob downloads.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     /// Flush the bundle to disk before reporting success (for writing
     /// straight to removable media). Off by default: a bundle damaged by a
     /// power cut is refused by verify, and a rebuild is the remedy.
@@ -74,8 +90,15 @@ pub fn run(args: &Args) -> Result<()> {
         created,
         mtime,
         limits: Limits::default(),
+        pull: PullOptions {
+            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
+            ca_certs: args.ca_certs.clone(),
+            insecure: args.insecure_registries.clone(),
+            jobs: usize::from(args.jobs),
+            quiet: args.quiet || args.json,
+        },
     };
-    let writer = plan(&release, &settings)?;
+    let (writer, pulled) = plan(&release, &settings)?;
     let m = writer.manifest();
     let total = m.content_size();
 
@@ -118,7 +141,7 @@ pub fn run(args: &Args) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     let (summary, size) = result?;
-    print_summary(args, out, m, &keys, &summary, size);
+    print_summary(args, out, m, &keys, &summary, size, pulled);
     Ok(())
 }
 
@@ -129,6 +152,7 @@ fn print_summary(
     keys: &[SigningKeyPair],
     s: &stoa_format::WriteSummary,
     size: u64,
+    pulled: Option<PullStats>,
 ) {
     let signers: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
     if args.json {
@@ -138,6 +162,7 @@ fn print_summary(
                 "bundle": out, "name": m.release.name, "version": m.release.version.to_string(),
                 "manifest_sha256": s.manifest_sha256.hex(), "signers": signers, "entries": s.entries,
                 "content_bytes": s.content_bytes, "stored_raw_bytes": s.raw_bytes, "bundle_bytes": size,
+                "pulled": pulled,
             })
         );
     } else {
@@ -155,6 +180,17 @@ fn print_summary(
         let _ = writeln!(o, "manifest sha256:{}", s.manifest_sha256);
         for k in &signers {
             let _ = writeln!(o, "signed by {k}");
+        }
+        if let Some(p) = pulled {
+            let _ = writeln!(
+                o,
+                "pulled {} blobs ({}), {} from the cache, {} manifests fetched, {} retries",
+                p.blobs_downloaded,
+                human_bytes(p.bytes_downloaded),
+                p.blobs_cached,
+                p.manifests_fetched,
+                p.retries
+            );
         }
     }
 }

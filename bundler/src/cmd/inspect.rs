@@ -1,40 +1,10 @@
 //! `stoa-bundler inspect <bundle>`: what a bundle holds, from its signed
-//! manifest (content is not read; signatures are checked with --trust).
+//! manifest. The same code and report in both programs (`stoa_format::cli`).
 
-use std::fs::File;
-use std::path::PathBuf;
+use crate::error::Result;
 
-use stoa_format::reader::inspect;
-use stoa_format::{report, Limits, TrustStore};
-
-use crate::error::{BundlerError, Result};
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    pub bundle: PathBuf,
-    /// Also check the signatures against these keys (.pub file or folder).
-    #[arg(long, value_name = "PATH")]
-    pub trust: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
-}
+pub use stoa_format::cli::InspectArgs as Args;
 
 pub fn run(args: &Args) -> Result<()> {
-    let f = File::open(&args.bundle).map_err(|e| BundlerError::OpenBundle {
-        path: args.bundle.clone(),
-        source: e,
-    })?;
-    let size = f.metadata().ok().map(|m| m.len());
-    let i = inspect(f, &Limits::default())?;
-    let trusted = match &args.trust {
-        Some(t) => Some(i.check_signatures(&TrustStore::load(t)?)?),
-        None => None,
-    };
-    let doc = report::inspection(&i, trusted.as_deref(), size);
-    if args.json {
-        println!("{doc}");
-    } else {
-        print!("{}", report::inspection_text(&doc));
-    }
-    Ok(())
+    Ok(stoa_format::cli::run_inspect(args)?)
 }

@@ -272,7 +272,7 @@ pub fn resolve(
     reference: Option<&str>,
     platforms: Option<&[String]>,
 ) -> Result<ResolvedImage> {
-    let mut r = Resolver {
+    let r = Resolver {
         image: name,
         store,
         blobs: BTreeMap::new(),
@@ -320,6 +320,67 @@ pub fn resolve(
             }))
         }
     };
+    resolve_top(name, source_text, store, &top, platforms)
+}
+
+/// The platforms of `idx` to keep: all of them without `platforms`, else
+/// those matching one of `platforms`; every platform asked for must be
+/// there. Shared by layouts and registries.
+pub fn select_platforms(
+    name: &str,
+    idx: &ImageIndex,
+    platforms: Option<&[String]>,
+) -> Result<Vec<usize>> {
+    let Some(want) = platforms else {
+        return Ok((0..idx.manifests.len()).collect());
+    };
+    let keep: Vec<usize> = (0..idx.manifests.len())
+        .filter(|i| {
+            idx.manifests[*i]
+                .platform
+                .as_ref()
+                .is_some_and(|p| want.iter().any(|w| p.matches(w)))
+        })
+        .collect();
+    for w in want {
+        if !keep.iter().any(|i| {
+            idx.manifests[*i]
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.matches(w))
+        }) {
+            let has: Vec<String> = idx
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(|p| p.id()))
+                .collect();
+            return Err(BundlerError::Image {
+                image: name.to_owned(),
+                message: format!(
+                    "platform {w} is not in the index (it has: {})",
+                    has.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(keep)
+}
+
+/// Resolves the image whose top manifest or index is `top` (its blob must
+/// be in `store`), filtering an index to `platforms`.
+pub fn resolve_top(
+    name: &str,
+    source_text: &str,
+    store: &LayoutStore,
+    top: &Descriptor,
+    platforms: Option<&[String]>,
+) -> Result<ResolvedImage> {
+    let mut r = Resolver {
+        image: name,
+        store,
+        blobs: BTreeMap::new(),
+    };
+    let top = top.clone();
     let top_bytes = r.read_json_blob(&top)?;
     let probe: MediaTypeProbe =
         serde_json::from_slice(&top_bytes).map_err(|e| r.err(format!("{}: {e}", top.digest)))?;
@@ -335,41 +396,7 @@ pub fn resolve(
     if oci::is_index(&media_type) {
         let idx: ImageIndex = serde_json::from_slice(&top_bytes)
             .map_err(|e| r.err(format!("index {}: {e}", top.digest)))?;
-        let keep: Vec<usize> = match platforms {
-            None => (0..idx.manifests.len()).collect(),
-            Some(want) => {
-                let keep: Vec<usize> = (0..idx.manifests.len())
-                    .filter(|i| {
-                        idx.manifests[*i]
-                            .platform
-                            .as_ref()
-                            .is_some_and(|p| want.iter().any(|w| p.matches(w)))
-                    })
-                    .collect();
-                for w in want {
-                    if !keep.iter().any(|i| {
-                        idx.manifests[*i]
-                            .platform
-                            .as_ref()
-                            .is_some_and(|p| p.matches(w))
-                    }) {
-                        let has: Vec<String> = idx
-                            .manifests
-                            .iter()
-                            .filter_map(|d| d.platform.as_ref().map(|p| p.id()))
-                            .collect();
-                        return Err(BundlerError::Image {
-                            image: name.to_owned(),
-                            message: format!(
-                                "platform {w} is not in the index (it has: {})",
-                                has.join(", ")
-                            ),
-                        });
-                    }
-                }
-                keep
-            }
-        };
+        let keep = select_platforms(name, &idx, platforms)?;
         for &i in &keep {
             let child = &idx.manifests[i];
             if oci::is_index(&child.media_type) {

@@ -1,0 +1,155 @@
+//! Registry credentials, found the way container tools find them: the
+//! `auths` of `$REGISTRY_AUTH_FILE`, then `$XDG_RUNTIME_DIR/containers/auth.json`,
+//! then `$DOCKER_CONFIG/config.json`, then `~/.docker/config.json`; the first
+//! file with an entry for the registry wins. Entries hold `auth`
+//! (base64 `user:password`) or `username` + `password`, or an
+//! `identitytoken` (used as a bearer token; OAuth refresh-token exchange is
+//! not done). Credential helpers (`credsStore`, `credHelpers`) are not run.
+//!
+//! Credentials never leave this module except into the HTTP client: they are
+//! not printed, logged, or written anywhere (`Debug` hides them).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use oci_client::secrets::RegistryAuth;
+
+/// A credential for one registry.
+#[derive(Clone)]
+pub struct Credential {
+    /// The file it came from, to name in errors.
+    pub file: PathBuf,
+    pub auth: RegistryAuth,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("file", &self.file)
+            .field("auth", &"<hidden>")
+            .finish()
+    }
+}
+
+/// The auth files to look in, in order.
+pub fn auth_files() -> Vec<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let mut v = Vec::new();
+    if let Some(f) = env("REGISTRY_AUTH_FILE") {
+        v.push(PathBuf::from(f));
+    }
+    if let Some(d) = env("XDG_RUNTIME_DIR") {
+        v.push(PathBuf::from(d).join("containers/auth.json"));
+    }
+    if let Some(d) = env("DOCKER_CONFIG") {
+        v.push(PathBuf::from(d).join("config.json"));
+    }
+    if let Some(h) = env("HOME") {
+        v.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    v
+}
+
+/// The keys an `auths` entry for `registry` may have.
+fn keys_for(registry: &str) -> Vec<String> {
+    let mut v = vec![
+        registry.to_owned(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+        format!("https://{registry}/v2/"),
+    ];
+    if registry == "docker.io"
+        || registry == "index.docker.io"
+        || registry == "registry-1.docker.io"
+    {
+        v.push("https://index.docker.io/v1/".into());
+        v.push("docker.io".into());
+    }
+    v
+}
+
+/// Parses one `auths` entry. `Err` is a message naming what is wrong,
+/// never the secret.
+fn parse_entry(e: &serde_json::Value) -> Result<Option<RegistryAuth>, String> {
+    if let Some(a) = e
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(a.trim())
+            .map_err(|_| "its \"auth\" is not base64".to_owned())?;
+        let s = String::from_utf8(raw).map_err(|_| "its \"auth\" is not UTF-8".to_owned())?;
+        let (u, p) = s
+            .split_once(':')
+            .ok_or_else(|| "its \"auth\" is not user:password".to_owned())?;
+        return Ok(Some(RegistryAuth::Basic(u.to_owned(), p.to_owned())));
+    }
+    let user = e.get("username").and_then(|u| u.as_str());
+    let pass = e.get("password").and_then(|u| u.as_str());
+    if let (Some(u), Some(p)) = (user, pass) {
+        return Ok(Some(RegistryAuth::Basic(u.to_owned(), p.to_owned())));
+    }
+    if let Some(t) = e
+        .get("identitytoken")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(RegistryAuth::Bearer(t.to_owned())));
+    }
+    Ok(None)
+}
+
+/// The credential for `registry` (`host[:port]`), or `None` for anonymous.
+/// A file that exists but cannot be read or parsed is an error.
+pub fn lookup(registry: &str) -> Result<Option<Credential>, (PathBuf, String)> {
+    for file in auth_files() {
+        let text = match std::fs::read(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err((file, e.to_string())),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| (file.clone(), format!("not JSON: {e}")))?;
+        let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+            continue;
+        };
+        for k in keys_for(registry) {
+            if let Some(e) = auths.get(&k) {
+                match parse_entry(e) {
+                    Ok(Some(auth)) => {
+                        return Ok(Some(Credential {
+                            file: file.clone(),
+                            auth,
+                        }))
+                    }
+                    Ok(None) => {}
+                    Err(m) => return Err((file, format!("auths[{k:?}]: {m}"))),
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries() {
+        let e = serde_json::json!({"auth": "dTpw"});
+        assert!(matches!(
+            parse_entry(&e),
+            Ok(Some(RegistryAuth::Basic(u, p))) if u == "u" && p == "p"
+        ));
+        let e = serde_json::json!({"username": "a", "password": "b"});
+        assert!(matches!(parse_entry(&e), Ok(Some(RegistryAuth::Basic(..)))));
+        let e = serde_json::json!({"auth": "!!"});
+        let m = parse_entry(&e).err().unwrap_or_default();
+        assert!(m.contains("base64") && !m.contains("!!"));
+        assert!(matches!(parse_entry(&serde_json::json!({})), Ok(None)));
+    }
+}

@@ -1,0 +1,247 @@
+//! Charts from classic Helm repositories, the way `helm repo add` users know
+//! them: `<repo>/index.yaml` lists each chart's versions with their archive
+//! URLs and sha256 digests. The archive is downloaded into the content
+//! cache and kept only when its digest matches the index; an index entry
+//! without a digest is refused (nothing is taken unchecked).
+//!
+//! `https://` uses the system roots plus `--ca-cert`; `http://` is allowed
+//! only for hosts named by `--insecure-registry`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use stoa_format::Sha256Digest;
+
+use super::{Puller, FIRST_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
+use crate::error::{BundlerError, Result};
+
+/// The most bytes of an index.yaml read into memory.
+pub const MAX_INDEX_SIZE: usize = 64 << 20;
+/// The most bytes of a chart archive.
+pub const MAX_CHART_ARCHIVE: u64 = crate::sources::chart::MAX_CHART_SIZE;
+
+#[derive(Debug, Deserialize)]
+struct IndexFile {
+    #[serde(default)]
+    entries: HashMap<String, Vec<IndexEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexEntry {
+    version: String,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
+/// `scheme://host[:port]` → `host[:port]`.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+/// Resolves a chart URL from the index against the repository URL.
+fn join_url(repo: &str, u: &str) -> String {
+    if u.starts_with("https://") || u.starts_with("http://") {
+        u.to_owned()
+    } else if let Some(abs) = u.strip_prefix('/') {
+        let scheme_end = repo.find("://").map_or(0, |i| i + 3);
+        let host_end = repo[scheme_end..]
+            .find('/')
+            .map_or(repo.len(), |i| scheme_end + i);
+        format!("{}/{abs}", &repo[..host_end])
+    } else {
+        format!("{}/{u}", repo.trim_end_matches('/'))
+    }
+}
+
+/// Downloads `url` with retries: into memory (bounded) or into `sink`.
+async fn get(
+    p: &Puller,
+    url: &str,
+    limit: u64,
+    mut sink: impl FnMut(Option<&[u8]>) -> std::io::Result<()>,
+) -> std::result::Result<(), String> {
+    let mut delay = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let outcome: std::result::Result<(), (bool, String)> = async {
+            sink(None).map_err(|e| (false, e.to_string()))?; // restart
+            let resp = p.http().get(url).send().await.map_err(|e| {
+                let mut m = e.to_string();
+                let mut s = std::error::Error::source(&e);
+                while let Some(x) = s {
+                    m.push_str(": ");
+                    m.push_str(&x.to_string());
+                    s = x.source();
+                }
+                (true, m)
+            })?;
+            let st = resp.status();
+            if !st.is_success() {
+                return Err((
+                    st.is_server_error() || st.as_u16() == 429,
+                    format!("HTTP {st}"),
+                ));
+            }
+            let mut n = 0u64;
+            let mut body = resp.bytes_stream();
+            while let Some(c) = body.next().await {
+                let c = c.map_err(|e| (true, e.to_string()))?;
+                n += c.len() as u64;
+                if n > limit {
+                    return Err((false, format!("larger than the {limit}-byte limit")));
+                }
+                sink(Some(&c)).map_err(|e| (false, e.to_string()))?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err((true, _)) if attempt < MAX_ATTEMPTS => {
+                p.counters_add_retry();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            Err((retry, m)) => {
+                return Err(if retry {
+                    format!("{m} (after {attempt} attempts)")
+                } else {
+                    m
+                })
+            }
+        }
+    }
+}
+
+/// Fetches chart `name` `version` from the repository at `repo` into the
+/// cache; returns the cached archive's path and its digest.
+pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
+    let err = |url: &str, m: String| BundlerError::ChartPull {
+        chart: format!("{name} {version}"),
+        url: url.to_owned(),
+        message: m,
+    };
+    let check_scheme = |url: &str| -> Result<()> {
+        if url.starts_with("https://") {
+            Ok(())
+        } else if url.starts_with("http://") {
+            if p.is_insecure(host_of(url)) {
+                Ok(())
+            } else {
+                Err(err(
+                    url,
+                    format!("plain HTTP needs --insecure-registry {}", host_of(url)),
+                ))
+            }
+        } else {
+            Err(err(url, "not an http(s) URL".into()))
+        }
+    };
+    check_scheme(repo)?;
+    let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let mut text = Vec::new();
+    p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
+        match c {
+            None => text.clear(),
+            Some(b) => text.extend_from_slice(b),
+        }
+        Ok(())
+    }))
+    .map_err(|m| err(&index_url, m))?;
+    p.counters_add_manifest();
+    let index: IndexFile = serde_yaml::from_slice(&text)
+        .map_err(|e| err(&index_url, format!("not a Helm repository index: {e}")))?;
+    let versions = index.entries.get(name).ok_or_else(|| {
+        err(
+            &index_url,
+            format!("no chart named {name:?} in the repository"),
+        )
+    })?;
+    let entry = versions
+        .iter()
+        .find(|e| e.version == version)
+        .ok_or_else(|| {
+            let mut have: Vec<&str> = versions.iter().map(|e| e.version.as_str()).collect();
+            have.sort();
+            err(
+                &index_url,
+                format!(
+                    "chart {name:?} has no version {version:?} (it has: {})",
+                    have.join(", ")
+                ),
+            )
+        })?;
+    let digest_text = entry.digest.as_deref().ok_or_else(|| {
+        err(
+            &index_url,
+            format!("the index gives no digest for {name} {version}; refusing an unchecked chart"),
+        )
+    })?;
+    let digest = Sha256Digest::from_oci(digest_text)
+        .or_else(|| Sha256Digest::from_hex(digest_text))
+        .ok_or_else(|| {
+            err(
+                &index_url,
+                format!("the index digest {digest_text:?} is not a sha256"),
+            )
+        })?;
+    let url = entry
+        .urls
+        .first()
+        .map(|u| join_url(repo, u))
+        .ok_or_else(|| err(&index_url, format!("no URL for {name} {version}")))?;
+    check_scheme(&url)?;
+
+    let cache = p.cache();
+    let path = cache.blob_path(&digest);
+    if path.is_file() {
+        p.counters_add_cached();
+        return Ok((path, digest.oci()));
+    }
+    let mut w = cache
+        .writer(&digest)
+        .map_err(|e| err(&url, format!("cache: {e}")))?;
+    p.block_on(get(p, &url, MAX_CHART_ARCHIVE, |c| match c {
+        None => w.restart(),
+        Some(b) => w.write_all(b),
+    }))
+    .map_err(|m| err(&url, m))?;
+    let n = w.len();
+    w.commit(n).map_err(|e| {
+        err(
+            &url,
+            format!("{e} (the digest is the one in {index_url})").replace("registry", "repository"),
+        )
+    })?;
+    p.counters_add_download(n);
+    Ok((path, digest.oci()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            join_url("http://h:1/charts/", "a-1.tgz"),
+            "http://h:1/charts/a-1.tgz"
+        );
+        assert_eq!(
+            join_url("http://h:1/charts", "/x/a.tgz"),
+            "http://h:1/x/a.tgz"
+        );
+        assert_eq!(
+            join_url("http://h:1/c", "https://o/a.tgz"),
+            "https://o/a.tgz"
+        );
+        assert_eq!(host_of("http://127.0.0.1:8080/x"), "127.0.0.1:8080");
+    }
+}

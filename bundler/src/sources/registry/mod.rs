@@ -1,0 +1,819 @@
+//! Images (and OCI charts) pulled from registries over the OCI distribution
+//! API, into the content cache, then resolved out of the cache by the same
+//! code as OCI layouts ([`oci_layout::resolve_top`]), so platform filtering
+//! and byte-exactness are the same for both.
+//!
+//! The client is the maintained `oci-client` crate (0.18): it does the
+//! token (bearer) and basic auth flows, custom CAs (`extra_root_certificates`),
+//! plain HTTP per registry (`ClientProtocol::HttpsExcept`), raw manifest
+//! bytes with their digest (`pull_manifest_raw`, byte-exact) and streamed
+//! blob pulls with ranges (`pull_blob_stream_partial`). What it does not do
+//! is done here: retries with backoff (connection errors, 5xx, 429),
+//! resuming a blob by range after a dropped connection, bounded parallel
+//! downloads, the verified content cache, docker/containers auth files,
+//! and classic Helm repositories (plain HTTPS GETs with the same TLS
+//! settings, in [`chart_repo`]).
+//!
+//! Everything is checked: a manifest's bytes against the digest asked for
+//! (or recorded when pulled by tag), a blob's bytes and size against its
+//! descriptor before it enters the cache; the bundle writer checks them all
+//! again as it streams them from the cache.
+
+pub mod auth;
+pub mod cache;
+pub mod chart_repo;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use stoa_format::oci::{self, Descriptor, ImageIndex, ImageManifest, MediaTypeProbe};
+use stoa_format::Sha256Digest;
+
+use crate::error::{BundlerError, Result};
+use crate::sources::oci_layout::{self, LayoutStore, ResolvedImage, MAX_JSON_BLOB};
+use cache::Cache;
+
+/// Attempts per request (the first one included).
+pub const MAX_ATTEMPTS: u32 = 6;
+/// First backoff delay; doubled each retry, capped at [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Media types accepted for an image's top manifest.
+const IMAGE_ACCEPT: &[&str] = &[
+    oci::MT_OCI_INDEX,
+    oci::MT_OCI_MANIFEST,
+    oci::MT_DOCKER_LIST,
+    oci::MT_DOCKER_MANIFEST,
+];
+
+/// Settings of the `build` command for pulling.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub cache_dir: PathBuf,
+    /// PEM files of extra trusted CAs (added to the system roots).
+    pub ca_certs: Vec<PathBuf>,
+    /// `host[:port]` reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Parallel blob downloads.
+    pub jobs: usize,
+    pub quiet: bool,
+}
+
+/// What was fetched, for the build summary.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct PullStats {
+    pub manifests_fetched: u64,
+    pub blobs_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub blobs_cached: u64,
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    manifests_fetched: AtomicU64,
+    blobs_downloaded: AtomicU64,
+    bytes_downloaded: AtomicU64,
+    blobs_cached: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// A test hook: milliseconds to wait after each blob download, so a test
+/// can kill a build between two blobs.
+const DELAY_ENV: &str = "STOA_BUNDLER_TEST_PULL_DELAY_MS";
+
+/// `docker://<ref>` or a bare reference (the image name).
+pub fn parse_reference(s: &str) -> std::result::Result<Reference, String> {
+    let r = s.strip_prefix("docker://").unwrap_or(s);
+    Reference::try_from(r).map_err(|e| format!("{r:?} is not an image reference: {e}"))
+}
+
+/// True for a `source` this module pulls.
+pub fn is_registry_source(s: &str) -> bool {
+    s.starts_with("docker://")
+}
+
+/// Pulls images and charts; one per build.
+pub struct Puller {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    http: reqwest::Client,
+    cache: Arc<Cache>,
+    opts: PullOptions,
+    counters: Arc<Counters>,
+    /// registry → whether credentials were found (for error messages)
+    creds: HashMap<String, Option<PathBuf>>,
+    /// Blobs already counted in this build (shared layers count once).
+    seen: std::collections::HashSet<Sha256Digest>,
+    delay: Option<Duration>,
+}
+
+/// Why a request failed, and whether trying again may help.
+#[derive(Debug)]
+struct Failure {
+    retry: bool,
+    message: String,
+}
+
+impl Failure {
+    fn fatal(m: impl Into<String>) -> Self {
+        Self {
+            retry: false,
+            message: m.into(),
+        }
+    }
+}
+
+fn classify(e: OciDistributionError) -> Failure {
+    use OciDistributionError as E;
+    let retry = match &e {
+        E::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
+        }
+        E::IoError(_) => true,
+        E::ServerError { code, .. } => *code >= 500 || *code == 429,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            format!("{:?}", x.code)
+                .to_ascii_uppercase()
+                .contains("TOOMANY")
+        }),
+        _ => false,
+    };
+    let message = match &e {
+        E::RequestError(r) => {
+            // reqwest's chain holds the useful part (connection refused, TLS…)
+            let mut m = r.to_string();
+            let mut src = std::error::Error::source(r);
+            while let Some(s) = src {
+                m.push_str(": ");
+                m.push_str(&s.to_string());
+                src = s.source();
+            }
+            m
+        }
+        _ => e.to_string(),
+    };
+    // TLS failures do not go away by trying again; say what usually helps
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("invalidcontenttype") {
+        return Failure::fatal(format!(
+            "{message} (the server does not speak TLS: for a plain-HTTP registry use --insecure-registry <host:port>)"
+        ));
+    }
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("handshake")
+    {
+        return Failure::fatal(format!(
+            "{message} (for a registry with a private CA use --ca-cert <pem>)"
+        ));
+    }
+    Failure { retry, message }
+}
+
+async fn with_retries<T, F, Fut>(counters: &Counters, mut f: F) -> std::result::Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, Failure>>,
+{
+    let mut delay = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.retry && attempt < MAX_ATTEMPTS => {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            Err(mut e) => {
+                if e.retry {
+                    e.message = format!("{} (after {attempt} attempts)", e.message);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size as i64,
+        urls: None,
+        annotations: None,
+        artifact_type: None,
+    }
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("cache", &self.cache)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Puller {
+    pub fn new(opts: &PullOptions) -> Result<Self> {
+        let mut roots = Vec::new();
+        for p in &opts.ca_certs {
+            let data = std::fs::read(p).map_err(|e| BundlerError::CaCert {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+            if reqwest::Certificate::from_pem_bundle(&data).map_or(true, |v| v.is_empty()) {
+                return Err(BundlerError::CaCert {
+                    path: p.clone(),
+                    message: "no PEM certificate in it".into(),
+                });
+            }
+            roots.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(opts.insecure.clone()),
+            extra_root_certificates: roots.clone(),
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(60)),
+            max_concurrent_download: opts.jobs.max(1),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| BundlerError::CaCert {
+            path: opts.ca_certs.first().cloned().unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        let mut hb = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("stoa-bundler/", env!("CARGO_PKG_VERSION")));
+        for r in &roots {
+            if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&r.data) {
+                for c in certs {
+                    hb = hb.add_root_certificate(c);
+                }
+            }
+        }
+        let http = hb.build().map_err(|e| BundlerError::CaCert {
+            path: opts.ca_certs.first().cloned().unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        let cache = Cache::open(&opts.cache_dir).map_err(|e| BundlerError::Cache {
+            path: opts.cache_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.jobs.clamp(2, 8))
+            .enable_all()
+            .build()
+            .map_err(|e| BundlerError::Cache {
+                path: opts.cache_dir.clone(),
+                message: format!("start the download runtime: {e}"),
+            })?;
+        let delay = std::env::var(DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        Ok(Self {
+            rt,
+            client,
+            http,
+            cache: Arc::new(cache),
+            opts: opts.clone(),
+            counters: Arc::new(Counters::default()),
+            creds: HashMap::new(),
+            seen: Default::default(),
+            delay,
+        })
+    }
+
+    pub fn stats(&self) -> PullStats {
+        let c = &self.counters;
+        PullStats {
+            manifests_fetched: c.manifests_fetched.load(Ordering::Relaxed),
+            blobs_downloaded: c.blobs_downloaded.load(Ordering::Relaxed),
+            bytes_downloaded: c.bytes_downloaded.load(Ordering::Relaxed),
+            blobs_cached: c.blobs_cached.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Plain HTTP allowed for this `host[:port]`?
+    pub fn is_insecure(&self, host: &str) -> bool {
+        self.opts.insecure.iter().any(|h| h == host)
+    }
+
+    /// The credential for the reference's registry, remembered per build.
+    fn auth_for(&mut self, reference: &Reference) -> Result<RegistryAuth> {
+        let reg = reference.resolve_registry().to_owned();
+        match auth::lookup(&reg) {
+            Ok(Some(c)) => {
+                self.creds.insert(reg, Some(c.file.clone()));
+                Ok(c.auth)
+            }
+            Ok(None) => {
+                self.creds.insert(reg, None);
+                Ok(RegistryAuth::Anonymous)
+            }
+            Err((file, message)) => Err(BundlerError::AuthFile {
+                path: file,
+                message,
+            }),
+        }
+    }
+
+    /// A hint added to "not authorized" errors.
+    fn auth_hint(&self, reference: &Reference) -> String {
+        match self.creds.get(reference.resolve_registry()) {
+            Some(Some(f)) => format!(" (credentials from {} were refused)", f.display()),
+            _ => format!(
+                " (no credentials for {} in $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+                reference.resolve_registry()
+            ),
+        }
+    }
+
+    fn pull_error(&self, image: &str, reference: &Reference, f: Failure) -> BundlerError {
+        let mut message = f.message;
+        if message.contains("Not authorized") || message.contains("Authentication failure") {
+            message.push_str(&self.auth_hint(reference));
+        }
+        let lower = message.to_ascii_lowercase();
+        if [
+            "manifest unknown",
+            "name unknown",
+            "not known to registry",
+            "manifest_unknown",
+            "name_unknown",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+        {
+            message = format!("not found in the registry: {message}");
+        }
+        BundlerError::RegistryPull {
+            image: image.to_owned(),
+            reference: reference.whole(),
+            message,
+        }
+    }
+
+    /// Fetches a manifest (by tag or digest) and stores it in the cache;
+    /// returns its bytes and digest. By digest, the cache is used first.
+    async fn fetch_manifest(
+        client: &Client,
+        cache: &Cache,
+        counters: &Counters,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        accept: &[&str],
+        want_size: Option<u64>,
+    ) -> std::result::Result<(Vec<u8>, Sha256Digest), Failure> {
+        if let Some(d) = reference.digest().and_then(Sha256Digest::from_oci) {
+            // pinned by digest: the cache has it when a blob of that digest
+            // (and size, when known) is there; checked again, it is small
+            if let Ok(b) = cache.read(&d) {
+                if Sha256Digest::of(&b) == d && want_size.is_none_or(|s| s == b.len() as u64) {
+                    return Ok((b, d));
+                }
+            }
+        }
+        let (bytes, _) = with_retries(counters, || async {
+            client
+                .pull_manifest_raw(reference, auth, accept)
+                .await
+                .map_err(classify)
+        })
+        .await?;
+        counters.manifests_fetched.fetch_add(1, Ordering::Relaxed);
+        if bytes.len() as u64 > MAX_JSON_BLOB {
+            return Err(Failure::fatal(format!(
+                "manifest is {} bytes, over the {MAX_JSON_BLOB}-byte limit",
+                bytes.len()
+            )));
+        }
+        let got = Sha256Digest::of(&bytes);
+        if let Some(want) = reference.digest() {
+            if got.oci() != want {
+                return Err(Failure::fatal(format!(
+                    "the registry sent a manifest with digest {}, not {want}",
+                    got.oci()
+                )));
+            }
+        }
+        if let Some(size) = want_size {
+            if bytes.len() as u64 != size {
+                return Err(Failure::fatal(format!(
+                    "manifest {} is {} bytes, its descriptor says {size}",
+                    got.oci(),
+                    bytes.len()
+                )));
+            }
+        }
+        cache
+            .put_bytes(&got, &bytes)
+            .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+        Ok((bytes.to_vec(), got))
+    }
+
+    /// Downloads one blob into the cache, resuming by range after a dropped
+    /// connection; its digest and size are checked before it is kept.
+    async fn download_blob(
+        client: Client,
+        cache: Arc<Cache>,
+        counters: Arc<Counters>,
+        reference: Reference,
+        d: Descriptor,
+        pb: ProgressBar,
+    ) -> std::result::Result<(), Failure> {
+        let digest = Sha256Digest::from_oci(&d.digest)
+            .ok_or_else(|| Failure::fatal("digest is not sha256"))?;
+        let mut w = cache
+            .writer(&digest)
+            .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+        let od = oci_descriptor(&d);
+        let mut delay = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            if d.size == 0 {
+                break;
+            }
+            let off = w.len();
+            let outcome: std::result::Result<bool, Failure> = async {
+                let resp = client
+                    .pull_blob_stream_partial(&reference, &od, off, Some(d.size - off))
+                    .await
+                    .map_err(classify)?;
+                let mut stream = match resp {
+                    BlobResponse::Full(s) => {
+                        if off > 0 {
+                            w.restart()
+                                .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+                        }
+                        s
+                    }
+                    BlobResponse::Partial(s) => s,
+                };
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| Failure {
+                        retry: !e.to_string().to_ascii_lowercase().contains("digest"),
+                        message: e.to_string(),
+                    })?;
+                    if w.len() + chunk.len() as u64 > d.size {
+                        return Err(Failure::fatal(format!(
+                            "the registry sent more than the {} bytes of the descriptor",
+                            d.size
+                        )));
+                    }
+                    w.write_all(&chunk)
+                        .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+                    pb.inc(chunk.len() as u64);
+                    counters
+                        .bytes_downloaded
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Ok(w.len() == d.size)
+            }
+            .await;
+            match outcome {
+                Ok(true) => break,
+                Ok(false) | Err(Failure { retry: true, .. }) if attempt < MAX_ATTEMPTS => {
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                Ok(false) => {
+                    return Err(Failure::fatal(format!(
+                        "the registry sent {} of {} bytes (after {attempt} attempts)",
+                        w.len(),
+                        d.size
+                    )))
+                }
+                Err(mut e) => {
+                    if e.retry {
+                        e.message = format!("{} (after {attempt} attempts)", e.message);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        w.commit(d.size)
+            .map_err(|e| Failure::fatal(e.to_string()))?;
+        counters.blobs_downloaded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Downloads the blobs not in the cache yet, `jobs` at a time.
+    fn download_all(
+        &mut self,
+        image: &str,
+        reference: &Reference,
+        blobs: Vec<Descriptor>,
+    ) -> Result<()> {
+        let mut todo = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for d in blobs {
+            let digest =
+                Sha256Digest::from_oci(&d.digest).ok_or_else(|| BundlerError::RegistryBlob {
+                    image: image.to_owned(),
+                    blob: d.digest.clone(),
+                    message: "digest is not sha256".into(),
+                })?;
+            if !seen.insert(digest) || !self.seen.insert(digest) {
+                continue;
+            }
+            if self.cache.has(&digest, d.size) {
+                self.counters.blobs_cached.fetch_add(1, Ordering::Relaxed);
+            } else {
+                todo.push(d);
+            }
+        }
+        let total: u64 = todo.iter().map(|d| d.size).sum();
+        let n = todo.len();
+        let pb = crate::progress::pull_bar(total, image, n, self.opts.quiet);
+        let jobs = self.opts.jobs.max(1);
+        let delay = self.delay;
+        let result = self.rt.block_on(async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
+            let mut set = tokio::task::JoinSet::new();
+            for d in todo {
+                let permit_sem = sem.clone();
+                let client = self.client.clone();
+                let cache = self.cache.clone();
+                let counters = self.counters.clone();
+                let reference = reference.clone();
+                let pb = pb.clone();
+                set.spawn(async move {
+                    let _permit = permit_sem.acquire_owned().await;
+                    let digest = d.digest.clone();
+                    let r = Self::download_blob(client, cache, counters, reference, d, pb.clone())
+                        .await;
+                    if r.is_ok() {
+                        if let Some(t) = delay {
+                            tokio::time::sleep(t).await;
+                        }
+                    }
+                    (digest, r)
+                });
+            }
+            let mut done = 0;
+            while let Some(j) = set.join_next().await {
+                match j {
+                    Ok((_, Ok(()))) => {
+                        done += 1;
+                        crate::progress::pull_bar_blobs(&pb, image, done, n);
+                    }
+                    Ok((digest, Err(f))) => return Err((digest, f.message)),
+                    Err(e) => return Err((String::new(), format!("download task failed: {e}"))),
+                }
+            }
+            Ok(())
+        });
+        pb.finish_and_clear();
+        result.map_err(|(blob, message)| BundlerError::RegistryBlob {
+            image: image.to_owned(),
+            blob,
+            message,
+        })
+    }
+
+    /// Pulls an image by tag or digest into the cache and resolves it.
+    pub fn pull_image(
+        &mut self,
+        name: &str,
+        source_text: &str,
+        reference: &Reference,
+        platforms: Option<&[String]>,
+    ) -> Result<ResolvedImage> {
+        let auth = self.auth_for(reference)?;
+        let top = self.rt.block_on(async {
+            if !matches!(auth, RegistryAuth::Anonymous) {
+                with_retries(&self.counters, || async {
+                    self.client
+                        .auth(reference, &auth, RegistryOperation::Pull)
+                        .await
+                        .map_err(classify)
+                })
+                .await?;
+            }
+            Self::fetch_manifest(
+                &self.client,
+                &self.cache,
+                &self.counters,
+                reference,
+                &auth,
+                IMAGE_ACCEPT,
+                None,
+            )
+            .await
+        });
+        let (top_bytes, top_digest) = top.map_err(|f| self.pull_error(name, reference, f))?;
+        let probe: MediaTypeProbe =
+            serde_json::from_slice(&top_bytes).map_err(|e| BundlerError::RegistryPull {
+                image: name.to_owned(),
+                reference: reference.whole(),
+                message: format!("manifest {}: not JSON: {e}", top_digest.oci()),
+            })?;
+        let media_type = probe.kind().unwrap_or_default().to_owned();
+        let bad = |m: String| BundlerError::RegistryPull {
+            image: name.to_owned(),
+            reference: reference.whole(),
+            message: m,
+        };
+        let mut manifests: Vec<Vec<u8>> = Vec::new();
+        if oci::is_index(&media_type) {
+            let idx: ImageIndex = serde_json::from_slice(&top_bytes)
+                .map_err(|e| bad(format!("index {}: {e}", top_digest.oci())))?;
+            let keep = oci_layout::select_platforms(name, &idx, platforms)?;
+            for i in keep {
+                let child = &idx.manifests[i];
+                if oci::is_index(&child.media_type) {
+                    return Err(bad(format!(
+                        "nested index {} is not supported",
+                        child.digest
+                    )));
+                }
+                let r = reference.clone_with_digest(child.digest.clone());
+                let got = self.rt.block_on(Self::fetch_manifest(
+                    &self.client,
+                    &self.cache,
+                    &self.counters,
+                    &r,
+                    &auth,
+                    IMAGE_ACCEPT,
+                    Some(child.size),
+                ));
+                let (bytes, _) = got.map_err(|f| self.pull_error(name, &r, f))?;
+                manifests.push(bytes);
+            }
+        } else if oci::is_manifest(&media_type) || probe.config.is_some() {
+            manifests.push(top_bytes.clone());
+        } else {
+            return Err(bad(format!(
+                "{}: media type {media_type:?} is neither an image manifest nor an index",
+                top_digest.oci()
+            )));
+        }
+        let mut blobs = Vec::new();
+        for m in &manifests {
+            let m: ImageManifest = serde_json::from_slice(m)
+                .map_err(|e| bad(format!("not an image manifest: {e}")))?;
+            blobs.push(m.config);
+            blobs.extend(m.layers);
+        }
+        self.download_all(name, reference, blobs)?;
+        let top = Descriptor {
+            media_type,
+            digest: top_digest.oci(),
+            size: top_bytes.len() as u64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        let store = LayoutStore::Dir(self.cache.root().to_owned());
+        oci_layout::resolve_top(name, source_text, &store, &top, platforms)
+    }
+
+    /// Pulls a Helm chart stored in an OCI registry (`oci://host/repo/name`
+    /// with `version`): its manifest by tag, then its chart layer
+    /// (`application/vnd.cncf.helm.chart.content.v1.tar+gzip`) into the
+    /// cache. Returns the cached `.tgz` path and the manifest digest.
+    pub fn pull_oci_chart(&mut self, url: &str, version: &str) -> Result<(PathBuf, String)> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let base = url
+            .strip_prefix("oci://")
+            .ok_or_else(|| cerr("not an oci:// reference".into()))?;
+        // Helm stores versions with '+' as '_' in tags
+        let tag = version.replace('+', "_");
+        let reference = Reference::try_from(format!("{base}:{tag}").as_str())
+            .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let auth = self.auth_for(&reference)?;
+        let got = self.rt.block_on(async {
+            if !matches!(auth, RegistryAuth::Anonymous) {
+                with_retries(&self.counters, || async {
+                    self.client
+                        .auth(&reference, &auth, RegistryOperation::Pull)
+                        .await
+                        .map_err(classify)
+                })
+                .await?;
+            }
+            Self::fetch_manifest(
+                &self.client,
+                &self.cache,
+                &self.counters,
+                &reference,
+                &auth,
+                &[oci::MT_OCI_MANIFEST],
+                None,
+            )
+            .await
+        });
+        let (bytes, digest) = got.map_err(|f| {
+            let e = self.pull_error(url, &reference, f);
+            cerr(match e {
+                BundlerError::RegistryPull { message, .. } => message,
+                other => other.to_string(),
+            })
+        })?;
+        let m: ImageManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| cerr(format!("manifest {}: {e}", digest.oci())))?;
+        let layers: Vec<&Descriptor> = m
+            .layers
+            .iter()
+            .filter(|l| l.media_type == HELM_CHART_LAYER)
+            .collect();
+        let [layer] = layers.as_slice() else {
+            return Err(cerr(format!(
+                "manifest {} has {} layers of type {HELM_CHART_LAYER}, expected 1 (is it a Helm chart?)",
+                digest.oci(),
+                layers.len()
+            )));
+        };
+        let layer = (*layer).clone();
+        let ld = Sha256Digest::from_oci(&layer.digest)
+            .ok_or_else(|| cerr(format!("layer digest {} is not sha256", layer.digest)))?;
+        self.download_all(url, &reference, vec![layer.clone()])
+            .map_err(|e| cerr(e.to_string()))?;
+        Ok((self.cache.blob_path(&ld), digest.oci()))
+    }
+
+    /// Runs a future on the pull runtime (chart repositories).
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn counters_add_download(&self, bytes: u64) {
+        self.counters
+            .blobs_downloaded
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_downloaded
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn counters_add_cached(&self) {
+        self.counters.blobs_cached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counters_add_retry(&self) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counters_add_manifest(&self) {
+        self.counters
+            .manifests_fetched
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The layer media type of a Helm chart in an OCI registry.
+pub const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = parse_reference("docker://127.0.0.1:5000/stoa/api:2.3.0")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.repository(), "stoa/api");
+        assert_eq!(r.tag(), Some("2.3.0"));
+        assert!(parse_reference("docker://UPPER/x::y").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! The command-line pieces both programs share (feature `cli`): the trust
+//! flags, the `verify` and `inspect` subcommands, and progress bars. Both
+//! binaries mount these, so a site and a build host run the very same check
+//! and print the very same report.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::FormatError;
+use crate::reader::{inspect, verify, NullSink, VerifyOptions};
+use crate::{report, Limits, TrustStore};
+
+/// How a bundle is checked: the flags of verify, extract, plan and apply.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustArgs {
+    /// A trusted public key (.pub) or a folder of them.
+    #[arg(long, value_name = "PATH")]
+    pub trust: PathBuf,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// Accept a bundle past its expiry time.
+    #[arg(long)]
+    pub allow_expired: bool,
+}
+
+impl TrustArgs {
+    pub fn load(&self) -> Result<(TrustStore, VerifyOptions), FormatError> {
+        let trust = TrustStore::load(&self.trust)?.with_threshold(self.threshold);
+        Ok((
+            trust,
+            VerifyOptions {
+                allow_expired: self.allow_expired,
+                ..VerifyOptions::default()
+            },
+        ))
+    }
+}
+
+/// `verify <bundle> --trust <pub|dir>`
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `inspect <bundle> [--trust <pub|dir>]`
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    pub bundle: PathBuf,
+    /// Also check the signatures against these keys (.pub file or folder).
+    #[arg(long, value_name = "PATH")]
+    pub trust: Option<PathBuf>,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Opens a bundle file, naming it on failure.
+pub fn open_bundle(path: &Path) -> Result<File, FormatError> {
+    File::open(path).map_err(|e| FormatError::OpenBundle {
+        path: path.to_owned(),
+        source: e,
+    })
+}
+
+/// Runs `verify`: trusted signature, then every entry, streaming.
+pub fn run_verify(args: &VerifyArgs) -> Result<(), FormatError> {
+    let (trust, opts) = args.trust.load()?;
+    let f = open_bundle(&args.bundle)?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = bytes_bar(size, "verify", args.quiet || args.json);
+    let v = verify(f, &trust, &opts, &mut NullSink, &mut |n| pb.inc(n))?;
+    pb.finish_and_clear();
+    if args.json {
+        println!("{}", report::verified(&v));
+    } else {
+        println!(
+            "OK {} {}: {} entries, {} verified, manifest sha256:{}",
+            v.manifest.release.name,
+            v.manifest.release.version,
+            v.manifest.entries.len(),
+            report::human_bytes(v.content_bytes),
+            v.manifest_sha256
+        );
+        for k in &v.trusted_signers {
+            println!("signed by trusted key {k}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `inspect`: the signed manifest's account of the bundle (content is
+/// not read; signatures are checked only with `--trust`).
+pub fn run_inspect(args: &InspectArgs) -> Result<(), FormatError> {
+    let f = open_bundle(&args.bundle)?;
+    let size = f.metadata().ok().map(|m| m.len());
+    let i = inspect(f, &Limits::default())?;
+    let trusted = match &args.trust {
+        Some(t) => Some(i.check_signatures(&TrustStore::load(t)?)?),
+        None => None,
+    };
+    let doc = report::inspection(&i, trusted.as_deref(), size);
+    if args.json {
+        println!("{doc}");
+    } else {
+        print!("{}", report::inspection_text(&doc));
+    }
+    Ok(())
+}
+
+/// A byte-count bar on stderr when it is a terminal and `quiet` is false;
+/// otherwise a hidden bar that costs nothing.
+pub fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(message.to_owned());
+    pb
+}

@@ -1,0 +1,301 @@
+//! Charts pulled at build time: from a classic Helm repository (index.yaml
+//! served over HTTP from a temp folder) and from an OCI registry (Helm's
+//! media types), digests checked.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use stoa_e2e::harness::{fails, free_port, require, Registry, RegistryOptions};
+use stoa_e2e::oci_fixture::put_blob;
+use stoa_e2e::registry_fixture::*;
+
+/// `python3 -m http.server` on loopback, serving `dir`; stopped on drop.
+struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> Self {
+        require("python3", "python3");
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(child.try_wait().unwrap().is_none(), "http.server exited");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "http.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chart_repo(dir: &Path, digest_override: Option<&str>) -> Vec<u8> {
+    fs::create_dir_all(dir.join("charts")).unwrap();
+    let tgz = chart_tgz("stoa-api", "2.3.0");
+    fs::write(dir.join("charts/stoa-api-2.3.0.tgz"), &tgz).unwrap();
+    let old = chart_tgz("stoa-api", "2.2.0");
+    fs::write(dir.join("charts/stoa-api-2.2.0.tgz"), &old).unwrap();
+    let d = digest_override
+        .map(str::to_owned)
+        .unwrap_or_else(|| hex::encode(Sha256::digest(&tgz)));
+    let index = format!(
+        "apiVersion: v1\nentries:\n  stoa-api:\n  - apiVersion: v2\n    name: stoa-api\n    version: 2.3.0\n    digest: {d}\n    urls:\n    - charts/stoa-api-2.3.0.tgz\n  - apiVersion: v2\n    name: stoa-api\n    version: 2.2.0\n    digest: {}\n    urls:\n    - charts/stoa-api-2.2.0.tgz\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+        hex::encode(Sha256::digest(&old))
+    );
+    fs::write(dir.join("index.yaml"), index).unwrap();
+    tgz
+}
+
+fn repo_release(t: &Path, url: &str, version: &str) -> std::path::PathBuf {
+    write_release(
+        t,
+        &format!(
+            "[[charts]]\nrepo = \"{url}\"\nname = \"stoa-api\"\nversion = \"{version}\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n"
+        ),
+    )
+}
+
+#[test]
+fn chart_from_classic_helm_repository() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    let tgz = chart_repo(&repo, None);
+    let srv = HttpServer::start(&repo);
+    let host = format!("127.0.0.1:{}", srv.port);
+    let key = keygen(t.path());
+    let manifest = repo_release(t.path(), &format!("http://{host}/"), "2.3.0");
+    let out = t.path().join("b.stoa");
+    let cache = t.path().join("c");
+    let flags = vec!["--insecure-registry".to_owned(), host.clone()];
+    let s = build_ok(&manifest, &key, &out, &cache, &flags);
+    assert_eq!(s["pulled"]["blobs_downloaded"], 1, "{s}");
+    let i = inspect(&out);
+    assert_eq!(i["charts"][0]["name"], "stoa-api");
+    assert_eq!(i["charts"][0]["version"], "2.3.0");
+    // the archive is kept byte-exact
+    let (names, m) = entries(&out);
+    assert!(
+        names.contains(&"charts/stoa-api-2.3.0.tgz".to_owned()),
+        "{names:?}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+    let e = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "charts/stoa-api-2.3.0.tgz")
+        .unwrap()
+        .clone();
+    assert_eq!(e["sha256"], hex::encode(Sha256::digest(&tgz)));
+    // the second build takes it from the cache
+    let s = build_ok(&manifest, &key, &t.path().join("b2.stoa"), &cache, &flags);
+    assert_eq!(s["pulled"]["blobs_downloaded"], 0, "{s}");
+
+    // a version the index lacks: named, with what it has
+    let manifest = repo_release(t.path(), &format!("http://{host}"), "9.0.0");
+    let err = fails(&mut build_cmd(&manifest, &key, &out, &cache, &flags), 3);
+    assert!(
+        err.contains("9.0.0") && err.contains("2.2.0, 2.3.0"),
+        "{err}"
+    );
+
+    // plain HTTP without --insecure-registry is refused
+    let manifest = repo_release(t.path(), &format!("http://{host}"), "2.3.0");
+    let err = fails(
+        &mut build_cmd(&manifest, &key, &out, &t.path().join("c3"), &[]),
+        3,
+    );
+    assert!(err.contains("--insecure-registry"), "{err}");
+}
+
+#[test]
+fn chart_with_wrong_digest_in_index_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    chart_repo(&repo, Some(&"ab".repeat(32)));
+    let srv = HttpServer::start(&repo);
+    let host = format!("127.0.0.1:{}", srv.port);
+    let key = keygen(t.path());
+    let manifest = repo_release(t.path(), &format!("http://{host}"), "2.3.0");
+    let cache = t.path().join("c");
+    let err = fails(
+        &mut build_cmd(
+            &manifest,
+            &key,
+            &t.path().join("b.stoa"),
+            &cache,
+            &["--insecure-registry".to_owned(), host],
+        ),
+        3,
+    );
+    assert!(
+        err.contains("stoa-api 2.3.0") && err.contains("digest"),
+        "{err}"
+    );
+    assert!(err.contains(&"ab".repeat(32)), "{err}");
+    assert!(!t.path().join("b.stoa").exists());
+    assert_eq!(fs::read_dir(cache.join("blobs/sha256")).unwrap().count(), 0);
+}
+
+/// Writes a Helm chart as an OCI artifact into a layout (Helm's media
+/// types), tagged `ref_name`.
+fn chart_layout(layout: &Path, tgz: &[u8], ref_name: &str) {
+    let config = put_blob(
+        layout,
+        "application/vnd.cncf.helm.config.v1+json",
+        br#"{"name":"stoa-api","version":"2.3.0","apiVersion":"v2"}"#,
+    )
+    .unwrap();
+    let layer = put_blob(
+        layout,
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        tgz,
+    )
+    .unwrap();
+    let m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config, "layers": [layer]});
+    let mut d = put_blob(
+        layout,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&m).unwrap(),
+    )
+    .unwrap();
+    d["annotations"] = json!({"org.opencontainers.image.ref.name": ref_name});
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [d]})).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn chart_from_oci_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::start(t.path(), RegistryOptions::default());
+    let layout = t.path().join("chart-layout");
+    let tgz = chart_tgz("stoa-api", "2.3.0");
+    chart_layout(&layout, &tgz, "2.3.0");
+    push(&reg, &layout, "2.3.0", "charts/stoa-api:2.3.0");
+    let key = keygen(t.path());
+    let manifest = write_release(
+        t.path(),
+        &format!(
+            "[[charts]]\nchart = \"oci://{}/charts/stoa-api\"\nversion = \"2.3.0\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n",
+            reg.host
+        ),
+    );
+    let out = t.path().join("b.stoa");
+    let flags = vec!["--insecure-registry".to_owned(), reg.host.clone()];
+    build_ok(&manifest, &key, &out, &t.path().join("c"), &flags);
+    let i = inspect(&out);
+    assert_eq!(i["charts"][0]["name"], "stoa-api");
+    assert_eq!(i["charts"][0]["version"], "2.3.0");
+    let (_, m) = entries(&out);
+    let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+    assert!(m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["sha256"] == hex::encode(Sha256::digest(&tgz))));
+
+    // a version that is not there
+    let manifest = write_release(
+        t.path(),
+        &format!(
+            "[[charts]]\nchart = \"oci://{}/charts/stoa-api\"\nversion = \"2.4.0\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n",
+            reg.host
+        ),
+    );
+    let err = fails(
+        &mut build_cmd(&manifest, &key, &out, &t.path().join("c"), &flags),
+        3,
+    );
+    assert!(
+        err.contains("charts/stoa-api") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pulled_chart_and_image_fields_are_checked_with_line_numbers() {
+    let t = tempfile::tempdir().unwrap();
+    let key = keygen(t.path());
+    let cases = [
+        (
+            "[[charts]]\npath = \"charts/x\"\nrepo = \"https://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0]",
+        ),
+        (
+            "[[charts]]\nrepo = \"https://c.example\"\nname = \"x\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].version",
+        ),
+        (
+            "[[charts]]\nrepo = \"https://c.example\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].name",
+        ),
+        (
+            "[[charts]]\nchart = \"https://c.example/x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].chart",
+        ),
+        (
+            "[[charts]]\nrepo = \"ftp://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            "charts[0].repo",
+        ),
+        (
+            "[[images]]\nname = \"x\"\nsource = \"docker://UPPER/x::y\"\n",
+            "images[0].source",
+        ),
+    ];
+    for (body, field) in cases {
+        let manifest = write_release(t.path(), body);
+        let err = fails(
+            &mut build_cmd(
+                &manifest,
+                &key,
+                &t.path().join("b.stoa"),
+                &t.path().join("c"),
+                &[],
+            ),
+            2,
+        );
+        assert!(err.contains(&format!(": {field}: ")), "{field}: {err}");
+        assert!(err.contains("release.toml:"), "{err}");
+    }
+}
