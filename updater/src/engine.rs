@@ -924,8 +924,11 @@ impl Site {
                             db::restore(dbname, &dbc.url, snap)?;
                             return Ok(Vec::new());
                         }
+                        // resumed: skip what is undone already (down steps
+                        // run, or a snapshot restored before a kill)
+                        let now = db::applied(dbname, &dbc.url)?;
                         let mut out = Vec::new();
-                        for id in ids {
+                        for id in ids.iter().filter(|id| now.contains_key(*id)) {
                             db::migrate_down(dbname, &dbc.url, id)?;
                             out.push(id.clone());
                         }
