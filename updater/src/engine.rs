@@ -398,6 +398,26 @@ impl Site {
                                 ),
                             });
                         }
+                        // run by this apply before a kill, not yet recorded:
+                        // record it now, or a later rollback would miss it
+                        let p = pending(st)?;
+                        let ran_here = !p
+                            .migrations_before
+                            .get(&name)
+                            .is_some_and(|b| b.contains(&s.id));
+                        let recorded = p
+                            .record
+                            .migrations
+                            .get(&name)
+                            .is_some_and(|r| r.contains(&s.id));
+                        if ran_here && !recorded {
+                            p.record
+                                .migrations
+                                .entry(name.clone())
+                                .or_default()
+                                .push(s.id.clone());
+                            site.save(st)?;
+                        }
                         continue;
                     }
                     let up = read_text(&site.sd.blob(&checksum))?;
@@ -421,6 +441,7 @@ impl Site {
                         down.as_deref(),
                         &m.release.version.to_string(),
                     )?;
+                    crash_hook(&format!("migration-run:{name}:{}", s.id));
                     let p = pending(st)?;
                     p.record
                         .migrations
