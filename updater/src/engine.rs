@@ -1031,14 +1031,14 @@ impl Site {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if !retained.contains(&n) {
                     let _ = fs::remove_dir_all(e.path());
-                    continue;
-                }
-                if let Ok(bytes) = fs::read(e.path().join("manifest.json")) {
-                    if let Ok(m) = BundleManifest::from_bytes(&bytes, &Limits::default()) {
-                        used.extend(m.entries.iter().map(|e| e.sha256.hex()));
-                    }
                 }
             }
+        }
+        // what every retained release uses; if one cannot be read, delete
+        // nothing from the store (a rollback to it would need its content)
+        for v in state.releases.iter().map(|r| &r.version) {
+            let m = stage::load_release(&self.sd, v)?;
+            used.extend(m.entries.iter().map(|e| e.sha256.hex()));
         }
         if let Ok(rd) = fs::read_dir(self.sd.store_dir()) {
             for e in rd.flatten() {
