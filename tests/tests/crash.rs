@@ -139,3 +139,29 @@ fn reverting_an_interrupted_apply_asks_before_restoring_a_snapshot() {
     assert_on_200(&s);
     assert_eq!(s.helm_revision("stoa-api"), Some(3));
 }
+
+/// Killed after a migration committed but before the apply recorded it:
+/// the resumed apply records it, so a later rollback undoes it.
+#[test]
+fn kill_between_migration_and_its_record_then_resume_and_rollback() {
+    let s = Site::start();
+    ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
+    let b210 = s.bundle("2.1.0", None);
+    crash(
+        &s,
+        &[std::ffi::OsStr::new("apply"), b210.as_os_str()],
+        "migration-run:stoa:0002",
+    );
+    assert_eq!(s.migration_ids(), ["0001", "0002"]);
+    let r = ok(s.updater().arg("apply").arg(&b210).arg("--json"));
+    assert!(r.contains("\"resumed\":true"), "{r}");
+    assert_on_210(&s);
+    let st = s.status_json();
+    assert_eq!(
+        st["releases"][1]["migrations"]["stoa"],
+        serde_json::json!(["0002"]),
+        "{st}"
+    );
+    ok(s.updater().arg("rollback"));
+    assert_on_200(&s);
+}

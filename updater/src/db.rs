@@ -54,12 +54,7 @@ fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>)
         .wait_with_output()
         .map_err(|e| dberr(db, step, format!("psql: {e}")))?;
     if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr);
-        let line = msg
-            .lines()
-            .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
-            .unwrap_or(msg.trim());
-        return Err(dberr(db, step, line.trim().to_owned()));
+        return Err(dberr(db, step, first_error_line(&out.stderr)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -190,49 +185,122 @@ pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
         .map_err(|e| dberr(db, "snapshot", format!("run pg_dump: {e}")))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(dberr(
-            db,
-            "snapshot",
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
+        return Err(dberr(db, "snapshot", first_error_line(&out.stderr)));
     }
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .and_then(|_| std::fs::rename(&tmp, dest))
+        .and_then(|_| match dest.parent() {
+            Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+            None => Ok(()),
+        })
         .map_err(|e| UpdaterError::io("write snapshot", dest, e))
 }
 
-/// Replaces the database's `public` schema with the snapshot's content.
-/// Data written since the snapshot is lost.
+/// Replaces the database's `public` schema with the snapshot's content, in
+/// ONE transaction: the dump as SQL (`pg_restore -f -`) is streamed into
+/// `psql --single-transaction` after the schema is dropped and recreated.
+/// psql's input is closed (and so the transaction committed) only once
+/// pg_restore has succeeded; otherwise psql is killed and the transaction
+/// rolled back. A failure or a kill leaves the database as it was, so an
+/// interrupted restore is simply run again. Data written since is lost.
 pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
-    run_psql(
-        db,
-        url,
-        "restore snapshot",
-        &[
-            "-c",
-            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
-        ],
-        None,
-    )?;
-    let out = Command::new("pg_restore")
-        .args([
-            "--no-owner",
-            "--exit-on-error",
-            "--single-transaction",
-            "-d",
-            url,
-        ])
+    let step = "restore snapshot";
+    let mut dumper = Command::new("pg_restore")
+        .args(["--no-owner", "-f", "-"])
         .arg(dump)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| dberr(db, "restore snapshot", format!("run pg_restore: {e}")))?;
-    if !out.status.success() {
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| dberr(db, step, format!("run pg_restore: {e}")))?;
+    let mut psql = match Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+        .args(["-d", url])
+        .args([
+            "-c",
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
+        ])
+        .args(["-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "15")
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = dumper.kill();
+            let _ = dumper.wait();
+            return Err(dberr(db, step, format!("run psql: {e}")));
+        }
+    };
+    let psql_err = psql.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut e, &mut v);
+            v
+        })
+    });
+    let dump_err = dumper.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut e, &mut v);
+            v
+        })
+    });
+    // a write error means psql stopped early; its own status says why
+    let copied = match (dumper.stdout.take(), psql.stdin.as_mut()) {
+        (Some(mut from), Some(to)) => std::io::copy(&mut from, to).map(|_| ()),
+        _ => Err(std::io::Error::other("no pipe")),
+    };
+    let dumped = dumper.wait();
+    let dump_ok = matches!(&dumped, Ok(s) if s.success()) && copied.is_ok();
+    if !dump_ok {
+        // never let psql see the end of a partial script: it would commit
+        let _ = psql.kill();
+    }
+    drop(psql.stdin.take());
+    let status = psql.wait();
+    let dump_msg = dump_err
+        .and_then(|t| t.join().ok())
+        .map(|v| first_error_line(&v))
+        .unwrap_or_default();
+    let psql_msg = psql_err
+        .and_then(|t| t.join().ok())
+        .map(|v| first_error_line(&v))
+        .unwrap_or_default();
+    if !dump_ok {
+        let why = match (&dumped, &copied) {
+            (Err(e), _) => e.to_string(),
+            (Ok(_), Err(e)) if dump_msg.is_empty() => format!("{e} ({psql_msg})"),
+            _ => dump_msg,
+        };
         return Err(dberr(
             db,
-            "restore snapshot",
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            step,
+            format!("pg_restore: {why}; the database is unchanged"),
         ));
     }
-    Ok(())
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err(dberr(
+            db,
+            step,
+            format!("{psql_msg}; the database is unchanged"),
+        )),
+        Err(e) => Err(dberr(db, step, format!("psql: {e}"))),
+    }
+}
+
+/// The first line of a tool's stderr that names an error, else the first line.
+fn first_error_line(stderr: &[u8]) -> String {
+    let msg = String::from_utf8_lossy(stderr);
+    msg.lines()
+        .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
+        .or_else(|| msg.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }

@@ -398,6 +398,26 @@ impl Site {
                                 ),
                             });
                         }
+                        // run by this apply before a kill, not yet recorded:
+                        // record it now, or a later rollback would miss it
+                        let p = pending(st)?;
+                        let ran_here = !p
+                            .migrations_before
+                            .get(&name)
+                            .is_some_and(|b| b.contains(&s.id));
+                        let recorded = p
+                            .record
+                            .migrations
+                            .get(&name)
+                            .is_some_and(|r| r.contains(&s.id));
+                        if ran_here && !recorded {
+                            p.record
+                                .migrations
+                                .entry(name.clone())
+                                .or_default()
+                                .push(s.id.clone());
+                            site.save(st)?;
+                        }
                         continue;
                     }
                     let up = read_text(&site.sd.blob(&checksum))?;
@@ -421,6 +441,7 @@ impl Site {
                         down.as_deref(),
                         &m.release.version.to_string(),
                     )?;
+                    crash_hook(&format!("migration-run:{name}:{}", s.id));
                     let p = pending(st)?;
                     p.record
                         .migrations
@@ -924,8 +945,11 @@ impl Site {
                             db::restore(dbname, &dbc.url, snap)?;
                             return Ok(Vec::new());
                         }
+                        // resumed: skip what is undone already (down steps
+                        // run, or a snapshot restored before a kill)
+                        let now = db::applied(dbname, &dbc.url)?;
                         let mut out = Vec::new();
-                        for id in ids {
+                        for id in ids.iter().filter(|id| now.contains_key(*id)) {
                             db::migrate_down(dbname, &dbc.url, id)?;
                             out.push(id.clone());
                         }
@@ -1007,14 +1031,14 @@ impl Site {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if !retained.contains(&n) {
                     let _ = fs::remove_dir_all(e.path());
-                    continue;
-                }
-                if let Ok(bytes) = fs::read(e.path().join("manifest.json")) {
-                    if let Ok(m) = BundleManifest::from_bytes(&bytes, &Limits::default()) {
-                        used.extend(m.entries.iter().map(|e| e.sha256.hex()));
-                    }
                 }
             }
+        }
+        // what every retained release uses; if one cannot be read, delete
+        // nothing from the store (a rollback to it would need its content)
+        for v in state.releases.iter().map(|r| &r.version) {
+            let m = stage::load_release(&self.sd, v)?;
+            used.extend(m.entries.iter().map(|e| e.sha256.hex()));
         }
         if let Ok(rd) = fs::read_dir(self.sd.store_dir()) {
             for e in rd.flatten() {

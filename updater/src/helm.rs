@@ -23,6 +23,12 @@ fn herr(release: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
     }
 }
 
+/// Helm 3 and 4 say `Error: release: not found` (status) and
+/// `… release: not found` (uninstall) for a release that does not exist.
+fn is_release_not_found(stderr: &str) -> bool {
+    stderr.to_ascii_lowercase().contains("release: not found")
+}
+
 impl Helm {
     pub fn new(cfg: &HelmConfig) -> Result<Self> {
         let mut h = Self {
@@ -69,7 +75,7 @@ impl Helm {
         })?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
-            return Err(herr(release, step, msg.trim().to_owned()));
+            return Err(herr(release, step, one_line(&msg)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -83,10 +89,13 @@ impl Helm {
             .map_err(|e| herr(release, "status", e.to_string()))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
-            if msg.contains("not found") {
+            // only Helm's own "release: not found" means not installed; any
+            // other failure (cluster unreachable, a missing kubeconfig, …)
+            // must not be taken for it, or undo would uninstall the release
+            if is_release_not_found(&msg) {
                 return Ok(None);
             }
-            return Err(herr(release, "status", msg.trim().to_owned()));
+            return Err(herr(release, "status", one_line(&msg)));
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| herr(release, "status", format!("unreadable output: {e}")))?;
@@ -157,8 +166,35 @@ impl Helm {
     pub fn uninstall(&self, release: &str, ns: &str) -> Result<()> {
         match self.run(release, "uninstall", &["uninstall", release, "-n", ns]) {
             Ok(_) => Ok(()),
-            Err(UpdaterError::Helm { reason, .. }) if reason.contains("not found") => Ok(()),
+            Err(UpdaterError::Helm { reason, .. }) if is_release_not_found(&reason) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A tool's stderr as one line (error messages are one line).
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_release_not_found_means_not_installed() {
+        assert!(is_release_not_found("Error: release: not found\n"));
+        assert!(is_release_not_found(
+            "Error: uninstall: Release not loaded: x: release: not found"
+        ));
+        assert!(!is_release_not_found(
+            "Error: Kubernetes cluster unreachable: stat /etc/stoa/kubeconfig: no such file"
+        ));
+        assert!(!is_release_not_found("Error: kubeconfig not found"));
+        assert_eq!(one_line("a\n\n b \n"), "a | b");
     }
 }

@@ -62,11 +62,19 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("stoa-updater: error: {e}");
+            // one line, whatever a tool or a registry wrote
+            let msg = e
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            eprintln!("stoa-updater: error: {msg}");
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})
+                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": msg}})
                 );
             }
             ExitCode::from(e.exit_code())

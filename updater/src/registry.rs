@@ -93,7 +93,6 @@ pub fn site_registry_ref(cfg: &RegistryConfig) -> String {
     }
 }
 
-#[derive(Debug)]
 pub struct Client {
     agent: ureq::Agent,
     base: String,
@@ -104,6 +103,18 @@ pub struct Client {
     pub stats: PushStats,
     /// blob digest → a repo it is known to be in (for mounts)
     known: HashMap<String, String>,
+}
+
+/// Never shows the credentials or the Authorization values.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("user", &self.creds.as_ref().map(|(u, _)| u))
+            .field("chunk", &self.chunk)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 fn err(image: &str, reason: impl Into<String>) -> UpdaterError {
@@ -221,6 +232,12 @@ impl Client {
             "bearer" => {
                 let p = parse_params(params);
                 let realm = p.get("realm").ok_or("bearer challenge without realm")?;
+                // the credentials go to the realm: never in clear text off the host
+                if !realm_allowed(realm) {
+                    return Err(format!(
+                        "token realm {realm:?} is not https (plain http only on loopback); refusing to send credentials"
+                    ));
+                }
                 let mut req = self.agent.get(realm);
                 if let Some(s) = p.get("service") {
                     req = req.query("service", s);
@@ -488,6 +505,21 @@ fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| UpdaterError::io("read staged manifest", path, e))
 }
 
+/// A token realm credentials may be sent to: https, or http on loopback.
+fn realm_allowed(realm: &str) -> bool {
+    match realm.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => !rest.is_empty(),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            matches!(
+                crate::config::host_without_port(host),
+                "127.0.0.1" | "localhost" | "::1"
+            )
+        }
+        _ => false,
+    }
+}
+
 fn with_query(url: &str, k: &str, v: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{k}={}", v.replace(':', "%3A"))
@@ -624,6 +656,16 @@ mod tests {
         let d = std::env::temp_dir().join(format!("stoa-registry-test-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn token_realm_must_be_https_or_loopback() {
+        assert!(realm_allowed("https://auth.site/token"));
+        assert!(realm_allowed("http://127.0.0.1:5000/token"));
+        assert!(realm_allowed("http://[::1]:5000/token"));
+        assert!(!realm_allowed("http://auth.site/token"));
+        assert!(!realm_allowed("http://127.0.0.1.evil/token"));
+        assert!(!realm_allowed("file:///etc/passwd"));
     }
 
     #[test]

@@ -48,9 +48,15 @@ impl ContentSink for StoreSink {
     fn begin(&mut self, entry: &Entry) -> io::Result<()> {
         let final_path = self.dir.join(entry.sha256.hex());
         if final_path.exists() {
-            self.reused += entry.size;
-            self.current = None;
-            return Ok(());
+            // a stored file is trusted only if it still has the digest its
+            // name says (bit rot, a torn write on a filesystem without
+            // ordered data, a hand-edited store); otherwise it is replaced
+            if stored_intact(&final_path, entry) {
+                self.reused += entry.size;
+                self.current = None;
+                return Ok(());
+            }
+            fs::remove_file(&final_path)?;
         }
         let tmp = self.tmp(entry);
         let f = File::create(&tmp)?;
@@ -71,6 +77,16 @@ impl ContentSink for StoreSink {
             self.written += entry.size;
         }
         Ok(())
+    }
+}
+
+fn stored_intact(path: &Path, entry: &Entry) -> bool {
+    match File::open(path) {
+        Ok(f) => matches!(
+            stoa_format::Sha256Digest::of_reader(io::BufReader::with_capacity(1 << 20, f)),
+            Ok((d, n)) if d == entry.sha256 && n == entry.size
+        ),
+        Err(_) => false,
     }
 }
 

@@ -229,13 +229,22 @@ impl StateDir {
                 Ok(s)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let journal_len = fs::metadata(self.journal_path())
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                if journal_len > 0 {
-                    return Err(corrupt(
-                        "missing, but the journal shows operations were made".into(),
-                    ));
+                // a fresh site only when neither the journal nor the history
+                // shows an operation; an unreadable one does not count as empty
+                for (what, p) in [
+                    ("journal", self.journal_path()),
+                    ("history", self.history_path()),
+                ] {
+                    match fs::metadata(&p) {
+                        Ok(m) if m.len() == 0 => {}
+                        Ok(_) => {
+                            return Err(corrupt(format!(
+                                "missing, but the {what} shows operations were made"
+                            )))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(corrupt(format!("missing, and the {what}: {e}"))),
+                    }
                 }
                 Ok(State {
                     format: STATE_FORMAT,
@@ -249,7 +258,11 @@ impl StateDir {
     /// Writes the state atomically: temp file, fsync, rename, fsync folder.
     pub fn save(&self, s: &State) -> Result<()> {
         let path = self.state_path();
-        let mut bytes = serde_json::to_vec_pretty(s).unwrap_or_default();
+        // never write a half or empty state: a serialisation error is an error
+        let mut bytes = serde_json::to_vec_pretty(s).map_err(|e| UpdaterError::StateCorrupt {
+            path: path.clone(),
+            reason: format!("cannot serialise the state: {e}"),
+        })?;
         bytes.push(b'\n');
         write_atomic(&path, &bytes, None)
     }
@@ -293,6 +306,7 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
     if value.get("time").is_none() {
         value["time"] = serde_json::json!(now_rfc3339());
     }
+    let created = !path.exists();
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -302,7 +316,15 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
     line.push('\n');
     f.write_all(line.as_bytes())
         .and_then(|_| f.sync_data())
-        .map_err(|e| UpdaterError::io("append", path, e))
+        .map_err(|e| UpdaterError::io("append", path, e))?;
+    if created {
+        // the new file's name must survive a power loss too
+        let dir = path.parent().unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| UpdaterError::io("fsync", dir, e))?;
+    }
+    Ok(())
 }
 
 /// temp file, fsync, (chmod), rename, fsync folder.
