@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1024 4096)
-runs="${BENCH_RUNS:-3}"
+runs="${BENCH_RUNS:-5}"
 work="${BENCH_DIR:-$root/work/bench}"
 mkdir -p "$work"
 command -v zstd >/dev/null && command -v openssl >/dev/null && [ -x /usr/bin/time ] || {
@@ -40,6 +40,7 @@ for mib in "${sizes[@]}"; do
   out="$work/bundle-$mib.tar.zst"; base="$work/baseline-$mib.tar.zst"
   bt=(); bm=(); tt=(); vt=(); vm=(); ot=()
   for r in $(seq "$runs"); do
+    rm -f "$out" "$base"  # neither side pays for replacing an old output
     sync; read -r t m < <(measure "$B" build "$rel" --key "$work/k.key" --out "$out" --quiet); bt+=("$t"); bm+=("$m")
     sync; read -r t _ < <(measure sh -c "tar -C '$work' -cf - 'layout-$mib' | zstd -T0 -3 -q -f -o '$base'"); tt+=("$t")
     read -r t m < <(measure "$U" verify "$out" --trust "$work/k.pub" --quiet); vt+=("$t"); vm+=("$m")
@@ -89,6 +90,8 @@ ok() { awk -v r="$1" -v l="$2" 'BEGIN { print (r <= l ? "yes" : "NO") }'; }
   echo "  The build does not fsync by default (\`--fsync\` does; the baseline does not either)."
   echo "- Verify decompresses on one thread and parses and hashes on another, in 4 × 1 MiB"
   echo "  buffers: memory does not grow with the bundle (compare the RSS at both sizes)."
+  echo "- Each run starts with no output file from the previous run (removed before the timer, for both"
+  echo "  sides): replacing a GiB-sized file costs this VM 1-2 s of freeing, which made earlier runs noisy."
 } > "$root/BENCHMARKS.md.new"
 if [ -f "$root/BENCHMARKS.md" ] && grep -q '^## Other benchmarks' "$root/BENCHMARKS.md"; then
   { echo; sed -n '/^## Other benchmarks/,$p' "$root/BENCHMARKS.md"; } >> "$root/BENCHMARKS.md.new"
