@@ -234,6 +234,11 @@ impl std::fmt::Debug for Puller {
 
 impl Puller {
     pub fn new(opts: &PullOptions) -> Result<Self> {
+        // One TLS crypto provider for the whole workspace (ring, as the
+        // updater uses): reqwest is built without a provider of its own, so
+        // the process default must be set before a client is made. A second
+        // call finds it set already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = Vec::new();
         for p in &opts.ca_certs {
             let data = std::fs::read(p).map_err(|e| BundlerError::CaCert {
