@@ -13,6 +13,9 @@ work="${DEMO_DIR:-$root/work/demo}"
 rm -rf "$work"; mkdir -p "$work"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+say "install what a fresh machine lacks (skopeo, docker-registry, PostgreSQL, …)"
+scripts/install-deps.sh
+
 say "build the two programs"
 cargo build -q --workspace --bins
 B="$root/target/debug/stoa-bundler"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What the tests and the demo need besides Rust, installed on a fresh Debian
+# machine with apt-get (root, or sudo): the independent checkers (skopeo,
+# openssl, tar, zstd), the real services (docker-registry, PostgreSQL),
+# and the tools the updater drives (psql, pg_dump, setpriv). Installs only
+# what is missing; a second run does nothing. Used by scripts/test.sh and
+# scripts/demo.sh.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have skopeo          || need+=(skopeo)
+have docker-registry || need+=(docker-registry)
+have htpasswd        || need+=(apache2-utils)
+have openssl         || need+=(openssl)
+have zstd            || need+=(zstd)
+have psql            || need+=(postgresql-client)
+have pg_dump         || need+=(postgresql-client)
+have curl            || need+=(curl)
+have python3         || need+=(python3)   # serves a Helm chart repository in the registry tests
+have runuser         || need+=(util-linux)
+have flock           || need+=(util-linux)
+have setpriv         || need+=(util-linux)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps.sh: installing ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's postgresql package may start a cluster of its own; the tests and
+# the demo start their own throwaway clusters and do not need it.
