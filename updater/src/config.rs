@@ -196,16 +196,21 @@ impl SiteConfig {
                 .map(|m| m.permissions().mode() & 0o777)
                 .filter(|m| m & 0o077 != 0)
         };
-        let db_password = self.databases.iter().find(|(_, d)| {
-            crate::tool::PgConn::parse(&d.url).is_ok_and(|c| c.has_password())
-        });
+        let db_password = self
+            .databases
+            .iter()
+            .find(|(_, d)| crate::tool::PgConn::parse(&d.url).is_ok_and(|c| c.has_password()));
         if let (Some((name, _)), Some(mode)) = (db_password, loose(path)) {
             eprintln!(
                 "stoa-updater: warning: site config {} holds a password ([databases.{name}] url) and is readable by group/others (mode {mode:04o}); run chmod 600 on it",
                 path.display()
             );
         }
-        if let Some(pf) = self.registry.as_ref().and_then(|r| r.password_file.as_ref()) {
+        if let Some(pf) = self
+            .registry
+            .as_ref()
+            .and_then(|r| r.password_file.as_ref())
+        {
             if let Some(mode) = loose(pf) {
                 eprintln!(
                     "stoa-updater: warning: registry password_file {} is readable by group/others (mode {mode:04o}); run chmod 600 on it",

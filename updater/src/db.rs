@@ -53,15 +53,24 @@ fn psql(conn: &PgConn) -> Command {
 fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let conn = conn(db, url, step)?;
     let mut c = psql(&conn);
-    c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn.url()])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+    c.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conn.url(),
+    ])
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child =
         tool::spawn(&mut c, "psql").map_err(|e| dberr(db, step, format!("run psql: {e}")))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -229,7 +238,9 @@ pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
     let conn = conn(db, url, "snapshot")?;
     let mut c = tool::command("pg_dump");
     conn.env(&mut c);
-    c.args(["-Fc", "--no-owner", "-f"]).arg(&tmp).arg(conn.url());
+    c.args(["-Fc", "--no-owner", "-f"])
+        .arg(&tmp)
+        .arg(conn.url());
     let out = tool::output(&mut c, "pg_dump")
         .map_err(|e| dberr(db, "snapshot", format!("run pg_dump: {e}")))?;
     if !out.status.success() {

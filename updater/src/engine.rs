@@ -22,10 +22,10 @@ use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
 use crate::registry::{self, PushStats};
 use crate::stage::{self, chart_file_name, entry_blob};
-use crate::tool;
 use crate::state::{
     now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StateDir, StepRecord,
 };
+use crate::tool;
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
 /// makes the process abort right after that step is recorded as done, as a
@@ -1094,13 +1094,12 @@ impl Site {
                         let now = db::applied(dbname, &dbc.url)?;
                         let mut out = Vec::new();
                         for id in ids.iter().filter(|id| now.contains_key(*id)) {
-                            let vs = verified(dbname, id)?.ok_or_else(|| {
-                                UpdaterError::Database {
+                            let vs =
+                                verified(dbname, id)?.ok_or_else(|| UpdaterError::Database {
                                     database: dbname.clone(),
                                     step: format!("down migration {id}"),
                                     reason: "no verified down step".into(),
-                                }
-                            })?;
+                                })?;
                             if site.run_verified_down(&p, dbname, &dbc.url, id, &vs, &mut edited)? {
                                 out.push(id.clone());
                             }
@@ -1228,7 +1227,10 @@ impl Site {
         let full = self.file_dest(dest)?;
         let mut dir = self.cfg.files_dir();
         let rel = Path::new(dest);
-        let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+        let parents: Vec<_> = rel
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
         for c in parents {
             dir.push(c);
             match fs::symlink_metadata(&dir) {
@@ -1432,4 +1434,3 @@ mod tests {
         assert!(is_newer(&v("1.1.1+b0"), &v("1.1.0+b9")));
     }
 }
-

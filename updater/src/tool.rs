@@ -42,8 +42,10 @@ pub fn check_setpriv() -> Result<()> {
     let found = std::env::var_os("PATH").is_some_and(|p| {
         std::env::split_paths(&p).any(|d| {
             let f = d.join(SETPRIV);
-            f.metadata()
-                .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+            f.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
         })
     });
     if found {
@@ -269,11 +271,18 @@ mod tests {
 
     #[test]
     fn password_leaves_the_url_and_query_parameters_stay() {
-        let c = PgConn::parse("postgres://app:s%40cret@db.site:5433/stoa?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+        let c = PgConn::parse(
+            "postgres://app:s%40cret@db.site:5433/stoa?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        )
+        .unwrap();
         assert_eq!(c.password.as_deref(), Some("s@cret"));
         assert!(!c.url().contains("cret"), "{}", c.url());
         assert!(c.url().contains("sslmode=verify-full"), "{}", c.url());
-        assert!(c.url().starts_with("postgres://app@db.site:5433/stoa"), "{}", c.url());
+        assert!(
+            c.url().starts_with("postgres://app@db.site:5433/stoa"),
+            "{}",
+            c.url()
+        );
         let c = PgConn::parse("postgresql://app@db/stoa?password=pw&sslmode=require").unwrap();
         assert_eq!(c.password.as_deref(), Some("pw"));
         assert_eq!(c.url(), "postgresql://app@db/stoa?sslmode=require");
