@@ -21,6 +21,7 @@ have curl            || need+=(curl)
 have python3         || need+=(python3)   # serves a Helm chart repository in the registry tests
 have runuser         || need+=(util-linux)
 have flock           || need+=(util-linux)
+have setpriv         || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
 if [ ${#need[@]} -gt 0 ]; then

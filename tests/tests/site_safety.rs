@@ -446,10 +446,10 @@ fn symlinked_folder_in_files_dir_is_not_followed() {
 fn recorded_child(s: &Site, tool: &str) -> Option<u32> {
     let j = fs::read_to_string(s.state_dir.join("journal.jsonl")).ok()?;
     j.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["event"] == "child" && v["tool"] == tool)
-        .filter_map(|v| v["pid"].as_u64())
-        .last()
+        .find_map(|v| v["pid"].as_u64())
         .map(|p| p as u32)
 }
 
