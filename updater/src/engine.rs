@@ -641,9 +641,18 @@ impl Site {
         let p = pending(state)?.clone();
         tool::stop_leftovers(&self.sd, &p.op_id)?;
         let new_m = match (&p.to, &p.manifest_sha256) {
-            (Some(v), Some(sha)) => stage::load_release_checked(&self.sd, v, sha).ok(),
+            (Some(v), Some(sha)) => Some(stage::load_release_checked(&self.sd, v, sha)?),
             _ => None,
         };
+        // every down step this undo may need is read and re-hashed before
+        // anything is undone: staged content that no longer matches stops here
+        if let Some(m) = &new_m {
+            for set in &m.migrations {
+                for st in &set.steps {
+                    self.verified_step(m, &set.database, &st.id)?;
+                }
+            }
+        }
         let old_m = match &p.from {
             Some(v) => Some(stage::load_release(&self.sd, v)?),
             None => None,
