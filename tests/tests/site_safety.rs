@@ -381,6 +381,26 @@ fn bundle_from_a_fifo_is_refused_not_hung() {
         "plan from a pipe: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // verify reads it once too
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat '{}' > '{}'", b.display(), fifo.display()))
+        .spawn()
+        .unwrap();
+    let out = run(Command::new("timeout")
+        .arg("60")
+        .arg(stoa_e2e::harness::bin_dir().join("stoa-updater"))
+        .arg("verify")
+        .arg(&fifo)
+        .arg("--trust")
+        .arg(s.path().join("trust")));
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(
+        out.status.success(),
+        "verify from a pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
