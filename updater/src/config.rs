@@ -319,6 +319,24 @@ mod tests {
     }
 
     #[test]
+    fn database_urls_are_parsed_and_errors_hide_the_password() {
+        let ok = load(&format!(
+            "{BASE}[databases.stoa]\nurl = \"postgresql://app:pw@db/stoa?sslmode=require\"\n"
+        ));
+        assert!(ok.is_ok());
+        let e = load(&format!(
+            "{BASE}[databases.stoa]\nurl = \"mysql://app:hunter2@db/stoa\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[databases.stoa] url") && e.contains("mysql"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn credentials_go_together_and_durations_parse() {
         let e = load(&format!(
             "{BASE}[registry]\nurl = \"https://r\"\nusername = \"u\"\n"

@@ -280,3 +280,30 @@ pub fn load_release(sd: &StateDir, v: &semver::Version) -> Result<BundleManifest
     let bytes = fs::read(&p).map_err(|e| UpdaterError::io("read staged release", &p, e))?;
     Ok(BundleManifest::from_bytes(&bytes, &Limits::default())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_linked_twice_is_kept_and_never_copied_onto_itself() {
+        let d = std::env::temp_dir().join(format!("stoa-stage-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let blob = d.join("blob");
+        fs::write(&blob, b"chart archive").unwrap();
+        let link = d.join("stoa-api-1.0.0.tgz");
+        link_chart(&blob, &link).unwrap();
+        // the same archive for a second Helm release: kept as it is
+        link_chart(&blob, &link).unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), b"chart archive");
+        assert_eq!(fs::read(&link).unwrap(), b"chart archive");
+        // another archive under the same name: refused, nothing written
+        let other = d.join("other");
+        fs::write(&other, b"another chart").unwrap();
+        let e = link_chart(&other, &link).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&blob).unwrap(), b"chart archive");
+        let _ = fs::remove_dir_all(&d);
+    }
+}

@@ -201,8 +201,10 @@ impl PgConn {
         }
         // user-info is percent-encoded ('+' is a plus sign)
         let mut password = u.password().map(percent_decode);
-        u.set_password(None)
-            .map_err(|_| "cannot remove the password".to_owned())?;
+        if password.is_some() {
+            u.set_password(None)
+                .map_err(|_| "cannot remove the password".to_owned())?;
+        }
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -291,6 +293,11 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw\""));
         let c = PgConn::parse("postgres://postgres@127.0.0.1:5432/stoa").unwrap();
         assert!(!c.has_password());
+        // unix sockets, as libpq spells them, pass through unchanged
+        let c = PgConn::parse("postgres:///stoa?host=/run/postgresql").unwrap();
+        assert_eq!(c.url(), "postgres:///stoa?host=/run/postgresql");
+        let c = PgConn::parse("postgres://app:pw@%2Frun%2Fpostgresql/stoa").unwrap();
+        assert_eq!(c.url(), "postgres://app@%2Frun%2Fpostgresql/stoa");
         assert!(PgConn::parse("mysql://a:b@c/d").is_err());
         assert!(PgConn::parse("not a url").is_err());
     }
