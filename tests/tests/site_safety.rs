@@ -55,24 +55,6 @@ fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Processes whose argv holds every one of `words`.
-fn pids_with(words: &[&str]) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if words.iter().all(|w| cmd.contains(w)) && running(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 fn spawn_quiet(cmd: &mut Command) -> Child {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -526,13 +508,15 @@ fn kill_during_slow_helm_step_leaves_no_worker() {
             .arg(&b210)
             .env("FAKE_HELM_SLEEP_MS", "8000"),
     );
-    let mut upgrade = Vec::new();
+    // the journal names the worker: wait until it is the running upgrade
+    let mut helm = 0;
     wait_for(60, "the slow helm upgrade", || {
-        upgrade = pids_with(&["fake-helm", "upgrade", "stoa-api"]);
-        !upgrade.is_empty()
+        helm = recorded_child(&s, "helm").unwrap_or(0);
+        helm != 0
+            && running(helm)
+            && fs::read(format!("/proc/{helm}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("upgrade"))
     });
-    let helm = recorded_child(&s, "helm").expect("helm recorded in the journal");
-    assert!(upgrade.contains(&helm), "{upgrade:?} vs recorded {helm}");
     updater.kill().unwrap();
     updater.wait().unwrap();
     wait_for(5, "helm to die with the updater", || !running(helm));
