@@ -238,9 +238,10 @@ impl PgConn {
         self.password.is_some()
     }
 
-    /// Sets the child's environment: the password, a connect timeout.
+    /// Sets the child's environment: the URL's password, a connect timeout.
     pub fn env(&self, c: &mut Command) {
-        c.env_remove("PGPASSWORD").env_remove("PGPASSFILE");
+        // without a password in the URL, the operator's own PGPASSWORD or
+        // ~/.pgpass (PGPASSFILE) work as usual
         if let Some(p) = &self.password {
             c.env("PGPASSWORD", p);
         }
