@@ -110,6 +110,17 @@ impl Site {
     /// (`stoa-platform-<v>.toml`, or `stoa-platform.toml` for 2.3.0), with
     /// paths made absolute; `migrations` replaces the migrations folder.
     pub fn bundle(&self, version: &str, migrations: Option<&Path>) -> PathBuf {
+        self.bundle_with(version, migrations, &|t| t)
+    }
+
+    /// As [`Site::bundle`], with the release manifest's text passed through
+    /// `edit` (after its paths were made absolute) before the build.
+    pub fn bundle_with(
+        &self,
+        version: &str,
+        migrations: Option<&Path>,
+        edit: &dyn Fn(String) -> String,
+    ) -> PathBuf {
         let m = manifests_dir();
         let file = if version == "2.3.0" {
             m.join("stoa-platform.toml")
@@ -144,6 +155,7 @@ impl Site {
             ),
         };
         text = text.replace(&mig_line, &format!("dir = \"{}\"", mig_dir.display()));
+        let text = edit(text);
         let tag = migrations.map(|_| "-custom").unwrap_or("");
         let n = fs::read_dir(self.path()).map(|r| r.count()).unwrap_or(0);
         let mf = self.path().join(format!("release-{version}{tag}-{n}.toml"));

@@ -170,7 +170,54 @@ impl SiteConfig {
                 abs(p);
             }
         }
+        c.check_database_urls().map_err(bad)?;
+        c.warn_readable_secrets(path);
         Ok(c)
+    }
+
+    /// Every `[databases.*] url` is a postgres:// URL (parsed with a real
+    /// URL parser; the message never holds the password).
+    fn check_database_urls(&self) -> std::result::Result<(), String> {
+        for (name, d) in &self.databases {
+            crate::tool::PgConn::parse(&d.url)
+                .map_err(|e| format!("[databases.{name}] url: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// One line on stderr when a file holding a secret (this config with a
+    /// database password, the registry's password_file) is readable by
+    /// group or others.
+    fn warn_readable_secrets(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let loose = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o777)
+                .filter(|m| m & 0o077 != 0)
+        };
+        let db_password = self
+            .databases
+            .iter()
+            .find(|(_, d)| crate::tool::PgConn::parse(&d.url).is_ok_and(|c| c.has_password()));
+        if let (Some((name, _)), Some(mode)) = (db_password, loose(path)) {
+            eprintln!(
+                "stoa-updater: warning: site config {} holds a password ([databases.{name}] url) and is readable by group/others (mode {mode:04o}); run chmod 600 on it",
+                path.display()
+            );
+        }
+        if let Some(pf) = self
+            .registry
+            .as_ref()
+            .and_then(|r| r.password_file.as_ref())
+        {
+            if let Some(mode) = loose(pf) {
+                eprintln!(
+                    "stoa-updater: warning: registry password_file {} is readable by group/others (mode {mode:04o}); run chmod 600 on it",
+                    pf.display()
+                );
+            }
+        }
     }
 
     pub fn files_dir(&self) -> PathBuf {
@@ -269,6 +316,24 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn database_urls_are_parsed_and_errors_hide_the_password() {
+        let ok = load(&format!(
+            "{BASE}[databases.stoa]\nurl = \"postgresql://app:pw@db/stoa?sslmode=require\"\n"
+        ));
+        assert!(ok.is_ok());
+        let e = load(&format!(
+            "{BASE}[databases.stoa]\nurl = \"mysql://app:hunter2@db/stoa\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[databases.stoa] url") && e.contains("mysql"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,14 @@
 //! History table, created when missing:
 //! `stoa_schema_migrations(id text primary key, name text, checksum text
 //! (sha256 of the up step), applied_at timestamptz, down_sql text null,
-//! release text)`.
+//! release text)`. `down_sql` is kept for information only: a down step is
+//! always taken from the release's verified content in the site's store,
+//! never from this table (anyone with UPDATE on it could otherwise have the
+//! updater run their SQL). A row whose `down_sql` or `checksum` disagrees is
+//! reported, not executed.
+//!
+//! Every tool is started through [`crate::tool`]: the password is in the
+//! child's environment (`PGPASSWORD`), never in argv.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,6 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{Result, UpdaterError};
+use crate::tool::{self, PgConn};
 
 pub const TABLE: &str = "stoa_schema_migrations";
 
@@ -21,7 +29,6 @@ pub const TABLE: &str = "stoa_schema_migrations";
 pub struct Applied {
     pub name: String,
     pub checksum: String,
-    pub has_down: bool,
 }
 
 fn dberr(db: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
@@ -32,21 +39,40 @@ fn dberr(db: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
     }
 }
 
+/// The connection of `url`; the error names the database, never the password.
+fn conn(db: &str, url: &str, step: &str) -> Result<PgConn> {
+    PgConn::parse(url).map_err(|e| dberr(db, step, format!("database url: {e}")))
+}
+
+fn psql(conn: &PgConn) -> Command {
+    let mut c = tool::command("psql");
+    conn.env(&mut c);
+    c
+}
+
 fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut c = Command::new("psql");
-    c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url])
-        .args(args)
-        .env("PGCONNECT_TIMEOUT", "15")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = c
-        .spawn()
-        .map_err(|e| dberr(db, step, format!("run psql: {e}")))?;
+    let conn = conn(db, url, step)?;
+    let mut c = psql(&conn);
+    c.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conn.url(),
+    ])
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child =
+        tool::spawn(&mut c, "psql").map_err(|e| dberr(db, step, format!("run psql: {e}")))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let _ = pipe.write_all(input.as_bytes());
     }
@@ -91,20 +117,19 @@ pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
             "-F",
             "\t",
             "-c",
-            &format!("SELECT id, name, checksum, down_sql IS NOT NULL FROM {TABLE} ORDER BY id"),
+            &format!("SELECT id, name, checksum FROM {TABLE} ORDER BY id"),
         ],
         None,
     )?;
     let mut m = BTreeMap::new();
     for line in out.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() == 4 {
+        if f.len() == 3 {
             m.insert(
                 f[0].to_owned(),
                 Applied {
                     name: f[1].to_owned(),
                     checksum: f[2].to_owned(),
-                    has_down: f[3] == "t",
                 },
             );
         }
@@ -144,24 +169,58 @@ pub fn migrate_up(
     .map(|_| ())
 }
 
-/// Runs the recorded down step of `id` and deletes its row, in one transaction.
-pub fn migrate_down(db: &str, url: &str, id: &str) -> Result<()> {
+/// What the history row of an undone migration held, when it disagreed
+/// with the release's verified content (reported, never executed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowMismatch {
+    pub database: String,
+    pub id: String,
+    /// The row's `down_sql` is not the verified down step.
+    pub down_sql_edited: bool,
+    /// The row's `checksum` is not the verified up step's sha256.
+    pub checksum_edited: bool,
+}
+
+/// Runs the verified down step `down` (sha256 `down_sha256`) of `id` and
+/// deletes its row, in one transaction. Returns None when the row is gone
+/// already (undone before a kill), else the row's disagreements with the
+/// verified content (empty when it agrees). The row's own `down_sql` is
+/// never run.
+pub fn migrate_down(
+    db: &str,
+    url: &str,
+    id: &str,
+    up_sha256: &str,
+    down: &str,
+    down_sha256: &str,
+) -> Result<Option<RowMismatch>> {
     let step = format!("down migration {id}");
-    let down = run_psql(
+    // hashes only: the row's text never reaches psql's input or our parsing
+    let row = run_psql(
         db,
         url,
         &step,
         &[
+            "-F",
+            "\t",
             "-c",
-            &format!("SELECT down_sql FROM {TABLE} WHERE id = {}", quote(id)),
+            &format!(
+                "SELECT checksum, coalesce(encode(sha256(convert_to(down_sql, 'UTF8')), 'hex'), '-') FROM {TABLE} WHERE id = {}",
+                quote(id)
+            ),
         ],
         None,
     )?;
-    if down.is_empty() {
-        // already undone, or no down step (the caller checked)
-        return Ok(());
+    if row.is_empty() {
+        return Ok(None);
     }
-    // -A -t output of a single text value is the value itself
+    let (checksum, down_hash) = row.split_once('\t').unwrap_or((row.as_str(), ""));
+    let mismatch = RowMismatch {
+        database: db.to_owned(),
+        id: id.to_owned(),
+        down_sql_edited: down_hash != down_sha256,
+        checksum_edited: checksum != up_sha256,
+    };
     let script = format!("{down}\n;\nDELETE FROM {TABLE} WHERE id = {};\n", quote(id));
     run_psql(
         db,
@@ -169,26 +228,32 @@ pub fn migrate_down(db: &str, url: &str, id: &str) -> Result<()> {
         &step,
         &["--single-transaction", "-f", "-"],
         Some(&script),
-    )
-    .map(|_| ())
+    )?;
+    Ok(Some(mismatch))
 }
 
 /// `pg_dump -Fc` into `dest` (temp file, then rename).
 pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("partial");
-    let out = Command::new("pg_dump")
-        .args(["-Fc", "--no-owner", "-f"])
+    let conn = conn(db, url, "snapshot")?;
+    let mut c = tool::command("pg_dump");
+    conn.env(&mut c);
+    c.args(["-Fc", "--no-owner", "-f"])
         .arg(&tmp)
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
+        .arg(conn.url());
+    let out = tool::output(&mut c, "pg_dump")
         .map_err(|e| dberr(db, "snapshot", format!("run pg_dump: {e}")))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
         return Err(dberr(db, "snapshot", first_error_line(&out.stderr)));
     }
+    // a dump holds the data: the operator's alone
     std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
+        .and_then(|f| {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.sync_all()
+        })
         .and_then(|_| std::fs::rename(&tmp, dest))
         .and_then(|_| match dest.parent() {
             Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
@@ -206,29 +271,29 @@ pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
 /// interrupted restore is simply run again. Data written since is lost.
 pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
     let step = "restore snapshot";
-    let mut dumper = Command::new("pg_restore")
+    let conn = conn(db, url, step)?;
+    let mut dumper = tool::command("pg_restore");
+    dumper
         .args(["--no-owner", "-f", "-"])
         .arg(dump)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    let mut dumper = tool::spawn(&mut dumper, "pg_restore")
         .map_err(|e| dberr(db, step, format!("run pg_restore: {e}")))?;
-    let mut psql = match Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-        .args(["-d", url])
+    let mut c = psql(&conn);
+    c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+        .args(["-d", conn.url()])
         .args([
             "-c",
             "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
         ])
         .args(["-f", "-"])
-        .env("PGCONNECT_TIMEOUT", "15")
         .env("PGOPTIONS", "-c client_min_messages=warning")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+        .stderr(Stdio::piped());
+    let mut psql = match tool::spawn(&mut c, "psql") {
         Ok(c) => c,
         Err(e) => {
             let _ = dumper.kill();

@@ -25,6 +25,7 @@ use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
     now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StateDir, StepRecord,
 };
+use crate::tool;
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
 /// makes the process abort right after that step is recorded as done, as a
@@ -77,6 +78,17 @@ pub struct RollbackReport {
     pub helm: Vec<serde_json::Value>,
     pub migrations_undone: BTreeMap<String, Vec<String>>,
     pub snapshots_restored: BTreeMap<String, PathBuf>,
+    /// History rows that disagreed with the verified release content
+    /// (reported; their SQL was not run).
+    pub edited_history_rows: Vec<db::RowMismatch>,
+}
+
+/// A migration step as the release's verified content has it.
+#[derive(Debug)]
+struct VerifiedStep {
+    up_sha256: String,
+    /// The down step's text and sha256, re-hashed from the store.
+    down: Option<(String, String)>,
 }
 
 impl Site {
@@ -163,8 +175,10 @@ impl Site {
         allow_downgrade: bool,
     ) -> Result<()> {
         let new = &m.release.version;
+        // a first install is not an upgrade: upgrade_from applies only when
+        // a release is installed (docs/RELEASE-MANIFEST.md)
         if let Some(cur) = &state.installed {
-            if new <= cur && !allow_downgrade {
+            if !is_newer(new, cur) && !allow_downgrade {
                 return Err(UpdaterError::Refused(format!(
                     "{} {new} is not newer than the installed {cur} (--allow-downgrade overrides, and is logged)",
                     m.release.name
@@ -191,10 +205,8 @@ impl Site {
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<ApplyReport> {
         let trust = self.trust()?;
-        let f = fs::File::open(bundle).map_err(|e| UpdaterError::OpenBundle {
-            path: bundle.to_owned(),
-            source: e,
-        })?;
+        tool::check_setpriv()?;
+        let f = open_regular(bundle)?;
         let head = inspect(f, &Limits::default())?;
         head.check_signatures(&trust)?;
         self.cfg.check_needs(&head.manifest)?;
@@ -204,7 +216,11 @@ impl Site {
         let mut state = self.sd.load()?;
         let sha = head.manifest_sha256.hex();
         let resumed = match &state.pending {
-            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) => true,
+            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) => {
+                // never race a worker of the interrupted run
+                tool::stop_leftovers(&self.sd, &p.op_id)?;
+                true
+            }
             Some(p) => {
                 return Err(UpdaterError::Refused(format!(
                     "an interrupted {:?} to {} is pending (stopped at {}): apply that same bundle to resume it, or run `stoa-updater rollback` to revert it",
@@ -270,7 +286,7 @@ impl Site {
                         && state
                             .installed
                             .as_ref()
-                            .is_some_and(|c| &m.release.version <= c),
+                            .is_some_and(|c| !is_newer(&m.release.version, c)),
                     allow_expired: opts.allow_expired
                         && m.expires_at()
                             .is_some_and(|e| e <= std::time::SystemTime::now()),
@@ -281,12 +297,14 @@ impl Site {
             });
             self.save(&state)?;
             let p = pending(&mut state)?.clone();
+            tool::record_children(&self.sd, &p.op_id);
             self.journal(&p, "stage", "done", json!({"from": p.from.as_ref().map(|v| v.to_string()), "allow_downgrade": p.record.allow_downgrade}))?;
             crash_hook("stage");
         } else {
             let p = pending(&mut state)?;
             p.failed = None;
             let p = p.clone();
+            tool::record_children(&self.sd, &p.op_id);
             self.save(&state)?;
             self.journal(&p, "resume", "begin", json!({}))?;
         }
@@ -621,9 +639,20 @@ impl Site {
         report: &mut RollbackReport,
     ) -> Result<()> {
         let p = pending(state)?.clone();
-        let new_m =
-            p.to.as_ref()
-                .and_then(|v| stage::load_release(&self.sd, v).ok());
+        tool::stop_leftovers(&self.sd, &p.op_id)?;
+        let new_m = match (&p.to, &p.manifest_sha256) {
+            (Some(v), Some(sha)) => Some(stage::load_release_checked(&self.sd, v, sha)?),
+            _ => None,
+        };
+        // every down step this undo may need is read and re-hashed before
+        // anything is undone: staged content that no longer matches stops here
+        if let Some(m) = &new_m {
+            for set in &m.migrations {
+                for st in &set.steps {
+                    self.verified_step(m, &set.database, &st.id)?;
+                }
+            }
+        }
         let old_m = match &p.from {
             Some(v) => Some(stage::load_release(&self.sd, v)?),
             None => None,
@@ -635,11 +664,16 @@ impl Site {
                     continue;
                 };
                 let now = db::applied(dbname, &dbc.url)?;
-                let no_down: Vec<&str> = now
-                    .iter()
-                    .filter(|(id, a)| !before.contains(id) && !a.has_down)
-                    .map(|(id, _)| id.as_str())
-                    .collect();
+                let mut no_down: Vec<&str> = Vec::new();
+                for id in now.keys().filter(|id| !before.contains(id)) {
+                    let vs = match &new_m {
+                        Some(m) => self.verified_step(m, dbname, id)?,
+                        None => None,
+                    };
+                    if vs.is_none_or(|v| v.down.is_none()) {
+                        no_down.push(id.as_str());
+                    }
+                }
                 if !no_down.is_empty() {
                     return Err(UpdaterError::NeedsConfirmation(format!(
                         "database {dbname}: migration(s) {} have no down step; reverting the interrupted apply restores the snapshot taken before them. Data written since is LOST. Run again with --restore-snapshot to confirm",
@@ -689,17 +723,25 @@ impl Site {
                     })
                     .map_err(rb)?;
                 let now = db::applied(dbname, &dbc.url).map_err(rb)?;
-                let undo: Vec<(&String, &db::Applied)> = now
-                    .iter()
-                    .rev()
-                    .filter(|(id, _)| !before.contains(id))
-                    .collect();
+                // down steps from the verified release content only; an id
+                // the release does not have (or without a down step) needs
+                // the snapshot
+                let mut undo: Vec<(&String, Option<VerifiedStep>)> = Vec::new();
+                for id in now.keys().rev().filter(|id| !before.contains(id)) {
+                    let vs = match &new_m {
+                        Some(m) => self.verified_step(m, dbname, id).map_err(rb)?,
+                        None => None,
+                    };
+                    undo.push((id, vs.filter(|v| v.down.is_some())));
+                }
                 if undo.is_empty() {
                     continue;
                 }
-                if undo.iter().all(|(_, a)| a.has_down) {
-                    for (id, _) in &undo {
-                        db::migrate_down(dbname, &dbc.url, id).map_err(rb)?;
+                if undo.iter().all(|(_, v)| v.is_some()) {
+                    for (id, vs) in &undo {
+                        let Some(vs) = vs else { continue };
+                        self.run_verified_down(&p, dbname, &dbc.url, id, vs, report)
+                            .map_err(rb)?;
                         report
                             .migrations_undone
                             .entry(dbname.to_owned())
@@ -719,7 +761,7 @@ impl Site {
                     if !restore_snapshot {
                         return Err(UpdaterError::NeedsConfirmation(format!(
                             "database {dbname}: migration(s) {} have no down step; going back needs the snapshot {} taken before them. Data written since is LOST. Run again with --restore-snapshot to confirm",
-                            undo.iter().filter(|(_, a)| !a.has_down).map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "),
+                            undo.iter().filter(|(_, v)| v.is_none()).map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "),
                             snap.display()
                         )));
                     }
@@ -732,6 +774,85 @@ impl Site {
         self.save(state)?;
         self.journal(&p, "undo", "done", json!({}))?;
         Ok(())
+    }
+
+    /// Migration `id` of database `db` as release `m` has it, with its down
+    /// step read from the store and re-hashed. None when `m` has no such
+    /// step.
+    fn verified_step(
+        &self,
+        m: &BundleManifest,
+        db: &str,
+        id: &str,
+    ) -> Result<Option<VerifiedStep>> {
+        let Some(step) = m
+            .migrations
+            .iter()
+            .filter(|s| s.database == db)
+            .flat_map(|s| s.steps.iter())
+            .find(|s| s.id == id)
+        else {
+            return Ok(None);
+        };
+        let entry = |path: &str| {
+            m.entry(path).ok_or_else(|| UpdaterError::Database {
+                database: db.to_owned(),
+                step: format!("migration {id}"),
+                reason: format!("{path} is not in the release's manifest"),
+            })
+        };
+        let up_sha256 = entry(&step.up)?.sha256.hex();
+        let down = match &step.down {
+            Some(d) => {
+                let e = entry(d)?;
+                Some((stage::read_verified_text(&self.sd, e)?, e.sha256.hex()))
+            }
+            None => None,
+        };
+        Ok(Some(VerifiedStep { up_sha256, down }))
+    }
+
+    /// Runs the verified down step of `id` (never the history row's SQL);
+    /// a row that disagreed is reported on stderr, in the journal and in
+    /// `report`. Returns whether a row was undone.
+    fn run_verified_down(
+        &self,
+        p: &Pending,
+        dbname: &str,
+        url: &str,
+        id: &str,
+        vs: &VerifiedStep,
+        report: &mut RollbackReport,
+    ) -> Result<bool> {
+        let Some((sql, sha)) = &vs.down else {
+            return Err(UpdaterError::Database {
+                database: dbname.to_owned(),
+                step: format!("down migration {id}"),
+                reason: "the release has no down step for it".into(),
+            });
+        };
+        let Some(row) = db::migrate_down(dbname, url, id, &vs.up_sha256, sql, sha)? else {
+            return Ok(false);
+        };
+        if row.down_sql_edited || row.checksum_edited {
+            eprintln!(
+                "stoa-updater: warning: database {dbname}: the history row of migration {id} was edited in {} ({}); it was NOT executed: the release's verified down step ran instead",
+                db::TABLE,
+                match (row.down_sql_edited, row.checksum_edited) {
+                    (true, true) => "down_sql and checksum differ",
+                    (true, false) => "down_sql differs",
+                    _ => "checksum differs",
+                }
+            );
+            let _ = self.journal(
+                p,
+                &format!("rollback:migrate:{dbname}"),
+                "edited_history_row",
+                json!({"database": dbname, "id": id, "down_sql_edited": row.down_sql_edited, "checksum_edited": row.checksum_edited}),
+            );
+            report.edited_history_rows.push(row);
+        }
+        Ok(true)
     }
 
     fn helm_back(
@@ -761,9 +882,16 @@ impl Site {
         to: Option<&semver::Version>,
         restore_snapshot: bool,
     ) -> Result<RollbackReport> {
+        tool::check_setpriv()?;
         self.sd.ensure()?;
         let _lock = SiteLock::take(&self.sd)?;
         let mut state = self.sd.load()?;
+        if let Some(p) = &state.pending {
+            // never race a worker of the interrupted operation; the undo
+            // records its own children under the same operation
+            tool::stop_leftovers(&self.sd, &p.op_id)?;
+            tool::record_children(&self.sd, &p.op_id);
+        }
         let mut report = RollbackReport {
             from: state.installed.as_ref().map(|v| v.to_string()),
             ..RollbackReport::default()
@@ -822,8 +950,26 @@ impl Site {
         let target_m = stage::load_release(&self.sd, &target)?;
         let undone_m: Vec<BundleManifest> = undone
             .iter()
-            .map(|r| stage::load_release(&self.sd, &r.version))
+            .map(|r| stage::load_release_checked(&self.sd, &r.version, &r.manifest_sha256))
             .collect::<Result<_>>()?;
+        // (database, id) → the undone release that ran it, for its verified
+        // down step
+        let mut ran_by: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (i, r) in undone.iter().enumerate() {
+            for (dbname, ids) in &r.migrations {
+                for id in ids {
+                    ran_by.insert((dbname.clone(), id.clone()), i);
+                }
+            }
+        }
+        let verified = |dbname: &str, id: &str| -> Result<Option<VerifiedStep>> {
+            match ran_by.get(&(dbname.to_owned(), id.to_owned())) {
+                Some(i) => Ok(self
+                    .verified_step(&undone_m[*i], dbname, id)?
+                    .filter(|v| v.down.is_some())),
+                None => Ok(None),
+            }
+        };
 
         // plan the database part first: down steps, or a confirmed snapshot
         let mut db_plan: BTreeMap<String, (Vec<String>, Option<PathBuf>)> = BTreeMap::new();
@@ -852,10 +998,12 @@ impl Site {
                     section: format!("databases.{dbname}"),
                 })?;
             let now = db::applied(dbname, &dbc.url)?;
-            let missing: Vec<&String> = ids
-                .iter()
-                .filter(|id| now.get(*id).is_some_and(|a| !a.has_down))
-                .collect();
+            let mut missing: Vec<&String> = Vec::new();
+            for id in ids.iter().filter(|id| now.contains_key(*id)) {
+                if verified(dbname, id)?.is_none() {
+                    missing.push(id);
+                }
+            }
             if !missing.is_empty() {
                 let snap = snap.clone().ok_or_else(|| UpdaterError::Database {
                     database: dbname.clone(),
@@ -889,8 +1037,12 @@ impl Site {
                 failed: None,
             });
             self.save(&state)?;
+            if let Some(p) = &state.pending {
+                tool::record_children(&self.sd, &p.op_id);
+            }
         }
         report.to = Some(target.to_string());
+        let mut edited = RollbackReport::default();
         let res = (|| -> Result<()> {
             // helm: each release back to its revision before the earliest undone apply
             let mut helm_targets: Vec<(String, String, Option<u64>)> = Vec::new();
@@ -940,18 +1092,26 @@ impl Site {
                 )?;
                 let snap = use_snapshot.get(dbname).cloned();
                 let undone_ids = self
-                    .step(&mut state, &name, |_, _| {
+                    .step(&mut state, &name, |site, st| {
                         if let Some(snap) = &snap {
                             db::restore(dbname, &dbc.url, snap)?;
                             return Ok(Vec::new());
                         }
+                        let p = pending(st)?.clone();
                         // resumed: skip what is undone already (down steps
                         // run, or a snapshot restored before a kill)
                         let now = db::applied(dbname, &dbc.url)?;
                         let mut out = Vec::new();
                         for id in ids.iter().filter(|id| now.contains_key(*id)) {
-                            db::migrate_down(dbname, &dbc.url, id)?;
-                            out.push(id.clone());
+                            let vs =
+                                verified(dbname, id)?.ok_or_else(|| UpdaterError::Database {
+                                    database: dbname.clone(),
+                                    step: format!("down migration {id}"),
+                                    reason: "no verified down step".into(),
+                                })?;
+                            if site.run_verified_down(&p, dbname, &dbc.url, id, &vs, &mut edited)? {
+                                out.push(id.clone());
+                            }
                         }
                         Ok(out)
                     })
@@ -974,6 +1134,7 @@ impl Site {
             })?;
             Ok(())
         })();
+        report.edited_history_rows = edited.edited_history_rows;
         if let Err(e) = res {
             if let Ok(p) = pending(&mut state) {
                 p.failed = Some(e.to_string());
@@ -1066,6 +1227,71 @@ impl Site {
         Ok(self.cfg.files_dir().join(p))
     }
 
+    /// The destination of a file, with every folder between `files_dir` and
+    /// it created when missing and checked to be a real folder: a symlink
+    /// (to a folder outside `files_dir`, say) is refused, never followed. A
+    /// symlink at the destination itself is replaced (rename) or removed,
+    /// never written through.
+    fn file_dest_checked(&self, dest: &str, create: bool) -> Result<Option<PathBuf>> {
+        let full = self.file_dest(dest)?;
+        let mut dir = self.cfg.files_dir();
+        let rel = Path::new(dest);
+        let parents: Vec<_> = rel
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
+        for c in parents {
+            dir.push(c);
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(UpdaterError::InstallFile {
+                        dest: dest.into(),
+                        reason: format!(
+                            "{} is a symlink; refusing to follow it out of files_dir",
+                            dir.display()
+                        ),
+                    })
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(UpdaterError::InstallFile {
+                        dest: dest.into(),
+                        reason: format!("{} is not a folder", dir.display()),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(None);
+                    }
+                    match fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            return Err(UpdaterError::InstallFile {
+                                dest: dest.into(),
+                                reason: format!("create {}: {e}", dir.display()),
+                            })
+                        }
+                    }
+                    // created by someone else in between: check it again
+                    if fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                        return Err(UpdaterError::InstallFile {
+                            dest: dest.into(),
+                            reason: format!("{} is not a folder", dir.display()),
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(UpdaterError::InstallFile {
+                        dest: dest.into(),
+                        reason: format!("{}: {e}", dir.display()),
+                    })
+                }
+            }
+        }
+        Ok(Some(full))
+    }
+
     fn install_file(
         &self,
         m: &BundleManifest,
@@ -1075,12 +1301,16 @@ impl Site {
             dest: f.dest.clone(),
             reason,
         };
-        let dest = self.file_dest(&f.dest)?;
+        let files_dir = self.cfg.files_dir();
+        fs::create_dir_all(&files_dir)
+            .map_err(|e| ierr(format!("create {}: {e}", files_dir.display())))?;
+        let dest = self
+            .file_dest_checked(&f.dest, true)?
+            .ok_or_else(|| ierr("no destination".into()))?;
         let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
             .map_err(|_| ierr(format!("mode {:?} is not octal", f.mode)))?;
         let src = entry_blob(&self.sd, m, &f.path)?;
         let dir = dest.parent().unwrap_or(Path::new("/")).to_owned();
-        fs::create_dir_all(&dir).map_err(|e| ierr(format!("create {}: {e}", dir.display())))?;
         let tmp = dir.join(format!(
             ".{}.stoa-tmp-{}",
             dest.file_name()
@@ -1089,8 +1319,14 @@ impl Site {
             std::process::id()
         ));
         let res = (|| -> io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
             let mut r = fs::File::open(&src)?;
-            let mut w = fs::File::create(&tmp)?;
+            let _ = fs::remove_file(&tmp);
+            let mut w = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             io::copy(&mut r, &mut w)?;
             use std::os::unix::fs::PermissionsExt;
             w.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -1117,7 +1353,9 @@ impl Site {
         for o in others {
             for f in &o.files {
                 if !keep.contains(&f.dest) {
-                    let d = self.file_dest(&f.dest)?;
+                    let Some(d) = self.file_dest_checked(&f.dest, false)? else {
+                        continue;
+                    };
                     match fs::remove_file(&d) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1135,6 +1373,12 @@ impl Site {
     }
 }
 
+/// SemVer precedence, the one comparison of the version policy: build
+/// metadata has none (`1.1.0+b2` is not newer than `1.1.0`).
+pub fn is_newer(new: &semver::Version, cur: &semver::Version) -> bool {
+    new.cmp_precedence(cur) == std::cmp::Ordering::Greater
+}
+
 fn mname_of(db: &str) -> String {
     format!("migrate:{db}")
 }
@@ -1149,6 +1393,53 @@ fn pending(state: &mut State) -> Result<&mut Pending> {
         })
 }
 
+/// Opens a bundle that must be a regular file: apply reads it twice
+/// (signature, then content while staging), which a FIFO, `/dev/stdin` or
+/// `<(…)` cannot give; refused at once instead of hanging.
+pub fn open_regular(bundle: &Path) -> Result<fs::File> {
+    let bad = |e| UpdaterError::OpenBundle {
+        path: bundle.to_owned(),
+        source: e,
+    };
+    // stat before open: opening a FIFO without a writer would block
+    let ft = fs::metadata(bundle).map_err(bad)?.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_fifo() {
+            "a pipe"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_dir() {
+            "a folder"
+        } else {
+            "not a file"
+        };
+        return Err(UpdaterError::BundleNotRegular {
+            path: bundle.to_owned(),
+            kind: kind.into(),
+        });
+    }
+    fs::File::open(bundle).map_err(bad)
+}
+
 fn read_text(p: &Path) -> Result<String> {
     fs::read_to_string(p).map_err(|e| UpdaterError::io("read staged migration", p, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_metadata_is_not_newer() {
+        let v = |s: &str| semver::Version::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(!is_newer(&v("1.1.0+b2"), &v("1.1.0")));
+        assert!(!is_newer(&v("1.1.0"), &v("1.1.0+b2")));
+        assert!(!is_newer(&v("1.1.0+b1"), &v("1.1.0+b2")));
+        assert!(!is_newer(&v("1.1.0-rc.1"), &v("1.1.0")));
+        assert!(is_newer(&v("1.1.0"), &v("1.1.0-rc.1")));
+        assert!(is_newer(&v("1.1.1+b0"), &v("1.1.0+b9")));
+    }
 }

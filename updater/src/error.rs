@@ -15,6 +15,12 @@ pub enum UpdaterError {
         #[source]
         source: io::Error,
     },
+    #[error("read bundle {path}: not a regular file ({kind}); copy it to a file first (a bundle is read twice: signature, then content)")]
+    BundleNotRegular { path: PathBuf, kind: String },
+    #[error("staged content {path} ({entry}) no longer matches its verified digest; refusing to use it (apply the release's bundle again to restage it)")]
+    StoreMismatch { path: PathBuf, entry: String },
+    #[error("{tool} not found: {reason}")]
+    MissingTool { tool: String, reason: String },
     #[error("site config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("the bundle needs [{section}] in the site config, which has none")]
@@ -73,6 +79,7 @@ impl UpdaterError {
             Self::Format(e) if e.is_verification_failure() => 1,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             Self::Config { .. } | Self::MissingSection { .. } => 2,
+            Self::BundleNotRegular { .. } => 2,
             Self::Busy { .. } => 4,
             Self::Refused(_) | Self::NothingToRollBack(_) => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
@@ -87,6 +94,9 @@ impl UpdaterError {
             Self::Format(e) => e.kind(),
             Self::OpenBundle { .. } => "read",
             Self::Config { .. } => "config",
+            Self::BundleNotRegular { .. } => "bundle_not_regular",
+            Self::MissingTool { .. } => "missing_tool",
+            Self::StoreMismatch { .. } => "store_mismatch",
             Self::MissingSection { .. } => "config_missing_section",
             Self::StateCorrupt { .. } => "state_corrupt",
             Self::Io { .. } => "io",

@@ -1,12 +1,13 @@
 //! The Helm driver: the `helm` CLI, version 3 or 4 (told apart by
 //! `helm version --short`), each with its own flags (`--atomic` in 3,
-//! `--rollback-on-failure` in 4).
+//! `--rollback-on-failure` in 4). Started through [`crate::tool`].
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
+use crate::tool;
 
 #[derive(Debug, Clone)]
 pub struct Helm {
@@ -57,7 +58,8 @@ impl Helm {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.cfg.bin);
+        // under setpriv: helm dies with the updater
+        let mut c = tool::command(&self.cfg.bin);
         if let Some(k) = &self.cfg.kubeconfig {
             c.env("KUBECONFIG", k);
         }
@@ -66,7 +68,7 @@ impl Helm {
     }
 
     fn run(&self, release: &str, step: &str, args: &[&str]) -> Result<String> {
-        let out = self.command().args(args).output().map_err(|e| {
+        let out = tool::output(self.command().args(args), "helm").map_err(|e| {
             herr(
                 release,
                 step,
@@ -82,11 +84,12 @@ impl Helm {
 
     /// The release's current revision, None when it is not installed.
     pub fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
-        let out = self
-            .command()
-            .args(["status", release, "-n", ns, "-o", "json"])
-            .output()
-            .map_err(|e| herr(release, "status", e.to_string()))?;
+        let out = tool::output(
+            self.command()
+                .args(["status", release, "-n", ns, "-o", "json"]),
+            "helm",
+        )
+        .map_err(|e| herr(release, "status", e.to_string()))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
             // only Helm's own "release: not found" means not installed; any

@@ -10,6 +10,7 @@ mod progress;
 mod registry;
 mod stage;
 mod state;
+mod tool;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,6 +4,12 @@
 //! medium again. An entry becomes visible in the store only after its digest
 //! was checked (temp file, fsync, rename); the release folder, which makes
 //! the staged release usable, is written only when the whole bundle verified.
+//!
+//! A stored blob is never opened for writing again: it is written once
+//! through a new temp file (`create_new`), made read-only (0444) and renamed
+//! into place. Chart files of a release are hard links to store blobs; one
+//! chart archive used by several Helm releases is linked once, and nothing
+//! is ever copied onto an existing path.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -59,7 +65,16 @@ impl ContentSink for StoreSink {
             fs::remove_file(&final_path)?;
         }
         let tmp = self.tmp(entry);
-        let f = File::create(&tmp)?;
+        // ours (this PID's name), left by a killed run: never write through it
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         self.current = Some((BufWriter::with_capacity(1 << 20, f), tmp));
         Ok(())
     }
@@ -72,7 +87,10 @@ impl ContentSink for StoreSink {
     fn end(&mut self, entry: &Entry) -> io::Result<()> {
         if let Some((f, tmp)) = self.current.take() {
             let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_data()?;
+            // stored content is read-only from now on
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(0o444))?;
+            f.sync_all()?;
             fs::rename(&tmp, self.dir.join(entry.sha256.hex()))?;
             self.written += entry.size;
         }
@@ -158,9 +176,7 @@ fn write_release_dir(sd: &StateDir, v: &VerifiedBundle) -> Result<()> {
         for c in &m.charts {
             let link = tmp.join("charts").join(chart_file_name(c));
             let src = entry_blob(sd, m, &c.path)?;
-            fs::hard_link(&src, &link)
-                .or_else(|_| fs::copy(&src, &link).map(|_| ()))
-                .map_err(io("link chart", &link))?;
+            link_chart(&src, &link).map_err(io("link chart", &link))?;
         }
         if dest.exists() {
             let old = parent.join(format!(".{}.old-{}", m.release.version, std::process::id()));
@@ -174,6 +190,74 @@ fn write_release_dir(sd: &StateDir, v: &VerifiedBundle) -> Result<()> {
         let _ = fs::remove_dir_all(&tmp);
     }
     res
+}
+
+/// Links (or, across filesystems, copies) a store blob to a chart file of a
+/// new release folder. An existing chart file is kept when it already holds
+/// the same blob (one chart archive used by two Helm releases) and refused
+/// otherwise; nothing is ever written onto an existing path.
+fn link_chart(src: &Path, link: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::hard_link(src, link) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let (a, b) = (fs::metadata(src)?, fs::symlink_metadata(link)?);
+            if a.dev() == b.dev() && a.ino() == b.ino() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "two different chart archives have the same name and version",
+                ))
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let mut r = File::open(src)?;
+            let mut w = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(link)?;
+            io::copy(&mut r, &mut w)?;
+            w.sync_all()
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a staged entry, checking again that the stored file has the size
+/// and digest the (verified) manifest gives it: the store is trusted only
+/// as far as it still matches. For small content (migration steps).
+pub fn read_verified_text(sd: &StateDir, e: &Entry) -> Result<String> {
+    let p = sd.blob(&e.sha256.hex());
+    let bytes = fs::read(&p).map_err(|err| UpdaterError::io("read staged content", &p, err))?;
+    if bytes.len() as u64 != e.size || stoa_format::Sha256Digest::of(&bytes) != e.sha256 {
+        return Err(UpdaterError::StoreMismatch {
+            path: p,
+            entry: e.path.clone(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| UpdaterError::StoreMismatch {
+        path: sd.blob(&e.sha256.hex()),
+        entry: e.path.clone(),
+    })
+}
+
+/// Loads a staged release's manifest and checks it is the one applied
+/// (`manifest_sha256` as recorded in the state).
+pub fn load_release_checked(
+    sd: &StateDir,
+    v: &semver::Version,
+    manifest_sha256: &str,
+) -> Result<BundleManifest> {
+    let p = sd.release_dir(v).join("manifest.json");
+    let bytes = fs::read(&p).map_err(|e| UpdaterError::io("read staged release", &p, e))?;
+    if stoa_format::Sha256Digest::of(&bytes).hex() != manifest_sha256 {
+        return Err(UpdaterError::StoreMismatch {
+            path: p,
+            entry: format!("manifest of {v} (recorded sha256 {manifest_sha256})"),
+        });
+    }
+    Ok(BundleManifest::from_bytes(&bytes, &Limits::default())?)
 }
 
 pub fn chart_file_name(c: &stoa_format::manifest::ChartRecord) -> String {
@@ -195,4 +279,31 @@ pub fn load_release(sd: &StateDir, v: &semver::Version) -> Result<BundleManifest
     let p = sd.release_dir(v).join("manifest.json");
     let bytes = fs::read(&p).map_err(|e| UpdaterError::io("read staged release", &p, e))?;
     Ok(BundleManifest::from_bytes(&bytes, &Limits::default())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_linked_twice_is_kept_and_never_copied_onto_itself() {
+        let d = std::env::temp_dir().join(format!("stoa-stage-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let blob = d.join("blob");
+        fs::write(&blob, b"chart archive").unwrap();
+        let link = d.join("stoa-api-1.0.0.tgz");
+        link_chart(&blob, &link).unwrap();
+        // the same archive for a second Helm release: kept as it is
+        link_chart(&blob, &link).unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), b"chart archive");
+        assert_eq!(fs::read(&link).unwrap(), b"chart archive");
+        // another archive under the same name: refused, nothing written
+        let other = d.join("other");
+        fs::write(&other, b"another chart").unwrap();
+        let e = link_chart(&other, &link).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&blob).unwrap(), b"chart archive");
+        let _ = fs::remove_dir_all(&d);
+    }
 }

@@ -11,6 +11,10 @@
 //! state_dir/releases/<v>/    manifest.json of each staged release, chart links
 //! state_dir/snapshots/       pg_dump -Fc files
 //! ```
+//!
+//! The folder is the operator's alone: created 0700, and an existing one
+//! with group or other bits is tightened to 0700 (said on stderr). The
+//! state, journal, history and snapshots are 0600.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -184,6 +188,7 @@ impl StateDir {
     }
 
     pub fn ensure(&self) -> Result<()> {
+        self.tighten()?;
         if !self.root.exists() {
             // the staging area is the operator's alone
             use std::os::unix::fs::DirBuilderExt;
@@ -200,6 +205,39 @@ impl StateDir {
             self.snapshots_dir(),
         ] {
             fs::create_dir_all(&d).map_err(|e| UpdaterError::io("create folder", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// An existing state folder looser than 0700 is tightened (snapshots
+    /// hold the databases' data), and so are its files (0600).
+    fn tighten(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let m = match fs::metadata(&self.root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(UpdaterError::io("stat", &self.root, e)),
+        };
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+                .map_err(|e| UpdaterError::io("tighten to 0700", &self.root, e))?;
+            eprintln!(
+                "stoa-updater: state folder {} was mode {mode:04o}; tightened to 0700",
+                self.root.display()
+            );
+        }
+        let mut files = vec![self.state_path(), self.journal_path(), self.history_path()];
+        if let Ok(rd) = fs::read_dir(self.snapshots_dir()) {
+            files.extend(rd.flatten().map(|e| e.path()));
+        }
+        for f in files {
+            if let Ok(m) = fs::symlink_metadata(&f) {
+                if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+                    fs::set_permissions(&f, fs::Permissions::from_mode(0o600))
+                        .map_err(|e| UpdaterError::io("tighten to 0600", &f, e))?;
+                }
+            }
         }
         Ok(())
     }
@@ -307,9 +345,11 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
         value["time"] = serde_json::json!(now_rfc3339());
     }
     let created = !path.exists();
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| UpdaterError::io("open", path, e))?;
     let mut line = value.to_string();
@@ -327,7 +367,7 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// temp file, fsync, (chmod), rename, fsync folder.
+/// temp file (0600 unless `mode`), fsync, (chmod), rename, fsync folder.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -336,7 +376,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> 
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if let Some(m) = mode {
             use std::os::unix::fs::PermissionsExt;

@@ -32,6 +32,7 @@ pub struct Args {
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let site = super::site(config)?;
     let trust = site.trust()?;
+    crate::tool::check_setpriv()?;
     let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
         path: args.bundle.clone(),
         source: e,

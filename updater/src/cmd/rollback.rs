@@ -53,6 +53,12 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 s.display()
             );
         }
+        for r in &r.edited_history_rows {
+            println!(
+                "database {}: migration {}: its history row was edited (not executed; the verified down step ran)",
+                r.database, r.id
+            );
+        }
         println!("images stay in the registry");
     }
     Ok(())

@@ -1,0 +1,322 @@
+//! Every external tool (`psql`, `pg_dump`, `pg_restore`, `helm`) is started
+//! here, so that three rules hold in one place:
+//!
+//! - **No secret in argv.** Database connection parameters reach the child
+//!   through its environment ([`PgConn`]): the password goes in `PGPASSWORD`
+//!   (readable only by the same user and root, unlike `/proc/<pid>/cmdline`),
+//!   and argv gets the URL without it.
+//! - **A child dies with the updater.** Each tool runs as
+//!   `setpriv --pdeathsig KILL -- <tool> …` (util-linux): the kernel kills it
+//!   when the updater exits, even by `kill -9`. `setpriv` is checked at
+//!   start-up ([`check_setpriv`]).
+//! - **Every started child is recorded.** While an operation is pending, each
+//!   child's PID and start time go into the journal (`event: "child"`); before
+//!   a resume or rollback continues, [`stop_leftovers`] makes sure no recorded
+//!   worker of the interrupted operation is still alive (it is killed and
+//!   waited for, and the operator is told).
+
+use std::ffi::OsStr;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Result, UpdaterError};
+use crate::state::StateDir;
+
+/// The program every tool is run under.
+pub const SETPRIV: &str = "setpriv";
+
+/// Where started children are recorded: the state folder and the pending
+/// operation's id. None outside an operation (plan, status).
+static RECORDER: Mutex<Option<(StateDir, String)>> = Mutex::new(None);
+
+/// Records children of operation `op_id` in `sd`'s journal from now on.
+pub fn record_children(sd: &StateDir, op_id: &str) {
+    if let Ok(mut r) = RECORDER.lock() {
+        *r = Some((sd.clone(), op_id.to_owned()));
+    }
+}
+
+/// Fails with a clear message when `setpriv` (util-linux) is missing.
+pub fn check_setpriv() -> Result<()> {
+    let found = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            let f = d.join(SETPRIV);
+            f.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(UpdaterError::MissingTool {
+            tool: SETPRIV.into(),
+            reason: "needed so that psql, pg_dump, pg_restore and helm die with the updater; install util-linux".into(),
+        })
+    }
+}
+
+/// A command for `program` that runs under `setpriv --pdeathsig KILL`.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(SETPRIV);
+    c.args(["--pdeathsig", "KILL", "--"]).arg(program.as_ref());
+    c
+}
+
+/// Spawns `cmd` (made by [`command`]) and records the child in the journal
+/// when an operation is pending.
+pub fn spawn(cmd: &mut Command, tool: &str) -> std::io::Result<Child> {
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let rec = RECORDER.lock().ok().and_then(|r| r.clone());
+    if let Some((sd, op_id)) = rec {
+        let start = start_time(pid);
+        // a failed journal write must not leave the child unwatched: the
+        // child still dies with us (pdeathsig); report and go on
+        if let Err(e) = sd.journal(serde_json::json!({
+            "op_id": op_id, "event": "child", "tool": tool, "pid": pid, "start_time": start,
+        })) {
+            eprintln!("stoa-updater: warning: record child {tool} (pid {pid}): {e}");
+        }
+    }
+    Ok(child)
+}
+
+/// `spawn` then wait for the output.
+pub fn output(cmd: &mut Command, tool: &str) -> std::io::Result<std::process::Output> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    spawn(cmd, tool)?.wait_with_output()
+}
+
+/// The start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks
+/// since boot): a PID and its start time name one process, even after PID
+/// reuse.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) is in parentheses and may hold spaces
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A recorded child of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub tool: String,
+    pub pid: u32,
+    pub start_time: Option<u64>,
+}
+
+/// Children the journal records for operation `op_id`.
+pub fn recorded_children(sd: &StateDir, op_id: &str) -> Vec<Recorded> {
+    let Ok(text) = std::fs::read_to_string(sd.journal_path()) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "child" && v["op_id"] == op_id)
+        .filter_map(|v| {
+            Some(Recorded {
+                tool: v["tool"].as_str()?.to_owned(),
+                pid: u32::try_from(v["pid"].as_u64()?).ok()?,
+                start_time: v["start_time"].as_u64(),
+            })
+        })
+        .collect()
+}
+
+fn alive(r: &Recorded) -> bool {
+    match (start_time(r.pid), r.start_time) {
+        (Some(now), Some(then)) => now == then,
+        // no start time recorded: the PID alone, if it still runs that tool
+        (Some(_), None) => std::fs::read(format!("/proc/{}/cmdline", r.pid))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&r.tool)),
+        (None, _) => false,
+    }
+}
+
+/// Makes sure no recorded worker of the interrupted operation `op_id` is
+/// still running: each one alive is killed (SIGKILL) and waited for. Returns
+/// what was stopped, for the operator.
+pub fn stop_leftovers(sd: &StateDir, op_id: &str) -> Result<Vec<Recorded>> {
+    let mut stopped = Vec::new();
+    for r in recorded_children(sd, op_id) {
+        if !alive(&r) {
+            continue;
+        }
+        let pid = rustix::process::Pid::from_raw(r.pid as i32).ok_or_else(|| {
+            UpdaterError::Refused(format!("recorded worker pid {} is not valid", r.pid))
+        })?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let t0 = Instant::now();
+        while alive(&r) {
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err(UpdaterError::Refused(format!(
+                    "{} (pid {}) of the interrupted operation is still running after SIGKILL; wait for it to end, then run this again",
+                    r.tool, r.pid
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "stoa-updater: stopped {} (pid {}), left running by the interrupted operation",
+            r.tool, r.pid
+        );
+        stopped.push(r);
+    }
+    Ok(stopped)
+}
+
+/// A PostgreSQL connection for the client tools, from a `postgres://` URL:
+/// the password (user-info or `?password=`) goes to `PGPASSWORD`, argv gets
+/// the URL without it. Every other query parameter (`sslmode`, …) stays in
+/// the URL, so libpq reads it as before.
+#[derive(Clone)]
+pub struct PgConn {
+    url: String,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl PgConn {
+    /// Parses `url`; the error never holds the password.
+    pub fn parse(raw: &str) -> std::result::Result<Self, String> {
+        let mut u = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "scheme {:?}: expected postgres:// or postgresql://",
+                u.scheme()
+            ));
+        }
+        // user-info is percent-encoded ('+' is a plus sign)
+        let mut password = u.password().map(percent_decode);
+        if password.is_some() {
+            u.set_password(None)
+                .map_err(|_| "cannot remove the password".to_owned())?;
+        }
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if pairs.iter().any(|(k, _)| k == "password") {
+            let mut q = u.query_pairs_mut();
+            q.clear();
+            for (k, v) in &pairs {
+                if k == "password" {
+                    password = Some(v.clone());
+                } else {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        if u.query() == Some("") {
+            u.set_query(None);
+        }
+        Ok(Self {
+            url: u.to_string(),
+            password,
+        })
+    }
+
+    /// The URL without any password (safe for argv and messages).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Sets the child's environment: the URL's password, a connect timeout.
+    pub fn env(&self, c: &mut Command) {
+        // without a password in the URL, the operator's own PGPASSWORD or
+        // ~/.pgpass (PGPASSFILE) work as usual
+        if let Some(p) = &self.password {
+            c.env("PGPASSWORD", p);
+        }
+        c.env("PGCONNECT_TIMEOUT", "15");
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_leaves_the_url_and_query_parameters_stay() {
+        let c = PgConn::parse(
+            "postgres://app:s%40cret@db.site:5433/stoa?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(c.password.as_deref(), Some("s@cret"));
+        assert!(!c.url().contains("cret"), "{}", c.url());
+        assert!(c.url().contains("sslmode=verify-full"), "{}", c.url());
+        assert!(
+            c.url().starts_with("postgres://app@db.site:5433/stoa"),
+            "{}",
+            c.url()
+        );
+        let c = PgConn::parse("postgresql://app@db/stoa?password=pw&sslmode=require").unwrap();
+        assert_eq!(c.password.as_deref(), Some("pw"));
+        assert_eq!(c.url(), "postgresql://app@db/stoa?sslmode=require");
+        let c = PgConn::parse("postgres://app@db/stoa?password=pw").unwrap();
+        assert_eq!(c.url(), "postgres://app@db/stoa");
+        assert!(!format!("{c:?}").contains("pw\""));
+        let c = PgConn::parse("postgres://postgres@127.0.0.1:5432/stoa").unwrap();
+        assert!(!c.has_password());
+        // unix sockets, as libpq spells them, pass through unchanged
+        let c = PgConn::parse("postgres:///stoa?host=/run/postgresql").unwrap();
+        assert_eq!(c.url(), "postgres:///stoa?host=/run/postgresql");
+        let c = PgConn::parse("postgres://app:pw@%2Frun%2Fpostgresql/stoa").unwrap();
+        assert_eq!(c.url(), "postgres://app@%2Frun%2Fpostgresql/stoa");
+        assert!(PgConn::parse("mysql://a:b@c/d").is_err());
+        assert!(PgConn::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn start_time_names_this_process() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        let r = Recorded {
+            tool: "x".into(),
+            pid: me,
+            start_time: start_time(me),
+        };
+        assert!(alive(&r));
+        let r = Recorded {
+            start_time: start_time(me).map(|t| t + 1),
+            ..r
+        };
+        assert!(!alive(&r), "another start time is another process");
+    }
+}
