@@ -239,11 +239,14 @@ impl SiteConfig {
     /// parent, `[registry] ca_cert` and `password_file`, `[helm] bin`,
     /// `kubeconfig` and `values_dir`. (`state_dir` is created on first use.)
     fn check_paths(&self) -> std::result::Result<(), String> {
-        let missing = |key: &str, p: &Path| format!("{key} {}: no such file or folder", p.display());
+        let missing =
+            |key: &str, p: &Path| format!("{key} {}: no such file or folder", p.display());
         let need = |key: &str, p: &Path, dir: bool| -> std::result::Result<(), String> {
             match std::fs::metadata(p) {
                 Ok(m) if dir && !m.is_dir() => Err(format!("{key} {}: not a folder", p.display())),
-                Ok(m) if !dir && m.is_dir() => Err(format!("{key} {}: a folder, not a file", p.display())),
+                Ok(m) if !dir && m.is_dir() => {
+                    Err(format!("{key} {}: a folder, not a file", p.display()))
+                }
                 Ok(_) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing(key, p)),
                 Err(e) => Err(format!("{key} {}: {e}", p.display())),
@@ -270,7 +273,11 @@ impl SiteConfig {
                 return Err(format!(
                     "[helm] bin {}: no such program{}",
                     h.bin.display(),
-                    if h.bin.components().count() > 1 { "" } else { " on PATH" }
+                    if h.bin.components().count() > 1 {
+                        ""
+                    } else {
+                        " on PATH"
+                    }
                 ));
             }
             if let Some(p) = &h.kubeconfig {
@@ -406,7 +413,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains('\n') && !e.contains('|'), "{e}");
-        assert!(e.contains("line 4: unknown field `keep_release`, expected one of"), "{e}");
+        assert!(
+            e.contains("line 4: unknown field `keep_release`, expected one of"),
+            "{e}"
+        );
     }
 
     #[test]

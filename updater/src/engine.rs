@@ -213,7 +213,11 @@ impl Site {
         let mut state = self.sd.load()?;
         let sha = head.manifest_sha256.hex();
         let resumed = match &state.pending {
-            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) => true,
+            Some(p)
+                if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) =>
+            {
+                true
+            }
             Some(p) => return Err(self.pending_refusal(p)),
             None => {
                 self.check_policy(&state, &head.manifest, opts.allow_downgrade)?;
@@ -1121,11 +1125,10 @@ impl Site {
     /// The refusal when another operation is pending: what works for it.
     pub fn pending_refusal(&self, p: &Pending) -> UpdaterError {
         let at = p.current_step().map(|s| s.name.as_str()).unwrap_or("start");
-        let to = p
-            .to
-            .as_ref()
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "-".into());
+        let to =
+            p.to.as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into());
         UpdaterError::Refused(match p.op {
             OpKind::Apply => format!(
                 "an interrupted apply to {to} is pending (stopped at {at}): to resume it, apply that same bundle (`{}`); to revert it, `{}`",

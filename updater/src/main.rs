@@ -183,6 +183,8 @@ mod tests {
                 "{sc} offers --config"
             );
         }
-        assert!(Cli::try_parse_from(["u", "verify", "b", "--trust", "t", "--config", "c"]).is_err());
+        assert!(
+            Cli::try_parse_from(["u", "verify", "b", "--trust", "t", "--config", "c"]).is_err()
+        );
     }
 }

@@ -414,9 +414,7 @@ impl SiteLock {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                    let by = Self::probe(dir)
-                        .unwrap_or(LockProbe::Held(None))
-                        .describe();
+                    let by = Self::probe(dir).unwrap_or(LockProbe::Held(None)).describe();
                     return Err(UpdaterError::Busy { path, by });
                 }
                 Err(e) => return Err(UpdaterError::io("lock", &path, e.into())),
@@ -478,7 +476,11 @@ mod lock_tests {
             }
             let e = SiteLock::take(&sd, "rollback").unwrap_err();
             assert_eq!(e.exit_code(), 4);
-            assert!(e.to_string().contains(&format!("apply (pid {}", std::process::id())), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("apply (pid {}", std::process::id())),
+                "{e}"
+            );
         }
         // released, the owner left in the file does not count
         assert_eq!(SiteLock::probe(&sd).unwrap(), LockProbe::Free);

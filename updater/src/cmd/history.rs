@@ -28,12 +28,20 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             let names: Vec<String> = e
                 .get("releases")
                 .and_then(|r| r.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             println!(
                 "{}  prune    releases {}  {}",
                 s(e, "time"),
-                if names.is_empty() { "-".to_owned() } else { names.join(", ") },
+                if names.is_empty() {
+                    "-".to_owned()
+                } else {
+                    names.join(", ")
+                },
                 s(e, "outcome")
             );
             continue;
