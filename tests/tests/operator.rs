@@ -262,7 +262,7 @@ fn snapshots_of_failed_and_rolled_back_applies_are_pruned_needed_ones_stay() {
         .iter()
         .map(|p| p.as_str().unwrap().rsplit('/').next().unwrap().to_owned())
         .collect();
-    assert_eq!(removable, [c.clone()], "{st}");
+    assert_eq!(removable, std::slice::from_ref(&c), "{st}");
     let text = s.status_text();
     assert!(
         text.contains("snapshots: 3 file(s), ")
@@ -274,7 +274,7 @@ fn snapshots_of_failed_and_rolled_back_applies_are_pruned_needed_ones_stay() {
     // apply's go; the retained 2.0.0's stays
     ok(s.updater().arg("rollback"));
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
-    assert_eq!(snapshot_names(&s), [a.clone()]);
+    assert_eq!(snapshot_names(&s), std::slice::from_ref(&a));
     let st = s.status_json();
     assert_eq!(st["snapshots"]["count"], 1, "{st}");
     assert_eq!(st["snapshots"]["removable"], serde_json::json!([]), "{st}");

@@ -1161,8 +1161,10 @@ impl Site {
                         return Err(UpdaterError::MigrationEdited {
                             database: set.database.clone(),
                             migration: format!("{}_{}", st.id, st.name),
-                            applied: a.checksum.clone(),
-                            bundle: sum,
+                            checksums: format!(
+                                "already applied with checksum {}, the bundle's is {sum}",
+                                a.checksum
+                            ),
                         });
                     }
                 }

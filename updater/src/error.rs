@@ -32,12 +32,12 @@ pub enum UpdaterError {
     Busy { path: PathBuf, by: String },
     #[error("busy: {0}")]
     Running(String),
-    #[error("refused: database {database}: migration {migration} was already applied with checksum {applied}, the bundle's is {bundle}: an applied migration was edited")]
+    /// `checksums`: "already applied with checksum X, the bundle's is Y".
+    #[error("refused: database {database}: migration {migration} was {checksums}: an applied migration was edited")]
     MigrationEdited {
         database: String,
         migration: String,
-        applied: String,
-        bundle: String,
+        checksums: String,
     },
     #[error("refused: {0}")]
     Refused(String),
