@@ -70,7 +70,7 @@ fn status_and_plan_tell_a_running_apply_from_an_interrupted_one() {
     assert_eq!(code, 0, "idle: {text}");
     assert!(text.contains("no operation in progress"), "{text}");
 
-    s.env.push(("FAKE_HELM_SLEEP_MS".into(), "4000".into()));
+    s.env.push(("FAKE_HELM_SLEEP_MS".into(), "6000".into()));
     let marker = "upgrade --install stoa-api";
     let before = fs::read_to_string(s.helm_state.join("calls.log"))
         .unwrap_or_default()
@@ -134,7 +134,7 @@ fn status_and_plan_tell_a_running_apply_from_an_interrupted_one() {
     assert!(p.contains("(resumes the interrupted apply)"), "{p}");
 
     // the orphaned stand-in finishes; then resume, and the site is idle
-    std::thread::sleep(std::time::Duration::from_millis(4500));
+    std::thread::sleep(std::time::Duration::from_millis(6500));
     s.env.clear();
     ok(s.updater().arg("apply").arg(&b210));
     let (code, _) = s.status_with_code(&[]);
