@@ -80,6 +80,7 @@ for run in $(seq "$RUNS"); do
       "docker://$HOST/bench/img:bench-$i" "oci:$WORK/copy:bench-$i"
   done
   t1=$(now)
+  rm -f "$WORK/base.stoa"
   "$BIN/stoa-bundler" build "$WORK/layout.toml" --key "$WORK/k.key" --out "$WORK/base.stoa" -q >/dev/null
   t2=$(now)
   # ours: pull from the registry with an empty cache, build

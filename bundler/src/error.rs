@@ -38,6 +38,8 @@ pub enum BundlerError {
     Migrations { dir: PathBuf, message: String },
     #[error("file {path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("build --out {path}: the file exists; pass --force to replace it")]
+    OutputExists { path: PathBuf },
     #[error("write bundle {path}: {source}")]
     WriteOutput {
         path: PathBuf,
@@ -84,7 +86,12 @@ impl BundlerError {
             | Self::NoSigningKey
             | Self::SourceDateEpoch(_)
             | Self::CaCert { .. }
-            | Self::AuthFile { .. } => 2,
+            | Self::AuthFile { .. }
+            | Self::OutputExists { .. }
+            // the release manifest's own input: a bad migrations folder or
+            // Chart.yaml is the author's to fix, like a bad field
+            | Self::Migrations { .. }
+            | Self::Chart { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -107,6 +114,7 @@ impl BundlerError {
             Self::Migrations { .. } => "migrations",
             Self::File { .. } => "file",
             Self::WriteOutput { .. } => "write",
+            Self::OutputExists { .. } => "output-exists",
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
         }

@@ -32,7 +32,33 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // a usage error under --json is JSON too, exit 2
+        Err(e) if argv.iter().skip(1).any(|a| a == "--json") => {
+            let text = e.render().to_string();
+            let msg = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("usage error")
+                .trim_start_matches("error: ")
+                .to_owned();
+            eprintln!("stoa-bundler: error: {msg}");
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": {"kind": "usage", "exit_code": 2, "message": msg}})
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let (result, json) = match &cli.command {
         Command::Keygen(a) => (cmd::keygen::run(a), a.json),
         Command::Build(a) => (cmd::build::run(a), a.json),
@@ -46,10 +72,34 @@ fn main() -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
+                    serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})
                 );
             }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand says what it does in `--help`.
+    #[test]
+    fn every_flag_has_a_description() {
+        let mut missing = Vec::new();
+        for sc in Cli::command().get_subcommands() {
+            for a in sc.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || a.is_positional() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{} --{id}", sc.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

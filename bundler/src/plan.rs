@@ -123,6 +123,20 @@ pub fn plan(
                 (true, rel.resolve(path), reference.clone())
             }
         };
+        // recorded relative to the release manifest's folder (never the
+        // build host's absolute layout)
+        let recorded = {
+            let (scheme, written, reference) = match &parsed {
+                ImageSource::Layout { path, reference } => ("oci", path, reference),
+                ImageSource::Archive { path, reference } => ("oci-archive", path, reference),
+            };
+            let mut t = format!("{scheme}:{}", rel.record_path(written));
+            if let Some(r) = reference {
+                t.push(':');
+                t.push_str(r);
+            }
+            t
+        };
         let key = (is_archive, path.clone());
         if !stores.contains_key(&key) {
             let store = if is_archive {
@@ -139,7 +153,7 @@ pub fn plan(
         }
         let img = oci_layout::resolve(
             name,
-            src.get_ref(),
+            &recorded,
             &stores[&key],
             reference.as_deref(),
             platforms,

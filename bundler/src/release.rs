@@ -141,6 +141,36 @@ impl LoadedRelease {
         }
     }
 
+    /// How a local source path is recorded in the signed manifest: as
+    /// written when relative (it is relative to the release manifest's
+    /// folder already); an absolute one made relative to that folder, so the
+    /// build host's layout does not leak and two checkouts give the same
+    /// bytes.
+    pub fn record_path(&self, p: &str) -> String {
+        let path = Path::new(p);
+        if !path.is_absolute() {
+            return p.to_owned();
+        }
+        let (Ok(abs), Ok(base)) = (path.canonicalize(), self.base_dir.canonicalize()) else {
+            return p.to_owned();
+        };
+        let a: Vec<_> = abs.components().collect();
+        let b: Vec<_> = base.components().collect();
+        let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut rel = PathBuf::new();
+        for _ in common..b.len() {
+            rel.push("..");
+        }
+        for c in &a[common..] {
+            rel.push(c);
+        }
+        if rel.as_os_str().is_empty() {
+            ".".to_owned()
+        } else {
+            rel.to_string_lossy().into_owned()
+        }
+    }
+
     pub fn version(&self) -> semver::Version {
         // checked in `check`
         semver::Version::parse(self.manifest.release.version.get_ref())

@@ -126,6 +126,18 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// Names the entry being read in a decompression or truncation error
+    /// (which the zstd layer reports without one); others unchanged.
+    pub fn while_reading(self, what: &str) -> Self {
+        match self {
+            Self::Decompress(m) => Self::Decompress(format!("{m}, while reading {what}")),
+            Self::Truncated { during } => Self::Truncated {
+                during: format!("{during}, while reading {what}"),
+            },
+            other => other,
+        }
+    }
+
     /// A stable, short name of the check that failed, for `--json` output and
     /// for tests.
     pub fn kind(&self) -> &'static str {

@@ -235,7 +235,10 @@ pub fn verify<R: Read + Send + 'static>(
     loop {
         let h = match next.take() {
             Some(h) => h,
-            None => match tar.next_header()? {
+            None => match tar.next_header().map_err(|e| match idx.checked_sub(1) {
+                Some(i) => e.while_reading(&format!("the entry after {:?}", entries[i].path)),
+                None => e,
+            })? {
                 Some(h) => h,
                 None => break,
             },
@@ -280,7 +283,9 @@ pub fn verify<R: Read + Send + 'static>(
         sink.begin(entry).map_err(sink_err)?;
         let mut hasher = Hasher::default();
         while hasher.len() < entry.size {
-            let n = tar.read_content(&mut buf, entry.size - hasher.len())?;
+            let n = tar
+                .read_content(&mut buf, entry.size - hasher.len())
+                .map_err(|e| e.while_reading(&format!("entry {:?}", entry.path)))?;
             hasher.update(&buf[..n]);
             sink.write(&buf[..n]).map_err(sink_err)?;
             progress(n as u64);

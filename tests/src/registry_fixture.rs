@@ -72,7 +72,9 @@ pub fn build_cmd(
     extra: &[String],
 ) -> Command {
     let mut c = bundler();
+    // --force: these tests build to the same --out again after a failure
     c.arg("build")
+        .arg("--force")
         .arg(manifest)
         .arg("--key")
         .arg(key)

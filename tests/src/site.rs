@@ -187,9 +187,28 @@ impl Site {
         c
     }
 
+    /// `status --json`; it exits 0 when idle, 4 while an operation runs and
+    /// 8 when one was interrupted (all three are fine here).
     pub fn status_json(&self) -> serde_json::Value {
-        let out = harness::ok(self.updater().args(["status", "--json"]));
+        let (_, out) = self.status_with_code(&["--json"]);
         serde_json::from_str(&out).expect("status json")
+    }
+
+    /// `status` as text (exit 0, 4 or 8).
+    pub fn status_text(&self) -> String {
+        self.status_with_code(&[]).1
+    }
+
+    /// `status [args]`: its exit code (0, 4 or 8) and stdout.
+    pub fn status_with_code(&self, args: &[&str]) -> (i32, String) {
+        let out = harness::run(self.updater().arg("status").args(args));
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            matches!(code, 0 | 4 | 8),
+            "status exited {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (code, String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn installed(&self) -> Option<String> {

@@ -184,13 +184,13 @@ fn edited_applied_migration_is_refused() {
         "CREATE TABLE tenants (id int);\n",
     )
     .unwrap();
-    let e = fails(
-        s.updater()
-            .arg("apply")
-            .arg(s.bundle("2.1.0", Some(&edited))),
-        6,
-    );
-    assert!(e.contains("edited"), "{e}");
+    let b = s.bundle("2.1.0", Some(&edited));
+    // plan and apply refuse it alike: exit 5, before anything changes
+    let e = fails(s.updater().arg("plan").arg(&b), 5);
+    assert!(e.contains("edited") && e.contains("0001_init"), "{e}");
+    let e = fails(s.updater().arg("apply").arg(&b), 5);
+    assert!(e.contains("edited") && e.contains("0001_init"), "{e}");
+    assert!(s.status_json()["pending"].is_null());
     assert_eq!(s.migration_ids(), ["0001"]);
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
 }
@@ -227,7 +227,7 @@ fn failing_helm_upgrade_is_rolled_back_or_left_for_inspection() {
         "{st}"
     );
     assert_eq!(s.migration_ids(), ["0001", "0002"]);
-    let text = ok(s.updater().arg("status"));
+    let text = s.status_text();
     assert!(text.contains("INTERRUPTED"), "{text}");
     s.env.clear();
     let r = json(&ok(s.updater().arg("apply").arg(&b210).arg("--json")));

@@ -61,7 +61,7 @@ fn kill_at_each_apply_step_then_resume_or_rollback() {
         assert_eq!(st["pending"]["to"], "2.1.0", "{step}: {st}");
         assert_eq!(st["pending"]["stopped_at_step"], *step, "{step}: {st}");
         assert_eq!(st["installed"], "2.0.0", "{step}: the floor is unchanged");
-        let text = ok(s.updater().arg("status"));
+        let text = s.status_text();
         assert!(
             text.contains("INTERRUPTED") && text.contains(step),
             "{text}"

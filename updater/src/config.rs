@@ -13,6 +13,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/stoa/updater.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
+    /// The file this was loaded from (made absolute), for hints.
+    #[serde(skip)]
+    pub path: PathBuf,
     pub state_dir: PathBuf,
     /// A `.pub` file or a folder of them.
     pub trust: PathBuf,
@@ -98,6 +101,53 @@ impl HelmConfig {
     pub fn timeout(&self) -> Duration {
         humantime::parse_duration(&self.timeout).unwrap_or(Duration::from_secs(600))
     }
+
+    /// The site's values file for a Helm release: `values_dir/<release>.yaml`
+    /// when it exists (none is fine: the chart's defaults apply).
+    pub fn values_file(&self, release: &str) -> Option<PathBuf> {
+        let f = self.values_dir.as_ref()?.join(format!("{release}.yaml"));
+        f.is_file().then_some(f)
+    }
+}
+
+/// `--config <path>` as a hint prints it: the command an operator can paste.
+pub fn hint(config: &Path, subcommand: &str) -> String {
+    format!("stoa-updater --config {} {subcommand}", config.display())
+}
+
+/// A TOML error on one line: `line 4: unknown field ...` (no source excerpt).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match e.span() {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())]
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count()
+                + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+/// Finds a program as `Command` would: a path with a `/` as is, a bare name
+/// on `PATH`.
+fn find_program(bin: &Path) -> Option<PathBuf> {
+    if bin.components().count() > 1 || bin.is_absolute() {
+        return bin.is_file().then(|| bin.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
 }
 
 impl SiteConfig {
@@ -107,7 +157,14 @@ impl SiteConfig {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("read: {e}")))?;
-        let mut c: SiteConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut c: SiteConfig = toml::from_str(&text).map_err(|e| bad(toml_error(&text, &e)))?;
+        c.path = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_owned())
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -169,8 +226,12 @@ impl SiteConfig {
             if let Some(p) = &mut h.kubeconfig {
                 abs(p);
             }
+            if h.bin.components().count() > 1 {
+                abs(&mut h.bin);
+            }
         }
         c.check_database_urls().map_err(bad)?;
+        c.check_paths().map_err(bad)?;
         c.warn_readable_secrets(path);
         Ok(c)
     }
@@ -181,6 +242,62 @@ impl SiteConfig {
         for (name, d) in &self.databases {
             crate::tool::PgConn::parse(&d.url)
                 .map_err(|e| format!("[databases.{name}] url: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Every path the config names must be there when it is loaded, not
+    /// found missing halfway through an apply: `trust`, the `files_dir`
+    /// parent, `[registry] ca_cert` and `password_file`, `[helm] bin`,
+    /// `kubeconfig` and `values_dir`. (`state_dir` is created on first use.)
+    fn check_paths(&self) -> std::result::Result<(), String> {
+        let missing =
+            |key: &str, p: &Path| format!("{key} {}: no such file or folder", p.display());
+        let need = |key: &str, p: &Path, dir: bool| -> std::result::Result<(), String> {
+            match std::fs::metadata(p) {
+                Ok(m) if dir && !m.is_dir() => Err(format!("{key} {}: not a folder", p.display())),
+                Ok(m) if !dir && m.is_dir() => {
+                    Err(format!("{key} {}: a folder, not a file", p.display()))
+                }
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing(key, p)),
+                Err(e) => Err(format!("{key} {}: {e}", p.display())),
+            }
+        };
+        if !self.trust.exists() {
+            return Err(missing("trust", &self.trust));
+        }
+        if let Some(f) = &self.files_dir {
+            if let Some(parent) = f.parent().filter(|p| !p.as_os_str().is_empty()) {
+                need("files_dir (parent folder)", parent, true)?;
+            }
+        }
+        if let Some(r) = &self.registry {
+            if let Some(p) = &r.ca_cert {
+                need("[registry] ca_cert", p, false)?;
+            }
+            if let Some(p) = &r.password_file {
+                need("[registry] password_file", p, false)?;
+            }
+        }
+        if let Some(h) = &self.helm {
+            if find_program(&h.bin).is_none() {
+                return Err(format!(
+                    "[helm] bin {}: no such program{}",
+                    h.bin.display(),
+                    if h.bin.components().count() > 1 {
+                        ""
+                    } else {
+                        " on PATH"
+                    }
+                ));
+            }
+            if let Some(p) = &h.kubeconfig {
+                need("[helm] kubeconfig", p, false)?;
+            }
+            if let Some(p) = &h.values_dir {
+                need("[helm] values_dir", p, true)?;
+            }
         }
         Ok(())
     }
@@ -268,7 +385,7 @@ mod tests {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("stoa-config-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("trust")).unwrap();
         let p = dir.join("updater.toml");
         std::fs::write(&p, text).unwrap();
         let r = SiteConfig::load(&p);
@@ -348,7 +465,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("timeout"), "{e}");
-        let c = load(&format!("{BASE}[helm]\ntimeout = \"90s\"\n")).unwrap();
+        let c = load(&format!(
+            "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"90s\"\n"
+        ))
+        .unwrap();
         assert_eq!(c.helm.unwrap().timeout().as_secs(), 90);
+    }
+
+    #[test]
+    fn toml_errors_are_one_line_with_the_line_number() {
+        let e = load(&format!("{BASE}keep_releases = 3\nkeep_release = 2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && !e.contains('|'), "{e}");
+        assert!(
+            e.contains("line 4: unknown field `keep_release`, expected one of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_config_paths_are_config_errors_naming_key_and_path() {
+        for (extra, key) in [
+            ("[helm]\nbin = \"/bin/sh\"\nvalues_dir = \"nope-values\"\n", "[helm] values_dir"),
+            ("[helm]\nbin = \"/bin/sh\"\nkubeconfig = \"nope-kube\"\n", "[helm] kubeconfig"),
+            ("[helm]\nbin = \"/nope/helm\"\n", "[helm] bin /nope/helm"),
+            ("[helm]\nbin = \"stoa-no-such-helm\"\n", "[helm] bin stoa-no-such-helm: no such program on PATH"),
+            ("[registry]\nurl = \"https://r\"\nca_cert = \"nope-ca.pem\"\n", "[registry] ca_cert"),
+            ("[registry]\nurl = \"https://r\"\nusername = \"u\"\npassword_file = \"nope-pass\"\n", "[registry] password_file"),
+            ("files_dir = \"nope-parent/files\"\n", "files_dir (parent folder)"),
+        ] {
+            let text = if extra.starts_with('[') {
+                format!("{BASE}{extra}")
+            } else {
+                format!("{extra}{BASE}")
+            };
+            let e = load(&text).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            let e = e.to_string();
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(e.contains("nope") || e.contains("stoa-no-such"), "names the path: {e}");
+        }
+        let e = load("state_dir = \"s\"\ntrust = \"no-trust\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trust ") && e.contains("no-trust"), "{e}");
     }
 }

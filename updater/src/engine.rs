@@ -16,7 +16,7 @@ use serde_json::json;
 use stoa_format::reader::{inspect, VerifyOptions};
 use stoa_format::{BundleManifest, Limits, TrustStore};
 
-use crate::config::SiteConfig;
+use crate::config::{hint, SiteConfig};
 use crate::db;
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
@@ -68,6 +68,15 @@ pub struct ApplyReport {
     pub helm: Vec<HelmRecord>,
     pub files: Vec<String>,
     pub pruned: Vec<String>,
+}
+
+/// The snapshot files in `state_dir/snapshots` (status shows it).
+#[derive(Debug, Default, Serialize)]
+pub struct SnapshotUsage {
+    pub count: usize,
+    pub bytes: u64,
+    /// Files no retained release or pending operation needs.
+    pub removable: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -212,23 +221,18 @@ impl Site {
         self.cfg.check_needs(&head.manifest)?;
         self.sd.ensure()?;
         // policy first on the state as read, again under the lock
-        let _lock = SiteLock::take(&self.sd)?;
+        let _lock = SiteLock::take(&self.sd, "apply")?;
         let mut state = self.sd.load()?;
         let sha = head.manifest_sha256.hex();
         let resumed = match &state.pending {
-            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) => {
+            Some(p)
+                if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) =>
+            {
                 // never race a worker of the interrupted run
                 tool::stop_leftovers(&self.sd, &p.op_id)?;
                 true
             }
-            Some(p) => {
-                return Err(UpdaterError::Refused(format!(
-                    "an interrupted {:?} to {} is pending (stopped at {}): apply that same bundle to resume it, or run `stoa-updater rollback` to revert it",
-                    p.op,
-                    p.to.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                    p.current_step().map(|s| s.name.as_str()).unwrap_or("start"),
-                )))
-            }
+            Some(p) => return Err(self.pending_refusal(p)),
             None => {
                 self.check_policy(&state, &head.manifest, opts.allow_downgrade)?;
                 false
@@ -266,6 +270,7 @@ impl Site {
         };
 
         if !resumed {
+            self.check_edited_migrations(&m)?;
             let op_id = format!("{}-{}", now_rfc3339(), std::process::id());
             state.pending = Some(Pending {
                 op: OpKind::Apply,
@@ -559,7 +564,7 @@ impl Site {
         self.sd
             .history(json!({
                 "op": "apply", "from": p.from.as_ref().map(|v| v.to_string()),
-                "to": rec.version.to_string(), "outcome": "applied",
+                "to": rec.version.to_string(), "outcome": "applied", "resumed": report.resumed,
                 "allow_downgrade": rec.allow_downgrade, "allow_expired": rec.allow_expired,
                 "manifest_sha256": rec.manifest_sha256,
                 "migrations": rec.migrations, "helm": rec.helm,
@@ -598,7 +603,11 @@ impl Site {
                 version,
                 step,
                 cause: Box::new(cause),
-                outcome: "left for inspection (--no-auto-rollback): apply the same bundle again to resume, or run `stoa-updater rollback` to revert".into(),
+                outcome: format!(
+                    "left for inspection (--no-auto-rollback): to resume, `{}`; to revert, `{}`",
+                    hint(&self.cfg.path, "apply <the same bundle>"),
+                    hint(&self.cfg.path, "rollback")
+                ),
             };
         }
         let from = p
@@ -623,7 +632,9 @@ impl Site {
                     step,
                     cause: Box::new(cause),
                     outcome: format!(
-                        "automatic rollback also failed ({e2}); see `stoa-updater status`, then run `stoa-updater rollback`"
+                        "automatic rollback also failed ({e2}); see `{}`, then run `{}`",
+                        hint(&self.cfg.path, "status"),
+                        hint(&self.cfg.path, "rollback")
                     ),
                 }
             }
@@ -676,8 +687,9 @@ impl Site {
                 }
                 if !no_down.is_empty() {
                     return Err(UpdaterError::NeedsConfirmation(format!(
-                        "database {dbname}: migration(s) {} have no down step; reverting the interrupted apply restores the snapshot taken before them. Data written since is LOST. Run again with --restore-snapshot to confirm",
-                        no_down.join(", ")
+                        "database {dbname}: migration(s) {} have no down step; reverting the interrupted apply restores the snapshot taken before them. Data written since is LOST. To confirm: `{}`",
+                        no_down.join(", "),
+                        hint(&self.cfg.path, "rollback --restore-snapshot")
                     )));
                 }
             }
@@ -760,9 +772,10 @@ impl Site {
                     })?;
                     if !restore_snapshot {
                         return Err(UpdaterError::NeedsConfirmation(format!(
-                            "database {dbname}: migration(s) {} have no down step; going back needs the snapshot {} taken before them. Data written since is LOST. Run again with --restore-snapshot to confirm",
+                            "database {dbname}: migration(s) {} have no down step; going back needs the snapshot {} taken before them. Data written since is LOST. To confirm: `{}`",
                             undo.iter().filter(|(_, v)| v.is_none()).map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "),
-                            snap.display()
+                            snap.display(),
+                            hint(&self.cfg.path, "rollback --restore-snapshot")
                         )));
                     }
                     db::restore(dbname, &dbc.url, &snap).map_err(rb)?;
@@ -884,7 +897,7 @@ impl Site {
     ) -> Result<RollbackReport> {
         tool::check_setpriv()?;
         self.sd.ensure()?;
-        let _lock = SiteLock::take(&self.sd)?;
+        let _lock = SiteLock::take(&self.sd, "rollback")?;
         let mut state = self.sd.load()?;
         if let Some(p) = &state.pending {
             // never race a worker of the interrupted operation; the undo
@@ -901,13 +914,17 @@ impl Site {
                 if let Some(t) = to {
                     if Some(t) != p.from.as_ref() {
                         return Err(UpdaterError::Refused(format!(
-                            "an interrupted apply of {} is pending; run rollback without --to first to revert it",
-                            p.to.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                            "an interrupted apply of {} is pending; revert it first: `{}`",
+                            p.to.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                            hint(&self.cfg.path, "rollback")
                         )));
                     }
                 }
                 self.undo_pending(&mut state, restore_snapshot, &mut report)?;
                 let _ = self.sd.history(json!({"op": "rollback", "from": p.to.as_ref().map(|v| v.to_string()), "to": p.from.as_ref().map(|v| v.to_string()), "outcome": "reverted interrupted apply"}));
+                if let Err(e) = self.prune(&mut state) {
+                    eprintln!("stoa-updater: warning: prune: {e}");
+                }
                 report.reverted_interrupted_apply = true;
                 report.from = p.to.as_ref().map(|v| v.to_string());
                 report.to = p.from.as_ref().map(|v| v.to_string());
@@ -1013,10 +1030,15 @@ impl Site {
                     ),
                 })?;
                 if !restore_snapshot {
+                    let again = match (&state.pending, to) {
+                        (None, Some(t)) => format!("rollback --to {t} --restore-snapshot"),
+                        _ => "rollback --restore-snapshot".to_owned(),
+                    };
                     return Err(UpdaterError::NeedsConfirmation(format!(
-                        "database {dbname}: migration(s) {} have no down step; rolling back to {target} restores the snapshot {} taken before they ran. Data written since then is LOST. Run again with --restore-snapshot to confirm",
+                        "database {dbname}: migration(s) {} have no down step; rolling back to {target} restores the snapshot {} taken before they ran. Data written since then is LOST. To confirm: `{}`",
                         missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                        snap.display()
+                        snap.display(),
+                        hint(&self.cfg.path, &again)
                     )));
                 }
                 use_snapshot.insert(dbname.clone(), snap);
@@ -1155,15 +1177,20 @@ impl Site {
             "snapshots_restored": report.snapshots_restored,
         }))?;
         crash_hook("rollback:commit");
+        // the rolled-back releases' snapshots and staged content go now
+        if let Err(e) = self.prune(&mut state) {
+            eprintln!("stoa-updater: warning: prune: {e}");
+        }
         Ok(report)
     }
 
-    /// Keeps the newest `keep_releases` records; drops the others' staged
-    /// release folders and snapshots, then store blobs no kept release uses.
     /// Keeps the newest `keep_releases` records (dropping the others'
     /// snapshots), then removes staged release folders of releases no longer
-    /// retained (pruned or rolled back), leftovers of killed runs, and store
-    /// blobs no retained release uses. Runs under the lock, after commit.
+    /// retained (pruned or rolled back), leftovers of killed runs, store
+    /// blobs no retained release uses, and snapshots no retained release
+    /// records (those of failed, reverted and rolled-back applies). Runs
+    /// under the lock, after an apply's commit, a rollback and a revert;
+    /// never while an operation is pending (its snapshots may be needed).
     fn prune(&self, state: &mut State) -> Result<Vec<String>> {
         let keep = self.cfg.keep_releases;
         let mut names = Vec::new();
@@ -1209,11 +1236,100 @@ impl Site {
                 }
             }
         }
+        for f in self.snapshot_usage(state).removable {
+            let _ = fs::remove_file(f);
+        }
         if !names.is_empty() {
             self.sd
                 .history(json!({"op": "prune", "outcome": "pruned", "releases": names}))?;
         }
         Ok(names)
+    }
+
+    /// The snapshot files and which of them are still needed: those a
+    /// retained release or the pending operation records. The others
+    /// (`removable`) are left by failed, reverted and rolled-back applies;
+    /// the next prune deletes them.
+    pub fn snapshot_usage(&self, state: &State) -> SnapshotUsage {
+        let mut needed: BTreeSet<std::ffi::OsString> = BTreeSet::new();
+        let records = state
+            .releases
+            .iter()
+            .chain(state.pending.as_ref().map(|p| &p.record));
+        for r in records {
+            for f in r.snapshots.values() {
+                if let Some(n) = f.file_name() {
+                    needed.insert(n.to_owned());
+                }
+            }
+        }
+        let mut u = SnapshotUsage::default();
+        if let Ok(rd) = fs::read_dir(self.sd.snapshots_dir()) {
+            for e in rd.flatten() {
+                let Ok(md) = e.metadata() else { continue };
+                if !md.is_file() {
+                    continue;
+                }
+                u.count += 1;
+                u.bytes += md.len();
+                if !needed.contains(&e.file_name()) {
+                    u.removable.push(e.path());
+                }
+            }
+        }
+        u.removable.sort();
+        u
+    }
+
+    /// The refusal when another operation is pending: what works for it.
+    pub fn pending_refusal(&self, p: &Pending) -> UpdaterError {
+        let at = p.current_step().map(|s| s.name.as_str()).unwrap_or("start");
+        let to =
+            p.to.as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into());
+        UpdaterError::Refused(match p.op {
+            OpKind::Apply => format!(
+                "an interrupted apply to {to} is pending (stopped at {at}): to resume it, apply that same bundle (`{}`); to revert it, `{}`",
+                hint(&self.cfg.path, "apply <the same bundle>"),
+                hint(&self.cfg.path, "rollback")
+            ),
+            OpKind::Rollback => format!(
+                "an interrupted rollback to {to} is pending (stopped at {at}): finish it first with `{}`",
+                hint(&self.cfg.path, "rollback")
+            ),
+        })
+    }
+
+    /// An applied migration whose checksum differs from the bundle's (someone
+    /// edited it) is refused the same way by plan and apply, exit 5, before
+    /// anything on the site changes. A database that cannot be read here is
+    /// left to the migrate step to report.
+    pub fn check_edited_migrations(&self, m: &BundleManifest) -> Result<()> {
+        for set in &m.migrations {
+            let Some(dbc) = self.cfg.databases.get(&set.database) else {
+                continue;
+            };
+            let Ok(applied) = db::applied(&set.database, &dbc.url) else {
+                continue;
+            };
+            for st in &set.steps {
+                let sum = m.entry(&st.up).map(|e| e.sha256.hex()).unwrap_or_default();
+                if let Some(a) = applied.get(&st.id) {
+                    if a.checksum != sum {
+                        return Err(UpdaterError::MigrationEdited {
+                            database: set.database.clone(),
+                            migration: format!("{}_{}", st.id, st.name),
+                            checksums: format!(
+                                "already applied with checksum {}, the bundle's is {sum}",
+                                a.checksum
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn file_dest(&self, dest: &str) -> Result<PathBuf> {

@@ -34,8 +34,17 @@ pub enum UpdaterError {
         #[source]
         source: io::Error,
     },
-    #[error("busy: another apply or rollback holds the site lock {path}")]
-    Busy { path: PathBuf },
+    #[error("busy: {by} holds the site lock {path}")]
+    Busy { path: PathBuf, by: String },
+    #[error("busy: {0}")]
+    Running(String),
+    /// `checksums`: "already applied with checksum X, the bundle's is Y".
+    #[error("refused: database {database}: migration {migration} was {checksums}: an applied migration was edited")]
+    MigrationEdited {
+        database: String,
+        migration: String,
+        checksums: String,
+    },
     #[error("refused: {0}")]
     Refused(String),
     #[error("{0}")]
@@ -80,36 +89,38 @@ impl UpdaterError {
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             Self::Config { .. } | Self::MissingSection { .. } => 2,
             Self::BundleNotRegular { .. } => 2,
-            Self::Busy { .. } => 4,
-            Self::Refused(_) | Self::NothingToRollBack(_) => 5,
+            Self::Busy { .. } | Self::Running(_) => 4,
+            Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
             _ => 3,
         }
     }
 
-    /// A short stable name for `--json` error output.
+    /// A short stable name for `--json` error output, in the one style of
+    /// all three programs (lower case, words joined by `-`; docs/OPERATIONS.md).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Format(e) => e.kind(),
             Self::OpenBundle { .. } => "read",
             Self::Config { .. } => "config",
-            Self::BundleNotRegular { .. } => "bundle_not_regular",
-            Self::MissingTool { .. } => "missing_tool",
-            Self::StoreMismatch { .. } => "store_mismatch",
-            Self::MissingSection { .. } => "config_missing_section",
-            Self::StateCorrupt { .. } => "state_corrupt",
+            Self::BundleNotRegular { .. } => "bundle-not-regular",
+            Self::MissingTool { .. } => "missing-tool",
+            Self::StoreMismatch { .. } => "store-mismatch",
+            Self::MissingSection { .. } => "config-missing-section",
+            Self::StateCorrupt { .. } => "state-corrupt",
             Self::Io { .. } => "io",
-            Self::Busy { .. } => "busy",
+            Self::Busy { .. } | Self::Running(_) => "busy",
             Self::Refused(_) => "refused",
-            Self::NeedsConfirmation(_) => "needs_confirmation",
+            Self::MigrationEdited { .. } => "migration-edited",
+            Self::NeedsConfirmation(_) => "needs-confirmation",
             Self::Push { .. } => "push",
             Self::Database { .. } => "database",
             Self::Helm { .. } => "helm",
-            Self::InstallFile { .. } => "install_file",
-            Self::ApplyFailed { .. } => "apply_failed",
-            Self::RollbackFailed { .. } => "rollback_failed",
-            Self::NothingToRollBack(_) => "nothing_to_roll_back",
+            Self::InstallFile { .. } => "install-file",
+            Self::ApplyFailed { .. } => "apply-failed",
+            Self::RollbackFailed { .. } => "rollback-failed",
+            Self::NothingToRollBack(_) => "nothing-to-roll-back",
         }
     }
 

@@ -126,12 +126,9 @@ impl Helm {
             "--timeout".into(),
             timeout,
         ];
-        if let Some(dir) = &self.cfg.values_dir {
-            let f = dir.join(format!("{release}.yaml"));
-            if f.exists() {
-                args.push("-f".into());
-                args.push(f.to_string_lossy().into_owned());
-            }
+        if let Some(f) = self.cfg.values_file(release) {
+            args.push("-f".into());
+            args.push(f.to_string_lossy().into_owned());
         }
         if let Some(r) = registry_value {
             args.push("--set".into());

@@ -20,9 +20,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stoa-updater", version, about = "Verify and apply STOA offline bundles", long_about = None)]
 struct Cli {
-    /// The site configuration (plan, apply, rollback, status, history).
-    #[arg(long, global = true, value_name = "FILE", default_value = config::DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// The site configuration, for plan, apply, rollback, status and history
+    /// [default: /etc/stoa/updater.toml]. Given before the subcommand;
+    /// verify, inspect and extract take none.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,30 +49,88 @@ enum Command {
     History(cmd::history::Args),
 }
 
+/// Whether the command line asks for `--json` (also when it does not parse).
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter().skip(1).any(|a| a == "--json")
+}
+
+/// One line, whatever a tool or a registry wrote.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// A usage error: exit 2, and JSON on stdout under `--json`.
+fn usage_error(msg: &str, json: bool) -> ExitCode {
+    eprintln!("stoa-updater: error: {msg}");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "error": {"kind": "usage", "exit_code": 2, "message": msg}})
+        );
+    }
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let c = &cli.config;
-    let (result, json) = match &cli.command {
-        Command::Verify(a) => (cmd::verify::run(a), a.json),
-        Command::Inspect(a) => (cmd::inspect::run(a), a.json),
-        Command::Extract(a) => (cmd::extract::run(a), a.json),
-        Command::Plan(a) => (cmd::plan::run(c, a), a.json),
-        Command::Apply(a) => (cmd::apply::run(c, a), a.json),
-        Command::Rollback(a) => (cmd::rollback::run(c, a), a.json),
-        Command::Status(a) => (cmd::status::run(c, a), a.json),
-        Command::History(a) => (cmd::history::run(c, a), a.json),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // one line, whatever a tool or a registry wrote
-            let msg = e
-                .to_string()
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = wants_json(&argv);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if json => {
+            let text = e.render().to_string();
+            let msg = text
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" | ");
+                .find(|l| !l.is_empty())
+                .unwrap_or("usage error")
+                .trim_start_matches("error: ")
+                .to_owned();
+            return usage_error(&msg, true);
+        }
+        Err(e) => e.exit(),
+    };
+    let given = cli.config.clone();
+    let c = given
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
+    let c = &c;
+    let no_config = |name: &str| {
+        given.as_ref().map(|_| {
+            format!("--config is not used by {name} (it reads no site config); use --trust")
+        })
+    };
+    let (result, json) = match &cli.command {
+        Command::Verify(a) => match no_config("verify") {
+            Some(m) => return usage_error(&m, a.json),
+            None => (cmd::verify::run(a).map(|()| 0), a.json),
+        },
+        Command::Inspect(a) => match no_config("inspect") {
+            Some(m) => return usage_error(&m, a.json),
+            None => (cmd::inspect::run(a).map(|()| 0), a.json),
+        },
+        Command::Extract(a) => match no_config("extract") {
+            Some(m) => return usage_error(&m, a.json),
+            None => (cmd::extract::run(a).map(|()| 0), a.json),
+        },
+        Command::Plan(a) => (cmd::plan::run(c, a).map(|()| 0), a.json),
+        Command::Apply(a) => (cmd::apply::run(c, a).map(|()| 0), a.json),
+        Command::Rollback(a) => (cmd::rollback::run(c, a).map(|()| 0), a.json),
+        Command::Status(a) => (cmd::status::run(c, a), a.json),
+        Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = one_line(&e.to_string());
             eprintln!("stoa-updater: error: {msg}");
             if json {
                 println!(
@@ -80,5 +140,52 @@ fn main() -> ExitCode {
             }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand says what it does in `--help`.
+    #[test]
+    fn every_flag_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                // flags; positionals are named in the usage line
+                if id == "help" || id == "version" || a.is_positional() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                if sc.get_about().is_none() {
+                    missing.push(format!("{path} {} (about)", sc.get_name()));
+                }
+                walk(sc, &format!("{path} {}", sc.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "stoa-updater", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn config_is_not_offered_where_it_is_ignored() {
+        let cli = Cli::command();
+        for sc in ["verify", "inspect", "extract"] {
+            let c = cli.find_subcommand(sc).unwrap();
+            assert!(
+                c.get_arguments().all(|a| a.get_id() != "config"),
+                "{sc} offers --config"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["u", "verify", "b", "--trust", "t", "--config", "c"]).is_err()
+        );
     }
 }

@@ -399,25 +399,137 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> 
 }
 
 /// The site lock: an exclusive flock on `state_dir/lock`, held while the
-/// value lives. A second holder fails at once.
+/// value lives. A second holder fails at once. The holder writes who it is
+/// ([`LockOwner`]) into the lock file, so that `status` and `plan` can tell
+/// a running operation from an interrupted one ([`SiteLock::probe`]).
 #[derive(Debug)]
 pub struct SiteLock {
     _file: File,
 }
 
+/// Who holds the site lock, as the holder wrote it into `state_dir/lock`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockOwner {
+    pub pid: u32,
+    /// `apply` or `rollback`.
+    pub op: String,
+    pub started_at: String,
+}
+
+/// What [`SiteLock::probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockProbe {
+    Free,
+    /// Held; the owner is None when the holder wrote nothing (yet), e.g.
+    /// `flock(1)` or an updater that has just taken it.
+    Held(Option<LockOwner>),
+}
+
+impl LockProbe {
+    /// "an apply (pid 42, since 2026-…)" or "another process".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Held(Some(o)) => format!("{} (pid {}, since {})", o.op, o.pid, o.started_at),
+            _ => "another apply or rollback".into(),
+        }
+    }
+}
+
 impl SiteLock {
-    pub fn take(dir: &StateDir) -> Result<Self> {
-        let path = dir.root.join("lock");
-        let f = OpenOptions::new()
+    fn path(dir: &StateDir) -> PathBuf {
+        dir.root.join("lock")
+    }
+
+    /// Takes the lock for `op` and records the owner in the lock file. A
+    /// `status` probe holds a shared lock for an instant: a refusal is
+    /// retried for up to a second before it counts as busy.
+    pub fn take(dir: &StateDir, op: &str) -> Result<Self> {
+        let path = Self::path(dir);
+        let mut f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| UpdaterError::io("open lock", &path, e))?;
-        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self { _file: f }),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(UpdaterError::Busy { path }),
+        let mut tries = 0;
+        loop {
+            match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    let by = Self::probe(dir).unwrap_or(LockProbe::Held(None)).describe();
+                    return Err(UpdaterError::Busy { path, by });
+                }
+                Err(e) => return Err(UpdaterError::io("lock", &path, e.into())),
+            }
+        }
+        let owner = LockOwner {
+            pid: std::process::id(),
+            op: op.to_owned(),
+            started_at: now_rfc3339(),
+        };
+        let mut line = serde_json::to_string(&owner).unwrap_or_default();
+        line.push('\n');
+        f.set_len(0)
+            .and_then(|_| f.write_all(line.as_bytes()))
+            .and_then(|_| f.sync_data())
+            .map_err(|e| UpdaterError::io("write lock owner", &path, e))?;
+        Ok(Self { _file: f })
+    }
+
+    /// Is the lock held, and by whom? Never blocks and never makes a
+    /// holder wait: it takes a shared lock for an instant (an updater that
+    /// meets it retries), else reads the owner the holder wrote.
+    pub fn probe(dir: &StateDir) -> Result<LockProbe> {
+        let path = Self::path(dir);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockProbe::Free),
+            Err(e) => return Err(UpdaterError::io("open lock", &path, e)),
+        };
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => Ok(LockProbe::Free),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let text = fs::read_to_string(&path).unwrap_or_default();
+                Ok(LockProbe::Held(serde_json::from_str(text.trim()).ok()))
+            }
             Err(e) => Err(UpdaterError::io("lock", &path, e.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn probe_tells_held_with_owner_from_free() {
+        let dir = std::env::temp_dir().join(format!("stoa-lock-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let sd = StateDir::new(&dir);
+        assert_eq!(SiteLock::probe(&sd).unwrap(), LockProbe::Free);
+        {
+            let _l = SiteLock::take(&sd, "apply").unwrap();
+            match SiteLock::probe(&sd).unwrap() {
+                LockProbe::Held(Some(o)) => {
+                    assert_eq!(o.pid, std::process::id());
+                    assert_eq!(o.op, "apply");
+                }
+                other => panic!("{other:?}"),
+            }
+            let e = SiteLock::take(&sd, "rollback").unwrap_err();
+            assert_eq!(e.exit_code(), 4);
+            assert!(
+                e.to_string()
+                    .contains(&format!("apply (pid {}", std::process::id())),
+                "{e}"
+            );
+        }
+        // released, the owner left in the file does not count
+        assert_eq!(SiteLock::probe(&sd).unwrap(), LockProbe::Free);
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -52,6 +52,9 @@ pub struct Args {
     /// power cut is refused by verify, and a rebuild is the remedy.
     #[arg(long)]
     pub fsync: bool,
+    /// Replace the --out file if it exists (else that is an error).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// SOURCE_DATE_EPOCH, the reproducible-builds convention, or now.
@@ -84,6 +87,11 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|k| SigningKeyPair::load(k))
         .collect::<Result<_, _>>()?;
+    if !args.force && fs::symlink_metadata(&args.out).is_ok() {
+        return Err(BundlerError::OutputExists {
+            path: args.out.clone(),
+        });
+    }
     let release = LoadedRelease::load(&args.manifest)?;
     let (created, mtime) = build_time()?;
     let settings = BuildSettings {

@@ -30,7 +30,8 @@ fn parse_name(file: &str) -> Option<(String, String, bool)> {
         None => (stem, false),
     };
     let (id, name) = stem.split_once('_')?;
-    let ok_id = !id.is_empty() && id.len() <= 10 && id.bytes().all(|b| b.is_ascii_digit());
+    // NNNN: exactly four digits, so that names sort as they apply
+    let ok_id = id.len() == 4 && id.bytes().all(|b| b.is_ascii_digit());
     let ok_name = !name.is_empty()
         && name
             .bytes()
@@ -124,6 +125,11 @@ mod tests {
         );
         assert_eq!(parse_name("init.sql"), None);
         assert_eq!(parse_name("00a1_x.sql"), None);
+        // NNNN_name.sql: four digits, no fewer, no more
+        assert_eq!(parse_name("2_x.sql"), None);
+        assert_eq!(parse_name("002_x.sql"), None);
+        assert_eq!(parse_name("00002_x.sql"), None);
+        assert_eq!(parse_name("_x.sql"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The bundle file (.tar.zst).
     pub bundle: PathBuf,
     /// Apply a version not newer than the installed one, or outside the
     /// bundle's upgrade_from (logged in history).
@@ -20,8 +21,10 @@ pub struct Args {
     /// Accept a bundle past its expiry time.
     #[arg(long)]
     pub allow_expired: bool,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }

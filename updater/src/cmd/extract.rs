@@ -10,14 +10,17 @@ use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The bundle file (.tar.zst).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub trust: super::TrustArgs,
     /// The folder to create (must not exist).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }

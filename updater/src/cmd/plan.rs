@@ -15,22 +15,50 @@ use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
 use crate::progress::bytes_bar;
 use crate::registry::map_name;
+use crate::state::{LockProbe, OpKind, SiteLock};
+
+/// While an apply or rollback runs, its half-made changes are no base for a
+/// plan: refuse as busy (exit 4), naming it.
+fn refuse_while_running(site: &Site) -> Result<()> {
+    if let LockProbe::Held(owner) = SiteLock::probe(&site.sd)? {
+        let state = site.sd.load()?;
+        let step = state
+            .pending
+            .as_ref()
+            .and_then(|p| p.current_step())
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "verify+stage".into());
+        let who = LockProbe::Held(owner).describe();
+        return Err(UpdaterError::Running(format!(
+            "{who} is running, at step {step}; plan again when it has finished (`{}`)",
+            crate::config::hint(&site.cfg.path, "status")
+        )));
+    }
+    Ok(())
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The bundle file (.tar.zst).
     pub bundle: PathBuf,
+    /// Plan a version not newer than the installed one, or outside the
+    /// bundle's upgrade_from, as `apply --allow-downgrade` would.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Accept a bundle past its expiry time.
     #[arg(long)]
     pub allow_expired: bool,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }
 
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let site = super::site(config)?;
+    refuse_while_running(&site)?;
     let trust = site.trust()?;
     crate::tool::check_setpriv()?;
     let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
@@ -49,15 +77,14 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     pb.finish_and_clear();
     let m = &v.manifest;
     site.cfg.check_needs(m)?;
+    // a plan of a long verify: the operation may have started meanwhile
+    refuse_while_running(&site)?;
     let state = site.sd.load()?;
     if let Some(p) = &state.pending {
-        let same = p.manifest_sha256.as_deref() == Some(v.manifest_sha256.hex().as_str());
+        let same = p.op == OpKind::Apply
+            && p.manifest_sha256.as_deref() == Some(v.manifest_sha256.hex().as_str());
         if !same {
-            return Err(UpdaterError::Refused(format!(
-                "an interrupted {:?} to {} is pending; resume or roll it back first",
-                p.op,
-                p.to.as_ref().map(|x| x.to_string()).unwrap_or_default()
-            )));
+            return Err(site.pending_refusal(p));
         }
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
@@ -108,11 +135,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                     }
                 }
                 if !edited.is_empty() {
-                    return Err(UpdaterError::Database {
-                        database: set.database.clone(),
-                        step: "plan".into(),
-                        reason: format!("already-applied migration(s) {} differ from the bundle's; apply would refuse", edited.join(", ")),
-                    });
+                    // the same refusal, and exit code, as apply's
+                    site.check_edited_migrations(m)?;
                 }
                 (pend, None)
             }
@@ -138,7 +162,12 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 Some(Err(e)) => json!(format!("unknown: {e}")),
                 None => json!("unknown (helm not available)"),
             };
-            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current})
+            let values = site
+                .cfg
+                .helm
+                .as_ref()
+                .and_then(|h| h.values_file(&c.release));
+            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values.into_iter().collect::<Vec<_>>()})
         })
         .collect();
     let files: Vec<_> = m
@@ -196,11 +225,20 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             serde_json::Value::String(x) => x.clone(),
             other => other.to_string(),
         };
+        let values: Vec<&str> = c["values_files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
         println!(
-            "helm upgrade --install {}/{} ({}), current revision {rev}",
+            "helm upgrade --install {}/{} ({}), current revision {rev}, values: {}",
             c["namespace"].as_str().unwrap_or(""),
             c["release"].as_str().unwrap_or(""),
             c["chart"].as_str().unwrap_or(""),
+            if values.is_empty() {
+                "none (the chart's defaults)".to_owned()
+            } else {
+                values.join(", ")
+            }
         );
     }
     for f in &files {

@@ -11,6 +11,7 @@ pub struct Args {
     /// step. Data written since the snapshot is lost.
     #[arg(long)]
     pub restore_snapshot: bool,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,19 +1,62 @@
 //! `stoa-updater --config F status [--json]`: the installed release, the
-//! retained ones, and any interrupted operation with the step it stopped at.
+//! retained ones, the snapshots kept, and whether an operation is running
+//! (the site lock is held: by which process, since when, at which step) or
+//! was interrupted (pending in the state, lock free).
+//!
+//! Exit code (docs/OPERATIONS.md, "status for monitoring"): 0 when idle,
+//! 4 while an apply or rollback runs, 8 when an interrupted operation waits
+//! for the operator.
 
 use serde_json::json;
 
+use crate::config::hint;
 use crate::error::Result;
+use crate::state::{LockProbe, OpKind, SiteLock};
+
+/// `status` exit code while an apply or rollback holds the lock (as busy).
+pub const EXIT_RUNNING: u8 = 4;
+/// `status` exit code when an interrupted operation is pending.
+pub const EXIT_INTERRUPTED: u8 = 8;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
+pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
     let site = super::site(config)?;
+    let cfg_path = site.cfg.path.clone();
     let state = site.sd.load()?;
+    let lock = SiteLock::probe(&site.sd)?;
+    let running = matches!(lock, LockProbe::Held(_));
+    // the step the running operation is at, or the interrupted one stopped at
+    let step_now = |default: &str| -> String {
+        state
+            .pending
+            .as_ref()
+            .and_then(|p| p.current_step())
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let (operation, code) = match (running, &state.pending) {
+        (true, _) => ("running", EXIT_RUNNING),
+        (false, Some(_)) => ("interrupted", EXIT_INTERRUPTED),
+        (false, None) => ("idle", 0),
+    };
+    let owner = match &lock {
+        LockProbe::Held(Some(o)) => Some(o.clone()),
+        _ => None,
+    };
+    let running_doc = running.then(|| {
+        json!({
+            "pid": owner.as_ref().map(|o| o.pid),
+            "op": owner.as_ref().map(|o| o.op.clone()),
+            "since": owner.as_ref().map(|o| o.started_at.clone()),
+            "step": step_now("verify+stage"),
+        })
+    });
     let pending = state.pending.as_ref().map(|p| {
         let step = p.current_step();
         json!({
@@ -27,6 +70,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             "failed": p.failed,
         })
     });
+    let snaps = site.snapshot_usage(&state);
     let releases: Vec<_> = state
         .releases
         .iter()
@@ -35,9 +79,18 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"ok": true, "installed": state.installed.as_ref().map(|v| v.to_string()), "releases": releases, "pending": pending, "last_journal": site.sd.last_journal()})
+            json!({
+                "ok": true,
+                "operation": operation,
+                "installed": state.installed.as_ref().map(|v| v.to_string()),
+                "releases": releases,
+                "running": running_doc,
+                "pending": pending,
+                "snapshots": snaps,
+                "last_journal": site.sd.last_journal(),
+            })
         );
-        return Ok(());
+        return Ok(code);
     }
     println!(
         "installed: {}",
@@ -60,6 +113,43 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 .join(", ")
         }
     );
+    println!(
+        "snapshots: {} file(s), {} in {}{}",
+        snaps.count,
+        stoa_format::report::human_bytes(snaps.bytes),
+        site.sd.snapshots_dir().display(),
+        if snaps.removable.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} no longer needed, removed by the next prune)",
+                snaps.removable.len()
+            )
+        }
+    );
+    if running {
+        let target = state
+            .pending
+            .as_ref()
+            .and_then(|p| p.to.as_ref())
+            .map(|v| format!(" to {v}"))
+            .unwrap_or_default();
+        match &owner {
+            Some(o) => println!(
+                "RUNNING: {}{target} by pid {} since {}, at step {}",
+                o.op,
+                o.pid,
+                o.started_at,
+                step_now("verify+stage")
+            ),
+            None => println!(
+                "RUNNING: the site lock {} is held by a process that did not say who it is",
+                site.sd.root.join("lock").display()
+            ),
+        }
+        println!("wait for it to finish; do not resume or roll back while it runs");
+        return Ok(code);
+    }
     match &state.pending {
         None => println!("no operation in progress"),
         Some(p) => {
@@ -86,10 +176,14 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 println!("failure: {f}");
             }
             match p.op {
-                crate::state::OpKind::Apply => println!("to resume: stoa-updater apply <the same bundle>; to revert: stoa-updater rollback"),
-                crate::state::OpKind::Rollback => println!("to finish it: stoa-updater rollback"),
+                OpKind::Apply => println!(
+                    "to resume: {}; to revert: {}",
+                    hint(&cfg_path, "apply <the same bundle>"),
+                    hint(&cfg_path, "rollback")
+                ),
+                OpKind::Rollback => println!("to finish it: {}", hint(&cfg_path, "rollback")),
             }
         }
     }
-    Ok(())
+    Ok(code)
 }
