@@ -253,10 +253,12 @@ pub fn plan(
             };
             let up = entry_of(&f.up);
             planned.push(planned_file(up.clone(), &f.up, merr(&f.up))?);
+            migrations::check_sql(&f.up)?;
             let down = match &f.down {
                 Some(d) => {
                     let p = entry_of(d);
                     planned.push(planned_file(p.clone(), d, merr(d))?);
+                    migrations::check_sql(d)?;
                     Some(p)
                 }
                 None => None,

@@ -117,6 +117,12 @@ pub enum FormatError {
     ExtractTarget { path: PathBuf, reason: String },
     #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
     Decompress(String),
+    #[error("check migration {path:?}: line {line}: {reason}")]
+    UnsafeMigration {
+        path: String,
+        line: u64,
+        reason: String,
+    },
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -162,6 +168,7 @@ impl FormatError {
             Self::ReadSource { .. } => "source",
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
+            Self::UnsafeMigration { .. } => "migration-sql",
             Self::ExtractTarget { .. } => "extract-target",
             Self::Decompress(_) => "decompress",
         }

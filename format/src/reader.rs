@@ -21,6 +21,7 @@ use crate::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
+use crate::sql::SqlChecker;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
@@ -232,6 +233,7 @@ pub fn verify<R: Read + Send + 'static>(
     let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
     let mut buf = vec![0u8; 1 << 20];
     let mut content_bytes = 0u64;
+    let sql_entries = manifest.migration_entries();
     loop {
         let h = match next.take() {
             Some(h) => h,
@@ -279,9 +281,19 @@ pub fn verify<R: Read + Send + 'static>(
         };
         sink.begin(entry).map_err(sink_err)?;
         let mut hasher = Hasher::default();
+        // migration SQL is checked as it streams; reported after the digest
+        let mut sql = sql_entries
+            .contains(entry.path.as_str())
+            .then(SqlChecker::new);
+        let mut sql_result = Ok(());
         while hasher.len() < entry.size {
             let n = tar.read_content(&mut buf, entry.size - hasher.len())?;
             hasher.update(&buf[..n]);
+            if let Some(c) = sql.as_mut() {
+                if sql_result.is_ok() {
+                    sql_result = c.feed(&buf[..n]);
+                }
+            }
             sink.write(&buf[..n]).map_err(sink_err)?;
             progress(n as u64);
         }
@@ -292,6 +304,11 @@ pub fn verify<R: Read + Send + 'static>(
                 expected: entry.sha256.hex(),
                 found: digest.hex(),
             });
+        }
+        if let Some(c) = sql {
+            sql_result
+                .and_then(|()| c.finish())
+                .map_err(|v| crate::sql::violation(&entry.path, v))?;
         }
         sink.end(entry).map_err(sink_err)?;
         content_bytes += entry.size;
