@@ -22,6 +22,7 @@ use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
 use crate::sql::SqlChecker;
+use crate::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
@@ -106,10 +107,11 @@ pub struct VerifiedBundle {
 type Stream = TarReader<ReadAhead>;
 
 fn open<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Stream, FormatError> {
-    let mut input = BufReader::with_capacity(CHUNK, r);
+    // every compressed byte passes the frame guard: no skippable frames
+    let mut input = BufReader::with_capacity(CHUNK, FrameGuard::new(r));
     if input
         .fill_buf()
-        .map_err(FormatError::ReadBundle)?
+        .map_err(crate::archive::read_error)?
         .is_empty()
     {
         return Err(FormatError::EmptyBundle);
