@@ -125,8 +125,6 @@ enum Lex {
         backslash: bool,
         /// the previous byte was a quote that may end the string
         quote: bool,
-        /// the previous byte was non-ASCII
-        high: bool,
         start: u64,
     },
     /// a double-quoted identifier
@@ -147,10 +145,32 @@ enum Lex {
     },
 }
 
+/// Where a reading is inside a multi-byte character of a client encoding
+/// that psql lexes by character (SJIS, BIG5, GBK, UHC, GB18030): there a
+/// byte >= 0x80 takes the next byte (GB18030: the next three when the
+/// second is a digit) into one character, whatever that byte is — a quote,
+/// a backslash, a `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mb {
+    /// not inside a character
+    No,
+    /// the next byte is the second byte of a 2-byte character
+    Trail,
+    /// the next byte is a GB18030 second byte (a digit makes it 4 bytes)
+    GbSecond,
+    /// this many more bytes of a 4-byte GB18030 character
+    GbRest(u8),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Branch {
     lex: Lex,
     stmt: Stmt,
+    mb: Mb,
+    /// this reading took a multi-byte character somewhere: it is checked for
+    /// meta-commands but not for literals left open at the end (UTF-8 text
+    /// with a 3-byte character before a closing quote would always be)
+    multibyte: bool,
 }
 
 /// The streaming checker. Feed it the text in chunks of any size, then call
@@ -197,6 +217,8 @@ impl SqlChecker {
             branches: vec![Branch {
                 lex: Lex::Init,
                 stmt: Stmt::Start,
+                mb: Mb::No,
+                multibyte: false,
             }],
             line: 1,
             failed: None,
@@ -215,8 +237,35 @@ impl SqlChecker {
             }
             next.clear();
             for br in std::mem::take(&mut self.branches) {
-                if let Err(reason) = step(br, b, self.line, &mut next) {
+                // a byte inside a multi-byte character: psql's lexer sees a
+                // non-ASCII byte there, whatever the byte is
+                let (byte, after) = match br.mb {
+                    Mb::No => (b, Mb::No),
+                    Mb::Trail => (0xFF, Mb::No),
+                    Mb::GbSecond if b.is_ascii_digit() => (0xFF, Mb::GbRest(2)),
+                    Mb::GbSecond => (0xFF, Mb::No),
+                    Mb::GbRest(n) if n > 1 => (0xFF, Mb::GbRest(n - 1)),
+                    Mb::GbRest(_) => (0xFF, Mb::No),
+                };
+                let lead = br.mb == Mb::No && b >= 0x80;
+                let multibyte = br.multibyte;
+                let from = next.len();
+                if let Err(reason) = step(br, byte, self.line, &mut next) {
                     return self.fail(reason);
+                }
+                for i in from..next.len() {
+                    next[i].mb = after;
+                    next[i].multibyte = multibyte;
+                    if lead {
+                        // follow the byte-wise reading (UTF8 and other safe
+                        // encodings) and the multi-byte ones
+                        for mb in [Mb::Trail, Mb::GbSecond] {
+                            let mut other = next[i].clone();
+                            other.mb = mb;
+                            other.multibyte = true;
+                            next.push(other);
+                        }
+                    }
                 }
             }
             for br in next.drain(..) {
@@ -243,7 +292,7 @@ impl SqlChecker {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        for br in &self.branches {
+        for br in self.branches.iter().filter(|b| !b.multibyte) {
             let open = match &br.lex {
                 Lex::Str {
                     esc: true, start, ..
@@ -294,7 +343,7 @@ impl SqlChecker {
 
 /// Advances one reading by one byte, pushing the resulting readings.
 fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), String> {
-    let Branch { lex, mut stmt } = br;
+    let Branch { lex, mut stmt, .. } = br;
     let lex = match lex {
         Lex::Init => return init(stmt, b, line, out),
         Lex::Ident { word, len, junk } => {
@@ -335,6 +384,8 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                     out.push(Branch {
                         lex: string(true, line),
                         stmt,
+                        mb: Mb::No,
+                        multibyte: false,
                     });
                     return Ok(());
                 }
@@ -415,7 +466,6 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
             esc,
             backslash,
             quote,
-            high,
             start,
         } => {
             if quote {
@@ -425,7 +475,6 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                         esc,
                         backslash: false,
                         quote: false,
-                        high: false,
                         start,
                     }
                 } else {
@@ -436,7 +485,6 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                     esc,
                     backslash: false,
                     quote: false,
-                    high: b >= 0x80,
                     start,
                 }
             } else if b == b'\'' {
@@ -444,29 +492,13 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                     esc,
                     backslash: false,
                     quote: true,
-                    high: false,
                     start,
                 }
             } else if b == b'\\' && esc {
-                if high {
-                    // in a multi-byte client encoding this backslash may be
-                    // the second byte of a character: follow both readings
-                    out.push(Branch {
-                        lex: Lex::Str {
-                            esc,
-                            backslash: false,
-                            quote: false,
-                            high: false,
-                            start,
-                        },
-                        stmt,
-                    });
-                }
                 Lex::Str {
                     esc,
                     backslash: true,
                     quote: false,
-                    high: false,
                     start,
                 }
             } else {
@@ -474,7 +506,6 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                     esc,
                     backslash: false,
                     quote: false,
-                    high: b >= 0x80,
                     start,
                 }
             }
@@ -529,6 +560,8 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                             junk: true,
                         },
                         stmt: Stmt::Mid,
+                        mb: Mb::No,
+                        multibyte: false,
                     },
                     b,
                     line,
@@ -542,6 +575,8 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
                     out.push(Branch {
                         lex: Lex::Init,
                         stmt,
+                        mb: Mb::No,
+                        multibyte: false,
                     });
                     return Ok(());
                 }
@@ -556,7 +591,12 @@ fn step(br: Branch, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
             Lex::Body { tag, cand, start }
         }
     };
-    out.push(Branch { lex, stmt });
+    out.push(Branch {
+        lex,
+        stmt,
+        mb: Mb::No,
+        multibyte: false,
+    });
     Ok(())
 }
 
@@ -572,7 +612,6 @@ fn string(esc: bool, line: u64) -> Lex {
         esc,
         backslash: false,
         quote: false,
-        high: false,
         start: line,
     }
 }
@@ -582,8 +621,15 @@ fn init(stmt: Stmt, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
     let mid = |lex| Branch {
         lex,
         stmt: Stmt::Mid,
+        mb: Mb::No,
+        multibyte: false,
     };
-    let keep = |lex| Branch { lex, stmt };
+    let keep = |lex| Branch {
+        lex,
+        stmt,
+        mb: Mb::No,
+        multibyte: false,
+    };
     let br = match b {
         b'\\' => {
             return Err(
@@ -609,6 +655,8 @@ fn init(stmt: Stmt, b: u8, line: u64, out: &mut Vec<Branch>) -> Result<(), Strin
         b';' => Branch {
             lex: Lex::Init,
             stmt: Stmt::Start,
+            mb: Mb::No,
+            multibyte: false,
         },
         c if c.is_ascii_whitespace() || c == 0x0b => keep(Lex::Init),
         c if c.is_ascii_digit() => mid(Lex::Number),
@@ -692,6 +740,20 @@ mod tests {
         let mut s = b"SELECT E'\xd0\x81\\' \\! id '".to_vec();
         s.push(b';');
         assert!(check_sql(&s).is_err());
+    }
+
+    #[test]
+    fn follows_multi_byte_readings_everywhere() {
+        // found by the differential test against psql: in SJIS, 0x83 takes
+        // the '-' after it, so "--" is no comment and the backslash is outside
+        let s = b"\x83-- \\! touch x\n";
+        assert!(check_sql(s).is_err());
+        // GB18030: a lead byte and a digit start a 4-byte character
+        let s = b"SELECT '\x81\x30\x81' \\! x '";
+        assert!(check_sql(s).is_err());
+        // plain UTF-8 text is fine
+        ok("SELECT 'héllo ünïcödé — ✓';");
+        ok("-- commentaire en français: été\nSELECT 1;");
     }
 
     #[test]
