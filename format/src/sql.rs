@@ -40,8 +40,9 @@
 use std::fmt;
 
 /// Most readings followed at once before the text is refused as too
-/// ambiguous (real migrations need a handful).
-const MAX_BRANCHES: usize = 64;
+/// ambiguous (ASCII migrations need two or three; long non-ASCII texts a
+/// hundred or so).
+const MAX_BRANCHES: usize = 1024;
 /// Longest dollar-quote tag accepted.
 const MAX_TAG: usize = 256;
 /// Bytes of a statement's first word kept for the transaction-control check.
@@ -85,7 +86,7 @@ pub fn check_sql(text: &[u8]) -> Result<(), SqlViolation> {
 }
 
 /// Where a statement is, for the transaction-control rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stmt {
     /// nothing but whitespace and comments since the last `;`
     Start,
@@ -94,7 +95,7 @@ enum Stmt {
     Mid,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Lex {
     Init,
     /// an identifier or keyword; `word` holds its first bytes, upper-cased
@@ -150,7 +151,7 @@ enum Lex {
 /// byte >= 0x80 takes the next byte (GB18030: the next three when the
 /// second is a digit) into one character, whatever that byte is — a quote,
 /// a backslash, a `-`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Mb {
     /// not inside a character
     No,
@@ -162,7 +163,7 @@ enum Mb {
     GbRest(u8),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Branch {
     lex: Lex,
     stmt: Stmt,
@@ -171,6 +172,20 @@ struct Branch {
     /// meta-commands but not for literals left open at the end (UTF-8 text
     /// with a 3-byte character before a closing quote would always be)
     multibyte: bool,
+}
+
+impl Branch {
+    /// Multi-byte readings never report an open literal's start line, so
+    /// they drop it: readings that differ only there are one reading (this
+    /// keeps their number small on long non-ASCII texts).
+    fn forget_lines(&mut self) {
+        match &mut self.lex {
+            Lex::Str { start, .. } | Lex::QIdent { start, .. } | Lex::Body { start, .. } => {
+                *start = 0
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The streaming checker. Feed it the text in chunks of any size, then call
@@ -251,11 +266,22 @@ impl SqlChecker {
                 let multibyte = br.multibyte;
                 let from = next.len();
                 if let Err(reason) = step(br, byte, self.line, &mut next) {
+                    if multibyte || lead {
+                        return self.fail(format!(
+                            "{reason}, when the client encoding is a multi-byte one (SJIS, BIG5, \
+                             GBK, UHC, GB18030: a migration can switch to it) that joins a \
+                             non-ASCII byte with the byte after it; keep backslashes out of \
+                             migrations with non-ASCII text before them (write chr(92), chr(10))"
+                        ));
+                    }
                     return self.fail(reason);
                 }
                 for i in from..next.len() {
                     next[i].mb = after;
                     next[i].multibyte = multibyte;
+                    if multibyte {
+                        next[i].forget_lines();
+                    }
                     if lead {
                         // follow the byte-wise reading (UTF8 and other safe
                         // encodings) and the multi-byte ones
@@ -263,16 +289,16 @@ impl SqlChecker {
                             let mut other = next[i].clone();
                             other.mb = mb;
                             other.multibyte = true;
+                            other.forget_lines();
                             next.push(other);
                         }
                     }
                 }
             }
-            for br in next.drain(..) {
-                if !self.branches.contains(&br) {
-                    self.branches.push(br);
-                }
-            }
+            // readings that agree are one reading
+            next.sort_unstable();
+            next.dedup();
+            std::mem::swap(&mut self.branches, &mut next);
             if self.branches.len() > MAX_BRANCHES {
                 return self.fail(
                     "too many possible readings of backslashes in strings (simplify the quoting)"
@@ -754,6 +780,21 @@ mod tests {
         // plain UTF-8 text is fine
         ok("SELECT 'héllo ünïcödé — ✓';");
         ok("-- commentaire en français: été\nSELECT 1;");
+    }
+
+    #[test]
+    fn long_non_ascii_text_stays_within_the_reading_limit() {
+        let mut t = String::from("CREATE TABLE t (a text, b text, c text);\n");
+        for i in 0..3000 {
+            t.push_str(&format!(
+                "INSERT INTO t VALUES ('東京都 {i} — ✓ café', 'x{i}', $$Zürich ‘q’$$); -- ñ\n"
+            ));
+        }
+        ok(&t);
+        // a backslash after such text is exposed in a multi-byte reading
+        t.push_str("SELECT E'a\\nb';\n");
+        let e = check_sql(t.as_bytes()).unwrap_err();
+        assert!(e.reason.contains("multi-byte"), "{e}");
     }
 
     #[test]

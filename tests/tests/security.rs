@@ -1,4 +1,5 @@
-//! Threats 1-5, 7, 9, 10 of the design brief: one named test per negative
+//! Threats 1-5, 7, 9, 10 of the design brief and the format-level findings
+//! of issue 7 (THREAT-MODEL.md rows 17-23): one named test per negative
 //! fixture (tests/src/tamper.rs). Each must be refused by `verify` with exit
 //! 1, one error line naming the check, no panic; and `extract` of it must
 //! leave no target folder and write nothing outside it.
@@ -232,7 +233,14 @@ fn expired_bundle_is_accepted_with_explicit_flag() {
 fn bundler_verify_refuses_like_the_updater() {
     // the same code from format/: spot-check a few fixtures through stoa-bundler
     let s = setup();
-    for name in ["flipped-byte-in-blob", "unknown-key", "symlink-entry"] {
+    for name in [
+        "flipped-byte-in-blob",
+        "unknown-key",
+        "symlink-entry",
+        "migration-psql-shell",
+        "skippable-frame-after",
+        "setuid-mode-header",
+    ] {
         let (_, dir) = s.fixtures.iter().find(|(f, _)| f.name == name).unwrap();
         let e = fails(
             bundler()
