@@ -36,6 +36,12 @@ pub enum BundlerError {
     Chart { path: PathBuf, message: String },
     #[error("migrations {dir}: {message}")]
     Migrations { dir: PathBuf, message: String },
+    #[error("migration {path}:{line}: {reason}")]
+    UnsafeMigration {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error("file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("build --out {path}: the file exists; pass --force to replace it")]
@@ -83,6 +89,7 @@ impl BundlerError {
             Self::Format(e) if e.is_verification_failure() => 1,
             Self::ParseReleaseManifest { .. }
             | Self::InvalidField { .. }
+            | Self::UnsafeMigration { .. }
             | Self::NoSigningKey
             | Self::SourceDateEpoch(_)
             | Self::CaCert { .. }
@@ -112,6 +119,7 @@ impl BundlerError {
             Self::Cache { .. } => "cache",
             Self::Chart { .. } => "chart",
             Self::Migrations { .. } => "migrations",
+            Self::UnsafeMigration { .. } => "migration-sql",
             Self::File { .. } => "file",
             Self::WriteOutput { .. } => "write",
             Self::OutputExists { .. } => "output-exists",

@@ -45,8 +45,13 @@ fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut P
     })
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
-    Sha256Digest::of_reader(File::open(path)?)
+/// Opens a file without following a symlink in its last component.
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 fn planned_file(
@@ -54,11 +59,20 @@ fn planned_file(
     file: &Path,
     err: impl Fn(String) -> BundlerError,
 ) -> Result<PlannedEntry> {
-    let meta = std::fs::metadata(file).map_err(|e| err(e.to_string()))?;
+    // never follow a symlink: the docs promise a regular file, and the
+    // writer checks the bytes it reads later against this digest
+    let f = open_no_follow(file).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            err("is a symbolic link; give the regular file itself".into())
+        } else {
+            err(e.to_string())
+        }
+    })?;
+    let meta = f.metadata().map_err(|e| err(e.to_string()))?;
     if !meta.is_file() {
         return Err(err("not a regular file".into()));
     }
-    let (sha256, size) = hash_file(file).map_err(|e| err(e.to_string()))?;
+    let (sha256, size) = Sha256Digest::of_reader(f).map_err(|e| err(e.to_string()))?;
     Ok(PlannedEntry {
         path: entry_path,
         size,
@@ -267,10 +281,12 @@ pub fn plan(
             };
             let up = entry_of(&f.up);
             planned.push(planned_file(up.clone(), &f.up, merr(&f.up))?);
+            migrations::check_sql(&f.up)?;
             let down = match &f.down {
                 Some(d) => {
                     let p = entry_of(d);
                     planned.push(planned_file(p.clone(), d, merr(d))?);
+                    migrations::check_sql(d)?;
                     Some(p)
                 }
                 None => None,

@@ -220,6 +220,16 @@ impl LoadedRelease {
             ));
         }
         for (i, img) in self.manifest.images.iter().enumerate() {
+            if let Err(e) = stoa_format::names::ImageRef::parse(img.name.get_ref()) {
+                return Err(self.field_error(
+                    &format!("images[{i}].name"),
+                    img.name.span(),
+                    format!(
+                        "{:?} is not a valid image reference: {e}",
+                        img.name.get_ref()
+                    ),
+                ));
+            }
             if let Some(p) = &img.platforms {
                 for plat in p.get_ref() {
                     let parts = plat.split('/').count();
@@ -261,6 +271,12 @@ impl LoadedRelease {
 impl LoadedRelease {
     fn check_chart(&self, i: usize, c: &ChartSpec) -> Result<()> {
         let field = |f: &str| format!("charts[{i}].{f}");
+        if let Err(e) = stoa_format::names::check_helm_release(c.release.get_ref()) {
+            return Err(self.field_error(&field("release"), c.release.span(), e));
+        }
+        if let Err(e) = stoa_format::names::check_namespace(c.namespace.get_ref()) {
+            return Err(self.field_error(&field("namespace"), c.namespace.span(), e));
+        }
         let kinds = [c.path.is_some(), c.chart.is_some(), c.repo.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(self.field_error(
@@ -288,12 +304,8 @@ impl LoadedRelease {
                 "a pulled chart needs a version",
             ));
         };
-        if semver::Version::parse(version.get_ref()).is_err() {
-            return Err(self.field_error(
-                &field("version"),
-                version.span(),
-                format!("{:?} is not semver", version.get_ref()),
-            ));
+        if let Err(e) = stoa_format::names::check_chart_version(version.get_ref()) {
+            return Err(self.field_error(&field("version"), version.span(), e));
         }
         if let Some(chart) = &c.chart {
             let rest = chart.get_ref().strip_prefix("oci://").unwrap_or("");

@@ -122,6 +122,29 @@ fn checksum(h: &[u8; BLOCK]) -> u64 {
         .sum()
 }
 
+/// The ustar header fields, for naming the one that differs (the checksum
+/// last).
+const FIELDS: [(&str, std::ops::Range<usize>); 17] = [
+    ("name", 0..100),
+    ("mode", 100..108),
+    ("uid", 108..116),
+    ("gid", 116..124),
+    ("size", 124..136),
+    ("mtime", 136..148),
+    ("typeflag", 156..157),
+    ("linkname", 157..257),
+    ("magic", 257..263),
+    ("version", 263..265),
+    ("uname", 265..297),
+    ("gname", 297..329),
+    ("devmajor", 329..337),
+    ("devminor", 337..345),
+    ("prefix", 345..500),
+    ("padding", 500..512),
+    // last: every other difference changes it too
+    ("checksum", 148..156),
+];
+
 /// One entry header as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryHeader {
@@ -140,6 +163,8 @@ pub struct TarReader<R> {
     /// content + padding of the current entry not yet consumed
     pending: u64,
     max_pax_size: u64,
+    /// the first header's mtime: every header of a bundle has the same
+    mtime: Option<u64>,
 }
 
 impl<R: Read> TarReader<R> {
@@ -149,6 +174,7 @@ impl<R: Read> TarReader<R> {
             offset: 0,
             pending: 0,
             max_pax_size,
+            mtime: None,
         }
     }
 
@@ -205,11 +231,14 @@ impl<R: Read> TarReader<R> {
                 return Err(corrupt(start, "not a ustar header"));
             }
             let name = header_name(&block).map_err(|r| corrupt(start, r))?;
+            if matches!(block[156], b'0' | b'x') {
+                self.check_as_written(&block, start, pax_path.as_deref().unwrap_or(&name))?;
+            }
             let size =
                 parse_size(&block[124..136]).ok_or_else(|| corrupt(start, "bad size field"))?;
             let shown = pax_path.clone().unwrap_or_else(|| name.clone());
             match block[156] {
-                b'0' | 0 => {
+                b'0' => {
                     let size = pax_size.unwrap_or(size);
                     self.pending = size + padding(size) as u64;
                     return Ok(Some(EntryHeader {
@@ -218,6 +247,9 @@ impl<R: Read> TarReader<R> {
                     }));
                 }
                 b'x' => {
+                    if pax_path.is_some() || pax_size.is_some() {
+                        return Err(corrupt(start, "two pax headers for one entry"));
+                    }
                     if size > self.max_pax_size {
                         return Err(corrupt(start, "pax header over the size limit"));
                     }
@@ -229,11 +261,18 @@ impl<R: Read> TarReader<R> {
                     }
                     self.skip(padding(size) as u64)?;
                     let (p, s) = parse_pax(&data).map_err(|r| corrupt(start, r))?;
-                    pax_path = p.or(pax_path);
-                    pax_size = s.or(pax_size);
+                    if s.is_some_and(|s| s <= MAX_OCTAL_SIZE) {
+                        return Err(corrupt(start, "pax size for a size that fits the header"));
+                    }
+                    if p.is_none() && s.is_none() {
+                        return Err(corrupt(start, "empty pax header"));
+                    }
+                    pax_path = p;
+                    pax_size = s;
                 }
                 t => {
                     let kind = match t {
+                        0 => "pre-POSIX regular file (type NUL)",
                         b'1' => "hardlink",
                         b'2' => "symlink",
                         b'3' => "character device",
@@ -253,6 +292,46 @@ impl<R: Read> TarReader<R> {
                 }
             }
         }
+    }
+
+    /// Every field of a regular or pax header must be what the writer
+    /// writes: mode 0644, uid/gid 0, empty owner names, no link name, no
+    /// device numbers, POSIX magic, octal numbers, the same mtime as the
+    /// first header. So `tar -xpf` as root can never make a setuid or
+    /// foreign-owned file from a courier-edited (unsigned) header.
+    fn check_as_written(
+        &mut self,
+        h: &[u8; BLOCK],
+        start: u64,
+        path: &str,
+    ) -> Result<(), FormatError> {
+        let field_err = |field: &str, found: &[u8]| FormatError::HeaderField {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            found: String::from_utf8_lossy(cstr(found)).into_owned(),
+        };
+        if &h[257..265] != b"ustar\x0000" {
+            return Err(field_err("magic", &h[257..265]));
+        }
+        let name = std::str::from_utf8(cstr(&h[..100]))
+            .map_err(|_| corrupt(start, "name is not UTF-8"))?;
+        let prefix = std::str::from_utf8(cstr(&h[345..500]))
+            .map_err(|_| corrupt(start, "prefix is not UTF-8"))?;
+        let size = parse_octal(&h[124..136]).ok_or_else(|| field_err("size", &h[124..136]))?;
+        let mtime = parse_octal(&h[136..148]).ok_or_else(|| field_err("mtime", &h[136..148]))?;
+        if size > MAX_OCTAL_SIZE || mtime > MAX_OCTAL_SIZE {
+            return Err(corrupt(start, "number out of range"));
+        }
+        let want = ustar_header(name, prefix, size, mtime, h[156]);
+        if let Some((field, r)) = FIELDS.iter().find(|(_, r)| h[r.clone()] != want[r.clone()]) {
+            return Err(field_err(field, &h[r.clone()]));
+        }
+        match self.mtime {
+            None => self.mtime = Some(mtime),
+            Some(m) if m != mtime => return Err(field_err("mtime", &h[136..148])),
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// Reads content of the current entry into `buf`; returns 0 when the
@@ -318,8 +397,16 @@ impl<R: Read> TarReader<R> {
 }
 
 /// zstd reports truncation as an I/O error; name it as such.
-fn read_error(e: io::Error) -> FormatError {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
+pub(crate) fn read_error(e: io::Error) -> FormatError {
+    if let Some(f) = e
+        .get_ref()
+        .and_then(|x| x.downcast_ref::<crate::zframe::FrameError>())
+    {
+        FormatError::ZstdFrame {
+            offset: f.offset,
+            reason: f.reason.to_owned(),
+        }
+    } else if e.kind() == io::ErrorKind::UnexpectedEof {
         FormatError::Truncated {
             during: format!("in the zstd stream ({e})"),
         }
@@ -406,11 +493,18 @@ fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), &'static str>
             .ok_or("pax record without '='")?;
         let (k, v) = (&rec[..eq], &rec[eq + 1..]);
         let v = std::str::from_utf8(v).map_err(|_| "pax value is not UTF-8")?;
+        // the writer emits `path` and `size` only; every other key (GNU.sparse.*,
+        // mode, uid, linkpath, …) would make other readers disagree with us
         match k {
-            b"path" => path = Some(v.to_owned()),
-            b"size" => size = Some(v.parse().map_err(|_| "bad pax size")?),
-            b"linkpath" => return Err("pax linkpath is not allowed"),
-            _ => {} // mtime, atime, uid, … carry nothing we use
+            b"path" if path.is_none() => path = Some(v.to_owned()),
+            b"size" if size.is_none() => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("bad pax size");
+                }
+                size = Some(v.parse().map_err(|_| "bad pax size")?)
+            }
+            b"path" | b"size" => return Err("pax key given twice"),
+            _ => return Err("pax key other than path and size"),
         }
         rest = &rest[len..];
     }
@@ -449,5 +543,78 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(len, r.len());
+    }
+
+    fn reseal(h: &mut [u8]) {
+        let mut b = [0u8; BLOCK];
+        b.copy_from_slice(&h[..BLOCK]);
+        let sum = checksum(&b);
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+
+    fn edited(edit: impl Fn(&mut Vec<u8>)) -> FormatError {
+        let mut buf = Vec::new();
+        write_entry_header(&mut buf, "files/run.sh", 0, 1_700_000_000).unwrap();
+        edit(&mut buf);
+        reseal(&mut buf);
+        buf.extend_from_slice(&END_OF_ARCHIVE);
+        TarReader::new(&buf[..], 8192).next_header().unwrap_err()
+    }
+
+    #[test]
+    fn refuses_every_header_field_the_writer_does_not_write() {
+        for (field, range, value) in [
+            ("mode", 100..108, &b"0004755\0"[..]),
+            ("uid", 108..116, &b"0001750\0"[..]),
+            ("gid", 116..124, &b"0000012\0"[..]),
+            ("uname", 265..269, &b"root"[..]),
+            ("gname", 297..301, &b"root"[..]),
+            ("linkname", 157..160, &b"abc"[..]),
+            ("devmajor", 329..337, &b"0000001\0"[..]),
+            ("padding", 500..501, &b"x"[..]),
+            ("name", 50..52, &b"\0x"[..]),
+        ] {
+            let e = edited(|b| b[range.clone()].copy_from_slice(value));
+            assert!(
+                matches!(&e, FormatError::HeaderField { field: f, .. } if f == field),
+                "{field}: {e}"
+            );
+        }
+        // GNU magic, a NUL typeflag
+        let e = edited(|b| b[257..265].copy_from_slice(b"ustar  \0"));
+        assert_eq!(e.kind(), "header-field", "{e}");
+        let e = edited(|b| b[156] = 0);
+        assert_eq!(e.kind(), "non-regular", "{e}");
+    }
+
+    #[test]
+    fn refuses_a_second_mtime() {
+        let mut buf = Vec::new();
+        write_entry_header(&mut buf, "a", 0, 1_700_000_000).unwrap();
+        write_entry_header(&mut buf, "b", 0, 1_700_000_001).unwrap();
+        let mut r = TarReader::new(&buf[..], 8192);
+        r.next_header().unwrap();
+        let e = r.next_header().unwrap_err();
+        assert!(
+            matches!(&e, FormatError::HeaderField { field, .. } if field == "mtime"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_pax_keys_other_than_path_and_size() {
+        for rec in [
+            pax_record("GNU.sparse.map", "0,10"),
+            pax_record("mode", "4755"),
+            pax_record("uid", "0"),
+            [pax_record("path", "a"), pax_record("path", "b")].concat(),
+        ] {
+            let mut buf = ustar_header("PaxHeader", "", rec.len() as u64, 0, b'x').to_vec();
+            buf.extend_from_slice(&rec);
+            buf.resize(BLOCK * 2, 0);
+            buf.extend_from_slice(&ustar_header("a", "", 0, 0, b'0'));
+            let e = TarReader::new(&buf[..], 8192).next_header().unwrap_err();
+            assert_eq!(e.kind(), "corrupt-header", "{e}");
+        }
     }
 }

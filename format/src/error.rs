@@ -21,6 +21,12 @@ pub enum FormatError {
     Truncated { during: String },
     #[error("read bundle: corrupt tar header at byte {offset} of the tar stream: {reason}")]
     CorruptHeader { offset: u64, reason: String },
+    #[error("check entry {path:?}: tar header field {field} is {found:?}, not what the writer writes (bundle was altered)")]
+    HeaderField {
+        path: String,
+        field: String,
+        found: String,
+    },
     #[error("read bundle: data after the end-of-archive marker (bundle was altered)")]
     TrailingData,
     #[error("read manifest: first entry is {found:?}, expected manifest.json (not a STOA bundle)")]
@@ -115,8 +121,16 @@ pub enum FormatError {
     },
     #[error("extract to {path}: {reason}")]
     ExtractTarget { path: PathBuf, reason: String },
+    #[error("read bundle: {reason} at byte {offset} of the zstd stream (bundle was altered)")]
+    ZstdFrame { offset: u64, reason: String },
     #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
     Decompress(String),
+    #[error("check migration {path:?}: line {line}: {reason}")]
+    UnsafeMigration {
+        path: String,
+        line: u64,
+        reason: String,
+    },
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -147,6 +161,7 @@ impl FormatError {
             Self::Truncated { .. } => "truncated",
             Self::CorruptHeader { .. } => "corrupt-header",
             Self::TrailingData => "trailing-data",
+            Self::HeaderField { .. } => "header-field",
             Self::ManifestNotFirst { .. } => "manifest-not-first",
             Self::ManifestTooLarge { .. } => "manifest-too-large",
             Self::ParseManifest(_) => "manifest-parse",
@@ -174,8 +189,10 @@ impl FormatError {
             Self::ReadSource { .. } => "source",
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
+            Self::UnsafeMigration { .. } => "migration-sql",
             Self::ExtractTarget { .. } => "extract-target",
             Self::Decompress(_) => "decompress",
+            Self::ZstdFrame { .. } => "zstd-frame",
         }
     }
 

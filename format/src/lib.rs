@@ -18,11 +18,13 @@ pub mod extract;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod oci;
 pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod sql;
 pub mod writer;
 pub mod zframe;
 

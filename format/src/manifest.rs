@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
 use crate::limits::Limits;
+use crate::names::{
+    check_chart_version, check_helm_release, check_migration_id, check_migration_name,
+    check_namespace, ImageRef,
+};
 use crate::paths::check_entry_path;
 use crate::{FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
 
@@ -67,8 +71,8 @@ pub struct Release {
 #[serde(deny_unknown_fields)]
 pub struct ImageRecord {
     /// The image's full name, also its `org.opencontainers.image.ref.name`
-    /// in `oci/index.json`.
-    pub name: String,
+    /// in `oci/index.json`: a valid OCI distribution reference.
+    pub name: ImageRef,
     /// Digest of the manifest or index the name points at (`sha256:…`).
     pub digest: String,
     pub media_type: String,
@@ -192,6 +196,16 @@ impl BundleManifest {
             .map(|i| &self.entries[i])
     }
 
+    /// Every entry a migration step (up or down) runs: these hold SQL that
+    /// must pass [`crate::sql`]'s rule.
+    pub fn migration_entries(&self) -> BTreeSet<&str> {
+        self.migrations
+            .iter()
+            .flat_map(|s| &s.steps)
+            .flat_map(|s| std::iter::once(s.up.as_str()).chain(s.down.as_deref()))
+            .collect()
+    }
+
     /// Sum of all content entry sizes.
     pub fn content_size(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
@@ -298,18 +312,6 @@ impl BundleManifest {
 
         let mut names = BTreeSet::new();
         for img in &self.images {
-            if img.name.is_empty()
-                || img.name.len() > 255
-                || img
-                    .name
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-            {
-                return bad(format!(
-                    "image name {:?} is not a valid reference",
-                    img.name
-                ));
-            }
             if !names.insert(img.name.as_str()) {
                 return bad(format!("image {:?} is listed twice", img.name));
             }
@@ -327,8 +329,9 @@ impl BundleManifest {
         let mut releases = BTreeSet::new();
         for c in &self.charts {
             check_name("chart name", &c.name)?;
-            check_name("chart release", &c.release)?;
-            check_name("chart namespace", &c.namespace)?;
+            check_chart_version(&c.version).or_else(|m| bad(format!("chart {:?}: {m}", c.name)))?;
+            check_helm_release(&c.release).or_else(|m| bad(format!("chart release {m}")))?;
+            check_namespace(&c.namespace).or_else(|m| bad(format!("chart namespace {m}")))?;
             if !releases.insert((c.namespace.as_str(), c.release.as_str())) {
                 return bad(format!(
                     "Helm release {}/{} is listed twice",
@@ -349,6 +352,10 @@ impl BundleManifest {
             }
             let mut last: Option<u64> = None;
             for s in &set.steps {
+                check_migration_id(&s.id)
+                    .or_else(|m| bad(format!("{m} (database {:?})", set.database)))?;
+                check_migration_name(&s.name)
+                    .or_else(|m| bad(format!("{m} (migration {})", s.id)))?;
                 let n: u64 = match s.id.parse() {
                     Ok(n) if s.id.bytes().all(|b| b.is_ascii_digit()) => n,
                     _ => {
@@ -466,7 +473,7 @@ mod tests {
                 expires: None,
             },
             images: vec![ImageRecord {
-                name: "registry.gostoa.dev/stoa/api:2.3.0".into(),
+                name: ImageRef::parse("registry.gostoa.dev/stoa/api:2.3.0").unwrap(),
                 digest: d.oci(),
                 media_type: crate::oci::MT_OCI_MANIFEST.into(),
                 platforms: vec!["linux/amd64".into()],

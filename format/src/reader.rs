@@ -21,6 +21,8 @@ use crate::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
+use crate::sql::SqlChecker;
+use crate::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
@@ -105,10 +107,11 @@ pub struct VerifiedBundle {
 type Stream = TarReader<ReadAhead>;
 
 fn open<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Stream, FormatError> {
-    let mut input = BufReader::with_capacity(CHUNK, r);
+    // every compressed byte passes the frame guard: no skippable frames
+    let mut input = BufReader::with_capacity(CHUNK, FrameGuard::new(r));
     if input
         .fill_buf()
-        .map_err(FormatError::ReadBundle)?
+        .map_err(crate::archive::read_error)?
         .is_empty()
     {
         return Err(FormatError::EmptyBundle);
@@ -232,6 +235,7 @@ pub fn verify<R: Read + Send + 'static>(
     let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
     let mut buf = vec![0u8; 1 << 20];
     let mut content_bytes = 0u64;
+    let sql_entries = manifest.migration_entries();
     loop {
         let h = match next.take() {
             Some(h) => h,
@@ -282,11 +286,21 @@ pub fn verify<R: Read + Send + 'static>(
         };
         sink.begin(entry).map_err(sink_err)?;
         let mut hasher = Hasher::default();
+        // migration SQL is checked as it streams; reported after the digest
+        let mut sql = sql_entries
+            .contains(entry.path.as_str())
+            .then(SqlChecker::new);
+        let mut sql_result = Ok(());
         while hasher.len() < entry.size {
             let n = tar
                 .read_content(&mut buf, entry.size - hasher.len())
                 .map_err(|e| e.while_reading(&format!("entry {:?}", entry.path)))?;
             hasher.update(&buf[..n]);
+            if let Some(c) = sql.as_mut() {
+                if sql_result.is_ok() {
+                    sql_result = c.feed(&buf[..n]);
+                }
+            }
             sink.write(&buf[..n]).map_err(sink_err)?;
             progress(n as u64);
         }
@@ -297,6 +311,11 @@ pub fn verify<R: Read + Send + 'static>(
                 expected: entry.sha256.hex(),
                 found: digest.hex(),
             });
+        }
+        if let Some(c) = sql {
+            sql_result
+                .and_then(|()| c.finish())
+                .map_err(|v| crate::sql::violation(&entry.path, v))?;
         }
         sink.end(entry).map_err(sink_err)?;
         content_bytes += entry.size;

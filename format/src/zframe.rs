@@ -7,7 +7,7 @@
 //! memory speed. Nothing is compressed twice, and the output depends only on
 //! the input bytes, so bundles stay reproducible.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// zstd's frame magic number, little-endian on the wire.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
@@ -133,10 +133,248 @@ fn finish_raw(w: &mut impl Write, block: &[u8]) -> io::Result<()> {
     write_raw_block(w, block, true)
 }
 
+/// Why [`FrameGuard`] stopped the stream.
+#[derive(Debug)]
+pub struct FrameError {
+    /// byte offset in the compressed stream
+    pub offset: u64,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at byte {} of the zstd stream",
+            self.reason, self.offset
+        )
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+#[derive(Debug, Clone, Copy)]
+enum Scan {
+    /// collecting a frame's magic number
+    Magic,
+    /// collecting the frame header descriptor
+    Descriptor,
+    /// skipping the rest of the frame header
+    HeaderRest,
+    /// collecting a 3-byte block header
+    BlockHeader,
+    /// skipping block content
+    Block { last: bool },
+    /// skipping the content checksum
+    Checksum,
+}
+
+/// Passes a bundle's compressed bytes through unchanged while following the
+/// zstd frame structure (headers and block sizes only; content is skipped
+/// in bulk), so that what libzstd silently skips is refused: a skippable
+/// frame anywhere (before, between or after the frames), a reserved block
+/// type, a dictionary id, or a stream that ends between frames' parts.
+/// Every byte of a bundle is then either a zstd frame the decoder reads or
+/// refused.
+#[derive(Debug)]
+pub struct FrameGuard<R> {
+    inner: R,
+    state: Scan,
+    buf: [u8; 4],
+    have: usize,
+    skip: u64,
+    checksum: bool,
+    offset: u64,
+    failed: bool,
+}
+
+impl<R> FrameGuard<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            state: Scan::Magic,
+            buf: [0; 4],
+            have: 0,
+            skip: 0,
+            checksum: false,
+            offset: 0,
+            failed: false,
+        }
+    }
+
+    fn fail(&mut self, at: u64, reason: &'static str) -> io::Error {
+        self.failed = true;
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            FrameError { offset: at, reason },
+        )
+    }
+
+    fn scan(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let at = self.offset;
+            match self.state {
+                Scan::HeaderRest | Scan::Block { .. } | Scan::Checksum => {
+                    let n = usize::try_from(self.skip)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len());
+                    self.skip -= n as u64;
+                    self.offset += n as u64;
+                    data = &data[n..];
+                    if self.skip == 0 {
+                        self.state = match self.state {
+                            Scan::HeaderRest => Scan::BlockHeader,
+                            Scan::Block { last: false } => Scan::BlockHeader,
+                            Scan::Block { last: true } if self.checksum => {
+                                self.skip = 4;
+                                Scan::Checksum
+                            }
+                            _ => Scan::Magic,
+                        };
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            self.buf[self.have] = data[0];
+            self.have += 1;
+            self.offset += 1;
+            data = &data[1..];
+            match self.state {
+                Scan::Magic if self.have == 4 => {
+                    self.have = 0;
+                    if self.buf == ZSTD_MAGIC {
+                        self.state = Scan::Descriptor;
+                    } else if self.buf[1..] == [0x2A, 0x4D, 0x18] && self.buf[0] & 0xF0 == 0x50 {
+                        return Err(
+                            self.fail(at - 3, "skippable frame (unsigned bytes riding along)")
+                        );
+                    } else {
+                        return Err(self.fail(at - 3, "not a zstd frame"));
+                    }
+                }
+                Scan::Descriptor => {
+                    self.have = 0;
+                    let d = self.buf[0];
+                    let single = d & 0x20 != 0;
+                    if d & 0x08 != 0 {
+                        return Err(self.fail(at, "reserved bit set in a frame header"));
+                    }
+                    if d & 0x03 != 0 {
+                        return Err(self.fail(at, "frame needs a dictionary"));
+                    }
+                    self.checksum = d & 0x04 != 0;
+                    let fcs = match d >> 6 {
+                        0 => u64::from(single),
+                        1 => 2,
+                        2 => 4,
+                        _ => 8,
+                    };
+                    self.skip = fcs + u64::from(!single);
+                    self.state = if self.skip == 0 {
+                        Scan::BlockHeader
+                    } else {
+                        Scan::HeaderRest
+                    };
+                }
+                Scan::BlockHeader if self.have == 3 => {
+                    self.have = 0;
+                    let h = u32::from(self.buf[0])
+                        | (u32::from(self.buf[1]) << 8)
+                        | (u32::from(self.buf[2]) << 16);
+                    let last = h & 1 != 0;
+                    let size = u64::from(h >> 3);
+                    self.skip = match (h >> 1) & 3 {
+                        0 | 2 => size,
+                        1 => 1,
+                        _ => return Err(self.fail(at - 2, "reserved block type")),
+                    };
+                    self.state = if self.skip > 0 {
+                        Scan::Block { last }
+                    } else if !last {
+                        Scan::BlockHeader
+                    } else if self.checksum {
+                        self.skip = 4;
+                        Scan::Checksum
+                    } else {
+                        Scan::Magic
+                    };
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for FrameGuard<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("zstd stream already refused"));
+        }
+        // at the end of input, a stream cut inside a frame is reported by
+        // the decoder, in its own words
+        let n = self.inner.read(out)?;
+        self.scan(&out[..n])?;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+
+    fn guarded(bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        // small reads: the scanner must carry state across them
+        let mut g = FrameGuard::new(bytes);
+        let mut buf = [0u8; 7];
+        loop {
+            let n = g.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut fw = FrameWriter::new(Vec::new());
+        fw.compressed(b"hello ").unwrap();
+        fw.raw(&[7u8; 3 * RAW_BLOCK + 5]).unwrap();
+        fw.compressed(b" world").unwrap();
+        fw.finish().unwrap()
+    }
+
+    #[test]
+    fn guard_passes_our_frames_through() {
+        let s = sample();
+        assert_eq!(guarded(&s).unwrap(), s);
+        let rle = zstd::encode_all(&[0u8; 100_000][..], 3).unwrap();
+        assert_eq!(guarded(&rle).unwrap(), rle);
+    }
+
+    #[test]
+    fn guard_refuses_skippable_frames_anywhere() {
+        let skip = [0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, b'a', b'b', b'c'];
+        let s = sample();
+        let first_frame_len = {
+            let mut fw = FrameWriter::new(Vec::new());
+            fw.compressed(b"hello ").unwrap();
+            fw.finish().unwrap().len()
+        };
+        for at in [0, first_frame_len, s.len()] {
+            let mut v = s.clone();
+            v.splice(at..at, skip);
+            let e = guarded(&v).unwrap_err();
+            let fe = e
+                .get_ref()
+                .and_then(|x| x.downcast_ref::<FrameError>())
+                .unwrap();
+            assert!(fe.reason.contains("skippable"), "{fe}");
+            assert_eq!(fe.offset, at as u64);
+        }
+    }
 
     #[test]
     fn mixed_frames_decode_with_libzstd() {

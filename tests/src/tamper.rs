@@ -19,6 +19,12 @@ pub struct RawEntry {
     pub link: String,
     /// header size field, when it should lie about the data
     pub size_override: Option<u64>,
+    /// header mode, uid and gid, when a courier edits them (the writer
+    /// writes 0644, 0, 0)
+    pub mode: Option<u64>,
+    pub uid: Option<u64>,
+    /// extra pax records (key, value) in an `x` header before the entry
+    pub pax: Vec<(String, String)>,
 }
 
 impl RawEntry {
@@ -29,6 +35,9 @@ impl RawEntry {
             kind: b'0',
             link: String::new(),
             size_override: None,
+            mode: None,
+            uid: None,
+            pax: Vec::new(),
         }
     }
 }
@@ -36,6 +45,18 @@ impl RawEntry {
 /// A ustar header with any name, type and size, checksummed: what a
 /// hostile archiver can write (the `tar` crate refuses `..` names).
 pub fn raw_header(name: &str, size: u64, kind: u8, link: &str) -> [u8; 512] {
+    raw_header_with(name, size, kind, link, 0o644, 0)
+}
+
+/// [`raw_header`] with any mode and uid/gid.
+pub fn raw_header_with(
+    name: &str,
+    size: u64,
+    kind: u8,
+    link: &str,
+    mode: u64,
+    uid: u64,
+) -> [u8; 512] {
     let mut h = [0u8; 512];
     let nb = name.as_bytes();
     if nb.len() <= 100 {
@@ -48,15 +69,18 @@ pub fn raw_header(name: &str, size: u64, kind: u8, link: &str) -> [u8; 512] {
         let s = format!("{v:0w$o}");
         f[..w].copy_from_slice(&s.as_bytes()[s.len() - w..]);
     };
-    oct(&mut h[100..108], 0o644);
-    oct(&mut h[108..116], 0);
-    oct(&mut h[116..124], 0);
+    oct(&mut h[100..108], mode);
+    oct(&mut h[108..116], uid);
+    oct(&mut h[116..124], uid);
     oct(&mut h[124..136], size);
     oct(&mut h[136..148], 0);
     h[156] = kind;
     h[157..157 + link.len().min(100)].copy_from_slice(&link.as_bytes()[..link.len().min(100)]);
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
+    // devmajor, devminor: as the format's writer writes them
+    oct(&mut h[329..337], 0);
+    oct(&mut h[337..345], 0);
     let sum: u64 = h
         .iter()
         .enumerate()
@@ -72,14 +96,17 @@ pub fn raw_header(name: &str, size: u64, kind: u8, link: &str) -> [u8; 512] {
     h
 }
 
-/// A pax header carrying a long name.
-fn pax_path(name: &str) -> Vec<u8> {
-    let body = format!(" path={name}\n");
-    let mut len = body.len() + 1;
-    while len.to_string().len() + body.len() != len {
-        len += 1;
+/// A pax header carrying records.
+fn pax_header(records: &[(String, String)]) -> Vec<u8> {
+    let mut rec = Vec::new();
+    for (k, v) in records {
+        let body = format!(" {k}={v}\n");
+        let mut len = body.len() + 1;
+        while len.to_string().len() + body.len() != len {
+            len += 1;
+        }
+        rec.extend(format!("{len}{body}").into_bytes());
     }
-    let rec = format!("{len}{body}").into_bytes();
     let mut out = raw_header("PaxHeader", rec.len() as u64, b'x', "").to_vec();
     out.extend_from_slice(&rec);
     out.resize(out.len().div_ceil(512) * 512, 0);
@@ -91,12 +118,23 @@ pub fn write_tar(entries: &[RawEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         let mut name = e.name.as_str();
+        let mut pax = e.pax.clone();
         if e.name.len() > 100 {
-            out.extend(pax_path(&e.name));
+            pax.insert(0, ("path".into(), e.name.clone()));
             name = &e.name[e.name.len() - 100..];
         }
+        if !pax.is_empty() {
+            out.extend(pax_header(&pax));
+        }
         let size = e.size_override.unwrap_or(e.data.len() as u64);
-        out.extend_from_slice(&raw_header(name, size, e.kind, &e.link));
+        out.extend_from_slice(&raw_header_with(
+            name,
+            size,
+            e.kind,
+            &e.link,
+            e.mode.unwrap_or(0o644),
+            e.uid.unwrap_or(0),
+        ));
         out.extend_from_slice(&e.data);
         out.resize(out.len().div_ceil(512) * 512, 0);
     }
@@ -171,6 +209,23 @@ impl Base {
             .unwrap();
         entries[si] = RawEntry::file(&format!("signatures/{}.sig", self.key.id()), &sig);
         entries
+    }
+
+    /// Replaces an entry's content and re-signs the manifest with its new
+    /// size and digest: what a holder of the key could ship.
+    fn content_signed(&self, name: &str, data: &[u8]) -> Vec<u8> {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        let mut entries = self.resigned(|m| {
+            for e in m["entries"].as_array_mut().unwrap() {
+                if e["path"] == name {
+                    e["size"] = data.len().into();
+                    e["sha256"] = digest.clone().into();
+                }
+            }
+        });
+        let i = entries.iter().position(|e| e.name == name).unwrap();
+        entries[i].data = data.to_vec();
+        Self::pack(&entries)
     }
 
     /// Adds an entry to the tar and lists it (with its digest) in a re-signed
@@ -292,6 +347,8 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
                 "unsafe-path",
                 "signature-entry",
                 "manifest-not-first",
+                "zstd-frame",
+                "header-field",
             ][..],
         );
     }
@@ -360,7 +417,7 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
         "3 random file",
         random,
         Trust::Signer,
-        &["decompress"][..],
+        &["decompress", "zstd-frame"][..],
     );
 
     // 4. keys and policy
@@ -580,6 +637,145 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
         compress(&tar_bytes),
         Trust::Signer,
         &["trailing-data", "corrupt-header"][..],
+    );
+
+    // issue 7: psql meta-commands and transaction control in signed migrations
+    for (name, path, sql) in [
+        (
+            "migration-psql-shell",
+            "migrations/stoa/0002_apis.sql",
+            "CREATE TABLE apis (id int);\n\\! touch /tmp/stoa-pwned\n",
+        ),
+        (
+            "migration-psql-meta-mid-line",
+            "migrations/stoa/0002_apis.sql",
+            "CREATE TABLE apis (id int); SELECT 'x' \\o /tmp/stoa-pwned\n",
+        ),
+        (
+            "migration-down-psql-copy",
+            "migrations/stoa/0001_init.down.sql",
+            "DROP TABLE tenants;\n\\copy (SELECT 1) TO '/tmp/stoa-pwned'\n",
+        ),
+        (
+            "migration-commit",
+            "migrations/stoa/0002_apis.sql",
+            "CREATE TABLE apis (id int);\nCOMMIT;\nCREATE TABLE more (id int);\n",
+        ),
+    ] {
+        add(
+            name,
+            "issue 7: migration SQL",
+            base.content_signed(path, sql.as_bytes()),
+            Trust::Signer,
+            &["migration-sql"][..],
+        );
+    }
+
+    // issue 7: names that end up in registry URLs, paths, Helm and history rows
+    for (name, field, value) in [
+        (
+            "image-name-dotdot",
+            "image",
+            "registry.gostoa.dev/../victim/app:1",
+        ),
+        (
+            "image-name-query-fragment",
+            "image",
+            "registry.gostoa.dev/stoa/api:1?x=y#frag",
+        ),
+        (
+            "image-name-uppercase",
+            "image",
+            "registry.gostoa.dev/Stoa/API:1",
+        ),
+        (
+            "chart-version-dotdot",
+            "chart-version",
+            "1.0.0/../../../etc",
+        ),
+        ("chart-release-invalid", "chart-release", "Stoa_API"),
+        (
+            "chart-namespace-invalid",
+            "chart-namespace",
+            "kube-system/../x",
+        ),
+        (
+            "migration-name-newline",
+            "migration-name",
+            "init\n0002|apis",
+        ),
+    ] {
+        let e = base.resigned(|m| match field {
+            "image" => m["images"][0]["name"] = value.into(),
+            "chart-version" => m["charts"][0]["version"] = value.into(),
+            "chart-release" => m["charts"][0]["release"] = value.into(),
+            "chart-namespace" => m["charts"][0]["namespace"] = value.into(),
+            _ => m["migrations"][0]["steps"][0]["name"] = value.into(),
+        });
+        add(
+            name,
+            "issue 7: names",
+            Base::pack(&e),
+            Trust::Signer,
+            &["manifest-parse", "manifest-invalid"][..],
+        );
+    }
+
+    // issue 7: unsigned bytes riding along in zstd skippable frames
+    let skip = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, b'e', b'v', b'i', b'l'];
+    let tar_bytes = decompress(&base.bundle);
+    let mut before = skip.to_vec();
+    before.extend_from_slice(&base.bundle);
+    let mut between = compress(&tar_bytes[..2048]);
+    between.extend_from_slice(&skip);
+    between.extend(compress(&tar_bytes[2048..]));
+    let mut after = base.bundle.clone();
+    after.extend_from_slice(&skip);
+    for (name, bytes) in [
+        ("skippable-frame-before", before),
+        ("skippable-frame-between", between),
+        ("skippable-frame-after", after),
+    ] {
+        add(
+            name,
+            "issue 7: skippable zstd frames",
+            bytes,
+            Trust::Signer,
+            &["zstd-frame"][..],
+        );
+    }
+
+    // issue 7: unsigned tar header fields a courier can edit
+    let file_i = base.index(|n| n.starts_with("files/"));
+    let mut e = base.entries.clone();
+    e[file_i].mode = Some(0o4755);
+    add(
+        "setuid-mode-header",
+        "issue 7: tar header fields",
+        Base::pack(&e),
+        Trust::Signer,
+        &["header-field"][..],
+    );
+    let mut e = base.entries.clone();
+    e[file_i].uid = Some(1000);
+    add(
+        "uid-gid-header",
+        "issue 7: tar header fields",
+        Base::pack(&e),
+        Trust::Signer,
+        &["header-field"][..],
+    );
+    let mut e = base.entries.clone();
+    e[file_i].pax = vec![
+        ("GNU.sparse.major".into(), "1".into()),
+        ("GNU.sparse.minor".into(), "0".into()),
+    ];
+    add(
+        "pax-gnu-sparse",
+        "issue 7: tar header fields",
+        Base::pack(&e),
+        Trust::Signer,
+        &["corrupt-header"][..],
     );
 
     // format version from the future

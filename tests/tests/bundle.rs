@@ -528,3 +528,117 @@ fn a_source_blob_that_does_not_match_its_digest_is_refused_at_build() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Issue 7: what a release engineer's inputs may not carry is refused at
+/// build, naming the file and line, exit 2 (and no bundle is written).
+fn build_src_err(src: &Path) -> String {
+    let out = src.join("o.tar.zst");
+    ok(bundler().args(["keygen", "--out"]).arg(src.join("k")));
+    let e = fails(
+        bundler()
+            .arg("build")
+            .arg(src.join("release.toml"))
+            .arg("--key")
+            .arg(src.join("k.key"))
+            .arg("--out")
+            .arg(&out),
+        2,
+    );
+    assert!(!out.exists());
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    e
+}
+
+#[test]
+fn build_refuses_a_migration_with_a_psql_meta_command_naming_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let rel = write_release(&d.path().join("src"), "2.3.0");
+    let src = rel.parent().unwrap();
+    fs::write(
+        src.join("migrations/0002_apis.sql"),
+        "CREATE TABLE apis (id int);\nSELECT 1; \\! touch /tmp/stoa-pwned\n",
+    )
+    .unwrap();
+    let e = build_src_err(src);
+    assert!(
+        e.contains("0002_apis.sql:2:") && e.contains("meta-command"),
+        "{e}"
+    );
+}
+
+#[test]
+fn build_refuses_a_down_migration_with_commit_naming_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let rel = write_release(&d.path().join("src"), "2.3.0");
+    let src = rel.parent().unwrap();
+    fs::write(
+        src.join("migrations/0001_init.down.sql"),
+        "DROP TABLE tenants;\n\ncommit;\n",
+    )
+    .unwrap();
+    let e = build_src_err(src);
+    assert!(
+        e.contains("0001_init.down.sql:3:") && e.contains("transaction control"),
+        "{e}"
+    );
+}
+
+#[test]
+fn build_refuses_a_symlinked_file_source() {
+    let d = tempfile::tempdir().unwrap();
+    let rel = write_release(&d.path().join("src"), "2.3.0");
+    let src = rel.parent().unwrap();
+    fs::remove_file(src.join("tools/stoactl")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("tools/stoactl")).unwrap();
+    let out = src.join("o.tar.zst");
+    ok(bundler().args(["keygen", "--out"]).arg(src.join("k")));
+    let e = fails(
+        bundler()
+            .arg("build")
+            .arg(&rel)
+            .arg("--key")
+            .arg(src.join("k.key"))
+            .arg("--out")
+            .arg(&out),
+        3,
+    );
+    assert!(e.contains("stoactl") && e.contains("symbolic link"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn build_refuses_bad_image_chart_and_migration_names_naming_field_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    for (name, line) in [
+        ("registry.gostoa.dev/../victim/app:1", 5),
+        ("registry.gostoa.dev/stoa/api:1?x=y#frag", 5),
+        ("registry.gostoa.dev/Stoa/api:1", 5),
+    ] {
+        let e = build_err(
+            d.path(),
+            &format!("[release]\nname = \"x\"\nversion = \"1.0.0\"\n[[images]]\nname = \"{name}\"\nsource = \"oci:images:a\"\n"),
+        );
+        assert!(
+            e.contains(&format!(":{line}:")) && e.contains("images[0].name"),
+            "{name}: {e}"
+        );
+    }
+    let e = build_err(
+        d.path(),
+        "[release]\nname = \"x\"\nversion = \"1.0.0\"\n[[charts]]\npath = \"c\"\nrelease = \"Stoa_API\"\nnamespace = \"stoa\"\n",
+    );
+    assert!(e.contains(":6:") && e.contains("charts[0].release"), "{e}");
+    let e = build_err(
+        d.path(),
+        "[release]\nname = \"x\"\nversion = \"1.0.0\"\n[[charts]]\npath = \"c\"\nrelease = \"a\"\nnamespace = \"a/../b\"\n",
+    );
+    assert!(
+        e.contains(":7:") && e.contains("charts[0].namespace"),
+        "{e}"
+    );
+    let e = build_err(
+        d.path(),
+        "[release]\nname = \"x\"\nversion = \"1.0.0\"\n[[charts]]\nrepo = \"https://charts.example\"\nname = \"c\"\nversion = \"1.0.0/../../x\"\nrelease = \"a\"\nnamespace = \"b\"\n",
+    );
+    assert!(e.contains(":7:") && e.contains("charts[0].version"), "{e}");
+}

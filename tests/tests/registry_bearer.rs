@@ -208,3 +208,74 @@ fn registry_bearer_token_flow() {
         want.as_str()
     );
 }
+
+/// Issue 7, defect 6, the bundler's side: a registry whose bearer challenge
+/// names a realm with userinfo (`http://localhost:1@<trap>/token`: the HTTP
+/// client would connect to the trap, which is loopback, so only the
+/// userinfo rule stops it) gets no credentials: the build fails naming the
+/// realm and nothing ever connects to the trap.
+#[test]
+fn bundler_refuses_a_token_realm_with_userinfo() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    let t = tempfile::tempdir().unwrap();
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    trap.set_nonblocking(true).unwrap();
+    let reg = TcpListener::bind("127.0.0.1:0").unwrap();
+    let reg_port = reg.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in reg.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
+                 WWW-Authenticate: Bearer realm=\"http://localhost:1@127.0.0.1:{trap_port}/token\",service=\"reg\"\r\n\r\n"
+            );
+        }
+    });
+    let host = format!("127.0.0.1:{reg_port}");
+    let authfile = t.path().join("auth.json");
+    fs::write(
+        &authfile,
+        format!("{{\"auths\":{{\"{host}\":{{\"username\":\"stoa\",\"password\":\"s3cret\"}}}}}}"),
+    )
+    .unwrap();
+    let manifest = t.path().join("release.toml");
+    fs::write(
+        &manifest,
+        format!(
+            "[release]\nname = \"x\"\nversion = \"1.0.0\"\n\n[[images]]\nname = \"registry.gostoa.dev/stoa/api:1.0.0\"\nsource = \"docker://{host}/stoa/api:1.0.0\"\n"
+        ),
+    )
+    .unwrap();
+    ok(stoa_e2e::harness::bundler()
+        .args(["keygen", "--out"])
+        .arg(t.path().join("k")));
+    let mut c = build_cmd(
+        &manifest,
+        &t.path().join("k.key"),
+        &t.path().join("o.tar.zst"),
+        &t.path().join("cache"),
+        &["--insecure-registry".into(), host.clone()],
+    );
+    c.env("REGISTRY_AUTH_FILE", &authfile);
+    let err = fails(&mut c, 3);
+    assert!(
+        err.contains("user name or password") && err.contains("realm"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(
+        trap.accept().is_err(),
+        "something connected to the realm's real host"
+    );
+}

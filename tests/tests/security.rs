@@ -1,4 +1,5 @@
-//! Threats 1-5, 7, 9, 10 of the design brief: one named test per negative
+//! Threats 1-5, 7, 9, 10 of the design brief and the format-level findings
+//! of issue 7 (THREAT-MODEL.md rows 17-23): one named test per negative
 //! fixture (tests/src/tamper.rs). Each must be refused by `verify` with exit
 //! 1, one error line naming the check, no panic; and `extract` of it must
 //! leave no target folder and write nothing outside it.
@@ -191,6 +192,24 @@ negative! {
     huge_zstd_window => "huge-zstd-window",
     trailing_data => "trailing-data",
     newer_format_version => "newer-format-version",
+    // issue 7
+    migration_psql_shell_is_refused => "migration-psql-shell",
+    migration_psql_meta_mid_line_is_refused => "migration-psql-meta-mid-line",
+    migration_down_psql_copy_is_refused => "migration-down-psql-copy",
+    migration_commit_is_refused => "migration-commit",
+    image_name_dotdot_is_refused => "image-name-dotdot",
+    image_name_query_fragment_is_refused => "image-name-query-fragment",
+    image_name_uppercase_is_refused => "image-name-uppercase",
+    chart_version_dotdot_is_refused => "chart-version-dotdot",
+    chart_release_invalid_is_refused => "chart-release-invalid",
+    chart_namespace_invalid_is_refused => "chart-namespace-invalid",
+    migration_name_newline_is_refused => "migration-name-newline",
+    skippable_frame_before_is_refused => "skippable-frame-before",
+    skippable_frame_between_is_refused => "skippable-frame-between",
+    skippable_frame_after_is_refused => "skippable-frame-after",
+    setuid_mode_header_is_refused => "setuid-mode-header",
+    uid_gid_header_is_refused => "uid-gid-header",
+    pax_gnu_sparse_is_refused => "pax-gnu-sparse",
 }
 
 #[test]
@@ -214,7 +233,14 @@ fn expired_bundle_is_accepted_with_explicit_flag() {
 fn bundler_verify_refuses_like_the_updater() {
     // the same code from format/: spot-check a few fixtures through stoa-bundler
     let s = setup();
-    for name in ["flipped-byte-in-blob", "unknown-key", "symlink-entry"] {
+    for name in [
+        "flipped-byte-in-blob",
+        "unknown-key",
+        "symlink-entry",
+        "migration-psql-shell",
+        "skippable-frame-after",
+        "setuid-mode-header",
+    ] {
         let (_, dir) = s.fixtures.iter().find(|(f, _)| f.name == name).unwrap();
         let e = fails(
             bundler()

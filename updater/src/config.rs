@@ -191,27 +191,17 @@ impl SiteConfig {
                     "[registry] username and password_file go together".into()
                 ));
             }
-            let (scheme, rest) = r
-                .url
-                .split_once("://")
-                .ok_or_else(|| bad(format!("[registry] url {:?} has no scheme", r.url)))?;
-            let host = rest.split('/').next().unwrap_or("");
-            let hostname = host_without_port(host);
-            match scheme {
-                "https" => {}
-                "http" if matches!(hostname, "127.0.0.1" | "localhost" | "[::1]" | "::1") => {}
-                "http" => {
-                    return Err(bad(format!(
-                        "[registry] url {:?}: plain http is allowed only for loopback",
-                        r.url
-                    )))
-                }
-                _ => return Err(bad(format!("[registry] url {:?}: unknown scheme", r.url))),
-            }
-            if host.is_empty() {
-                return Err(bad(format!("[registry] url {:?} has no host", r.url)));
-            }
+            // the same URL rule as token realms: a real parser, no userinfo,
+            // plain http only to loopback
+            crate::registry::check_credential_url(&r.url)
+                .map_err(|e| bad(format!("[registry] url {e}")))?;
             r.prefix = r.prefix.trim_matches('/').to_owned();
+            if !r.prefix.is_empty() {
+                for c in r.prefix.split('/') {
+                    stoa_format::names::check_path_component(c)
+                        .map_err(|e| bad(format!("[registry] prefix {:?}: {e}", r.prefix)))?;
+                }
+            }
         }
         if let Some(h) = &mut c.helm {
             if humantime::parse_duration(&h.timeout).is_err() {
@@ -366,17 +356,6 @@ impl SiteConfig {
     }
 }
 
-pub fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .unwrap_or(host)
-            .trim_start_matches('[');
-    }
-    host.split(':').next().unwrap_or(host)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +430,29 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn registry_url_with_userinfo_is_refused() {
+        for url in [
+            "http://localhost:1@evil:80",
+            "https://user:secret@harbor.site",
+            "http://127.0.0.1@evil.example:5000",
+        ] {
+            let e = load(&format!("{BASE}[registry]\nurl = \"{url}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("user name or password") || e.contains("not loopback"),
+                "{url}: {e}"
+            );
+        }
+        let e = load(&format!(
+            "{BASE}[registry]\nurl = \"https://r\"\nprefix = \"../victim\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("prefix"), "{e}");
     }
 
     #[test]

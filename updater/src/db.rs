@@ -53,6 +53,10 @@ fn psql(conn: &PgConn) -> Command {
 fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let conn = conn(db, url, step)?;
     let mut c = psql(&conn);
+    // the encoding psql lexes our scripts in starts known (a migration that
+    // switches it is covered by the format's SQL rule, which follows every
+    // reading)
+    c.env("PGCLIENTENCODING", "UTF8");
     c.args([
         "-X",
         "-q",
@@ -149,6 +153,16 @@ pub fn migrate_up(
     down: Option<&str>,
     release: &str,
 ) -> Result<()> {
+    // the format's migration SQL rule, once more on the exact bytes psql
+    // gets (verify checked them already): no meta-command, no variable, no
+    // transaction control
+    let step = format!("migration {id}_{name}");
+    stoa_format::sql::check_migration(&step, sql.as_bytes())
+        .map_err(|e| dberr(db, &step, e.to_string()))?;
+    if let Some(d) = down {
+        stoa_format::sql::check_migration(&format!("{step} (down)"), d.as_bytes())
+            .map_err(|e| dberr(db, &step, e.to_string()))?;
+    }
     let script = format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), down_sql text, release text);\n\
          {sql}\n;\n\
@@ -162,7 +176,7 @@ pub fn migrate_up(
     run_psql(
         db,
         url,
-        &format!("migration {id}_{name}"),
+        &step,
         &["--single-transaction", "-f", "-"],
         Some(&script),
     )
@@ -221,6 +235,8 @@ pub fn migrate_down(
         down_sql_edited: down_hash != down_sha256,
         checksum_edited: checksum != up_sha256,
     };
+    stoa_format::sql::check_migration(&step, down.as_bytes())
+        .map_err(|e| dberr(db, &step, e.to_string()))?;
     let script = format!("{down}\n;\nDELETE FROM {TABLE} WHERE id = {};\n", quote(id));
     run_psql(
         db,

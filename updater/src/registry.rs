@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::Serialize;
+use stoa_format::names::ImageRef;
 use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::{BundleManifest, Sha256Digest};
 
@@ -46,36 +47,47 @@ pub struct Target {
     pub tag: Option<String>,
 }
 
-/// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api`, tag `2.3.0`.
-pub fn map_name(name: &str, prefix: &str) -> Target {
-    let (name, by_digest) = match name.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (name, None),
-    };
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 {
-        let first = parts[0];
-        if first.contains('.') || first.contains(':') || first == "localhost" {
-            parts.remove(0);
-        }
-    }
-    let mut path = parts.join("/");
-    let mut tag = None;
-    if let Some(i) = path.rfind(':') {
-        if !path[i..].contains('/') {
-            tag = Some(path[i + 1..].to_owned());
-            path.truncate(i);
-        }
-    }
-    if by_digest.is_none() && tag.is_none() {
-        tag = Some("latest".into());
-    }
+/// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api`, tag
+/// `2.3.0`. Built from the parsed reference's parts (repository path, tag),
+/// which the format validated: no part can carry `..`, `?`, `#` or `/` where
+/// it does not belong. A name with only a digest gets no tag.
+pub fn map_name(name: &ImageRef, prefix: &str) -> Target {
     let repo = if prefix.is_empty() {
-        path
+        name.path().to_owned()
     } else {
-        format!("{prefix}/{path}")
+        format!("{prefix}/{}", name.path())
+    };
+    let tag = match (name.tag(), name.digest()) {
+        (Some(t), _) => Some(t.to_owned()),
+        (None, Some(_)) => None,
+        (None, None) => Some("latest".into()),
     };
     Target { repo, tag }
+}
+
+/// The URL rule for everything credentials may be sent to (the site's
+/// `[registry] url`, a token realm): parsed with a real URL parser; http or
+/// https; no user name or password in it (`http://localhost:1@evil/` is a
+/// URL for host `evil`); plain http only to a loopback address.
+pub fn check_credential_url(s: &str) -> std::result::Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!("{s:?} has a user name or password in it"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err(format!("{s:?} has no host")),
+    };
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        "http" => Err(format!(
+            "{s:?} is plain http to a host that is not loopback (credentials only over https)"
+        )),
+        other => Err(format!("{s:?}: scheme {other:?} is not http or https")),
+    }
 }
 
 /// `host[:port]/prefix`, what charts get as the image registry.
@@ -96,6 +108,8 @@ pub fn site_registry_ref(cfg: &RegistryConfig) -> String {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// the registry's origin: the only one Authorization values go to
+    origin: url::Origin,
     creds: Option<(String, String)>,
     /// scope → Authorization header value
     auth: HashMap<String, String>,
@@ -170,8 +184,13 @@ impl Client {
             }
             _ => None,
         };
+        let parsed = check_credential_url(&cfg.url).map_err(|reason| UpdaterError::Config {
+            path: "[registry] url".into(),
+            reason,
+        })?;
         Ok(Self {
             agent,
+            origin: parsed.origin(),
             base: cfg.url.trim_end_matches('/').to_owned(),
             creds,
             auth: HashMap::new(),
@@ -181,12 +200,23 @@ impl Client {
         })
     }
 
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.base)
+    /// A path on the registry, or an upload `Location` the registry sent:
+    /// resolved against the registry's URL and refused when it points at
+    /// another origin (the Authorization value would follow it).
+    fn url(&self, path_or_url: &str) -> std::result::Result<String, String> {
+        if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
+            return Ok(format!("{}{path_or_url}", self.base));
         }
+        let base = url::Url::parse(&format!("{}/", self.base)).map_err(|e| e.to_string())?;
+        let u = base
+            .join(path_or_url)
+            .map_err(|e| format!("Location {path_or_url:?}: {e}"))?;
+        if u.origin() != self.origin || !u.username().is_empty() || u.password().is_some() {
+            return Err(format!(
+                "Location {path_or_url:?} is not on the registry's origin; refusing to send credentials there"
+            ));
+        }
+        Ok(u.to_string())
     }
 
     /// Sends a request built by `make`; on 401 negotiates auth from the
@@ -233,12 +263,9 @@ impl Client {
                 let p = parse_params(params);
                 let realm = p.get("realm").ok_or("bearer challenge without realm")?;
                 // the credentials go to the realm: never in clear text off the host
-                if !realm_allowed(realm) {
-                    return Err(format!(
-                        "token realm {realm:?} is not https (plain http only on loopback); refusing to send credentials"
-                    ));
-                }
-                let mut req = self.agent.get(realm);
+                let realm = check_credential_url(realm)
+                    .map_err(|e| format!("token realm {e}; refusing to send credentials"))?;
+                let mut req = self.agent.get(realm.as_str());
                 if let Some(s) = p.get("service") {
                     req = req.query("service", s);
                 }
@@ -341,7 +368,9 @@ impl Client {
     ) -> Result<()> {
         let digest = format!("sha256:{}", d.hex());
         let scope = Self::scope(repo);
-        let head_url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let head_url = self
+            .url(&format!("/v2/{repo}/blobs/{digest}"))
+            .map_err(|e| err(image, e))?;
         let head = self.call(&scope, &mut |a, auth| {
             let mut r = a.head(&head_url);
             if let Some(h) = auth {
@@ -370,7 +399,9 @@ impl Client {
             ));
         }
         // start an upload, mounting from a repo that has it when we know one
-        let mut start_url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let mut start_url = self
+            .url(&format!("/v2/{repo}/blobs/uploads/"))
+            .map_err(|e| err(image, e))?;
         if let Some(from) = self.known.get(&digest).filter(|r| r.as_str() != repo) {
             start_url = format!("{start_url}?mount={digest}&from={from}");
         }
@@ -397,7 +428,7 @@ impl Client {
         if size > self.chunk {
             while offset < size {
                 let n = (size - offset).min(self.chunk);
-                let url = self.url(&location);
+                let url = self.url(&location).map_err(|e| err(image, e))?;
                 let end = offset + n - 1;
                 let resp = self
                     .call(&scope, &mut |a, auth| {
@@ -423,7 +454,11 @@ impl Client {
                 offset += n;
                 progress(n);
             }
-            let url = with_query(&self.url(&location), "digest", &digest);
+            let url = with_query(
+                &self.url(&location).map_err(|e| err(image, e))?,
+                "digest",
+                &digest,
+            );
             self.call(&scope, &mut |a, auth| {
                 let mut r = a.put(&url).set("Content-Length", "0");
                 if let Some(h) = auth {
@@ -433,7 +468,11 @@ impl Client {
             })
             .map_err(|e| err(image, format!("finish upload of {digest}: {e}")))?;
         } else {
-            let url = with_query(&self.url(&location), "digest", &digest);
+            let url = with_query(
+                &self.url(&location).map_err(|e| err(image, e))?,
+                "digest",
+                &digest,
+            );
             self.call(&scope, &mut |a, auth| {
                 let f = File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
                 let mut r = a
@@ -465,7 +504,9 @@ impl Client {
     ) -> Result<()> {
         let path = sd.blob(&d.hex());
         let bytes = read_manifest(image, &path)?;
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let url = self
+            .url(&format!("/v2/{repo}/manifests/{reference}"))
+            .map_err(|e| err(image, e))?;
         let scope = Self::scope(repo);
         let resp = self
             .call(&scope, &mut |a, auth| {
@@ -505,21 +546,6 @@ fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| UpdaterError::io("read staged manifest", path, e))
 }
 
-/// A token realm credentials may be sent to: https, or http on loopback.
-fn realm_allowed(realm: &str) -> bool {
-    match realm.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => !rest.is_empty(),
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
-            let host = rest.split(['/', '?']).next().unwrap_or("");
-            matches!(
-                crate::config::host_without_port(host),
-                "127.0.0.1" | "localhost" | "::1"
-            )
-        }
-        _ => false,
-    }
-}
-
 fn with_query(url: &str, k: &str, v: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{k}={}", v.replace(':', "%3A"))
@@ -555,17 +581,23 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
+    fn r(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
+    }
+
     #[test]
     fn maps_names() {
         assert_eq!(
-            map_name("registry.gostoa.dev/stoa/api:2.3.0", "stoa"),
+            map_name(&r("registry.gostoa.dev/stoa/api:2.3.0"), "stoa"),
             Target {
                 repo: "stoa/stoa/api".into(),
                 tag: Some("2.3.0".into())
             }
         );
-        assert_eq!(map_name("localhost:5000/x:1", "").repo, "x");
-        assert_eq!(map_name("stoa/api", "p").tag.as_deref(), Some("latest"));
+        assert_eq!(map_name(&r("localhost:5000/x:1"), "").repo, "x");
+        assert_eq!(map_name(&r("stoa/api"), "p").tag.as_deref(), Some("latest"));
+        let d = format!("stoa/api@sha256:{}", "a".repeat(64));
+        assert_eq!(map_name(&r(&d), "p").tag, None);
     }
 
     /// The bearer-token flow against a minimal registry: 401 with a Bearer
@@ -660,12 +692,66 @@ mod tests {
 
     #[test]
     fn token_realm_must_be_https_or_loopback() {
-        assert!(realm_allowed("https://auth.site/token"));
-        assert!(realm_allowed("http://127.0.0.1:5000/token"));
-        assert!(realm_allowed("http://[::1]:5000/token"));
-        assert!(!realm_allowed("http://auth.site/token"));
-        assert!(!realm_allowed("http://127.0.0.1.evil/token"));
-        assert!(!realm_allowed("file:///etc/passwd"));
+        let ok = |s: &str| check_credential_url(s).is_ok();
+        assert!(ok("https://auth.site/token"));
+        assert!(ok("http://127.0.0.1:5000/token"));
+        assert!(ok("http://127.1.2.3/token"));
+        assert!(ok("http://[::1]:5000/token"));
+        assert!(ok("http://LOCALHOST:5000/token"));
+        assert!(!ok("http://auth.site/token"));
+        assert!(!ok("http://127.0.0.1.evil/token"));
+        assert!(!ok("file:///etc/passwd"));
+        assert!(!ok("ftp://127.0.0.1/x"));
+    }
+
+    /// The hostile review's realm: the hand-written host parser read
+    /// `localhost`, the HTTP client connects to `evil`.
+    #[test]
+    fn token_realm_with_userinfo_is_refused() {
+        for realm in [
+            "http://localhost:1@evil:80/token",
+            "http://localhost@evil/token",
+            "https://user:pw@auth.site/token",
+            "http://127.0.0.1:5000@evil.example/token",
+        ] {
+            let e = check_credential_url(realm).unwrap_err();
+            assert!(
+                e.contains("user name or password") || e.contains("not loopback"),
+                "{realm}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn upload_location_on_another_origin_gets_no_credentials() {
+        let cfg = RegistryConfig {
+            url: "http://127.0.0.1:5000".into(),
+            prefix: String::new(),
+            ca_cert: None,
+            username: None,
+            password_file: None,
+            chunk_size: None,
+        };
+        let c = Client::new(&cfg).unwrap();
+        assert_eq!(
+            c.url("/v2/a/blobs/uploads/1").unwrap(),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/1"
+        );
+        assert_eq!(
+            c.url("http://127.0.0.1:5000/v2/a/blobs/uploads/2?state=x")
+                .unwrap(),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/2?state=x"
+        );
+        for evil in [
+            "http://evil.example/upload",
+            "https://127.0.0.1:5000/upload",
+            "http://127.0.0.1:5001/upload",
+            "//evil.example/upload",
+            "http://u:p@127.0.0.1:5000/upload",
+        ] {
+            let e = c.url(evil).unwrap_err();
+            assert!(e.contains("origin"), "{evil}: {e}");
+        }
     }
 
     #[test]

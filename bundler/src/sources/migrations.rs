@@ -22,6 +22,32 @@ fn err(dir: &Path, message: impl Into<String>) -> BundlerError {
     }
 }
 
+/// Applies the format's migration SQL rule ([`stoa_format::sql`]) to a file,
+/// streaming it: the error names the file and the line.
+pub fn check_sql(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let io_err = |e: std::io::Error| BundlerError::Migrations {
+        dir: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut f = fs::File::open(path).map_err(io_err)?;
+    let mut c = stoa_format::sql::SqlChecker::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let unsafe_sql = |v: stoa_format::sql::SqlViolation| BundlerError::UnsafeMigration {
+        path: path.to_owned(),
+        line: v.line,
+        reason: v.reason,
+    };
+    loop {
+        let n = f.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        c.feed(&buf[..n]).map_err(unsafe_sql)?;
+    }
+    c.finish().map_err(unsafe_sql)
+}
+
 /// Splits `0001_create_users.sql` / `0001_create_users.down.sql`.
 fn parse_name(file: &str) -> Option<(String, String, bool)> {
     let stem = file.strip_suffix(".sql")?;
@@ -30,13 +56,12 @@ fn parse_name(file: &str) -> Option<(String, String, bool)> {
         None => (stem, false),
     };
     let (id, name) = stem.split_once('_')?;
-    // NNNN: exactly four digits, so that names sort as they apply
-    let ok_id = id.len() == 4 && id.bytes().all(|b| b.is_ascii_digit());
-    let ok_name = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    (ok_id && ok_name).then(|| (id.to_owned(), name.to_owned(), down))
+    // NNNN: exactly four digits, so that names sort as they apply; the
+    // name by the format's rule (it is written into a history row)
+    let ok = id.len() == 4
+        && stoa_format::names::check_migration_id(id).is_ok()
+        && stoa_format::names::check_migration_name(name).is_ok();
+    ok.then(|| (id.to_owned(), name.to_owned(), down))
 }
 
 /// Scans a migrations folder. Files not ending in `.sql` are ignored (a

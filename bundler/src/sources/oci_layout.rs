@@ -470,7 +470,9 @@ pub fn resolve_top(
     let size = r.blobs.values().map(|b| b.size).sum();
     Ok(ResolvedImage {
         record: ImageRecord {
-            name: name.to_owned(),
+            // checked with its line when the release manifest was loaded
+            name: stoa_format::names::ImageRef::parse(name)
+                .map_err(|e| r.err(format!("image name {name:?}: {e}")))?,
             digest: top_desc.digest.clone(),
             media_type,
             platforms: record_platforms,
@@ -494,7 +496,7 @@ pub fn bundle_index(images: &[ResolvedImage]) -> Vec<u8> {
             let mut d = img.top.clone();
             d.annotations = Some(BTreeMap::from([(
                 oci::ANNOTATION_REF_NAME.to_owned(),
-                img.record.name.clone(),
+                img.record.name.to_string(),
             )]));
             d
         })

@@ -32,6 +32,58 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The URL rule for a token realm credentials may be sent to (the same as
+/// the updater's): parsed with a real URL parser, no user name or password
+/// in it (`http://localhost:1@evil:80/token` is a URL for host `evil`), and
+/// https, or plain http only to a loopback address.
+pub fn check_realm(realm: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(realm)
+        .map_err(|e| format!("token realm {realm:?} is not a URL: {e}"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "token realm {realm:?} has a user name or password in it; refusing to send credentials"
+        ));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    match u.scheme() {
+        "https" if u.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "token realm {realm:?} is not https (plain http only to loopback); refusing to send credentials"
+        )),
+    }
+}
+
+/// The `realm` of a `Bearer` challenge, if the header is one.
+pub fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut rest = params;
+    while let Some(i) = rest.find('=') {
+        let key = rest[..i].trim().trim_start_matches(',').trim();
+        let after = rest[i + 1..].trim_start();
+        let (val, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (&q[..end], q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if key.eq_ignore_ascii_case("realm") {
+            return Some(val.to_owned());
+        }
+        rest = next;
+    }
+    None
+}
+
 /// The auth files to look in, in order.
 pub fn auth_files() -> Vec<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
@@ -137,6 +189,27 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>, (PathBuf, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realm_with_userinfo_or_clear_text_is_refused() {
+        assert!(check_realm("https://auth.example/token").is_ok());
+        assert!(check_realm("http://127.0.0.1:5000/token").is_ok());
+        for bad in [
+            "http://localhost:1@evil:80/token",
+            "https://u:p@auth.example/token",
+            "http://auth.example/token",
+            "http://127.0.0.1.evil/token",
+            "file:///etc/passwd",
+        ] {
+            assert!(check_realm(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="http://localhost:1@evil:80/token",service="r""#)
+                .as_deref(),
+            Some("http://localhost:1@evil:80/token")
+        );
+        assert_eq!(bearer_realm("Basic realm=\"x\""), None);
+    }
 
     #[test]
     fn entries() {

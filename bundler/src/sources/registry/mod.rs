@@ -337,6 +337,7 @@ impl Puller {
         let reg = reference.resolve_registry().to_owned();
         match auth::lookup(&reg) {
             Ok(Some(c)) => {
+                self.check_token_realm(&reg)?;
                 self.creds.insert(reg, Some(c.file.clone()));
                 Ok(c.auth)
             }
@@ -349,6 +350,38 @@ impl Puller {
                 message,
             }),
         }
+    }
+
+    /// Before credentials go anywhere: asks the registry for its challenge
+    /// and refuses a bearer token realm that breaks the URL rule
+    /// ([`auth::check_realm`]: userinfo, or clear text off loopback). The
+    /// HTTP client would send the credentials to the host after an `@`.
+    fn check_token_realm(&self, reg: &str) -> Result<()> {
+        let scheme = if self.is_insecure(reg) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{reg}/v2/");
+        let challenge = self.rt.block_on(async {
+            let r = self.http.get(&url).send().await.ok()?;
+            if r.status() != reqwest::StatusCode::UNAUTHORIZED {
+                return None;
+            }
+            r.headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        // unreachable or no challenge: the pull itself reports what happens
+        let Some(realm) = challenge.as_deref().and_then(auth::bearer_realm) else {
+            return Ok(());
+        };
+        auth::check_realm(&realm).map_err(|message| BundlerError::RegistryPull {
+            image: reg.to_owned(),
+            reference: url.clone(),
+            message,
+        })
     }
 
     /// A hint added to "not authorized" errors.
