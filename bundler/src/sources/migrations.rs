@@ -145,9 +145,12 @@ mod tests {
             Some(("0001".into(), "init".into(), false))
         );
         assert_eq!(
-            parse_name("0002_add-x.down.sql"),
-            Some(("0002".into(), "add-x".into(), true))
+            parse_name("0002_add_x.down.sql"),
+            Some(("0002".into(), "add_x".into(), true))
         );
+        // the name by the format's rule: a-z 0-9 _
+        assert_eq!(parse_name("0002_add-x.sql"), None);
+        assert_eq!(parse_name("0002_Add.sql"), None);
         assert_eq!(parse_name("init.sql"), None);
         assert_eq!(parse_name("00a1_x.sql"), None);
         // NNNN_name.sql: four digits, no fewer, no more
