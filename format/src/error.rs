@@ -117,6 +117,14 @@ pub enum FormatError {
     ExtractTarget { path: PathBuf, reason: String },
     #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
     Decompress(String),
+    #[error("check root version {version}: {rule}: {detail}")]
+    Root {
+        version: String,
+        rule: &'static str,
+        detail: String,
+    },
+    #[error("check clock: the clock says {now}, before the clock floor {floor} (the newest created time this site accepted); fix the clock, or pass --ignore-clock-floor (logged)")]
+    ClockBeforeFloor { now: String, floor: String },
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -162,6 +170,8 @@ impl FormatError {
             Self::ReadSource { .. } => "source",
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
+            Self::Root { .. } => "root",
+            Self::ClockBeforeFloor { .. } => "clock-floor",
             Self::ExtractTarget { .. } => "extract-target",
             Self::Decompress(_) => "decompress",
         }

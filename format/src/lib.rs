@@ -23,6 +23,7 @@ pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod root;
 pub mod writer;
 pub mod zframe;
 
