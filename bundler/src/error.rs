@@ -72,6 +72,8 @@ pub enum BundlerError {
     NoSigningKey,
     #[error("build: SOURCE_DATE_EPOCH {0:?} is not a whole number of seconds")]
     SourceDateEpoch(String),
+    #[error("root {path}: {message}")]
+    RootFile { path: PathBuf, message: String },
 }
 
 impl BundlerError {
@@ -84,7 +86,8 @@ impl BundlerError {
             | Self::NoSigningKey
             | Self::SourceDateEpoch(_)
             | Self::CaCert { .. }
-            | Self::AuthFile { .. } => 2,
+            | Self::AuthFile { .. }
+            | Self::RootFile { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -109,6 +112,7 @@ impl BundlerError {
             Self::WriteOutput { .. } => "write",
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
+            Self::RootFile { .. } => "root-file",
         }
     }
 }
