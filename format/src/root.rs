@@ -132,8 +132,13 @@ pub fn looks_like_root(bytes: &[u8]) -> bool {
 }
 
 fn parse_time(v: u64, field: &str, s: &str) -> Result<SystemTime, FormatError> {
-    humantime::parse_rfc3339(s)
-        .map_err(|_| err(v, "time", format!("{field} {s:?} is not an RFC 3339 UTC time")))
+    humantime::parse_rfc3339(s).map_err(|_| {
+        err(
+            v,
+            "time",
+            format!("{field} {s:?} is not an RFC 3339 UTC time"),
+        )
+    })
 }
 
 fn parse_keys(
@@ -152,7 +157,13 @@ fn parse_keys(
     for k in keys {
         let der = base64::engine::general_purpose::STANDARD
             .decode(&k.public_key)
-            .map_err(|_| err(v, "key", format!("{what} key {}: public_key is not base64", k.id)))?;
+            .map_err(|_| {
+                err(
+                    v,
+                    "key",
+                    format!("{what} key {}: public_key is not base64", k.id),
+                )
+            })?;
         let key = VerifyingKey::from_public_key_der(&der).map_err(|_| {
             err(
                 v,
@@ -222,7 +233,11 @@ impl SignedRoot {
         let release_keys = parse_keys(v, "release", &body.release_keys)?;
         let root_keys = parse_keys(v, "root", &body.root_keys)?;
         for (what, t, n) in [
-            ("release_threshold", body.release_threshold, release_keys.len()),
+            (
+                "release_threshold",
+                body.release_threshold,
+                release_keys.len(),
+            ),
             ("root_threshold", body.root_threshold, root_keys.len()),
         ] {
             if t == 0 || t > n {
@@ -266,10 +281,7 @@ impl SignedRoot {
                     err(
                         v,
                         "signature-entry",
-                        format!(
-                            "signature by {} is not 64 bytes of base64",
-                            id.short()
-                        ),
+                        format!("signature by {} is not 64 bytes of base64", id.short()),
                     )
                 })?;
             signatures.push((id, raw));
@@ -494,7 +506,9 @@ impl TrustBase {
                 return Ok(Self::Root(r));
             }
         }
-        Ok(Self::Keys(TrustStore::load(path)?.with_threshold(threshold)))
+        Ok(Self::Keys(
+            TrustStore::load(path)?.with_threshold(threshold),
+        ))
     }
 
     /// 0 for a key folder.
@@ -538,8 +552,8 @@ pub fn sign_root(body: &RootBody, keys: &[&SigningKeyPair]) -> Result<Vec<u8>, F
     let mut body = body.clone();
     body.release_keys.sort_by(|a, b| a.id.cmp(&b.id));
     body.root_keys.sort_by(|a, b| a.id.cmp(&b.id));
-    let signed = serde_json::to_vec(&body)
-        .map_err(|e| err(body.version, "parse", e.to_string()))?;
+    let signed =
+        serde_json::to_vec(&body).map_err(|e| err(body.version, "parse", e.to_string()))?;
     let mut sigs: Vec<RootSignatureRecord> = Vec::new();
     for k in keys {
         let id = k.id().to_string();
@@ -556,8 +570,8 @@ pub fn sign_root(body: &RootBody, keys: &[&SigningKeyPair]) -> Result<Vec<u8>, F
         signed: String::from_utf8(signed).map_err(|e| err(body.version, "parse", e.to_string()))?,
         signatures: sigs,
     };
-    let mut out = serde_json::to_vec_pretty(&env)
-        .map_err(|e| err(body.version, "parse", e.to_string()))?;
+    let mut out =
+        serde_json::to_vec_pretty(&env).map_err(|e| err(body.version, "parse", e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -572,16 +586,28 @@ mod tests {
     }
     const NOW: &str = "2027-06-01T00:00:00Z";
 
-    fn body(v: u64, release: &[&SigningKeyPair], rt: usize, root: &[&SigningKeyPair], rrt: usize) -> RootBody {
+    fn body(
+        v: u64,
+        release: &[&SigningKeyPair],
+        rt: usize,
+        root: &[&SigningKeyPair],
+        rrt: usize,
+    ) -> RootBody {
         RootBody {
             kind: ROOT_TYPE.into(),
             version: v,
             created: "2027-01-01T00:00:00Z".into(),
             expires: "2030-01-01T00:00:00Z".into(),
             release_threshold: rt,
-            release_keys: release.iter().map(|k| RootKey::of(&k.verifying_key())).collect(),
+            release_keys: release
+                .iter()
+                .map(|k| RootKey::of(&k.verifying_key()))
+                .collect(),
             root_threshold: rrt,
-            root_keys: root.iter().map(|k| RootKey::of(&k.verifying_key())).collect(),
+            root_keys: root
+                .iter()
+                .map(|k| RootKey::of(&k.verifying_key()))
+                .collect(),
         }
     }
 
@@ -600,14 +626,21 @@ mod tests {
             SigningKeyPair::generate(),
             SigningKeyPair::generate(),
         );
-        let v1 = SignedRoot::parse(&sign_root(&body(1, &[&k1], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap();
+        let v1 =
+            SignedRoot::parse(&sign_root(&body(1, &[&k1], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap();
         v1.check_self(t(NOW)).unwrap();
-        let v2 = SignedRoot::parse(&sign_root(&body(2, &[&k2], 1, &[&r2], 1), &[&r1, &r2]).unwrap()).unwrap();
-        let v3 = SignedRoot::parse(&sign_root(&body(3, &[&k2], 1, &[&r2], 1), &[&r2]).unwrap()).unwrap();
+        let v2 =
+            SignedRoot::parse(&sign_root(&body(2, &[&k2], 1, &[&r2], 1), &[&r1, &r2]).unwrap())
+                .unwrap();
+        let v3 =
+            SignedRoot::parse(&sign_root(&body(3, &[&k2], 1, &[&r2], 1), &[&r2]).unwrap()).unwrap();
         let got = v1
             .walk_chain(vec![v3.clone(), v2.clone(), v1.clone()], t(NOW), true)
             .unwrap();
-        assert_eq!(got.iter().map(SignedRoot::version).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            got.iter().map(SignedRoot::version).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         let store = got[1].trust_store();
         assert_eq!(store.key_ids().copied().collect::<Vec<_>>(), vec![k2.id()]);
         // the removed key is no longer trusted
@@ -638,22 +671,29 @@ mod tests {
             SigningKeyPair::generate(),
             SigningKeyPair::generate(),
         );
-        let v1 = SignedRoot::parse(&sign_root(&body(1, &[&k], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap();
+        let v1 =
+            SignedRoot::parse(&sign_root(&body(1, &[&k], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap();
         // v2 signed only by its own new key, not by v1's root key
-        let only_new = SignedRoot::parse(&sign_root(&body(2, &[&k], 1, &[&r2], 1), &[&r2]).unwrap()).unwrap();
+        let only_new =
+            SignedRoot::parse(&sign_root(&body(2, &[&k], 1, &[&r2], 1), &[&r2]).unwrap()).unwrap();
         assert_eq!(
             rule(v1.check_successor(&only_new, t(NOW)).unwrap_err()),
             ("2".into(), "too-few-signatures")
         );
         // v2 signed only by the old key, not by its own
-        let only_old = SignedRoot::parse(&sign_root(&body(2, &[&k], 1, &[&r2], 1), &[&r1]).unwrap()).unwrap();
+        let only_old =
+            SignedRoot::parse(&sign_root(&body(2, &[&k], 1, &[&r2], 1), &[&r1]).unwrap()).unwrap();
         assert_eq!(
             rule(v1.check_successor(&only_old, t(NOW)).unwrap_err()),
             ("2".into(), "too-few-signatures")
         );
         // a first root below its own threshold
-        let v = SignedRoot::parse(&sign_root(&body(1, &[&k], 1, &[&r1, &r2], 2), &[&r1]).unwrap()).unwrap();
-        assert_eq!(rule(v.check_self(t(NOW)).unwrap_err()), ("1".into(), "too-few-signatures"));
+        let v = SignedRoot::parse(&sign_root(&body(1, &[&k], 1, &[&r1, &r2], 2), &[&r1]).unwrap())
+            .unwrap();
+        assert_eq!(
+            rule(v.check_self(t(NOW)).unwrap_err()),
+            ("1".into(), "too-few-signatures")
+        );
     }
 
     #[test]
@@ -668,17 +708,23 @@ mod tests {
         let dup = env.signatures[0].clone();
         env.signatures.push(dup);
         let v = SignedRoot::parse(&serde_json::to_vec(&env).unwrap()).unwrap();
-        assert_eq!(rule(v.check_self(t(NOW)).unwrap_err()), ("1".into(), "too-few-signatures"));
+        assert_eq!(
+            rule(v.check_self(t(NOW)).unwrap_err()),
+            ("1".into(), "too-few-signatures")
+        );
     }
 
     #[test]
     fn root_threshold_over_key_count_and_duplicate_ids_refused() {
         let (r1, k) = (SigningKeyPair::generate(), SigningKeyPair::generate());
-        let e = SignedRoot::parse(&sign_root(&body(4, &[&k], 2, &[&r1], 1), &[&r1]).unwrap()).unwrap_err();
+        let e = SignedRoot::parse(&sign_root(&body(4, &[&k], 2, &[&r1], 1), &[&r1]).unwrap())
+            .unwrap_err();
         assert_eq!(rule(e), ("4".into(), "threshold"));
-        let e = SignedRoot::parse(&sign_root(&body(4, &[&k], 1, &[&r1], 0), &[&r1]).unwrap()).unwrap_err();
+        let e = SignedRoot::parse(&sign_root(&body(4, &[&k], 1, &[&r1], 0), &[&r1]).unwrap())
+            .unwrap_err();
         assert_eq!(rule(e), ("4".into(), "threshold"));
-        let e = SignedRoot::parse(&sign_root(&body(4, &[&k, &k], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap_err();
+        let e = SignedRoot::parse(&sign_root(&body(4, &[&k, &k], 1, &[&r1], 1), &[&r1]).unwrap())
+            .unwrap_err();
         assert_eq!(rule(e), ("4".into(), "duplicate-key-id"));
     }
 
@@ -688,7 +734,10 @@ mod tests {
         let mut b = body(1, &[&k], 1, &[&r1], 1);
         b.expires = "2027-01-02T00:00:00Z".into();
         let v = SignedRoot::parse(&sign_root(&b, &[&r1]).unwrap()).unwrap();
-        assert_eq!(rule(v.check_self(t(NOW)).unwrap_err()), ("1".into(), "expired"));
+        assert_eq!(
+            rule(v.check_self(t(NOW)).unwrap_err()),
+            ("1".into(), "expired")
+        );
     }
 
     #[test]
@@ -698,7 +747,10 @@ mod tests {
         let mut env: RootEnvelope = serde_json::from_slice(&bytes).unwrap();
         env.signed = env.signed.replace("2030-01-01", "2099-01-01");
         let v = SignedRoot::parse(&serde_json::to_vec(&env).unwrap()).unwrap();
-        assert_eq!(rule(v.check_self(t(NOW)).unwrap_err()), ("1".into(), "bad-signature"));
+        assert_eq!(
+            rule(v.check_self(t(NOW)).unwrap_err()),
+            ("1".into(), "bad-signature")
+        );
         let mut env: RootEnvelope = serde_json::from_slice(&bytes).unwrap();
         env.signed = env.signed.replacen(',', ", ", 1);
         let e = SignedRoot::parse(&serde_json::to_vec(&env).unwrap()).unwrap_err();

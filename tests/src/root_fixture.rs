@@ -89,7 +89,12 @@ impl RootFixture {
                 let mut bytes = sign(&b, &[&r1]);
                 // sign_root keeps the list as given; make sure the duplicate
                 // survived
-                assert!(String::from_utf8_lossy(&bytes).matches("public_key").count() >= 3);
+                assert!(
+                    String::from_utf8_lossy(&bytes)
+                        .matches("public_key")
+                        .count()
+                        >= 3
+                );
                 bytes.shrink_to_fit();
                 bytes
             }

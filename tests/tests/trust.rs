@@ -105,7 +105,8 @@ impl Site {
     }
     fn audit(&self) -> Vec<serde_json::Value> {
         let v: serde_json::Value =
-            serde_json::from_str(&ok(self.updater().args(["history", "--audit", "--json"]))).unwrap();
+            serde_json::from_str(&ok(self.updater().args(["history", "--audit", "--json"])))
+                .unwrap();
         v["audit"].as_array().unwrap().clone()
     }
 }
@@ -118,7 +119,9 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     // moving from the key folder: same keys
     ok(s.updater().args(["trust", "init"]).arg(&v1));
     assert_eq!(s.show()["trust"]["version"], 1);
-    ok(s.updater().arg("apply").arg(s.bundle("1.0.0", &["k1"], &[], None)));
+    ok(s.updater()
+        .arg("apply")
+        .arg(s.bundle("1.0.0", &["k1"], &[], None)));
 
     // the release key k1 is retired: v2 names k2, signed by old and new root keys
     let v2 = s.p("root-2.json");
@@ -236,13 +239,19 @@ fn bad_roots_are_refused_naming_version_and_rule_state_unchanged() {
             RootFixture::Expired | RootFixture::ChainGap => {
                 let b = s.bundle(&version, &["k1"], &[&path], None);
                 let e = fails(s.updater().arg("plan").arg(&b), 1);
-                assert!(e.contains(&format!("root version {v}: {rule}")), "{f:?}: {e}");
+                assert!(
+                    e.contains(&format!("root version {v}: {rule}")),
+                    "{f:?}: {e}"
+                );
                 fails(s.updater().arg("apply").arg(&b), 1);
             }
             _ => {
                 let (mut b, _) = s.bundle_cmd(&version, &["k1"], &[&path], None);
                 let e = fails(&mut b, 1);
-                assert!(e.contains(&format!("root version {v}: {rule}")), "{f:?}: {e}");
+                assert!(
+                    e.contains(&format!("root version {v}: {rule}")),
+                    "{f:?}: {e}"
+                );
             }
         }
     }
@@ -259,7 +268,9 @@ fn key_folder_works_as_root_v0_and_a_disagreeing_root_is_refused() {
     let t = s.show();
     assert_eq!(t["trust"]["version"], 0);
     assert_eq!(t["trust"]["source"], "key-folder");
-    ok(s.updater().arg("apply").arg(s.bundle("1.0.0", &["k1"], &[], None)));
+    ok(s.updater()
+        .arg("apply")
+        .arg(s.bundle("1.0.0", &["k1"], &[], None)));
     // a root naming k2 while the folder holds k1
     let other = s.p("other-root.json");
     ok(bundler()
@@ -293,7 +304,10 @@ fn clock_before_the_floor_is_refused_unless_overridden_and_logged() {
     assert_eq!(t["trust"]["clock_floor"]["floor"], "2100-01-01T00:00:00Z");
     let next = s.bundle("1.1.0", &["k1"], &[], None);
     let e = fails(s.updater().arg("plan").arg(&next), 1);
-    assert!(e.contains("before the clock floor 2100-01-01T00:00:00Z"), "{e}");
+    assert!(
+        e.contains("before the clock floor 2100-01-01T00:00:00Z"),
+        "{e}"
+    );
     assert!(e.contains("--ignore-clock-floor"), "{e}");
     fails(s.updater().arg("apply").arg(&next), 1);
     ok(s.updater()
@@ -310,4 +324,27 @@ fn clock_before_the_floor_is_refused_unless_overridden_and_logged() {
         "{last}"
     );
     assert_eq!(a[a.len() - 2]["error_kind"], "clock-floor");
+}
+
+#[test]
+fn root_signatures_check_with_openssl_over_the_signed_string() {
+    stoa_e2e::harness::require("openssl", "openssl");
+    stoa_e2e::harness::require("jq", "jq");
+    let s = Site::new();
+    let v1 = s.root_v1();
+    let d = s.dir.path();
+    let sh = format!(
+        "set -e; cd {d}; jq -j .signed {v1} > signed.bin; \
+         jq -r '.signatures[0].sig' {v1} | base64 -d > sig.bin; \
+         test \"$(jq -r '.signatures[0].key_id' {v1})\" = \"$(openssl pkey -pubin -in r1.pub -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)\"; \
+         openssl pkeyutl -verify -pubin -inkey r1.pub -rawin -in signed.bin -sigfile sig.bin",
+        d = d.display(),
+        v1 = v1.display()
+    );
+    let out = ok(Command::new("sh").args(["-c", &sh]));
+    assert!(out.contains("Signature Verified Successfully"), "{out}");
+    // and a v0 (key folder) site cannot take a successor root: it has no root keys
+    s.config(&s.p("folder"));
+    let e = fails(s.updater().args(["trust", "update"]).arg(&v1), 5);
+    assert!(e.contains("trust init"), "{e}");
 }

@@ -90,7 +90,9 @@ fn user() -> String {
 
 fn uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 pub fn log_path(state_dir: &Path) -> PathBuf {

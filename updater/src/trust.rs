@@ -62,10 +62,11 @@ pub fn load(cfg: &SiteConfig, sd: &StateDir, now: SystemTime) -> Result<SiteTrus
         None
     };
     if let Some(r) = read_root(&rp)? {
-        r.check_own_threshold().map_err(|e| UpdaterError::StateCorrupt {
-            path: rp.clone(),
-            reason: e.to_string(),
-        })?;
+        r.check_own_threshold()
+            .map_err(|e| UpdaterError::StateCorrupt {
+                path: rp.clone(),
+                reason: e.to_string(),
+            })?;
         if let Some(c) = &config_root {
             if c.version() > r.version() {
                 return Err(UpdaterError::Refused(format!(

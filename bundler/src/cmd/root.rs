@@ -188,8 +188,12 @@ fn add_key(keys: &mut Vec<RootKey>, path: &Path) -> Result<()> {
 pub fn run(args: &Args) -> Result<()> {
     match &args.command {
         RootCommand::Init(a) => {
-            let expires = parse_date(&a.expires)
-                .ok_or_else(|| bad(&a.out, format!("--expires {:?} is not RFC 3339 or YYYY-MM-DD", a.expires)))?;
+            let expires = parse_date(&a.expires).ok_or_else(|| {
+                bad(
+                    &a.out,
+                    format!("--expires {:?} is not RFC 3339 or YYYY-MM-DD", a.expires),
+                )
+            })?;
             let signers: Vec<SigningKeyPair> = a
                 .root_keys
                 .iter()
@@ -230,8 +234,12 @@ pub fn run(args: &Args) -> Result<()> {
             body.version = cur.version() + 1;
             body.created = created()?;
             if let Some(e) = &a.expires {
-                body.expires = parse_date(e)
-                    .ok_or_else(|| bad(&a.out, format!("--expires {e:?} is not RFC 3339 or YYYY-MM-DD")))?;
+                body.expires = parse_date(e).ok_or_else(|| {
+                    bad(
+                        &a.out,
+                        format!("--expires {e:?} is not RFC 3339 or YYYY-MM-DD"),
+                    )
+                })?;
             }
             for s in &a.remove_release {
                 remove_key(&mut body.release_keys, "release", s, &a.root)?;
