@@ -348,3 +348,22 @@ fn root_signatures_check_with_openssl_over_the_signed_string() {
     let e = fails(s.updater().args(["trust", "update"]).arg(&v1), 5);
     assert!(e.contains("trust init"), "{e}");
 }
+
+#[test]
+fn accepted_root_altered_on_disk_fails_closed() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    s.config(&s.p("folder"));
+    ok(s.updater().args(["trust", "init"]).arg(&v1));
+    let p = s.p("state/trust/root.json");
+    let text = fs::read_to_string(&p).unwrap();
+    fs::write(&p, text.replace("2099-01-01", "2199-01-01")).unwrap();
+    let e = fails(s.updater().args(["trust", "show"]), 3);
+    assert!(e.contains("root version 1: bad-signature"), "{e}");
+    fails(
+        s.updater()
+            .arg("plan")
+            .arg(s.bundle("1.0.0", &["k1"], &[], None)),
+        3,
+    );
+}
