@@ -436,17 +436,16 @@ impl SignedRoot {
         let mut accepted: Vec<SignedRoot> = Vec::new();
         for c in candidates {
             let cur = accepted.last().unwrap_or(self);
-            if c.version() <= cur.version() {
-                if skip_old || accepted.iter().any(|a| a.version() == c.version()) {
-                    if c.version() == cur.version() && c.signed_bytes != cur.signed_bytes {
-                        return Err(err(
-                            c.version(),
-                            "conflict",
-                            "two different roots carry the same version",
-                        ));
-                    }
-                    continue;
+            let old = c.version() <= cur.version();
+            if old && (skip_old || accepted.iter().any(|a| a.version() == c.version())) {
+                if c.version() == cur.version() && c.signed_bytes != cur.signed_bytes {
+                    return Err(err(
+                        c.version(),
+                        "conflict",
+                        "two different roots carry the same version",
+                    ));
                 }
+                continue;
             }
             cur.check_successor(&c, now)?;
             accepted.push(c);
@@ -487,7 +486,7 @@ pub fn carried_roots(insp: &Inspection) -> Result<Vec<SignedRoot>, FormatError> 
 #[derive(Debug, Clone)]
 pub enum TrustBase {
     Keys(TrustStore),
-    Root(SignedRoot),
+    Root(Box<SignedRoot>),
 }
 
 impl TrustBase {
@@ -503,7 +502,7 @@ impl TrustBase {
             if looks_like_root(&bytes) {
                 let r = SignedRoot::parse(&bytes)?;
                 r.check_self(now)?;
-                return Ok(Self::Root(r));
+                return Ok(Self::Root(Box::new(r)));
             }
         }
         Ok(Self::Keys(
@@ -540,7 +539,7 @@ impl TrustBase {
             Self::Keys(k) => Ok((k.clone(), Vec::new())),
             Self::Root(r) => {
                 let chain = r.walk_chain(carried_roots(insp)?, now, true)?;
-                let store = chain.last().unwrap_or(r).trust_store();
+                let store = chain.last().unwrap_or(&**r).trust_store();
                 Ok((store, chain))
             }
         }

@@ -79,14 +79,14 @@ pub fn load(cfg: &SiteConfig, sd: &StateDir, now: SystemTime) -> Result<SiteTrus
             }
         }
         return Ok(SiteTrust {
-            base: TrustBase::Root(r),
+            base: TrustBase::Root(Box::new(r)),
             source: "state",
         });
     }
     if let Some(c) = config_root {
         c.check_self(now)?;
         return Ok(SiteTrust {
-            base: TrustBase::Root(c),
+            base: TrustBase::Root(Box::new(c)),
             source: "config-root",
         });
     }

@@ -222,7 +222,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             let chain = cur.walk_chain(roots, now, false)?;
             // a config root not yet persisted becomes the base on disk too
             if t.source == "config-root" {
-                trust::accept_roots(sd, std::slice::from_ref(cur))?;
+                trust::accept_roots(sd, std::slice::from_ref(&**cur))?;
             }
             trust::accept_roots(sd, &chain)?;
             if let Some(last) = chain.last() {
