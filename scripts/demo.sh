@@ -6,6 +6,9 @@
 # docker-registry and PostgreSQL on loopback (and a stand-in for Helm: no
 # Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and
 # history, roll back, and show the schema and the registry tags at each point.
+# Then trust: move the site to a signed root, rotate the release key once
+# (the new root shipped inside the next bundle), and show the site refusing a
+# bundle signed only by the removed key; print the audit log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -152,5 +155,37 @@ say "site: apply 2.1.0 again: its images are in the registry already, so no blob
   | python3 -c 'import json,sys; d=json.load(sys.stdin)["apply"]; print("applied", d["version"], "- blob bytes uploaded:", d["push"]["bytes_uploaded"], "- blobs already present:", d["push"]["blobs_skipped"])'
 "${S[@]}" status
 show
+
+# --- trust that survives years offline: a signed root, one key rotation ------
+say "release engineer: root keys (kept offline) and a signed root naming today's release key"
+"$B" keygen --out "$work/root-a"
+openssl genpkey -algorithm ed25519 -out "$work/root-b.key"          # openssl keys work the same
+openssl pkey -in "$work/root-b.key" -pubout -out "$work/root-b.pub"
+"$B" root init --root-key "$work/root-a.key" --release-key "$work/release.pub" \
+  --expires 2030-01-01 --out "$work/root-1.json"
+say "site: move from the key folder to the signed root (same keys), then show it"
+"${S[@]}" trust init "$work/root-1.json"
+
+say "release engineer: rotate the release key once (root v2 signed by the old AND the new root key)"
+"$B" keygen --out "$work/release-2"
+"$B" root rotate "$work/root-1.json" --add-release-key "$work/release-2.pub" \
+  --remove-release-key "$work/release.pub" --add-root-key "$work/root-b.pub" \
+  --remove-root-key "$work/root-a.pub" --sign-key "$work/root-a.key" --sign-key "$work/root-b.key" \
+  --out "$work/root-2.json"
+"$B" build manifests/stoa-platform.toml --key "$work/release-2.key" --root "$work/root-2.json" \
+  --out "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" --quiet
+tar --zstd -tf "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" | grep '^anchors/'
+
+say "site: apply 2.3.0 signed by the new key; the root it carries is checked first, then accepted"
+"${S[@]}" apply "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" --quiet
+"${S[@]}" trust show
+
+say "site: a bundle signed only by the removed key is refused from now on (exit 1)"
+rc=0; "${S[@]}" plan "$work/dist/stoa-platform-2.3.0.tar.zst" || rc=$?
+[ "$rc" -eq 1 ] || { echo "expected exit 1, got $rc"; exit 1; }
+echo "(refused, exit $rc)"
+
+say "site: the audit log"
+"${S[@]}" history --audit
 
 say "done: $work"

@@ -80,6 +80,8 @@ pub enum BundlerError {
     NoSigningKey,
     #[error("build: SOURCE_DATE_EPOCH {0:?} is not a whole number of seconds")]
     SourceDateEpoch(String),
+    #[error("root {path}: {message}")]
+    RootFile { path: PathBuf, message: String },
 }
 
 impl BundlerError {
@@ -98,7 +100,8 @@ impl BundlerError {
             // the release manifest's own input: a bad migrations folder or
             // Chart.yaml is the author's to fix, like a bad field
             | Self::Migrations { .. }
-            | Self::Chart { .. } => 2,
+            | Self::Chart { .. }
+            | Self::RootFile { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -125,6 +128,7 @@ impl BundlerError {
             Self::OutputExists { .. } => "output-exists",
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
+            Self::RootFile { .. } => "root-file",
         }
     }
 }

@@ -29,6 +29,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Show what a bundle holds.
     Inspect(cmd::inspect::Args),
+    /// Make, rotate and show signed trust roots.
+    Root(cmd::root::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Build(a) => (cmd::build::run(a), a.json),
         Command::Verify(a) => (cmd::verify::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
+        Command::Root(a) => (cmd::root::run(a), a.json()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::FormatError;
-use crate::reader::{inspect, verify, NullSink, VerifyOptions};
+use crate::reader::{inspect, verify_with, NullSink, VerifiedBundle, VerifyOptions};
+use crate::root::TrustBase;
 use crate::{report, Limits, TrustStore};
 
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrustArgs {
-    /// A trusted public key (.pub) or a folder of them.
+    /// A trusted public key (.pub), a folder of them, or a signed trust
+    /// root (root.json; roots the bundle carries extend it).
     #[arg(long, value_name = "PATH")]
     pub trust: PathBuf,
     /// How many distinct trusted keys must have signed.
@@ -29,14 +31,18 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     pub fn load(&self) -> Result<(TrustStore, VerifyOptions), FormatError> {
-        let trust = TrustStore::load(&self.trust)?.with_threshold(self.threshold);
-        Ok((
-            trust,
-            VerifyOptions {
-                allow_expired: self.allow_expired,
-                ..VerifyOptions::default()
-            },
-        ))
+        let (base, opts) = self.base()?;
+        Ok((base.store(), opts))
+    }
+
+    /// The trust to start from (key folder or signed root) and the options.
+    pub fn base(&self) -> Result<(TrustBase, VerifyOptions), FormatError> {
+        let opts = VerifyOptions {
+            allow_expired: self.allow_expired,
+            ..VerifyOptions::default()
+        };
+        let base = TrustBase::load(&self.trust, self.threshold, opts.now)?;
+        Ok((base, opts))
     }
 }
 
@@ -74,13 +80,29 @@ pub fn open_bundle(path: &Path) -> Result<File, FormatError> {
     })
 }
 
-/// Runs `verify`: trusted signature, then every entry, streaming.
-pub fn run_verify(args: &VerifyArgs) -> Result<(), FormatError> {
-    let (trust, opts) = args.trust.load()?;
+/// Runs `verify`: trusted signature, then every entry, streaming. Returns
+/// the verified bundle and the version of the root its keys came from (0
+/// for a key folder).
+pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatError> {
+    let (base, opts) = args.trust.base()?;
     let f = open_bundle(&args.bundle)?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let pb = bytes_bar(size, "verify", args.quiet || args.json);
-    let v = verify(f, &trust, &opts, &mut NullSink, &mut |n| pb.inc(n))?;
+    let mut root_version = base.version();
+    let now = opts.now;
+    let v = verify_with(
+        f,
+        &mut |insp| {
+            let (store, chain) = base.resolve(insp, now)?;
+            if let Some(r) = chain.last() {
+                root_version = r.version();
+            }
+            Ok(store)
+        },
+        &opts,
+        &mut NullSink,
+        &mut |n| pb.inc(n),
+    )?;
     pb.finish_and_clear();
     if args.json {
         println!("{}", report::verified(&v));
@@ -96,8 +118,11 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(), FormatError> {
         for k in &v.trusted_signers {
             println!("signed by trusted key {k}");
         }
+        if root_version > 0 {
+            println!("trusted through root version {root_version}");
+        }
     }
-    Ok(())
+    Ok((v, root_version))
 }
 
 /// Runs `inspect`: the signed manifest's account of the bundle (content is

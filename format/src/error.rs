@@ -131,6 +131,14 @@ pub enum FormatError {
         line: u64,
         reason: String,
     },
+    #[error("check root version {version}: {rule}: {detail}")]
+    Root {
+        version: String,
+        rule: &'static str,
+        detail: String,
+    },
+    #[error("check clock: the clock says {now}, before the clock floor {floor} (the newest created time this site accepted); fix the clock, or pass --ignore-clock-floor (logged)")]
+    ClockBeforeFloor { now: String, floor: String },
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -190,6 +198,8 @@ impl FormatError {
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
             Self::UnsafeMigration { .. } => "migration-sql",
+            Self::Root { .. } => "root",
+            Self::ClockBeforeFloor { .. } => "clock-floor",
             Self::ExtractTarget { .. } => "extract-target",
             Self::Decompress(_) => "decompress",
             Self::ZstdFrame { .. } => "zstd-frame",

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod root;
 pub mod sql;
 pub mod writer;
 pub mod zframe;

@@ -21,6 +21,7 @@ use crate::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
+use crate::root::{ANCHORS_DIR, MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 use crate::sql::SqlChecker;
 use crate::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
@@ -79,6 +80,11 @@ pub struct Inspection {
     pub manifest_sha256: Sha256Digest,
     /// Key ids of every signature entry present.
     pub signers: Vec<KeyId>,
+    /// The leading `anchors/root-<v>.json` entries (trust roots the bundle
+    /// carries), read before the signature check because they may name the
+    /// keys it needs; each checked against the manifest's size and digest,
+    /// bounded by `root::MAX_ROOT_SIZE` and `root::MAX_ROOT_ITEMS`.
+    pub anchors: Vec<(Entry, Vec<u8>)>,
     signatures: BTreeMap<KeyId, [u8; 64]>,
 }
 
@@ -183,11 +189,13 @@ fn read_head<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Head, Fo
             return Err(FormatError::DuplicateEntry { path: h.path });
         }
     }
+    let anchors = read_anchors(&mut tar, &manifest, &mut next)?;
     let inspection = Inspection {
         manifest_sha256: Sha256Digest::of(&manifest_bytes),
         manifest,
         manifest_bytes,
         signers: signatures.keys().copied().collect(),
+        anchors,
         signatures,
     };
     Ok(Head {
@@ -195,6 +203,47 @@ fn read_head<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Head, Fo
         inspection,
         next,
     })
+}
+
+/// Reads the leading content entries under `anchors/` that are listed, in
+/// manifest order, with the declared size; anything else is left for the
+/// content loop to judge.
+fn read_anchors(
+    tar: &mut Stream,
+    manifest: &BundleManifest,
+    next: &mut Option<EntryHeader>,
+) -> Result<Vec<(Entry, Vec<u8>)>, FormatError> {
+    let mut out: Vec<(Entry, Vec<u8>)> = Vec::new();
+    while let Some(h) = next.as_ref() {
+        let Some(entry) = manifest.entries.get(out.len()) else {
+            break;
+        };
+        if !h.path.starts_with(ANCHORS_DIR) || h.path != entry.path || h.size != entry.size {
+            break;
+        }
+        if entry.size > MAX_ROOT_SIZE || out.len() >= MAX_ROOT_ITEMS {
+            return Err(FormatError::Root {
+                version: "?".into(),
+                rule: "size",
+                detail: format!(
+                    "bundle entry {:?}: at most {MAX_ROOT_ITEMS} roots of {MAX_ROOT_SIZE} bytes each",
+                    entry.path
+                ),
+            });
+        }
+        let bytes = read_small(tar, entry.size)?;
+        let found = Sha256Digest::of(&bytes);
+        if found != entry.sha256 {
+            return Err(FormatError::DigestMismatch {
+                path: entry.path.clone(),
+                expected: entry.sha256.hex(),
+                found: found.hex(),
+            });
+        }
+        out.push((entry.clone(), bytes));
+        *next = tar.next_header()?;
+    }
+    Ok(out)
 }
 
 fn read_small(tar: &mut Stream, size: u64) -> Result<Vec<u8>, FormatError> {
@@ -221,12 +270,27 @@ pub fn verify<R: Read + Send + 'static>(
     sink: &mut dyn ContentSink,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifiedBundle, FormatError> {
+    verify_with(r, &mut |_| Ok(trust.clone()), opts, sink, progress)
+}
+
+/// Like [`verify`], with the trust decided from the bundle's head: `resolve`
+/// sees the manifest and the carried roots (`Inspection::anchors`) and
+/// returns the keys the signatures are checked against (a site walks its
+/// root chain there).
+pub fn verify_with<R: Read + Send + 'static>(
+    r: R,
+    resolve: &mut dyn FnMut(&Inspection) -> Result<TrustStore, FormatError>,
+    opts: &VerifyOptions,
+    sink: &mut dyn ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifiedBundle, FormatError> {
     let Head {
         mut tar,
-        inspection,
+        mut inspection,
         mut next,
     } = read_head(r, &opts.limits)?;
-    let trusted_signers = inspection.check_signatures(trust)?;
+    let trust = resolve(&inspection)?;
+    let trusted_signers = inspection.check_signatures(&trust)?;
     check_expiry(&inspection.manifest, opts)?;
 
     let manifest = &inspection.manifest;
@@ -236,6 +300,23 @@ pub fn verify<R: Read + Send + 'static>(
     let mut buf = vec![0u8; 1 << 20];
     let mut content_bytes = 0u64;
     let sql_entries = manifest.migration_entries();
+    // the carried roots were read and digest-checked with the head
+    for (entry, bytes) in std::mem::take(&mut inspection.anchors) {
+        let sink_err = |e| FormatError::Sink {
+            path: entry.path.clone(),
+            source: e,
+        };
+        let Some(listed) = manifest.entries.get(idx) else {
+            break;
+        };
+        sink.begin(listed).map_err(sink_err)?;
+        sink.write(&bytes).map_err(sink_err)?;
+        sink.end(listed).map_err(sink_err)?;
+        progress(entry.size);
+        content_bytes += entry.size;
+        seen.insert(listed.path.as_str());
+        idx += 1;
+    }
     loop {
         let h = match next.take() {
             Some(h) => h,

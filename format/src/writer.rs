@@ -121,6 +121,29 @@ impl BundleWriter {
         })
     }
 
+    /// Adds entries to a planned bundle (the trust roots it carries, say);
+    /// the same rules as [`Self::new`].
+    pub fn add_entries(
+        self,
+        extra: Vec<PlannedEntry>,
+        limits: &Limits,
+    ) -> Result<Self, FormatError> {
+        let mut planned: Vec<PlannedEntry> = self
+            .manifest
+            .entries
+            .iter()
+            .zip(self.sources)
+            .map(|(e, source)| PlannedEntry {
+                path: e.path.clone(),
+                size: e.size,
+                sha256: e.sha256,
+                source,
+            })
+            .collect();
+        planned.extend(extra);
+        Self::new(self.manifest, planned, self.mtime, limits)
+    }
+
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
     }

@@ -7,5 +7,6 @@ pub mod harness;
 pub mod oci_fixture;
 pub mod registry_fixture;
 pub mod release_fixture;
+pub mod root_fixture;
 pub mod site;
 pub mod tamper;

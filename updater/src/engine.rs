@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 use stoa_format::reader::{inspect, VerifyOptions};
-use stoa_format::{BundleManifest, Limits, TrustStore};
+use stoa_format::{BundleManifest, Limits};
 
 use crate::config::{hint, SiteConfig};
 use crate::db;
@@ -50,6 +50,8 @@ pub struct ApplyOptions {
     pub allow_downgrade: bool,
     pub no_auto_rollback: bool,
     pub allow_expired: bool,
+    /// Use the machine clock even when it is before the clock floor (audited).
+    pub ignore_clock_floor: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -104,10 +106,6 @@ impl Site {
     pub fn new(cfg: SiteConfig) -> Self {
         let sd = StateDir::new(&cfg.state_dir);
         Self { cfg, sd }
-    }
-
-    pub fn trust(&self) -> Result<TrustStore> {
-        Ok(TrustStore::load(&self.cfg.trust)?.with_threshold(self.cfg.threshold))
     }
 
     pub fn verify_options(allow_expired: bool) -> VerifyOptions {
@@ -213,10 +211,14 @@ impl Site {
         opts: &ApplyOptions,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<ApplyReport> {
-        let trust = self.trust()?;
         tool::check_setpriv()?;
+        // the site's root, extended by the roots the bundle carries
+        let now = crate::trust::checked_now(&self.sd, opts.ignore_clock_floor)?;
+        let base = crate::trust::load(&self.cfg, &self.sd, now)?.base;
         let f = open_regular(bundle)?;
         let head = inspect(f, &Limits::default())?;
+        let (trust, chain) = base.resolve(&head, now)?;
+        crate::audit::note_root(chain.last().map_or(base.version(), |r| r.version()));
         head.check_signatures(&trust)?;
         self.cfg.check_needs(&head.manifest)?;
         self.sd.ensure()?;
@@ -257,6 +259,13 @@ impl Site {
             return Err(UpdaterError::Refused(
                 "the bundle changed while it was read".into(),
             ));
+        }
+        crate::audit::note_bundle(&staged.verified);
+        // verified: its roots and its creation time are accepted
+        crate::trust::accept_roots(&self.sd, &chain)?;
+        if let Ok(t) = humantime::parse_rfc3339(&staged.verified.manifest.release.created) {
+            let r = &staged.verified.manifest.release;
+            crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         }
         let m = staged.verified.manifest.clone();
         let mut report = ApplyReport {

@@ -1,5 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
+mod audit;
 mod cmd;
 mod config;
 mod db;
@@ -11,6 +12,7 @@ mod registry;
 mod stage;
 mod state;
 mod tool;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,8 +47,25 @@ enum Command {
     Rollback(cmd::rollback::Args),
     /// The installed release and any interrupted operation.
     Status(cmd::status::Args),
-    /// Every apply and rollback made on this site.
+    /// Every apply and rollback made on this site (--audit: every audited command).
     History(cmd::history::Args),
+    /// The site's signed trust root: init, update, show.
+    Trust(cmd::trust::Args),
+}
+
+impl Command {
+    /// The name an audit line records, for the commands that are audited.
+    fn audit_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Verify(_) => Some("verify"),
+            Self::Extract(_) => Some("extract"),
+            Self::Plan(_) => Some("plan"),
+            Self::Apply(_) => Some("apply"),
+            Self::Rollback(_) => Some("rollback"),
+            Self::Trust(a) => a.audit_name(),
+            Self::Inspect(_) | Self::Status(_) | Self::History(_) => None,
+        }
+    }
 }
 
 /// Whether the command line asks for `--json` (also when it does not parse).
@@ -126,7 +145,16 @@ fn main() -> ExitCode {
         Command::Rollback(a) => (cmd::rollback::run(c, a).map(|()| 0), a.json),
         Command::Status(a) => (cmd::status::run(c, a), a.json),
         Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
+        Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
     };
+    if let Some(name) = cli.command.audit_name() {
+        // only where a site config names a state_dir (docs/OPERATIONS.md)
+        if let Ok(cfg) = config::SiteConfig::load(c) {
+            if let Err(e) = audit::record(&cfg.state_dir, name, result.as_ref().map(|_| ())) {
+                eprintln!("stoa-updater: warning: audit log: {e}");
+            }
+        }
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

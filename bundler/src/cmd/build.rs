@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use stoa_format::extract::sync_dir;
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
-use stoa_format::{Limits, SigningKeyPair};
+use stoa_format::root::{anchor_path, SignedRoot};
+use stoa_format::{ContentSource, Limits, PlannedEntry, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};
 use crate::plan::{plan, BuildSettings};
@@ -47,6 +48,11 @@ pub struct Args {
     /// Parallel blob downloads.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// A signed trust root to carry (entry `anchors/root-<version>.json`);
+    /// repeat for a chain. Sites accept it by their root chain rules, not
+    /// by the bundle's signature.
+    #[arg(long = "root", value_name = "ROOT.JSON")]
+    pub roots: Vec<PathBuf>,
     /// Flush the bundle to disk before reporting success (for writing
     /// straight to removable media). Off by default: a bundle damaged by a
     /// power cut is refused by verify, and a rebuild is the remedy.
@@ -55,6 +61,34 @@ pub struct Args {
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
+}
+
+/// The `--root` files, checked (structure, own signatures) and planned as
+/// `anchors/root-<version>.json` entries.
+fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
+    let mut out: Vec<PlannedEntry> = Vec::new();
+    for p in paths {
+        let bytes = fs::read(p).map_err(|e| BundlerError::RootFile {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let r = SignedRoot::parse(&bytes)?;
+        r.check_own_threshold()?;
+        let path = anchor_path(r.version());
+        if out.iter().any(|e| e.path == path) {
+            return Err(BundlerError::RootFile {
+                path: p.clone(),
+                message: format!("a second root of version {}", r.version()),
+            });
+        }
+        out.push(PlannedEntry {
+            path,
+            size: bytes.len() as u64,
+            sha256: stoa_format::Sha256Digest::of(&bytes),
+            source: ContentSource::Bytes(bytes),
+        });
+    }
+    Ok(out)
 }
 
 /// SOURCE_DATE_EPOCH, the reproducible-builds convention, or now.
@@ -107,6 +141,7 @@ pub fn run(args: &Args) -> Result<()> {
         },
     };
     let (writer, pulled) = plan(&release, &settings)?;
+    let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
     let m = writer.manifest();
     let total = m.content_size();
 

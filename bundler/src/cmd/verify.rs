@@ -7,5 +7,6 @@ use crate::error::Result;
 pub use stoa_format::cli::VerifyArgs as Args;
 
 pub fn run(args: &Args) -> Result<()> {
-    Ok(stoa_format::cli::run_verify(args)?)
+    stoa_format::cli::run_verify(args)?;
+    Ok(())
 }

@@ -21,8 +21,12 @@ fn main() -> ExitCode {
             };
             stoa_e2e::oci_fixture::write_bench_layout(Path::new(&args[1]), n, mib << 20)
         }
+        Some("fuzz-seeds") if args.len() == 8 => {
+            let p = |i: usize| Path::new(&args[i]);
+            fuzz_seeds(p(1), p(2), p(3), p(4), p(5), p(6), p(7))
+        }
         _ => {
-            eprintln!("usage: stoa-fixtures sample-images <layout> <version>… | bench-layout <layout> <images> <layer-MiB>");
+            eprintln!("usage: stoa-fixtures sample-images <layout> <version>… | bench-layout <layout> <images> <layer-MiB> | fuzz-seeds <out> <bundle-a> <bundle-b> <key> <root.json> <root.key> <release.pub>");
             return ExitCode::from(2);
         }
     };
@@ -33,4 +37,56 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Seed corpora for the fuzz targets (scripts/fuzz.sh), one folder per
+/// target, made from the named negative fixtures: every tamper fixture as a
+/// bundle (`zstd_frames`), its tar stream when it decompresses (`tar`), its
+/// first entry (`manifest`); the named bad roots and a good one (`root`).
+fn fuzz_seeds(
+    out: &Path,
+    a: &Path,
+    b: &Path,
+    key: &Path,
+    root: &Path,
+    root_key: &Path,
+    release_pub: &Path,
+) -> std::io::Result<()> {
+    use stoa_e2e::tamper::{self, Base};
+    let base = Base::from_file(a, key);
+    let other = Base::from_file(b, key);
+    for d in ["zstd_frames", "tar", "manifest", "root"] {
+        std::fs::create_dir_all(out.join(d))?;
+    }
+    let mut all: Vec<(String, Vec<u8>)> = vec![
+        ("base".into(), base.bundle.clone()),
+        ("other".into(), other.bundle.clone()),
+    ];
+    for f in tamper::all(&base, &other) {
+        all.push((f.name.to_owned(), f.bytes));
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+    for (name, bytes) in &all {
+        std::fs::write(out.join("zstd_frames").join(name), bytes)?;
+        let Ok(t) = zstd::decode_all(&bytes[..]) else {
+            continue;
+        };
+        std::fs::write(out.join("tar").join(name), &t)?;
+        if let Ok(entries) = std::panic::catch_unwind(|| tamper::read_tar(&t)) {
+            if let Some(e) = entries.first() {
+                std::fs::write(out.join("manifest").join(name), &e.data)?;
+            }
+        }
+    }
+    let _ = std::panic::take_hook();
+    std::fs::copy(root, out.join("root").join("valid"))?;
+    for f in stoa_e2e::root_fixture::ALL {
+        f.write(
+            &out.join("root").join(format!("{f:?}")),
+            root,
+            root_key,
+            release_pub,
+        );
+    }
+    Ok(())
 }

@@ -21,6 +21,10 @@ pub struct Args {
     /// Accept a bundle past its expiry time.
     #[arg(long)]
     pub allow_expired: bool,
+    /// Check expiry against the machine clock even when it is before the
+    /// clock floor (logged in the audit log).
+    #[arg(long)]
+    pub ignore_clock_floor: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +41,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         allow_downgrade: args.allow_downgrade,
         no_auto_rollback: args.no_auto_rollback,
         allow_expired: args.allow_expired,
+        ignore_clock_floor: args.ignore_clock_floor,
     };
     let r = site.apply(&args.bundle, &opts, &mut |phase, done, total| {
         if bar.as_ref().map(|(p, _)| p.as_str()) != Some(phase) {

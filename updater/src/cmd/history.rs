@@ -1,6 +1,6 @@
-//! `stoa-updater --config F history [--json]`: every finished operation.
-//! Like every other command it reads the state first and fails closed when
-//! it is corrupt (exit 3).
+//! `stoa-updater --config F history [--audit] [--json]`: every finished
+//! operation, or (`--audit`) every audited command. Like every other command
+//! it reads the state first and fails closed when it is corrupt (exit 3).
 
 use crate::error::Result;
 
@@ -9,12 +9,19 @@ pub struct Args {
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Show the audit log (every verify, plan, apply, rollback and trust
+    /// change, with its user, bundle, keys, root version and result).
+    #[arg(long)]
+    pub audit: bool,
 }
 
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let site = super::site(config)?;
     // fail closed like every other command: a corrupt state is not hidden
     site.sd.load()?;
+    if args.audit {
+        return audit(&site.cfg.state_dir, args.json);
+    }
     let h = site.sd.read_history()?;
     if args.json {
         println!("{}", serde_json::json!({"ok": true, "history": h}));
@@ -74,6 +81,49 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     }
     if h.is_empty() {
         println!("no history");
+    }
+    Ok(())
+}
+
+fn audit(state_dir: &std::path::Path, json: bool) -> Result<()> {
+    let lines = crate::audit::read(state_dir)?;
+    if json {
+        println!("{}", serde_json::json!({"ok": true, "audit": lines}));
+        return Ok(());
+    }
+    for l in &lines {
+        let mut s = format!(
+            "{}  {:<12} {:<7} exit {}  user {} (uid {})",
+            l.time, l.command, l.result, l.exit_code, l.user, l.uid
+        );
+        if let Some(r) = &l.facts.release {
+            s.push_str(&format!("  {r}"));
+        }
+        if let Some(b) = &l.facts.bundle_sha256 {
+            s.push_str(&format!("  manifest sha256:{}", &b[..b.len().min(16)]));
+        }
+        if let Some(v) = l.facts.root_version {
+            s.push_str(&format!("  root v{v}"));
+        }
+        if !l.facts.signing_key_ids.is_empty() {
+            let k: Vec<&str> = l
+                .facts
+                .signing_key_ids
+                .iter()
+                .map(|k| &k[..k.len().min(16)])
+                .collect();
+            s.push_str(&format!("  keys {}", k.join(",")));
+        }
+        if let Some(e) = l.error.as_ref().or(l.error_kind.as_ref()) {
+            s.push_str(&format!("  error: {e}"));
+        }
+        for n in &l.facts.notes {
+            s.push_str(&format!("  [{n}]"));
+        }
+        println!("{s}");
+    }
+    if lines.is_empty() {
+        println!("no audit entries");
     }
     Ok(())
 }

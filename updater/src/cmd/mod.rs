@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod plan;
 pub mod rollback;
 pub mod status;
+pub mod trust;
 pub mod verify;
 
 use crate::error::Result;

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use serde_json::json;
-use stoa_format::reader::{verify, NullSink};
+use stoa_format::reader::{verify_with, NullSink};
 
 use crate::db;
 use crate::engine::Site;
@@ -48,6 +48,10 @@ pub struct Args {
     /// Accept a bundle past its expiry time.
     #[arg(long)]
     pub allow_expired: bool,
+    /// Check expiry against the machine clock even when it is before the
+    /// clock floor (logged in the audit log).
+    #[arg(long)]
+    pub ignore_clock_floor: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -59,22 +63,33 @@ pub struct Args {
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let site = super::site(config)?;
     refuse_while_running(&site)?;
-    let trust = site.trust()?;
     crate::tool::check_setpriv()?;
+    let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
+    let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
+    let mut root_version = base.version();
     let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
         path: args.bundle.clone(),
         source: e,
     })?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let pb = bytes_bar(size, "verify", args.quiet || args.json);
-    let v = verify(
+    // carried roots extend the site's root in memory only: plan changes nothing
+    let v = verify_with(
         f,
-        &trust,
+        &mut |insp| {
+            let (store, chain) = base.resolve(insp, now)?;
+            if let Some(r) = chain.last() {
+                root_version = r.version();
+            }
+            Ok(store)
+        },
         &Site::verify_options(args.allow_expired),
         &mut NullSink,
         &mut |n| pb.inc(n),
     )?;
     pb.finish_and_clear();
+    crate::audit::note_bundle(&v);
+    crate::audit::note_root(root_version);
     let m = &v.manifest;
     site.cfg.check_needs(m)?;
     // a plan of a long verify: the operation may have started meanwhile

@@ -7,5 +7,8 @@ use crate::error::Result;
 pub use stoa_format::cli::VerifyArgs as Args;
 
 pub fn run(args: &Args) -> Result<()> {
-    Ok(stoa_format::cli::run_verify(args)?)
+    let (v, root) = stoa_format::cli::run_verify(args)?;
+    crate::audit::note_bundle(&v);
+    crate::audit::note_root(root);
+    Ok(())
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fuzzes the format's parsers: `scripts/fuzz.sh [seconds-per-target]`
+# (default 60). Targets (fuzz/, its own workspace): manifest, tar,
+# zstd_frames (a whole bundle file), root (trust roots). Seed corpora are
+# made fresh from the named fixtures (tests/src/tamper.rs,
+# tests/src/root_fixture.rs) by `stoa-fixtures fuzz-seeds`; nothing binary
+# is committed. Installs cargo-fuzz when missing. Runs on the stable
+# toolchain through RUSTC_BOOTSTRAP=1 (nightly may not be downloadable).
+# Any crash fails the script (non-zero exit); its input is kept in
+# fuzz/artifacts/<target>/ — fix it and add it as a regression test.
+set -euo pipefail
+secs="${1:-60}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+cargo build -q --workspace --bins
+B="$root/target/debug/stoa-bundler"
+work="$root/target/fuzz-seeds"
+rm -rf "$work"; mkdir -p "$work"
+"$B" keygen --out "$work/release" >/dev/null
+"$B" keygen --out "$work/root-key" >/dev/null
+"$B" root init --root-key "$work/root-key.key" --release-key "$work/release.pub" \
+  --expires 2099-01-01 --out "$work/root.json" >/dev/null
+# the example release (the same bundles the named fixtures are cut from)
+scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.1.0 2.3.0 >/dev/null
+"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/a.tar.zst" --quiet >/dev/null
+"$B" build manifests/stoa-platform-2.1.0.toml --key "$work/release.key" --root "$work/root.json" \
+  --out "$work/b.tar.zst" --quiet >/dev/null
+"$root/target/debug/stoa-fixtures" fuzz-seeds "$work/seeds" "$work/a.tar.zst" "$work/b.tar.zst" \
+  "$work/release.key" "$work/root.json" "$work/root-key.key" "$work/release.pub"
+
+# only the fuzz build sees RUSTC_BOOTSTRAP (it is part of cargo's
+# fingerprint: set for the main build it would rebuild target/ twice)
+export RUSTC_BOOTSTRAP=1
+cd fuzz
+for t in manifest tar zstd_frames root; do
+  echo "fuzz.sh: $t for ${secs}s ($(ls "$work/seeds/$t" | wc -l) seeds)"
+  mkdir -p "corpus/$t"
+  cargo fuzz run "$t" "corpus/$t" "$work/seeds/$t" -- \
+    -max_total_time="$secs" -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1
+done
+echo "fuzz.sh: every target ran ${secs}s without a crash"

@@ -1,0 +1,186 @@
+//! The site's trust and its clock floor, kept under `state_dir`.
+//!
+//! * `state_dir/trust/root.json`: the highest signed root this site accepted
+//!   (the file as signed), replaced atomically and never by a lower version.
+//!   Without it the config's `trust` is used: a root file (the first root) or
+//!   a plain key folder (root version 0, threshold from the config).
+//! * `state_dir/clock-floor.json`: the newest `created` time of any bundle
+//!   or root accepted. A clock earlier than it is refused before any expiry
+//!   check, unless the operator passes `--ignore-clock-floor` (audited).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use stoa_format::root::{looks_like_root, SignedRoot, TrustBase};
+use stoa_format::{FormatError, TrustStore};
+
+use crate::config::SiteConfig;
+use crate::error::{Result, UpdaterError};
+use crate::state::{write_atomic, StateDir};
+
+/// Where the accepted root lives.
+pub fn root_path(sd: &StateDir) -> PathBuf {
+    sd.root.join("trust").join("root.json")
+}
+
+pub fn floor_path(sd: &StateDir) -> PathBuf {
+    sd.root.join("clock-floor.json")
+}
+
+/// True when `path` is a file holding a root (JSON), not a PEM key.
+pub fn is_root_file(path: &Path) -> bool {
+    path.is_file() && fs::read(path).is_ok_and(|b| looks_like_root(&b))
+}
+
+/// The trust a site starts from, and where it came from.
+#[derive(Debug, Clone)]
+pub struct SiteTrust {
+    pub base: TrustBase,
+    /// `state` (accepted root), `config-root` or `key-folder`.
+    pub source: &'static str,
+}
+
+fn read_root(path: &Path) -> Result<Option<SignedRoot>> {
+    match fs::read(path) {
+        Ok(b) if looks_like_root(&b) => Ok(Some(SignedRoot::parse(&b)?)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(UpdaterError::io("read", path, e)),
+    }
+}
+
+/// Loads the site's current trust. The accepted root is re-checked against
+/// its own root keys (a file altered on disk is refused), not for expiry:
+/// expiry is checked when a root is accepted.
+pub fn load(cfg: &SiteConfig, sd: &StateDir, now: SystemTime) -> Result<SiteTrust> {
+    let rp = root_path(sd);
+    let config_root = if cfg.trust.is_file() {
+        read_root(&cfg.trust)?
+    } else {
+        None
+    };
+    if let Some(r) = read_root(&rp)? {
+        r.check_own_threshold()
+            .map_err(|e| UpdaterError::StateCorrupt {
+                path: rp.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(c) = &config_root {
+            if c.version() > r.version() {
+                return Err(UpdaterError::Refused(format!(
+                    "the config's trust {} is root version {}, newer than the accepted version {}: run `stoa-updater trust update {}`",
+                    cfg.trust.display(),
+                    c.version(),
+                    r.version(),
+                    cfg.trust.display()
+                )));
+            }
+        }
+        return Ok(SiteTrust {
+            base: TrustBase::Root(Box::new(r)),
+            source: "state",
+        });
+    }
+    if let Some(c) = config_root {
+        c.check_self(now)?;
+        return Ok(SiteTrust {
+            base: TrustBase::Root(Box::new(c)),
+            source: "config-root",
+        });
+    }
+    Ok(SiteTrust {
+        base: TrustBase::Keys(TrustStore::load(&cfg.trust)?.with_threshold(cfg.threshold)),
+        source: "key-folder",
+    })
+}
+
+/// Persists `root` as the accepted root unless one of an equal or higher
+/// version is already there (never goes back).
+pub fn persist(sd: &StateDir, root: &SignedRoot) -> Result<bool> {
+    let rp = root_path(sd);
+    if let Some(cur) = read_root(&rp)? {
+        if cur.version() >= root.version() {
+            return Ok(false);
+        }
+    }
+    let dir = sd.root.join("trust");
+    fs::create_dir_all(&dir).map_err(|e| UpdaterError::io("create folder", &dir, e))?;
+    write_atomic(&rp, &root.file_bytes, Some(0o644))?;
+    Ok(true)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockFloor {
+    /// RFC 3339 UTC.
+    pub floor: String,
+    /// What set it (`bundle stoa-platform 2.3.0`, `root version 2`).
+    pub source: String,
+}
+
+pub fn read_floor(sd: &StateDir) -> Result<Option<(SystemTime, ClockFloor)>> {
+    let p = floor_path(sd);
+    let bytes = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(UpdaterError::io("read", &p, e)),
+    };
+    let corrupt = |reason: String| UpdaterError::StateCorrupt {
+        path: p.clone(),
+        reason,
+    };
+    let f: ClockFloor = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let t = humantime::parse_rfc3339(&f.floor).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some((t, f)))
+}
+
+/// The clock for expiry checks. Refused when earlier than the floor, unless
+/// `ignore` (then the override is noted in the audit log).
+pub fn checked_now(sd: &StateDir, ignore: bool) -> Result<SystemTime> {
+    let now = SystemTime::now();
+    if let Some((floor, f)) = read_floor(sd)? {
+        if now < floor {
+            let e = FormatError::ClockBeforeFloor {
+                now: humantime::format_rfc3339_seconds(now).to_string(),
+                floor: format!("{} (set by {})", f.floor, f.source),
+            };
+            if !ignore {
+                return Err(e.into());
+            }
+            crate::audit::note(format!("--ignore-clock-floor: {e}"));
+            eprintln!("stoa-updater: warning: --ignore-clock-floor: {e}");
+        }
+    }
+    Ok(now)
+}
+
+/// Raises the floor to `t` (never lowers it).
+pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
+    if let Some((cur, _)) = read_floor(sd)? {
+        if cur >= t {
+            return Ok(());
+        }
+    }
+    let f = ClockFloor {
+        floor: humantime::format_rfc3339_seconds(t).to_string(),
+        source: source.to_owned(),
+    };
+    let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
+    fs::create_dir_all(&sd.root).map_err(|e| UpdaterError::io("create folder", &sd.root, e))?;
+    write_atomic(&floor_path(sd), &bytes, Some(0o644))
+}
+
+/// Records roots accepted on the way to a verified bundle (or a trust
+/// update): the newest is persisted, the floor raised to their `created`.
+pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<()> {
+    for r in chain {
+        raise_floor(sd, r.created, &format!("root version {}", r.version()))?;
+    }
+    if let Some(last) = chain.last() {
+        persist(sd, last)?;
+        crate::audit::note(format!("accepted root version {}", last.version()));
+    }
+    Ok(())
+}
