@@ -43,6 +43,9 @@ impl Site {
             ),
         )
         .unwrap();
+        // it holds a password: the operator's own (0600), as OPERATIONS.md asks
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&c, fs::Permissions::from_mode(0o600)).unwrap();
         c
     }
     fn updater(&self) -> Command {

@@ -296,6 +296,13 @@ impl SiteConfig {
     /// database password, the registry's password_file) is readable by
     /// group or others.
     fn warn_readable_secrets(&self, path: &Path) {
+        // once per process: the config may be loaded again (the audit log)
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let mut first = false;
+        WARNED.call_once(|| first = true);
+        if !first {
+            return;
+        }
         use std::os::unix::fs::PermissionsExt;
         let loose = |p: &Path| {
             std::fs::metadata(p)

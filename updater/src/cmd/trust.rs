@@ -31,9 +31,13 @@ pub enum TrustCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
+    /// The site's first signed root (root.json).
     pub root: PathBuf,
+    /// Check expiry against the machine clock even when it is before the
+    /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,14 +47,18 @@ pub struct UpdateArgs {
     /// Root files: version N+1, or a chain N+1, N+2, … in any order.
     #[arg(required = true)]
     pub roots: Vec<PathBuf>,
+    /// Check expiry against the machine clock even when it is before the
+    /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
