@@ -29,6 +29,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Show what a bundle holds.
     Inspect(cmd::inspect::Args),
+    /// Cut an existing bundle into media-sized parts with a signed index.
+    Split(cmd::split::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Build(a) => (cmd::build::run(a), a.json),
         Command::Verify(a) => (cmd::verify::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
+        Command::Split(a) => (cmd::split::run(a), a.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -117,6 +117,33 @@ pub enum FormatError {
     ExtractTarget { path: PathBuf, reason: String },
     #[error("read bundle: cannot decompress: {0} (corrupt, or not a STOA bundle)")]
     Decompress(String),
+    #[error("read parts index {path}: {reason}")]
+    PartsIndex { path: PathBuf, reason: String },
+    #[error("check parts index {path}: {reason}")]
+    PartsIndexSignature { path: PathBuf, reason: String },
+    #[error("read parts: {reason}")]
+    PartsResolve { reason: String },
+    #[error("read parts: {path} is an extra file, not listed in the signed parts index {index}")]
+    PartUnlisted { path: PathBuf, index: PathBuf },
+    #[error("read parts: {path} belongs to {release}, not to {expected}")]
+    PartForeign {
+        path: PathBuf,
+        release: String,
+        expected: String,
+    },
+    #[error("read parts: {what} given twice ({first} and {second})")]
+    PartGivenTwice {
+        what: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{message}")]
+    PartsBad {
+        message: String,
+        bad: Vec<crate::source::BadPart>,
+    },
+    #[error("repair parts: {0}")]
+    Repair(String),
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -163,6 +190,14 @@ impl FormatError {
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
             Self::ExtractTarget { .. } => "extract-target",
+            Self::PartsIndex { .. } => "parts-index",
+            Self::PartsIndexSignature { .. } => "parts-index-signature",
+            Self::PartsResolve { .. } => "parts",
+            Self::PartUnlisted { .. } => "part-unlisted",
+            Self::PartForeign { .. } => "part-foreign",
+            Self::PartGivenTwice { .. } => "part-twice",
+            Self::PartsBad { .. } => "part",
+            Self::Repair(_) => "repair",
             Self::Decompress(_) => "decompress",
         }
     }
@@ -184,6 +219,8 @@ impl FormatError {
                 | Self::Sink { .. }
                 | Self::ExtractTarget { .. }
                 | Self::OpenBundle { .. }
+                | Self::PartsResolve { .. }
+                | Self::Repair(_)
         )
     }
 }

@@ -19,10 +19,13 @@ pub mod keys;
 pub mod limits;
 pub mod manifest;
 pub mod oci;
+pub mod parity;
+pub mod parts;
 pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod source;
 pub mod writer;
 pub mod zframe;
 

@@ -13,7 +13,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
-use stoa_format::reader::{inspect, VerifyOptions};
+use stoa_format::reader::VerifyOptions;
+use stoa_format::source::{inspect_source, BundleSource};
 use stoa_format::{BundleManifest, Limits, TrustStore};
 
 use crate::config::SiteConfig;
@@ -186,16 +187,14 @@ impl Site {
 
     pub fn apply(
         &self,
-        bundle: &Path,
+        bundle: &BundleSource,
         opts: &ApplyOptions,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<ApplyReport> {
         let trust = self.trust()?;
-        let f = fs::File::open(bundle).map_err(|e| UpdaterError::OpenBundle {
-            path: bundle.to_owned(),
-            source: e,
-        })?;
-        let head = inspect(f, &Limits::default())?;
+        // a part set: signed index, every part present with its size
+        bundle.check(&trust)?;
+        let head = inspect_source(bundle, &Limits::default())?;
         head.check_signatures(&trust)?;
         self.cfg.check_needs(&head.manifest)?;
         self.sd.ensure()?;
@@ -220,7 +219,7 @@ impl Site {
         };
 
         // verify fully while staging; nothing on site has changed yet
-        let size = fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
+        let size = bundle.size();
         let mut done = 0u64;
         let t0 = std::time::Instant::now();
         let staged = stage::verify_and_stage(

@@ -9,12 +9,6 @@ use stoa_format::FormatError;
 pub enum UpdaterError {
     #[error("{0}")]
     Format(#[from] FormatError),
-    #[error("read bundle {path}: {source}")]
-    OpenBundle {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("site config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("the bundle needs [{section}] in the site config, which has none")]
@@ -85,7 +79,6 @@ impl UpdaterError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Format(e) => e.kind(),
-            Self::OpenBundle { .. } => "read",
             Self::Config { .. } => "config",
             Self::MissingSection { .. } => "config_missing_section",
             Self::StateCorrupt { .. } => "state_corrupt",

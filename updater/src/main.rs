@@ -34,6 +34,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Verify and extract a bundle's content into a new folder.
     Extract(cmd::extract::Args),
+    /// Rebuild missing or damaged parts of a split bundle from its parity parts.
+    Repair(cmd::repair::Args),
     /// Show what apply would do, changing nothing.
     Plan(cmd::plan::Args),
     /// Verify, stage and apply a bundle to the site.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => (cmd::verify::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
         Command::Extract(a) => (cmd::extract::run(a), a.json),
+        Command::Repair(a) => (cmd::repair::run(a), a.json),
         Command::Plan(a) => (cmd::plan::run(c, a), a.json),
         Command::Apply(a) => (cmd::apply::run(c, a), a.json),
         Command::Rollback(a) => (cmd::rollback::run(c, a), a.json),

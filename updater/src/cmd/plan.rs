@@ -3,11 +3,11 @@
 //! site config has every section the bundle needs, applies the version
 //! policy, and reads the databases and Helm for what is pending.
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use serde_json::json;
-use stoa_format::reader::{verify, NullSink};
+use stoa_format::reader::NullSink;
+use stoa_format::source::{verify_source, BundleSource};
 
 use crate::db;
 use crate::engine::Site;
@@ -18,7 +18,10 @@ use crate::registry::map_name;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     #[arg(long)]
     pub allow_downgrade: bool,
     #[arg(long)]
@@ -32,14 +35,10 @@ pub struct Args {
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let site = super::site(config)?;
     let trust = site.trust()?;
-    let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
-        path: args.bundle.clone(),
-        source: e,
-    })?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let pb = bytes_bar(size, "verify", args.quiet || args.json);
-    let v = verify(
-        f,
+    let src = BundleSource::resolve(&args.bundle)?;
+    let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
+    let v = verify_source(
+        &src,
         &trust,
         &Site::verify_options(args.allow_expired),
         &mut NullSink,
