@@ -158,20 +158,26 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
         });
     }
     let Some(par) = &idx.parity else {
-        return Err(FormatError::Repair(format!(
-            "{}; the set has no parity parts, so nothing can be rebuilt",
-            names.join("; ")
-        )));
+        return Err(FormatError::PartsBad {
+            message: format!(
+                "repair parts: {}; the set has no parity parts, so nothing can be rebuilt",
+                names.join("; ")
+            ),
+            bad,
+        });
     };
     let good_parity: Vec<usize> = (0..np)
         .filter(|k| !bad.iter().any(|b| b.parity && b.number == k + 1))
         .collect();
     if bad.len() > np || bad_data.len() > good_parity.len() {
-        return Err(FormatError::Repair(format!(
-            "{} parts bad ({}), parity can rebuild up to {np}: not repairable",
-            bad.len(),
-            names.join("; ")
-        )));
+        return Err(FormatError::PartsBad {
+            message: format!(
+                "repair parts: {} parts bad ({}), parity can rebuild up to {np}: not repairable",
+                bad.len(),
+                names.join("; ")
+            ),
+            bad,
+        });
     }
     fs::create_dir_all(out).map_err(|e| FormatError::Repair(format!("create {}: {e}", out.display())))?;
     let io_err = |what: &str, p: &Path, e: io::Error| {
