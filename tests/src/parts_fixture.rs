@@ -13,13 +13,13 @@ use stoa_format::SigningKeyPair;
 
 use crate::harness::{bundler, ok};
 
-/// Writes a release `name`/`version` holding a `mib`-MiB pseudo-random file
-/// (different per version) and returns the release manifest path.
-pub fn write_big_release(dir: &Path, version: &str, bytes: usize) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    // xorshift: incompressible, reproducible, different per version
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ version.bytes().fold(7u64, |a, b| a * 31 + u64::from(b));
-    let mut data = Vec::with_capacity(bytes);
+/// Incompressible, reproducible bytes, different per `seed` (xorshift).
+pub fn noise(bytes: usize, seed: &str) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15
+        ^ seed
+            .bytes()
+            .fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let mut data = Vec::with_capacity(bytes + 8);
     while data.len() < bytes {
         x ^= x << 13;
         x ^= x >> 7;
@@ -27,7 +27,14 @@ pub fn write_big_release(dir: &Path, version: &str, bytes: usize) -> PathBuf {
         data.extend_from_slice(&x.to_le_bytes());
     }
     data.truncate(bytes);
-    fs::write(dir.join("payload.bin"), &data).unwrap();
+    data
+}
+
+/// Writes a release `name`/`version` holding a `mib`-MiB pseudo-random file
+/// (different per version) and returns the release manifest path.
+pub fn write_big_release(dir: &Path, version: &str, bytes: usize) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("payload.bin"), noise(bytes, version)).unwrap();
     let rel = dir.join("release.toml");
     fs::write(
         &rel,

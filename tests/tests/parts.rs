@@ -331,3 +331,59 @@ fn missing_parity_part_alone_is_a_warning() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: parity part 1 of 1"));
 }
+
+/// A site bundle (`Site::bundle`) rebuilt with a 3 MiB payload file and split
+/// into 1 MiB parts with one parity part, in `dir`.
+fn site_split(s: &stoa_e2e::site::Site, version: &str, dir: &Path) -> PathBuf {
+    let b = s.bundle(version, None);
+    // the release manifest Site::bundle wrote for it
+    let n = b
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches(&format!("stoa-platform-{version}-"))
+        .trim_end_matches(".tar.zst")
+        .to_owned();
+    let mf = s.path().join(format!("release-{version}-{n}.toml"));
+    let payload = s.path().join(format!("payload-{version}.bin"));
+    fs::write(&payload, pf::noise(3 << 20, version)).unwrap();
+    let mut text = fs::read_to_string(&mf).unwrap();
+    text.push_str(&format!(
+        "\n[[files]]\nsource = \"{}\"\ndest = \"share/payload.bin\"\n",
+        payload.display()
+    ));
+    let mf2 = s.path().join(format!("release-{version}-big.toml"));
+    fs::write(&mf2, text).unwrap();
+    pf::build_split(&mf2, &s.key, dir, version, 1)
+}
+
+#[test]
+fn apply_from_parts_refuses_a_bad_part_before_any_change_then_applies_after_repair() {
+    let s = stoa_e2e::site::Site::start();
+    let d = s.path().join("medium");
+    site_split(&s, "2.0.0", &d);
+    let v = "2.0.0";
+    pf::flip(&pf::part(&d, v, 2), 5000);
+    let e = fails(s.updater().arg("plan").arg(&d), 1);
+    assert!(e.contains("(stoa-platform-2.0.0.tar.zst.part002): sha256 mismatch"), "{e}");
+    let e = fails(s.updater().arg("apply").arg(&d), 1);
+    assert!(e.contains("part 2 of ") && e.contains("repairable"), "{e}");
+    assert_eq!(s.installed(), None);
+    assert!(s.tables().is_empty(), "{:?}", s.tables());
+    assert_eq!(s.helm_revision("stoa-api"), None);
+    let trust = s.path().join("trust");
+    ok(updater().arg("repair").arg(&d).arg("--trust").arg(&trust).arg("--out").arg(&d));
+    ok(s.updater().arg("plan").arg(&d));
+    let list: Vec<PathBuf> = (1..)
+        .map(|n| pf::part(&d, v, n))
+        .take_while(|p| p.exists())
+        .collect();
+    assert!(list.len() >= 4, "{list:?}");
+    ok(s.updater().arg("apply").args(&list));
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+    assert_eq!(
+        fs::read(s.state_dir.join("files/share/payload.bin")).unwrap(),
+        fs::read(s.path().join("payload-2.0.0.bin")).unwrap()
+    );
+    assert_eq!(s.migration_ids(), ["0001"]);
+}
