@@ -86,7 +86,12 @@ pub fn encode(
         .collect();
     let mut outs: Vec<(io::BufWriter<File>, Hasher)> = tmps
         .iter()
-        .map(|t| Ok((io::BufWriter::with_capacity(1 << 20, File::create(t)?), Hasher::default())))
+        .map(|t| {
+            Ok((
+                io::BufWriter::with_capacity(1 << 20, File::create(t)?),
+                Hasher::default(),
+            ))
+        })
         .collect::<io::Result<_>>()?;
     let mut enc = ReedSolomonEncoder::new(n, count, sb).map_err(rs_err)?;
     let mut buf = vec![0u8; sb];
@@ -148,7 +153,11 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
     let np = set.parity_parts();
     let bad: Vec<BadPart> = set.full_problems(&[]);
     let names: Vec<String> = bad.iter().map(|b| b.describe(n, np)).collect();
-    let bad_data: Vec<usize> = bad.iter().filter(|b| !b.parity).map(|b| b.number - 1).collect();
+    let bad_data: Vec<usize> = bad
+        .iter()
+        .filter(|b| !b.parity)
+        .map(|b| b.number - 1)
+        .collect();
     if bad_data.is_empty() {
         return Ok(RepairReport {
             rebuilt: Vec::new(),
@@ -179,7 +188,8 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
             bad,
         });
     }
-    fs::create_dir_all(out).map_err(|e| FormatError::Repair(format!("create {}: {e}", out.display())))?;
+    fs::create_dir_all(out)
+        .map_err(|e| FormatError::Repair(format!("create {}: {e}", out.display())))?;
     let io_err = |what: &str, p: &Path, e: io::Error| {
         FormatError::Repair(format!("{what} {}: {e}", p.display()))
     };
@@ -192,7 +202,9 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
         if bad_data.contains(&i) {
             data_in.push(None);
         } else {
-            let p = f.as_ref().ok_or_else(|| FormatError::Repair(format!("part {} has no file", i + 1)))?;
+            let p = f
+                .as_ref()
+                .ok_or_else(|| FormatError::Repair(format!("part {} has no file", i + 1)))?;
             data_in.push(Some(File::open(p).map_err(|e| io_err("open", p, e))?));
         }
     }
@@ -209,31 +221,44 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
         let name = &idx.parts[i].name;
         let tmp = out.join(format!(".{name}.partial-{}", std::process::id()));
         let f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-        outs.push((i, tmp, io::BufWriter::with_capacity(1 << 20, f), Hasher::default()));
+        outs.push((
+            i,
+            tmp,
+            io::BufWriter::with_capacity(1 << 20, f),
+            Hasher::default(),
+        ));
     }
     let cleanup = |outs: &[(usize, PathBuf, io::BufWriter<File>, Hasher)]| {
         for (_, t, _, _) in outs {
             let _ = fs::remove_file(t);
         }
     };
-    let mut dec = ReedSolomonDecoder::new(n, np, sb).map_err(|e| FormatError::Repair(e.to_string()))?;
+    let mut dec =
+        ReedSolomonDecoder::new(n, np, sb).map_err(|e| FormatError::Repair(e.to_string()))?;
     let mut buf = vec![0u8; sb];
     let mut bytes_read = 0u64;
     let res = (|| -> Result<(), FormatError> {
         for s in 0..stripes {
             for (i, f) in data_in.iter_mut().enumerate() {
                 if let Some(f) = f {
-                    read_padded(f, &mut buf).map_err(|e| FormatError::Repair(format!("read part {}: {e}", i + 1)))?;
-                    dec.add_original_shard(i, &buf).map_err(|e| FormatError::Repair(e.to_string()))?;
+                    read_padded(f, &mut buf)
+                        .map_err(|e| FormatError::Repair(format!("read part {}: {e}", i + 1)))?;
+                    dec.add_original_shard(i, &buf)
+                        .map_err(|e| FormatError::Repair(e.to_string()))?;
                     bytes_read += stripe;
                 }
             }
             for (k, f) in par_in.iter_mut() {
-                read_padded(f, &mut buf).map_err(|e| FormatError::Repair(format!("read parity part {}: {e}", *k + 1)))?;
-                dec.add_recovery_shard(*k, &buf).map_err(|e| FormatError::Repair(e.to_string()))?;
+                read_padded(f, &mut buf).map_err(|e| {
+                    FormatError::Repair(format!("read parity part {}: {e}", *k + 1))
+                })?;
+                dec.add_recovery_shard(*k, &buf)
+                    .map_err(|e| FormatError::Repair(e.to_string()))?;
                 bytes_read += stripe;
             }
-            let r = dec.decode().map_err(|e| FormatError::Repair(e.to_string()))?;
+            let r = dec
+                .decode()
+                .map_err(|e| FormatError::Repair(e.to_string()))?;
             for (i, tmp, w, h) in outs.iter_mut() {
                 let shard = r
                     .restored_original(*i)
@@ -241,7 +266,8 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
                 let size = idx.parts[*i].size;
                 let start = s * stripe;
                 let take = size.saturating_sub(start).min(stripe) as usize;
-                w.write_all(&shard[..take]).map_err(|e| io_err("write", tmp, e))?;
+                w.write_all(&shard[..take])
+                    .map_err(|e| io_err("write", tmp, e))?;
                 h.update(&shard[..take]);
             }
         }
@@ -255,7 +281,9 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
     let mut finals = Vec::new();
     for (i, tmp, w, h) in std::mem::take(&mut outs) {
         let rec = &idx.parts[i];
-        let f = w.into_inner().map_err(|e| io_err("write", &tmp, e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| io_err("write", &tmp, e.into_error()))?;
         f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
         let (sha, size) = h.finish();
         if sha != rec.sha256 || size != rec.size {
@@ -277,7 +305,12 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
     }
     let _ = File::open(out).and_then(|d| d.sync_all());
     // a repair into another folder carries the index along
-    let idx_dir = set.index.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let idx_dir = set
+        .index
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if fs::canonicalize(idx_dir).ok() != fs::canonicalize(out).ok() {
         let base = &idx.bundle.name;
         for name in [crate::parts::index_name(base), crate::parts::sig_name(base)] {

@@ -47,12 +47,12 @@ impl std::str::FromStr for PartSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
-            return Err(format!("{s:?} is not a size (examples: 4GiB, 700MB, 4294967295)"));
+            return Err(format!(
+                "{s:?} is not a size (examples: 4GiB, 700MB, 4294967295)"
+            ));
         }
         let n: u64 = num
             .parse()
@@ -220,7 +220,10 @@ impl PartsIndex {
             return Err(format!("part_size {} is under 1 MiB", self.part_size));
         }
         if self.parts.is_empty() || self.parts.len() > MAX_PARTS {
-            return Err(format!("{} parts (1 to {MAX_PARTS} allowed)", self.parts.len()));
+            return Err(format!(
+                "{} parts (1 to {MAX_PARTS} allowed)",
+                self.parts.len()
+            ));
         }
         let n = self.parts.len();
         let mut sum = 0u64;
@@ -229,7 +232,12 @@ impl PartsIndex {
                 return Err(format!("part {} is listed as number {}", i + 1, p.number));
             }
             if p.name != part_name(b, i + 1) {
-                return Err(format!("part {} is named {:?}, expected {:?}", i + 1, p.name, part_name(b, i + 1)));
+                return Err(format!(
+                    "part {} is named {:?}, expected {:?}",
+                    i + 1,
+                    p.name,
+                    part_name(b, i + 1)
+                ));
             }
             let last = i + 1 == n;
             if p.size == 0 || p.size > self.part_size || (!last && p.size != self.part_size) {
@@ -321,7 +329,11 @@ pub fn signatures_from_text(
             .and_then(|v| <[u8; 64]>::try_from(v).ok())
             .ok_or_else(|| bad(format!("line {}: signature is not 128 hex digits", i + 1)))?;
         if out.insert(id, raw).is_some() {
-            return Err(bad(format!("line {}: key {} signs twice", i + 1, id.short())));
+            return Err(bad(format!(
+                "line {}: key {} signs twice",
+                i + 1,
+                id.short()
+            )));
         }
     }
     Ok(out)
@@ -542,7 +554,11 @@ impl Write for PartWriter {
         if data.is_empty() {
             return Ok(0);
         }
-        if self.cur.as_ref().is_some_and(|(_, _, h)| h.len() == self.part_size) {
+        if self
+            .cur
+            .as_ref()
+            .is_some_and(|(_, _, h)| h.len() == self.part_size)
+        {
             self.close_part()?;
         }
         if self.cur.is_none() {
@@ -588,9 +604,13 @@ pub fn remove_stale(dir: &Path, bundle_name: &str, parts: usize, parity: usize) 
             continue;
         };
         let stale = if let Some(d) = rest.strip_prefix(".part") {
-            d.len() >= 3 && d.bytes().all(|c| c.is_ascii_digit()) && d.parse::<usize>().is_ok_and(|n| n > parts)
+            d.len() >= 3
+                && d.bytes().all(|c| c.is_ascii_digit())
+                && d.parse::<usize>().is_ok_and(|n| n > parts)
         } else if let Some(d) = rest.strip_prefix(".parity") {
-            !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()) && d.parse::<usize>().is_ok_and(|n| n > parity)
+            !d.is_empty()
+                && d.bytes().all(|c| c.is_ascii_digit())
+                && d.parse::<usize>().is_ok_and(|n| n > parity)
         } else {
             false
         };
@@ -610,7 +630,10 @@ mod tests {
     fn part_size_parses_units_and_refuses_small() {
         assert_eq!("4GiB".parse::<PartSize>().unwrap().bytes(), 4 << 30);
         assert_eq!("700MB".parse::<PartSize>().unwrap().bytes(), 700_000_000);
-        assert_eq!("4294967295".parse::<PartSize>().unwrap().bytes(), 4294967295);
+        assert_eq!(
+            "4294967295".parse::<PartSize>().unwrap().bytes(),
+            4294967295
+        );
         assert_eq!("1MiB".parse::<PartSize>().unwrap().bytes(), 1 << 20);
         assert!("1048575".parse::<PartSize>().is_err());
         assert!("1MB".parse::<PartSize>().is_err());
@@ -625,7 +648,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let size: PartSize = "1MiB".parse().unwrap();
         let mut w = PartWriter::new(dir.path(), "b.tar.zst", size, false);
-        let data: Vec<u8> = (0..(2 * (1 << 20) + 5)).map(|i: u32| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(2 * (1 << 20) + 5))
+            .map(|i: u32| (i % 251) as u8)
+            .collect();
         for c in data.chunks(70_000) {
             w.write_all(c).unwrap();
         }
@@ -681,7 +706,12 @@ pub fn seal(
     let dir = &written.dir;
     let res = (|| {
         let parity = if info.parity > 0 {
-            Some(crate::parity::encode(written, bundle_name, info.parity, info.sync)?)
+            Some(crate::parity::encode(
+                written,
+                bundle_name,
+                info.parity,
+                info.sync,
+            )?)
         } else {
             None
         };

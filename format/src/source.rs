@@ -25,7 +25,7 @@ use crate::parts::{file_name, index_name, PartRecord, PartsIndex, SignedIndex};
 #[derive(Debug, Clone)]
 pub enum BundleSource {
     File(PathBuf),
-    Parts(PartSet),
+    Parts(Box<PartSet>),
 }
 
 /// A resolved part set: the signed index and, per data part, the file that
@@ -224,7 +224,10 @@ impl BundleSource {
                 reason: format!(
                     "{} holds several parts indexes ({}); name the one to use",
                     dir.display(),
-                    idx.iter().map(|p| file_name(p)).collect::<Vec<_>>().join(", ")
+                    idx.iter()
+                        .map(|p| file_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
         }
@@ -329,11 +332,11 @@ impl BundleSource {
                 }
             }
         }
-        Ok(Self::Parts(PartSet {
+        Ok(Self::Parts(Box::new(PartSet {
             index,
             files,
             parity_files,
-        }))
+        })))
     }
 
     /// What to call the source in messages.
@@ -386,7 +389,9 @@ impl BundleSource {
                 })?;
                 Ok(SourceReader::File(f))
             }
-            Self::Parts(s) => Ok(SourceReader::Parts(PartsReader::new(s.clone()))),
+            Self::Parts(s) => Ok(SourceReader::Parts(Box::new(PartsReader::new(
+                (**s).clone(),
+            )))),
         }
     }
 
@@ -556,7 +561,10 @@ impl PartSet {
     /// A part whose bytes are listed by another `*.parts.json` beside it:
     /// "it belongs to stoa-platform 2.1.0".
     fn foreign_by_sibling(&self, f: &Path, sha: &Sha256Digest) -> Option<String> {
-        let dir = f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         for ent in fs::read_dir(dir).ok()?.flatten() {
             let p = ent.path();
             if !file_name(&p).ends_with(".parts.json") || p == self.index.path {
@@ -638,7 +646,7 @@ impl PartsProgress {
 #[derive(Debug)]
 pub enum SourceReader {
     File(File),
-    Parts(PartsReader),
+    Parts(Box<PartsReader>),
 }
 
 impl SourceReader {
@@ -789,9 +797,8 @@ impl Read for PartsReader {
                 let Some(path) = self.set.files[self.next].clone() else {
                     return Err(self.fail(format!("part {number} of {n_parts} ({name}): missing")));
                 };
-                let f = File::open(&path).map_err(|e| {
-                    self.fail(format!("part {number} of {n_parts} ({name}): {e}"))
-                })?;
+                let f = File::open(&path)
+                    .map_err(|e| self.fail(format!("part {number} of {n_parts} ({name}): {e}")))?;
                 self.cur = Some((f, 0));
             }
             let i = self.next;
@@ -800,8 +807,14 @@ impl Read for PartsReader {
             let Some((f, got)) = self.cur.as_mut() else {
                 continue;
             };
-            let want = usize::try_from(size - *got).unwrap_or(usize::MAX).min(buf.len());
-            let n = if want == 0 { 0 } else { f.read(&mut buf[..want])? };
+            let want = usize::try_from(size - *got)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = if want == 0 {
+                0
+            } else {
+                f.read(&mut buf[..want])?
+            };
             if n == 0 {
                 let got = *got;
                 if got < size {

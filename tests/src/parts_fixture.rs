@@ -160,7 +160,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     });
 
     let d = mk("reordered_parts");
-    let (a, b) = (fs::read(part(&d, V, 2)).unwrap(), fs::read(part(&d, V, 3)).unwrap());
+    let (a, b) = (
+        fs::read(part(&d, V, 2)).unwrap(),
+        fs::read(part(&d, V, 3)).unwrap(),
+    );
     fs::write(part(&d, V, 2), &b).unwrap();
     fs::write(part(&d, V, 3), &a).unwrap();
     out.push(PartsFixture {
@@ -168,7 +171,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
         args: vec![d],
         expect: vec![
             "2 parts bad".into(),
-            format!("{}: sha256 mismatch (it holds part 3: renamed or reordered)", pn(2)),
+            format!(
+                "{}: sha256 mismatch (it holds part 3: renamed or reordered)",
+                pn(2)
+            ),
             format!("{}: sha256 mismatch (it holds part 2", pn(3)),
             "parity can rebuild up to 1: not repairable".into(),
         ],
@@ -208,7 +214,13 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     let d = mk("foreign_part");
     copy_dir(&c.good_210, &d);
     let args: Vec<PathBuf> = (1..=6)
-        .map(|n| if n == 2 { part(&d, "2.1.0", 2) } else { part(&d, V, n) })
+        .map(|n| {
+            if n == 2 {
+                part(&d, "2.1.0", 2)
+            } else {
+                part(&d, V, n)
+            }
+        })
         .collect();
     out.push(PartsFixture {
         name: "foreign_part",
@@ -225,7 +237,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     out.push(PartsFixture {
         name: "foreign_part_same_name",
         args: vec![index(&d, V)],
-        expect: vec![format!("{}: sha256 mismatch (it belongs to stoa-platform 2.1.0 (part 2))", pn(2))],
+        expect: vec![format!(
+            "{}: sha256 mismatch (it belongs to stoa-platform 2.1.0 (part 2))",
+            pn(2)
+        )],
         kind: "part",
     });
 
@@ -234,7 +249,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     out.push(PartsFixture {
         name: "unlisted_extra_part",
         args: vec![d.clone()],
-        expect: vec![format!("{} is an extra file, not listed in the signed parts index", part(&d, V, 7).display())],
+        expect: vec![format!(
+            "{} is an extra file, not listed in the signed parts index",
+            part(&d, V, 7).display()
+        )],
         kind: "part-unlisted",
     });
 
@@ -243,7 +261,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     out.push(PartsFixture {
         name: "unknown_key_index",
         args: vec![d],
-        expect: vec!["check parts index".into(), "no signature by a trusted key".into()],
+        expect: vec![
+            "check parts index".into(),
+            "no signature by a trusted key".into(),
+        ],
         kind: "parts-index-signature",
     });
 
@@ -252,7 +273,10 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
     out.push(PartsFixture {
         name: "parts_do_not_add_up",
         args: vec![d],
-        expect: vec!["the parts add up to".into(), "the index says the bundle is".into()],
+        expect: vec![
+            "the parts add up to".into(),
+            "the index says the bundle is".into(),
+        ],
         kind: "parts-index",
     });
 

@@ -27,7 +27,9 @@ fn setup() -> &'static Setup {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         ok(bundler().args(["keygen", "--out"]).arg(root.join("signer")));
-        ok(bundler().args(["keygen", "--out"]).arg(root.join("stranger")));
+        ok(bundler()
+            .args(["keygen", "--out"])
+            .arg(root.join("stranger")));
         let key = root.join("signer.key");
         let rel = pf::write_big_release(&root.join("src-2.3.0"), V, PAYLOAD);
         pf::build_split(&rel, &key, &root.join("good"), V, 1);
@@ -155,7 +157,12 @@ fn parity_damaged_as_well() {
             .arg(s.root.join("rep-pdaw")),
         1,
     );
-    assert!(e.contains("parity part 1 of 1") && e.contains("part 2 of 6") && e.contains("not repairable"), "{e}");
+    assert!(
+        e.contains("parity part 1 of 1")
+            && e.contains("part 2 of 6")
+            && e.contains("not repairable"),
+        "{e}"
+    );
 }
 #[test]
 fn two_lost_one_parity() {
@@ -171,7 +178,10 @@ fn two_lost_one_parity() {
             .arg(s.root.join("rep-tlop")),
         1,
     );
-    assert!(e.contains("part 1 of 6") && e.contains("part 6 of 6") && e.contains("not repairable"), "{e}");
+    assert!(
+        e.contains("part 1 of 6") && e.contains("part 6 of 6") && e.contains("not repairable"),
+        "{e}"
+    );
 }
 
 fn cat_parts(dir: &Path, version: &str, n: usize) -> Vec<u8> {
@@ -191,7 +201,13 @@ fn split_parts_concatenate_to_the_unsplit_build_and_split_command_agrees() {
     let single = d.join("single.tar.zst");
     let mut c = bundler();
     c.env("SOURCE_DATE_EPOCH", "1700000000");
-    ok(c.arg("build").arg(&rel).arg("--key").arg(&s.ctx.signer).arg("--out").arg(&single).arg("-q"));
+    ok(c.arg("build")
+        .arg(&rel)
+        .arg("--key")
+        .arg(&s.ctx.signer)
+        .arg("--out")
+        .arg(&single)
+        .arg("-q"));
     let mut c = bundler();
     c.env("SOURCE_DATE_EPOCH", "1700000000");
     let split_out = d.join("split").join("stoa-platform-2.3.0.tar.zst");
@@ -202,7 +218,10 @@ fn split_parts_concatenate_to_the_unsplit_build_and_split_command_agrees() {
         .arg("--out")
         .arg(&split_out)
         .args(["--split", "1MiB", "-q"]));
-    assert_eq!(cat_parts(&d.join("split"), V, 6), fs::read(&single).unwrap());
+    assert_eq!(
+        cat_parts(&d.join("split"), V, 6),
+        fs::read(&single).unwrap()
+    );
     assert!(!pf::part(&d.join("split"), V, 7).exists());
     // split of the existing file: same parts, same index bytes
     let again = d.join("again");
@@ -219,7 +238,8 @@ fn split_parts_concatenate_to_the_unsplit_build_and_split_command_agrees() {
         fs::read(pf::index(&d.join("split"), V)).unwrap()
     );
     // the index and its detached signature check with openssl
-    let sig_line = fs::read_to_string(d.join("split/stoa-platform-2.3.0.tar.zst.parts.sig")).unwrap();
+    let sig_line =
+        fs::read_to_string(d.join("split/stoa-platform-2.3.0.tar.zst.parts.sig")).unwrap();
     let sig_hex = sig_line.split_whitespace().nth(1).unwrap();
     let sig = d.join("index.sig");
     fs::write(&sig, hex::decode(sig_hex).unwrap()).unwrap();
@@ -273,7 +293,12 @@ fn every_reader_takes_the_index_the_folder_or_the_part_list() {
     let g = &s.ctx.good;
     let list: Vec<PathBuf> = (1..=6).rev().map(|n| pf::part(g, V, n)).collect();
     for args in [vec![g.clone()], vec![pf::index(g, V)], list.clone()] {
-        let out = ok(updater().arg("verify").args(&args).arg("--trust").arg(trust()).arg("--json"));
+        let out = ok(updater()
+            .arg("verify")
+            .args(&args)
+            .arg("--trust")
+            .arg(trust())
+            .arg("--json"));
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["parts"]["parts"], 6, "{v}");
         assert_eq!(v["version"], V);
@@ -282,7 +307,13 @@ fn every_reader_takes_the_index_the_folder_or_the_part_list() {
         assert_eq!(v["parts"]["parity"], 1, "{v}");
     }
     let to = s.root.join("extracted");
-    ok(updater().arg("extract").args(&list).arg("--trust").arg(trust()).arg("--to").arg(&to));
+    ok(updater()
+        .arg("extract")
+        .args(&list)
+        .arg("--trust")
+        .arg(trust())
+        .arg("--to")
+        .arg(&to));
     assert_eq!(
         fs::read(to.join("files/data/payload.bin")).unwrap(),
         fs::read(s.root.join("src-2.3.0/payload.bin")).unwrap()
@@ -294,11 +325,20 @@ fn repair_rebuilds_a_damaged_and_a_missing_part_with_parity_2() {
     let s = setup();
     let d = s.root.join("rep2");
     fs::create_dir_all(&d).unwrap();
-    pf::build_split(&s.root.join("src-2.3.0/release.toml"), &s.ctx.signer, &d, V, 2);
+    pf::build_split(
+        &s.root.join("src-2.3.0/release.toml"),
+        &s.ctx.signer,
+        &d,
+        V,
+        2,
+    );
     let want = cat_parts(&d, V, 6);
     pf::flip(&pf::part(&d, V, 3), 77);
     fs::remove_file(pf::part(&d, V, 5)).unwrap();
-    let e = fails(updater().arg("verify").arg(&d).arg("--trust").arg(trust()), 1);
+    let e = fails(
+        updater().arg("verify").arg(&d).arg("--trust").arg(trust()),
+        1,
+    );
     assert!(
         e.contains("2 parts bad")
             && e.contains("part 3 of 6 (stoa-platform-2.3.0.tar.zst.part003): sha256 mismatch")
@@ -308,15 +348,31 @@ fn repair_rebuilds_a_damaged_and_a_missing_part_with_parity_2() {
     );
     // into another folder: only the rebuilt parts (and the index)
     let out = d.join("rebuilt");
-    ok(updater().arg("repair").arg(&d).arg("--trust").arg(trust()).arg("--out").arg(&out));
+    ok(updater()
+        .arg("repair")
+        .arg(&d)
+        .arg("--trust")
+        .arg(trust())
+        .arg("--out")
+        .arg(&out));
     assert!(pf::part(&out, V, 3).exists() && pf::part(&out, V, 5).exists());
     assert!(!pf::part(&out, V, 1).exists());
     let mut list: Vec<PathBuf> = [1, 2, 4, 6].iter().map(|&n| pf::part(&d, V, n)).collect();
     list.push(pf::part(&out, V, 3));
     list.push(pf::part(&out, V, 5));
-    ok(updater().arg("verify").args(&list).arg("--trust").arg(trust()));
+    ok(updater()
+        .arg("verify")
+        .args(&list)
+        .arg("--trust")
+        .arg(trust()));
     // in place
-    ok(updater().arg("repair").arg(&d).arg("--trust").arg(trust()).arg("--out").arg(&d));
+    ok(updater()
+        .arg("repair")
+        .arg(&d)
+        .arg("--trust")
+        .arg(trust())
+        .arg("--out")
+        .arg(&d));
     assert_eq!(cat_parts(&d, V, 6), want);
     ok(updater().arg("verify").arg(&d).arg("--trust").arg(trust()));
 }
@@ -365,14 +421,23 @@ fn apply_from_parts_refuses_a_bad_part_before_any_change_then_applies_after_repa
     let v = "2.0.0";
     pf::flip(&pf::part(&d, v, 2), 5000);
     let e = fails(s.updater().arg("plan").arg(&d), 1);
-    assert!(e.contains("(stoa-platform-2.0.0.tar.zst.part002): sha256 mismatch"), "{e}");
+    assert!(
+        e.contains("(stoa-platform-2.0.0.tar.zst.part002): sha256 mismatch"),
+        "{e}"
+    );
     let e = fails(s.updater().arg("apply").arg(&d), 1);
     assert!(e.contains("part 2 of ") && e.contains("repairable"), "{e}");
     assert_eq!(s.installed(), None);
     assert!(s.tables().is_empty(), "{:?}", s.tables());
     assert_eq!(s.helm_revision("stoa-api"), None);
     let trust = s.path().join("trust");
-    ok(updater().arg("repair").arg(&d).arg("--trust").arg(&trust).arg("--out").arg(&d));
+    ok(updater()
+        .arg("repair")
+        .arg(&d)
+        .arg("--trust")
+        .arg(&trust)
+        .arg("--out")
+        .arg(&d));
     ok(s.updater().arg("plan").arg(&d));
     let list: Vec<PathBuf> = (1..)
         .map(|n| pf::part(&d, v, n))

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stoa_format::extract::sync_dir;
+use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
-use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::{Limits, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};

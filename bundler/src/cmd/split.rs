@@ -96,7 +96,9 @@ pub fn run(args: &Args) -> Result<()> {
     };
     // the index vouches for these bytes: the bundle must be signed by the keys
     let head = inspect(open()?, &Limits::default())?;
-    head.check_signatures(&TrustStore::from_keys(keys.iter().map(|k| k.verifying_key())))?;
+    head.check_signatures(&TrustStore::from_keys(
+        keys.iter().map(|k| k.verifying_key()),
+    ))?;
     let m = &head.manifest;
     let name = parts::file_name(&args.bundle);
     let dir = args
@@ -126,14 +128,15 @@ pub fn run(args: &Args) -> Result<()> {
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = std::io::Read::read(&mut f, &mut buf)
-                    .map_err(|e| stoa_format::FormatError::ReadBundle(e))?;
+                    .map_err(stoa_format::FormatError::ReadBundle)?;
                 if n == 0 {
                     break;
                 }
-                w.write_all(&buf[..n]).map_err(|e| BundlerError::WriteOutput {
-                    path: dir.clone(),
-                    source: e,
-                })?;
+                w.write_all(&buf[..n])
+                    .map_err(|e| BundlerError::WriteOutput {
+                        path: dir.clone(),
+                        source: e,
+                    })?;
                 pb.inc(n as u64);
             }
             Ok((release, sha))

@@ -29,9 +29,11 @@ pub fn run(args: &Args) -> Result<()> {
     let (trust, _) = args.trust.load()?;
     let src = BundleSource::resolve(&args.parts)?;
     let BundleSource::Parts(set) = &src else {
-        return Err(UpdaterError::Format(stoa_format::FormatError::PartsResolve {
-            reason: format!("{} is a single bundle file, not a part set", src.display()),
-        }));
+        return Err(UpdaterError::Format(
+            stoa_format::FormatError::PartsResolve {
+                reason: format!("{} is a single bundle file, not a part set", src.display()),
+            },
+        ));
     };
     set.index.check_signatures(&trust)?;
     let r = parity::repair(set, &args.out)?;
@@ -47,7 +49,10 @@ pub fn run(args: &Args) -> Result<()> {
             println!("bad: {b}");
         }
         for (name, path) in &r.rebuilt {
-            println!("rebuilt {name} -> {} (matches the signed index)", path.display());
+            println!(
+                "rebuilt {name} -> {} (matches the signed index)",
+                path.display()
+            );
         }
         let mb = r.bytes_read as f64 / 1e6 / r.seconds.max(1e-9);
         println!("read {:.0} MB at {mb:.0} MB/s", r.bytes_read as f64 / 1e6);
