@@ -14,6 +14,7 @@ runs="${BENCH_RUNS:-5}"
 profile="${BENCH_PROFILE:-release}"
 work="${BENCH_DIR:-$root/work/bench}"
 mkdir -p "$work"
+export SOURCE_DATE_EPOCH=1767225600  # every build of the release is byte-identical
 [ -x /usr/bin/time ] || { echo "bench-parts.sh needs GNU time (apt-get install time)"; exit 1; }
 if [ "$profile" = release ]; then cargo build -q --release --workspace --bins; else cargo build -q --workspace --bins; fi
 bin="$root/target/$profile"
@@ -49,7 +50,7 @@ for r in $(seq "$runs"); do
   read -r t m < <(measure "$U" verify "$work/split-$mib" --trust "$work/k.pub" --quiet); T[verifyn]+="$t "; M[verifyn]+="$m "
   rm -f "$work/par-$mib/b.tar.zst.part003"
   read -r t m < <(measure "$U" repair "$work/par-$mib" --trust "$work/k.pub" --out "$work/par-$mib"); T[repair]+="$t "; M[repair]+="$m "
-  cmp -s <(cat "$work/par-$mib"/b.tar.zst.part*) "$one" || { echo "bench-parts: repaired set differs from the single build"; exit 1; }
+  cmp -s <(cat "$work/par-$mib"/b.tar.zst.part[0-9]*) "$one" || { echo "bench-parts: repaired set differs from the single build"; exit 1; }
 done
 med() { tr ' ' '\n' <<<"${T[$1]}" | grep . | median; }
 rss() { tr ' ' '\n' <<<"${M[$1]}" | grep . | maxof | awk '{printf "%d MiB", $1/1024}'; }

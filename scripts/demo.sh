@@ -134,7 +134,7 @@ printf '\n[[files]]\nsource = "%s"\ndest = "share/payload.bin"\n' "$work/payload
 med="$work/medium"; mkdir -p "$med"
 "$B" build "$big" --key "$work/release.key" --out "$med/stoa-platform-2.0.0.tar.zst" --split 1MiB --parity 2
 ls -l "$med"
-cat "$med"/stoa-platform-2.0.0.tar.zst.part* | cmp - "$work/dist/stoa-platform-2.0.0.tar.zst" && echo "cat of the parts = the unsplit bundle, byte for byte"
+cat "$med"/stoa-platform-2.0.0.tar.zst.part[0-9]* | cmp - "$work/dist/stoa-platform-2.0.0.tar.zst" && echo "cat of the parts = the unsplit bundle, byte for byte"
 say "courier: one disc scratched (part 2 damaged), one lost (part 3 deleted); verify at the desk names them"
 printf 'XXXX' | dd of="$med/stoa-platform-2.0.0.tar.zst.part002" bs=1 seek=4096 conv=notrunc 2>/dev/null
 rm "$med/stoa-platform-2.0.0.tar.zst.part003"

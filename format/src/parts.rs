@@ -24,8 +24,10 @@ pub const PARTS_FORMAT: &str = "stoa-parts";
 pub const PARTS_FORMAT_VERSION: u32 = 1;
 /// The smallest part size: a part under 1 MiB is a usage error.
 pub const MIN_PART_SIZE: u64 = 1 << 20;
-/// At most this many data parts (and as many parity parts) in one set.
-pub const MAX_PARTS: usize = 9999;
+/// At most this many data parts (and as many parity parts) in one set, so
+/// names keep three digits and `cat <bundle>.part[0-9]*` concatenates them
+/// in order.
+pub const MAX_PARTS: usize = 999;
 /// The largest file FAT32 holds: 4 GiB − 1.
 pub const FAT32_MAX_FILE: u64 = (4 << 30) - 1;
 /// Largest index accepted (bytes).
@@ -86,7 +88,7 @@ impl std::str::FromStr for PartSize {
 }
 
 /// The file name of data part `n` (1-based) of `bundle_name`: `.part001`…
-/// (three digits, four past 999).
+/// `.part999`.
 pub fn part_name(bundle_name: &str, n: usize) -> String {
     format!("{bundle_name}.part{n:03}")
 }
@@ -562,6 +564,11 @@ impl Write for PartWriter {
             self.close_part()?;
         }
         if self.cur.is_none() {
+            if self.parts.len() >= MAX_PARTS {
+                return Err(io::Error::other(format!(
+                    "more than {MAX_PARTS} parts: choose a larger part size"
+                )));
+            }
             let tmp = self.tmp_path(self.parts.len() + 1);
             let f = File::create(&tmp)?;
             self.cur = Some((f, tmp, Hasher::default()));

@@ -1,7 +1,7 @@
 //! `stoa-bundler split <bundle> --size <size> --key <file>…`: cuts an
 //! existing bundle into media-sized parts with a signed parts index (and
 //! `--parity N` Reed–Solomon parity parts). `build --split` uses the same
-//! code while it writes. `cat <bundle>.part* > <bundle>` gives back the
+//! code while it writes. `cat <bundle>.part[0-9]* > <bundle>` gives back the
 //! identical file.
 
 use std::fs::File;
