@@ -34,7 +34,7 @@ pub fn choose_stripe(n: usize, p: usize) -> u64 {
 }
 
 /// Reads `buf.len()` bytes or up to the end of `f`, zero-filling the rest.
-fn read_padded(f: &mut File, buf: &mut [u8]) -> io::Result<()> {
+fn read_padded(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match f.read(&mut buf[got..]) {
@@ -45,7 +45,7 @@ fn read_padded(f: &mut File, buf: &mut [u8]) -> io::Result<()> {
         }
     }
     buf[got..].fill(0);
-    Ok(())
+    Ok(got)
 }
 
 fn rs_err(e: reed_solomon_simd::Error) -> io::Error {
@@ -142,16 +142,38 @@ pub struct RepairReport {
 }
 
 /// Rebuilds the missing or damaged data parts of `set` into `out` (which
-/// may be the parts' own folder: a damaged part is then replaced). Every
-/// part is checked first (size and SHA-256) to know which shards are good;
-/// each rebuilt part must match the signed index before it is renamed into
-/// place. More bad parts than good parity parts is an error naming them.
+/// may be the parts' own folder: a damaged part is then replaced). The
+/// shards used must be good: when presence and size already show bad data
+/// parts, the others are hashed while they are decoded (one pass) and the
+/// repair starts over with a full check if one of them turns out damaged;
+/// otherwise every part is hashed first. Each rebuilt part must match the
+/// signed index before it is renamed into place. More bad parts than good
+/// parity parts is an error naming them.
 pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
     let t0 = std::time::Instant::now();
+    let stat = set.stat_problems();
+    if stat.iter().any(|b| !b.parity) {
+        if let Some(r) = repair_with(set, out, stat, true, t0)? {
+            return Ok(r);
+        }
+    }
+    repair_with(set, out, set.full_problems(&[]), false, t0)?
+        .ok_or_else(|| FormatError::Repair("a part changed while it was read".into()))
+}
+
+/// One repair pass with `bad` as the known bad parts. With `check_inputs`,
+/// the shards read are hashed and `None` is returned if one of them does
+/// not match the index.
+fn repair_with(
+    set: &PartSet,
+    out: &Path,
+    bad: Vec<BadPart>,
+    check_inputs: bool,
+    t0: std::time::Instant,
+) -> Result<Option<RepairReport>, FormatError> {
     let idx = &set.index.index;
     let n = idx.parts.len();
     let np = set.parity_parts();
-    let bad: Vec<BadPart> = set.full_problems(&[]);
     let names: Vec<String> = bad.iter().map(|b| b.describe(n, np)).collect();
     let bad_data: Vec<usize> = bad
         .iter()
@@ -159,12 +181,12 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
         .map(|b| b.number - 1)
         .collect();
     if bad_data.is_empty() {
-        return Ok(RepairReport {
+        return Ok(Some(RepairReport {
             rebuilt: Vec::new(),
             bad: names,
             bytes_read: 0,
             seconds: t0.elapsed().as_secs_f64(),
-        });
+        }));
     }
     let Some(par) = &idx.parity else {
         return Err(FormatError::PartsBad {
@@ -237,21 +259,29 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
         ReedSolomonDecoder::new(n, np, sb).map_err(|e| FormatError::Repair(e.to_string()))?;
     let mut buf = vec![0u8; sb];
     let mut bytes_read = 0u64;
+    let mut data_h: Vec<Hasher> = vec![Hasher::default(); n];
+    let mut par_h: Vec<Hasher> = vec![Hasher::default(); par_in.len()];
     let res = (|| -> Result<(), FormatError> {
         for s in 0..stripes {
             for (i, f) in data_in.iter_mut().enumerate() {
                 if let Some(f) = f {
-                    read_padded(f, &mut buf)
+                    let got = read_padded(f, &mut buf)
                         .map_err(|e| FormatError::Repair(format!("read part {}: {e}", i + 1)))?;
+                    if check_inputs {
+                        data_h[i].update(&buf[..got]);
+                    }
                     dec.add_original_shard(i, &buf)
                         .map_err(|e| FormatError::Repair(e.to_string()))?;
                     bytes_read += stripe;
                 }
             }
-            for (k, f) in par_in.iter_mut() {
-                read_padded(f, &mut buf).map_err(|e| {
+            for (j, (k, f)) in par_in.iter_mut().enumerate() {
+                let got = read_padded(f, &mut buf).map_err(|e| {
                     FormatError::Repair(format!("read parity part {}: {e}", *k + 1))
                 })?;
+                if check_inputs {
+                    par_h[j].update(&buf[..got]);
+                }
                 dec.add_recovery_shard(*k, &buf)
                     .map_err(|e| FormatError::Repair(e.to_string()))?;
                 bytes_read += stripe;
@@ -276,6 +306,22 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
     if let Err(e) = res {
         cleanup(&outs);
         return Err(e);
+    }
+    if check_inputs {
+        let data_ok = data_in.iter().enumerate().all(|(i, f)| {
+            f.is_none() || {
+                let (sha, len) = std::mem::take(&mut data_h[i]).finish();
+                sha == idx.parts[i].sha256 && len == idx.parts[i].size
+            }
+        });
+        let par_ok = par_in.iter().enumerate().all(|(j, (k, _))| {
+            let (sha, len) = std::mem::take(&mut par_h[j]).finish();
+            sha == par.parts[*k].sha256 && len == par.parts[*k].size
+        });
+        if !(data_ok && par_ok) {
+            cleanup(&outs);
+            return Ok(None);
+        }
     }
     let mut rebuilt = Vec::new();
     let mut finals = Vec::new();
@@ -321,10 +367,10 @@ pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
             }
         }
     }
-    Ok(RepairReport {
+    Ok(Some(RepairReport {
         rebuilt,
         bad: names,
         bytes_read,
         seconds: t0.elapsed().as_secs_f64(),
-    })
+    }))
 }
