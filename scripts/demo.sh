@@ -2,7 +2,9 @@
 # The main job, end to end. Release engineer: make a signing key, build the
 # example release, inspect it, verify it as a site would, check it with
 # tar/openssl/skopeo as independent readers, extract its verified content,
-# and build the earlier releases 2.0.0 and 2.1.0. Site: start a throwaway
+# and build the earlier releases 2.0.0 and 2.1.0; 2.0.0 also as split parts
+# with parity, one part damaged and one lost, verified, repaired and applied
+# from the parts. Site: start a throwaway
 # docker-registry and PostgreSQL on loopback (and a stand-in for Helm: no
 # Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and
 # history, roll back, and show the schema and the registry tags at each point.
@@ -125,10 +127,33 @@ show() {
   done
 }
 
-say "site: plan 2.0.0 (changes nothing)"
-"${S[@]}" plan "$work/dist/stoa-platform-2.0.0.tar.zst"
-say "site: apply 2.0.0"
-"${S[@]}" apply "$work/dist/stoa-platform-2.0.0.tar.zst"
+# --- sneakernet: 2.0.0 travels as 1 MiB parts with 2 parity parts ---------
+say "release engineer: 2.0.0 (with a 3 MiB payload file) built as 1 MiB parts + 2 parity parts"
+big="$work/release-2.0.0-big.toml"
+m="$root/manifests"
+sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/charts#" \
+    -e "s#^source = \"tools/#source = \"$m/tools/#" -e "s#^dir = \"migrations/#dir = \"$m/migrations/#" \
+    "$m/stoa-platform-2.0.0.toml" > "$big"
+head -c 3145728 /dev/urandom > "$work/payload.bin"
+printf '\n[[files]]\nsource = "%s"\ndest = "share/payload.bin"\n' "$work/payload.bin" >> "$big"
+"$B" build "$big" --key "$work/release.key" --out "$work/dist/stoa-platform-2.0.0.tar.zst" --quiet
+med="$work/medium"; mkdir -p "$med"
+"$B" build "$big" --key "$work/release.key" --out "$med/stoa-platform-2.0.0.tar.zst" --split 1MiB --parity 2
+ls -l "$med"
+cat "$med"/stoa-platform-2.0.0.tar.zst.part[0-9]* | cmp - "$work/dist/stoa-platform-2.0.0.tar.zst" && echo "cat of the parts = the unsplit bundle, byte for byte"
+say "courier: one disc scratched (part 2 damaged), one lost (part 3 deleted); verify at the desk names them"
+printf 'XXXX' | dd of="$med/stoa-platform-2.0.0.tar.zst.part002" bs=1 seek=4096 conv=notrunc 2>/dev/null
+rm "$med/stoa-platform-2.0.0.tar.zst.part003"
+rc=0; "$U" verify "$med" --trust "$work/release.pub" || rc=$?
+[ "$rc" -eq 1 ] || { echo "expected exit 1, got $rc"; exit 1; }
+say "site operator: repair from parity, verify again"
+"$U" repair "$med" --trust "$work/release.pub" --out "$med"
+"$U" verify "$med" --trust "$work/release.pub"
+
+say "site: plan 2.0.0 from the parts folder (changes nothing)"
+"${S[@]}" plan "$med"
+say "site: apply 2.0.0 straight from the parts"
+"${S[@]}" apply "$med"
 show
 
 say "site: plan and apply 2.1.0 (the upgrade)"

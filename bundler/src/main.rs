@@ -31,6 +31,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Make, rotate and show signed trust roots.
     Root(cmd::root::Args),
+    /// Cut an existing bundle into media-sized parts with a signed index.
+    Split(cmd::split::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => (cmd::verify::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
         Command::Root(a) => (cmd::root::run(a), a.json()),
+        Command::Split(a) => (cmd::split::run(a), a.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::FormatError;
-use crate::reader::{inspect, verify_with, NullSink, VerifiedBundle, VerifyOptions};
+use crate::reader::{NullSink, VerifiedBundle, VerifyOptions};
 use crate::root::TrustBase;
+use crate::source::{inspect_source, parts_summary, verify_source_with, BundleSource};
 use crate::{report, Limits, TrustStore};
 
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
@@ -49,7 +50,10 @@ impl TrustArgs {
 /// `verify <bundle> --trust <pub|dir>`
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Print a JSON object instead of text.
@@ -63,7 +67,10 @@ pub struct VerifyArgs {
 /// `inspect <bundle> [--trust <pub|dir>]`
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     /// Also check the signatures against these keys (.pub file or folder).
     #[arg(long, value_name = "PATH")]
     pub trust: Option<PathBuf>,
@@ -80,18 +87,20 @@ pub fn open_bundle(path: &Path) -> Result<File, FormatError> {
     })
 }
 
-/// Runs `verify`: trusted signature, then every entry, streaming. Returns
-/// the verified bundle and the version of the root its keys came from (0
-/// for a key folder).
+/// Runs `verify`: trusted signature, then every entry, streaming; for a
+/// part set, the signed index and every part first. Returns the verified
+/// bundle and the version of the root its keys came from (0 for a key
+/// folder).
 pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatError> {
     let (base, opts) = args.trust.base()?;
-    let f = open_bundle(&args.bundle)?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let pb = bytes_bar(size, "verify", args.quiet || args.json);
+    let src = BundleSource::resolve(&args.bundle)?;
+    let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let mut root_version = base.version();
     let now = opts.now;
-    let v = verify_with(
-        f,
+    let index_trust = base.store();
+    let v = verify_source_with(
+        &src,
+        &index_trust,
         &mut |insp| {
             let (store, chain) = base.resolve(insp, now)?;
             if let Some(r) = chain.last() {
@@ -105,7 +114,11 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
     )?;
     pb.finish_and_clear();
     if args.json {
-        println!("{}", report::verified(&v));
+        let mut doc = report::verified(&v);
+        if let Some(p) = parts_summary(&src) {
+            doc["parts"] = p;
+        }
+        println!("{doc}");
     } else {
         println!(
             "OK {} {}: {} entries, {} verified, manifest sha256:{}",
@@ -115,6 +128,14 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
             report::human_bytes(v.content_bytes),
             v.manifest_sha256
         );
+        if let BundleSource::Parts(s) = &src {
+            println!(
+                "{} parts checked against the signed index {} ({} parity part(s) present)",
+                s.data_parts(),
+                s.index.path.display(),
+                s.parity_parts()
+            );
+        }
         for k in &v.trusted_signers {
             println!("signed by trusted key {k}");
         }
@@ -128,18 +149,36 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
 /// Runs `inspect`: the signed manifest's account of the bundle (content is
 /// not read; signatures are checked only with `--trust`).
 pub fn run_inspect(args: &InspectArgs) -> Result<(), FormatError> {
-    let f = open_bundle(&args.bundle)?;
-    let size = f.metadata().ok().map(|m| m.len());
-    let i = inspect(f, &Limits::default())?;
+    let src = BundleSource::resolve(&args.bundle)?;
+    let size = Some(src.size());
+    let i = inspect_source(&src, &Limits::default())?;
     let trusted = match &args.trust {
-        Some(t) => Some(i.check_signatures(&TrustStore::load(t)?)?),
+        Some(t) => {
+            let t = TrustStore::load(t)?;
+            if let BundleSource::Parts(s) = &src {
+                s.index.check_signatures(&t)?;
+            }
+            Some(i.check_signatures(&t)?)
+        }
         None => None,
     };
-    let doc = report::inspection(&i, trusted.as_deref(), size);
+    let mut doc = report::inspection(&i, trusted.as_deref(), size);
+    if let Some(p) = parts_summary(&src) {
+        doc["parts"] = p;
+    }
     if args.json {
         println!("{doc}");
     } else {
         print!("{}", report::inspection_text(&doc));
+        if let BundleSource::Parts(s) = &src {
+            println!(
+                "parts: {} of {} (+{} parity), index {}",
+                s.data_parts(),
+                report::human_bytes(s.index.index.part_size),
+                s.parity_parts(),
+                s.index.path.display()
+            );
+        }
     }
     Ok(())
 }

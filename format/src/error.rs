@@ -139,6 +139,33 @@ pub enum FormatError {
     },
     #[error("check clock: the clock says {now}, before the clock floor {floor} (the newest created time this site accepted); fix the clock, or pass --ignore-clock-floor (logged)")]
     ClockBeforeFloor { now: String, floor: String },
+    #[error("read parts index {path}: {reason}")]
+    PartsIndex { path: PathBuf, reason: String },
+    #[error("check parts index {path}: {reason}")]
+    PartsIndexSignature { path: PathBuf, reason: String },
+    #[error("read parts: {reason}")]
+    PartsResolve { reason: String },
+    #[error("read parts: {path} is an extra file, not listed in the signed parts index {index}")]
+    PartUnlisted { path: PathBuf, index: PathBuf },
+    #[error("read parts: {path} belongs to {release}, not to {expected}")]
+    PartForeign {
+        path: PathBuf,
+        release: String,
+        expected: String,
+    },
+    #[error("read parts: {what} given twice ({first} and {second})")]
+    PartGivenTwice {
+        what: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{message}")]
+    PartsBad {
+        message: String,
+        bad: Vec<crate::source::BadPart>,
+    },
+    #[error("repair parts: {0}")]
+    Repair(String),
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -201,6 +228,14 @@ impl FormatError {
             Self::Root { .. } => "root",
             Self::ClockBeforeFloor { .. } => "clock-floor",
             Self::ExtractTarget { .. } => "extract-target",
+            Self::PartsIndex { .. } => "parts-index",
+            Self::PartsIndexSignature { .. } => "parts-index-signature",
+            Self::PartsResolve { .. } => "parts",
+            Self::PartUnlisted { .. } => "part-unlisted",
+            Self::PartForeign { .. } => "part-foreign",
+            Self::PartGivenTwice { .. } => "part-twice",
+            Self::PartsBad { .. } => "part",
+            Self::Repair(_) => "repair",
             Self::Decompress(_) => "decompress",
             Self::ZstdFrame { .. } => "zstd-frame",
         }
@@ -223,6 +258,8 @@ impl FormatError {
                 | Self::Sink { .. }
                 | Self::ExtractTarget { .. }
                 | Self::OpenBundle { .. }
+                | Self::PartsResolve { .. }
+                | Self::Repair(_)
         )
     }
 }

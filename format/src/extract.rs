@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::error::FormatError;
 use crate::keys::TrustStore;
 use crate::manifest::Entry;
-use crate::reader::{verify, ContentSink, VerifiedBundle, VerifyOptions};
+use crate::reader::{ContentSink, VerifiedBundle, VerifyOptions};
+use crate::source::{verify_source, BundleSource};
 
 /// Writes entries below a root folder. Names were checked by the reader
 /// (relative, no `..`, conservative characters); files are created new, so
@@ -63,11 +64,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Verifies `bundle` and extracts its content to `dest`, which must not
+/// Verifies `bundle` (a file or a part set) and extracts its content to `dest`, which must not
 /// exist. On any failure `dest` does not appear and the staging folder is
 /// removed.
 pub fn extract(
-    bundle: &Path,
+    bundle: &BundleSource,
     trust: &TrustStore,
     opts: &VerifyOptions,
     dest: &Path,
@@ -99,9 +100,8 @@ pub fn extract(
         .map_err(|e| target_err(format!("create staging folder {}: {e}", staging.display())))?;
 
     let result = (|| {
-        let f = File::open(bundle).map_err(FormatError::ReadBundle)?;
         let mut sink = DirSink::new(&staging);
-        let v = verify(f, trust, opts, &mut sink, progress)?;
+        let v = verify_source(bundle, trust, opts, &mut sink, progress)?;
         fs::rename(&staging, dest)
             .map_err(|e| target_err(format!("rename staging folder into place: {e}")))?;
         sync_dir(&parent).map_err(|e| target_err(format!("fsync {}: {e}", parent.display())))?;

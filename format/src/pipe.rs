@@ -94,20 +94,32 @@ impl Read for ReadAhead {
     }
 }
 
+/// What [`WriteBehind`] writes into: a file, or a [`crate::parts::PartWriter`].
+pub trait SyncData {
+    /// Flushes written data to disk (`fsync` without metadata).
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl SyncData for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
 /// A file writer that does the writing on its own thread. With
 /// `sync_every`, it also flushes written data to disk every that many bytes,
 /// so that the final fsync has little left to do.
 #[derive(Debug)]
-pub struct WriteBehind {
+pub struct WriteBehind<W = File> {
     tx: Option<SyncSender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
     chunk: usize,
-    handle: Option<JoinHandle<io::Result<File>>>,
+    handle: Option<JoinHandle<io::Result<W>>>,
 }
 
-impl WriteBehind {
-    pub fn new(mut file: File, chunk: usize, depth: usize, sync_every: Option<u64>) -> Self {
+impl<W: Write + SyncData + Send + 'static> WriteBehind<W> {
+    pub fn new(mut file: W, chunk: usize, depth: usize, sync_every: Option<u64>) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(depth);
         let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
         let handle = std::thread::spawn(move || {
@@ -160,7 +172,7 @@ impl WriteBehind {
         }
     }
 
-    fn join(&mut self) -> io::Result<File> {
+    fn join(&mut self) -> io::Result<W> {
         self.tx = None;
         match self.handle.take() {
             Some(h) => h
@@ -171,13 +183,13 @@ impl WriteBehind {
     }
 
     /// Writes what is buffered, waits for the thread, returns the file.
-    pub fn finish(mut self) -> io::Result<File> {
+    pub fn finish(mut self) -> io::Result<W> {
         self.send()?;
         self.join()
     }
 }
 
-impl Write for WriteBehind {
+impl<W: Write + SyncData + Send + 'static> Write for WriteBehind<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = self.chunk - self.buf.len();
         let n = room.min(data.len());
@@ -193,7 +205,7 @@ impl Write for WriteBehind {
     }
 }
 
-impl Drop for WriteBehind {
+impl<W> Drop for WriteBehind<W> {
     fn drop(&mut self) {
         self.tx = None;
         if let Some(h) = self.handle.take() {

@@ -13,7 +13,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
-use stoa_format::reader::{inspect, VerifyOptions};
+use stoa_format::reader::VerifyOptions;
+use stoa_format::source::{inspect_source, BundleSource};
 use stoa_format::{BundleManifest, Limits};
 
 use crate::config::{hint, SiteConfig};
@@ -207,7 +208,7 @@ impl Site {
 
     pub fn apply(
         &self,
-        bundle: &Path,
+        bundle: &BundleSource,
         opts: &ApplyOptions,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<ApplyReport> {
@@ -215,8 +216,13 @@ impl Site {
         // the site's root, extended by the roots the bundle carries
         let now = crate::trust::checked_now(&self.sd, opts.ignore_clock_floor)?;
         let base = crate::trust::load(&self.cfg, &self.sd, now)?.base;
-        let f = open_regular(bundle)?;
-        let head = inspect(f, &Limits::default())?;
+        // every file is read twice (head, then content): regular files only
+        for p in bundle_files(bundle) {
+            check_regular(p)?;
+        }
+        // a part set: signed index, every part present with its size
+        bundle.check(&base.store())?;
+        let head = inspect_source(bundle, &Limits::default())?;
         let (trust, chain) = base.resolve(&head, now)?;
         crate::audit::note_root(chain.last().map_or(base.version(), |r| r.version()));
         head.check_signatures(&trust)?;
@@ -242,7 +248,7 @@ impl Site {
         };
 
         // verify fully while staging; nothing on site has changed yet
-        let size = fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
+        let size = bundle.size();
         let mut done = 0u64;
         let t0 = std::time::Instant::now();
         let staged = stage::verify_and_stage(
@@ -1521,12 +1527,28 @@ fn pending(state: &mut State) -> Result<&mut Pending> {
 /// Opens a bundle that must be a regular file: apply reads it twice
 /// (signature, then content while staging), which a FIFO, `/dev/stdin` or
 /// `<(…)` cannot give; refused at once instead of hanging.
-pub fn open_regular(bundle: &Path) -> Result<fs::File> {
+/// The files a bundle source reads: the bundle, or the parts present.
+fn bundle_files(src: &BundleSource) -> Vec<&Path> {
+    match src {
+        BundleSource::File(p) => vec![p.as_path()],
+        BundleSource::Parts(s) => s
+            .files
+            .iter()
+            .chain(s.parity_files.iter())
+            .flatten()
+            .map(|p| p.as_path())
+            .collect(),
+    }
+}
+
+/// Refuses a bundle file that is not a regular file (a FIFO, `/dev/stdin`
+/// from a pipe, a device), without opening it: opening a FIFO without a
+/// writer would block.
+pub fn check_regular(bundle: &Path) -> Result<()> {
     let bad = |e| UpdaterError::OpenBundle {
         path: bundle.to_owned(),
         source: e,
     };
-    // stat before open: opening a FIFO without a writer would block
     let ft = fs::metadata(bundle).map_err(bad)?.file_type();
     if !ft.is_file() {
         use std::os::unix::fs::FileTypeExt;
@@ -1546,7 +1568,7 @@ pub fn open_regular(bundle: &Path) -> Result<fs::File> {
             kind: kind.into(),
         });
     }
-    fs::File::open(bundle).map_err(bad)
+    Ok(())
 }
 
 fn read_text(p: &Path) -> Result<String> {

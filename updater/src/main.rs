@@ -39,6 +39,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Verify and extract a bundle's content into a new folder.
     Extract(cmd::extract::Args),
+    /// Rebuild missing or damaged parts of a split bundle from its parity parts.
+    Repair(cmd::repair::Args),
     /// Show what apply would do, changing nothing.
     Plan(cmd::plan::Args),
     /// Verify, stage and apply a bundle to the site.
@@ -59,6 +61,7 @@ impl Command {
         match self {
             Self::Verify(_) => Some("verify"),
             Self::Extract(_) => Some("extract"),
+            Self::Repair(_) => Some("repair"),
             Self::Plan(_) => Some("plan"),
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
@@ -139,6 +142,10 @@ fn main() -> ExitCode {
         Command::Extract(a) => match no_config("extract") {
             Some(m) => return usage_error(&m, a.json),
             None => (cmd::extract::run(a).map(|()| 0), a.json),
+        },
+        Command::Repair(a) => match no_config("repair") {
+            Some(m) => return usage_error(&m, a.json),
+            None => (cmd::repair::run(a).map(|()| 0), a.json),
         },
         Command::Plan(a) => (cmd::plan::run(c, a).map(|()| 0), a.json),
         Command::Apply(a) => (cmd::apply::run(c, a).map(|()| 0), a.json),

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use stoa_format::extract::sync_dir;
 use stoa_format::manifest::Entry;
-use stoa_format::reader::{verify, ContentSink, VerifiedBundle, VerifyOptions};
+use stoa_format::reader::{ContentSink, VerifiedBundle, VerifyOptions};
+use stoa_format::source::{verify_source, BundleSource};
 use stoa_format::{BundleManifest, Limits, TrustStore};
 
 use crate::error::{Result, UpdaterError};
@@ -128,19 +129,15 @@ pub struct Staged {
 /// folder `releases/<version>` (the verified manifest, chart links) is
 /// written last, in a temp folder renamed into place.
 pub fn verify_and_stage(
-    bundle: &Path,
+    bundle: &BundleSource,
     trust: &TrustStore,
     opts: &VerifyOptions,
     sd: &StateDir,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Staged> {
     sd.ensure()?;
-    let f = File::open(bundle).map_err(|e| UpdaterError::OpenBundle {
-        path: bundle.to_owned(),
-        source: e,
-    })?;
     let mut sink = StoreSink::new(sd.store_dir());
-    let verified = verify(f, trust, opts, &mut sink, progress)?;
+    let verified = verify_source(bundle, trust, opts, &mut sink, progress)?;
     let store = sd.store_dir();
     sync_dir(&store).map_err(|e| UpdaterError::io("fsync", &store, e))?;
     write_release_dir(sd, &verified)?;

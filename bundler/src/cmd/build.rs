@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stoa_format::extract::sync_dir;
+use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
 use stoa_format::root::{anchor_path, SignedRoot};
@@ -61,6 +62,16 @@ pub struct Args {
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
+    /// Write the bundle as parts of at most this size (`4GiB`, `700MB`,
+    /// `4294967295` bytes; at least 1 MiB): `<out>.part001`, … and a signed
+    /// index `<out>.parts.json` (+ `.parts.sig`). `cat` of the parts is the
+    /// unsplit bundle, byte for byte.
+    #[arg(long, value_name = "SIZE")]
+    pub split: Option<PartSize>,
+    /// With --split: add N Reed–Solomon parity parts `<out>.parity1`, …; any
+    /// N lost or damaged parts can be rebuilt (`stoa-updater repair`).
+    #[arg(long, value_name = "N", requires = "split", value_parser = clap::value_parser!(u16).range(1..=255))]
+    pub parity: Option<u16>,
 }
 
 /// The `--root` files, checked (structure, own signatures) and planned as
@@ -162,6 +173,29 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or_default(),
         std::process::id()
     ));
+    if let Some(size) = args.split {
+        let name = parts::file_name(out);
+        let pb = bytes_bar(total, "build", args.quiet || args.json);
+        let release = PartsRelease {
+            name: m.release.name.clone(),
+            version: m.release.version.clone(),
+        };
+        let (index, ip) = super::split::write_parts(
+            &dir,
+            &name,
+            size,
+            args.parity.map(usize::from).unwrap_or(0),
+            &keys,
+            args.fsync,
+            |w| {
+                let (_, summary) = writer.write(w, &keys, &mut |n| pb.inc(n))?;
+                Ok((release, summary.manifest_sha256))
+            },
+        )?;
+        pb.finish_and_clear();
+        super::split::print_parts(args.json, &index, &ip);
+        return Ok(());
+    }
     let result = (|| -> Result<_> {
         let f = File::create(&tmp).map_err(werr)?;
         let pb = bytes_bar(total, "build", args.quiet || args.json);
@@ -184,6 +218,13 @@ pub fn run(args: &Args) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     let (summary, size) = result?;
+    if size > parts::FAT32_MAX_FILE {
+        eprintln!(
+            "stoa-bundler: hint: {} is {}, over FAT32's 4 GiB file limit; use --split 4GiB (or split) for FAT32 media",
+            out.display(),
+            human_bytes(size)
+        );
+    }
     print_summary(args, out, m, &keys, &summary, size, pulled);
     Ok(())
 }

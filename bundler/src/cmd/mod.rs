@@ -4,4 +4,5 @@ pub mod build;
 pub mod inspect;
 pub mod keygen;
 pub mod root;
+pub mod split;
 pub mod verify;

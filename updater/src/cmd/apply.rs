@@ -2,14 +2,18 @@
 
 use std::path::PathBuf;
 
+use stoa_format::source::BundleSource;
+
 use crate::engine::ApplyOptions;
 use crate::error::Result;
 use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle file (.tar.zst).
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     /// Apply a version not newer than the installed one, or outside the
     /// bundle's upgrade_from (logged in history).
     #[arg(long)]
@@ -43,7 +47,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         allow_expired: args.allow_expired,
         ignore_clock_floor: args.ignore_clock_floor,
     };
-    let r = site.apply(&args.bundle, &opts, &mut |phase, done, total| {
+    let src = BundleSource::resolve(&args.bundle)?;
+    let r = site.apply(&src, &opts, &mut |phase, done, total| {
         if bar.as_ref().map(|(p, _)| p.as_str()) != Some(phase) {
             if let Some((_, b)) = bar.take() {
                 b.finish_and_clear();

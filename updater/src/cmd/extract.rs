@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use stoa_format::source::BundleSource;
 use stoa_format::{extract, report};
 
 use crate::error::Result;
@@ -10,8 +11,10 @@ use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle file (.tar.zst).
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: super::TrustArgs,
     /// The folder to create (must not exist).
@@ -27,11 +30,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let (trust, opts) = args.trust.load()?;
-    let size = std::fs::metadata(&args.bundle)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let pb = bytes_bar(size, "extract", args.quiet || args.json);
-    let v = extract::extract(&args.bundle, &trust, &opts, &args.to, &mut |n| pb.inc(n))?;
+    let src = BundleSource::resolve(&args.bundle)?;
+    let pb = bytes_bar(src.size(), "extract", args.quiet || args.json);
+    let v = extract::extract(&src, &trust, &opts, &args.to, &mut |n| pb.inc(n))?;
     pb.finish_and_clear();
     if args.json {
         let mut doc = report::verified(&v);

@@ -3,11 +3,11 @@
 //! site config has every section the bundle needs, applies the version
 //! policy, and reads the databases and Helm for what is pending.
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use serde_json::json;
-use stoa_format::reader::{verify_with, NullSink};
+use stoa_format::reader::NullSink;
+use stoa_format::source::{verify_source_with, BundleSource};
 
 use crate::db;
 use crate::engine::Site;
@@ -39,8 +39,10 @@ fn refuse_while_running(site: &Site) -> Result<()> {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle file (.tar.zst).
-    pub bundle: PathBuf,
+    /// The bundle file; or its parts: the `.parts.json` index, a folder
+    /// holding it, or the part files.
+    #[arg(required = true, num_args = 1..)]
+    pub bundle: Vec<PathBuf>,
     /// Plan a version not newer than the installed one, or outside the
     /// bundle's upgrade_from, as `apply --allow-downgrade` would.
     #[arg(long)]
@@ -67,15 +69,13 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
     let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
     let mut root_version = base.version();
-    let f = File::open(&args.bundle).map_err(|e| UpdaterError::OpenBundle {
-        path: args.bundle.clone(),
-        source: e,
-    })?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let pb = bytes_bar(size, "verify", args.quiet || args.json);
+    let src = BundleSource::resolve(&args.bundle)?;
+    let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
+    let index_trust = base.store();
     // carried roots extend the site's root in memory only: plan changes nothing
-    let v = verify_with(
-        f,
+    let v = verify_source_with(
+        &src,
+        &index_trust,
         &mut |insp| {
             let (store, chain) = base.resolve(insp, now)?;
             if let Some(r) = chain.last() {

@@ -1,0 +1,910 @@
+//! Where a bundle is read from: one file, or a set of split parts read as
+//! one stream ([`BundleSource`]). Every command that reads a bundle takes
+//! the paths the operator typed and resolves them here: a bundle file, a
+//! parts index (`<bundle>.parts.json`), a folder holding one index, or the
+//! list of part files. A part set is read through [`PartsReader`], which
+//! chains the parts in order and checks each part's size and SHA-256
+//! against the signed index as it goes (on a helper thread): no
+//! concatenated copy, memory bounded. When reading fails, [`BundleSource::explain`]
+//! re-checks the parts not yet confirmed and names the bad ones.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::digest::{Hasher, Sha256Digest};
+use crate::error::FormatError;
+use crate::keys::TrustStore;
+use crate::parts::{file_name, index_name, PartRecord, PartsIndex, SignedIndex};
+
+/// A bundle to read: a single file or a part set.
+#[derive(Debug, Clone)]
+pub enum BundleSource {
+    File(PathBuf),
+    Parts(Box<PartSet>),
+}
+
+/// A resolved part set: the signed index and, per data part, the file that
+/// holds it (None when missing). Parity parts likewise.
+#[derive(Debug, Clone)]
+pub struct PartSet {
+    pub index: SignedIndex,
+    pub files: Vec<Option<PathBuf>>,
+    pub parity_files: Vec<Option<PathBuf>>,
+}
+
+/// What is wrong with one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartProblem {
+    Missing,
+    Size { found: u64, expected: u64 },
+    Sha256Mismatch { holds: Option<String> },
+    Unreadable(String),
+}
+
+impl std::fmt::Display for PartProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("missing"),
+            Self::Size { found, expected } if *found < *expected => write!(
+                f,
+                "{found} bytes, the signed index says {expected} (truncated)"
+            ),
+            Self::Size { found, expected } => {
+                write!(f, "{found} bytes, the signed index says {expected}")
+            }
+            Self::Sha256Mismatch { holds: Some(h) } => write!(f, "sha256 mismatch ({h})"),
+            Self::Sha256Mismatch { holds: None } => f.write_str("sha256 mismatch"),
+            Self::Unreadable(e) => write!(f, "unreadable: {e}"),
+        }
+    }
+}
+
+/// One bad part, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPart {
+    /// `false` for a data part, `true` for a parity part.
+    pub parity: bool,
+    pub number: usize,
+    pub name: String,
+    pub problem: PartProblem,
+}
+
+impl BadPart {
+    pub fn describe(&self, data_parts: usize, parity_parts: usize) -> String {
+        if self.parity {
+            format!(
+                "parity part {} of {} ({}): {}",
+                self.number, parity_parts, self.name, self.problem
+            )
+        } else {
+            format!(
+                "part {} of {} ({}): {}",
+                self.number, data_parts, self.name, self.problem
+            )
+        }
+    }
+}
+
+fn is_part_suffix(rest: &str) -> Option<usize> {
+    let d = rest.strip_prefix(".part")?;
+    (d.len() >= 3 && d.bytes().all(|c| c.is_ascii_digit()))
+        .then(|| d.parse().ok())
+        .flatten()
+}
+
+fn is_parity_suffix(rest: &str) -> Option<usize> {
+    let d = rest.strip_prefix(".parity")?;
+    (!d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()))
+        .then(|| d.parse().ok())
+        .flatten()
+}
+
+/// Splits `x.tar.zst.part003` into (`x.tar.zst`, part 3), `.parity1` into
+/// (`x.tar.zst`, parity 1).
+fn split_part_name(name: &str) -> Option<(&str, bool, usize)> {
+    if let Some(i) = name.rfind(".part") {
+        if let Some(n) = is_part_suffix(&name[i..]) {
+            return Some((&name[..i], false, n));
+        }
+    }
+    if let Some(i) = name.rfind(".parity") {
+        if let Some(n) = is_parity_suffix(&name[i..]) {
+            return Some((&name[..i], true, n));
+        }
+    }
+    None
+}
+
+/// Says which release a foreign part file belongs to, from the index of its
+/// own base name beside it (unsigned: for the message only).
+fn foreign_release(file: &Path, base: &str) -> Option<String> {
+    let idx = crate::parts::beside(file, &index_name(base));
+    let bytes = fs::read(&idx).ok()?;
+    PartsIndex::from_bytes(&bytes, &idx)
+        .ok()
+        .map(|i| i.release_label())
+}
+
+impl BundleSource {
+    /// Resolves what the operator typed. One path: a bundle file, a
+    /// `*.parts.json` index, a folder with exactly one index, or a single
+    /// part file. Several paths: part files (and optionally the index and
+    /// parity parts) of one set. Every file given must be a listed part.
+    pub fn resolve(paths: &[PathBuf]) -> Result<Self, FormatError> {
+        let Some(first) = paths.first() else {
+            return Err(FormatError::PartsResolve {
+                reason: "no bundle given".into(),
+            });
+        };
+        if paths.len() == 1 {
+            let p = first;
+            let name = file_name(p);
+            if p.is_dir() {
+                return Self::from_dir(p);
+            }
+            if name.ends_with(".parts.json") {
+                return Self::from_index(p, None);
+            }
+            if split_part_name(&name).is_none() {
+                return Ok(Self::File(p.clone()));
+            }
+        }
+        // a list of part files (maybe with the index)
+        let mut index_path: Option<PathBuf> = None;
+        let mut listed = Vec::new();
+        for p in paths {
+            let name = file_name(p);
+            if name.ends_with(".parts.sig") {
+                continue; // the index's detached signatures, read with it
+            }
+            if name.ends_with(".parts.json") {
+                if let Some(prev) = &index_path {
+                    if prev != p {
+                        return Err(FormatError::PartsResolve {
+                            reason: format!(
+                                "two parts indexes given: {} and {}",
+                                prev.display(),
+                                p.display()
+                            ),
+                        });
+                    }
+                }
+                index_path = Some(p.clone());
+            } else if p.is_dir() {
+                return Err(FormatError::PartsResolve {
+                    reason: format!(
+                        "{} is a folder; give either one folder or a list of part files",
+                        p.display()
+                    ),
+                });
+            } else {
+                listed.push(p.clone());
+            }
+        }
+        let index_path = match index_path {
+            Some(i) => i,
+            None => {
+                // beside the first part file, by its base name
+                let p = &listed[0];
+                let name = file_name(p);
+                let Some((base, _, _)) = split_part_name(&name) else {
+                    return Err(FormatError::PartUnlisted {
+                        path: p.clone(),
+                        index: PathBuf::from("(none)"),
+                    });
+                };
+                crate::parts::beside(p, &index_name(base))
+            }
+        };
+        Self::from_index(&index_path, Some(&listed))
+    }
+
+    fn from_dir(dir: &Path) -> Result<Self, FormatError> {
+        let rd = fs::read_dir(dir).map_err(|e| FormatError::OpenBundle {
+            path: dir.to_owned(),
+            source: e,
+        })?;
+        let mut idx: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| file_name(p).ends_with(".parts.json") && !file_name(p).starts_with('.'))
+            .collect();
+        idx.sort();
+        match idx.len() {
+            1 => Self::from_index(&idx[0], None),
+            0 => Err(FormatError::PartsResolve {
+                reason: format!("{} holds no *.parts.json index", dir.display()),
+            }),
+            _ => Err(FormatError::PartsResolve {
+                reason: format!(
+                    "{} holds several parts indexes ({}); name the one to use",
+                    dir.display(),
+                    idx.iter()
+                        .map(|p| file_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// `listed`: the part files given on the command line; None: take the
+    /// parts from the index's folder, by name.
+    fn from_index(index_path: &Path, listed: Option<&[PathBuf]>) -> Result<Self, FormatError> {
+        let index = SignedIndex::load(index_path)?;
+        let idx = &index.index;
+        let base = idx.bundle.name.clone();
+        let n = idx.parts.len();
+        let np = idx.parity.as_ref().map(|p| p.parts.len()).unwrap_or(0);
+        let mut files: Vec<Option<PathBuf>> = vec![None; n];
+        let mut parity_files: Vec<Option<PathBuf>> = vec![None; np];
+        match listed {
+            None => {
+                for p in &idx.parts {
+                    let f = crate::parts::beside(index_path, &p.name);
+                    if f.exists() {
+                        files[p.number - 1] = Some(f);
+                    }
+                }
+                if let Some(par) = &idx.parity {
+                    for p in &par.parts {
+                        let f = crate::parts::beside(index_path, &p.name);
+                        if f.exists() {
+                            parity_files[p.number - 1] = Some(f);
+                        }
+                    }
+                }
+                // an unlisted `<bundle>.partNNN` beside the index: stale or foreign
+                if let Ok(rd) = fs::read_dir(
+                    index_path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new(".")),
+                ) {
+                    let mut extra: Vec<PathBuf> = rd
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            let name = file_name(p);
+                            matches!(split_part_name(&name),
+                                Some((b, par, k)) if b == base && (if par { k > np } else { k > n }))
+                        })
+                        .collect();
+                    extra.sort();
+                    if let Some(x) = extra.into_iter().next() {
+                        return Err(FormatError::PartUnlisted {
+                            path: x,
+                            index: index_path.to_owned(),
+                        });
+                    }
+                }
+            }
+            Some(list) => {
+                for p in list {
+                    let name = file_name(p);
+                    let Some((b, par, k)) = split_part_name(&name) else {
+                        return Err(FormatError::PartUnlisted {
+                            path: p.clone(),
+                            index: index_path.to_owned(),
+                        });
+                    };
+                    if b != base {
+                        if let Some(rel) = foreign_release(p, b) {
+                            return Err(FormatError::PartForeign {
+                                path: p.clone(),
+                                release: rel,
+                                expected: idx.release_label(),
+                            });
+                        }
+                        return Err(FormatError::PartUnlisted {
+                            path: p.clone(),
+                            index: index_path.to_owned(),
+                        });
+                    }
+                    let slot = if par {
+                        parity_files.get_mut(k.wrapping_sub(1))
+                    } else {
+                        files.get_mut(k.wrapping_sub(1))
+                    };
+                    let Some(slot) = slot else {
+                        return Err(FormatError::PartUnlisted {
+                            path: p.clone(),
+                            index: index_path.to_owned(),
+                        });
+                    };
+                    if let Some(prev) = slot {
+                        return Err(FormatError::PartGivenTwice {
+                            what: if par {
+                                format!("parity part {k}")
+                            } else {
+                                format!("part {k}")
+                            },
+                            first: prev.clone(),
+                            second: p.clone(),
+                        });
+                    }
+                    *slot = Some(p.clone());
+                }
+            }
+        }
+        Ok(Self::Parts(Box::new(PartSet {
+            index,
+            files,
+            parity_files,
+        })))
+    }
+
+    /// What to call the source in messages.
+    pub fn display(&self) -> String {
+        match self {
+            Self::File(p) => p.display().to_string(),
+            Self::Parts(s) => s.index.path.display().to_string(),
+        }
+    }
+
+    /// The bundle's size in bytes (for progress bars).
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::File(p) => fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Self::Parts(s) => s.index.index.bundle.size,
+        }
+    }
+
+    /// For a part set: checks the index's signatures with `trust` (same keys
+    /// and threshold as the bundle), then that every data part is present
+    /// with its signed size, and every parity part likewise. A bad data part
+    /// is an error (all problems are reported together); bad parity parts
+    /// alone are returned as warnings (the bundle itself is whole). A single
+    /// file passes.
+    pub fn check(&self, trust: &TrustStore) -> Result<Vec<String>, FormatError> {
+        match self {
+            Self::File(_) => Ok(Vec::new()),
+            Self::Parts(s) => {
+                s.index.check_signatures(trust)?;
+                let bad = s.stat_problems();
+                if bad.iter().any(|b| !b.parity) {
+                    // name every bad part (and what parity can do), not only the first found
+                    return Err(s.bad_parts_error(s.full_problems(&[])));
+                }
+                let (n, np) = (s.data_parts(), s.parity_parts());
+                Ok(bad.iter().map(|b| b.describe(n, np)).collect())
+            }
+        }
+    }
+
+    /// Opens the bundle as one stream. For a part set, the stream fails if a
+    /// part's size or SHA-256 differs from the index, and ends only once the
+    /// last part has been checked.
+    pub fn open(&self) -> Result<SourceReader, FormatError> {
+        match self {
+            Self::File(p) => {
+                let f = File::open(p).map_err(|e| FormatError::OpenBundle {
+                    path: p.clone(),
+                    source: e,
+                })?;
+                Ok(SourceReader::File(f))
+            }
+            Self::Parts(s) => Ok(SourceReader::Parts(Box::new(PartsReader::new(
+                (**s).clone(),
+            )))),
+        }
+    }
+
+    /// Turns a failure while reading into the part-level cause, when there
+    /// is one: the parts not yet confirmed good are re-checked (size, then
+    /// SHA-256) and every bad one is named. Otherwise `err` is returned.
+    pub fn explain(&self, reader_state: Option<&PartsProgress>, err: FormatError) -> FormatError {
+        let Self::Parts(s) = self else { return err };
+        if matches!(
+            err,
+            FormatError::PartsBad { .. } | FormatError::PartsIndexSignature { .. }
+        ) {
+            return err;
+        }
+        let confirmed = reader_state.map(|r| r.confirmed()).unwrap_or_default();
+        let bad = s.full_problems(&confirmed);
+        if bad.iter().any(|b| !b.parity) {
+            s.bad_parts_error(bad)
+        } else {
+            err
+        }
+    }
+
+    /// Reads the whole bundle through `f` (which gets the stream), turning a
+    /// failure into its part-level cause. For a part set, success means every
+    /// part was read and matched the index, and that the index names this
+    /// bundle's manifest (`sha_of` gives the manifest SHA-256 of the result).
+    pub fn read_all<T>(
+        &self,
+        f: impl FnOnce(SourceReader) -> Result<T, FormatError>,
+        sha_of: impl Fn(&T) -> Sha256Digest,
+    ) -> Result<T, FormatError> {
+        let r = self.open()?;
+        let progress = r.progress();
+        let t = f(r).map_err(|e| self.explain(progress.as_ref(), e))?;
+        if let Self::Parts(s) = self {
+            let done = progress.as_ref().is_some_and(PartsProgress::all_confirmed);
+            if !done {
+                let confirmed = progress.as_ref().map(|p| p.confirmed()).unwrap_or_default();
+                let bad = s.full_problems(&confirmed);
+                if bad.iter().any(|b| !b.parity) {
+                    return Err(s.bad_parts_error(bad));
+                }
+            }
+            let sha = sha_of(&t);
+            if sha != s.index.index.manifest_sha256 {
+                return Err(FormatError::PartsIndex {
+                    path: s.index.path.clone(),
+                    reason: format!(
+                        "the index names manifest sha256:{}, the parts hold sha256:{sha}",
+                        s.index.index.manifest_sha256
+                    ),
+                });
+            }
+        }
+        Ok(t)
+    }
+}
+
+impl PartSet {
+    pub fn data_parts(&self) -> usize {
+        self.index.index.parts.len()
+    }
+    pub fn parity_parts(&self) -> usize {
+        self.index
+            .index
+            .parity
+            .as_ref()
+            .map(|p| p.parts.len())
+            .unwrap_or(0)
+    }
+
+    fn records(&self) -> impl Iterator<Item = (bool, &PartRecord, &Option<PathBuf>)> {
+        let data = self
+            .index
+            .index
+            .parts
+            .iter()
+            .zip(&self.files)
+            .map(|(r, f)| (false, r, f));
+        let par = self
+            .index
+            .index
+            .parity
+            .iter()
+            .flat_map(|p| p.parts.iter())
+            .zip(&self.parity_files)
+            .map(|(r, f)| (true, r, f));
+        data.chain(par)
+    }
+
+    fn bad(parity: bool, r: &PartRecord, problem: PartProblem) -> BadPart {
+        BadPart {
+            parity,
+            number: r.number,
+            name: r.name.clone(),
+            problem,
+        }
+    }
+
+    fn stat_one(r: &PartRecord, f: &Option<PathBuf>) -> Option<PartProblem> {
+        let Some(f) = f else {
+            return Some(PartProblem::Missing);
+        };
+        match fs::metadata(f) {
+            Ok(m) if m.is_file() && m.len() == r.size => None,
+            Ok(m) if m.is_file() => Some(PartProblem::Size {
+                found: m.len(),
+                expected: r.size,
+            }),
+            Ok(_) => Some(PartProblem::Unreadable("not a regular file".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(PartProblem::Missing),
+            Err(e) => Some(PartProblem::Unreadable(e.to_string())),
+        }
+    }
+
+    /// Presence and size of every part (data and parity), without reading.
+    pub fn stat_problems(&self) -> Vec<BadPart> {
+        self.records()
+            .filter_map(|(par, r, f)| Self::stat_one(r, f).map(|p| Self::bad(par, r, p)))
+            .collect()
+    }
+
+    /// Presence, size and SHA-256 of every part, except data parts already
+    /// confirmed good (by number).
+    pub fn full_problems(&self, confirmed: &[usize]) -> Vec<BadPart> {
+        let by_sha: BTreeMap<Sha256Digest, String> = self
+            .records()
+            .map(|(par, r, _)| {
+                (
+                    r.sha256,
+                    if par {
+                        format!("it holds parity part {}", r.number)
+                    } else {
+                        format!("it holds part {}: renamed or reordered", r.number)
+                    },
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (par, r, f) in self.records() {
+            if !par && confirmed.contains(&r.number) {
+                continue;
+            }
+            if let Some(p) = Self::stat_one(r, f) {
+                out.push(Self::bad(par, r, p));
+                continue;
+            }
+            let Some(f) = f else { continue };
+            match File::open(f).and_then(Sha256Digest::of_reader) {
+                Ok((sha, _)) if sha == r.sha256 => {}
+                Ok((sha, _)) => {
+                    let holds = by_sha.get(&sha).cloned().or_else(|| {
+                        let name = file_name(f);
+                        let (b, _, _) = split_part_name(&name)?;
+                        let _ = b;
+                        self.foreign_by_sibling(f, &sha)
+                    });
+                    out.push(Self::bad(par, r, PartProblem::Sha256Mismatch { holds }));
+                }
+                Err(e) => out.push(Self::bad(par, r, PartProblem::Unreadable(e.to_string()))),
+            }
+        }
+        out
+    }
+
+    /// A part whose bytes are listed by another `*.parts.json` beside it:
+    /// "it belongs to stoa-platform 2.1.0".
+    fn foreign_by_sibling(&self, f: &Path, sha: &Sha256Digest) -> Option<String> {
+        let dir = f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for ent in fs::read_dir(dir).ok()?.flatten() {
+            let p = ent.path();
+            if !file_name(&p).ends_with(".parts.json") || p == self.index.path {
+                continue;
+            }
+            let Ok(bytes) = fs::read(&p) else { continue };
+            let Ok(other) = PartsIndex::from_bytes(&bytes, &p) else {
+                continue;
+            };
+            if let Some(r) = other.parts.iter().find(|r| &r.sha256 == sha) {
+                return Some(format!(
+                    "it belongs to {} (part {})",
+                    other.release_label(),
+                    r.number
+                ));
+            }
+        }
+        None
+    }
+
+    /// The error for a list of bad parts: each named, and what parity can do.
+    pub fn bad_parts_error(&self, bad: Vec<BadPart>) -> FormatError {
+        let n = self.data_parts();
+        let np = self.parity_parts();
+        let list: Vec<String> = bad.iter().map(|b| b.describe(n, np)).collect();
+        let lost = bad.len();
+        let parity = if np == 0 {
+            String::new()
+        } else if lost <= np {
+            format!("; repairable: parity can rebuild up to {np} (run stoa-updater repair)")
+        } else {
+            format!("; parity can rebuild up to {np}: not repairable")
+        };
+        let head = if lost == 1 {
+            String::new()
+        } else {
+            format!("{lost} parts bad: ")
+        };
+        FormatError::PartsBad {
+            message: format!("{head}{}{parity}", list.join("; ")),
+            bad,
+        }
+    }
+}
+
+/// Which data parts a [`PartsReader`] has confirmed good, shared with the
+/// caller (the reader itself may live on another thread).
+#[derive(Debug, Clone, Default)]
+pub struct PartsProgress {
+    inner: Arc<Mutex<ProgressState>>,
+}
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    confirmed: Vec<usize>,
+    total: usize,
+    problem: Option<String>,
+}
+
+impl PartsProgress {
+    pub fn confirmed(&self) -> Vec<usize> {
+        self.inner
+            .lock()
+            .map(|s| s.confirmed.clone())
+            .unwrap_or_default()
+    }
+    pub fn all_confirmed(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|s| s.total > 0 && s.confirmed.len() == s.total && s.problem.is_none())
+            .unwrap_or(false)
+    }
+    fn problem(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|s| s.problem.clone())
+    }
+}
+
+/// The stream of a [`BundleSource`].
+#[derive(Debug)]
+pub enum SourceReader {
+    File(File),
+    Parts(Box<PartsReader>),
+}
+
+impl SourceReader {
+    /// For a part set: which parts have been confirmed so far.
+    pub fn progress(&self) -> Option<PartsProgress> {
+        match self {
+            Self::File(_) => None,
+            Self::Parts(p) => Some(p.progress.clone()),
+        }
+    }
+}
+
+impl Read for SourceReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::File(f) => f.read(buf),
+            Self::Parts(p) => p.read(buf),
+        }
+    }
+}
+
+enum HashMsg {
+    Data(Vec<u8>),
+    End(usize),
+}
+
+/// Reads the data parts in order as one stream. Each part is opened when
+/// reached, must hold exactly its signed size, and is hashed on a helper
+/// thread; a part whose SHA-256 differs fails the stream (at the latest
+/// when the next part starts, and always before the end of the stream).
+#[derive(Debug)]
+pub struct PartsReader {
+    set: PartSet,
+    next: usize,
+    cur: Option<(File, u64)>,
+    tx: Option<SyncSender<HashMsg>>,
+    handle: Option<JoinHandle<()>>,
+    progress: PartsProgress,
+    finished: bool,
+}
+
+impl std::fmt::Debug for HashMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Data(d) => write!(f, "Data({})", d.len()),
+            Self::End(n) => write!(f, "End({n})"),
+        }
+    }
+}
+
+impl PartsReader {
+    fn new(set: PartSet) -> Self {
+        let progress = PartsProgress::default();
+        if let Ok(mut s) = progress.inner.lock() {
+            s.total = set.data_parts();
+        }
+        let (tx, rx) = mpsc::sync_channel::<HashMsg>(16);
+        let records: Vec<PartRecord> = set.index.index.parts.clone();
+        let prog = progress.clone();
+        let handle = std::thread::spawn(move || hash_thread(rx, &records, &prog));
+        Self {
+            set,
+            next: 0,
+            cur: None,
+            tx: Some(tx),
+            handle: Some(handle),
+            progress,
+            finished: false,
+        }
+    }
+
+    fn fail(&self, msg: String) -> io::Error {
+        if let Ok(mut s) = self.progress.inner.lock() {
+            s.problem.get_or_insert(msg.clone());
+        }
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    fn send(&mut self, m: HashMsg) -> io::Result<()> {
+        let ok = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::other("part hashing thread stopped"))
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            h.join()
+                .map_err(|_| io::Error::other("part hashing thread panicked"))?;
+        }
+        self.finished = true;
+        match self.progress.problem() {
+            Some(p) => Err(io::Error::new(io::ErrorKind::InvalidData, p)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn hash_thread(rx: Receiver<HashMsg>, records: &[PartRecord], prog: &PartsProgress) {
+    let mut h = Hasher::default();
+    for m in rx {
+        match m {
+            HashMsg::Data(d) => h.update(&d),
+            HashMsg::End(i) => {
+                let (sha, len) = std::mem::take(&mut h).finish();
+                let r = &records[i];
+                if let Ok(mut s) = prog.inner.lock() {
+                    if sha == r.sha256 && len == r.size {
+                        s.confirmed.push(r.number);
+                    } else {
+                        s.problem.get_or_insert(format!(
+                            "part {} of {} ({}): sha256 mismatch",
+                            r.number,
+                            records.len(),
+                            r.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for PartsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        if let Some(p) = self.progress.problem() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, p));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n_parts = self.set.data_parts();
+            if self.cur.is_none() {
+                if self.next == n_parts {
+                    self.finish()?;
+                    return Ok(0);
+                }
+                let r = &self.set.index.index.parts[self.next];
+                let name = r.name.clone();
+                let number = r.number;
+                let Some(path) = self.set.files[self.next].clone() else {
+                    return Err(self.fail(format!("part {number} of {n_parts} ({name}): missing")));
+                };
+                let f = File::open(&path)
+                    .map_err(|e| self.fail(format!("part {number} of {n_parts} ({name}): {e}")))?;
+                self.cur = Some((f, 0));
+            }
+            let i = self.next;
+            let r = &self.set.index.index.parts[i];
+            let (size, number, name) = (r.size, r.number, r.name.clone());
+            let Some((f, got)) = self.cur.as_mut() else {
+                continue;
+            };
+            let want = usize::try_from(size - *got)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = if want == 0 {
+                0
+            } else {
+                f.read(&mut buf[..want])?
+            };
+            if n == 0 {
+                let got = *got;
+                if got < size {
+                    return Err(self.fail(format!(
+                        "part {number} of {n_parts} ({name}): {got} bytes, the signed index says {size} (truncated)"
+                    )));
+                }
+                // the part must end here
+                let mut probe = [0u8; 1];
+                if f.read(&mut probe)? != 0 {
+                    return Err(self.fail(format!(
+                        "part {number} of {n_parts} ({name}): longer than the {size} bytes the signed index says"
+                    )));
+                }
+                self.cur = None;
+                self.next += 1;
+                self.send(HashMsg::End(i))?;
+                continue;
+            }
+            *got += n as u64;
+            self.send(HashMsg::Data(buf[..n].to_vec()))?;
+            return Ok(n);
+        }
+    }
+}
+
+impl Drop for PartsReader {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Verifies a bundle from any source: for a part set, the index signatures
+/// and every part's presence and size first, then the stream (each part's
+/// SHA-256 on the way). The one entry point of verify, extract and staging.
+pub fn verify_source(
+    src: &BundleSource,
+    trust: &TrustStore,
+    opts: &crate::reader::VerifyOptions,
+    sink: &mut dyn crate::reader::ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<crate::reader::VerifiedBundle, FormatError> {
+    verify_source_with(src, trust, &mut |_| Ok(trust.clone()), opts, sink, progress)
+}
+
+/// [`verify_source`] with the bundle's trust resolved from its head (a
+/// site's signed root, extended by the roots the bundle carries); the parts
+/// index is checked against `index_trust`, the keys the reader holds before
+/// it reads the bundle.
+pub fn verify_source_with(
+    src: &BundleSource,
+    index_trust: &TrustStore,
+    resolve: &mut dyn FnMut(&crate::reader::Inspection) -> Result<TrustStore, FormatError>,
+    opts: &crate::reader::VerifyOptions,
+    sink: &mut dyn crate::reader::ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<crate::reader::VerifiedBundle, FormatError> {
+    for w in src.check(index_trust)? {
+        eprintln!("warning: {w}");
+    }
+    src.read_all(
+        |r| crate::reader::verify_with(r, resolve, opts, sink, progress),
+        |v| v.manifest_sha256,
+    )
+}
+
+/// Reads the head (manifest and signatures) from any source.
+pub fn inspect_source(
+    src: &BundleSource,
+    limits: &crate::Limits,
+) -> Result<crate::reader::Inspection, FormatError> {
+    let r = src.open()?;
+    let progress = r.progress();
+    crate::reader::inspect(r, limits).map_err(|e| src.explain(progress.as_ref(), e))
+}
+
+/// The parts facts for reports: `{"parts": n, "parity": m, "index": path}`.
+pub fn parts_summary(src: &BundleSource) -> Option<serde_json::Value> {
+    match src {
+        BundleSource::File(_) => None,
+        BundleSource::Parts(s) => Some(serde_json::json!({
+            "index": s.index.path,
+            "parts": s.data_parts(),
+            "parity": s.parity_parts(),
+            "part_size": s.index.index.part_size,
+            "bundle": s.index.index.bundle.name,
+            "bundle_sha256": s.index.index.bundle.sha256.hex(),
+        })),
+    }
+}
