@@ -136,7 +136,8 @@ sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/ch
     "$m/stoa-platform-2.0.0.toml" > "$big"
 head -c 3145728 /dev/urandom > "$work/payload.bin"
 printf '\n[[files]]\nsource = "%s"\ndest = "share/payload.bin"\n' "$work/payload.bin" >> "$big"
-"$B" build "$big" --key "$work/release.key" --out "$work/dist/stoa-platform-2.0.0.tar.zst" --quiet
+# replaces the plain 2.0.0 built above (--force: build never overwrites silently)
+"$B" build "$big" --key "$work/release.key" --out "$work/dist/stoa-platform-2.0.0.tar.zst" --quiet --force
 med="$work/medium"; mkdir -p "$med"
 "$B" build "$big" --key "$work/release.key" --out "$med/stoa-platform-2.0.0.tar.zst" --split 1MiB --parity 2
 ls -l "$med"

@@ -35,8 +35,10 @@ pub struct Args {
     /// Where to write the parts (default: beside the bundle).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }

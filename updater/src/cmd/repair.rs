@@ -21,6 +21,7 @@ pub struct Args {
     /// Where to write the rebuilt parts (and a copy of the index).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
