@@ -95,19 +95,12 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
     let (base, opts) = args.trust.base()?;
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
-    let mut root_version = base.version();
-    let now = opts.now;
+    let mut root_version = 0;
     let index_trust = base.store();
     let v = verify_source_with(
         &src,
         &index_trust,
-        &mut |insp| {
-            let (store, chain) = base.resolve(insp, now)?;
-            if let Some(r) = chain.last() {
-                root_version = r.version();
-            }
-            Ok(store)
-        },
+        &mut base.resolver(opts.now, &mut root_version),
         &opts,
         &mut NullSink,
         &mut |n| pb.inc(n),

@@ -544,6 +544,25 @@ impl TrustBase {
             }
         }
     }
+
+    /// [`Self::resolve`] as the trust callback of
+    /// [`crate::reader::verify_with`] for a reader that persists nothing:
+    /// `reached` is set to the version of the root the bundle's keys come
+    /// from.
+    pub fn resolver<'a>(
+        &'a self,
+        now: SystemTime,
+        reached: &'a mut u64,
+    ) -> impl FnMut(&Inspection) -> Result<TrustStore, FormatError> + 'a {
+        *reached = self.version();
+        move |insp| {
+            let (store, chain) = self.resolve(insp, now)?;
+            if let Some(r) = chain.last() {
+                *reached = r.version();
+            }
+            Ok(store)
+        }
+    }
 }
 
 /// Makes a root file: the canonical signed bytes and one signature per key.

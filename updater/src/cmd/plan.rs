@@ -68,7 +68,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     crate::tool::check_setpriv()?;
     let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
     let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
-    let mut root_version = base.version();
+    let mut root_version = 0;
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let index_trust = base.store();
@@ -76,13 +76,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let v = verify_source_with(
         &src,
         &index_trust,
-        &mut |insp| {
-            let (store, chain) = base.resolve(insp, now)?;
-            if let Some(r) = chain.last() {
-                root_version = r.version();
-            }
-            Ok(store)
-        },
+        &mut base.resolver(now, &mut root_version),
         &Site::verify_options(args.allow_expired),
         &mut NullSink,
         &mut |n| pb.inc(n),
