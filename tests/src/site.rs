@@ -31,6 +31,23 @@ pub fn manifests_dir() -> PathBuf {
 }
 
 impl Site {
+    /// Runs the updater with the debug-build test hook that aborts right
+    /// after `step` is recorded as done (as a kill -9 would).
+    #[track_caller]
+    pub fn crash_after(&self, args: &[&std::ffi::OsStr], step: &str) {
+        let out = harness::run(
+            self.updater()
+                .args(args)
+                .env("STOA_UPDATER_TEST_CRASH_AFTER", step),
+        );
+        assert!(
+            out.status.code().is_none(),
+            "expected the test hook to abort after {step}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn start() -> Self {
         Self::start_with(RegistryOptions::default())
     }

@@ -19,19 +19,6 @@ const STEPS: &[&str] = &[
     "files",
 ];
 
-fn crash(s: &Site, args: &[&std::ffi::OsStr], step: &str) {
-    let out = run(s
-        .updater()
-        .args(args)
-        .env("STOA_UPDATER_TEST_CRASH_AFTER", step));
-    assert!(
-        out.status.code().is_none(),
-        "expected the test hook to abort after {step}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn assert_on_200(s: &Site) {
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
     assert!(s.status_json()["pending"].is_null());
@@ -55,7 +42,7 @@ fn kill_at_each_apply_step_then_resume_or_rollback() {
     let apply = [std::ffi::OsStr::new("apply"), b210.as_os_str()];
     for step in STEPS {
         // killed, then reverted by rollback
-        crash(&s, &apply, step);
+        s.crash_after(&apply, step);
         let st = s.status_json();
         assert_eq!(st["pending"]["op"], "apply", "{step}: {st}");
         assert_eq!(st["pending"]["to"], "2.1.0", "{step}: {st}");
@@ -75,7 +62,7 @@ fn kill_at_each_apply_step_then_resume_or_rollback() {
         let api = s.helm_revision("stoa-api");
 
         // killed again, then resumed by applying the same bundle
-        crash(&s, &apply, step);
+        s.crash_after(&apply, step);
         let r = ok(s.updater().arg("apply").arg(&b210).arg("--json"));
         assert!(r.contains("\"resumed\":true"), "{step}: {r}");
         assert_on_210(&s);
@@ -93,7 +80,7 @@ fn kill_during_rollback_then_rollback_finishes() {
     ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
     ok(s.updater().arg("apply").arg(s.bundle("2.1.0", None)));
     for step in ["rollback:helm:stoa-gateway", "rollback:migrate:stoa"] {
-        crash(&s, &[std::ffi::OsStr::new("rollback")], step);
+        s.crash_after(&[std::ffi::OsStr::new("rollback")], step);
         let st = s.status_json();
         assert_eq!(st["pending"]["op"], "rollback", "{st}");
         assert_eq!(st["pending"]["stopped_at_step"], step, "{st}");
@@ -118,8 +105,7 @@ fn reverting_an_interrupted_apply_asks_before_restoring_a_snapshot() {
         )],
     );
     let b = s.bundle("2.1.0", Some(&nodown));
-    crash(
-        &s,
+    s.crash_after(
         &[std::ffi::OsStr::new("apply"), b.as_os_str()],
         "helm:stoa-api",
     );
@@ -147,8 +133,7 @@ fn kill_between_migration_and_its_record_then_resume_and_rollback() {
     let s = Site::start();
     ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
     let b210 = s.bundle("2.1.0", None);
-    crash(
-        &s,
+    s.crash_after(
         &[std::ffi::OsStr::new("apply"), b210.as_os_str()],
         "migration-run:stoa:0002",
     );

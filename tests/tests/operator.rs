@@ -21,21 +21,6 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
 }
 
-/// Runs the updater with the debug-build test hook that aborts right after
-/// `step` is recorded as done (as a kill -9 would).
-fn crash(s: &Site, args: &[&std::ffi::OsStr], step: &str) {
-    let out = run(s
-        .updater()
-        .args(args)
-        .env("STOA_UPDATER_TEST_CRASH_AFTER", step));
-    assert!(
-        out.status.code().is_none(),
-        "expected the test hook to abort after {step}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Waits until the Helm stand-in has logged `marker` one more time.
 fn wait_for_helm_call(s: &Site, marker: &str, before: usize) {
     let log = s.helm_state.join("calls.log");
@@ -153,7 +138,7 @@ fn hints_say_what_works_and_carry_the_config() {
     ok(s.updater().arg("apply").arg(&b210));
 
     // an interrupted rollback: only `rollback` finishes it
-    crash(&s, &["rollback".as_ref()], "rollback:helm:stoa-api");
+    s.crash_after(&["rollback".as_ref()], "rollback:helm:stoa-api");
     let want = format!(
         "stoa-updater: error: refused: an interrupted rollback to 2.0.0 is pending (stopped at rollback:helm:stoa-api): finish it first with `stoa-updater --config {cfg} rollback`"
     );
@@ -174,7 +159,7 @@ fn hints_say_what_works_and_carry_the_config() {
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
 
     // an interrupted apply: resume with the same bundle, or revert
-    crash(&s, &["apply".as_ref(), b210.as_os_str()], "migrate:stoa");
+    s.crash_after(&["apply".as_ref(), b210.as_os_str()], "migrate:stoa");
     let e = fails(s.updater().arg("apply").arg(&b230), 5);
     assert_eq!(
         e.trim(),
@@ -374,7 +359,7 @@ fn history_names_pruned_releases_marks_resumed_applies_and_fails_closed() {
     let b200 = s.bundle("2.0.0", None);
     let b210 = s.bundle("2.1.0", None);
     ok(s.updater().arg("apply").arg(&b200));
-    crash(&s, &["apply".as_ref(), b210.as_os_str()], "migrate:stoa");
+    s.crash_after(&["apply".as_ref(), b210.as_os_str()], "migrate:stoa");
     ok(s.updater().arg("apply").arg(&b210));
     let h = ok(s.updater().arg("history"));
     let lines: Vec<&str> = h.lines().collect();
