@@ -640,25 +640,36 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
     );
 
     // issue 7: psql meta-commands and transaction control in signed migrations
+    // (the entries by their number, whatever the release names them)
+    let migration = |number: &str, down: bool| {
+        let i = base.index(|n| {
+            n.starts_with("migrations/")
+                && n.contains(&format!("/{number}_"))
+                && n.ends_with(".sql")
+                && n.ends_with(".down.sql") == down
+        });
+        base.entries[i].name.clone()
+    };
+    let (up2, down1) = (migration("0002", false), migration("0001", true));
     for (name, path, sql) in [
         (
             "migration-psql-shell",
-            "migrations/stoa/0002_apis.sql",
+            up2.as_str(),
             "CREATE TABLE apis (id int);\n\\! touch /tmp/stoa-pwned\n",
         ),
         (
             "migration-psql-meta-mid-line",
-            "migrations/stoa/0002_apis.sql",
+            up2.as_str(),
             "CREATE TABLE apis (id int); SELECT 'x' \\o /tmp/stoa-pwned\n",
         ),
         (
             "migration-down-psql-copy",
-            "migrations/stoa/0001_init.down.sql",
+            down1.as_str(),
             "DROP TABLE tenants;\n\\copy (SELECT 1) TO '/tmp/stoa-pwned'\n",
         ),
         (
             "migration-commit",
-            "migrations/stoa/0002_apis.sql",
+            up2.as_str(),
             "CREATE TABLE apis (id int);\nCOMMIT;\nCREATE TABLE more (id int);\n",
         ),
     ] {
