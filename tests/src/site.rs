@@ -31,6 +31,25 @@ pub fn manifests_dir() -> PathBuf {
 }
 
 impl Site {
+    /// How many times the Helm stand-in has logged a call containing `marker`.
+    pub fn helm_calls(&self, marker: &str) -> usize {
+        fs::read_to_string(self.helm_state.join("calls.log"))
+            .unwrap_or_default()
+            .matches(marker)
+            .count()
+    }
+
+    /// Waits (at most 60 s) until the Helm stand-in has logged `marker`
+    /// more than `before` times.
+    #[track_caller]
+    pub fn wait_for_helm_call(&self, marker: &str, before: usize) {
+        let t = std::time::Instant::now();
+        while self.helm_calls(marker) == before {
+            assert!(t.elapsed().as_secs() < 60, "apply never reached {marker}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Runs the updater with the debug-build test hook that aborts right
     /// after `step` is recorded as done (as a kill -9 would).
     #[track_caller]

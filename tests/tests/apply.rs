@@ -419,22 +419,9 @@ fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let log = s.helm_state.join("calls.log");
-        let t = std::time::Instant::now();
         let marker = "upgrade --install stoa-api";
-        let before = fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches(marker)
-            .count();
-        while fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches(marker)
-            .count()
-            == before
-        {
-            assert!(t.elapsed().as_secs() < 60, "apply never reached helm");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let before = s.helm_calls(marker);
+        s.wait_for_helm_call(marker, before);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // helm dies with the updater (setpriv --pdeathsig): past its sleep,

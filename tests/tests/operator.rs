@@ -21,21 +21,6 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
 }
 
-/// Waits until the Helm stand-in has logged `marker` one more time.
-fn wait_for_helm_call(s: &Site, marker: &str, before: usize) {
-    let log = s.helm_state.join("calls.log");
-    let t = std::time::Instant::now();
-    while fs::read_to_string(&log)
-        .unwrap_or_default()
-        .matches(marker)
-        .count()
-        == before
-    {
-        assert!(t.elapsed().as_secs() < 60, "apply never reached {marker}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 fn snapshot_names(s: &Site) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(s.state_dir.join("snapshots"))
         .unwrap()
@@ -57,10 +42,7 @@ fn status_and_plan_tell_a_running_apply_from_an_interrupted_one() {
 
     s.env.push(("FAKE_HELM_SLEEP_MS".into(), "6000".into()));
     let marker = "upgrade --install stoa-api";
-    let before = fs::read_to_string(s.helm_state.join("calls.log"))
-        .unwrap_or_default()
-        .matches(marker)
-        .count();
+    let before = s.helm_calls(marker);
     let mut child = s
         .updater()
         .arg("apply")
@@ -70,7 +52,7 @@ fn status_and_plan_tell_a_running_apply_from_an_interrupted_one() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_helm_call(&s, marker, before);
+    s.wait_for_helm_call(marker, before);
     let pid = child.id();
 
     // running: the lock is held, by this pid, at this step
