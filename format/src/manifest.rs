@@ -101,6 +101,27 @@ pub struct ChartRecord {
     pub namespace: String,
     /// The `.tgz` entry.
     pub path: String,
+    /// The vendor's values files for this release, in the order Helm gets
+    /// them (`-f` each, then the site's own file last, so the site wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<ValuesRecord>,
+}
+
+/// A vendor values file carried for one chart record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValuesRecord {
+    /// The file as written in the release manifest (informational).
+    pub source: String,
+    /// The entry holding it: `values/<namespace>/<release>/<n>-<file name>`.
+    pub path: String,
+    /// Its SHA-256; equal to the entry's (checked by `validate`).
+    pub sha256: Sha256Digest,
+}
+
+/// The entry path of the `index`-th values file of a Helm release.
+pub fn values_entry_path(namespace: &str, release: &str, index: usize, file_name: &str) -> String {
+    format!("values/{namespace}/{release}/{index:02}-{file_name}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,6 +360,25 @@ impl BundleManifest {
                 ));
             }
             need(&format!("chart {:?}", c.name), &c.path)?;
+            let prefix = format!("values/{}/{}/", c.namespace, c.release);
+            for v in &c.values {
+                if !v.path.starts_with(&prefix) {
+                    return bad(format!(
+                        "chart {:?}: values entry {:?} is not under {prefix:?}",
+                        c.name, v.path
+                    ));
+                }
+                match self.entry(&v.path) {
+                    Some(e) if e.sha256 == v.sha256 => {}
+                    Some(e) => {
+                        return bad(format!(
+                            "chart {:?}: values {:?} lists sha256 {} but the entry has {}",
+                            c.name, v.path, v.sha256, e.sha256
+                        ))
+                    }
+                    None => need(&format!("chart {:?} values", c.name), &v.path)?,
+                }
+            }
         }
 
         let mut dbs = BTreeSet::new();
@@ -409,6 +449,7 @@ impl BundleManifest {
                 Some("charts") => "charts",
                 Some("migrations") => "migrations",
                 Some("files") => "files",
+                Some("values") => "values",
                 _ => "other",
             };
             *m.entry(kind).or_insert(0) += e.size;

@@ -537,7 +537,18 @@ impl Site {
                         .release_dir(&m.release.version)
                         .join("charts")
                         .join(chart_file_name(c));
-                    h.upgrade(&c.release, &c.namespace, &chart, reg.as_deref())?;
+                    let vendor_values = c
+                        .values
+                        .iter()
+                        .map(|v| entry_blob(&site.sd, m, &v.path))
+                        .collect::<Result<Vec<_>>>()?;
+                    h.upgrade(
+                        &c.release,
+                        &c.namespace,
+                        &chart,
+                        &vendor_values,
+                        reg.as_deref(),
+                    )?;
                     let after = h.revision(&c.release, &c.namespace)?;
                     if let Some(r) = pending(st)?
                         .record

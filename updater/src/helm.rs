@@ -2,7 +2,7 @@
 //! `helm version --short`), each with its own flags (`--atomic` in 3,
 //! `--rollback-on-failure` in 4). Started through [`crate::tool`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
@@ -110,6 +110,7 @@ impl Helm {
         release: &str,
         ns: &str,
         chart: &Path,
+        vendor_values: &[PathBuf],
         registry_value: Option<&str>,
     ) -> Result<()> {
         let timeout = format!("{}s", self.cfg.timeout().as_secs());
@@ -126,6 +127,12 @@ impl Helm {
             "--timeout".into(),
             timeout,
         ];
+        // the bundle's vendor values first, the site's own file last: with
+        // Helm, a later -f wins
+        for f in vendor_values {
+            args.push("-f".into());
+            args.push(f.to_string_lossy().into_owned());
+        }
         if let Some(f) = self.cfg.values_file(release) {
             args.push("-f".into());
             args.push(f.to_string_lossy().into_owned());

@@ -13,7 +13,8 @@ use stoa_format::root::{anchor_path, SignedRoot};
 use stoa_format::{ContentSource, Limits, PlannedEntry, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};
-use crate::plan::{plan, BuildSettings};
+use crate::images::{self, CarriedImage};
+use crate::plan::{plan, BuildSettings, Planned};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
 use crate::sources::registry::{cache, PullOptions, PullStats};
@@ -59,6 +60,8 @@ pub struct Args {
     /// power cut is refused by verify, and a rebuild is the remedy.
     #[arg(long)]
     pub fsync: bool,
+    #[command(flatten)]
+    pub render: super::images::RenderArgs,
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
@@ -100,6 +103,28 @@ fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
         });
     }
     Ok(out)
+}
+
+/// Every image the charts use (rendered with real Helm) must be carried by
+/// the bundle, with the digest a chart pins, or be listed under
+/// `[[image_exceptions]]`.
+fn check_images(
+    release: &LoadedRelease,
+    planned: &Planned,
+    render: &super::images::RenderArgs,
+) -> Result<()> {
+    if planned.charts.is_empty() {
+        return Ok(());
+    }
+    let helm = images::find_helm(render.helm.as_deref())?;
+    let jobs = images::jobs(release, &planned.charts);
+    let found = images::find_all(&helm, &render.kube_version, &jobs)?;
+    let have = CarriedImage::from_records(&planned.writer.manifest().images);
+    let uses = images::classify(found, &have, release);
+    match images::refusal(&uses) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// SOURCE_DATE_EPOCH, the reproducible-builds convention, or now.
@@ -151,7 +176,9 @@ pub fn run(args: &Args) -> Result<()> {
             quiet: args.quiet || args.json,
         },
     };
-    let (writer, pulled) = plan(&release, &settings)?;
+    let planned = plan(&release, &settings)?;
+    check_images(&release, &planned, &args.render)?;
+    let (writer, pulled) = (planned.writer, planned.pulled);
     let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
     let m = writer.manifest();
     let total = m.content_size();

@@ -176,7 +176,14 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 .helm
                 .as_ref()
                 .and_then(|h| h.values_file(&c.release));
-            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values.into_iter().collect::<Vec<_>>()})
+            // in Helm's order: the bundle's vendor files, then the site's
+            let values: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| format!("bundle:{}", v.path))
+                .chain(values.map(|p| p.display().to_string()))
+                .collect();
+            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values})
         })
         .collect();
     let files: Vec<_> = m
