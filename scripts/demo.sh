@@ -25,6 +25,9 @@ say "build the two programs"
 cargo build -q --workspace --bins
 B="$root/target/debug/stoa-bundler"
 U="$root/target/debug/stoa-updater"
+# build renders each chart with real Helm to check every image is carried
+# (scripts/install-deps.sh puts Helm in target/helm-bin)
+export STOA_HELM="${STOA_HELM:-$root/target/helm-bin/helm3}"
 
 say "sample images for the example release (an OCI layout made in code)"
 scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.0.0 2.1.0 2.3.0

@@ -48,6 +48,14 @@ pub enum BundlerError {
         path: PathBuf,
         message: String,
     },
+    #[error("chart {chart}: dependency {dependency} {constraint:?} from {repository}: {message}")]
+    ChartDependency {
+        chart: String,
+        dependency: String,
+        constraint: String,
+        repository: String,
+        message: String,
+    },
     #[error("helm: {message}")]
     HelmNotFound { message: String },
     #[error("render chart {chart}: {message}")]
@@ -134,6 +142,7 @@ impl BundlerError {
             | Self::Chart { .. }
             | Self::ValuesFile { .. }
             | Self::Render { .. }
+            | Self::ChartDependency { .. }
             | Self::ChartImageMissing { .. }
             | Self::ChartImageDigest { .. }
             | Self::ChartImageInvalid { .. }
@@ -163,6 +172,7 @@ impl BundlerError {
             Self::ValuesFile { .. } => "values-file",
             Self::HelmNotFound { .. } => "helm",
             Self::Render { .. } => "render",
+            Self::ChartDependency { .. } => "chart-dependency",
             Self::ChartImageMissing { .. }
             | Self::ChartImageDigest { .. }
             | Self::ChartImageInvalid { .. } => "chart-image",

@@ -2,6 +2,7 @@
 //! charts, database migrations and files.
 
 mod cmd;
+mod deps;
 mod error;
 mod images;
 mod plan;

@@ -32,10 +32,12 @@ pub struct BuildSettings {
     /// How to reach registries and Helm repositories (used only when the
     /// release pulls something).
     pub pull: PullOptions,
+    /// `--chart-mirror` rewrites of chart dependency repositories.
+    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
 }
 
 /// The puller, made on first use so local-only builds need no cache.
-fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
+pub fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
     if p.is_none() {
         *p = Some(Puller::new(opts)?);
     }
@@ -122,16 +124,17 @@ pub fn resolve_chart(
         }
     };
     let c = chart::load(&path, settings.mtime)?;
-    if let Some((from, name, v)) = want {
-        if c.name != name || c.version != v {
+    let source_dir = path.is_dir().then_some(path.as_path());
+    if let Some((from, name, v)) = &want {
+        if &c.name != name || &c.version != v {
             return Err(BundlerError::ChartPull {
                 chart: format!("{name} {v}"),
-                url: from,
+                url: from.clone(),
                 message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
             });
         }
     }
-    Ok(c)
+    crate::deps::complete(c, source_dir, settings, pull)
 }
 
 /// What [`plan`] resolved: the writer, what was downloaded when something

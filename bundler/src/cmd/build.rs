@@ -62,6 +62,11 @@ pub struct Args {
     pub fsync: bool,
     #[command(flatten)]
     pub render: super::images::RenderArgs,
+    /// Fetch chart dependencies whose repository starts with FROM from TO
+    /// instead (`oci://registry-1.docker.io/bitnamicharts=oci://mirror:5000/bitnamicharts`);
+    /// repeatable, first match wins.
+    #[arg(long = "chart-mirror", value_name = "FROM=TO")]
+    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
@@ -175,6 +180,7 @@ pub fn run(args: &Args) -> Result<()> {
             jobs: usize::from(args.jobs),
             quiet: args.quiet || args.json,
         },
+        chart_mirrors: args.chart_mirrors.clone(),
     };
     let planned = plan(&release, &settings)?;
     check_images(&release, &planned, &args.render)?;

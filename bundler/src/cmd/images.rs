@@ -48,6 +48,10 @@ pub struct Args {
     /// --insecure-registry`); repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Fetch chart dependencies whose repository starts with FROM from TO
+    /// instead (as `build --chart-mirror`); repeatable.
+    #[arg(long = "chart-mirror", value_name = "FROM=TO")]
+    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
 }
 
 /// The `--json` report.
@@ -76,6 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
             jobs: 4,
             quiet: true,
         },
+        chart_mirrors: args.chart_mirrors.clone(),
     };
     let mut pull = None;
     let charts = rel

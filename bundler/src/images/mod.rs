@@ -34,6 +34,9 @@ pub enum Field {
     Containers,
     InitContainers,
     EphemeralContainers,
+    /// A container's env var named `*_IMAGE`: an image a controller or an
+    /// injector starts later (Vault's `injector.agentImage`).
+    Env,
     /// A Chart.yaml annotation (`images` or `artifacthub.io/images`).
     Annotation,
 }

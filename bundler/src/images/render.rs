@@ -167,6 +167,17 @@ fn pod_images(v: &Value, source: &str, out: &mut Vec<Hit>) {
             .into_iter()
             .flatten()
         {
+            // an image handed to a controller or injector to start later
+            // (Vault's AGENT_INJECT_VAULT_IMAGE): an env var named *_IMAGE
+            for e in c.get("env").and_then(Value::as_sequence).into_iter().flatten() {
+                let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+                if let (true, Some(v)) = (
+                    name.ends_with("_IMAGE"),
+                    e.get("value").and_then(Value::as_str),
+                ) {
+                    out.push((source.to_owned(), kind.to_owned(), Field::Env, v.trim().to_owned()));
+                }
+            }
             if let Some(img) = c.get("image") {
                 let image = match img {
                     Value::String(s) => s.trim().to_owned(),
@@ -187,7 +198,7 @@ mod tests {
 
     #[test]
     fn every_pod_bearing_kind_and_container_list() {
-        let text = "---\n# Source: c/templates/a.yaml\napiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: i\n        image: busybox:1\n      containers:\n      - name: a\n        image: \"a.io/x:1\"\n---\n# Source: c/templates/cron.yaml\nkind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - image: b.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000\n---\n# Source: c/templates/pod.yaml\nkind: Pod\nspec:\n  ephemeralContainers:\n  - image: dbg:2\n---\n# Source: c/templates/cm.yaml\nkind: ConfigMap\ndata:\n  image: not-me:1\n";
+        let text = "---\n# Source: c/templates/a.yaml\napiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: i\n        image: busybox:1\n      containers:\n      - name: a\n        image: \"a.io/x:1\"\n        env:\n        - name: AGENT_IMAGE\n          value: a.io/agent:2\n---\n# Source: c/templates/cron.yaml\nkind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - image: b.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000\n---\n# Source: c/templates/pod.yaml\nkind: Pod\nspec:\n  ephemeralContainers:\n  - image: dbg:2\n---\n# Source: c/templates/cm.yaml\nkind: ConfigMap\ndata:\n  image: not-me:1\n";
         let hits = scan(text).unwrap();
         let got: Vec<(&str, &str, Field, &str)> = hits
             .iter()
@@ -196,6 +207,7 @@ mod tests {
         assert_eq!(
             got,
             [
+                ("c/templates/a.yaml", "Deployment", Field::Env, "a.io/agent:2"),
                 ("c/templates/a.yaml", "Deployment", Field::Containers, "a.io/x:1"),
                 ("c/templates/a.yaml", "Deployment", Field::InitContainers, "busybox:1"),
                 (

@@ -37,8 +37,6 @@ pub struct Dependency {
     pub version: String,
     #[serde(default)]
     pub repository: String,
-    #[serde(default)]
-    pub alias: Option<String>,
 }
 
 /// A chart archive ready for the bundle.

@@ -120,6 +120,45 @@ async fn get(
     }
 }
 
+/// Downloads and parses `<repo>/index.yaml`; an error names the URL.
+fn fetch_index(p: &Puller, repo: &str) -> std::result::Result<(String, IndexFile), (String, String)> {
+    let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let mut text = Vec::new();
+    p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
+        match c {
+            None => text.clear(),
+            Some(b) => text.extend_from_slice(b),
+        }
+        Ok(())
+    }))
+    .map_err(|m| (index_url.clone(), m))?;
+    p.counters_add_manifest();
+    let index: IndexFile = serde_yaml::from_slice(&text)
+        .map_err(|e| (index_url.clone(), format!("not a Helm repository index: {e}")))?;
+    Ok((index_url, index))
+}
+
+/// The versions of chart `name` the repository at `repo` lists.
+pub fn versions(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
+    let err = |url: &str, m: String| BundlerError::ChartPull {
+        chart: name.to_owned(),
+        url: url.to_owned(),
+        message: m,
+    };
+    if repo.starts_with("http://") && !p.is_insecure(host_of(repo)) {
+        return Err(err(
+            repo,
+            format!("plain HTTP needs --insecure-registry {}", host_of(repo)),
+        ));
+    }
+    let (_, index) = fetch_index(p, repo).map_err(|(u, m)| err(&u, m))?;
+    Ok(index
+        .entries
+        .get(name)
+        .map(|v| v.iter().map(|e| e.version.clone()).collect())
+        .unwrap_or_default())
+}
+
 /// Fetches chart `name` `version` from the repository at `repo` into the
 /// cache; returns the cached archive's path and its digest.
 pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
@@ -145,19 +184,7 @@ pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBu
         }
     };
     check_scheme(repo)?;
-    let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
-    let mut text = Vec::new();
-    p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
-        match c {
-            None => text.clear(),
-            Some(b) => text.extend_from_slice(b),
-        }
-        Ok(())
-    }))
-    .map_err(|m| err(&index_url, m))?;
-    p.counters_add_manifest();
-    let index: IndexFile = serde_yaml::from_slice(&text)
-        .map_err(|e| err(&index_url, format!("not a Helm repository index: {e}")))?;
+    let (index_url, index) = fetch_index(p, repo).map_err(|(u, m)| err(&u, m))?;
     let versions = index.entries.get(name).ok_or_else(|| {
         err(
             &index_url,

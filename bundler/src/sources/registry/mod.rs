@@ -805,6 +805,40 @@ impl Puller {
         Ok((self.cache.blob_path(&ld), digest.oci()))
     }
 
+    /// The versions of an OCI chart (`oci://host/repo/name`): its tags, with
+    /// Helm's `_` for `+` turned back; same credentials and retries as pulls.
+    pub fn list_oci_chart_versions(&mut self, url: &str) -> Result<Vec<String>> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let base = url
+            .strip_prefix("oci://")
+            .ok_or_else(|| cerr("not an oci:// reference".into()))?;
+        let reference = Reference::try_from(format!("{base}:latest").as_str())
+            .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let auth = self.auth_for(&reference)?;
+        let got = self.rt.block_on(with_retries(&self.counters, || async {
+            self.client
+                .list_tags(&reference, &auth, None, None)
+                .await
+                .map_err(classify)
+        }));
+        let tags = got.map_err(|f| {
+            let e = self.pull_error(url, &reference, f);
+            cerr(format!(
+                "list versions: {}",
+                match e {
+                    BundlerError::RegistryPull { message, .. } => message,
+                    other => other.to_string(),
+                }
+            ))
+        })?;
+        self.counters_add_manifest();
+        Ok(tags.tags.into_iter().map(|t| t.replace('_', "+")).collect())
+    }
+
     /// Runs a future on the pull runtime (chart repositories).
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
