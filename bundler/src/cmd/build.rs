@@ -13,7 +13,7 @@ use stoa_format::root::{anchor_path, SignedRoot};
 use stoa_format::{ContentSource, Limits, PlannedEntry, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};
-use crate::images::{self, CarriedImage};
+use crate::images::{self, CarriedImage, ChartJob};
 use crate::plan::{plan, BuildSettings, Planned};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
@@ -115,16 +115,22 @@ fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
 /// `[[image_exceptions]]`.
 fn check_images(
     release: &LoadedRelease,
-    planned: &Planned,
+    carried: &[stoa_format::manifest::ImageRecord],
+    charts: Vec<crate::sources::chart::PackagedChart>,
     render: &super::images::RenderArgs,
 ) -> Result<()> {
-    if planned.charts.is_empty() {
+    if charts.is_empty() {
         return Ok(());
     }
     let helm = images::find_helm(render.helm.as_deref())?;
-    let jobs = images::jobs(release, &planned.charts);
-    let found = images::find_all(&helm, &render.kube_version, &jobs)?;
-    let have = CarriedImage::from_records(&planned.writer.manifest().images);
+    let jobs = release
+        .manifest
+        .charts
+        .iter()
+        .zip(charts)
+        .map(|(spec, c)| Ok(ChartJob::new(release, spec, c)));
+    let found = images::find_all(&helm, &render.kube_version, jobs)?;
+    let have = CarriedImage::from_records(carried);
     let uses = images::classify(found, &have, release);
     match images::refusal(&uses) {
         Some(e) => Err(e),
@@ -182,9 +188,12 @@ pub fn run(args: &Args) -> Result<()> {
         },
         chart_mirrors: args.chart_mirrors.clone(),
     };
-    let planned = plan(&release, &settings)?;
-    check_images(&release, &planned, &args.render)?;
-    let (writer, pulled) = (planned.writer, planned.pulled);
+    let Planned {
+        writer,
+        pulled,
+        charts,
+    } = plan(&release, &settings)?;
+    check_images(&release, &writer.manifest().images, charts, &args.render)?;
     let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
     let m = writer.manifest();
     let total = m.content_size();

@@ -10,7 +10,7 @@ use serde::Serialize;
 use stoa_format::Limits;
 
 use crate::error::Result;
-use crate::images::{self, CarriedImage, ImageUse};
+use crate::images::{self, CarriedImage, ChartJob, ImageUse};
 use crate::plan::{resolve_chart, BuildSettings};
 use crate::release::LoadedRelease;
 use crate::sources::registry::{cache, PullOptions};
@@ -83,18 +83,15 @@ pub fn run(args: &Args) -> Result<()> {
         chart_mirrors: args.chart_mirrors.clone(),
     };
     let mut pull = None;
-    let charts = rel
-        .manifest
-        .charts
-        .iter()
-        .map(|spec| resolve_chart(&rel, spec, &settings, &mut pull))
-        .collect::<Result<Vec<_>>>()?;
-    let (helm, uses) = if charts.is_empty() {
+    let (helm, uses) = if rel.manifest.charts.is_empty() {
         (None, Vec::new())
     } else {
         let helm = images::find_helm(args.render.helm.as_deref())?;
-        let jobs = images::jobs(&rel, &charts);
-        let found = images::find_all(&helm, &args.render.kube_version, &jobs)?;
+        // each chart renders as soon as it is resolved
+        let jobs = rel.manifest.charts.iter().map(|spec| {
+            resolve_chart(&rel, spec, &settings, &mut pull).map(|c| ChartJob::new(&rel, spec, c))
+        });
+        let found = images::find_all(&helm, &args.render.kube_version, jobs)?;
         let have = CarriedImage::from_release(&rel);
         (Some(helm), images::classify(found, &have, &rel))
     };

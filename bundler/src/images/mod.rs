@@ -21,7 +21,7 @@ use stoa_format::names::ImageRef;
 use stoa_format::Sha256Digest;
 
 use crate::error::{BundlerError, Result};
-use crate::release::LoadedRelease;
+use crate::release::{ChartSpec, LoadedRelease};
 use crate::sources::chart::PackagedChart;
 
 /// The Kubernetes version charts are rendered for when none is given.
@@ -249,52 +249,61 @@ fn exception_for(r: &ImageRef, rel: &LoadedRelease) -> Option<String> {
 
 /// One chart to render: the archive and the `[[charts]]` item's settings.
 #[derive(Debug)]
-pub struct ChartJob<'a> {
-    pub chart: &'a PackagedChart,
+pub struct ChartJob {
+    pub chart: PackagedChart,
     pub release: String,
     pub namespace: String,
     pub values: Vec<PathBuf>,
 }
 
-/// The jobs of a release, pairing each `[[charts]]` item with its archive.
-pub fn jobs<'a>(rel: &LoadedRelease, charts: &'a [PackagedChart]) -> Vec<ChartJob<'a>> {
-    rel.manifest
-        .charts
-        .iter()
-        .zip(charts)
-        .map(|(spec, chart)| ChartJob {
+impl ChartJob {
+    /// The job of one `[[charts]]` item and its archive.
+    pub fn new(rel: &LoadedRelease, spec: &ChartSpec, chart: PackagedChart) -> Self {
+        Self {
             chart,
             release: spec.release.get_ref().clone(),
             namespace: spec.namespace.get_ref().clone(),
             values: spec.values.iter().map(|v| rel.resolve(v.get_ref())).collect(),
-        })
-        .collect()
+        }
+    }
 }
 
-/// Renders every chart (in parallel) and lists every image each uses.
-pub fn find_all(helm: &Path, kube_version: &str, jobs: &[ChartJob<'_>]) -> Result<Vec<Found>> {
-    let results: Vec<Result<Vec<Found>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .iter()
-            .map(|j| s.spawn(move || render::find(helm, kube_version, j)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(BundlerError::Render {
-                        chart: "?".into(),
-                        message: "the render thread panicked".into(),
-                    })
+/// Renders every chart and lists every image each uses. Each chart's
+/// render starts as soon as `jobs` yields it (while the next one is still
+/// being resolved), all in parallel; the first error in manifest order
+/// wins.
+pub fn find_all(
+    helm: &Path,
+    kube_version: &str,
+    jobs: impl IntoIterator<Item = Result<ChartJob>>,
+) -> Result<Vec<Found>> {
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        let mut resolve_err = None;
+        for j in jobs {
+            match j {
+                Ok(job) => handles.push(s.spawn(move || render::find(helm, kube_version, &job))),
+                Err(e) => {
+                    resolve_err = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(BundlerError::Render {
+                    chart: "?".into(),
+                    message: "the render thread panicked".into(),
                 })
-            })
-            .collect()
-    });
-    let mut out = Vec::new();
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
+            });
+            out.extend(r?);
+        }
+        match resolve_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    })
 }
 
 /// Classifies every found image.

@@ -13,7 +13,7 @@ use crate::error::{BundlerError, Result};
 /// Artifact Hub's `artifacthub.io/images`): a YAML list of `{name, image}`.
 pub const IMAGE_ANNOTATIONS: &[&str] = &["images", "artifacthub.io/images"];
 
-fn render_err(job: &ChartJob<'_>, message: impl Into<String>) -> BundlerError {
+fn render_err(job: &ChartJob, message: impl Into<String>) -> BundlerError {
     BundlerError::Render {
         chart: format!("{} {} (release {})", job.chart.name, job.chart.version, job.release),
         message: message.into(),
@@ -33,7 +33,7 @@ fn one_line(stderr: &[u8]) -> String {
 }
 
 /// Renders `job` and lists its images (templates, then annotations).
-pub fn find(helm: &Path, kube_version: &str, job: &ChartJob<'_>) -> Result<Vec<Found>> {
+pub fn find(helm: &Path, kube_version: &str, job: &ChartJob) -> Result<Vec<Found>> {
     let mut tgz = tempfile::Builder::new()
         .prefix("stoa-images-")
         .suffix(".tgz")
@@ -79,7 +79,7 @@ pub fn find(helm: &Path, kube_version: &str, job: &ChartJob<'_>) -> Result<Vec<F
 type Hit = (String, String, Field, String);
 
 /// The images named by Chart.yaml's image annotations.
-fn annotated(job: &ChartJob<'_>) -> std::result::Result<Vec<Hit>, String> {
+fn annotated(job: &ChartJob) -> std::result::Result<Vec<Hit>, String> {
     #[derive(serde::Deserialize)]
     struct Item {
         image: String,
@@ -110,7 +110,9 @@ pub fn scan(text: &str) -> std::result::Result<Vec<Hit>, String> {
     let mut doc = String::new();
     let mut source = String::new();
     let mut flush = |doc: &mut String, source: &str| -> std::result::Result<(), String> {
-        if !doc.trim().is_empty() {
+        // only a document that names an image can hold one: the others
+        // (ConfigMaps, RBAC, CRDs) are not parsed
+        if doc.contains("image") || doc.contains("_IMAGE") {
             let v: Value = serde_yaml::from_str(doc)
                 .map_err(|e| format!("{source}: helm template printed invalid YAML: {e}"))?;
             pod_images(&v, source, &mut out);
