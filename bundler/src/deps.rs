@@ -147,7 +147,10 @@ fn fill(v: &str) -> String {
 }
 
 /// The highest version matching the constraint.
-pub fn best<'a>(versions: impl IntoIterator<Item = &'a str>, reqs: &[VersionReq]) -> Option<Version> {
+pub fn best<'a>(
+    versions: impl IntoIterator<Item = &'a str>,
+    reqs: &[VersionReq],
+) -> Option<Version> {
     versions
         .into_iter()
         .filter_map(|v| Version::parse(v.trim_start_matches('v')).ok())
@@ -170,7 +173,10 @@ fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     let mut out = Vec::new();
     let mut total = 0u64;
     let mut ar = tar::Archive::new(GzDecoder::new(bytes));
-    for e in ar.entries().map_err(|e| cerr(format!("not a gzip tar: {e}")))? {
+    for e in ar
+        .entries()
+        .map_err(|e| cerr(format!("not a gzip tar: {e}")))?
+    {
         let mut e = e.map_err(|e| cerr(format!("not a gzip tar: {e}")))?;
         let kind = e.header().entry_type();
         if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
@@ -284,7 +290,14 @@ pub fn complete(
         })
         .unwrap_or_default();
     for dep in missing {
-        let got = fetch(&c.name, &dep, lock.get(&dep.name), source_dir, settings, pull)?;
+        let got = fetch(
+            &c.name,
+            &dep,
+            lock.get(&dep.name),
+            source_dir,
+            settings,
+            pull,
+        )?;
         files.push(File {
             path: format!("{}/charts/{}-{}.tgz", c.name, got.name, got.version),
             mode: 0o644,
@@ -349,9 +362,13 @@ fn fetch(
             })
     };
     let got = if let Some(rel) = repo.strip_prefix("file://") {
-        let dir = source_dir
-            .map(|d| d.join(rel))
-            .ok_or_else(|| dep_err(chart, dep, "a file:// dependency needs the chart as a folder"))?;
+        let dir = source_dir.map(|d| d.join(rel)).ok_or_else(|| {
+            dep_err(
+                chart,
+                dep,
+                "a file:// dependency needs the chart as a folder",
+            )
+        })?;
         let d = chart::load(&dir, settings.mtime)?;
         let d = complete(d, Some(&dir), settings, pull)?;
         pick(std::slice::from_ref(&d.version))?;
@@ -399,7 +416,14 @@ mod tests {
     /// Helm's (Masterminds) constraint forms choose the highest match.
     #[test]
     fn constraints_resolve_like_helm() {
-        let vs = ["1.9.0", "2.0.0", "2.31.4", "2.31.10", "3.0.0", "2.32.0-rc.1"];
+        let vs = [
+            "1.9.0",
+            "2.0.0",
+            "2.31.4",
+            "2.31.10",
+            "3.0.0",
+            "2.32.0-rc.1",
+        ];
         assert_eq!(pick("2.x.x", &vs).as_deref(), Some("2.31.10"));
         assert_eq!(pick("2.31.x", &vs).as_deref(), Some("2.31.10"));
         assert_eq!(pick("~2.31.4", &vs).as_deref(), Some("2.31.10"));
@@ -417,9 +441,11 @@ mod tests {
 
     #[test]
     fn mirrors_rewrite_whole_prefixes() {
-        let m: Vec<ChartMirror> = vec!["oci://registry-1.docker.io/bitnamicharts=oci://127.0.0.1:5000/mirror"
-            .parse()
-            .unwrap()];
+        let m: Vec<ChartMirror> = vec![
+            "oci://registry-1.docker.io/bitnamicharts=oci://127.0.0.1:5000/mirror"
+                .parse()
+                .unwrap(),
+        ];
         assert_eq!(
             mirrored("oci://registry-1.docker.io/bitnamicharts", &m),
             "oci://127.0.0.1:5000/mirror"

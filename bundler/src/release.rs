@@ -268,7 +268,10 @@ impl LoadedRelease {
                 return Err(self.field_error(
                     &format!("image_exceptions[{i}].image"),
                     x.image.span(),
-                    format!("{:?} is not a valid image reference: {e}", x.image.get_ref()),
+                    format!(
+                        "{:?} is not a valid image reference: {e}",
+                        x.image.get_ref()
+                    ),
                 ));
             }
             if x.reason.get_ref().trim().is_empty() {

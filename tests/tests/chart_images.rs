@@ -21,7 +21,9 @@ fn json(s: &str) -> Value {
 }
 
 fn keygen(dir: &Path) -> PathBuf {
-    ok(harness::bundler().args(["keygen", "--out"]).arg(dir.join("k")));
+    ok(harness::bundler()
+        .args(["keygen", "--out"])
+        .arg(dir.join("k")));
     dir.join("k.key")
 }
 
@@ -72,7 +74,10 @@ fn vendor_values_files_are_bundled_signed_and_given_to_helm_beneath_the_site_fil
         )
     });
     // inspect lists both, in order, with their digests
-    let inspect = json(&ok(harness::bundler().arg("inspect").arg("--json").arg(&bundle)));
+    let inspect = json(&ok(harness::bundler()
+        .arg("inspect")
+        .arg("--json")
+        .arg(&bundle)));
     let api = inspect["charts"]
         .as_array()
         .unwrap()
@@ -117,7 +122,10 @@ fn vendor_values_files_are_bundled_signed_and_given_to_helm_beneath_the_site_fil
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(files.len(), 3, "{pc}");
-    assert!(files[0].starts_with("bundle:values/stoa-system/stoa-api/00-"), "{pc}");
+    assert!(
+        files[0].starts_with("bundle:values/stoa-system/stoa-api/00-"),
+        "{pc}"
+    );
     assert_eq!(files[2], site_file.display().to_string(), "{pc}");
 
     ok(s.updater().arg("apply").arg(&bundle));
@@ -150,7 +158,11 @@ fn hex(b: &[u8]) -> String {
 fn images_lists_every_image_of_upstream_charts_with_template_and_carried() {
     let d = tempfile::tempdir().unwrap();
     let up = upstream_charts();
-    fs::write(d.path().join("vault.yaml"), "server:\n  image:\n    tag: 9.9.9\n").unwrap();
+    fs::write(
+        d.path().join("vault.yaml"),
+        "server:\n  image:\n    tag: 9.9.9\n",
+    )
+    .unwrap();
     let m = d.path().join("release.toml");
     fs::write(
         &m,
@@ -199,18 +211,30 @@ namespace = "search"
             .unwrap_or_else(|| panic!("no {image} in {template}: {out}"))
             .clone()
     };
-    let server = find("hashicorp/vault:9.9.9", "vault/templates/server-statefulset.yaml");
+    let server = find(
+        "hashicorp/vault:9.9.9",
+        "vault/templates/server-statefulset.yaml",
+    );
     assert_eq!(server["kind"], "StatefulSet");
     assert_eq!(server["field"], "containers");
     assert_eq!(server["carried"]["status"], "yes");
-    let injector = find("hashicorp/vault-k8s:1.7.6", "vault/templates/injector-deployment.yaml");
+    let injector = find(
+        "hashicorp/vault-k8s:1.7.6",
+        "vault/templates/injector-deployment.yaml",
+    );
     assert_eq!(injector["carried"]["status"], "missing");
     let agent = uses
         .iter()
         .find(|u| u["field"] == "env")
         .unwrap_or_else(|| panic!("no injector agent image: {out}"));
-    assert_eq!(agent["template"], "vault/templates/injector-deployment.yaml");
-    let os = find("opensearchproject/opensearch:3.6.0", "opensearch/templates/statefulset.yaml");
+    assert_eq!(
+        agent["template"],
+        "vault/templates/injector-deployment.yaml"
+    );
+    let os = find(
+        "opensearchproject/opensearch:3.6.0",
+        "opensearch/templates/statefulset.yaml",
+    );
     assert_eq!(os["carried"]["status"], "yes");
     let bb = find("busybox:latest", "opensearch/templates/statefulset.yaml");
     assert_eq!(bb["field"], "initContainers");
@@ -257,7 +281,11 @@ fn build_refuses_an_uncarried_chart_image_unless_excepted_with_a_reason() {
     assert!(out.exists());
 
     // an exception without a reason: a parse error naming its line
-    fs::write(&m, format!("{text}\n[[image_exceptions]]\nimage = \"busybox:1.36\"\n")).unwrap();
+    fs::write(
+        &m,
+        format!("{text}\n[[image_exceptions]]\nimage = \"busybox:1.36\"\n"),
+    )
+    .unwrap();
     let header = text.lines().count() + 2;
     let e = fails(&mut build(&m, &key, &out), 2);
     assert!(
@@ -275,7 +303,10 @@ fn build_refuses_a_chart_pinning_a_digest_the_bundle_image_does_not_have() {
     // first, the digest the bundle really holds
     let m = write_release(&d.path().join("plain"), "2.3.0");
     ok(&mut build(&m, &key, &out));
-    let inspect = json(&ok(harness::bundler().arg("inspect").arg("--json").arg(&out)));
+    let inspect = json(&ok(harness::bundler()
+        .arg("inspect")
+        .arg("--json")
+        .arg(&out)));
     let have = inspect["images"]
         .as_array()
         .unwrap()
@@ -286,12 +317,16 @@ fn build_refuses_a_chart_pinning_a_digest_the_bundle_image_does_not_have() {
         .unwrap()
         .to_owned();
 
-    let wrong = format!("registry.gostoa.dev/stoa/api:2.3.0@sha256:{}", "0".repeat(64));
+    let wrong = format!(
+        "registry.gostoa.dev/stoa/api:2.3.0@sha256:{}",
+        "0".repeat(64)
+    );
     let m = release_with_template(&d.path().join("wrong"), &deployment(&[&wrong]));
     let e = fails(&mut build(&m, &key, &out), 2);
     assert!(
-        e.contains(&format!("image {wrong} pins a digest the bundle does not have"))
-            && e.contains(&have),
+        e.contains(&format!(
+            "image {wrong} pins a digest the bundle does not have"
+        )) && e.contains(&have),
         "{e}"
     );
 
@@ -364,7 +399,10 @@ fn helm_absent_is_one_clear_line() {
             .arg("/nonexistent/helm"),
         3,
     );
-    assert!(e.contains("--helm /nonexistent/helm: not an executable file"), "{e}");
+    assert!(
+        e.contains("--helm /nonexistent/helm: not an executable file"),
+        "{e}"
+    );
 }
 
 /// A copy of the upstream `common` chart relabelled `version`, pushed with
@@ -460,7 +498,11 @@ fn bundled_chart(bundle: &Path, entry: &str, to: &Path) -> PathBuf {
         .arg(entry)
         .output()
         .unwrap();
-    assert!(bytes.status.success(), "{entry} not in {}", bundle.display());
+    assert!(
+        bytes.status.success(),
+        "{entry} not in {}",
+        bundle.display()
+    );
     fs::write(to, &bytes.stdout).unwrap();
     to.to_owned()
 }
@@ -503,9 +545,16 @@ fn postgresql_ha_dependency_is_fetched_from_the_registry_and_vendored() {
     let m = pg_release(d.path(), &upstream_charts().join("postgresql-ha"));
     let out = d.path().join("pg.stoa");
     ok(&mut build_pg(&m, &out));
-    let tgz = bundled_chart(&out, "charts/postgresql-ha-16.3.4.tgz", &d.path().join("pg.tgz"));
+    let tgz = bundled_chart(
+        &out,
+        "charts/postgresql-ha-16.3.4.tgz",
+        &d.path().join("pg.tgz"),
+    );
     let list = tar_list(&tgz);
-    assert!(list.contains("postgresql-ha/charts/common-2.31.4.tgz"), "{list}");
+    assert!(
+        list.contains("postgresql-ha/charts/common-2.31.4.tgz"),
+        "{list}"
+    );
     let rendered = ok(Command::new(&helm)
         .args(["template", "pg"])
         .arg(&tgz)
@@ -517,7 +566,11 @@ fn postgresql_ha_dependency_is_fetched_from_the_registry_and_vendored() {
     // same archive
     let out2 = d.path().join("pg2.stoa");
     ok(&mut build_pg(&m, &out2));
-    let tgz2 = bundled_chart(&out2, "charts/postgresql-ha-16.3.4.tgz", &d.path().join("pg2.tgz"));
+    let tgz2 = bundled_chart(
+        &out2,
+        "charts/postgresql-ha-16.3.4.tgz",
+        &d.path().join("pg2.tgz"),
+    );
     let sha = |p: &Path| hex(&Sha256::digest(fs::read(p).unwrap()));
     assert_eq!(sha(&tgz), sha(&tgz2));
 
@@ -527,9 +580,16 @@ fn postgresql_ha_dependency_is_fetched_from_the_registry_and_vendored() {
     fs::remove_file(copy.join("Chart.lock")).unwrap();
     let m = pg_release(&d.path().join("nolock"), &copy);
     ok(&mut build_pg(&m, &out));
-    let tgz = bundled_chart(&out, "charts/postgresql-ha-16.3.4.tgz", &d.path().join("nolock.tgz"));
+    let tgz = bundled_chart(
+        &out,
+        "charts/postgresql-ha-16.3.4.tgz",
+        &d.path().join("nolock.tgz"),
+    );
     let list = tar_list(&tgz);
-    assert!(list.contains("postgresql-ha/charts/common-2.31.10.tgz"), "{list}");
+    assert!(
+        list.contains("postgresql-ha/charts/common-2.31.10.tgz"),
+        "{list}"
+    );
     assert!(!list.contains("common-3.0.0"), "{list}");
 }
 
@@ -544,7 +604,11 @@ fn a_dependency_with_no_matching_version_fails_naming_it() {
     copy_dir(&upstream_charts().join("postgresql-ha"), &copy);
     fs::remove_file(copy.join("Chart.lock")).unwrap();
     let cy = fs::read_to_string(copy.join("Chart.yaml")).unwrap();
-    fs::write(copy.join("Chart.yaml"), cy.replace("version: 2.x.x", "version: 9.x.x")).unwrap();
+    fs::write(
+        copy.join("Chart.yaml"),
+        cy.replace("version: 2.x.x", "version: 9.x.x"),
+    )
+    .unwrap();
     let m = pg_release(&d.path().join("c"), &copy);
     let out = d.path().join("b.stoa");
     let e = fails(

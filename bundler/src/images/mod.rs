@@ -195,9 +195,7 @@ pub fn carried(image: &str, carried: &[CarriedImage], rel: &LoadedRelease) -> Ca
     let verdict = match &want.digest {
         Some(d) => {
             if let Some(c) = same_repo.iter().find(|c| c.digests.contains(d)) {
-                Carried::Yes {
-                    by: c.name.clone(),
-                }
+                Carried::Yes { by: c.name.clone() }
             } else if let Some(c) = same_tag.iter().find(|c| !c.digests.is_empty()) {
                 Carried::DigestMismatch {
                     by: c.name.clone(),
@@ -211,17 +209,13 @@ pub fn carried(image: &str, carried: &[CarriedImage], rel: &LoadedRelease) -> Ca
             } else if let Some(c) = same_tag.first().filter(|_| r.tag().is_some()) {
                 // `images` without pulling: the name and tag match; build
                 // checks the digest the pulled image really has
-                Carried::Yes {
-                    by: c.name.clone(),
-                }
+                Carried::Yes { by: c.name.clone() }
             } else {
                 Carried::Missing
             }
         }
         None => match same_tag.first() {
-            Some(c) => Carried::Yes {
-                by: c.name.clone(),
-            },
+            Some(c) => Carried::Yes { by: c.name.clone() },
             None => Carried::Missing,
         },
     };
@@ -263,7 +257,11 @@ impl ChartJob {
             chart,
             release: spec.release.get_ref().clone(),
             namespace: spec.namespace.get_ref().clone(),
-            values: spec.values.iter().map(|v| rel.resolve(v.get_ref())).collect(),
+            values: spec
+                .values
+                .iter()
+                .map(|v| rel.resolve(v.get_ref()))
+                .collect(),
         }
     }
 }
@@ -394,7 +392,9 @@ pub fn check_kube_version(s: &str) -> std::result::Result<String, String> {
             .iter()
             .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!("{s:?} is not a Kubernetes version like 1.28 or 1.30.2"));
+        return Err(format!(
+            "{s:?} is not a Kubernetes version like 1.28 or 1.30.2"
+        ));
     }
     Ok(t.to_owned())
 }

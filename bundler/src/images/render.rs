@@ -15,7 +15,10 @@ pub const IMAGE_ANNOTATIONS: &[&str] = &["images", "artifacthub.io/images"];
 
 fn render_err(job: &ChartJob, message: impl Into<String>) -> BundlerError {
     BundlerError::Render {
-        chart: format!("{} {} (release {})", job.chart.name, job.chart.version, job.release),
+        chart: format!(
+            "{} {} (release {})",
+            job.chart.name, job.chart.version, job.release
+        ),
         message: message.into(),
     }
 }
@@ -89,8 +92,9 @@ fn annotated(job: &ChartJob) -> std::result::Result<Vec<Hit>, String> {
         let Some(text) = job.chart.annotations.get(*key) else {
             continue;
         };
-        let items: Vec<Item> = serde_yaml::from_str(text)
-            .map_err(|e| format!("Chart.yaml annotation {key:?} is not a list of {{name, image}}: {e}"))?;
+        let items: Vec<Item> = serde_yaml::from_str(text).map_err(|e| {
+            format!("Chart.yaml annotation {key:?} is not a list of {{name, image}}: {e}")
+        })?;
         for i in items {
             out.push((
                 format!("{}/Chart.yaml", job.chart.name),
@@ -142,7 +146,11 @@ fn pod_spec(v: &Value) -> Option<(&str, &Value)> {
     let spec = v.get("spec")?;
     let pod = match kind {
         "Pod" => spec,
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
         | "ReplicationController" => spec.get("template")?.get("spec")?,
         "CronJob" => spec
             .get("jobTemplate")?
@@ -171,13 +179,23 @@ fn pod_images(v: &Value, source: &str, out: &mut Vec<Hit>) {
         {
             // an image handed to a controller or injector to start later
             // (Vault's AGENT_INJECT_VAULT_IMAGE): an env var named *_IMAGE
-            for e in c.get("env").and_then(Value::as_sequence).into_iter().flatten() {
+            for e in c
+                .get("env")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
                 let name = e.get("name").and_then(Value::as_str).unwrap_or("");
                 if let (true, Some(v)) = (
                     name.ends_with("_IMAGE"),
                     e.get("value").and_then(Value::as_str),
                 ) {
-                    out.push((source.to_owned(), kind.to_owned(), Field::Env, v.trim().to_owned()));
+                    out.push((
+                        source.to_owned(),
+                        kind.to_owned(),
+                        Field::Env,
+                        v.trim().to_owned(),
+                    ));
                 }
             }
             if let Some(img) = c.get("image") {

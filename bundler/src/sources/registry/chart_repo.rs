@@ -121,7 +121,10 @@ async fn get(
 }
 
 /// Downloads and parses `<repo>/index.yaml`; an error names the URL.
-fn fetch_index(p: &Puller, repo: &str) -> std::result::Result<(String, IndexFile), (String, String)> {
+fn fetch_index(
+    p: &Puller,
+    repo: &str,
+) -> std::result::Result<(String, IndexFile), (String, String)> {
     let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
     let mut text = Vec::new();
     p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
@@ -133,8 +136,12 @@ fn fetch_index(p: &Puller, repo: &str) -> std::result::Result<(String, IndexFile
     }))
     .map_err(|m| (index_url.clone(), m))?;
     p.counters_add_manifest();
-    let index: IndexFile = serde_yaml::from_slice(&text)
-        .map_err(|e| (index_url.clone(), format!("not a Helm repository index: {e}")))?;
+    let index: IndexFile = serde_yaml::from_slice(&text).map_err(|e| {
+        (
+            index_url.clone(),
+            format!("not a Helm repository index: {e}"),
+        )
+    })?;
     Ok((index_url, index))
 }
 
