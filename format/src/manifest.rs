@@ -554,6 +554,64 @@ mod tests {
         assert_eq!(back.to_bytes(), b);
     }
 
+    /// A sample with one chart and one vendor values file (entries sorted).
+    fn with_values(values_path: &str, listed: Sha256Digest) -> BundleManifest {
+        let mut m = sample();
+        let chart = b"chart";
+        let vals = b"replicas: 2\n";
+        m.entries.push(Entry {
+            path: "charts/stoa-api-2.3.0.tgz".into(),
+            size: chart.len() as u64,
+            sha256: Sha256Digest::of(chart),
+        });
+        m.entries.push(Entry {
+            path: "values/stoa-system/stoa-api/00-prod.yaml".into(),
+            size: vals.len() as u64,
+            sha256: Sha256Digest::of(vals),
+        });
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.charts.push(ChartRecord {
+            name: "stoa-api".into(),
+            version: "2.3.0".into(),
+            app_version: None,
+            release: "stoa-api".into(),
+            namespace: "stoa-system".into(),
+            path: "charts/stoa-api-2.3.0.tgz".into(),
+            values: vec![ValuesRecord {
+                source: "values/prod.yaml".into(),
+                path: values_path.into(),
+                sha256: listed,
+            }],
+        });
+        m
+    }
+
+    /// The vendor values of a chart record are signed: the record's digest
+    /// must be its entry's, the entry must exist, under the release's own
+    /// `values/<namespace>/<release>/` folder.
+    #[test]
+    fn values_records_must_match_their_entries() {
+        let good = Sha256Digest::of(b"replicas: 2\n");
+        let path = "values/stoa-system/stoa-api/00-prod.yaml";
+        let m = with_values(path, good);
+        m.validate(&Limits::default()).unwrap();
+        let back = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap();
+        assert_eq!(back, m);
+
+        let e = with_values(path, Sha256Digest::of(b"other"))
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("lists sha256"), "{e}");
+        let e = with_values("values/stoa-system/stoa-api/01-missing.yaml", good)
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("not an entry"), "{e}");
+        let e = with_values("values/other-ns/stoa-api/00-prod.yaml", good)
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("is not under"), "{e}");
+    }
+
     #[test]
     fn unknown_field_is_refused() {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
