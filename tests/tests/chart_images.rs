@@ -630,3 +630,61 @@ fn a_dependency_with_no_matching_version_fails_naming_it() {
     );
     assert!(!out.exists());
 }
+
+/// A `file://` dependency beside a chart folder (a library chart, `~1.0.0`)
+/// is packaged and vendored; the bundled archive renders with real Helm,
+/// using the library's template.
+#[test]
+fn a_file_dependency_beside_a_chart_folder_is_vendored() {
+    let d = tempfile::tempdir().unwrap();
+    let key = keygen(d.path());
+    let lib = d.path().join("charts/lib");
+    fs::create_dir_all(lib.join("templates")).unwrap();
+    fs::write(
+        lib.join("Chart.yaml"),
+        "apiVersion: v2\nname: lib\nversion: 1.0.3\ntype: library\n",
+    )
+    .unwrap();
+    fs::write(
+        lib.join("templates/_name.tpl"),
+        "{{- define \"lib.name\" -}}from-the-library{{- end -}}\n",
+    )
+    .unwrap();
+    let app = d.path().join("charts/app");
+    fs::create_dir_all(app.join("templates")).unwrap();
+    fs::write(
+        app.join("Chart.yaml"),
+        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: lib\n  version: ~1.0.0\n  repository: file://../lib\n",
+    )
+    .unwrap();
+    fs::write(
+        app.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"lib.name\" . }}\n",
+    )
+    .unwrap();
+    let m = d.path().join("release.toml");
+    fs::write(
+        &m,
+        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\n",
+    )
+    .unwrap();
+    let out = d.path().join("b.stoa");
+    ok(&mut build(&m, &key, &out));
+    let tgz = bundled_chart(&out, "charts/app-0.1.0.tgz", &d.path().join("app.tgz"));
+    assert!(tar_list(&tgz).contains("app/charts/lib-1.0.3.tgz"));
+    let rendered = ok(Command::new(real_helm(3))
+        .args(["template", "app"])
+        .arg(&tgz)
+        .env("HELM_CONFIG_HOME", d.path().join("helm-config"))
+        .env("HELM_CACHE_HOME", d.path().join("helm-cache")));
+    assert!(rendered.contains("name: from-the-library"), "{rendered}");
+
+    // a constraint the folder's version does not meet names it
+    let cy = fs::read_to_string(app.join("Chart.yaml")).unwrap();
+    fs::write(app.join("Chart.yaml"), cy.replace("~1.0.0", "^2.0.0")).unwrap();
+    let e = fails(&mut build(&m, &key, &out), 2);
+    assert!(
+        e.contains("chart app: dependency lib \"^2.0.0\" from file://../lib: no version matches"),
+        "{e}"
+    );
+}
