@@ -228,7 +228,9 @@ pub fn encode(
         .collect();
     let files: Vec<File> = tmps.iter().map(File::create).collect::<io::Result<_>>()?;
     // about 8 MiB of output in flight
-    let depth = usize::try_from((8u64 << 20) / stripe).unwrap_or(64).max(2 * count);
+    let depth = usize::try_from((8u64 << 20) / stripe)
+        .unwrap_or(64)
+        .max(2 * count);
     let mut sink = ShardSink::new(files, depth, sync.then_some(64 << 20));
     let mut enc = ReedSolomonEncoder::new(n, count, sb).map_err(rs_err)?;
     let mut buf = vec![0u8; sb];
@@ -297,11 +299,7 @@ pub struct RepairOptions {
 /// to name the bad ones, and the repair runs again with them known. Each
 /// rebuilt part must match the signed index before it is renamed into
 /// place. More bad parts than good parity parts is an error naming them.
-pub fn repair(
-    set: &PartSet,
-    out: &Path,
-    opts: RepairOptions,
-) -> Result<RepairReport, FormatError> {
+pub fn repair(set: &PartSet, out: &Path, opts: RepairOptions) -> Result<RepairReport, FormatError> {
     let t0 = std::time::Instant::now();
     let stat = set.stat_problems();
     if stat.iter().any(|b| !b.parity) {
@@ -316,7 +314,10 @@ pub fn repair(
 /// Where the rebuilt bytes come from: the byte-wise XOR of one parity part
 /// and the good data parts, or the Reed–Solomon decoder.
 enum Inputs {
-    Xor { parity: File, data: Vec<File> },
+    Xor {
+        parity: File,
+        data: Vec<File>,
+    },
     Decoder {
         data: Vec<Option<File>>,
         parity: Vec<(usize, File)>,
@@ -413,7 +414,13 @@ fn repair_with(
     // writers for the rebuilt parts, on a helper thread that hashes them too
     let tmps: Vec<PathBuf> = bad_data
         .iter()
-        .map(|&i| out.join(format!(".{}.partial-{}", idx.parts[i].name, std::process::id())))
+        .map(|&i| {
+            out.join(format!(
+                ".{}.partial-{}",
+                idx.parts[i].name,
+                std::process::id()
+            ))
+        })
         .collect();
     let cleanup = |tmps: &[PathBuf]| {
         for t in tmps {
@@ -434,9 +441,17 @@ fn repair_with(
     let rebuilt_sizes: Vec<u64> = bad_data.iter().map(|&i| idx.parts[i].size).collect();
     let res = match inputs {
         Inputs::Xor { parity, data } => rebuild_xor(parity, data, rebuilt_sizes[0], sink),
-        Inputs::Decoder { data, parity } => {
-            rebuild_decoder(data, parity, &bad_data, &rebuilt_sizes, n, np, par.stripe, idx.part_size, sink)
-        }
+        Inputs::Decoder { data, parity } => rebuild_decoder(
+            data,
+            parity,
+            &bad_data,
+            &rebuilt_sizes,
+            n,
+            np,
+            par.stripe,
+            idx.part_size,
+            sink,
+        ),
     };
     let (outs, bytes_read) = match res {
         Ok(r) => r,
@@ -518,7 +533,8 @@ fn rebuild_xor(
         let take = usize::try_from(size - done)
             .unwrap_or(usize::MAX)
             .min(XOR_CHUNK);
-        bytes_read += read_padded(&mut parity, &mut acc[..take]).map_err(|e| rerr("parity part", e))? as u64;
+        bytes_read +=
+            read_padded(&mut parity, &mut acc[..take]).map_err(|e| rerr("parity part", e))? as u64;
         for f in data.iter_mut() {
             bytes_read += read_padded(f, &mut buf[..take]).map_err(|e| rerr("part", e))? as u64;
             xor_into(&mut acc[..take], &buf[..take]);
@@ -562,9 +578,9 @@ fn rebuild_decoder(
             }
         }
         for (k, f) in parity.iter_mut() {
-            bytes_read += read_padded(f, &mut buf).map_err(|e| {
-                FormatError::Repair(format!("read parity part {}: {e}", *k + 1))
-            })? as u64;
+            bytes_read += read_padded(f, &mut buf)
+                .map_err(|e| FormatError::Repair(format!("read parity part {}: {e}", *k + 1)))?
+                as u64;
             dec.add_recovery_shard(*k, &buf).map_err(rs)?;
         }
         let r = dec.decode().map_err(rs)?;
