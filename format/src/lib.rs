@@ -13,6 +13,7 @@ pub mod archive;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod digest;
+pub mod durable;
 pub mod error;
 pub mod extract;
 pub mod keys;

@@ -367,35 +367,11 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// temp file (0600 unless `mode`), fsync, (chmod), rename, fsync folder.
+/// Durable write through [`stoa_format::durable`] (temp in the same
+/// folder, fsync, rename, fsync folder): 0600 unless `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Some(m) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(m))?;
-        }
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(|e| UpdaterError::io("write", path, e))
+    stoa_format::durable::write_atomic_mode(path, bytes, mode.unwrap_or(0o600))
+        .map_err(|e| UpdaterError::io("write", path, e))
 }
 
 /// The site lock: an exclusive flock on `state_dir/lock`, held while the
