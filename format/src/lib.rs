@@ -27,6 +27,7 @@ pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod retry;
 pub mod root;
 pub mod source;
 pub mod sql;
