@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::step::Step;
 use crate::error::{Result, UpdaterError};
 
 pub const STATE_FORMAT: u32 = 1;
@@ -128,16 +129,17 @@ pub struct Pending {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StepRecord {
-    pub name: String,
+    /// Serialized as today's step name (`migrate:stoa`, …).
+    pub name: Step,
     pub done: bool,
 }
 
 impl Pending {
-    pub fn step_done(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name && s.done)
+    pub fn step_done(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name && s.done)
     }
-    pub fn step_begun(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name)
+    pub fn step_begun(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name)
     }
     /// The step it stopped at: the last begun and not done, else the last.
     pub fn current_step(&self) -> Option<&StepRecord> {

@@ -26,7 +26,7 @@ fn refuse_while_running(site: &Site) -> Result<()> {
             .pending
             .as_ref()
             .and_then(|p| p.current_step())
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .unwrap_or_else(|| "verify+stage".into());
         let who = LockProbe::Held(owner).describe();
         return Err(UpdaterError::Running(format!(

@@ -8,9 +8,7 @@ use stoa_format::source::{inspect_source, BundleSource};
 use stoa_format::{BundleManifest, Limits};
 
 use crate::config::hint;
-use crate::db;
 use crate::error::{Result, UpdaterError};
-use crate::helm::Helm;
 use crate::registry::{self};
 use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
@@ -18,6 +16,7 @@ use crate::state::{
 };
 use crate::tool;
 
+use super::plan;
 use super::*;
 
 impl Site {
@@ -98,310 +97,331 @@ impl Site {
             stage_seconds: t0.elapsed().as_secs_f64(),
             ..ApplyReport::default()
         };
-
-        if !resumed {
-            self.check_edited_migrations(&m)?;
-            let op_id = format!("{}-{}", now_rfc3339(), std::process::id());
-            state.pending = Some(Pending {
-                op: OpKind::Apply,
-                op_id,
-                started_at: now_rfc3339(),
-                from: state.installed.clone(),
-                to: Some(m.release.version.clone()),
-                manifest_sha256: Some(sha.clone()),
-                steps: vec![StepRecord {
-                    name: "stage".into(),
-                    done: true,
-                }],
-                record: ReleaseRecord {
-                    version: m.release.version.clone(),
-                    manifest_sha256: sha.clone(),
-                    applied_at: String::new(),
-                    allow_downgrade: opts.allow_downgrade
-                        && state
-                            .installed
-                            .as_ref()
-                            .is_some_and(|c| !is_newer(&m.release.version, c)),
-                    allow_expired: opts.allow_expired
-                        && m.expires_at()
-                            .is_some_and(|e| e <= std::time::SystemTime::now()),
-                    ..ReleaseRecord::default()
-                },
-                migrations_before: BTreeMap::new(),
-                failed: None,
-            });
-            self.save(&state)?;
-            let p = pending(&mut state)?.clone();
-            tool::record_children(&self.sd, &p.op_id);
-            self.journal(&p, "stage", "done", json!({"from": p.from.as_ref().map(|v| v.to_string()), "allow_downgrade": p.record.allow_downgrade}))?;
-            crash_hook("stage");
-        } else {
-            let p = pending(&mut state)?;
-            p.failed = None;
-            let p = p.clone();
-            tool::record_children(&self.sd, &p.op_id);
-            self.save(&state)?;
-            self.journal(&p, "resume", "begin", json!({}))?;
-        }
-
-        match self.apply_steps(&mut state, &m, &mut report, progress) {
-            Ok(()) => {}
-            Err((step, e)) => return Err(self.apply_failed(&mut state, &m, step, e, opts)),
-        }
-
-        // prune (after commit; a failure here is reported, not fatal)
-        match self.prune(&mut state) {
-            Ok(p) => report.pruned = p,
-            Err(e) => eprintln!("stoa-updater: warning: prune: {e}"),
-        }
+        self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
         Ok(report)
     }
 
-    pub(crate) fn apply_steps(
+    /// Runs the apply of a verified, staged release: records it as pending
+    /// (or resumes the pending one), runs the plan's steps, commits, then
+    /// prunes. On failure: the automatic revert, or the state left for
+    /// inspection. The unit tests' kill matrix enters here.
+    pub fn execute_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        sha: &str,
+        opts: &ApplyOptions,
+        report: &mut ApplyReport,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<()> {
+        if report.resumed {
+            let p = pending(state)?;
+            p.failed = None;
+            let p = p.clone();
+            tool::record_children(&self.sd, &p.op_id);
+            self.save(state)?;
+            self.journal(&p, &Step::Resume, "begin", json!({}))?;
+        } else {
+            self.check_edited_migrations(m)?;
+            self.begin_apply(state, m, sha, opts)?;
+        }
+        if let Err((step, e)) = self.apply_steps(state, m, report, progress) {
+            return Err(self.apply_failed(state, m, step, e, opts));
+        }
+        // prune (after commit; a failure here is reported, not fatal)
+        match self.prune(state) {
+            Ok(p) => report.pruned = p,
+            Err(e) => eprintln!("stoa-updater: warning: prune: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Records a new apply as pending, its `stage` step done.
+    fn begin_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        sha: &str,
+        opts: &ApplyOptions,
+    ) -> Result<()> {
+        let op_id = format!("{}-{}", now_rfc3339(), std::process::id());
+        state.pending = Some(Pending {
+            op: OpKind::Apply,
+            op_id,
+            started_at: now_rfc3339(),
+            from: state.installed.clone(),
+            to: Some(m.release.version.clone()),
+            manifest_sha256: Some(sha.to_owned()),
+            steps: vec![StepRecord {
+                name: Step::Stage,
+                done: true,
+            }],
+            record: ReleaseRecord {
+                version: m.release.version.clone(),
+                manifest_sha256: sha.to_owned(),
+                applied_at: String::new(),
+                allow_downgrade: opts.allow_downgrade
+                    && state
+                        .installed
+                        .as_ref()
+                        .is_some_and(|c| !is_newer(&m.release.version, c)),
+                allow_expired: opts.allow_expired
+                    && m.expires_at()
+                        .is_some_and(|e| e <= std::time::SystemTime::now()),
+                ..ReleaseRecord::default()
+            },
+            migrations_before: BTreeMap::new(),
+            failed: None,
+        });
+        self.save(state)?;
+        let p = pending(state)?.clone();
+        tool::record_children(&self.sd, &p.op_id);
+        self.journal(&p, &Step::Stage, "done", json!({"from": p.from.as_ref().map(|v| v.to_string()), "allow_downgrade": p.record.allow_downgrade}))?;
+        self.crash_hook(&Step::Stage);
+        Ok(())
+    }
+
+    /// The plan's steps, each journaled, then the commit.
+    fn apply_steps(
         &self,
         state: &mut State,
         m: &BundleManifest,
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> std::result::Result<(), (String, UpdaterError)> {
-        let at = |s: &str| {
-            let s = s.to_owned();
-            move |e| (s, e)
-        };
-        // images
-        if !m.images.is_empty() {
-            let total: u64 = m.images.iter().map(|i| i.size).sum();
-            let t0 = std::time::Instant::now();
-            let stats = self
-                .step(state, "push-images", |site, _| {
-                    let rc = site
-                        .cfg
-                        .registry
-                        .as_ref()
-                        .ok_or(UpdaterError::MissingSection {
-                            section: "registry".into(),
-                        })?;
-                    let mut c = registry::Client::new(rc)?;
+        for step in plan::apply_steps(m, &self.cfg) {
+            self.apply_step(state, m, &step, report, progress)
+                .map_err(|e| (step.to_string(), e))?;
+        }
+        self.commit_apply(state, report)
+            .map_err(|e| (Step::Commit.to_string(), e))
+    }
+
+    /// One step of apply, skipped when already done.
+    fn apply_step(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        step: &Step,
+        report: &mut ApplyReport,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<()> {
+        match step {
+            Step::PushImages => {
+                let total: u64 = m.images.iter().map(|i| i.size).sum();
+                let t0 = std::time::Instant::now();
+                report.push = self.step(state, step, |site, _| {
                     let mut done = 0u64;
-                    c.push_release(&site.sd, m, &rc.prefix, &mut |n| {
+                    site.drivers.registry.push_release(&site.sd, m, &mut |n| {
                         done += n;
                         progress("push", done, total);
                     })
-                })
-                .map_err(at("push-images"))?;
-            report.push = stats;
-            report.push_seconds = t0.elapsed().as_secs_f64();
-        }
-        // snapshots, then migrations, per database
-        for set in &m.migrations {
-            let dbc = self
-                .cfg
-                .databases
-                .get(&set.database)
-                .ok_or(UpdaterError::MissingSection {
-                    section: format!("databases.{}", set.database),
-                })
-                .map_err(at("migrate"))?
-                .clone();
-            let name = set.database.clone();
-            if dbc.snapshot {
-                let sname = format!("snapshot:{name}");
-                self.step(state, &sname, |site, st| {
-                    let p = pending(st)?;
-                    let file = site.sd.snapshots_dir().join(format!(
-                        "{}-{}-{}.dump",
-                        m.release.version,
-                        name,
-                        &p.op_id.replace([':', ' '], "")
-                    ));
-                    if !file.exists() {
-                        db::snapshot(&name, &dbc.url, &file)?;
-                    }
-                    p.record.snapshots.insert(name.clone(), file);
-                    Ok(())
-                })
-                .map_err(at(&sname))?;
+                })?;
+                report.push_seconds = t0.elapsed().as_secs_f64();
             }
-            let mname = format!("migrate:{name}");
-            self.step(state, &mname, |site, st| {
-                let applied = db::applied(&name, &dbc.url)?;
-                {
-                    let p = pending(st)?;
-                    if !p.migrations_before.contains_key(&name) {
-                        p.migrations_before
-                            .insert(name.clone(), applied.keys().cloned().collect());
-                    }
-                }
-                site.save(st)?;
-                for s in &set.steps {
-                    let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
-                        database: name.clone(),
-                        step: s.id.clone(),
-                        reason: "up step is not in the bundle".into(),
-                    })?;
-                    let checksum = e.sha256.hex();
-                    if let Some(a) = applied.get(&s.id) {
-                        if a.checksum != checksum {
-                            return Err(UpdaterError::Database {
-                                database: name.clone(),
-                                step: format!("migration {}_{}", s.id, s.name),
-                                reason: format!(
-                                    "already applied with checksum {}, the bundle's is {checksum}: an applied migration was edited; refusing",
-                                    a.checksum
-                                ),
-                            });
-                        }
-                        // run by this apply before a kill, not yet recorded:
-                        // record it now, or a later rollback would miss it
-                        let p = pending(st)?;
-                        let ran_here = !p
-                            .migrations_before
-                            .get(&name)
-                            .is_some_and(|b| b.contains(&s.id));
-                        let recorded = p
-                            .record
-                            .migrations
-                            .get(&name)
-                            .is_some_and(|r| r.contains(&s.id));
-                        if ran_here && !recorded {
-                            p.record
-                                .migrations
-                                .entry(name.clone())
-                                .or_default()
-                                .push(s.id.clone());
-                            site.save(st)?;
-                        }
-                        continue;
-                    }
-                    let up = read_text(&site.sd.blob(&checksum))?;
-                    let down = match &s.down {
-                        Some(d) => Some(read_text(&entry_blob(&site.sd, m, d)?)?),
-                        None => None,
-                    };
-                    site.journal(
-                        pending(st)?,
-                        &mname_of(&name),
-                        "migration",
-                        json!({"id": s.id, "name": s.name}),
-                    )?;
-                    db::migrate_up(
-                        &name,
-                        &dbc.url,
-                        &s.id,
-                        &s.name,
-                        &up,
-                        &checksum,
-                        down.as_deref(),
-                        &m.release.version.to_string(),
-                    )?;
-                    crash_hook(&format!("migration-run:{name}:{}", s.id));
-                    let p = pending(st)?;
-                    p.record
-                        .migrations
-                        .entry(name.clone())
-                        .or_default()
-                        .push(s.id.clone());
-                    site.save(st)?;
-                }
-                Ok(())
-            })
-            .map_err(at(&mname))?;
-        }
-        // charts, in manifest order
-        if !m.charts.is_empty() {
-            let hc = self
-                .cfg
-                .helm
-                .as_ref()
-                .ok_or(UpdaterError::MissingSection {
-                    section: "helm".into(),
+            Step::Snapshot(db) => self.step(state, step, |site, st| site.snapshot_db(st, m, db))?,
+            Step::Migrate(db) => self.step(state, step, |site, st| site.migrate_db(st, m, db))?,
+            Step::Helm(release) => {
+                self.step(state, step, |site, st| site.helm_upgrade(st, m, release))?
+            }
+            Step::Files => {
+                self.step(state, step, |site, _| {
+                    m.files.iter().try_for_each(|f| site.install_file(m, f))
+                })?;
+                report.files = m.files.iter().map(|f| f.dest.clone()).collect();
+            }
+            other => {
+                return Err(UpdaterError::StateCorrupt {
+                    path: self.sd.state_path(),
+                    reason: format!("{other} is not a step of apply"),
                 })
-                .map_err(at("helm"))?;
-            let mut helm: Option<Helm> = None;
-            let reg = self.cfg.registry.as_ref().map(registry::site_registry_ref);
-            for c in &m.charts {
-                let hname = format!("helm:{}", c.release);
-                self.step(state, &hname, |site, st| {
-                    if helm.is_none() {
-                        helm = Some(Helm::new(hc)?);
-                    }
-                    let h = helm.as_ref().ok_or_else(|| UpdaterError::Helm {
-                        release: c.release.clone(),
-                        step: "driver".into(),
-                        reason: "no helm".into(),
-                    })?;
-                    {
-                        let known = pending(st)?
-                            .record
-                            .helm
-                            .iter()
-                            .any(|r| r.release == c.release && r.namespace == c.namespace);
-                        if !known {
-                            let before = h.revision(&c.release, &c.namespace)?;
-                            pending(st)?.record.helm.push(HelmRecord {
-                                release: c.release.clone(),
-                                namespace: c.namespace.clone(),
-                                before,
-                                after: None,
-                            });
-                            site.save(st)?;
-                        }
-                    }
-                    let chart = site
-                        .sd
-                        .release_dir(&m.release.version)
-                        .join("charts")
-                        .join(chart_file_name(c));
-                    h.upgrade(&c.release, &c.namespace, &chart, reg.as_deref())?;
-                    let after = h.revision(&c.release, &c.namespace)?;
-                    if let Some(r) = pending(st)?
-                        .record
-                        .helm
-                        .iter_mut()
-                        .find(|r| r.release == c.release && r.namespace == c.namespace)
-                    {
-                        r.after = after;
-                    }
-                    Ok(())
-                })
-                .map_err(at(&hname))?;
             }
         }
-        // files
-        if !m.files.is_empty() {
-            self.step(state, "files", |site, _| {
-                for f in &m.files {
-                    site.install_file(m, f)?;
-                }
-                Ok(())
+        Ok(())
+    }
+
+    pub(crate) fn db_config(&self, db: &str) -> Result<crate::config::DatabaseConfig> {
+        self.cfg
+            .databases
+            .get(db)
+            .cloned()
+            .ok_or(UpdaterError::MissingSection {
+                section: format!("databases.{db}"),
             })
-            .map_err(at("files"))?;
-            report.files = m.files.iter().map(|f| f.dest.clone()).collect();
+    }
+
+    /// `snapshot:{db}`: pg_dump before migrating (kept when a killed run
+    /// took it already).
+    fn snapshot_db(&self, st: &mut State, m: &BundleManifest, name: &str) -> Result<()> {
+        let dbc = self.db_config(name)?;
+        let p = pending(st)?;
+        let file = self.sd.snapshots_dir().join(format!(
+            "{}-{}-{}.dump",
+            m.release.version,
+            name,
+            &p.op_id.replace([':', ' '], "")
+        ));
+        if !file.exists() {
+            self.drivers.database.snapshot(name, &dbc.url, &file)?;
         }
-        // commit
-        let p = pending(state).map_err(at("commit"))?.clone();
-        self.journal(&p, "commit", "begin", json!({}))
-            .map_err(at("commit"))?;
+        p.record.snapshots.insert(name.to_owned(), file);
+        Ok(())
+    }
+
+    /// `migrate:{db}`: the pending migrations, each recorded as it runs.
+    fn migrate_db(&self, st: &mut State, m: &BundleManifest, name: &str) -> Result<()> {
+        let dbc = self.db_config(name)?;
+        let Some(set) = m.migrations.iter().find(|s| s.database == name) else {
+            return Ok(());
+        };
+        let applied = self.drivers.database.applied(name, &dbc.url)?;
+        {
+            let p = pending(st)?;
+            if !p.migrations_before.contains_key(name) {
+                p.migrations_before
+                    .insert(name.to_owned(), applied.keys().cloned().collect());
+            }
+        }
+        self.save(st)?;
+        for s in &set.steps {
+            let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
+                database: name.to_owned(),
+                step: s.id.clone(),
+                reason: "up step is not in the bundle".into(),
+            })?;
+            let checksum = e.sha256.hex();
+            if let Some(a) = applied.get(&s.id) {
+                if a.checksum != checksum {
+                    return Err(UpdaterError::Database {
+                        database: name.to_owned(),
+                        step: format!("migration {}_{}", s.id, s.name),
+                        reason: format!(
+                            "already applied with checksum {}, the bundle's is {checksum}: an applied migration was edited; refusing",
+                            a.checksum
+                        ),
+                    });
+                }
+                self.record_if_ran_here(st, name, &s.id)?;
+                continue;
+            }
+            let up = read_text(&self.sd.blob(&checksum))?;
+            let down = match &s.down {
+                Some(d) => Some(read_text(&entry_blob(&self.sd, m, d)?)?),
+                None => None,
+            };
+            self.journal(
+                pending(st)?,
+                &Step::Migrate(name.to_owned()),
+                "migration",
+                json!({"id": s.id, "name": s.name}),
+            )?;
+            self.drivers.database.migrate_up(
+                name,
+                &dbc.url,
+                &s.id,
+                &s.name,
+                &up,
+                &checksum,
+                down.as_deref(),
+                &m.release.version.to_string(),
+            )?;
+            self.crash_hook(&format!("migration-run:{name}:{}", s.id));
+            let p = pending(st)?;
+            p.record
+                .migrations
+                .entry(name.to_owned())
+                .or_default()
+                .push(s.id.clone());
+            self.save(st)?;
+        }
+        Ok(())
+    }
+
+    /// A migration run by this apply before a kill, not yet recorded: record
+    /// it now, or a later rollback would miss it.
+    fn record_if_ran_here(&self, st: &mut State, name: &str, id: &str) -> Result<()> {
+        let p = pending(st)?;
+        let ran_here = !p
+            .migrations_before
+            .get(name)
+            .is_some_and(|b| b.iter().any(|x| x == id));
+        let recorded = p
+            .record
+            .migrations
+            .get(name)
+            .is_some_and(|r| r.iter().any(|x| x == id));
+        if ran_here && !recorded {
+            p.record
+                .migrations
+                .entry(name.to_owned())
+                .or_default()
+                .push(id.to_owned());
+            self.save(st)?;
+        }
+        Ok(())
+    }
+
+    /// `helm:{release}`: records the revision before, upgrades, records after.
+    fn helm_upgrade(&self, st: &mut State, m: &BundleManifest, release: &str) -> Result<()> {
+        let Some(c) = m.charts.iter().find(|c| c.release == release) else {
+            return Ok(());
+        };
+        let charts = &self.drivers.charts;
+        let known = pending(st)?
+            .record
+            .helm
+            .iter()
+            .any(|r| r.release == c.release && r.namespace == c.namespace);
+        if !known {
+            let before = charts.revision(&c.release, &c.namespace)?;
+            pending(st)?.record.helm.push(HelmRecord {
+                release: c.release.clone(),
+                namespace: c.namespace.clone(),
+                before,
+                after: None,
+            });
+            self.save(st)?;
+        }
+        let chart = self
+            .sd
+            .release_dir(&m.release.version)
+            .join("charts")
+            .join(chart_file_name(c));
+        let reg = self.cfg.registry.as_ref().map(registry::site_registry_ref);
+        charts.upgrade(&c.release, &c.namespace, &chart, reg.as_deref())?;
+        let after = charts.revision(&c.release, &c.namespace)?;
+        if let Some(r) = pending(st)?
+            .record
+            .helm
+            .iter_mut()
+            .find(|r| r.release == c.release && r.namespace == c.namespace)
+        {
+            r.after = after;
+        }
+        Ok(())
+    }
+
+    /// `commit`: the release becomes the installed one; history line.
+    fn commit_apply(&self, state: &mut State, report: &mut ApplyReport) -> Result<()> {
+        let p = pending(state)?.clone();
+        self.journal(&p, &Step::Commit, "begin", json!({}))?;
         let mut rec = p.record.clone();
         rec.applied_at = now_rfc3339();
         state.releases.retain(|r| r.version != rec.version);
         state.releases.push(rec.clone());
         state.installed = Some(rec.version.clone());
         state.pending = None;
-        self.save(state).map_err(at("commit"))?;
-        self.journal(&p, "commit", "done", json!({}))
-            .map_err(at("commit"))?;
-        self.sd
-            .history(json!({
-                "op": "apply", "from": p.from.as_ref().map(|v| v.to_string()),
-                "to": rec.version.to_string(), "outcome": "applied", "resumed": report.resumed,
-                "allow_downgrade": rec.allow_downgrade, "allow_expired": rec.allow_expired,
-                "manifest_sha256": rec.manifest_sha256,
-                "migrations": rec.migrations, "helm": rec.helm,
-                "push": report.push,
-            }))
-            .map_err(at("commit"))?;
-        crash_hook("commit");
+        self.save(state)?;
+        self.journal(&p, &Step::Commit, "done", json!({}))?;
+        self.sd.history(json!({
+            "op": "apply", "from": p.from.as_ref().map(|v| v.to_string()),
+            "to": rec.version.to_string(), "outcome": "applied", "resumed": report.resumed,
+            "allow_downgrade": rec.allow_downgrade, "allow_expired": rec.allow_expired,
+            "manifest_sha256": rec.manifest_sha256,
+            "migrations": rec.migrations, "helm": rec.helm,
+            "push": report.push,
+        }))?;
+        self.crash_hook(&Step::Commit);
         report.migrations = rec.migrations.clone();
         report.snapshots = rec.snapshots.clone();
         report.helm = rec.helm.clone();
@@ -426,7 +446,7 @@ impl Site {
             Err(e) => return e,
         };
         let _ = self.save(state);
-        let _ = self.journal(&p, &step, "failed", json!({"error": msg}));
+        let _ = self.sd.journal(json!({"op": p.op, "op_id": p.op_id, "to": p.to.as_ref().map(|v| v.to_string()), "step": step, "event": "failed", "error": msg}));
         if opts.no_auto_rollback {
             let _ = self.sd.history(json!({"op": "apply", "from": p.from.as_ref().map(|v| v.to_string()), "to": version, "outcome": "failed, left for inspection", "step": step, "error": msg}));
             return UpdaterError::ApplyFailed {

@@ -140,7 +140,11 @@ impl Site {
 
     /// Makes the files dir hold `target`'s files: installs them, and removes
     /// files of `others` that `target` does not have.
-    pub(crate) fn sync_files(&self, target: Option<&BundleManifest>, others: &[BundleManifest]) -> Result<()> {
+    pub(crate) fn sync_files(
+        &self,
+        target: Option<&BundleManifest>,
+        others: &[BundleManifest],
+    ) -> Result<()> {
         let mut keep = BTreeSet::new();
         if let Some(t) = target {
             for f in &t.files {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stoa_format::reader::VerifyOptions;
 use stoa_format::source::BundleSource;
@@ -20,22 +20,26 @@ use crate::config::{hint, SiteConfig};
 use crate::db;
 use crate::error::{Result, UpdaterError};
 use crate::registry::PushStats;
-use crate::state::{
-    HelmRecord, OpKind, Pending, State, StateDir, StepRecord,
-};
+use crate::state::{HelmRecord, OpKind, Pending, State, StateDir, StepRecord};
 
 mod apply;
+pub mod drivers;
 mod files;
+pub mod plan;
 mod prune;
 mod rollback;
+pub mod step;
 mod undo;
+
+pub use drivers::Drivers;
+pub use step::{Step, Undo};
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
 /// makes the process abort right after that step is recorded as done, as a
 /// kill -9 would. Release builds ignore it.
-fn crash_hook(step: &str) {
+fn crash_hook(step: &dyn std::fmt::Display) {
     #[cfg(debug_assertions)]
-    if std::env::var("STOA_UPDATER_TEST_CRASH_AFTER").as_deref() == Ok(step) {
+    if std::env::var("STOA_UPDATER_TEST_CRASH_AFTER").is_ok_and(|s| s == step.to_string()) {
         eprintln!("stoa-updater: test hook: aborting after step {step}");
         std::process::abort();
     }
@@ -46,7 +50,17 @@ fn crash_hook(step: &str) {
 pub struct Site {
     pub cfg: SiteConfig,
     pub sd: StateDir,
+    /// psql, helm, the registry: real, or the unit tests' fakes.
+    pub drivers: Drivers,
+    /// Unit-test kill point: right after this step (its text form) is
+    /// recorded as done, the engine panics with [`Killed`] instead of
+    /// going on, as a kill -9 there would stop it.
+    pub kill_after: Option<String>,
 }
+
+/// The panic payload of a unit-test kill point ([`Site::kill_after`]).
+#[derive(Debug)]
+pub struct Killed(pub String);
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -89,12 +103,40 @@ pub struct RollbackReport {
     pub from: Option<String>,
     pub to: Option<String>,
     pub reverted_interrupted_apply: bool,
-    pub helm: Vec<serde_json::Value>,
+    pub helm: Vec<HelmBack>,
     pub migrations_undone: BTreeMap<String, Vec<String>>,
     pub snapshots_restored: BTreeMap<String, PathBuf>,
     /// History rows that disagreed with the verified release content
     /// (reported; their SQL was not run).
     pub edited_history_rows: Vec<db::RowMismatch>,
+}
+
+/// What rollback did to one Helm release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HelmBack {
+    pub release: String,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uninstalled: bool,
+}
+
+impl std::fmt::Display for HelmBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rolled_back_to {
+            Some(rev) => write!(
+                f,
+                "{}/{}: rolled back to revision {rev}",
+                self.namespace, self.release
+            ),
+            None => write!(
+                f,
+                "{}/{}: uninstalled (it was not installed before)",
+                self.namespace, self.release
+            ),
+        }
+    }
 }
 
 /// A migration step as the release's verified content has it.
@@ -108,7 +150,32 @@ pub(crate) struct VerifiedStep {
 impl Site {
     pub fn new(cfg: SiteConfig) -> Self {
         let sd = StateDir::new(&cfg.state_dir);
-        Self { cfg, sd }
+        let drivers = Drivers::real(cfg.helm.clone(), cfg.registry.clone());
+        Self {
+            cfg,
+            sd,
+            drivers,
+            kill_after: None,
+        }
+    }
+
+    /// A site acting through `drivers` (the unit tests' fakes).
+    pub fn with_drivers(cfg: SiteConfig, drivers: Drivers) -> Self {
+        Self {
+            drivers,
+            ..Self::new(cfg)
+        }
+    }
+
+    /// The kill points: the unit tests' [`Site::kill_after`], and the
+    /// debug-build `STOA_UPDATER_TEST_CRASH_AFTER` of the e2e tests.
+    pub(crate) fn crash_hook(&self, step: &dyn std::fmt::Display) {
+        if let Some(k) = &self.kill_after {
+            if *k == step.to_string() {
+                std::panic::panic_any(Killed(k.clone()));
+            }
+        }
+        crash_hook(step);
     }
 
     pub fn verify_options(allow_expired: bool) -> VerifyOptions {
@@ -125,13 +192,13 @@ impl Site {
     pub(crate) fn journal(
         &self,
         p: &Pending,
-        step: &str,
+        step: &Step,
         event: &str,
         extra: serde_json::Value,
     ) -> Result<()> {
         let mut v = json!({
             "op": p.op, "op_id": p.op_id, "to": p.to.as_ref().map(|v| v.to_string()),
-            "step": step, "event": event,
+            "step": step.to_string(), "event": event,
         });
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             for (k, val) in e {
@@ -147,7 +214,7 @@ impl Site {
     pub(crate) fn step<T: Default>(
         &self,
         state: &mut State,
-        name: &str,
+        name: &Step,
         f: impl FnOnce(&Self, &mut State) -> Result<T>,
     ) -> Result<T> {
         {
@@ -157,7 +224,7 @@ impl Site {
             }
             if !p.step_begun(name) {
                 p.steps.push(StepRecord {
-                    name: name.to_owned(),
+                    name: name.clone(),
                     done: false,
                 });
             }
@@ -167,13 +234,13 @@ impl Site {
         let out = f(self, state)?;
         {
             let p = pending(state)?;
-            if let Some(s) = p.steps.iter_mut().find(|s| s.name == name) {
+            if let Some(s) = p.steps.iter_mut().find(|s| &s.name == name) {
                 s.done = true;
             }
         }
         self.save(state)?;
         self.journal(pending(state)?, name, "done", json!({}))?;
-        crash_hook(name);
+        self.crash_hook(name);
         Ok(out)
     }
 
@@ -210,7 +277,10 @@ impl Site {
 
     /// The refusal when another operation is pending: what works for it.
     pub fn pending_refusal(&self, p: &Pending) -> UpdaterError {
-        let at = p.current_step().map(|s| s.name.as_str()).unwrap_or("start");
+        let at = p
+            .current_step()
+            .map(|s| s.name.to_string())
+            .unwrap_or_else(|| "start".into());
         let to =
             p.to.as_ref()
                 .map(|v| v.to_string())
@@ -264,10 +334,6 @@ impl Site {
 /// metadata has none (`1.1.0+b2` is not newer than `1.1.0`).
 pub fn is_newer(new: &semver::Version, cur: &semver::Version) -> bool {
     new.cmp_precedence(cur) == std::cmp::Ordering::Greater
-}
-
-fn mname_of(db: &str) -> String {
-    format!("migrate:{db}")
 }
 
 fn pending(state: &mut State) -> Result<&mut Pending> {

@@ -7,9 +7,7 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::stage::{self};
-use crate::state::{
-    ReleaseRecord, State,
-};
+use crate::state::{ReleaseRecord, State};
 
 use super::*;
 

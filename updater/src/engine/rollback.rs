@@ -8,13 +8,9 @@ use serde_json::json;
 use stoa_format::BundleManifest;
 
 use crate::config::hint;
-use crate::db;
 use crate::error::{Result, UpdaterError};
-use crate::helm::Helm;
 use crate::stage::{self};
-use crate::state::{
-    now_rfc3339, OpKind, Pending, ReleaseRecord, SiteLock,
-};
+use crate::state::{now_rfc3339, OpKind, Pending, ReleaseRecord, SiteLock};
 use crate::tool;
 
 use super::*;
@@ -145,7 +141,7 @@ impl Site {
                 .ok_or(UpdaterError::MissingSection {
                     section: format!("databases.{dbname}"),
                 })?;
-            let now = db::applied(dbname, &dbc.url)?;
+            let now = self.drivers.database.applied(dbname, &dbc.url)?;
             let mut missing: Vec<&String> = Vec::new();
             for id in ids.iter().filter(|id| now.contains_key(*id)) {
                 if verified(dbname, id)?.is_none() {
@@ -211,25 +207,14 @@ impl Site {
                     }
                 }
             }
-            let mut helm: Option<Helm> = None;
             for (rel, ns, rev) in &helm_targets {
-                let name = format!("rollback:helm:{rel}");
+                let name = Step::RollbackHelm(rel.clone());
                 let v = self
                     .step(&mut state, &name, |site, _| {
-                        if helm.is_none() {
-                            let hc =
-                                site.cfg.helm.as_ref().ok_or(UpdaterError::MissingSection {
-                                    section: "helm".into(),
-                                })?;
-                            helm = Some(Helm::new(hc)?);
-                        }
-                        match &helm {
-                            Some(h) => site.helm_back(h, rel, ns, *rev).map(Some),
-                            None => Ok(None),
-                        }
+                        site.helm_back(rel, ns, *rev).map(Some)
                     })
                     .map_err(|e| UpdaterError::RollbackFailed {
-                        step: name.clone(),
+                        step: name.to_string(),
                         cause: Box::new(e),
                     })?;
                 if let Some(v) = v {
@@ -237,7 +222,7 @@ impl Site {
                 }
             }
             for (dbname, (ids, _)) in &db_plan {
-                let name = format!("rollback:migrate:{dbname}");
+                let name = Step::RollbackMigrate(dbname.clone());
                 let dbc = self.cfg.databases.get(dbname).cloned().ok_or(
                     UpdaterError::MissingSection {
                         section: format!("databases.{dbname}"),
@@ -247,13 +232,13 @@ impl Site {
                 let undone_ids = self
                     .step(&mut state, &name, |site, st| {
                         if let Some(snap) = &snap {
-                            db::restore(dbname, &dbc.url, snap)?;
+                            site.drivers.database.restore(dbname, &dbc.url, snap)?;
                             return Ok(Vec::new());
                         }
                         let p = pending(st)?.clone();
                         // resumed: skip what is undone already (down steps
                         // run, or a snapshot restored before a kill)
-                        let now = db::applied(dbname, &dbc.url)?;
+                        let now = site.drivers.database.applied(dbname, &dbc.url)?;
                         let mut out = Vec::new();
                         for id in ids.iter().filter(|id| now.contains_key(*id)) {
                             let vs =
@@ -269,7 +254,7 @@ impl Site {
                         Ok(out)
                     })
                     .map_err(|e| UpdaterError::RollbackFailed {
-                        step: name.clone(),
+                        step: name.to_string(),
                         cause: Box::new(e),
                     })?;
                 if let Some(s) = snap {
@@ -278,11 +263,11 @@ impl Site {
                     report.migrations_undone.insert(dbname.clone(), undone_ids);
                 }
             }
-            self.step(&mut state, "rollback:files", |site, _| {
+            self.step(&mut state, &Step::RollbackFiles, |site, _| {
                 site.sync_files(Some(&target_m), &undone_m)
             })
             .map_err(|e| UpdaterError::RollbackFailed {
-                step: "rollback:files".into(),
+                step: Step::RollbackFiles.to_string(),
                 cause: Box::new(e),
             })?;
             Ok(())
@@ -296,18 +281,18 @@ impl Site {
             return Err(e);
         }
         let p = pending(&mut state)?.clone();
-        self.journal(&p, "rollback:commit", "begin", json!({}))?;
+        self.journal(&p, &Step::RollbackCommit, "begin", json!({}))?;
         state.releases.truncate(ti + 1);
         state.installed = Some(target.clone());
         state.pending = None;
         self.save(&state)?;
-        self.journal(&p, "rollback:commit", "done", json!({}))?;
+        self.journal(&p, &Step::RollbackCommit, "done", json!({}))?;
         self.sd.history(json!({
             "op": "rollback", "from": p.from.as_ref().map(|v| v.to_string()), "to": target.to_string(),
             "outcome": "rolled back", "helm": report.helm, "migrations_undone": report.migrations_undone,
             "snapshots_restored": report.snapshots_restored,
         }))?;
-        crash_hook("rollback:commit");
+        self.crash_hook(&Step::RollbackCommit);
         // the rolled-back releases' snapshots and staged content go now
         if let Err(e) = self.prune(&mut state) {
             eprintln!("stoa-updater: warning: prune: {e}");

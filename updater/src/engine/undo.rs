@@ -9,11 +9,8 @@ use stoa_format::BundleManifest;
 use crate::config::hint;
 use crate::db;
 use crate::error::{Result, UpdaterError};
-use crate::helm::Helm;
 use crate::stage::{self};
-use crate::state::{
-    Pending, State,
-};
+use crate::state::{Pending, State};
 use crate::tool;
 
 use super::*;
@@ -52,7 +49,7 @@ impl Site {
                 let Some(dbc) = self.cfg.databases.get(dbname) else {
                     continue;
                 };
-                let now = db::applied(dbname, &dbc.url)?;
+                let now = self.drivers.database.applied(dbname, &dbc.url)?;
                 let mut no_down: Vec<&str> = Vec::new();
                 for id in now.keys().filter(|id| !before.contains(id)) {
                     let vs = match &new_m {
@@ -72,98 +69,112 @@ impl Site {
                 }
             }
         }
-        self.journal(&p, "undo", "begin", json!({}))?;
+        self.journal(&p, &Step::Undo, "begin", json!({}))?;
         for s in p.steps.iter().rev() {
-            let rb = |e: UpdaterError| UpdaterError::RollbackFailed {
-                step: format!("undo {}", s.name),
-                cause: Box::new(e),
-            };
             self.journal(&p, &s.name, "undo", json!({}))?;
-            if s.name == "files" {
-                self.sync_files(old_m.as_ref(), new_m.as_slice())
-                    .map_err(rb)?;
-            } else if let Some(rel) = s.name.strip_prefix("helm:") {
-                let Some(rec) = p.record.helm.iter().find(|r| r.release == rel) else {
-                    continue;
-                };
-                let hc = self
-                    .cfg
-                    .helm
-                    .as_ref()
-                    .ok_or(UpdaterError::MissingSection {
-                        section: "helm".into(),
-                    })
-                    .map_err(rb)?;
-                let h = Helm::new(hc).map_err(rb)?;
-                report.helm.push(
-                    self.helm_back(&h, &rec.release, &rec.namespace, rec.before)
-                        .map_err(rb)?,
-                );
-            } else if let Some(dbname) = s.name.strip_prefix("migrate:") {
-                let Some(before) = p.migrations_before.get(dbname) else {
-                    continue;
-                };
-                let before: BTreeSet<&String> = before.iter().collect();
-                let dbc = self
-                    .cfg
-                    .databases
-                    .get(dbname)
-                    .ok_or(UpdaterError::MissingSection {
-                        section: format!("databases.{dbname}"),
-                    })
-                    .map_err(rb)?;
-                let now = db::applied(dbname, &dbc.url).map_err(rb)?;
-                // down steps from the verified release content only; an id
-                // the release does not have (or without a down step) needs
-                // the snapshot
-                let mut undo: Vec<(&String, Option<VerifiedStep>)> = Vec::new();
-                for id in now.keys().rev().filter(|id| !before.contains(id)) {
-                    let vs = match &new_m {
-                        Some(m) => self.verified_step(m, dbname, id).map_err(rb)?,
-                        None => None,
-                    };
-                    undo.push((id, vs.filter(|v| v.down.is_some())));
-                }
-                if undo.is_empty() {
-                    continue;
-                }
-                if undo.iter().all(|(_, v)| v.is_some()) {
-                    for (id, vs) in &undo {
-                        let Some(vs) = vs else { continue };
-                        self.run_verified_down(&p, dbname, &dbc.url, id, vs, report)
-                            .map_err(rb)?;
-                        report
-                            .migrations_undone
-                            .entry(dbname.to_owned())
-                            .or_default()
-                            .push((*id).clone());
-                    }
-                } else {
-                    let snap = p.record.snapshots.get(dbname).cloned().ok_or_else(|| {
-                        rb(UpdaterError::Database {
-                            database: dbname.into(),
-                            step: "undo".into(),
-                            reason:
-                                "a migration to undo has no down step and no snapshot was taken"
-                                    .into(),
-                        })
-                    })?;
-                    if !restore_snapshot {
-                        return Err(UpdaterError::NeedsConfirmation(format!(
-                            "database {dbname}: migration(s) {} have no down step; going back needs the snapshot {} taken before them. Data written since is LOST. To confirm: `{}`",
-                            undo.iter().filter(|(_, v)| v.is_none()).map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "),
-                            snap.display(),
-                            hint(&self.cfg.path, "rollback --restore-snapshot")
-                        )));
-                    }
-                    db::restore(dbname, &dbc.url, &snap).map_err(rb)?;
-                    report.snapshots_restored.insert(dbname.to_owned(), snap);
-                }
-            }
+            let Some(undo) = s.name.undo() else { continue };
+            self.undo_step(&p, &undo, &new_m, &old_m, restore_snapshot, report)
+                .map_err(|e| match e {
+                    e @ UpdaterError::NeedsConfirmation(_) => e,
+                    e => UpdaterError::RollbackFailed {
+                        step: format!("undo {}", s.name),
+                        cause: Box::new(e),
+                    },
+                })?;
         }
         state.pending = None;
         self.save(state)?;
-        self.journal(&p, "undo", "done", json!({}))?;
+        self.journal(&p, &Step::Undo, "done", json!({}))?;
+        Ok(())
+    }
+
+    /// Undoes one recorded step of the pending apply `p`.
+    fn undo_step(
+        &self,
+        p: &Pending,
+        undo: &Undo,
+        new_m: &Option<BundleManifest>,
+        old_m: &Option<BundleManifest>,
+        restore_snapshot: bool,
+        report: &mut RollbackReport,
+    ) -> Result<()> {
+        match undo {
+            Undo::Files => self.sync_files(old_m.as_ref(), new_m.as_slice()),
+            Undo::Helm(rel) => {
+                let Some(rec) = p.record.helm.iter().find(|r| &r.release == rel) else {
+                    return Ok(());
+                };
+                let back = self.helm_back(&rec.release, &rec.namespace, rec.before)?;
+                report.helm.push(back);
+                Ok(())
+            }
+            Undo::Migrate(dbname) => {
+                self.undo_migrate(p, dbname, new_m.as_ref(), restore_snapshot, report)
+            }
+        }
+    }
+
+    /// Undoes what the pending apply ran on `dbname`: the verified down
+    /// steps, or (confirmed) the snapshot taken before.
+    fn undo_migrate(
+        &self,
+        p: &Pending,
+        dbname: &str,
+        new_m: Option<&BundleManifest>,
+        restore_snapshot: bool,
+        report: &mut RollbackReport,
+    ) -> Result<()> {
+        let Some(before) = p.migrations_before.get(dbname) else {
+            return Ok(());
+        };
+        let before: BTreeSet<&String> = before.iter().collect();
+        let dbc = self.db_config(dbname)?;
+        let now = self.drivers.database.applied(dbname, &dbc.url)?;
+        // down steps from the verified release content only; an id the
+        // release does not have (or without a down step) needs the snapshot
+        let mut undo: Vec<(&String, Option<VerifiedStep>)> = Vec::new();
+        for id in now.keys().rev().filter(|id| !before.contains(id)) {
+            let vs = match new_m {
+                Some(m) => self.verified_step(m, dbname, id)?,
+                None => None,
+            };
+            undo.push((id, vs.filter(|v| v.down.is_some())));
+        }
+        if undo.is_empty() {
+            return Ok(());
+        }
+        if undo.iter().all(|(_, v)| v.is_some()) {
+            for (id, vs) in &undo {
+                let Some(vs) = vs else { continue };
+                self.run_verified_down(p, dbname, &dbc.url, id, vs, report)?;
+                report
+                    .migrations_undone
+                    .entry(dbname.to_owned())
+                    .or_default()
+                    .push((*id).clone());
+            }
+            return Ok(());
+        }
+        let snap =
+            p.record
+                .snapshots
+                .get(dbname)
+                .cloned()
+                .ok_or_else(|| UpdaterError::Database {
+                    database: dbname.into(),
+                    step: "undo".into(),
+                    reason: "a migration to undo has no down step and no snapshot was taken".into(),
+                })?;
+        if !restore_snapshot {
+            return Err(UpdaterError::NeedsConfirmation(format!(
+                "database {dbname}: migration(s) {} have no down step; going back needs the snapshot {} taken before them. Data written since is LOST. To confirm: `{}`",
+                undo.iter().filter(|(_, v)| v.is_none()).map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "),
+                snap.display(),
+                hint(&self.cfg.path, "rollback --restore-snapshot")
+            )));
+        }
+        self.drivers.database.restore(dbname, &dbc.url, &snap)?;
+        report.snapshots_restored.insert(dbname.to_owned(), snap);
         Ok(())
     }
 
@@ -222,7 +233,11 @@ impl Site {
                 reason: "the release has no down step for it".into(),
             });
         };
-        let Some(row) = db::migrate_down(dbname, url, id, &vs.up_sha256, sql, sha)? else {
+        let Some(row) =
+            self.drivers
+                .database
+                .migrate_down(dbname, url, id, &vs.up_sha256, sql, sha)?
+        else {
             return Ok(false);
         };
         if row.down_sql_edited || row.checksum_edited {
@@ -237,7 +252,7 @@ impl Site {
             );
             let _ = self.journal(
                 p,
-                &format!("rollback:migrate:{dbname}"),
+                &Step::RollbackMigrate(dbname.to_owned()),
                 "edited_history_row",
                 json!({"database": dbname, "id": id, "down_sql_edited": row.down_sql_edited, "checksum_edited": row.checksum_edited}),
             );
@@ -246,24 +261,22 @@ impl Site {
         Ok(true)
     }
 
-    pub(crate) fn helm_back(
-        &self,
-        h: &Helm,
-        release: &str,
-        ns: &str,
-        to: Option<u64>,
-    ) -> Result<serde_json::Value> {
+    /// Helm `release` back to revision `to`, or uninstalled when it had none.
+    pub(crate) fn helm_back(&self, release: &str, ns: &str, to: Option<u64>) -> Result<HelmBack> {
+        let h = &self.drivers.charts;
         match to {
             Some(rev) => {
                 if h.revision(release, ns)? != Some(rev) {
                     h.rollback(release, ns, rev)?;
                 }
-                Ok(json!({"release": release, "namespace": ns, "rolled_back_to": rev}))
             }
-            None => {
-                h.uninstall(release, ns)?;
-                Ok(json!({"release": release, "namespace": ns, "uninstalled": true}))
-            }
+            None => h.uninstall(release, ns)?,
         }
+        Ok(HelmBack {
+            release: release.to_owned(),
+            namespace: ns.to_owned(),
+            rolled_back_to: to,
+            uninstalled: to.is_none(),
+        })
     }
 }
