@@ -16,7 +16,7 @@ use crate::state::{
 };
 use crate::tool;
 
-use super::plan;
+use super::plan::{Plan, Probe};
 use super::*;
 
 impl Site {
@@ -114,6 +114,8 @@ impl Site {
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<()> {
+        // the same computation `plan` prints; apply runs exactly its steps
+        let plan = Plan::compute(self, m, state, Probe::Databases);
         if report.resumed {
             let p = pending(state)?;
             p.failed = None;
@@ -122,10 +124,10 @@ impl Site {
             self.save(state)?;
             self.journal(&p, &Step::Resume, "begin", json!({}))?;
         } else {
-            self.check_edited_migrations(m)?;
+            plan.refuse_edited()?;
             self.begin_apply(state, m, sha, opts)?;
         }
-        if let Err((step, e)) = self.apply_steps(state, m, report, progress) {
+        if let Err((step, e)) = self.apply_steps(state, m, &plan.steps, report, progress) {
             return Err(self.apply_failed(state, m, step, e, opts));
         }
         // prune (after commit; a failure here is reported, not fatal)
@@ -186,11 +188,12 @@ impl Site {
         &self,
         state: &mut State,
         m: &BundleManifest,
+        steps: &[Step],
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> std::result::Result<(), (String, UpdaterError)> {
-        for step in plan::apply_steps(m, &self.cfg) {
-            self.apply_step(state, m, &step, report, progress)
+        for step in steps {
+            self.apply_step(state, m, step, report, progress)
                 .map_err(|e| (step.to_string(), e))?;
         }
         self.commit_apply(state, report)

@@ -52,6 +52,8 @@ pub trait Database {
 
 /// Helm releases.
 pub trait Charts {
+    /// The Helm version, None when Helm cannot be started (plan says so).
+    fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
     fn upgrade(&self, release: &str, ns: &str, chart: &Path, registry: Option<&str>) -> Result<()>;
@@ -157,6 +159,9 @@ impl HelmCli {
 }
 
 impl Charts for HelmCli {
+    fn version(&self) -> Option<String> {
+        self.helm().ok().map(|h| h.version.clone())
+    }
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
         self.helm()?.revision(release, ns)
     }

@@ -24,7 +24,11 @@ use crate::state::{HelmRecord, OpKind, Pending, State, StateDir, StepRecord};
 
 mod apply;
 pub mod drivers;
+#[cfg(test)]
+pub mod fakes;
 mod files;
+#[cfg(test)]
+mod kill_matrix;
 pub mod plan;
 mod prune;
 mod rollback;
@@ -296,37 +300,6 @@ impl Site {
                 hint(&self.cfg.path, "rollback")
             ),
         })
-    }
-
-    /// An applied migration whose checksum differs from the bundle's (someone
-    /// edited it) is refused the same way by plan and apply, exit 5, before
-    /// anything on the site changes. A database that cannot be read here is
-    /// left to the migrate step to report.
-    pub fn check_edited_migrations(&self, m: &BundleManifest) -> Result<()> {
-        for set in &m.migrations {
-            let Some(dbc) = self.cfg.databases.get(&set.database) else {
-                continue;
-            };
-            let Ok(applied) = db::applied(&set.database, &dbc.url) else {
-                continue;
-            };
-            for st in &set.steps {
-                let sum = m.entry(&st.up).map(|e| e.sha256.hex()).unwrap_or_default();
-                if let Some(a) = applied.get(&st.id) {
-                    if a.checksum != sum {
-                        return Err(UpdaterError::MigrationEdited {
-                            database: set.database.clone(),
-                            migration: format!("{}_{}", st.id, st.name),
-                            checksums: format!(
-                                "already applied with checksum {}, the bundle's is {sum}",
-                                a.checksum
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
