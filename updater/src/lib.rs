@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod helm;
 pub mod progress;
+pub mod records;
 pub mod registry;
 pub mod stage;
 pub mod state;

@@ -17,6 +17,8 @@ use crate::state::{
 use crate::tool;
 
 use super::plan::{Plan, Probe};
+use crate::records::{ApplyHistory, HistoryEntry, JournalLine};
+
 use super::*;
 
 impl Site {
@@ -416,13 +418,18 @@ impl Site {
         state.pending = None;
         self.save(state)?;
         self.journal(&p, &Step::Commit, "done", json!({}))?;
-        self.sd.history(json!({
-            "op": "apply", "from": p.from.as_ref().map(|v| v.to_string()),
-            "to": rec.version.to_string(), "outcome": "applied", "resumed": report.resumed,
-            "allow_downgrade": rec.allow_downgrade, "allow_expired": rec.allow_expired,
-            "manifest_sha256": rec.manifest_sha256,
-            "migrations": rec.migrations, "helm": rec.helm,
-            "push": report.push,
+        self.sd.history(HistoryEntry::Apply(ApplyHistory {
+            from: p.from.as_ref().map(|v| v.to_string()),
+            to: rec.version.to_string(),
+            outcome: "applied".into(),
+            resumed: Some(report.resumed),
+            allow_downgrade: Some(rec.allow_downgrade),
+            allow_expired: Some(rec.allow_expired),
+            manifest_sha256: Some(rec.manifest_sha256.clone()),
+            migrations: Some(rec.migrations.clone()),
+            helm: Some(rec.helm.clone()),
+            push: Some((&report.push).into()),
+            ..ApplyHistory::default()
         }))?;
         self.crash_hook(&Step::Commit);
         report.migrations = rec.migrations.clone();
@@ -449,9 +456,28 @@ impl Site {
             Err(e) => return e,
         };
         let _ = self.save(state);
-        let _ = self.sd.journal(json!({"op": p.op, "op_id": p.op_id, "to": p.to.as_ref().map(|v| v.to_string()), "step": step, "event": "failed", "error": msg}));
+        let _ = self.sd.journal(&JournalLine {
+            op: p.op,
+            op_id: p.op_id.clone(),
+            to: p.to.as_ref().map(|v| v.to_string()),
+            step: step.clone(),
+            event: "failed".into(),
+            detail: [("error".to_owned(), json!(msg))].into_iter().collect(),
+            time: String::new(),
+        });
+        let failed = |outcome: &str, rollback_error: Option<String>| {
+            HistoryEntry::Apply(ApplyHistory {
+                from: p.from.as_ref().map(|v| v.to_string()),
+                to: version.clone(),
+                outcome: outcome.into(),
+                step: Some(step.clone()),
+                error: Some(msg.clone()),
+                rollback_error,
+                ..ApplyHistory::default()
+            })
+        };
         if opts.no_auto_rollback {
-            let _ = self.sd.history(json!({"op": "apply", "from": p.from.as_ref().map(|v| v.to_string()), "to": version, "outcome": "failed, left for inspection", "step": step, "error": msg}));
+            let _ = self.sd.history(failed("failed, left for inspection", None));
             return UpdaterError::ApplyFailed {
                 version,
                 step,
@@ -470,7 +496,7 @@ impl Site {
             .unwrap_or_else(|| "nothing installed".into());
         match self.undo_pending(state, true, &mut RollbackReport::default()) {
             Ok(()) => {
-                let _ = self.sd.history(json!({"op": "apply", "from": p.from.as_ref().map(|v| v.to_string()), "to": version, "outcome": "failed, rolled back", "step": step, "error": msg}));
+                let _ = self.sd.history(failed("failed, rolled back", None));
                 UpdaterError::ApplyFailed {
                     version,
                     step,
@@ -479,7 +505,10 @@ impl Site {
                 }
             }
             Err(e2) => {
-                let _ = self.sd.history(json!({"op": "apply", "from": p.from.as_ref().map(|v| v.to_string()), "to": version, "outcome": "failed, automatic rollback failed", "step": step, "error": msg, "rollback_error": e2.to_string()}));
+                let _ = self.sd.history(failed(
+                    "failed, automatic rollback failed",
+                    Some(e2.to_string()),
+                ));
                 UpdaterError::ApplyFailed {
                     version,
                     step,

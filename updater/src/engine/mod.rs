@@ -19,6 +19,7 @@ use stoa_format::BundleManifest;
 use crate::config::{hint, SiteConfig};
 use crate::db;
 use crate::error::{Result, UpdaterError};
+use crate::records::JournalLine;
 use crate::registry::PushStats;
 use crate::state::{HelmRecord, OpKind, Pending, State, StateDir, StepRecord};
 
@@ -200,16 +201,18 @@ impl Site {
         event: &str,
         extra: serde_json::Value,
     ) -> Result<()> {
-        let mut v = json!({
-            "op": p.op, "op_id": p.op_id, "to": p.to.as_ref().map(|v| v.to_string()),
-            "step": step.to_string(), "event": event,
-        });
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            for (k, val) in e {
-                o.insert(k.clone(), val.clone());
-            }
-        }
-        self.sd.journal(v)
+        self.sd.journal(&JournalLine {
+            op: p.op,
+            op_id: p.op_id.clone(),
+            to: p.to.as_ref().map(|v| v.to_string()),
+            step: step.to_string(),
+            event: event.to_owned(),
+            detail: match extra {
+                serde_json::Value::Object(o) => o.into_iter().collect(),
+                _ => BTreeMap::new(),
+            },
+            time: String::new(),
+        })
     }
 
     /// Runs one recorded step: skipped when already done; otherwise

@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use serde_json::json;
-
 use crate::error::Result;
 use crate::stage::{self};
 use crate::state::{ReleaseRecord, State};
+
+use crate::records::{HistoryEntry, PruneHistory};
 
 use super::*;
 
@@ -68,8 +68,10 @@ impl Site {
             let _ = fs::remove_file(f);
         }
         if !names.is_empty() {
-            self.sd
-                .history(json!({"op": "prune", "outcome": "pruned", "releases": names}))?;
+            self.sd.history(HistoryEntry::Prune(PruneHistory {
+                outcome: "pruned".into(),
+                releases: names.clone(),
+            }))?;
         }
         Ok(names)
     }

@@ -15,6 +15,8 @@ use crate::stage::{self};
 use crate::state::{now_rfc3339, OpKind, Pending, ReleaseRecord, SiteLock};
 use crate::tool;
 
+use crate::records::{HistoryEntry, RollbackHistory};
+
 use super::*;
 
 /// What a rollback to a retained release will do, decided before any step.
@@ -113,7 +115,12 @@ impl Site {
             }
         }
         self.undo_pending(state, restore_snapshot, report)?;
-        let _ = self.sd.history(json!({"op": "rollback", "from": p.to.as_ref().map(|v| v.to_string()), "to": p.from.as_ref().map(|v| v.to_string()), "outcome": "reverted interrupted apply"}));
+        let _ = self.sd.history(HistoryEntry::Rollback(RollbackHistory {
+            from: p.to.as_ref().map(|v| v.to_string()),
+            to: p.from.as_ref().map(|v| v.to_string()),
+            outcome: "reverted interrupted apply".into(),
+            ..RollbackHistory::default()
+        }));
         if let Err(e) = self.prune(state) {
             eprintln!("stoa-updater: warning: prune: {e}");
         }
@@ -392,10 +399,13 @@ impl Site {
         state.pending = None;
         self.save(state)?;
         self.journal(&p, &Step::RollbackCommit, "done", json!({}))?;
-        self.sd.history(json!({
-            "op": "rollback", "from": p.from.as_ref().map(|v| v.to_string()), "to": rp.target.to_string(),
-            "outcome": "rolled back", "helm": report.helm, "migrations_undone": report.migrations_undone,
-            "snapshots_restored": report.snapshots_restored,
+        self.sd.history(HistoryEntry::Rollback(RollbackHistory {
+            from: p.from.as_ref().map(|v| v.to_string()),
+            to: Some(rp.target.to_string()),
+            outcome: "rolled back".into(),
+            helm: Some(report.helm.clone()),
+            migrations_undone: Some(report.migrations_undone.clone()),
+            snapshots_restored: Some(report.snapshots_restored.clone()),
         }))?;
         self.crash_hook(&Step::RollbackCommit);
         Ok(())
