@@ -111,7 +111,7 @@ pub struct PruneHistory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum HistoryRecord {
-    Line(HistoryLine),
+    Line(Box<HistoryLine>),
     Unreadable { unreadable: String },
 }
 

@@ -113,7 +113,10 @@ impl Database for FakeDb {
 
 /// Helm: per release, the history of deployed charts (revision = index + 1).
 #[derive(Debug, Default, Clone)]
-pub struct FakeHelm(pub Rc<RefCell<BTreeMap<(String, String), Vec<String>>>>);
+pub struct FakeHelm(pub Rc<RefCell<Releases>>);
+
+/// (release, namespace) → the charts deployed, oldest first.
+pub type Releases = BTreeMap<(String, String), Vec<String>>;
 
 impl FakeHelm {
     /// The chart file name deployed for `release`, None when not installed.
