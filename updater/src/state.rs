@@ -24,7 +24,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::step::Step;
 use crate::error::{Result, UpdaterError};
+use crate::records::{HistoryEntry, HistoryLine, HistoryRecord, JournalLine};
 
 pub const STATE_FORMAT: u32 = 1;
 
@@ -128,16 +130,17 @@ pub struct Pending {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StepRecord {
-    pub name: String,
+    /// Serialized as today's step name (`migrate:stoa`, …).
+    pub name: Step,
     pub done: bool,
 }
 
 impl Pending {
-    pub fn step_done(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name && s.done)
+    pub fn step_done(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name && s.done)
     }
-    pub fn step_begun(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name)
+    pub fn step_begun(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name)
     }
     /// The step it stopped at: the last begun and not done, else the last.
     pub fn current_step(&self) -> Option<&StepRecord> {
@@ -305,15 +308,25 @@ impl StateDir {
         write_atomic(&path, &bytes, None)
     }
 
-    pub fn journal(&self, value: serde_json::Value) -> Result<()> {
+    pub fn journal(&self, line: &JournalLine) -> Result<()> {
+        append_line(&self.journal_path(), to_value(line))
+    }
+
+    /// A journal line of another shape: the `child` records of `tool.rs`.
+    pub fn journal_raw(&self, value: serde_json::Value) -> Result<()> {
         append_line(&self.journal_path(), value)
     }
 
-    pub fn history(&self, value: serde_json::Value) -> Result<()> {
-        append_line(&self.history_path(), value)
+    /// Appends a finished operation to `history.jsonl`, with the time.
+    pub fn history(&self, entry: HistoryEntry) -> Result<()> {
+        let line = HistoryLine {
+            entry,
+            time: now_rfc3339(),
+        };
+        append_line(&self.history_path(), to_value(&line))
     }
 
-    pub fn read_history(&self) -> Result<Vec<serde_json::Value>> {
+    pub fn read_history(&self) -> Result<Vec<HistoryRecord>> {
         let path = self.history_path();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -322,11 +335,8 @@ impl StateDir {
         };
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str(line) {
-                Ok(v) => out.push(v),
-                // a torn last line after power loss is not fatal for reading
-                Err(_) => out.push(serde_json::json!({"unreadable": line})),
-            }
+            // a torn last line after power loss is not fatal for reading
+            out.push(HistoryRecord::parse(line));
         }
         Ok(out)
     }
@@ -340,8 +350,16 @@ impl StateDir {
     }
 }
 
+fn to_value(v: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
-    if value.get("time").is_none() {
+    if value
+        .get("time")
+        .and_then(|t| t.as_str())
+        .is_none_or(str::is_empty)
+    {
         value["time"] = serde_json::json!(now_rfc3339());
     }
     let created = !path.exists();
