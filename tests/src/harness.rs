@@ -28,8 +28,14 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The bundler, with no registries.conf from the machine
+/// (`$CONTAINERS_REGISTRIES_CONF` set to an empty file: the build host's
+/// /etc/containers/registries.conf must not send test pulls elsewhere); a
+/// test that wants one passes `--registries-conf` or sets the variable.
 pub fn bundler() -> Command {
-    Command::new(bin_dir().join("stoa-bundler"))
+    let mut c = Command::new(bin_dir().join("stoa-bundler"));
+    c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    c
 }
 
 pub fn updater() -> Command {
