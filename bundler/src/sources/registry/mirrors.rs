@@ -566,7 +566,7 @@ location = "m:1/quay"
         let c = conf(
             "[[registry]]\nprefix = \"quay.io\"\n[[registry.mirror]]\nlocation = \"m:1/quay\"\npull-from-mirror = \"tag-only\"\n",
         );
-        assert_eq!(refs(&c, &d), [d.clone()]);
+        assert_eq!(refs(&c, &d), [d]);
         assert_eq!(
             refs(&c, "quay.io/a/b:1"),
             ["m:1/quay/a/b:1", "quay.io/a/b:1"]
