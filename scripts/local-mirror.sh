@@ -91,7 +91,8 @@ for c in postgresql-ha minio; do
   "$helm" package "$dir/work/$c" -d "$pkg" >/dev/null
 done
 for t in "$pkg"/*.tgz; do
-  "$helm" push "$t" "oci://$mirror/docker.io/bitnamicharts" --plain-http >/dev/null 2>>"$dir/helm-push.log"
+  "$helm" push "$t" "oci://$mirror/docker.io/bitnamicharts" --plain-http >/dev/null 2>>"$dir/helm-push.log" \
+    || { echo "local-mirror: helm push $t failed:" >&2; cat "$dir/helm-push.log" >&2; exit 3; }
 done
 
 # --- a classic chart repository ---------------------------------------------------
