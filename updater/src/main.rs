@@ -1,18 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
-mod audit;
-mod cmd;
-mod config;
-mod db;
-mod engine;
-mod error;
-mod helm;
-mod progress;
-mod registry;
-mod stage;
-mod state;
-mod tool;
-mod trust;
+use stoa_updater::{audit, cmd, config};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
