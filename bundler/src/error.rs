@@ -74,6 +74,10 @@ pub enum BundlerError {
     CaCert { path: PathBuf, message: String },
     #[error("registry credentials {path}: {message}")]
     AuthFile { path: PathBuf, message: String },
+    #[error("registries.conf {path}: {message}")]
+    RegistriesConf { path: PathBuf, message: String },
+    #[error("image {image}: {message}")]
+    RegistryBlocked { image: String, message: String },
     #[error("cache {path}: {message}")]
     Cache { path: PathBuf, message: String },
     #[error("build: at least one --key is needed to sign the bundle")]
@@ -96,6 +100,8 @@ impl BundlerError {
             | Self::SourceDateEpoch(_)
             | Self::CaCert { .. }
             | Self::AuthFile { .. }
+            | Self::RegistriesConf { .. }
+            | Self::RegistryBlocked { .. }
             | Self::OutputExists { .. }
             // the release manifest's own input: a bad migrations folder or
             // Chart.yaml is the author's to fix, like a bad field
@@ -119,6 +125,8 @@ impl BundlerError {
             Self::ChartPull { .. } => "chart",
             Self::CaCert { .. } => "ca-cert",
             Self::AuthFile { .. } => "credentials",
+            Self::RegistriesConf { .. } => "registries-conf",
+            Self::RegistryBlocked { .. } => "registry-blocked",
             Self::Cache { .. } => "cache",
             Self::Chart { .. } => "chart",
             Self::Migrations { .. } => "migrations",

@@ -28,8 +28,14 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The bundler, with no registries.conf from the machine
+/// (`$CONTAINERS_REGISTRIES_CONF` set to an empty file: the build host's
+/// /etc/containers/registries.conf must not send test pulls elsewhere); a
+/// test that wants one passes `--registries-conf` or sets the variable.
 pub fn bundler() -> Command {
-    Command::new(bin_dir().join("stoa-bundler"))
+    let mut c = Command::new(bin_dir().join("stoa-bundler"));
+    c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    c
 }
 
 pub fn updater() -> Command {
@@ -428,4 +434,80 @@ pub fn upstream_charts() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The local mirror of the Full On-Premises stack's upstream locations
+/// (scripts/local-mirror.sh, the same the demo uses): a loopback
+/// docker-registry with stand-in images under the upstream names and the
+/// bitnami OCI charts pushed by real Helm, a classic chart repository for
+/// opensearch and vault, and a registries.conf pointing docker.io, quay.io,
+/// … at it. Stopped when dropped.
+#[derive(Debug)]
+pub struct Mirror {
+    pub dir: PathBuf,
+    /// `127.0.0.1:<port>` of the mirror registry.
+    pub registry: String,
+    /// `http://127.0.0.1:<port>` of the classic chart repository.
+    pub chart_repo: String,
+    /// The `stoa-bundler build` flags that use it (`--registries-conf …`,
+    /// `--chart-repo-mirror …`, `--insecure-registry …`).
+    pub build_flags: Vec<String>,
+}
+
+impl Mirror {
+    pub fn start(dir: &Path) -> Self {
+        require("docker-registry", "docker-registry");
+        require("skopeo", "skopeo");
+        require("python3", "python3");
+        let dir = dir.join("mirror");
+        let out = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
+            .arg("start")
+            .arg(&dir)
+            .env("STOA_HELM", real_helm(3))
+            .env("STOA_FIXTURES", fixtures_bin())
+            .env("STOA_UPSTREAM_CHARTS", upstream_charts()));
+        assert!(
+            out.status.success(),
+            "scripts/local-mirror.sh start failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| {
+            fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("local mirror {f}: {e}"))
+                .trim()
+                .to_owned()
+        };
+        let build_flags = read("bundler-flags")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Self {
+            registry: read("registry-host"),
+            chart_repo: read("chart-repo-url"),
+            build_flags,
+            dir,
+        }
+    }
+
+    /// The chart archive `helm package` made and the mirror serves
+    /// (`packages/` for OCI charts, `repo/<repo>/` for the classic ones).
+    pub fn chart_archive(&self, name: &str, version: &str) -> PathBuf {
+        let file = format!("{name}-{version}.tgz");
+        for d in ["packages", "repo/opensearch", "repo/hashicorp"] {
+            let p = self.dir.join(d).join(&file);
+            if p.exists() {
+                return p;
+            }
+        }
+        panic!("the local mirror has no {file}")
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
+            .arg("stop")
+            .arg(&self.dir));
+    }
 }

@@ -30,6 +30,13 @@ pub fn manifests_dir() -> PathBuf {
         .join("manifests")
 }
 
+/// The STOA-only releases (tests/fixtures/stoa-only): the STOA part of the
+/// example releases in manifests/, without the upstream stack, so that the
+/// site tests need no local mirror. Their relative paths are manifests/'s.
+pub fn stoa_only_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/stoa-only")
+}
+
 impl Site {
     /// How many times the Helm stand-in has logged a call containing `marker`.
     pub fn helm_calls(&self, marker: &str) -> usize {
@@ -142,9 +149,10 @@ impl Site {
         fs::write(&self.config, text).expect("config");
     }
 
-    /// Builds a bundle from the repo's release manifest for `version`
-    /// (`stoa-platform-<v>.toml`, or `stoa-platform.toml` for 2.3.0), with
-    /// paths made absolute; `migrations` replaces the migrations folder.
+    /// Builds a bundle from the STOA-only release manifest for `version`
+    /// ([`stoa_only_dir`]: `stoa-platform-<v>.toml`, or `stoa-platform.toml`
+    /// for 2.3.0), with paths made absolute; `migrations` replaces the
+    /// migrations folder.
     pub fn bundle(&self, version: &str, migrations: Option<&Path>) -> PathBuf {
         self.bundle_with(version, migrations, &|t| t)
     }
@@ -158,11 +166,11 @@ impl Site {
         edit: &dyn Fn(String) -> String,
     ) -> PathBuf {
         let m = manifests_dir();
-        let file = if version == "2.3.0" {
-            m.join("stoa-platform.toml")
+        let file = stoa_only_dir().join(if version == "2.3.0" {
+            "stoa-platform.toml".to_owned()
         } else {
-            m.join(format!("stoa-platform-{version}.toml"))
-        };
+            format!("stoa-platform-{version}.toml")
+        });
         let mut text = fs::read_to_string(&file).expect("release manifest");
         text = text
             .replace(

@@ -16,6 +16,7 @@ use crate::error::{BundlerError, Result};
 use crate::plan::{plan, BuildSettings};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
+use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions, PullStats};
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,15 @@ pub struct Args {
     /// HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// The containers registries.conf (v2) giving mirrors and locations for
+    /// image and OCI chart pulls (default: $CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf when it exists).
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+    /// A classic Helm repository served from a mirror, tried first:
+    /// `<repo-url>=<mirror-url>`; repeatable (in order).
+    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
     /// Parallel blob downloads.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -149,6 +159,8 @@ pub fn run(args: &Args) -> Result<()> {
             insecure: args.insecure_registries.clone(),
             jobs: usize::from(args.jobs),
             quiet: args.quiet || args.json,
+            registries_conf: args.registries_conf.clone(),
+            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
     };
     let (writer, pulled) = plan(&release, &settings)?;
