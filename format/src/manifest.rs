@@ -692,7 +692,7 @@ pub(crate) mod tests {
         let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
             .unwrap_err();
         assert!(
-            matches!(e, FormatError::UnsupportedFormatVersion { found: 2, .. }),
+            matches!(e, FormatError::UnsupportedFormatVersion { found: 3, .. }),
             "{e}"
         );
     }
