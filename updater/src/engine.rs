@@ -246,6 +246,8 @@ impl Site {
                 false
             }
         };
+        // a delta: every omitted blob in the store, before any change
+        crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -419,7 +421,7 @@ impl Site {
                 }
                 site.save(st)?;
                 for s in &set.steps {
-                    let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
+                    let e = m.listed(&s.up).ok_or_else(|| UpdaterError::Database {
                         database: name.clone(),
                         step: s.id.clone(),
                         reason: "up step is not in the bundle".into(),
@@ -584,6 +586,7 @@ impl Site {
                 "manifest_sha256": rec.manifest_sha256,
                 "migrations": rec.migrations, "helm": rec.helm,
                 "push": report.push,
+                "delta": crate::delta::history_field(m),
             }))
             .map_err(at("commit"))?;
         crash_hook("commit");
@@ -823,7 +826,7 @@ impl Site {
             return Ok(None);
         };
         let entry = |path: &str| {
-            m.entry(path).ok_or_else(|| UpdaterError::Database {
+            m.listed(path).ok_or_else(|| UpdaterError::Database {
                 database: db.to_owned(),
                 step: format!("migration {id}"),
                 reason: format!("{path} is not in the release's manifest"),
@@ -1241,7 +1244,7 @@ impl Site {
         // nothing from the store (a rollback to it would need its content)
         for v in state.releases.iter().map(|r| &r.version) {
             let m = stage::load_release(&self.sd, v)?;
-            used.extend(m.entries.iter().map(|e| e.sha256.hex()));
+            used.extend(m.release_entries().map(|e| e.sha256.hex()));
         }
         if let Ok(rd) = fs::read_dir(self.sd.store_dir()) {
             for e in rd.flatten() {
@@ -1329,7 +1332,7 @@ impl Site {
                 continue;
             };
             for st in &set.steps {
-                let sum = m.entry(&st.up).map(|e| e.sha256.hex()).unwrap_or_default();
+                let sum = m.listed(&st.up).map(|e| e.sha256.hex()).unwrap_or_default();
                 if let Some(a) = applied.get(&st.id) {
                     if a.checksum != sum {
                         return Err(UpdaterError::MigrationEdited {

@@ -4,6 +4,7 @@ mod audit;
 mod cmd;
 mod config;
 mod db;
+mod delta;
 mod engine;
 mod error;
 mod helm;

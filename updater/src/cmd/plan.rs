@@ -98,6 +98,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
     }
+    // a delta: apply would refuse unless the store holds every omitted blob
+    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
     let prefix = site
         .cfg
         .registry
@@ -127,7 +129,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 let mut edited = Vec::new();
                 let mut pend = Vec::new();
                 for s in &set.steps {
-                    let sum = m.entry(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
+                    let sum = m.listed(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
                     match applied.get(&s.id) {
                         Some(a) if a.checksum != sum => edited.push(s.id.clone()),
                         Some(_) => {}
@@ -191,6 +193,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         "resume": state.pending.is_some(),
         "images": images, "migrations": migrations, "charts": charts, "files": files,
         "helm": helm.as_ref().map(|h| h.version.clone()),
+        "delta": crate::delta::history_field(m),
     });
     if args.json {
         println!("{doc}");
@@ -211,6 +214,14 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             ""
         }
     );
+    if let Some(d) = &m.delta {
+        println!(
+            "delta on {}: the store holds all {} omitted entries ({}), checked",
+            d.bases[0],
+            d.omitted.len(),
+            stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
+        );
+    }
     for i in &images {
         println!(
             "push image {} -> {}",
