@@ -10,9 +10,9 @@
 //! use the same verification code. It has no network code.
 
 pub mod archive;
-pub mod delta;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod extract;

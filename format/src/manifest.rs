@@ -226,7 +226,10 @@ impl BundleManifest {
         }
         let v = probe.format_version.unwrap_or(0);
         if v > supported {
-            return Err(FormatError::UnsupportedFormatVersion { found: v, supported });
+            return Err(FormatError::UnsupportedFormatVersion {
+                found: v,
+                supported,
+            });
         }
         if v == 0 {
             return Err(FormatError::InvalidManifest(
@@ -735,10 +738,16 @@ pub(crate) mod tests {
     #[test]
     fn old_format_reader_refuses_a_delta() {
         let b = sample_delta().to_bytes();
-        let e = BundleManifest::from_bytes_up_to(&b, &Limits::default(), FORMAT_VERSION)
-            .unwrap_err();
+        let e =
+            BundleManifest::from_bytes_up_to(&b, &Limits::default(), FORMAT_VERSION).unwrap_err();
         assert!(
-            matches!(e, FormatError::UnsupportedFormatVersion { found: 2, supported: 1 }),
+            matches!(
+                e,
+                FormatError::UnsupportedFormatVersion {
+                    found: 2,
+                    supported: 1
+                }
+            ),
             "{e}"
         );
         assert_eq!(
@@ -778,7 +787,11 @@ pub(crate) mod tests {
         let mut m = sample_delta();
         let carried = m.entries[0].clone();
         m.delta.as_mut().unwrap().omitted.push(carried);
-        m.delta.as_mut().unwrap().omitted.sort_by(|a, b| a.path.cmp(&b.path));
+        m.delta
+            .as_mut()
+            .unwrap()
+            .omitted
+            .sort_by(|a, b| a.path.cmp(&b.path));
         assert!(matches!(
             m.validate(&Limits::default()),
             Err(FormatError::DuplicateEntry { .. })

@@ -71,12 +71,12 @@ impl ContentSink for OciDocs {
             return Ok(());
         };
         let doc = match probe.kind() {
-            Some(k) if stoa_format::oci::is_index(k) => serde_json::from_slice::<ImageIndex>(&b)
-                .ok()
-                .map(|i| {
+            Some(k) if stoa_format::oci::is_index(k) => {
+                serde_json::from_slice::<ImageIndex>(&b).ok().map(|i| {
                     let children = i.manifests.iter().filter_map(|d| digest(&d.digest));
                     (children.collect(), Vec::new())
-                }),
+                })
+            }
             Some(k) if stoa_format::oci::is_manifest(k) => {
                 serde_json::from_slice::<ImageManifest>(&b).ok().map(|m| {
                     let blobs = std::iter::once(&m.config)
@@ -180,7 +180,10 @@ fn text(d: &ReleaseDiff, split_known: bool, new_bundle: Option<u64>) -> String {
                 human_bytes(c.bytes_shared)
             )
         } else {
-            format!("{} (give --trust to split new/shared)", human_bytes(c.new.size))
+            format!(
+                "{} (give --trust to split new/shared)",
+                human_bytes(c.new.size)
+            )
         };
         line(format!("  ~ {} -> {}  {split}", c.old.name, c.new.name));
     }
