@@ -229,7 +229,7 @@ fn text(d: &ReleaseDiff, split_known: bool, new_bundle: Option<u64>) -> String {
         d.delta.entries_omitted,
         human_bytes(d.delta.release_bytes),
         new_bundle
-            .map(|b| format!(", full bundle file {}", human_bytes(b)))
+            .map(|b| format!(", the new bundle file is {}", human_bytes(b)))
             .unwrap_or_default()
     ));
     o
