@@ -86,16 +86,40 @@ pub fn check_store(
     } else {
         String::new()
     };
-    Err(UpdaterError::DeltaIncomplete {
+    Err(UpdaterError::DeltaIncomplete(Box::new(Incomplete {
         release: format!("{} {}", m.release.name, m.release.version),
-        count: missing.len(),
-        missing: missing.join("; "),
+        missing,
         base: format!("{base}{chain}, {base_state}"),
         remedy: format!(
             "apply the full bundle of {} {}, or the full bundle of {} {} first",
             m.release.name, m.release.version, base.name, base.version
         ),
-    })
+    })))
+}
+
+/// Why a delta cannot be applied here: its blobs the store lacks (or holds
+/// damaged), the base it was built on, and what would provide them.
+#[derive(Debug)]
+pub struct Incomplete {
+    pub release: String,
+    /// One line per blob: path, digest, size and what is wrong.
+    pub missing: Vec<String>,
+    pub base: String,
+    pub remedy: String,
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused: delta {} relies on {} blob(s) this site does not hold: {}; it was built on {}; {}",
+            self.release,
+            self.missing.len(),
+            self.missing.join("; "),
+            self.base,
+            self.remedy
+        )
+    }
 }
 
 /// The `delta` field of an apply's history line: the base chain (null for

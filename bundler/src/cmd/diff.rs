@@ -37,13 +37,17 @@ pub struct Args {
 /// OCI manifests and indexes are small; larger blobs are layers.
 const MAX_OCI_DOC: u64 = 4 << 20;
 
+/// One OCI document: its own size, the child manifests (of an index), and
+/// the config and layers (of a manifest) with their sizes.
+type OciDoc = (u64, Vec<Sha256Digest>, Vec<(Sha256Digest, u64)>);
+
 /// Keeps the OCI manifests and indexes of a bundle as they stream (one at a
 /// time in memory), parsed into the blobs each refers to.
 #[derive(Debug, Default)]
 struct OciDocs {
     buf: Option<Vec<u8>>,
     /// digest → (own size, child manifests, config and layers)
-    docs: BTreeMap<Sha256Digest, (u64, Vec<Sha256Digest>, Vec<(Sha256Digest, u64)>)>,
+    docs: BTreeMap<Sha256Digest, OciDoc>,
 }
 
 impl ContentSink for OciDocs {
