@@ -76,10 +76,11 @@ section="$work/delta-section.md"
   echo "| verify of the delta | $(med vdelta) s | verify of the full bundle $(med vfull) s | | $(rss vdelta) (full: $(rss vfull)) |"
   echo "| diff 1.0.0 1.1.0 --trust (reads 1.1.0 in full) | $(med diff) s | | | $(rss diff) |"
   echo
-  echo "The delta is built from the same sources as the full bundle (every layer is still read and"
-  echo "hashed: the build checks each source against its digest before it decides to leave it out), so"
-  echo "its build time is the full build's less the writing of what it omits. The site-side store check"
-  echo "(re-hashing every omitted blob before apply) is not in this table; it reads the omitted bytes once."
+  echo "The delta's build plans the same sources as the full build, then drops every entry whose digest"
+  echo "the base has before writing: an omitted image blob is never read (its digest is the one the source"
+  echo "layout names, which the site checks against its store), while chart, migration and file sources are"
+  echo "hashed while planning, as for a full build. The site-side store check (re-hashing every omitted blob"
+  echo "before apply) is not in this table; it reads the omitted bytes once."
   echo
   echo '```'
   cat "$d/diff.txt"
