@@ -95,6 +95,15 @@ for v in 2.0.0 2.1.0; do
 done
 ls -l "$work"/dist/
 
+say "release engineer: what changed 2.1.0 -> 2.3.0, and a delta bundle of 2.3.0 on 2.1.0"
+"$B" diff "$work/dist/stoa-platform-2.1.0.tar.zst" "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub"
+"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0-delta.tar.zst" \
+  --base "$work/dist/stoa-platform-2.1.0.tar.zst" --quiet
+full_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0.tar.zst")
+delta_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0-delta.tar.zst")
+echo "2.3.0 full bundle: $full_size bytes; delta on 2.1.0: $delta_size bytes"
+"$U" inspect "$work/dist/stoa-platform-2.3.0-delta.tar.zst" | sed -n '/^delta on/,/^images/p'
+
 # --- the site: a throwaway registry, PostgreSQL and a Helm stand-in ---------
 say "site: start a throwaway docker-registry and PostgreSQL on 127.0.0.1"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -214,6 +223,14 @@ say "site: apply 2.1.0 again: its images are in the registry already, so no blob
 "${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst" --json \
   | python3 -c 'import json,sys; d=json.load(sys.stdin)["apply"]; print("applied", d["version"], "- blob bytes uploaded:", d["push"]["bytes_uploaded"], "- blobs already present:", d["push"]["blobs_skipped"])'
 "${S[@]}" status
+show
+
+say "site: plan and apply the 2.3.0 delta: every blob it omits must be in the site's store (re-hashed) first"
+"${S[@]}" plan "$work/dist/stoa-platform-2.3.0-delta.tar.zst"
+"${S[@]}" apply "$work/dist/stoa-platform-2.3.0-delta.tar.zst" --quiet
+"${S[@]}" history --json | python3 -c 'import json,sys; h=json.load(sys.stdin)["history"][-1]; print("history:", h["op"], h["to"], "- a delta on", h["delta"]["base"]["name"], h["delta"]["base"]["version"])'
+say "site: roll the delta back to 2.1.0, as for a full bundle"
+"${S[@]}" rollback
 show
 
 # --- trust that survives years offline: a signed root, one key rotation ------

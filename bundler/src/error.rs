@@ -86,6 +86,9 @@ pub enum BundlerError {
     SourceDateEpoch(String),
     #[error("root {path}: {message}")]
     RootFile { path: PathBuf, message: String },
+    /// `build --base`: the base release cannot serve as one.
+    #[error("build --base {base}: {message}")]
+    DeltaBase { base: String, message: String },
 }
 
 impl BundlerError {
@@ -107,7 +110,8 @@ impl BundlerError {
             // Chart.yaml is the author's to fix, like a bad field
             | Self::Migrations { .. }
             | Self::Chart { .. }
-            | Self::RootFile { .. } => 2,
+            | Self::RootFile { .. }
+            | Self::DeltaBase { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -137,6 +141,7 @@ impl BundlerError {
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
             Self::RootFile { .. } => "root-file",
+            Self::DeltaBase { .. } => "delta-base",
         }
     }
 }

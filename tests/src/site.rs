@@ -165,6 +165,22 @@ impl Site {
         migrations: Option<&Path>,
         edit: &dyn Fn(String) -> String,
     ) -> PathBuf {
+        self.build(version, migrations, edit, None)
+    }
+
+    /// A delta bundle of the example release `version` on `base` (a
+    /// bundle, parts or manifest): `build --base <base>`.
+    pub fn delta_bundle(&self, version: &str, base: &Path) -> PathBuf {
+        self.build(version, None, &|t| t, Some(base))
+    }
+
+    fn build(
+        &self,
+        version: &str,
+        migrations: Option<&Path>,
+        edit: &dyn Fn(String) -> String,
+        base: Option<&Path>,
+    ) -> PathBuf {
         let m = manifests_dir();
         let file = stoa_only_dir().join(if version == "2.3.0" {
             "stoa-platform.toml".to_owned()
@@ -200,23 +216,29 @@ impl Site {
         };
         text = text.replace(&mig_line, &format!("dir = \"{}\"", mig_dir.display()));
         let text = edit(text);
-        let tag = migrations.map(|_| "-custom").unwrap_or("");
+        let tag = match (migrations, base) {
+            (_, Some(_)) => "-delta",
+            (Some(_), None) => "-custom",
+            (None, None) => "",
+        };
         let n = fs::read_dir(self.path()).map(|r| r.count()).unwrap_or(0);
         let mf = self.path().join(format!("release-{version}{tag}-{n}.toml"));
         fs::write(&mf, text).expect("write manifest");
         let out = self
             .path()
             .join(format!("stoa-platform-{version}{tag}-{n}.tar.zst"));
-        harness::ok(
-            harness::bundler()
-                .arg("build")
-                .arg(&mf)
-                .arg("--key")
-                .arg(&self.key)
-                .arg("--out")
-                .arg(&out)
-                .arg("--quiet"),
-        );
+        let mut c = harness::bundler();
+        c.arg("build")
+            .arg(&mf)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--out")
+            .arg(&out)
+            .arg("--quiet");
+        if let Some(b) = base {
+            c.arg("--base").arg(b);
+        }
+        harness::ok(&mut c);
         out
     }
 

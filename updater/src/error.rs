@@ -79,6 +79,9 @@ pub enum UpdaterError {
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBack(String),
+    /// A delta whose omitted entries the site's store does not hold whole.
+    #[error("{0}")]
+    DeltaIncomplete(Box<crate::delta::Incomplete>),
 }
 
 impl UpdaterError {
@@ -86,6 +89,7 @@ impl UpdaterError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Format(e) if e.is_verification_failure() => 1,
+            Self::DeltaIncomplete(_) => 1,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             Self::Config { .. } | Self::MissingSection { .. } => 2,
             Self::BundleNotRegular { .. } => 2,
@@ -121,6 +125,7 @@ impl UpdaterError {
             Self::ApplyFailed { .. } => "apply-failed",
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",
+            Self::DeltaIncomplete(_) => "delta-incomplete",
         }
     }
 

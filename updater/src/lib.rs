@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cmd;
 pub mod config;
 pub mod db;
+pub mod delta;
 pub mod engine;
 pub mod error;
 pub mod helm;

@@ -53,6 +53,9 @@ pub struct ApplyHistory {
     pub helm: Option<Vec<HelmRecord>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushCounts>,
+    /// A delta bundle's base chain (absent for a full bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::DeltaHistory>,
     /// The step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,

@@ -103,6 +103,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
     }
+    // a delta: apply would refuse unless the store holds every omitted blob
+    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
     let plan = Plan::compute(&site, m, &state, Probe::Full);
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
@@ -111,8 +113,18 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             ok: true,
             plan: &plan,
         };
-        println!("{}", serde_json::to_string(&out).unwrap_or_default());
+        let mut doc = serde_json::to_value(&out).unwrap_or_default();
+        doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
+        println!("{doc}");
         return Ok(());
+    }
+    if let Some(d) = &m.delta {
+        println!(
+            "delta on {}: the store holds all {} omitted entries ({}), checked",
+            d.bases[0],
+            d.omitted.len(),
+            stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
+        );
     }
     print!("{plan}");
     Ok(())

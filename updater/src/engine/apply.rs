@@ -62,6 +62,8 @@ impl Site {
                 false
             }
         };
+        // a delta: every omitted blob in the store, before any change
+        crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -198,7 +200,7 @@ impl Site {
             self.apply_step(state, m, step, report, progress)
                 .map_err(|e| (step.to_string(), e))?;
         }
-        self.commit_apply(state, report)
+        self.commit_apply(state, m, report)
             .map_err(|e| (Step::Commit.to_string(), e))
     }
 
@@ -289,7 +291,7 @@ impl Site {
         }
         self.save(st)?;
         for s in &set.steps {
-            let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
+            let e = m.listed(&s.up).ok_or_else(|| UpdaterError::Database {
                 database: name.to_owned(),
                 step: s.id.clone(),
                 reason: "up step is not in the bundle".into(),
@@ -407,7 +409,12 @@ impl Site {
     }
 
     /// `commit`: the release becomes the installed one; history line.
-    fn commit_apply(&self, state: &mut State, report: &mut ApplyReport) -> Result<()> {
+    fn commit_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
         let p = pending(state)?.clone();
         self.journal(&p, &Step::Commit, "begin", json!({}))?;
         let mut rec = p.record.clone();
@@ -429,6 +436,7 @@ impl Site {
             migrations: Some(rec.migrations.clone()),
             helm: Some(rec.helm.clone()),
             push: Some((&report.push).into()),
+            delta: crate::delta::history_field(m),
             ..ApplyHistory::default()
         }))?;
         self.crash_hook(&Step::Commit);

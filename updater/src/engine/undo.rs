@@ -197,7 +197,7 @@ impl Site {
             return Ok(None);
         };
         let entry = |path: &str| {
-            m.entry(path).ok_or_else(|| UpdaterError::Database {
+            m.listed(path).ok_or_else(|| UpdaterError::Database {
                 database: db.to_owned(),
                 step: format!("migration {id}"),
                 reason: format!("{path} is not in the release's manifest"),
