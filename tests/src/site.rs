@@ -1,18 +1,22 @@
 //! A whole site for apply/rollback tests: a real docker-registry and a real
 //! PostgreSQL on loopback, the Helm stand-in (`fake-helm`) with its own state
-//! folder, a signing key, the example releases built as bundles, and a site
-//! config. Everything lives in a temp dir dropped with the test.
+//! folder, a `fake-kube-api` answering `/version` (v1.30.4) with a kubeconfig
+//! pointing at it and real kubectl for the preflight, a signing key, the
+//! example releases built as bundles, and a site config. Everything lives in
+//! a temp dir dropped with the test.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{self, Postgres, Registry, RegistryOptions};
+use crate::harness::{self, KubeApi, Postgres, Registry, RegistryOptions};
 
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub registry: Registry,
     pub pg: Postgres,
+    /// The API server stand-in the site's kubeconfig points at.
+    pub kube: KubeApi,
     pub key: PathBuf,
     pub images: PathBuf,
     pub config: PathBuf,
@@ -79,6 +83,7 @@ impl Site {
         let registry = Registry::start(&d, opts);
         let pg = Postgres::start(&d);
         pg.create_db("stoa");
+        let kube = KubeApi::start(&d.join("kube"), "v1.30.4");
         let images = d.join("images");
         let all: Vec<_> = ["2.0.0", "2.1.0", "2.3.0"]
             .iter()
@@ -100,6 +105,7 @@ impl Site {
             state_dir: d.join("state"),
             registry,
             pg,
+            kube,
             dir,
             env: Vec::new(),
         };
@@ -132,12 +138,14 @@ impl Site {
             "state_dir = \"{state}\"\ntrust = \"{trust}\"\nkeep_releases = 3\n\n\
              [registry]\nurl = \"{scheme}://{host}\"\nprefix = \"site\"\n{ca}{auth}\n\
              [databases.stoa]\nurl = \"{db}\"\nsnapshot = true\n\n\
-             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\n{extra}",
+             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\nkubeconfig = \"{kc}\"\nkubectl = \"{kubectl}\"\n{extra}",
             state = self.state_dir.display(),
             trust = d.join("trust").display(),
             host = self.registry.host,
             db = self.pg.url("stoa"),
             helm = harness::bin_dir().join("fake-helm").display(),
+            kc = self.kube.kubeconfig.display(),
+            kubectl = harness::real_kubectl().display(),
         );
         fs::write(&self.config, text).expect("config");
     }
@@ -280,7 +288,9 @@ impl Site {
         let out = harness::run(
             Command::new(harness::bin_dir().join("fake-helm"))
                 .env("FAKE_HELM_STATE", &self.helm_state)
-                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
         );
         if !out.status.success() {
             return None;

@@ -71,6 +71,8 @@ pub struct ApplyReport {
     pub helm: Vec<HelmRecord>,
     pub files: Vec<String>,
     pub pruned: Vec<String>,
+    /// The preflight checks, run before any change.
+    pub preflight: crate::preflight::Preflight,
 }
 
 /// The snapshot files in `state_dir/snapshots` (status shows it).
@@ -246,6 +248,8 @@ impl Site {
                 false
             }
         };
+        // the site can take this release: checked before any change
+        let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -281,6 +285,7 @@ impl Site {
             staged_bytes_written: staged.bytes_written,
             staged_bytes_reused: staged.bytes_reused,
             stage_seconds: t0.elapsed().as_secs_f64(),
+            preflight,
             ..ApplyReport::default()
         };
 
@@ -515,12 +520,26 @@ impl Site {
                         step: "driver".into(),
                         reason: "no helm".into(),
                     })?;
+                    // recorded by an earlier run of this apply: our upgrade
+                    // may have been killed, leaving the release pending
+                    let ours = pending(st)?
+                        .record
+                        .helm
+                        .iter()
+                        .find(|r| r.release == c.release && r.namespace == c.namespace)
+                        .map(|r| r.before);
+                    if let Some(before) = ours {
+                        if let Some(done) =
+                            h.recover_interrupted(&c.release, &c.namespace, before, true)?
+                        {
+                            let p = pending(st)?.clone();
+                            site.journal(&p, &format!("helm:{}", c.release), "recovered", json!({"what": done}))?;
+                        }
+                    } else {
+                        h.recover_interrupted(&c.release, &c.namespace, None, false)?;
+                    }
                     {
-                        let known = pending(st)?
-                            .record
-                            .helm
-                            .iter()
-                            .any(|r| r.release == c.release && r.namespace == c.namespace);
+                        let known = ours.is_some();
                         if !known {
                             let before = h.revision(&c.release, &c.namespace)?;
                             pending(st)?.record.helm.push(HelmRecord {
@@ -892,9 +911,8 @@ impl Site {
     ) -> Result<serde_json::Value> {
         match to {
             Some(rev) => {
-                if h.revision(release, ns)? != Some(rev) {
-                    h.rollback(release, ns, rev)?;
-                }
+                // once: not again after Helm's own atomic rollback
+                h.back_to(release, ns, rev)?;
                 Ok(json!({"release": release, "namespace": ns, "rolled_back_to": rev}))
             }
             None => {

@@ -79,6 +79,13 @@ pub enum UpdaterError {
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBack(String),
+    /// A preflight check failed; nothing on site was changed. Carries every
+    /// check; `reported`: already printed as JSON by the command.
+    #[error("preflight failed, nothing was changed: {}", .report.summary())]
+    PreflightFailed {
+        report: Box<crate::preflight::Preflight>,
+        reported: bool,
+    },
 }
 
 impl UpdaterError {
@@ -93,6 +100,7 @@ impl UpdaterError {
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
+            Self::PreflightFailed { .. } => 9,
             _ => 3,
         }
     }
@@ -121,6 +129,7 @@ impl UpdaterError {
             Self::ApplyFailed { .. } => "apply-failed",
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",
+            Self::PreflightFailed { .. } => "preflight-failed",
         }
     }
 

@@ -1,7 +1,9 @@
 //! `stoa-updater --config F plan <bundle>`: what apply would do, changing
 //! nothing. Verifies the bundle fully with the site's trust, checks the
 //! site config has every section the bundle needs, applies the version
-//! policy, and reads the databases and Helm for what is pending.
+//! policy, and reads the databases and Helm for what is pending. Then it
+//! runs the preflight checks (crate::preflight) and shows every one; when
+//! one failed it exits 9 after the whole report.
 
 use std::path::PathBuf;
 
@@ -184,17 +186,27 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         .iter()
         .map(|f| json!({"dest": site.cfg.files_dir().join(&f.dest), "mode": f.mode}))
         .collect();
+    let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
+    let failed = preflight.failed().next().is_some();
     let doc = json!({
-        "ok": true,
+        "ok": !failed,
         "release": m.release.name, "version": m.release.version.to_string(),
         "installed": state.installed.as_ref().map(|x| x.to_string()),
         "resume": state.pending.is_some(),
         "images": images, "migrations": migrations, "charts": charts, "files": files,
         "helm": helm.as_ref().map(|h| h.version.clone()),
+        "preflight": preflight.checks,
     });
     if args.json {
+        let mut doc = doc;
+        if let (Err(e), Some(o)) = (preflight.clone().error(true), doc.as_object_mut()) {
+            o.insert(
+                "error".into(),
+                json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}),
+            );
+        }
         println!("{doc}");
-        return Ok(());
+        return preflight.error(true).map(|_| ());
     }
     println!(
         "plan: {} {} over {}{}",
@@ -257,5 +269,6 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             f["mode"].as_str().unwrap_or("")
         );
     }
-    Ok(())
+    preflight.print_text();
+    preflight.error(false).map(|_| ())
 }
