@@ -283,6 +283,45 @@ impl Site {
             .collect()
     }
 
+    /// The Helm stand-in's `status -o json` of a release (Null when it is
+    /// not installed).
+    pub fn helm_status(&self, release: &str) -> serde_json::Value {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The Helm stand-in's history of a release: (revision, status,
+    /// description) per revision.
+    pub fn helm_history(&self, release: &str) -> Vec<(u64, String, String)> {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["history", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["revision"].as_u64().unwrap_or(0),
+                            r["status"].as_str().unwrap_or("").to_owned(),
+                            r["description"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The Helm stand-in's current revision of a release.
     pub fn helm_revision(&self, release: &str) -> Option<u64> {
         let out = harness::run(

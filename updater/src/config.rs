@@ -560,14 +560,19 @@ mod tests {
     #[test]
     fn helm_timeout_has_a_minimum_and_rounds_up() {
         for short in ["500ms", "0s", "999ms"] {
-            let e = load(&format!("{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{short}\"\n"))
-                .unwrap_err();
+            let e = load(&format!(
+                "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{short}\"\n"
+            ))
+            .unwrap_err();
             assert_eq!(e.exit_code(), 2);
             let e = e.to_string();
             assert!(e.contains("minimum of 1s") && e.contains(short), "{e}");
         }
         for (t, secs) in [("1s", 1), ("1500ms", 2), ("1s 1ms", 2), ("2m", 120)] {
-            let c = load(&format!("{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{t}\"\n")).unwrap();
+            let c = load(&format!(
+                "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{t}\"\n"
+            ))
+            .unwrap();
             assert_eq!(c.helm.unwrap().timeout_secs(), secs, "{t}");
         }
     }

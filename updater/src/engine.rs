@@ -533,7 +533,12 @@ impl Site {
                             h.recover_interrupted(&c.release, &c.namespace, before, true)?
                         {
                             let p = pending(st)?.clone();
-                            site.journal(&p, &format!("helm:{}", c.release), "recovered", json!({"what": done}))?;
+                            site.journal(
+                                &p,
+                                &format!("helm:{}", c.release),
+                                "recovered",
+                                json!({"what": done}),
+                            )?;
                         }
                     } else {
                         h.recover_interrupted(&c.release, &c.namespace, None, false)?;

@@ -406,13 +406,22 @@ impl Helm {
 /// Helm's stderr as one line, the cause once: Helm 4's `level=WARN
 /// msg="upgrade failed" … error="<cause>"` line repeats the `Error:` line's
 /// cause, and `Flag --atomic has been deprecated` is no error; both are
-/// dropped. An error's continuation lines (Helm errors span lines) are kept.
+/// dropped, and so are client-go's klog lines (`E1129 00:56:29.716251 …
+/// memcache.go:265] …`, repeated by the `Error:` line). An error's
+/// continuation lines (Helm errors span lines) are kept.
 pub fn error_text(stderr: &str) -> String {
+    let klog = |l: &str| {
+        let b = l.as_bytes();
+        b.len() > 5
+            && matches!(b[0], b'E' | b'W' | b'I')
+            && b[1..5].iter().all(u8::is_ascii_digit)
+            && b[5] == b' '
+    };
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .filter(|l| !l.starts_with("level=") && !l.starts_with("Flag --"))
+        .filter(|l| !l.starts_with("level=") && !l.starts_with("Flag --") && !klog(l))
         .collect();
     if lines.is_empty() {
         return one_line(stderr);
@@ -455,8 +464,13 @@ mod tests {
         assert_eq!(t.matches("rk-app not ready").count(), 1, "{t}");
         assert!(!t.contains("level=WARN"), "{t}");
         assert!(t.ends_with("| context deadline exceeded"), "{t}");
-        let t = error_text("Flag --atomic has been deprecated, use --rollback-on-failure instead\nError: x\n");
+        let t = error_text(
+            "Flag --atomic has been deprecated, use --rollback-on-failure instead\nError: x\n",
+        );
         assert_eq!(t, "Error: x");
+        // real Helm 3.18 against a server without API groups
+        let t = error_text("E1129 00:56:29.716251   20968 memcache.go:265] \"Unhandled Error\" err=\"couldn't get current server API group list\"\nError: could not get apiVersions from Kubernetes\n");
+        assert_eq!(t, "Error: could not get apiVersions from Kubernetes");
     }
 
     #[test]

@@ -170,7 +170,10 @@ fn main() -> ExitCode {
             eprintln!("stoa-updater: error: {msg}");
             // a command that printed its own JSON report (plan, apply after
             // a failed preflight) already holds this error in it
-            let reported = matches!(e, error::UpdaterError::PreflightFailed { reported: true, .. });
+            let reported = matches!(
+                e,
+                error::UpdaterError::PreflightFailed { reported: true, .. }
+            );
             if json && !reported {
                 println!(
                     "{}",

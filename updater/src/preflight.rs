@@ -255,11 +255,7 @@ fn check_releases(
 
 /// `kubectl version -o json --kubeconfig K`: the server's version, as a
 /// plain `major.minor.patch` (a `+k3s1` or `-gke.100` suffix dropped).
-fn check_kubernetes(
-    h: &HelmConfig,
-    kc: &Path,
-    range: &str,
-) -> std::result::Result<String, String> {
+fn check_kubernetes(h: &HelmConfig, kc: &Path, range: &str) -> std::result::Result<String, String> {
     let req = semver::VersionReq::parse(range)
         .map_err(|e| format!("[preflight] kubernetes {range:?}: {e}"))?;
     let Some(kubectl) = find_program(&h.kubectl) else {

@@ -64,7 +64,11 @@ fn major() -> u32 {
 
 /// "Kubernetes cluster unreachable" (3) / "kubernetes cluster unreachable" (4).
 fn unreachable(cause: &str) -> ExitCode {
-    let k = if major() >= 4 { "kubernetes" } else { "Kubernetes" };
+    let k = if major() >= 4 {
+        "kubernetes"
+    } else {
+        "Kubernetes"
+    };
     fail(&format!("{k} cluster unreachable: {cause}"))
 }
 
@@ -98,7 +102,9 @@ fn warn4(op: &str, rel: &str, cause: &str) {
 }
 
 fn is_pending(r: &Value) -> bool {
-    r["status"].as_str().is_some_and(|s| s.starts_with("pending-"))
+    r["status"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("pending-"))
 }
 
 fn fail(msg: &str) -> ExitCode {
@@ -251,7 +257,11 @@ fn main() -> ExitCode {
                 ));
             }
             if h.last().is_some_and(is_pending) {
-                let what = if h.len() == 1 { "INSTALLATION" } else { "UPGRADE" };
+                let what = if h.len() == 1 {
+                    "INSTALLATION"
+                } else {
+                    "UPGRADE"
+                };
                 return fail(&format!(
                     "{what} FAILED: another operation (install/upgrade/rollback) is in progress"
                 ));
@@ -298,8 +308,11 @@ fn main() -> ExitCode {
                     h[i]["status"] = json!("superseded");
                 }
                 h[last]["status"] = json!("deployed");
-                h[last]["description"] =
-                    json!(if first { "Install complete" } else { "Upgrade complete" });
+                h[last]["description"] = json!(if first {
+                    "Install complete"
+                } else {
+                    "Upgrade complete"
+                });
                 save(&ns, rel, &h);
                 if first {
                     println!("Release \"{rel}\" does not exist. Installing it now.");

@@ -1,7 +1,9 @@
 //! A tiny loopback HTTP server answering `GET /version` like a
 //! kube-apiserver does (the JSON `kubectl version` reads as
 //! `serverVersion`), for the updater's preflight in tests and the demo.
-//! Everything else is 404. No cluster behind it: Helm itself is the stand-in.
+//! Listing Secrets answers an empty list (so real Helm's `status` and
+//! `history` say "release: not found"); everything else is 404. No cluster
+//! behind it: for installs, Helm itself is the stand-in.
 //!
 //! Usage: `fake-kube-api <git-version> <port-file> [kubeconfig-out]`:
 //! listens on 127.0.0.1 (a free port), writes the port to `<port-file>`
@@ -54,8 +56,16 @@ fn main() -> ExitCode {
         let path = line.split_whitespace().nth(1).unwrap_or("/");
         let (status, text) = if path == "/version" || path.starts_with("/version?") {
             ("200 OK", body.as_str())
+        } else if line.starts_with("GET ") && path.contains("/secrets") {
+            (
+                "200 OK",
+                "{\"kind\":\"SecretList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"},\"items\":[]}",
+            )
         } else {
-            ("404 Not Found", "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":404}")
+            (
+                "404 Not Found",
+                "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":404}",
+            )
         };
         let _ = write!(
             s,
