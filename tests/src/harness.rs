@@ -454,6 +454,13 @@ pub struct KubeApi {
 impl KubeApi {
     #[track_caller]
     pub fn start(dir: &Path, git_version: &str) -> Self {
+        Self::start_with_namespaces(dir, git_version, &dir.join("namespaces"))
+    }
+
+    /// As [`KubeApi::start`]; the namespaces that exist are the files in
+    /// `namespaces` (the Helm stand-in adds `$FAKE_HELM_STATE/namespaces/<ns>`).
+    #[track_caller]
+    pub fn start_with_namespaces(dir: &Path, git_version: &str, namespaces: &Path) -> Self {
         fs::create_dir_all(dir).expect("kube api dir");
         let port_file = dir.join("kube-api.port");
         let kubeconfig = dir.join("kubeconfig");
@@ -462,6 +469,7 @@ impl KubeApi {
             .arg(git_version)
             .arg(&port_file)
             .arg(&kubeconfig)
+            .arg(namespaces)
             .stdout(Stdio::null())
             .spawn()
             .expect("start fake-kube-api (cargo build --workspace --bins)");

@@ -83,7 +83,8 @@ impl Site {
         let registry = Registry::start(&d, opts);
         let pg = Postgres::start(&d);
         pg.create_db("stoa");
-        let kube = KubeApi::start(&d.join("kube"), "v1.30.4");
+        let kube =
+            KubeApi::start_with_namespaces(&d.join("kube"), "v1.30.4", &d.join("helm/namespaces"));
         let images = d.join("images");
         let all: Vec<_> = ["2.0.0", "2.1.0", "2.3.0"]
             .iter()

@@ -547,11 +547,16 @@ impl Site {
                         let known = ours.is_some();
                         if !known {
                             let before = h.revision(&c.release, &c.namespace)?;
+                            // --create-namespace: a namespace this first
+                            // install creates goes again with its undo
+                            let created_namespace = before.is_none()
+                                && !crate::kube::namespace_exists(hc, &c.namespace)?;
                             pending(st)?.record.helm.push(HelmRecord {
                                 release: c.release.clone(),
                                 namespace: c.namespace.clone(),
                                 before,
                                 after: None,
+                                created_namespace,
                             });
                             site.save(st)?;
                         }
@@ -760,6 +765,9 @@ impl Site {
                     self.helm_back(&h, &rec.release, &rec.namespace, rec.before)
                         .map_err(rb)?,
                 );
+                if rec.before.is_none() && rec.created_namespace {
+                    crate::kube::delete_namespace(hc, &rec.namespace).map_err(rb)?;
+                }
             } else if let Some(dbname) = s.name.strip_prefix("migrate:") {
                 let Some(before) = p.migrations_before.get(dbname) else {
                     continue;

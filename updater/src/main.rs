@@ -7,6 +7,7 @@ mod db;
 mod engine;
 mod error;
 mod helm;
+mod kube;
 mod preflight;
 mod progress;
 mod registry;

@@ -28,6 +28,9 @@
 //!   --rollback-on-failure it is rolled back, like Helm does).
 //!   `FAKE_HELM_FAIL_ROLLBACK=<release>`: a rollback of it fails the same way.
 //!
+//! - `--create-namespace` creates the namespace as a file in
+//!   `$FAKE_HELM_STATE/namespaces/`, where `fake-kube-api` answers for it.
+//!
 //! Commands: version, upgrade --install, rollback, history -o json,
 //! status -o json, uninstall.
 
@@ -280,6 +283,12 @@ fn main() -> ExitCode {
                 .filter(|(_, a)| a.as_str() == "--set")
                 .filter_map(|(i, _)| rest.get(i + 1).cloned())
                 .collect();
+            if rest.iter().any(|a| a == "--create-namespace") {
+                // the fake API server answers for the namespaces listed here
+                let d = state_dir().join("namespaces");
+                let _ = fs::create_dir_all(&d);
+                let _ = fs::write(d.join(&ns), "");
+            }
             let rev = h.len() as u64 + 1;
             let first = rev == 1;
             // the new revision is pending while Helm waits; a kill leaves it so

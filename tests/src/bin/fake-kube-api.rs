@@ -2,17 +2,20 @@
 //! kube-apiserver does (the JSON `kubectl version` reads as
 //! `serverVersion`), for the updater's preflight in tests and the demo.
 //! Listing Secrets answers an empty list (so real Helm's `status` and
-//! `history` say "release: not found"); everything else is 404. No cluster
-//! behind it: for installs, Helm itself is the stand-in.
+//! `history` say "release: not found"); legacy discovery and
+//! `GET`/`DELETE /api/v1/namespaces/<name>` answer for the namespaces in a
+//! folder (the Helm stand-in's `--create-namespace` adds them there);
+//! everything else is 404. No cluster behind it: for installs, Helm itself
+//! is the stand-in.
 //!
-//! Usage: `fake-kube-api <git-version> <port-file> [kubeconfig-out]`:
-//! listens on 127.0.0.1 (a free port), writes the port to `<port-file>`
-//! once listening, and, when given, a kubeconfig pointing at itself to
-//! `<kubeconfig-out>`. Runs until killed.
+//! Usage: `fake-kube-api <git-version> <port-file> [kubeconfig-out
+//! [namespaces-dir]]`: listens on 127.0.0.1 (a free port), writes the port
+//! to `<port-file>` once listening, and, when given, a kubeconfig pointing
+//! at itself to `<kubeconfig-out>`. Runs until killed.
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let tmp = format!("{port_file}.tmp");
     std::fs::write(&tmp, port.to_string()).unwrap();
     std::fs::rename(&tmp, port_file).unwrap();
+    let ns_dir = args.get(3).map(std::path::PathBuf::from);
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -48,25 +52,21 @@ fn main() -> ExitCode {
         if r.read_line(&mut line).is_err() {
             continue;
         }
-        // the headers, up to the blank line
+        // the headers, up to the blank line; then the body, unread by us
+        let mut len = 0usize;
         let mut h = String::new();
         while r.read_line(&mut h).is_ok_and(|n| n > 2) {
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
             h.clear();
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/");
-        let (status, text) = if path == "/version" || path.starts_with("/version?") {
-            ("200 OK", body.as_str())
-        } else if line.starts_with("GET ") && path.contains("/secrets") {
-            (
-                "200 OK",
-                "{\"kind\":\"SecretList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"},\"items\":[]}",
-            )
-        } else {
-            (
-                "404 Not Found",
-                "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":404}",
-            )
-        };
+        let mut body_in = vec![0u8; len];
+        let _ = r.read_exact(&mut body_in);
+        let method = line.split_whitespace().next().unwrap_or("GET");
+        let full = line.split_whitespace().nth(1).unwrap_or("/");
+        let path = full.split('?').next().unwrap_or("/");
+        let (status, text) = answer(method, path, &body, ns_dir.as_deref());
         let _ = write!(
             s,
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
@@ -74,6 +74,73 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+fn not_found(what: &str, name: &str) -> (&'static str, String) {
+    (
+        "404 Not Found",
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{what} \"{name}\" not found"), "reason": "NotFound",
+            "details": {"name": name, "kind": what}, "code": 404})
+        .to_string(),
+    )
+}
+
+/// Legacy discovery (enough for `kubectl get/delete namespace`), empty
+/// Secret lists (Helm's release storage), and namespaces: those in the
+/// namespaces folder (the Helm stand-in creates one per
+/// `--create-namespace`) exist.
+fn answer(
+    method: &str,
+    path: &str,
+    version: &str,
+    ns_dir: Option<&std::path::Path>,
+) -> (&'static str, String) {
+    let ok = |v: serde_json::Value| ("200 OK", v.to_string());
+    match (method, path) {
+        ("GET", "/version") => ("200 OK", version.to_owned()),
+        ("GET", "/api") => ok(
+            serde_json::json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ),
+        ("GET", "/apis") => {
+            ok(serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+        }
+        ("GET", "/api/v1") => ok(
+            serde_json::json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
+             "verbs": ["create", "delete", "get", "list"], "shortNames": ["ns"]},
+            {"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret",
+             "verbs": ["create", "delete", "get", "list"]}]}),
+        ),
+        ("GET", p) if p.ends_with("/secrets") => ok(serde_json::json!({"kind": "SecretList",
+            "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})),
+        (m, p)
+            if p.starts_with("/api/v1/namespaces/")
+                && !p["/api/v1/namespaces/".len()..].contains('/') =>
+        {
+            let name = &p["/api/v1/namespaces/".len()..];
+            let file = ns_dir.map(|d| d.join(name));
+            let exists = file.as_ref().is_some_and(|f| f.exists());
+            if !exists {
+                return not_found("namespaces", name);
+            }
+            let phase = if m == "DELETE" {
+                if let Some(f) = &file {
+                    let _ = std::fs::remove_file(f);
+                }
+                "Terminating"
+            } else {
+                "Active"
+            };
+            ok(serde_json::json!({"kind": "Namespace", "apiVersion": "v1",
+                "metadata": {"name": name}, "status": {"phase": phase}}))
+        }
+        _ => (
+            "404 Not Found",
+            "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":404}".to_owned(),
+        ),
+    }
 }
 
 /// A kubeconfig whose one cluster is this server (plain http, loopback).
