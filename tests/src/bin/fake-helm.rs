@@ -392,6 +392,10 @@ fn main() -> ExitCode {
                 return fail(&format!("release {rel} failed: {cause}"));
             }
             set_deployed(&mut h);
+            // Helm supersedes the current (latest) revision, a pending one too
+            if let Some(last) = h.last_mut().filter(|r| is_pending(r)) {
+                last["status"] = json!("superseded");
+            }
             let mut rb = t;
             rb["revision"] = json!(rev);
             rb["status"] = json!("deployed");
