@@ -425,6 +425,12 @@ fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
         let marker = "upgrade --install stoa-api";
         let before = s.helm_calls(marker);
         s.wait_for_helm_call(marker, before);
+        // Helm has recorded the new revision, pending while it waits
+        let t = std::time::Instant::now();
+        while s.helm_status("stoa-api")["info"]["status"] != "pending-upgrade" {
+            assert!(t.elapsed().as_secs() < 60, "no pending revision");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // helm dies with the updater (setpriv --pdeathsig): past its sleep,

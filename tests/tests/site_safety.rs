@@ -517,6 +517,10 @@ fn kill_during_slow_helm_step_leaves_no_worker() {
             && fs::read(format!("/proc/{helm}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains("upgrade"))
     });
+    // and Helm has recorded the new revision, pending while it waits
+    wait_for(60, "the pending revision", || {
+        s.helm_status("stoa-api")["info"]["status"] == "pending-upgrade"
+    });
     updater.kill().unwrap();
     updater.wait().unwrap();
     wait_for(5, "helm to die with the updater", || !running(helm));
