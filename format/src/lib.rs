@@ -13,6 +13,7 @@ pub mod archive;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod digest;
+pub mod durable;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -26,6 +27,7 @@ pub mod paths;
 pub mod pipe;
 pub mod reader;
 pub mod report;
+pub mod retry;
 pub mod root;
 pub mod source;
 pub mod sql;

@@ -233,7 +233,8 @@ impl BundleManifest {
                 supported: FORMAT_VERSION,
             });
         }
-        check_name("release.name", &self.release.name)?;
+        crate::names::ReleaseName::parse(&self.release.name)
+            .map_err(|e| FormatError::InvalidManifest(format!("release.name {e}")))?;
         if let Some(req) = &self.release.upgrade_from {
             if let Err(e) = semver::VersionReq::parse(req) {
                 return bad(format!("release.upgrade_from {req:?}: {e}"));

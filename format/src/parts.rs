@@ -419,9 +419,7 @@ pub fn write_index(
     let ip = dir.join(index_name(&index.bundle.name));
     let sp = dir.join(sig_name(&index.bundle.name));
     for (p, data) in [(&sp, signatures_to_text(&sigs).into_bytes()), (&ip, bytes)] {
-        let tmp = dir.join(format!(".{}.partial-{}", file_name(p), std::process::id()));
-        fs::write(&tmp, &data)?;
-        fs::rename(&tmp, p)?;
+        crate::durable::write_atomic(p, &data)?;
     }
     Ok((ip, sp))
 }

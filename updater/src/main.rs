@@ -1,20 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
-mod audit;
-mod cmd;
-mod config;
-mod db;
-mod engine;
-mod error;
-mod helm;
-mod kube;
-mod preflight;
-mod progress;
-mod registry;
-mod stage;
-mod state;
-mod tool;
-mod trust;
+use stoa_updater::{audit, cmd, config};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -173,7 +159,7 @@ fn main() -> ExitCode {
             // a failed preflight) already holds this error in it
             let reported = matches!(
                 e,
-                error::UpdaterError::PreflightFailed { reported: true, .. }
+                stoa_updater::error::UpdaterError::PreflightFailed { reported: true, .. }
             );
             if json && !reported {
                 println!(

@@ -1,11 +1,11 @@
 //! `stoa-bundler build <manifest> --key <file>… --out <bundle>`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use stoa_format::extract::sync_dir;
+use stoa_format::durable::AtomicFile;
 use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
@@ -166,13 +166,6 @@ pub fn run(args: &Args) -> Result<()> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(werr)?;
-    let tmp = dir.join(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
     if let Some(size) = args.split {
         let name = parts::file_name(out);
         let pb = bytes_bar(total, "build", args.quiet || args.json);
@@ -197,26 +190,22 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let result = (|| -> Result<_> {
-        let f = File::create(&tmp).map_err(werr)?;
+        // temp beside `out`, renamed into place; fsynced (file, folder)
+        // only with --fsync. Dropped on an error, the temp goes.
+        let f = AtomicFile::options()
+            .sync(args.fsync)
+            .create(out)
+            .map_err(werr)?;
         let pb = bytes_bar(total, "build", args.quiet || args.json);
         let sync_every = args.fsync.then_some(64 << 20);
         let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
         let (w, summary) = writer.write(out_stream, &keys, &mut |n| pb.inc(n))?;
         pb.finish_and_clear();
         let f = w.finish().map_err(werr)?;
-        if args.fsync {
-            f.sync_all().map_err(werr)?;
-        }
-        let size = f.metadata().map_err(werr)?.len();
-        fs::rename(&tmp, out).map_err(werr)?;
-        if args.fsync {
-            sync_dir(&dir).map_err(werr)?;
-        }
+        let size = f.file().and_then(|f| f.metadata()).map_err(werr)?.len();
+        f.commit().map_err(werr)?;
         Ok((summary, size))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     let (summary, size) = result?;
     if size > parts::FAT32_MAX_FILE {
         eprintln!(

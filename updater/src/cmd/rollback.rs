@@ -1,6 +1,7 @@
 //! `stoa-updater --config F rollback [--to <version>] [--restore-snapshot]`.
 
 use crate::error::{Result, UpdaterError};
+use crate::records::{HistoryEntry, RollbackHistory};
 use crate::state::OpKind;
 
 /// A rollback that started and failed is a history line like a failed
@@ -21,9 +22,13 @@ fn record_failure(site: &crate::engine::Site, e: &UpdaterError) {
         Some(p) => (p.from.clone(), p.to.clone()),
         None => (state.installed.clone(), None),
     };
-    let _ = site.sd.history(serde_json::json!({
-        "op": "rollback", "from": from.map(|v| v.to_string()), "to": to.map(|v| v.to_string()),
-        "outcome": "failed", "step": step, "error": cause.to_string(),
+    let _ = site.sd.history(HistoryEntry::Rollback(RollbackHistory {
+        from: from.map(|v| v.to_string()),
+        to: to.map(|v| v.to_string()),
+        outcome: "failed".into(),
+        step: Some(step.clone()),
+        error: Some(cause.to_string()),
+        ..RollbackHistory::default()
     }));
 }
 
