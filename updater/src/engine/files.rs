@@ -108,33 +108,14 @@ impl Site {
         let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
             .map_err(|_| ierr(format!("mode {:?} is not octal", f.mode)))?;
         let src = entry_blob(&self.sd, m, &f.path)?;
-        let dir = dest.parent().unwrap_or(Path::new("/")).to_owned();
-        let tmp = dir.join(format!(
-            ".{}.stoa-tmp-{}",
-            dest.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
         let res = (|| -> io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
             let mut r = fs::File::open(&src)?;
-            let _ = fs::remove_file(&tmp);
-            let mut w = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut w = stoa_format::durable::AtomicFile::options()
+                .mode(mode)
+                .create(&dest)?;
             io::copy(&mut r, &mut w)?;
-            use std::os::unix::fs::PermissionsExt;
-            w.set_permissions(fs::Permissions::from_mode(mode))?;
-            w.sync_all()?;
-            fs::rename(&tmp, &dest)?;
-            fs::File::open(&dir)?.sync_all()
+            w.commit()
         })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
         res.map_err(|e| ierr(e.to_string()))
     }
 
