@@ -10,8 +10,8 @@
 # build the earlier releases 2.0.0 and 2.1.0 the same way; 2.0.0 also as split
 # parts with parity, one part damaged and one lost, verified, repaired and
 # applied from the parts. Site: start a throwaway docker-registry and
-# PostgreSQL on loopback (and a stand-in for Helm: no Kubernetes can run
-# here), apply 2.0.0, upgrade to 2.1.0, show status and history, roll back,
+# PostgreSQL on loopback (and stand-ins for Helm and for the API server's /version, which the
+# preflight asks through real kubectl: no Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and history, roll back,
 # and show the schema, the registry tags and the Helm releases at each point.
 # Then trust: move the site to a signed root, rotate the release key once (the
 # new root shipped inside the next bundle), and show the site refusing a
@@ -137,11 +137,17 @@ echo "registry http://127.0.0.1:$reg_port, PostgreSQL $db/stoa"
 cp "$work/release.pub" "$site/trust/"
 printf 'replicas: 2\n' > "$site/values/stoa-api.yaml"
 export FAKE_HELM_STATE="$site/helm"
+# the API server's /version for the preflight (kubectl asks it), and a kubeconfig pointing at it
+"$root/target/debug/fake-kube-api" v1.30.4 "$site/kube-api.port" "$site/kubeconfig" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$site/kube-api.port" ] && break; sleep 0.1; done
+helm_bin="${STOA_HELM_DIR:-$root/target/helm-bin}"
 {
   printf 'state_dir = "%s"\ntrust = "%s"\nkeep_releases = 3\n\n' "$site/state" "$site/trust"
   printf '[registry]\nurl = "http://127.0.0.1:%s"\nprefix = "stoa"\n\n' "$reg_port"
   printf '[databases.stoa]\nurl = "%s/stoa"\nsnapshot = true\n\n' "$db"
-  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\n' "$root/target/debug/fake-helm" "$site/values"
+  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\nkubeconfig = "%s"\nkubectl = "%s"\n' \
+    "$root/target/debug/fake-helm" "$site/values" "$site/kubeconfig" "$helm_bin/kubectl"
 } > "$site/updater.toml"
 echo "site config ($site/updater.toml):"; sed 's/^/  /' "$site/updater.toml"
 S=("$U" --config "$site/updater.toml")
@@ -157,7 +163,7 @@ show() {
   for rn in postgresql-ha:stoa-data opensearch:stoa-data minio:stoa-data vault:stoa-vault stoa-api:stoa-system stoa-gateway:stoa-system; do
     r="${rn%%:*}"; ns="${rn#*:}"
     printf '   %s (%s): ' "$r" "$ns"
-    "$root/target/debug/fake-helm" status "$r" -n "$ns" -o json 2>/dev/null \
+    "$root/target/debug/fake-helm" status "$r" -n "$ns" -o json --kubeconfig "$site/kubeconfig" 2>/dev/null \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print("revision", d["version"], d["chart"], "-", d["info"]["description"])' \
       || echo "(not installed)"
   done

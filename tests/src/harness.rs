@@ -509,5 +509,71 @@ impl Drop for Mirror {
         let _ = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
             .arg("stop")
             .arg(&self.dir));
+/// Real kubectl, next to real Helm (`$STOA_HELM_DIR/kubectl`, by default
+/// `target/helm-bin/kubectl`): the preflight asks the server's version with it.
+#[track_caller]
+pub fn real_kubectl() -> PathBuf {
+    let k = real_helm(3).with_file_name("kubectl");
+    assert!(
+        k.exists(),
+        "real kubectl is required at {} (scripts/get-helm.sh installs it)",
+        k.display()
+    );
+    k
+}
+
+/// The `fake-kube-api` stand-in on loopback: answers `GET /version` like a
+/// kube-apiserver of `git_version`; killed on drop. `kubeconfig` points at it.
+pub struct KubeApi {
+    child: std::process::Child,
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeApi {
+    #[track_caller]
+    pub fn start(dir: &Path, git_version: &str) -> Self {
+        Self::start_with_namespaces(dir, git_version, &dir.join("namespaces"))
+    }
+
+    /// As [`KubeApi::start`]; the namespaces that exist are the files in
+    /// `namespaces` (the Helm stand-in adds `$FAKE_HELM_STATE/namespaces/<ns>`).
+    #[track_caller]
+    pub fn start_with_namespaces(dir: &Path, git_version: &str, namespaces: &Path) -> Self {
+        fs::create_dir_all(dir).expect("kube api dir");
+        let port_file = dir.join("kube-api.port");
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = fs::remove_file(&port_file);
+        let child = Command::new(bin_dir().join("fake-kube-api"))
+            .arg(git_version)
+            .arg(&port_file)
+            .arg(&kubeconfig)
+            .arg(namespaces)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start fake-kube-api (cargo build --workspace --bins)");
+        let t = std::time::Instant::now();
+        let port = loop {
+            if let Some(p) = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(t.elapsed().as_secs() < 20, "fake-kube-api did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        Self {
+            child,
+            port,
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

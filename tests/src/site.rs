@@ -1,18 +1,22 @@
 //! A whole site for apply/rollback tests: a real docker-registry and a real
 //! PostgreSQL on loopback, the Helm stand-in (`fake-helm`) with its own state
-//! folder, a signing key, the example releases built as bundles, and a site
-//! config. Everything lives in a temp dir dropped with the test.
+//! folder, a `fake-kube-api` answering `/version` (v1.30.4) with a kubeconfig
+//! pointing at it and real kubectl for the preflight, a signing key, the
+//! example releases built as bundles, and a site config. Everything lives in
+//! a temp dir dropped with the test.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{self, Postgres, Registry, RegistryOptions};
+use crate::harness::{self, KubeApi, Postgres, Registry, RegistryOptions};
 
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub registry: Registry,
     pub pg: Postgres,
+    /// The API server stand-in the site's kubeconfig points at.
+    pub kube: KubeApi,
     pub key: PathBuf,
     pub images: PathBuf,
     pub config: PathBuf,
@@ -86,6 +90,8 @@ impl Site {
         let registry = Registry::start(&d, opts);
         let pg = Postgres::start(&d);
         pg.create_db("stoa");
+        let kube =
+            KubeApi::start_with_namespaces(&d.join("kube"), "v1.30.4", &d.join("helm/namespaces"));
         let images = d.join("images");
         let all: Vec<_> = ["2.0.0", "2.1.0", "2.3.0"]
             .iter()
@@ -107,6 +113,7 @@ impl Site {
             state_dir: d.join("state"),
             registry,
             pg,
+            kube,
             dir,
             env: Vec::new(),
         };
@@ -139,12 +146,14 @@ impl Site {
             "state_dir = \"{state}\"\ntrust = \"{trust}\"\nkeep_releases = 3\n\n\
              [registry]\nurl = \"{scheme}://{host}\"\nprefix = \"site\"\n{ca}{auth}\n\
              [databases.stoa]\nurl = \"{db}\"\nsnapshot = true\n\n\
-             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\n{extra}",
+             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\nkubeconfig = \"{kc}\"\nkubectl = \"{kubectl}\"\n{extra}",
             state = self.state_dir.display(),
             trust = d.join("trust").display(),
             host = self.registry.host,
             db = self.pg.url("stoa"),
             helm = harness::bin_dir().join("fake-helm").display(),
+            kc = self.kube.kubeconfig.display(),
+            kubectl = harness::real_kubectl().display(),
         );
         fs::write(&self.config, text).expect("config");
     }
@@ -305,12 +314,53 @@ impl Site {
             .collect()
     }
 
+    /// The Helm stand-in's `status -o json` of a release (Null when it is
+    /// not installed).
+    pub fn helm_status(&self, release: &str) -> serde_json::Value {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The Helm stand-in's history of a release: (revision, status,
+    /// description) per revision.
+    pub fn helm_history(&self, release: &str) -> Vec<(u64, String, String)> {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["history", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["revision"].as_u64().unwrap_or(0),
+                            r["status"].as_str().unwrap_or("").to_owned(),
+                            r["description"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The Helm stand-in's current revision of a release.
     pub fn helm_revision(&self, release: &str) -> Option<u64> {
         let out = harness::run(
             Command::new(harness::bin_dir().join("fake-helm"))
                 .env("FAKE_HELM_STATE", &self.helm_state)
-                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
         );
         if !out.status.success() {
             return None;

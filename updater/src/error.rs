@@ -82,6 +82,13 @@ pub enum UpdaterError {
     /// A delta whose omitted entries the site's store does not hold whole.
     #[error("{0}")]
     DeltaIncomplete(Box<crate::delta::Incomplete>),
+    /// A preflight check failed; nothing on site was changed. Carries every
+    /// check; `reported`: already printed as JSON by the command.
+    #[error("preflight failed, nothing was changed: {}", .report.summary())]
+    PreflightFailed {
+        report: Box<crate::preflight::Preflight>,
+        reported: bool,
+    },
 }
 
 impl UpdaterError {
@@ -97,6 +104,7 @@ impl UpdaterError {
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
+            Self::PreflightFailed { .. } => 9,
             _ => 3,
         }
     }
@@ -126,6 +134,7 @@ impl UpdaterError {
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",
             Self::DeltaIncomplete(_) => "delta-incomplete",
+            Self::PreflightFailed { .. } => "preflight-failed",
         }
     }
 

@@ -10,6 +10,8 @@ pub mod delta;
 pub mod engine;
 pub mod error;
 pub mod helm;
+pub mod kube;
+pub mod preflight;
 pub mod progress;
 pub mod records;
 pub mod registry;

@@ -64,6 +64,8 @@ impl Site {
         };
         // a delta: every omitted blob in the store, before any change
         crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
+        // the site can take this release: checked before any change
+        let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -99,6 +101,7 @@ impl Site {
             staged_bytes_written: staged.bytes_written,
             staged_bytes_reused: staged.bytes_reused,
             stage_seconds: t0.elapsed().as_secs_f64(),
+            preflight,
             ..ApplyReport::default()
         };
         self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
@@ -374,18 +377,39 @@ impl Site {
             return Ok(());
         };
         let charts = &self.drivers.charts;
-        let known = pending(st)?
+        // recorded by an earlier run of this apply: our upgrade may have been
+        // killed during --wait, leaving the release pending; recover it
+        // (a pending release we did not start is refused, untouched)
+        let ours = pending(st)?
             .record
             .helm
             .iter()
-            .any(|r| r.release == c.release && r.namespace == c.namespace);
-        if !known {
+            .find(|r| r.release == c.release && r.namespace == c.namespace)
+            .map(|r| r.before);
+        if let Some(before) = ours {
+            if let Some(done) =
+                charts.recover_interrupted(&c.release, &c.namespace, before, true)?
+            {
+                let p = pending(st)?.clone();
+                self.journal(
+                    &p,
+                    &Step::Helm(c.release.clone()),
+                    "recovered",
+                    json!({"what": done}),
+                )?;
+            }
+        } else {
+            charts.recover_interrupted(&c.release, &c.namespace, None, false)?;
             let before = charts.revision(&c.release, &c.namespace)?;
+            // --create-namespace: a namespace this first install creates
+            // goes again with its undo
+            let created_namespace = before.is_none() && !charts.namespace_exists(&c.namespace)?;
             pending(st)?.record.helm.push(HelmRecord {
                 release: c.release.clone(),
                 namespace: c.namespace.clone(),
                 before,
                 after: None,
+                created_namespace,
             });
             self.save(st)?;
         }
