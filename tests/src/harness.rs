@@ -509,6 +509,9 @@ impl Drop for Mirror {
         let _ = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
             .arg("stop")
             .arg(&self.dir));
+    }
+}
+
 /// Real kubectl, next to real Helm (`$STOA_HELM_DIR/kubectl`, by default
 /// `target/helm-bin/kubectl`): the preflight asks the server's version with it.
 #[track_caller]
