@@ -55,9 +55,9 @@ cmp "$work/dist/stoa-platform-2.3.0.tar.zst" "$work/dist/again.tar.zst" && echo 
 rm "$work/dist/again.tar.zst"
 
 # ---------------------------------------------------------------------------
-# PLACE FOR `stoa-bundler images` (issue 9 item 5, another engineer's command;
-# not on main when this demo was written): list every image each chart will
-# run, and show a release with a missing image refused, e.g.
+# Not yet here (issue 9 item 5, branch issue-9-images): `stoa-bundler images`
+# listing every image each chart will run, and a release with a missing image
+# refused, e.g.
 #   "$B" images manifests/stoa-platform.toml
 #   sed '/bitnami\/pgpool/,+0d' … > missing.toml; "$B" build missing.toml … → exit 2
 # ---------------------------------------------------------------------------
@@ -97,7 +97,7 @@ ls -l "$work"/dist/
 
 say "release engineer: what changed 2.1.0 -> 2.3.0, and a delta bundle of 2.3.0 on 2.1.0"
 "$B" diff "$work/dist/stoa-platform-2.1.0.tar.zst" "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub"
-"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0-delta.tar.zst" \
+"${BUILD[@]}" manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0-delta.tar.zst" \
   --base "$work/dist/stoa-platform-2.1.0.tar.zst" --quiet
 full_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0.tar.zst")
 delta_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0-delta.tar.zst")
@@ -204,9 +204,8 @@ say "site: plan and apply 2.1.0 (the upgrade)"
 "${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst"
 show
 # ---------------------------------------------------------------------------
-# PLACE FOR `stoa-updater plan --render` (issue 9 item 6, another engineer's
-# command; not on main when this demo was written): the final manifests per
-# chart, every image from the site registry, e.g.
+# Not yet here (issue 9 item 6, branch issue-9-render): `plan --render`, the
+# final manifests per chart with every image from the site registry, e.g.
 #   "${S[@]}" plan --render "$work/dist/stoa-platform-2.1.0.tar.zst"
 # ---------------------------------------------------------------------------
 
