@@ -366,13 +366,7 @@ impl BundleManifest {
                     ));
                 }
             }
-            if e.size > limits.max_entry_size {
-                return Err(FormatError::EntryTooLarge {
-                    path: e.path.clone(),
-                    size: e.size,
-                    limit: limits.max_entry_size,
-                });
-            }
+            entry_within_limit(&e.path, e.size, limits)?;
             total = total.saturating_add(e.size);
         }
         if total > limits.max_total_size {
@@ -539,13 +533,7 @@ impl BundleManifest {
                     path: e.path.clone(),
                 });
             }
-            if e.size > limits.max_entry_size {
-                return Err(FormatError::EntryTooLarge {
-                    path: e.path.clone(),
-                    size: e.size,
-                    limit: limits.max_entry_size,
-                });
-            }
+            entry_within_limit(&e.path, e.size, limits)?;
             total = total.saturating_add(e.size);
         }
         if total > limits.max_total_size {
@@ -617,6 +605,18 @@ fn check_name(what: &str, s: &str) -> Result<(), FormatError> {
             "{what} {s:?} must be 1-63 of a-z 0-9 - _ . starting with a letter or digit"
         )))
     }
+}
+
+/// One entry's size against the limits: carried and omitted entries alike.
+fn entry_within_limit(path: &str, size: u64, limits: &Limits) -> Result<(), FormatError> {
+    if size > limits.max_entry_size {
+        return Err(FormatError::EntryTooLarge {
+            path: path.to_owned(),
+            size,
+            limit: limits.max_entry_size,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
