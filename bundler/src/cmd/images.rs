@@ -79,6 +79,8 @@ pub fn run(args: &Args) -> Result<()> {
             insecure: args.insecure_registries.clone(),
             jobs: 4,
             quiet: true,
+            registries_conf: None,
+            chart_repo_mirrors: Vec::new(),
         },
         chart_mirrors: args.chart_mirrors.clone(),
     };

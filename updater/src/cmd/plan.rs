@@ -1,20 +1,19 @@
 //! `stoa-updater --config F plan <bundle>`: what apply would do, changing
 //! nothing. Verifies the bundle fully with the site's trust, checks the
 //! site config has every section the bundle needs, applies the version
-//! policy, and reads the databases and Helm for what is pending.
+//! policy, and reads the databases and Helm for what is pending. Then it
+//! runs the preflight checks (crate::preflight) and shows every one; when
+//! one failed it exits 9 after the whole report.
 
 use std::path::PathBuf;
 
-use serde_json::json;
 use stoa_format::reader::NullSink;
 use stoa_format::source::{verify_source_with, BundleSource};
 
-use crate::db;
+use crate::engine::plan::{Plan, Probe};
 use crate::engine::Site;
 use crate::error::{Result, UpdaterError};
-use crate::helm::Helm;
 use crate::progress::bytes_bar;
-use crate::registry::map_name;
 use crate::state::{LockProbe, OpKind, SiteLock};
 
 /// While an apply or rollback runs, its half-made changes are no base for a
@@ -26,7 +25,7 @@ fn refuse_while_running(site: &Site) -> Result<()> {
             .pending
             .as_ref()
             .and_then(|p| p.current_step())
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .unwrap_or_else(|| "verify+stage".into());
         let who = LockProbe::Held(owner).describe();
         return Err(UpdaterError::Running(format!(
@@ -35,6 +34,18 @@ fn refuse_while_running(site: &Site) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `plan --json`: `{"ok": …, …the plan's fields, "preflight": […]}`, and
+/// the error when a preflight check failed.
+#[derive(Debug, serde::Serialize)]
+struct PlanOutput<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    plan: &'a Plan,
+    preflight: &'a [crate::preflight::Check],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,171 +109,36 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
     }
-    let prefix = site
-        .cfg
-        .registry
-        .as_ref()
-        .map(|r| r.prefix.clone())
-        .unwrap_or_default();
-    let host = site
-        .cfg
-        .registry
-        .as_ref()
-        .map(crate::registry::site_registry_ref)
-        .unwrap_or_default();
-    let images: Vec<_> = m
-        .images
-        .iter()
-        .map(|i| {
-            let t = map_name(&i.name, &prefix);
-            let host_only = host.split('/').next().unwrap_or("");
-            json!({"name": i.name, "digest": i.digest, "to": format!("{host_only}/{}{}", t.repo, t.tag.map(|t| format!(":{t}")).unwrap_or_default()), "size": i.size})
-        })
-        .collect();
-    let mut migrations = Vec::new();
-    for set in &m.migrations {
-        let url = &site.cfg.databases[&set.database].url;
-        let (pending, note) = match db::applied(&set.database, url) {
-            Ok(applied) => {
-                let mut edited = Vec::new();
-                let mut pend = Vec::new();
-                for s in &set.steps {
-                    let sum = m.entry(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
-                    match applied.get(&s.id) {
-                        Some(a) if a.checksum != sum => edited.push(s.id.clone()),
-                        Some(_) => {}
-                        None => pend.push(format!(
-                            "{}_{}{}",
-                            s.id,
-                            s.name,
-                            if s.down.is_some() {
-                                ""
-                            } else {
-                                " (no down step)"
-                            }
-                        )),
-                    }
-                }
-                if !edited.is_empty() {
-                    // the same refusal, and exit code, as apply's
-                    site.check_edited_migrations(m)?;
-                }
-                (pend, None)
-            }
-            Err(e) => (
-                set.steps
-                    .iter()
-                    .map(|s| format!("{}_{}", s.id, s.name))
-                    .collect(),
-                Some(format!("could not read the database: {e}")),
-            ),
-        };
-        migrations.push(json!({"database": set.database, "pending": pending, "snapshot": site.cfg.databases[&set.database].snapshot, "note": note}));
-    }
-    let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
-    let charts: Vec<_> = m
-        .charts
-        .iter()
-        .map(|c| {
-            let cur = helm.as_ref().map(|h| h.revision(&c.release, &c.namespace));
-            let current = match cur {
-                Some(Ok(Some(r))) => json!(r),
-                Some(Ok(None)) => json!("not installed"),
-                Some(Err(e)) => json!(format!("unknown: {e}")),
-                None => json!("unknown (helm not available)"),
-            };
-            let values = site
-                .cfg
-                .helm
-                .as_ref()
-                .and_then(|h| h.values_file(&c.release));
-            // in Helm's order: the bundle's vendor files, then the site's
-            let values: Vec<String> = c
-                .values
-                .iter()
-                .map(|v| format!("bundle:{}", v.path))
-                .chain(values.map(|p| p.display().to_string()))
-                .collect();
-            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values})
-        })
-        .collect();
-    let files: Vec<_> = m
-        .files
-        .iter()
-        .map(|f| json!({"dest": site.cfg.files_dir().join(&f.dest), "mode": f.mode}))
-        .collect();
-    let doc = json!({
-        "ok": true,
-        "release": m.release.name, "version": m.release.version.to_string(),
-        "installed": state.installed.as_ref().map(|x| x.to_string()),
-        "resume": state.pending.is_some(),
-        "images": images, "migrations": migrations, "charts": charts, "files": files,
-        "helm": helm.as_ref().map(|h| h.version.clone()),
-    });
+    // a delta: apply would refuse unless the store holds every omitted blob
+    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
+    let plan = Plan::compute(&site, m, &state, Probe::Full);
+    // the same refusal, and exit code, as apply's
+    plan.refuse_edited()?;
+    let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     if args.json {
-        println!("{doc}");
-        return Ok(());
-    }
-    println!(
-        "plan: {} {} over {}{}",
-        m.release.name,
-        m.release.version,
-        state
-            .installed
-            .as_ref()
-            .map(|x| x.to_string())
-            .unwrap_or_else(|| "nothing installed".into()),
-        if state.pending.is_some() {
-            " (resumes the interrupted apply)"
-        } else {
-            ""
-        }
-    );
-    for i in &images {
-        println!(
-            "push image {} -> {}",
-            i["name"].as_str().unwrap_or(""),
-            i["to"].as_str().unwrap_or("")
-        );
-    }
-    for mg in &migrations {
-        println!(
-            "database {}: snapshot {}, pending {}",
-            mg["database"].as_str().unwrap_or(""),
-            mg["snapshot"],
-            mg["pending"]
-        );
-        if let Some(n) = mg["note"].as_str() {
-            println!("  note: {n}");
-        }
-    }
-    for c in &charts {
-        let rev = match &c["current_revision"] {
-            serde_json::Value::String(x) => x.clone(),
-            other => other.to_string(),
+        let error = preflight.clone().error(true).err().map(|e| {
+            serde_json::json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()})
+        });
+        let out = PlanOutput {
+            ok: error.is_none(),
+            plan: &plan,
+            preflight: &preflight.checks,
+            error,
         };
-        let values: Vec<&str> = c["values_files"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
+        let mut doc = serde_json::to_value(&out).unwrap_or_default();
+        doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
+        println!("{doc}");
+        return preflight.error(true).map(|_| ());
+    }
+    if let Some(d) = &m.delta {
         println!(
-            "helm upgrade --install {}/{} ({}), current revision {rev}, values: {}",
-            c["namespace"].as_str().unwrap_or(""),
-            c["release"].as_str().unwrap_or(""),
-            c["chart"].as_str().unwrap_or(""),
-            if values.is_empty() {
-                "none (the chart's defaults)".to_owned()
-            } else {
-                values.join(", ")
-            }
+            "delta on {}: the store holds all {} omitted entries ({}), checked",
+            d.bases[0],
+            d.omitted.len(),
+            stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
         );
     }
-    for f in &files {
-        println!(
-            "install file {} mode {}",
-            f["dest"].as_str().unwrap_or(""),
-            f["mode"].as_str().unwrap_or("")
-        );
-    }
-    Ok(())
+    print!("{plan}");
+    preflight.print_text();
+    preflight.error(false).map(|_| ())
 }
