@@ -7,8 +7,8 @@
 # parallel; what is added is packaging, the dependency check, YAML scanning).
 #
 # Bitnami's `common` (oci://registry-1.docker.io/bitnamicharts) is served by a
-# loopback docker-registry, pushed with real `helm push`, reached through
-# `--chart-mirror`.
+# loopback docker-registry, pushed with real `helm push`, reached through a
+# registries.conf (`--registries-conf`) mirroring Docker Hub's bitnamicharts.
 #
 # usage: scripts/bench-images.sh            env: RUNS (default 5; medians),
 #        BENCH_DIR (work folder), STOA_HELM (default target/helm-bin/helm3),
@@ -72,8 +72,8 @@ charts=(postgresql-ha opensearch minio vault)
     printf '\n[[charts]]\npath = "%s"\nrelease = "%s"\nnamespace = "%s"\n' "$UP/$c" "$c" "$c"
   done
 } >"$WORK/stack.toml"
-flags=(--helm "$HELM" --chart-mirror "oci://registry-1.docker.io/bitnamicharts=oci://$HOST/bitnamicharts"
-       --insecure-registry "$HOST" --cache "$WORK/cache")
+printf '[[registry]]\nprefix = "docker.io/bitnamicharts"\n\n[[registry.mirror]]\nlocation = "%s/bitnamicharts"\ninsecure = true\n' "$HOST" >"$WORK/registries.conf"
+flags=(--helm "$HELM" --registries-conf "$WORK/registries.conf" --cache "$WORK/cache")
 
 # the baseline's charts: each a copy with common vendored like Helm does
 for c in "${charts[@]}"; do

@@ -9,9 +9,10 @@
 //! `<chart>/charts/<dep>-<version>.tgz` in the bundled archive, which is then
 //! repacked deterministically (sorted paths, fixed mtime, owner 0).
 //!
-//! `--chart-mirror FROM=TO` rewrites a dependency repository that starts
-//! with FROM (say `oci://registry-1.docker.io/bitnamicharts`) to start with
-//! TO instead, for build hosts that reach upstream through a local mirror.
+//! Mirrors: a dependency is fetched like any other chart, so the build
+//! host's registries.conf (`oci://` dependencies, tag list and pull) and
+//! `--chart-repo-mirror` (classic repositories, index and pull) apply to it;
+//! Chart.yaml's repository is what the error messages name.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -28,40 +29,6 @@ use crate::sources::registry::{chart_repo, Puller};
 
 /// The most bytes a chart archive unpacks to while it is completed.
 const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
-
-/// A `FROM=TO` repository prefix rewrite (`--chart-mirror`).
-#[derive(Debug, Clone)]
-pub struct ChartMirror {
-    pub from: String,
-    pub to: String,
-}
-
-impl std::str::FromStr for ChartMirror {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (from, to) = s
-            .split_once('=')
-            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
-            .ok_or_else(|| format!("{s:?} is not FROM=TO (two repository URL prefixes)"))?;
-        Ok(Self {
-            from: from.trim_end_matches('/').to_owned(),
-            to: to.trim_end_matches('/').to_owned(),
-        })
-    }
-}
-
-/// The repository to fetch from, after the first matching mirror.
-pub fn mirrored(repo: &str, mirrors: &[ChartMirror]) -> String {
-    let repo = repo.trim_end_matches('/');
-    for m in mirrors {
-        if let Some(rest) = repo.strip_prefix(&m.from) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return format!("{}{rest}", m.to);
-            }
-        }
-    }
-    repo.to_owned()
-}
 
 /// A Helm (Masterminds semver) constraint as Rust `semver` requirements,
 /// one per `||` alternative.
@@ -330,7 +297,7 @@ fn fetch(
 ) -> Result<PackagedChart> {
     let reqs = helm_constraint(&dep.version)
         .map_err(|m| dep_err(chart, dep, format!("not a version constraint: {m}")))?;
-    let repo = mirrored(&dep.repository, &settings.chart_mirrors);
+    let repo = dep.repository.trim_end_matches('/');
     let pick = |versions: &[String]| -> Result<String> {
         if let Some(v) = locked {
             if versions.iter().any(|x| x == v) {
@@ -383,9 +350,9 @@ fn fetch(
         complete(d, None, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
-        let versions = chart_repo::versions(p, &repo, &dep.name)?;
+        let versions = chart_repo::versions(p, repo, &dep.name)?;
         let v = pick(&versions)?;
-        let (path, _) = chart_repo::pull(p, &repo, &dep.name, &v)?;
+        let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
         let d = chart::load(&path, settings.mtime)?;
         complete(d, None, settings, pull)?
     } else {
@@ -437,23 +404,5 @@ mod tests {
         assert_eq!(pick("", &vs).as_deref(), Some("3.0.0"));
         assert_eq!(pick("9.x.x", &vs), None);
         assert!(helm_constraint("!=1.0.0").is_err());
-    }
-
-    #[test]
-    fn mirrors_rewrite_whole_prefixes() {
-        let m: Vec<ChartMirror> = vec![
-            "oci://registry-1.docker.io/bitnamicharts=oci://127.0.0.1:5000/mirror"
-                .parse()
-                .unwrap(),
-        ];
-        assert_eq!(
-            mirrored("oci://registry-1.docker.io/bitnamicharts", &m),
-            "oci://127.0.0.1:5000/mirror"
-        );
-        assert_eq!(
-            mirrored("oci://registry-1.docker.io/bitnamicharts2", &m),
-            "oci://registry-1.docker.io/bitnamicharts2"
-        );
-        assert!("nope".parse::<ChartMirror>().is_err());
     }
 }

@@ -32,8 +32,6 @@ pub struct BuildSettings {
     /// How to reach registries and Helm repositories (used only when the
     /// release pulls something).
     pub pull: PullOptions,
-    /// `--chart-mirror` rewrites of chart dependency repositories.
-    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
 }
 
 /// The puller, made on first use so local-only builds need no cache.

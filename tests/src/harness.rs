@@ -125,6 +125,44 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
 }
 
+/// `python3 -m http.server` on loopback serving `dir` (a classic Helm chart
+/// repository in tests); stopped on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl HttpServer {
+    pub fn start(dir: &Path) -> Self {
+        require("python3", "python3");
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        wait_for_port(port, "http.server", &mut child);
+        Self { child, port }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// TLS material made for a test: a CA and a server certificate for 127.0.0.1.
 #[derive(Debug, Clone)]
 pub struct TestCa {

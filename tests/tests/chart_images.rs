@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{self, fails, ok, real_helm, upstream_charts, Registry};
+use stoa_e2e::harness::{self, fails, ok, real_helm, upstream_charts, HttpServer, Registry};
 use stoa_e2e::release_fixture::write_release;
 use stoa_e2e::site::Site;
 
@@ -441,6 +441,21 @@ fn push_common(helm: &Path, reg: &Registry, work: &Path, version: &str) {
         .env("HELM_CACHE_HOME", work.join("helm-cache")));
 }
 
+/// A registries.conf (v2) sending Docker Hub's `bitnamicharts` to the
+/// harness registry (plain HTTP), as a build host behind a mirror has.
+fn hub_charts_mirror(work: &Path, reg: &Registry) -> PathBuf {
+    let conf = work.join("registries.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io/bitnamicharts\"\n\n[[registry.mirror]]\nlocation = \"{}/bitnamicharts\"\ninsecure = true\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
@@ -513,7 +528,8 @@ fn tar_list(tgz: &Path) -> String {
 
 /// The upstream postgresql-ha (its `common` dependency not vendored, from
 /// oci://registry-1.docker.io/bitnamicharts, `2.x.x`, Chart.lock pinning
-/// 2.31.4): built against the harness registry through `--chart-mirror`,
+/// 2.31.4): built through a registries.conf mirroring Docker Hub's
+/// `bitnamicharts` at the harness registry (the one mirror mechanism),
 /// `common` is fetched, vendored, and `helm3 template` renders the bundled
 /// archive. Without Chart.lock the highest `2.x.x` is taken (not 3.0.0).
 #[test]
@@ -525,16 +541,11 @@ fn postgresql_ha_dependency_is_fetched_from_the_registry_and_vendored() {
         push_common(&helm, &reg, d.path(), v);
     }
     let key = keygen(d.path());
-    let mirror = format!(
-        "oci://registry-1.docker.io/bitnamicharts=oci://{}/bitnamicharts",
-        reg.host
-    );
+    let conf = hub_charts_mirror(d.path(), &reg);
     let build_pg = |m: &Path, out: &Path| {
         let mut c = build(m, &key, out);
-        c.arg("--chart-mirror")
-            .arg(&mirror)
-            .arg("--insecure-registry")
-            .arg(&reg.host)
+        c.arg("--registries-conf")
+            .arg(&conf)
             .arg("--cache")
             .arg(d.path().join("cache"))
             .env("SOURCE_DATE_EPOCH", "1700000000");
@@ -613,13 +624,8 @@ fn a_dependency_with_no_matching_version_fails_naming_it() {
     let out = d.path().join("b.stoa");
     let e = fails(
         build(&m, &key, &out)
-            .arg("--chart-mirror")
-            .arg(format!(
-                "oci://registry-1.docker.io/bitnamicharts=oci://{}/bitnamicharts",
-                reg.host
-            ))
-            .arg("--insecure-registry")
-            .arg(&reg.host)
+            .arg("--registries-conf")
+            .arg(hub_charts_mirror(d.path(), &reg))
             .arg("--cache")
             .arg(d.path().join("cache")),
         2,
@@ -687,4 +693,85 @@ fn a_file_dependency_beside_a_chart_folder_is_vendored() {
         e.contains("chart app: dependency lib \"^2.0.0\" from file://../lib: no version matches"),
         "{e}"
     );
+}
+
+/// A dependency from a classic Helm repository comes through
+/// `--chart-repo-mirror`, the mirror setting `[[charts]] repo` uses too: the
+/// upstream URL (which does not resolve) is never needed, the mirror's
+/// index (made by real `helm repo index`) gives the versions (`~1.0.0`
+/// takes 1.0.3, not 1.1.0), the archive is vendored, and the bundled chart
+/// renders with real Helm.
+#[test]
+fn a_classic_repository_dependency_comes_through_the_chart_repo_mirror() {
+    let d = tempfile::tempdir().unwrap();
+    let helm = real_helm(3);
+    let key = keygen(d.path());
+    let helm_env = |c: &mut Command| {
+        c.env("HELM_CONFIG_HOME", d.path().join("helm-config"))
+            .env("HELM_CACHE_HOME", d.path().join("helm-cache"));
+    };
+    let repo = d.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    for v in ["1.0.3", "1.1.0"] {
+        let lib = d.path().join(format!("lib-{v}"));
+        fs::create_dir_all(lib.join("templates")).unwrap();
+        fs::write(
+            lib.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: lib\nversion: {v}\ntype: library\n"),
+        )
+        .unwrap();
+        fs::write(
+            lib.join("templates/_name.tpl"),
+            format!("{{{{- define \"lib.name\" -}}}}lib-{v}{{{{- end -}}}}\n"),
+        )
+        .unwrap();
+        let mut c = Command::new(&helm);
+        c.arg("package").arg(&lib).arg("-d").arg(&repo);
+        helm_env(&mut c);
+        ok(&mut c);
+    }
+    let mut c = Command::new(&helm);
+    c.args(["repo", "index"]).arg(&repo);
+    helm_env(&mut c);
+    ok(&mut c);
+    let srv = HttpServer::start(&repo);
+
+    let app = d.path().join("charts/app");
+    fs::create_dir_all(app.join("templates")).unwrap();
+    fs::write(
+        app.join("Chart.yaml"),
+        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: lib\n  version: ~1.0.0\n  repository: https://charts.upstream.invalid/stable\n",
+    )
+    .unwrap();
+    fs::write(
+        app.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"lib.name\" . }}\n",
+    )
+    .unwrap();
+    let m = d.path().join("release.toml");
+    fs::write(
+        &m,
+        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\n",
+    )
+    .unwrap();
+    let out = d.path().join("b.stoa");
+    ok(build(&m, &key, &out)
+        .arg("--chart-repo-mirror")
+        .arg(format!(
+            "https://charts.upstream.invalid/stable=http://{}",
+            srv.host()
+        ))
+        .arg("--insecure-registry")
+        .arg(srv.host())
+        .arg("--cache")
+        .arg(d.path().join("cache")));
+    let tgz = bundled_chart(&out, "charts/app-0.1.0.tgz", &d.path().join("app.tgz"));
+    let list = tar_list(&tgz);
+    assert!(list.contains("app/charts/lib-1.0.3.tgz"), "{list}");
+    assert!(!list.contains("lib-1.1.0"), "{list}");
+    let mut c = Command::new(&helm);
+    c.args(["template", "app"]).arg(&tgz);
+    helm_env(&mut c);
+    let rendered = ok(&mut c);
+    assert!(rendered.contains("name: lib-1.0.3"), "{rendered}");
 }

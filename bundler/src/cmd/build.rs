@@ -72,11 +72,6 @@ pub struct Args {
     pub fsync: bool,
     #[command(flatten)]
     pub render: super::images::RenderArgs,
-    /// Fetch chart dependencies whose repository starts with FROM from TO
-    /// instead (`oci://registry-1.docker.io/bitnamicharts=oci://mirror:5000/bitnamicharts`);
-    /// repeatable, first match wins.
-    #[arg(long = "chart-mirror", value_name = "FROM=TO")]
-    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
@@ -257,7 +252,6 @@ pub fn run(args: &Args) -> Result<()> {
             registries_conf: args.registries_conf.clone(),
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
-        chart_mirrors: args.chart_mirrors.clone(),
     };
     let Planned {
         writer,

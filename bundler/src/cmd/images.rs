@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
 use crate::plan::{resolve_chart, BuildSettings};
 use crate::release::LoadedRelease;
+use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions};
 
 /// Where Helm is and what it renders for; shared with `build`.
@@ -48,10 +49,15 @@ pub struct Args {
     /// --insecure-registry`); repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
-    /// Fetch chart dependencies whose repository starts with FROM from TO
-    /// instead (as `build --chart-mirror`); repeatable.
-    #[arg(long = "chart-mirror", value_name = "FROM=TO")]
-    pub chart_mirrors: Vec<crate::deps::ChartMirror>,
+    /// The containers registries.conf for OCI chart pulls (as `build
+    /// --registries-conf`; default: $CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf when it exists).
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+    /// A classic Helm repository served from a mirror, tried first (as
+    /// `build --chart-repo-mirror`): `<repo-url>=<mirror-url>`; repeatable.
+    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
 }
 
 /// The `--json` report.
@@ -79,10 +85,9 @@ pub fn run(args: &Args) -> Result<()> {
             insecure: args.insecure_registries.clone(),
             jobs: 4,
             quiet: true,
-            registries_conf: None,
-            chart_repo_mirrors: Vec::new(),
+            registries_conf: args.registries_conf.clone(),
+            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
-        chart_mirrors: args.chart_mirrors.clone(),
     };
     let mut pull = None;
     let (helm, uses) = if rel.manifest.charts.is_empty() {

@@ -146,8 +146,14 @@ fn fetch_index(
     Ok((index_url, index))
 }
 
-/// The versions of chart `name` the repository at `repo` lists.
+/// The versions of chart `name` the repository at `repo` lists, through
+/// its `--chart-repo-mirror`s first (the first index that answers).
 pub fn versions(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
+    through_mirrors(p, repo, |url| versions_from(p, url, name))
+}
+
+/// The versions one repository URL lists.
+fn versions_from(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
     let err = |url: &str, m: String| BundlerError::ChartPull {
         chart: name.to_owned(),
         url: url.to_owned(),
@@ -173,11 +179,19 @@ pub fn versions(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
 /// repository like any other: its index.yaml gives the digest, and the
 /// archive must match it and carry the requested name and version.
 pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
+    through_mirrors(p, repo, |url| pull_from(p, url, name, version))
+}
+
+/// Runs `f` on each `--chart-repo-mirror` of `repo`, then on `repo`
+/// itself; the first success wins. A failed mirror is reported (unless
+/// quiet) and the next one tried; when all fail, the error says what each
+/// mirror answered.
+fn through_mirrors<T>(p: &Puller, repo: &str, f: impl Fn(&str) -> Result<T>) -> Result<T> {
     let urls = super::mirrors::chart_repo_urls(p.chart_repo_mirrors(), repo);
     let mut tried: Vec<String> = Vec::new();
     let n = urls.len();
     for (i, (url, _mirror)) in urls.into_iter().enumerate() {
-        match pull_from(p, &url, name, version) {
+        match f(&url) {
             Ok(v) => return Ok(v),
             Err(e) if i + 1 < n => {
                 if !p.quiet() {
@@ -202,7 +216,7 @@ pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBu
         }
     }
     Err(BundlerError::ChartPull {
-        chart: format!("{name} {version}"),
+        chart: String::new(),
         url: repo.to_owned(),
         message: "nowhere to pull from".into(),
     })

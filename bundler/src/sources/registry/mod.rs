@@ -965,7 +965,9 @@ impl Puller {
     }
 
     /// The versions of an OCI chart (`oci://host/repo/name`): its tags, with
-    /// Helm's `_` for `+` turned back; same credentials and retries as pulls.
+    /// Helm's `_` for `+` turned back; through the build host's mirrors
+    /// (the first that answers gives the list), with the same credentials
+    /// and retries as pulls.
     pub fn list_oci_chart_versions(&mut self, url: &str) -> Result<Vec<String>> {
         let cerr = |m: String| BundlerError::ChartPull {
             chart: url.to_owned(),
@@ -975,8 +977,26 @@ impl Puller {
         let base = url
             .strip_prefix("oci://")
             .ok_or_else(|| cerr("not an oci:// reference".into()))?;
+        // a tag reference: the listing is a tag lookup for the mirrors'
+        // `pull-from-mirror` rules
         let reference = Reference::try_from(format!("{base}:latest").as_str())
             .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let eps = self.endpoints(url, &reference)?;
+        self.first_success(eps, |p, r| p.list_oci_chart_versions_at(url, r))
+    }
+
+    /// Lists an OCI chart's tags at one place.
+    fn list_oci_chart_versions_at(
+        &mut self,
+        url: &str,
+        reference: &Reference,
+    ) -> Result<Vec<String>> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let reference = reference.clone();
         let auth = self.auth_for(&reference)?;
         let got = self.rt.block_on(with_retries(&self.counters, || async {
             self.client
