@@ -243,7 +243,10 @@ mod tests {
 
     #[test]
     fn invalid_yaml_names_the_template() {
-        let e = scan("---\n# Source: c/templates/bad.yaml\nkind: [\n").unwrap_err();
+        let e = scan("---\n# Source: c/templates/bad.yaml\nkind: [\nimage: x\n").unwrap_err();
         assert!(e.starts_with("c/templates/bad.yaml: "), "{e}");
+        // a document that names no image is not parsed (it cannot hold one)
+        let none = scan("---\n# Source: c/templates/cm.yaml\nkind: [\n").unwrap();
+        assert!(none.is_empty());
     }
 }
