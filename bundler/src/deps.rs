@@ -23,9 +23,9 @@ use flate2::{Compression, GzBuilder};
 use semver::{Version, VersionReq};
 
 use crate::error::{BundlerError, Result};
-use crate::plan::{puller, BuildSettings};
+use crate::plan::{puller, BuildSettings, PullSlot};
 use crate::sources::chart::{self, Dependency, PackagedChart, MAX_CHART_SIZE};
-use crate::sources::registry::{chart_repo, Puller};
+use crate::sources::registry::chart_repo;
 
 /// The most bytes a chart archive unpacks to while it is completed.
 const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
@@ -230,7 +230,7 @@ pub fn complete(
     c: PackagedChart,
     source_dir: Option<&Path>,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
     if c.dependencies.is_empty() {
         return Ok(c);
@@ -293,7 +293,7 @@ fn fetch(
     locked: Option<&String>,
     source_dir: Option<&Path>,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
     let reqs = helm_constraint(&dep.version)
         .map_err(|m| dep_err(chart, dep, format!("not a version constraint: {m}")))?;

@@ -34,12 +34,43 @@ pub struct BuildSettings {
     pub pull: PullOptions,
 }
 
-/// The puller, made on first use so local-only builds need no cache.
-pub fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
-    if p.is_none() {
-        *p = Some(Puller::new(opts)?);
+/// The puller: made on first use so local-only builds need no cache, or
+/// started on another thread ahead of time ([`PullSlot::start`]: making one
+/// loads the system's CA roots and starts a runtime, which can overlap
+/// packaging the first charts).
+#[derive(Debug, Default)]
+pub struct PullSlot {
+    ready: Option<Puller>,
+    starting: Option<std::thread::JoinHandle<Result<Puller>>>,
+}
+
+impl PullSlot {
+    /// Starts making the puller now, on another thread; its errors (a bad
+    /// registries.conf, …) are reported at first use, as without it.
+    pub fn start(opts: &PullOptions) -> Self {
+        let opts = opts.clone();
+        Self {
+            ready: None,
+            starting: Some(std::thread::spawn(move || Puller::new(&opts))),
+        }
     }
-    p.as_mut().ok_or_else(|| BundlerError::Cache {
+
+    /// What was downloaded, when something was pulled.
+    pub fn stats(&self) -> Option<PullStats> {
+        self.ready.as_ref().map(Puller::stats)
+    }
+}
+
+/// The puller, made (or waited for) on first use.
+pub fn puller<'a>(p: &'a mut PullSlot, opts: &PullOptions) -> Result<&'a mut Puller> {
+    if p.ready.is_none() {
+        let made = match p.starting.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Puller::new(opts)),
+            None => Puller::new(opts),
+        };
+        p.ready = Some(made?);
+    }
+    p.ready.as_mut().ok_or_else(|| BundlerError::Cache {
         path: opts.cache_dir.clone(),
         message: "no puller".into(),
     })
@@ -88,7 +119,7 @@ pub fn resolve_chart(
     rel: &LoadedRelease,
     spec: &ChartSpec,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<chart::PackagedChart> {
     let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
     let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
@@ -148,7 +179,7 @@ pub struct Planned {
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let m = &rel.manifest;
     let mut planned: Vec<PlannedEntry> = Vec::new();
-    let mut pull: Option<Puller> = None;
+    let mut pull = PullSlot::default();
 
     // images
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
@@ -395,7 +426,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
     Ok(Planned {
         writer,
-        pulled: pull.map(|p| p.stats()),
+        pulled: pull.stats(),
         charts: chart_archives,
     })
 }

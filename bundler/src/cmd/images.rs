@@ -11,8 +11,8 @@ use stoa_format::Limits;
 
 use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
-use crate::plan::{resolve_chart, BuildSettings};
-use crate::release::LoadedRelease;
+use crate::plan::{resolve_chart, BuildSettings, PullSlot};
+use crate::release::{ChartSpec, LoadedRelease};
 use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions};
 
@@ -73,6 +73,18 @@ struct Report<'a> {
     refused: usize,
 }
 
+/// Whether resolving `spec` may pull: an OCI or repository chart, or a
+/// chart folder whose Chart.yaml lists dependencies (vendored or not; a
+/// guess that only decides when the puller is made).
+fn may_pull(rel: &LoadedRelease, spec: &ChartSpec) -> bool {
+    match &spec.path {
+        None => true,
+        Some(p) => std::fs::read_to_string(rel.resolve(p.get_ref()).join("Chart.yaml"))
+            .map(|t| t.lines().any(|l| l.starts_with("dependencies:")))
+            .unwrap_or(false),
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let rel = LoadedRelease::load(&args.manifest)?;
     let settings = BuildSettings {
@@ -89,7 +101,13 @@ pub fn run(args: &Args) -> Result<()> {
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
     };
-    let mut pull = None;
+    // a chart that is pulled or has dependencies needs the puller: start
+    // making it now, while the first charts are packaged
+    let mut pull = if rel.manifest.charts.iter().any(|c| may_pull(&rel, c)) {
+        PullSlot::start(&settings.pull)
+    } else {
+        PullSlot::default()
+    };
     let (helm, uses) = if rel.manifest.charts.is_empty() {
         (None, Vec::new())
     } else {
