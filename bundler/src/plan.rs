@@ -32,6 +32,9 @@ pub struct BuildSettings {
     /// How to reach registries and Helm repositories (used only when the
     /// release pulls something).
     pub pull: PullOptions,
+    /// The gzip level of charts packaged from folders or completed with
+    /// their dependencies: [`chart::BUNDLE_GZIP`] for `build`.
+    pub chart_gzip: flate2::Compression,
 }
 
 /// The puller: made on first use so local-only builds need no cache, or
@@ -152,7 +155,7 @@ pub fn resolve_chart(
             ));
         }
     };
-    let c = chart::load(&path, settings.mtime)?;
+    let c = chart::load(&path, settings.mtime, settings.chart_gzip)?;
     let source_dir = path.is_dir().then_some(path.as_path());
     if let Some((from, name, v)) = &want {
         if &c.name != name || &c.version != v {

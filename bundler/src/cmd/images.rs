@@ -100,6 +100,9 @@ pub fn run(args: &Args) -> Result<()> {
             registries_conf: args.registries_conf.clone(),
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
+        // the archives only go to `helm template`: not compressed (deflate
+        // was half of our own CPU)
+        chart_gzip: flate2::Compression::none(),
     };
     // a chart that is pulled or has dependencies needs the puller: start
     // making it now, while the first charts are packaged
