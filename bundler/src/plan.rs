@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use stoa_format::manifest::{
-    self, ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, OCI_INDEX_PATH,
-    OCI_LAYOUT_PATH,
+    ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, OCI_INDEX_PATH, OCI_LAYOUT_PATH,
 };
 use stoa_format::{
     oci, BundleManifest, BundleWriter, ContentSource, Limits, PlannedEntry, Sha256Digest,
@@ -292,7 +291,7 @@ pub fn plan(
                 None => None,
             };
             steps.push(MigrationStep {
-                id: f.id,
+                id: f.id.parse().map_err(merr(&f.up))?,
                 name: f.name,
                 up,
                 down,
@@ -321,8 +320,12 @@ pub fn plan(
             mode: spec
                 .mode
                 .as_ref()
-                .map(|m| m.get_ref().clone())
-                .unwrap_or_else(|| "0644".into()),
+                .map_or("0644", |m| m.get_ref().as_str())
+                .parse()
+                .map_err(|m| BundlerError::File {
+                    path: src.clone(),
+                    message: m,
+                })?,
             path: entry_path,
         });
     }
@@ -335,8 +338,16 @@ pub fn plan(
             name: r.name.to_string(),
             version: r.version.clone(),
             upgrade_from: r.upgrade_from.clone(),
-            created: manifest::format_rfc3339(settings.created),
-            expires: r.expires.clone(),
+            created: stoa_format::fields::Timestamp::from_time(settings.created),
+            expires: r
+                .expires
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|m| BundlerError::ParseReleaseManifest {
+                    path: rel.path.clone(),
+                    message: format!("release.expires {m}"),
+                })?,
         },
         images: image_records,
         charts: chart_records,

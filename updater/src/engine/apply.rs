@@ -291,11 +291,11 @@ impl Site {
         for s in &set.steps {
             let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
                 database: name.to_owned(),
-                step: s.id.clone(),
+                step: s.id.to_string(),
                 reason: "up step is not in the bundle".into(),
             })?;
             let checksum = e.sha256.hex();
-            if let Some(a) = applied.get(&s.id) {
+            if let Some(a) = applied.get(s.id.as_str()) {
                 if a.checksum != checksum {
                     return Err(UpdaterError::Database {
                         database: name.to_owned(),
@@ -336,7 +336,7 @@ impl Site {
                 .migrations
                 .entry(name.to_owned())
                 .or_default()
-                .push(s.id.clone());
+                .push(s.id.to_string());
             self.save(st)?;
         }
         Ok(())

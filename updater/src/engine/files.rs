@@ -105,8 +105,7 @@ impl Site {
         let dest = self
             .file_dest_checked(&f.dest, true)?
             .ok_or_else(|| ierr("no destination".into()))?;
-        let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
-            .map_err(|_| ierr(format!("mode {:?} is not octal", f.mode)))?;
+        let mode = f.mode.bits();
         let src = entry_blob(&self.sd, m, &f.path)?;
         let res = (|| -> io::Result<()> {
             let mut r = fs::File::open(&src)?;
