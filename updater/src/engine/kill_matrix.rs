@@ -74,7 +74,7 @@ impl TestSite {
             blob(&up, &format!("CREATE TABLE t{id} (x int);\n"));
             blob(&down, &format!("DROP TABLE t{id};\n"));
             steps.push(MigrationStep {
-                id: (*id).into(),
+                id: id.parse().unwrap(),
                 name: format!("m{id}"),
                 up,
                 down: Some(down),
@@ -95,12 +95,12 @@ impl TestSite {
                 name: "stoa".into(),
                 version: v.parse().unwrap(),
                 upgrade_from: None,
-                created: "2026-11-28T00:00:00Z".into(),
+                created: "2026-11-28T00:00:00Z".parse().unwrap(),
                 expires: None,
             },
             images: vec![ImageRecord {
                 name: stoa_format::names::ImageRef::parse("registry.example/stoa/api:1").unwrap(),
-                digest: img_d.oci(),
+                digest: img_d.into(),
                 media_type: "application/vnd.oci.image.manifest.v1+json".into(),
                 platforms: Vec::new(),
                 size: img.len() as u64,
@@ -121,7 +121,7 @@ impl TestSite {
             }],
             files: vec![FileRecord {
                 dest: "conf/app.conf".into(),
-                mode: "0644".into(),
+                mode: "0644".parse().unwrap(),
                 path: "files/app.conf".into(),
             }],
             entries,
