@@ -353,6 +353,7 @@ pub fn plan(
         charts: chart_records,
         migrations: migration_sets,
         files: file_records,
+        delta: None,
         entries: Vec::new(),
     };
     let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;

@@ -101,6 +101,35 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// Preflight: the privileges migrations need, as the configured user:
+/// `(user, schema, CREATE on the database, CREATE on the current schema)`.
+pub fn privileges(db: &str, url: &str) -> Result<(String, String, bool, bool)> {
+    let out = run_psql(
+        db,
+        url,
+        "preflight",
+        &[
+            "-F",
+            "|",
+            "-c",
+            "SELECT current_user, coalesce(current_schema(), ''), \
+             has_database_privilege(current_database(), 'CREATE'), \
+             coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)",
+        ],
+        None,
+    )?;
+    let f: Vec<&str> = out.split('|').collect();
+    match f.as_slice() {
+        [user, schema, dbc, sc] => Ok((
+            (*user).to_owned(),
+            (*schema).to_owned(),
+            *dbc == "t",
+            *sc == "t",
+        )),
+        _ => Err(dberr(db, "preflight", format!("unreadable answer {out:?}"))),
+    }
+}
+
 /// Migrations recorded in the database (empty when the table is missing).
 pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
     let exists = run_psql(

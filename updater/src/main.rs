@@ -155,7 +155,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = one_line(&e.to_string());
             eprintln!("stoa-updater: error: {msg}");
-            if json {
+            // a command that printed its own JSON report (plan, apply after
+            // a failed preflight) already holds this error in it
+            let reported = matches!(
+                e,
+                stoa_updater::error::UpdaterError::PreflightFailed { reported: true, .. }
+            );
+            if json && !reported {
                 println!(
                     "{}",
                     serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": msg}})

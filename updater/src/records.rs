@@ -53,6 +53,9 @@ pub struct ApplyHistory {
     pub helm: Option<Vec<HelmRecord>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushCounts>,
+    /// A delta bundle's base chain (absent for a full bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::DeltaHistory>,
     /// The step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -98,6 +101,11 @@ pub struct RollbackHistory {
     pub migrations_undone: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots_restored: Option<BTreeMap<String, PathBuf>>,
+    /// A failed rollback: the step that failed, and its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Releases pruned beyond `keep_releases`.
@@ -144,15 +152,21 @@ impl fmt::Display for HistoryRecord {
                 },
                 p.outcome
             ),
-            HistoryEntry::Rollback(r) => write!(
-                f,
-                "{}  {:<8} {} -> {}  {}",
-                l.time,
-                "rollback",
-                dash(r.from.as_ref()),
-                dash(r.to.as_ref()),
-                r.outcome
-            ),
+            HistoryEntry::Rollback(r) => {
+                write!(
+                    f,
+                    "{}  {:<8} {} -> {}  {}",
+                    l.time,
+                    "rollback",
+                    dash(r.from.as_ref()),
+                    dash(r.to.as_ref()),
+                    r.outcome
+                )?;
+                if let Some(err) = &r.error {
+                    write!(f, "  at {}: {err}", dash(r.step.as_ref()))?;
+                }
+                Ok(())
+            }
             HistoryEntry::Apply(a) => {
                 write!(
                     f,

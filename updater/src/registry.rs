@@ -350,8 +350,7 @@ impl Client {
     ) -> Result<PushStats> {
         for img in &m.images {
             let t = map_name(&img.name, prefix);
-            let d =
-                Sha256Digest::from_oci(&img.digest).ok_or_else(|| err(&img.name, "bad digest"))?;
+            let d = img.digest.digest();
             self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
             if let Some(tag) = &t.tag {
                 self.put_manifest(sd, &img.name, &t.repo, &d, &img.media_type, tag)?;
@@ -582,6 +581,46 @@ impl Client {
 }
 
 /// A staged manifest or index, size-capped before it is read.
+impl Client {
+    /// Preflight: the registry is reachable and takes pushes to `repo` with
+    /// the configured credentials. Starts a blob upload (the push
+    /// permission, auth negotiated as for a push) and cancels it (DELETE on
+    /// its Location), so nothing is left behind. Returns what was seen.
+    pub fn check_push(&mut self, repo: &str) -> std::result::Result<String, String> {
+        let scope = Self::scope(repo);
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let resp = self
+            .call(&scope, &mut |a, auth| {
+                let mut r = a.post(&start);
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.set("Content-Length", "0").call().map_err(Box::new)
+            })
+            .map_err(|e| format!("start an upload to {repo}: {e}"))?;
+        let Some(location) = resp.header("location").map(str::to_owned) else {
+            return Err(format!(
+                "start an upload to {repo}: HTTP {} without Location",
+                resp.status()
+            ));
+        };
+        let cancel = self.url(&location)?;
+        let done = self.call(&scope, &mut |a, auth| {
+            let mut r = a.delete(&cancel);
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.call().map_err(Box::new)
+        });
+        Ok(match done {
+            Ok(_) => format!("push to {repo} accepted (test upload cancelled)"),
+            Err(e) => format!(
+                "push to {repo} accepted (the test upload could not be cancelled: {e}; the registry expires it)"
+            ),
+        })
+    }
+}
+
 fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| UpdaterError::io("read staged manifest", path, e))?

@@ -240,7 +240,7 @@ pub fn chart_file_name(c: &stoa_format::manifest::ChartRecord) -> String {
 
 /// The staged file of a bundle entry.
 pub fn entry_blob(sd: &StateDir, m: &BundleManifest, path: &str) -> Result<PathBuf> {
-    let e = m.entry(path).ok_or_else(|| UpdaterError::Io {
+    let e = m.listed(path).ok_or_else(|| UpdaterError::Io {
         what: "find staged entry",
         path: PathBuf::from(path),
         source: io::Error::new(io::ErrorKind::NotFound, "not in the manifest"),

@@ -90,6 +90,10 @@ pub struct HelmRecord {
     pub before: Option<u64>,
     /// The revision the upgrade made.
     pub after: Option<u64>,
+    /// This first install's `--create-namespace` created the namespace
+    /// (it did not exist before): the undo deletes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_namespace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

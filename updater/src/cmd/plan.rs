@@ -1,7 +1,9 @@
 //! `stoa-updater --config F plan <bundle>`: what apply would do, changing
 //! nothing. Verifies the bundle fully with the site's trust, checks the
 //! site config has every section the bundle needs, applies the version
-//! policy, and reads the databases and Helm for what is pending.
+//! policy, and reads the databases and Helm for what is pending. Then it
+//! runs the preflight checks (crate::preflight) and shows every one; when
+//! one failed it exits 9 after the whole report.
 
 use std::path::PathBuf;
 
@@ -34,12 +36,16 @@ fn refuse_while_running(site: &Site) -> Result<()> {
     Ok(())
 }
 
-/// `plan --json`: `{"ok": true, …the plan's fields}`.
+/// `plan --json`: `{"ok": …, …the plan's fields, "preflight": […]}`, and
+/// the error when a preflight check failed.
 #[derive(Debug, serde::Serialize)]
 struct PlanOutput<'a> {
     ok: bool,
     #[serde(flatten)]
     plan: &'a Plan,
+    preflight: &'a [crate::preflight::Check],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,17 +109,36 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
     }
+    // a delta: apply would refuse unless the store holds every omitted blob
+    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
     let plan = Plan::compute(&site, m, &state, Probe::Full);
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
+    let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     if args.json {
+        let error = preflight.clone().error(true).err().map(|e| {
+            serde_json::json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()})
+        });
         let out = PlanOutput {
-            ok: true,
+            ok: error.is_none(),
             plan: &plan,
+            preflight: &preflight.checks,
+            error,
         };
-        println!("{}", serde_json::to_string(&out).unwrap_or_default());
-        return Ok(());
+        let mut doc = serde_json::to_value(&out).unwrap_or_default();
+        doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
+        println!("{doc}");
+        return preflight.error(true).map(|_| ());
+    }
+    if let Some(d) = &m.delta {
+        println!(
+            "delta on {}: the store holds all {} omitted entries ({}), checked",
+            d.bases[0],
+            d.omitted.len(),
+            stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
+        );
     }
     print!("{plan}");
-    Ok(())
+    preflight.print_text();
+    preflight.error(false).map(|_| ())
 }

@@ -62,6 +62,10 @@ impl Site {
                 false
             }
         };
+        // a delta: every omitted blob in the store, before any change
+        crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
+        // the site can take this release: checked before any change
+        let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -85,10 +89,9 @@ impl Site {
         crate::audit::note_bundle(&staged.verified);
         // verified: its roots and its creation time are accepted
         crate::trust::accept_roots(&self.sd, &chain)?;
-        if let Ok(t) = humantime::parse_rfc3339(&staged.verified.manifest.release.created) {
-            let r = &staged.verified.manifest.release;
-            crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
-        }
+        let r = &staged.verified.manifest.release;
+        let t = r.created.time();
+        crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         let m = staged.verified.manifest.clone();
         let mut report = ApplyReport {
             version: m.release.version.to_string(),
@@ -97,6 +100,7 @@ impl Site {
             staged_bytes_written: staged.bytes_written,
             staged_bytes_reused: staged.bytes_reused,
             stage_seconds: t0.elapsed().as_secs_f64(),
+            preflight,
             ..ApplyReport::default()
         };
         self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
@@ -198,7 +202,7 @@ impl Site {
             self.apply_step(state, m, step, report, progress)
                 .map_err(|e| (step.to_string(), e))?;
         }
-        self.commit_apply(state, report)
+        self.commit_apply(state, m, report)
             .map_err(|e| (Step::Commit.to_string(), e))
     }
 
@@ -289,7 +293,7 @@ impl Site {
         }
         self.save(st)?;
         for s in &set.steps {
-            let e = m.entry(&s.up).ok_or_else(|| UpdaterError::Database {
+            let e = m.listed(&s.up).ok_or_else(|| UpdaterError::Database {
                 database: name.to_owned(),
                 step: s.id.to_string(),
                 reason: "up step is not in the bundle".into(),
@@ -372,18 +376,39 @@ impl Site {
             return Ok(());
         };
         let charts = &self.drivers.charts;
-        let known = pending(st)?
+        // recorded by an earlier run of this apply: our upgrade may have been
+        // killed during --wait, leaving the release pending; recover it
+        // (a pending release we did not start is refused, untouched)
+        let ours = pending(st)?
             .record
             .helm
             .iter()
-            .any(|r| r.release == c.release && r.namespace == c.namespace);
-        if !known {
+            .find(|r| r.release == c.release && r.namespace == c.namespace)
+            .map(|r| r.before);
+        if let Some(before) = ours {
+            if let Some(done) =
+                charts.recover_interrupted(&c.release, &c.namespace, before, true)?
+            {
+                let p = pending(st)?.clone();
+                self.journal(
+                    &p,
+                    &Step::Helm(c.release.clone()),
+                    "recovered",
+                    json!({"what": done}),
+                )?;
+            }
+        } else {
+            charts.recover_interrupted(&c.release, &c.namespace, None, false)?;
             let before = charts.revision(&c.release, &c.namespace)?;
+            // --create-namespace: a namespace this first install creates
+            // goes again with its undo
+            let created_namespace = before.is_none() && !charts.namespace_exists(&c.namespace)?;
             pending(st)?.record.helm.push(HelmRecord {
                 release: c.release.clone(),
                 namespace: c.namespace.clone(),
                 before,
                 after: None,
+                created_namespace,
             });
             self.save(st)?;
         }
@@ -407,7 +432,12 @@ impl Site {
     }
 
     /// `commit`: the release becomes the installed one; history line.
-    fn commit_apply(&self, state: &mut State, report: &mut ApplyReport) -> Result<()> {
+    fn commit_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
         let p = pending(state)?.clone();
         self.journal(&p, &Step::Commit, "begin", json!({}))?;
         let mut rec = p.record.clone();
@@ -429,6 +459,7 @@ impl Site {
             migrations: Some(rec.migrations.clone()),
             helm: Some(rec.helm.clone()),
             push: Some((&report.push).into()),
+            delta: crate::delta::history_field(m),
             ..ApplyHistory::default()
         }))?;
         self.crash_hook(&Step::Commit);

@@ -59,6 +59,34 @@ pub trait Charts {
     fn upgrade(&self, release: &str, ns: &str, chart: &Path, registry: Option<&str>) -> Result<()>;
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()>;
     fn uninstall(&self, release: &str, ns: &str) -> Result<()>;
+    /// Back to `rev` once (see `Helm::back_to`): not again when Helm's own
+    /// atomic rollback already went there.
+    fn back_to(&self, release: &str, ns: &str, rev: u64) -> Result<()> {
+        if self.revision(release, ns)? != Some(rev) {
+            self.rollback(release, ns, rev)?;
+        }
+        Ok(())
+    }
+    /// A release left pending by our killed upgrade (`ours`) is rolled back
+    /// to `before` or uninstalled; one left by someone else is refused
+    /// (see `Helm::recover_interrupted`). What was done, if anything.
+    fn recover_interrupted(
+        &self,
+        _release: &str,
+        _ns: &str,
+        _before: Option<u64>,
+        _ours: bool,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Whether the namespace exists (before a first install).
+    fn namespace_exists(&self, _ns: &str) -> Result<bool> {
+        Ok(true)
+    }
+    /// Deletes a namespace a first install created (its undo).
+    fn delete_namespace(&self, _ns: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The site registry images are pushed to.
@@ -146,6 +174,12 @@ pub struct HelmCli {
 }
 
 impl HelmCli {
+    fn cfg(&self) -> Result<&HelmConfig> {
+        self.cfg.as_ref().ok_or(UpdaterError::MissingSection {
+            section: "helm".into(),
+        })
+    }
+
     fn helm(&self) -> Result<&Helm> {
         if let Some(h) = self.helm.get() {
             return Ok(h);
@@ -173,6 +207,24 @@ impl Charts for HelmCli {
     }
     fn uninstall(&self, release: &str, ns: &str) -> Result<()> {
         self.helm()?.uninstall(release, ns)
+    }
+    fn back_to(&self, release: &str, ns: &str, rev: u64) -> Result<()> {
+        self.helm()?.back_to(release, ns, rev)
+    }
+    fn recover_interrupted(
+        &self,
+        release: &str,
+        ns: &str,
+        before: Option<u64>,
+        ours: bool,
+    ) -> Result<Option<String>> {
+        self.helm()?.recover_interrupted(release, ns, before, ours)
+    }
+    fn namespace_exists(&self, ns: &str) -> Result<bool> {
+        crate::kube::namespace_exists(self.cfg()?, ns)
+    }
+    fn delete_namespace(&self, ns: &str) -> Result<()> {
+        crate::kube::delete_namespace(self.cfg()?, ns)
     }
 }
 

@@ -124,6 +124,7 @@ impl TestSite {
                 mode: "0644".parse().unwrap(),
                 path: "files/app.conf".into(),
             }],
+            delta: None,
             entries,
         };
         let bytes = serde_json::to_vec_pretty(&m).unwrap();

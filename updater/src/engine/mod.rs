@@ -92,6 +92,8 @@ pub struct ApplyReport {
     pub helm: Vec<HelmRecord>,
     pub files: Vec<String>,
     pub pruned: Vec<String>,
+    /// The preflight checks, run before any change.
+    pub preflight: crate::preflight::Preflight,
 }
 
 /// The snapshot files in `state_dir/snapshots` (status shows it).

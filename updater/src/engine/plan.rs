@@ -206,7 +206,7 @@ fn planned_migrations(
             Ok(applied) => {
                 let mut pend = Vec::new();
                 for s in &set.steps {
-                    let sum = m.entry(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
+                    let sum = m.listed(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
                     match applied.get(s.id.as_str()) {
                         Some(a) if a.checksum != sum => edited.push(EditedMigration {
                             database: set.database.clone(),

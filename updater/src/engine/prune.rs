@@ -54,7 +54,7 @@ impl Site {
         // nothing from the store (a rollback to it would need its content)
         for v in state.releases.iter().map(|r| &r.version) {
             let m = stage::load_release(&self.sd, v)?;
-            used.extend(m.entries.iter().map(|e| e.sha256.hex()));
+            used.extend(m.release_entries().map(|e| e.sha256.hex()));
         }
         if let Ok(rd) = fs::read_dir(self.sd.store_dir()) {
             for e in rd.flatten() {

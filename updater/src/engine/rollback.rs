@@ -406,6 +406,7 @@ impl Site {
             helm: Some(report.helm.clone()),
             migrations_undone: Some(report.migrations_undone.clone()),
             snapshots_restored: Some(report.snapshots_restored.clone()),
+            ..RollbackHistory::default()
         }))?;
         self.crash_hook(&Step::RollbackCommit);
         Ok(())

@@ -106,6 +106,9 @@ impl Site {
                 };
                 let back = self.helm_back(&rec.release, &rec.namespace, rec.before)?;
                 report.helm.push(back);
+                if rec.before.is_none() && rec.created_namespace {
+                    self.drivers.charts.delete_namespace(&rec.namespace)?;
+                }
                 Ok(())
             }
             Undo::Migrate(dbname) => {
@@ -197,7 +200,7 @@ impl Site {
             return Ok(None);
         };
         let entry = |path: &str| {
-            m.entry(path).ok_or_else(|| UpdaterError::Database {
+            m.listed(path).ok_or_else(|| UpdaterError::Database {
                 database: db.to_owned(),
                 step: format!("migration {id}"),
                 reason: format!("{path} is not in the release's manifest"),
@@ -265,11 +268,8 @@ impl Site {
     pub(crate) fn helm_back(&self, release: &str, ns: &str, to: Option<u64>) -> Result<HelmBack> {
         let h = &self.drivers.charts;
         match to {
-            Some(rev) => {
-                if h.revision(release, ns)? != Some(rev) {
-                    h.rollback(release, ns, rev)?;
-                }
-            }
+            // once: not again after Helm's own atomic rollback
+            Some(rev) => h.back_to(release, ns, rev)?,
             None => h.uninstall(release, ns)?,
         }
         Ok(HelmBack {

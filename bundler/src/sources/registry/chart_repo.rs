@@ -122,8 +122,48 @@ async fn get(
 }
 
 /// Fetches chart `name` `version` from the repository at `repo` into the
-/// cache; returns the cached archive's path and its digest.
+/// cache, through its `--chart-repo-mirror`s first (in the order given);
+/// returns the cached archive's path and its digest. A mirror is a
+/// repository like any other: its index.yaml gives the digest, and the
+/// archive must match it and carry the requested name and version.
 pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
+    let urls = super::mirrors::chart_repo_urls(p.chart_repo_mirrors(), repo);
+    let mut tried: Vec<String> = Vec::new();
+    let n = urls.len();
+    for (i, (url, _mirror)) in urls.into_iter().enumerate() {
+        match pull_from(p, &url, name, version) {
+            Ok(v) => return Ok(v),
+            Err(e) if i + 1 < n => {
+                if !p.quiet() {
+                    eprintln!(
+                        "stoa-bundler: chart repository mirror {url} failed, trying the next: {e}"
+                    );
+                }
+                tried.push(format!("mirror {url}: {e}"));
+            }
+            Err(BundlerError::ChartPull {
+                chart,
+                url,
+                message,
+            }) if !tried.is_empty() => {
+                return Err(BundlerError::ChartPull {
+                    chart,
+                    url,
+                    message: format!("{message} (tried first: {})", tried.join("; ")),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(BundlerError::ChartPull {
+        chart: format!("{name} {version}"),
+        url: repo.to_owned(),
+        message: "nowhere to pull from".into(),
+    })
+}
+
+/// Fetches the chart from one repository URL.
+fn pull_from(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
     let err = |url: &str, m: String| BundlerError::ChartPull {
         chart: format!("{name} {version}"),
         url: url.to_owned(),

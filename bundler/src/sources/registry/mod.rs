@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod cache;
 pub mod chart_repo;
+pub mod mirrors;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +48,7 @@ use stoa_format::Sha256Digest;
 use crate::error::{BundlerError, Result};
 use crate::sources::oci_layout::{self, LayoutStore, ResolvedImage, MAX_JSON_BLOB};
 use cache::Cache;
+use mirrors::{ChartRepoMirror, RegistriesConf};
 
 /// The one retry policy (attempts, backoff, Retry-After), shared with the
 /// chart fetches and the updater's pushes.
@@ -71,6 +73,12 @@ pub struct PullOptions {
     /// Parallel blob downloads.
     pub jobs: usize,
     pub quiet: bool,
+    /// `--registries-conf` (else `$CONTAINERS_REGISTRIES_CONF`, else
+    /// /etc/containers/registries.conf when it exists); read when the
+    /// first pull starts, so local-only builds never read it.
+    pub registries_conf: Option<PathBuf>,
+    /// `--chart-repo-mirror <repo>=<mirror>`.
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
 }
 
 /// What was fetched, for the build summary.
@@ -120,6 +128,8 @@ pub struct Puller {
     /// Blobs already counted in this build (shared layers count once).
     seen: std::collections::HashSet<Sha256Digest>,
     delay: Option<Duration>,
+    /// The build host's registries.conf, when there is one.
+    mirrors: Option<RegistriesConf>,
 }
 
 /// Why a request failed (typed: whether it is retried is the policy's call).
@@ -252,6 +262,13 @@ impl std::fmt::Debug for Puller {
 
 impl Puller {
     pub fn new(opts: &PullOptions) -> Result<Self> {
+        let mirrors = RegistriesConf::load(opts.registries_conf.as_deref())?;
+        let mut opts = opts.clone();
+        if let Some(m) = &mirrors {
+            // `insecure = true` locations and mirrors: plain HTTP
+            opts.insecure.extend(m.insecure_hosts());
+        }
+        let opts = &opts;
         // One TLS crypto provider for the whole workspace (ring, as the
         // updater uses): reqwest is built without a provider of its own, so
         // the process default must be set before a client is made. A second
@@ -327,6 +344,7 @@ impl Puller {
             creds: HashMap::new(),
             seen: Default::default(),
             delay,
+            mirrors,
         })
     }
 
@@ -660,8 +678,117 @@ impl Puller {
         })
     }
 
-    /// Pulls an image by tag or digest into the cache and resolves it.
+    /// Where to pull `reference` from: the mirrors of the build host's
+    /// registries.conf that apply, then the location (or the reference
+    /// itself when nothing matches or there is no file).
+    fn endpoints(&self, what: &str, reference: &Reference) -> Result<Vec<(Reference, bool)>> {
+        let Some(conf) = &self.mirrors else {
+            return Ok(vec![(reference.clone(), false)]);
+        };
+        let eps = conf.endpoints(&reference.whole()).map_err(|message| {
+            BundlerError::RegistryBlocked {
+                image: what.to_owned(),
+                message,
+            }
+        })?;
+        eps.into_iter()
+            .map(|e| {
+                Reference::try_from(e.reference.as_str())
+                    .map(|r| (r, e.mirror))
+                    .map_err(|x| BundlerError::RegistriesConf {
+                        path: conf.path().to_owned(),
+                        message: format!(
+                            "{} maps to {:?}, which is not an image reference: {x}",
+                            reference.whole(),
+                            e.reference
+                        ),
+                    })
+            })
+            .collect()
+    }
+
+    /// Tries `f` on each endpoint in order; the first success wins. A
+    /// failed mirror is reported (unless quiet) and the next one tried;
+    /// when all fail, the error says what each mirror answered.
+    fn first_success<T>(
+        &mut self,
+        endpoints: Vec<(Reference, bool)>,
+        mut f: impl FnMut(&mut Self, &Reference) -> Result<T>,
+    ) -> Result<T> {
+        let mut tried: Vec<String> = Vec::new();
+        let n = endpoints.len();
+        for (i, (r, mirror)) in endpoints.into_iter().enumerate() {
+            match f(self, &r) {
+                Ok(v) => return Ok(v),
+                Err(e) if i + 1 < n => {
+                    let what = if mirror { "mirror" } else { "location" };
+                    if !self.opts.quiet {
+                        eprintln!(
+                            "stoa-bundler: {what} {} failed, trying the next: {e}",
+                            r.whole()
+                        );
+                    }
+                    tried.push(format!("{what} {}: {e}", r.whole()));
+                }
+                Err(e) if tried.is_empty() => return Err(e),
+                Err(e) => {
+                    let also = format!(" (tried first: {})", tried.join("; "));
+                    return Err(match e {
+                        BundlerError::RegistryPull {
+                            image,
+                            reference,
+                            message,
+                        } => BundlerError::RegistryPull {
+                            image,
+                            reference,
+                            message: message + &also,
+                        },
+                        BundlerError::RegistryBlob {
+                            image,
+                            blob,
+                            message,
+                        } => BundlerError::RegistryBlob {
+                            image,
+                            blob,
+                            message: message + &also,
+                        },
+                        BundlerError::ChartPull {
+                            chart,
+                            url,
+                            message,
+                        } => BundlerError::ChartPull {
+                            chart,
+                            url,
+                            message: message + &also,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        }
+        // endpoints() always returns at least the location
+        Err(BundlerError::RegistryBlocked {
+            image: String::new(),
+            message: "nowhere to pull from".into(),
+        })
+    }
+
+    /// Pulls an image by tag or digest into the cache and resolves it,
+    /// through the build host's mirrors (module [`mirrors`]). The bundle
+    /// records `source_text`, never a mirror's name.
     pub fn pull_image(
+        &mut self,
+        name: &str,
+        source_text: &str,
+        reference: &Reference,
+        platforms: Option<&[String]>,
+    ) -> Result<ResolvedImage> {
+        let eps = self.endpoints(name, reference)?;
+        self.first_success(eps, |p, r| p.pull_image_at(name, source_text, r, platforms))
+    }
+
+    /// Pulls an image from one place.
+    fn pull_image_at(
         &mut self,
         name: &str,
         source_text: &str,
@@ -774,6 +901,18 @@ impl Puller {
         let tag = version.replace('+', "_");
         let reference = Reference::try_from(format!("{base}:{tag}").as_str())
             .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let eps = self.endpoints(url, &reference)?;
+        self.first_success(eps, |p, r| p.pull_oci_chart_at(url, r))
+    }
+
+    /// Pulls an OCI chart from one place.
+    fn pull_oci_chart_at(&mut self, url: &str, reference: &Reference) -> Result<(PathBuf, String)> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let reference = reference.clone();
         let auth = self.auth_for(&reference)?;
         let got = self.rt.block_on(async {
             if !matches!(auth, RegistryAuth::Anonymous) {
@@ -832,6 +971,16 @@ impl Puller {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// `--chart-repo-mirror` entries.
+    pub fn chart_repo_mirrors(&self) -> &[ChartRepoMirror] {
+        &self.opts.chart_repo_mirrors
+    }
+
+    /// Is output quiet (no notes on stderr)?
+    pub fn quiet(&self) -> bool {
+        self.opts.quiet
     }
 
     pub fn counters_add_download(&self, bytes: u64) {
