@@ -15,9 +15,9 @@ use stoa_format::{
 };
 
 use crate::error::{BundlerError, Result};
-use crate::release::LoadedRelease;
+use crate::release::{ChartSource, ImageFrom, LoadedRelease};
 use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
-use crate::sources::registry::{self, chart_repo, PullOptions, PullStats, Puller};
+use crate::sources::registry::{chart_repo, PullOptions, PullStats, Puller};
 use crate::sources::{chart, migrations};
 
 /// Build-time settings that are not in the release manifest.
@@ -86,48 +86,23 @@ pub fn plan(
     rel: &LoadedRelease,
     settings: &BuildSettings,
 ) -> Result<(BundleWriter, Option<PullStats>)> {
-    let m = &rel.manifest;
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull: Option<Puller> = None;
 
     // images
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
-    for (i, spec) in m.images.iter().enumerate() {
-        let name = spec.name.get_ref();
-        let platforms = spec.platforms.as_ref().map(|p| p.get_ref().as_slice());
-        let remote = match &spec.source {
-            None => Some((format!("docker://{name}"), spec.name.span(), "name")),
-            Some(s) if registry::is_registry_source(s.get_ref()) => {
-                Some((s.get_ref().clone(), s.span(), "source"))
+    for img in &rel.images {
+        let name = img.name.as_str();
+        let platforms = img.platforms.as_deref();
+        let parsed = match &img.source {
+            ImageFrom::Registry { text, reference } => {
+                let p = puller(&mut pull, &settings.pull)?;
+                images.push(p.pull_image(name, text, reference, platforms)?);
+                continue;
             }
-            Some(_) => None,
+            ImageFrom::Local(parsed) => parsed,
         };
-        if let Some((text, span, field)) = remote {
-            let reference = registry::parse_reference(&text)
-                .map_err(|e| rel.field_error(&format!("images[{i}].{field}"), span, e))?;
-            let p = puller(&mut pull, &settings.pull)?;
-            images.push(p.pull_image(name, &text, &reference, platforms)?);
-            continue;
-        }
-        let Some(src) = &spec.source else {
-            // unreachable: an image without source is pulled above
-            return Err(rel.field_error(
-                &format!("images[{i}].source"),
-                spec.name.span(),
-                "no source",
-            ));
-        };
-        let parsed = ImageSource::parse(src.get_ref()).ok_or_else(|| {
-            rel.field_error(
-                &format!("images[{i}].source"),
-                src.span(),
-                format!(
-                    "{:?} is not docker://<ref>, oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
-                    src.get_ref()
-                ),
-            )
-        })?;
         let (is_archive, path, reference) = match &parsed {
             ImageSource::Layout { path, reference } => {
                 (false, rel.resolve(path), reference.clone())
@@ -158,7 +133,7 @@ pub fn plan(
                 LayoutStore::open_dir(&path)
             }
             .map_err(|e| BundlerError::OciLayout {
-                image: name.clone(),
+                image: name.to_owned(),
                 layout: path.clone(),
                 message: e.to_string(),
             })?;
@@ -196,44 +171,24 @@ pub fn plan(
 
     // charts
     let mut chart_records = Vec::new();
-    for spec in &m.charts {
-        let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
-        let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
-            (Some(p), _, _) => (rel.resolve(p.get_ref()), None),
-            (None, Some(url), _) => {
-                let url = url.get_ref();
-                let v = version.unwrap_or_default();
+    for spec in &rel.charts {
+        let path = match &spec.source {
+            ChartSource::Path(p) => rel.resolve(p),
+            ChartSource::Oci { url, version } => {
                 let p = puller(&mut pull, &settings.pull)?;
-                let (path, _) = p.pull_oci_chart(url, v)?;
-                let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-                (path, Some((url.clone(), name, v.to_owned())))
+                p.pull_oci_chart(url, version)?.0
             }
-            (None, None, Some(repo)) => {
-                let name = spec
-                    .name
-                    .as_ref()
-                    .map(|n| n.get_ref().clone())
-                    .unwrap_or_default();
-                let v = version.unwrap_or_default();
+            ChartSource::Repo { url, name, version } => {
                 let p = puller(&mut pull, &settings.pull)?;
-                let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
-                (path, Some((repo.get_ref().clone(), name, v.to_owned())))
-            }
-            (None, None, None) => {
-                // refused when the manifest was loaded; never skipped
-                return Err(rel.field_error(
-                    "charts",
-                    spec.release.span(),
-                    "give one of path, chart or repo",
-                ));
+                chart_repo::pull(p, url, name, version)?.0
             }
         };
         let c = chart::load(&path, settings.mtime)?;
-        if let Some((from, name, v)) = want {
+        if let Some((from, name, v)) = spec.source.wanted() {
             if c.name != name || c.version != v {
                 return Err(BundlerError::ChartPull {
                     chart: format!("{name} {v}"),
-                    url: from,
+                    url: from.to_owned(),
                     message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
                 });
             }
@@ -243,8 +198,8 @@ pub fn plan(
             name: c.name,
             version: c.version,
             app_version: c.app_version,
-            release: spec.release.get_ref().clone(),
-            namespace: spec.namespace.get_ref().clone(),
+            release: spec.release.clone(),
+            namespace: spec.namespace.clone(),
             path: entry_path.clone(),
         });
         planned.push(PlannedEntry {
@@ -257,9 +212,9 @@ pub fn plan(
 
     // migrations
     let mut migration_sets = Vec::new();
-    for spec in &m.migrations {
-        let db = spec.database.get_ref();
-        let dir = rel.resolve(spec.dir.get_ref());
+    for spec in &rel.migrations {
+        let db = &spec.database;
+        let dir = rel.resolve(&spec.dir);
         let mut steps = Vec::new();
         for f in migrations::scan(&dir)? {
             let entry_of = |p: &Path| {
@@ -305,9 +260,9 @@ pub fn plan(
 
     // files
     let mut file_records = Vec::new();
-    for spec in &m.files {
-        let src = rel.resolve(spec.source.get_ref());
-        let dest = spec.dest.get_ref().clone();
+    for spec in &rel.files {
+        let src = rel.resolve(&spec.source);
+        let dest = spec.dest.clone();
         let entry_path = format!("files/{dest}");
         planned.push(planned_file(entry_path.clone(), &src, |m| {
             BundlerError::File {
@@ -317,15 +272,7 @@ pub fn plan(
         })?);
         file_records.push(FileRecord {
             dest,
-            mode: spec
-                .mode
-                .as_ref()
-                .map_or("0644", |m| m.get_ref().as_str())
-                .parse()
-                .map_err(|m| BundlerError::File {
-                    path: src.clone(),
-                    message: m,
-                })?,
+            mode: spec.mode.clone(),
             path: entry_path,
         });
     }
@@ -339,15 +286,7 @@ pub fn plan(
             version: r.version.clone(),
             upgrade_from: r.upgrade_from.clone(),
             created: stoa_format::fields::Timestamp::from_time(settings.created),
-            expires: r
-                .expires
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|m| BundlerError::ParseReleaseManifest {
-                    path: rel.path.clone(),
-                    message: format!("release.expires {m}"),
-                })?,
+            expires: r.expires.clone(),
         },
         images: image_records,
         charts: chart_records,

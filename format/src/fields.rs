@@ -123,6 +123,14 @@ impl FileMode {
     pub fn bits(&self) -> u32 {
         self.bits
     }
+
+    /// `0644`, a file's mode when none is given.
+    pub fn default_file() -> Self {
+        Self {
+            text: "0644".into(),
+            bits: 0o644,
+        }
+    }
 }
 
 impl FromStr for FileMode {
