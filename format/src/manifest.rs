@@ -411,6 +411,29 @@ impl BundleManifest {
             need(&format!("image {:?}", img.name), OCI_LAYOUT_PATH)?;
         }
 
+        // The site registry keeps an image under `<prefix>/<path>` with no
+        // source host (docs/OPERATIONS.md), so two images from different
+        // registries with the same path and tag would land on one site tag
+        // and one chart would run the other's image: refused unless they
+        // are the same image.
+        let mut site_names: BTreeMap<(&str, Option<&str>), &ImageRecord> = BTreeMap::new();
+        for img in &self.images {
+            let key = (img.name.path(), img.name.tag());
+            if let Some(other) = site_names.insert(key, img) {
+                if other.digest != img.digest {
+                    return bad(format!(
+                        "images {:?} and {:?} would both be {}{} in the site registry \
+                         (the site keeps the path and tag, not the source registry), \
+                         with different digests",
+                        other.name.as_str(),
+                        img.name.as_str(),
+                        img.name.path(),
+                        img.name.tag().map(|t| format!(":{t}")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+
         let mut releases = BTreeSet::new();
         for c in &self.charts {
             check_name("chart name", &c.name)?;
@@ -829,6 +852,37 @@ pub(crate) mod tests {
             m.validate(&Limits::default()),
             Err(FormatError::DuplicateEntry { .. })
         ));
+    }
+
+    /// Security rule: two images from different registries that the site
+    /// registry would keep under one `<path>:<tag>` (it drops the source
+    /// host) are refused unless they are the same image. Fixture: the
+    /// sample with `quay.io/stoa/api:2.3.0` beside
+    /// `registry.gostoa.dev/stoa/api:2.3.0`.
+    #[test]
+    fn images_that_collide_on_the_site_registry_are_refused() {
+        let mut m = sample();
+        let mut twin = m.images[0].clone();
+        twin.name = ImageRef::parse("quay.io/stoa/api:2.3.0").unwrap();
+        m.images.push(twin.clone());
+        // the same image under two names: one site tag, same bytes
+        m.validate(&Limits::default()).unwrap();
+        let other = Sha256Digest::of(b"other");
+        m.entries.push(Entry {
+            path: blob_path(&other),
+            size: 5,
+            sha256: other,
+        });
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.images[1].digest = other.oci();
+        let err = m.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("\"registry.gostoa.dev/stoa/api:2.3.0\" and \"quay.io/stoa/api:2.3.0\" would both be stoa/api:2.3.0"),
+            "{err}"
+        );
+        // another tag of the same path is another site tag
+        m.images[1].name = ImageRef::parse("quay.io/stoa/api:2.3.1").unwrap();
+        m.validate(&Limits::default()).unwrap();
     }
 
     #[test]
