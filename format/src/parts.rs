@@ -10,15 +10,13 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
-use crate::pipe::SyncData;
+use crate::pipe::{SyncData, Worker, CHUNK, DEPTH};
 
 /// The `format` field of a parts index.
 pub const PARTS_FORMAT: &str = "stoa-parts";
@@ -497,34 +495,27 @@ struct Hashed {
     whole: (Sha256Digest, u64),
 }
 
-/// The part and whole-stream SHA-256 of a [`PartWriter`], on a helper
-/// thread. Buffers of [`crate::pipe::CHUNK`] bytes are recycled; at most
-/// [`crate::pipe::DEPTH`] are in flight.
+/// The part and whole-stream SHA-256 of a [`PartWriter`], on a
+/// [`Worker`] thread fed copies in buffers of [`crate::pipe::CHUNK`] bytes.
 struct PartHashes {
-    tx: Option<SyncSender<HashMsg>>,
-    spare: Receiver<Vec<u8>>,
+    worker: Worker<HashMsg, Hashed>,
     buf: Vec<u8>,
-    handle: Option<JoinHandle<Hashed>>,
 }
 
 impl PartHashes {
     fn new() -> Self {
-        let depth = crate::pipe::DEPTH;
-        let (tx, rx) = mpsc::sync_channel::<HashMsg>(depth);
-        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
-        let handle = std::thread::spawn(move || {
+        let worker = Worker::spawn("part hashing thread", DEPTH, |rx, recycler| {
             let mut part = Hasher::default();
             let mut whole: Option<Hasher> = None;
             let mut parts = Vec::new();
             for m in rx {
                 match m {
-                    HashMsg::Data(mut d) => {
+                    HashMsg::Data(d) => {
                         part.update(&d);
                         if let Some(w) = whole.as_mut() {
                             w.update(&d);
                         }
-                        d.clear();
-                        let _ = recycle.try_send(d);
+                        recycler.give(d);
                     }
                     HashMsg::EndPart => {
                         let done = std::mem::take(&mut part);
@@ -542,16 +533,13 @@ impl PartHashes {
             }
         });
         Self {
-            tx: Some(tx),
-            spare,
+            worker,
             buf: Vec::new(),
-            handle: Some(handle),
         }
     }
 
     fn send(&mut self, m: HashMsg) -> io::Result<()> {
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
-        if sent {
+        if self.worker.send(m) {
             Ok(())
         } else {
             Err(io::Error::other("the part hashing thread stopped"))
@@ -560,16 +548,15 @@ impl PartHashes {
 
     /// Hashes a copy of `data` on the helper thread.
     fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let chunk = crate::pipe::CHUNK;
         while !data.is_empty() {
             if self.buf.capacity() == 0 {
-                self.buf = self.spare.try_recv().unwrap_or_default();
-                self.buf.reserve(chunk);
+                self.buf = self.worker.buffer();
+                self.buf.reserve(CHUNK);
             }
-            let n = (chunk - self.buf.len().min(chunk)).min(data.len());
+            let n = (CHUNK - self.buf.len().min(CHUNK)).min(data.len());
             self.buf.extend_from_slice(&data[..n]);
             data = &data[n..];
-            if self.buf.len() >= chunk {
+            if self.buf.len() >= CHUNK {
                 self.flush()?;
             }
         }
@@ -591,21 +578,7 @@ impl PartHashes {
 
     fn finish(&mut self) -> io::Result<Hashed> {
         self.flush()?;
-        self.tx = None;
-        self.handle
-            .take()
-            .ok_or_else(|| io::Error::other("part hashes already finished"))?
-            .join()
-            .map_err(|_| io::Error::other("the part hashing thread panicked"))
-    }
-}
-
-impl Drop for PartHashes {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.worker.join()
     }
 }
 
