@@ -34,6 +34,19 @@ pub struct ReleaseManifest {
     pub migrations: Vec<MigrationSpec>,
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Images the charts use that the release deliberately does not carry.
+    #[serde(default)]
+    pub image_exceptions: Vec<ImageExceptionSpec>,
+}
+
+/// `[[image_exceptions]]`: an image a chart uses that the bundle does not
+/// carry, on purpose; `reason` is required (a missing one is a parse error
+/// naming its line).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageExceptionSpec {
+    pub image: Spanned<String>,
+    pub reason: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +82,10 @@ pub struct ChartSpec {
     pub version: Option<Spanned<String>>,
     pub release: Spanned<String>,
     pub namespace: Spanned<String>,
+    /// Vendor values files (relative to the release manifest), bundled and
+    /// given to Helm in this order, beneath the site's own file.
+    #[serde(default)]
+    pub values: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +143,18 @@ pub struct Chart {
     /// The Helm release name on site.
     pub release: String,
     pub namespace: String,
+    /// Vendor values files as written (relative to the release manifest),
+    /// in Helm's order; each one's entry path is known to be safe.
+    pub values: Vec<String>,
+}
+
+/// An `[[image_exceptions]]` entry: an image the charts use that the
+/// release does not carry, and why.
+#[derive(Debug, Clone)]
+pub struct ImageException {
+    pub image: ImageRef,
+    /// Not empty.
+    pub reason: String,
 }
 
 /// Where a chart comes from: exactly one of `path`, `chart` or `repo`.
@@ -193,6 +222,7 @@ pub struct LoadedRelease {
     pub charts: Vec<Chart>,
     pub migrations: Vec<Migration>,
     pub files: Vec<File>,
+    pub image_exceptions: Vec<ImageException>,
 }
 
 impl LoadedRelease {
@@ -229,6 +259,7 @@ impl LoadedRelease {
             charts: Vec::new(),
             migrations: Vec::new(),
             files: Vec::new(),
+            image_exceptions: Vec::new(),
         };
         me.parse_sections(&manifest)?;
         Ok(me)
@@ -241,6 +272,9 @@ impl LoadedRelease {
             .collect::<Result<_>>()?;
         self.charts = (m.charts.iter().enumerate())
             .map(|(i, c)| self.parse_chart(i, c))
+            .collect::<Result<_>>()?;
+        self.image_exceptions = (m.image_exceptions.iter().enumerate())
+            .map(|(i, x)| self.parse_image_exception(i, x))
             .collect::<Result<_>>()?;
         self.files = (m.files.iter().enumerate())
             .map(|(i, f)| self.parse_file(i, f))
@@ -356,6 +390,30 @@ impl LoadedRelease {
         })
     }
 
+    fn parse_image_exception(&self, i: usize, x: &ImageExceptionSpec) -> Result<ImageException> {
+        let image = ImageRef::parse(x.image.get_ref()).map_err(|e| {
+            self.field_error(
+                &format!("image_exceptions[{i}].image"),
+                x.image.span(),
+                format!(
+                    "{:?} is not a valid image reference: {e}",
+                    x.image.get_ref()
+                ),
+            )
+        })?;
+        if x.reason.get_ref().trim().is_empty() {
+            return Err(self.field_error(
+                &format!("image_exceptions[{i}].reason"),
+                x.reason.span(),
+                "an exception needs a reason",
+            ));
+        }
+        Ok(ImageException {
+            image,
+            reason: x.reason.get_ref().clone(),
+        })
+    }
+
     fn parse_file(&self, i: usize, f: &FileSpec) -> Result<File> {
         let mode = match &f.mode {
             None => FileMode::default_file(),
@@ -391,11 +449,31 @@ impl LoadedRelease {
         if let Err(e) = stoa_format::names::check_namespace(c.namespace.get_ref()) {
             return Err(self.field_error(&field("namespace"), c.namespace.span(), e));
         }
+        for (j, v) in c.values.iter().enumerate() {
+            let name = Path::new(v.get_ref())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let entry = stoa_format::manifest::values_entry_path(
+                c.namespace.get_ref(),
+                c.release.get_ref(),
+                j,
+                &name,
+            );
+            if let Err(e) = stoa_format::paths::check_entry_path(&entry, 200) {
+                return Err(self.field_error(
+                    &field(&format!("values[{j}]")),
+                    v.span(),
+                    format!("{:?}: {e}", v.get_ref()),
+                ));
+            }
+        }
         let source = self.parse_chart_source(i, c)?;
         Ok(Chart {
             source,
             release: c.release.get_ref().clone(),
             namespace: c.namespace.get_ref().clone(),
+            values: c.values.iter().map(|v| v.get_ref().clone()).collect(),
         })
     }
 

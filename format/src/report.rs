@@ -68,6 +68,19 @@ pub struct ChartSummary {
     pub release: String,
     pub namespace: String,
     pub size: u64,
+    /// The vendor values files carried for it, in Helm's order.
+    pub values: Vec<ValuesSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValuesSummary {
+    /// As written in the release manifest.
+    pub source: String,
+    /// The entry.
+    pub path: String,
+    /// `sha256:<hex>`.
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +205,16 @@ pub fn inspection(
                 release: c.release.clone(),
                 namespace: c.namespace.clone(),
                 size: entry_size(m, &c.path),
+                values: c
+                    .values
+                    .iter()
+                    .map(|v| ValuesSummary {
+                        source: v.source.clone(),
+                        path: v.path.clone(),
+                        sha256: v.sha256.oci(),
+                        size: entry_size(m, &v.path),
+                    })
+                    .collect(),
             })
             .collect(),
         migrations: m.migrations.iter().map(migration_summary).collect(),
@@ -367,6 +390,9 @@ impl InspectReport {
                 c.release,
                 human_bytes(c.size)
             )?;
+            for v in &c.values {
+                writeln!(f, "    values {} ({})  {}", v.source, v.path, v.sha256)?;
+            }
         }
         writeln!(f, "migrations ({})", self.migrations.len())?;
         for m in &self.migrations {

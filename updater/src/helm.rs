@@ -5,7 +5,7 @@
 //! from the environment (a mistyped path there silently sends Helm to
 //! localhost:8080).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
@@ -276,6 +276,7 @@ impl Helm {
         release: &str,
         ns: &str,
         chart: &Path,
+        vendor_values: &[PathBuf],
         registry_value: Option<&str>,
     ) -> Result<()> {
         let timeout = format!("{}s", self.cfg.timeout_secs());
@@ -294,6 +295,12 @@ impl Helm {
             "--history-max".into(),
             self.history_max.to_string(),
         ];
+        // the bundle's vendor values first, the site's own file last: with
+        // Helm, a later -f wins
+        for f in vendor_values {
+            args.push("-f".into());
+            args.push(f.to_string_lossy().into_owned());
+        }
         if let Some(f) = self.cfg.values_file(release) {
             args.push("-f".into());
             args.push(f.to_string_lossy().into_owned());

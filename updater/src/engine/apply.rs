@@ -428,7 +428,12 @@ impl Site {
             .join("charts")
             .join(chart_file_name(c));
         let reg = self.cfg.registry.as_ref().map(registry::site_registry_ref);
-        charts.upgrade(&c.release, &c.namespace, &chart, reg.as_deref())?;
+        let values = c
+            .values
+            .iter()
+            .map(|v| entry_blob(&self.sd, m, &v.path))
+            .collect::<Result<Vec<_>>>()?;
+        charts.upgrade(&c.release, &c.namespace, &chart, &values, reg.as_deref())?;
         let after = charts.revision(&c.release, &c.namespace)?;
         if let Some(r) = pending(st)?
             .record

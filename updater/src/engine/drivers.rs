@@ -47,7 +47,15 @@ pub trait Charts {
     fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
-    fn upgrade(&self, release: &str, ns: &str, chart: &Path, registry: Option<&str>) -> Result<()>;
+    /// `values`: the bundle's vendor values files, given before the site's.
+    fn upgrade(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        values: &[PathBuf],
+        registry: Option<&str>,
+    ) -> Result<()>;
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()>;
     fn uninstall(&self, release: &str, ns: &str) -> Result<()>;
     /// Back to `rev` once (see `Helm::back_to`): not again when Helm's own
@@ -191,8 +199,15 @@ impl Charts for HelmCli {
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
         self.helm()?.revision(release, ns)
     }
-    fn upgrade(&self, release: &str, ns: &str, chart: &Path, registry: Option<&str>) -> Result<()> {
-        self.helm()?.upgrade(release, ns, chart, registry)
+    fn upgrade(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        values: &[PathBuf],
+        registry: Option<&str>,
+    ) -> Result<()> {
+        self.helm()?.upgrade(release, ns, chart, values, registry)
     }
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {
         self.helm()?.rollback(release, ns, revision)

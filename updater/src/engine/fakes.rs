@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use stoa_format::manifest::FileRecord;
@@ -135,7 +135,14 @@ impl Charts for FakeHelm {
             .get(&(release.into(), ns.into()))
             .map(|h| h.len() as u64))
     }
-    fn upgrade(&self, release: &str, ns: &str, chart: &Path, _reg: Option<&str>) -> Result<()> {
+    fn upgrade(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        _values: &[PathBuf],
+        _reg: Option<&str>,
+    ) -> Result<()> {
         let name = chart
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -218,6 +218,7 @@ fn release_manifest(
             release: "api".into(),
             namespace: "stoa".into(),
             path: format!("charts/api-{v}.tgz"),
+            values: Vec::new(),
         }],
         migrations: vec![MigrationSet {
             database: "app".into(),
