@@ -12,7 +12,7 @@ use stoa_format::Limits;
 use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
 use crate::plan::{resolve_chart, BuildSettings, PullSlot};
-use crate::release::{ChartSpec, LoadedRelease};
+use crate::release::{Chart, ChartSource, LoadedRelease};
 use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions};
 
@@ -73,13 +73,13 @@ struct Report<'a> {
     refused: usize,
 }
 
-/// Whether resolving `spec` may pull: an OCI or repository chart, or a
+/// Whether resolving `chart` may pull: an OCI or repository chart, or a
 /// chart folder whose Chart.yaml lists dependencies (vendored or not; a
 /// guess that only decides when the puller is made).
-fn may_pull(rel: &LoadedRelease, spec: &ChartSpec) -> bool {
-    match &spec.path {
-        None => true,
-        Some(p) => std::fs::read_to_string(rel.resolve(p.get_ref()).join("Chart.yaml"))
+fn may_pull(rel: &LoadedRelease, chart: &Chart) -> bool {
+    match &chart.source {
+        ChartSource::Oci { .. } | ChartSource::Repo { .. } => true,
+        ChartSource::Path(p) => std::fs::read_to_string(rel.resolve(p).join("Chart.yaml"))
             .map(|t| t.lines().any(|l| l.starts_with("dependencies:")))
             .unwrap_or(false),
     }
@@ -106,17 +106,17 @@ pub fn run(args: &Args) -> Result<()> {
     };
     // a chart that is pulled or has dependencies needs the puller: start
     // making it now, while the first charts are packaged
-    let mut pull = if rel.manifest.charts.iter().any(|c| may_pull(&rel, c)) {
+    let mut pull = if rel.charts.iter().any(|c| may_pull(&rel, c)) {
         PullSlot::start(&settings.pull)
     } else {
         PullSlot::default()
     };
-    let (helm, uses) = if rel.manifest.charts.is_empty() {
+    let (helm, uses) = if rel.charts.is_empty() {
         (None, Vec::new())
     } else {
         let helm = images::find_helm(args.render.helm.as_deref())?;
         // each chart renders as soon as it is resolved
-        let jobs = rel.manifest.charts.iter().map(|spec| {
+        let jobs = rel.charts.iter().map(|spec| {
             resolve_chart(&rel, spec, &settings, &mut pull).map(|c| ChartJob::new(&rel, spec, c))
         });
         let found = images::find_all(&helm, &args.render.kube_version, jobs)?;
@@ -124,12 +124,12 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(helm), images::classify(found, &have, &rel))
     };
     let refused = uses.iter().filter(|u| u.carried.refused()).count();
-    let m = &rel.manifest.release;
+    let version = rel.release.version.to_string();
     if args.json {
         let r = Report {
             ok: true,
-            release: m.name.get_ref(),
-            version: m.version.get_ref(),
+            release: rel.release.name.as_str(),
+            version: &version,
             kube_version: &args.render.kube_version,
             helm: helm.map(|h| h.display().to_string()).unwrap_or_default(),
             images: &uses,
@@ -169,7 +169,7 @@ pub fn run(args: &Args) -> Result<()> {
         o,
         "{} image uses in {} charts; {refused} would be refused by build",
         uses.len(),
-        rel.manifest.charts.len()
+        rel.charts.len()
     );
     Ok(())
 }
