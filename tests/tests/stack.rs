@@ -183,6 +183,52 @@ fn stack_release_builds_through_the_local_mirror_and_verifies() {
             "{entry} is not the archive the repository served"
         );
     }
+    // real Helm 3 and 4 as independent readers of every bundled chart:
+    // `show chart` names what the signed manifest says, `lint` passes
+    for c in doc["charts"].as_array().unwrap() {
+        let archive = raw.join(c["path"].as_str().unwrap());
+        for major in [3, 4] {
+            let helm = || {
+                let mut cmd = Command::new(real_helm(major));
+                cmd.env("HELM_CONFIG_HOME", t.path().join("helm-config"))
+                    .env("HELM_CACHE_HOME", t.path().join("helm-cache"));
+                cmd
+            };
+            let shown = ok(helm().args(["show", "chart"]).arg(&archive));
+            assert!(
+                shown
+                    .lines()
+                    .any(|l| l == format!("name: {}", c["name"].as_str().unwrap()))
+                    && shown
+                        .lines()
+                        .any(|l| l == format!("version: {}", c["version"].as_str().unwrap())),
+                "helm{major} show chart {}: {shown}",
+                archive.display()
+            );
+            let linted = ok(helm().arg("lint").arg(&archive));
+            assert!(
+                linted.contains("0 chart(s) failed"),
+                "helm{major} lint: {linted}"
+            );
+        }
+    }
+    // and `helm pull` from the mirror (pushed there by real `helm push`)
+    // gives back the very archive the bundle carries
+    let pulled = t.path().join("pulled");
+    fs::create_dir_all(&pulled).unwrap();
+    ok(Command::new(real_helm(4))
+        .args([
+            "pull",
+            &format!("oci://{}/docker.io/bitnamicharts/minio", mirror.registry),
+        ])
+        .args(["--version", "17.0.23", "--plain-http", "--destination"])
+        .arg(&pulled)
+        .env("HELM_CONFIG_HOME", t.path().join("helm-config"))
+        .env("HELM_CACHE_HOME", t.path().join("helm-cache")));
+    assert_eq!(
+        sha256_file(&pulled.join("minio-17.0.23.tgz")),
+        sha256_file(&raw.join("charts/minio-17.0.23.tgz"))
+    );
     // postgresql-ha carries its `common` dependency and renders with real
     // Helm, offline, with the bundled vendor values (2 PostgreSQL nodes, not
     // the chart's 3)
