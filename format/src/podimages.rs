@@ -60,8 +60,9 @@ pub struct PodImage {
     pub container: String,
     /// The image as rendered.
     pub image: String,
-    /// A Helm hook (`metadata.annotations."helm.sh/hook"`).
-    pub hook: bool,
+    /// A Helm hook: its `metadata.annotations."helm.sh/hook"` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
 }
 
 impl PodImage {
@@ -220,8 +221,7 @@ impl SiteImages {
     /// The site name for `image` as a chart rendered it:
     /// `<registry>/<prefix>/<path>:<tag>@<digest>`, or why it cannot be served.
     pub fn resolve(&self, image: &str) -> Result<String, String> {
-        let r = ImageRef::parse(image)
-            .map_err(|e| format!("is not a valid OCI reference: {e}"))?;
+        let r = ImageRef::parse(image).map_err(|e| format!("is not a valid OCI reference: {e}"))?;
         // already a site name (a chart given the site registry as a value)
         let on_site = r.domain() == Some(self.registry.as_str());
         let want = normalised(&r);
@@ -335,14 +335,16 @@ fn parse_doc(text: &str, number: usize) -> Result<Option<Doc>, FormatError> {
     });
     let bad = |reason: String| FormatError::RenderedYaml {
         document: number,
-        template: template.clone().unwrap_or_else(|| "no # Source line".into()),
+        template: template
+            .clone()
+            .unwrap_or_else(|| "no # Source line".into()),
         reason,
     };
     // every document is parsed, pod-bearing or not: invalid YAML fails here
     let mut docs = build(text).map_err(bad)?;
     if docs.len() > 1 {
         return Err(bad(
-            "holds more than one document (a `...` end marker?)".into(),
+            "holds more than one document (a `...` end marker?)".into()
         ));
     }
     let Some(root) = docs.pop() else {
@@ -365,7 +367,8 @@ fn parse_doc(text: &str, number: usize) -> Result<Option<Doc>, FormatError> {
     let hook = meta
         .and_then(|m| m.get("annotations"))
         .and_then(|a| a.get("helm.sh/hook"))
-        .is_some();
+        .and_then(Node::as_str)
+        .map(str::to_owned);
     let mut images = Vec::new();
     if let Some(spec) = root.pod_spec(path) {
         for list in CONTAINER_LISTS {
@@ -383,7 +386,7 @@ fn parse_doc(text: &str, number: usize) -> Result<Option<Doc>, FormatError> {
                     name: name.clone(),
                     container: format!("{list}/{cname}"),
                     image: image.to_owned(),
-                    hook,
+                    hook: hook.clone(),
                 });
             }
         }
@@ -492,9 +495,7 @@ fn build(text: &str) -> Result<Vec<Node>, String> {
         let (ev, _) = parser.next_token().map_err(|e| e.to_string())?;
         let done: Option<(Node, usize)> = match ev {
             Event::StreamEnd => break,
-            Event::StreamStart | Event::DocumentStart | Event::DocumentEnd | Event::Nothing => {
-                None
-            }
+            Event::StreamStart | Event::DocumentStart | Event::DocumentEnd | Event::Nothing => None,
             Event::Alias(id) => Some((
                 anchors
                     .get(&id)
@@ -832,7 +833,9 @@ spec:
             l[0].image,
             format!("reg.site:5000/stoa/library/busybox:latest@{D2}")
         );
-        assert!(l.iter().any(|i| i.kind == "Job" && i.hook));
+        assert!(l
+            .iter()
+            .any(|i| i.kind == "Job" && i.hook.as_deref() == Some("pre-install")));
         assert_eq!(
             l[8].image,
             format!("reg.site:5000/stoa/ingress-nginx/controller:v1.13.0@{D2}")
@@ -864,7 +867,9 @@ spec:
         let orig = build(doc).unwrap();
         assert_eq!(back.len(), 1);
         let c = |n: &Node| {
-            n.pod_spec(&["spec", "template", "spec"]).unwrap().seq("containers")[0]
+            n.pod_spec(&["spec", "template", "spec"])
+                .unwrap()
+                .seq("containers")[0]
                 .get("args")
                 .cloned()
         };
@@ -887,7 +892,10 @@ spec:
     #[test]
     fn a_pinned_digest_the_bundle_lacks_is_refused() {
         let e = resolve(&format!("docker.io/bitnami/postgresql:17.5.0@{D2}")).unwrap_err();
-        assert!(e.contains("pins sha256:2222") && e.contains("does not have"), "{e}");
+        assert!(
+            e.contains("pins sha256:2222") && e.contains("does not have"),
+            "{e}"
+        );
         let e = resolve("docker.io/bitnami/postgresql:16").unwrap_err();
         assert!(e.contains("with tag 16"), "{e}");
         let e = resolve("Not A Ref").unwrap_err();

@@ -53,6 +53,9 @@ pub struct ApplyOptions {
     pub allow_expired: bool,
     /// Use the machine clock even when it is before the clock floor (audited).
     pub ignore_clock_floor: bool,
+    /// Apply although Helm 3 would run hook images from outside the site
+    /// registry (its post-renderer does not see hooks).
+    pub accept_hook_images: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -274,6 +277,14 @@ impl Site {
             crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         }
         let m = staged.verified.manifest.clone();
+        // every chart renders with every image from the site registry, and
+        // (Helm 3) no hook image leaves it unless accepted: before any change
+        crate::postrender::preflight(
+            &self.cfg,
+            &m,
+            &self.sd.release_dir(&m.release.version).join("charts"),
+            opts.accept_hook_images,
+        )?;
         let mut report = ApplyReport {
             version: m.release.version.to_string(),
             from: state.installed.as_ref().map(|v| v.to_string()),
@@ -503,12 +514,21 @@ impl Site {
                 })
                 .map_err(at("helm"))?;
             let mut helm: Option<Helm> = None;
-            let reg = self.cfg.registry.as_ref().map(registry::site_registry_ref);
+            let mut post: Option<crate::postrender::PostRender> = None;
+            let reg = crate::postrender::registry_value(&self.cfg);
             for c in &m.charts {
                 let hname = format!("helm:{}", c.release);
                 self.step(state, &hname, |site, st| {
                     if helm.is_none() {
                         helm = Some(Helm::new(hc)?);
+                    }
+                    if let (None, Some(h)) = (&post, &helm) {
+                        let images = crate::postrender::site_images(&site.cfg, m)?;
+                        post = Some(crate::postrender::prepare(
+                            &site.cfg.state_dir.join("post-render"),
+                            &images,
+                            h.major,
+                        )?);
                     }
                     let h = helm.as_ref().ok_or_else(|| UpdaterError::Helm {
                         release: c.release.clone(),
@@ -537,7 +557,13 @@ impl Site {
                         .release_dir(&m.release.version)
                         .join("charts")
                         .join(chart_file_name(c));
-                    h.upgrade(&c.release, &c.namespace, &chart, reg.as_deref())?;
+                    h.upgrade(
+                        &c.release,
+                        &c.namespace,
+                        &chart,
+                        reg.as_deref(),
+                        post.as_ref(),
+                    )?;
                     let after = h.revision(&c.release, &c.namespace)?;
                     if let Some(r) = pending(st)?
                         .record

@@ -2,11 +2,13 @@
 //! `helm version --short`), each with its own flags (`--atomic` in 3,
 //! `--rollback-on-failure` in 4). Started through [`crate::tool`].
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
+use crate::postrender::PostRender;
 use crate::tool;
 
 #[derive(Debug, Clone)]
@@ -68,7 +70,27 @@ impl Helm {
     }
 
     fn run(&self, release: &str, step: &str, args: &[&str]) -> Result<String> {
-        let out = tool::output(self.command().args(args), "helm").map_err(|e| {
+        self.run_with(release, step, args, None)
+    }
+
+    /// Runs helm with `args`, then the post-renderer's arguments and
+    /// environment when one is given.
+    fn run_with(
+        &self,
+        release: &str,
+        step: &str,
+        args: &[&str],
+        pr: Option<&PostRender>,
+    ) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        if let Some(pr) = pr {
+            cmd.args(&pr.args);
+            for (k, v) in &pr.env {
+                cmd.env(k, v);
+            }
+        }
+        let out = tool::output(&mut cmd, "helm").map_err(|e| {
             herr(
                 release,
                 step,
@@ -105,12 +127,50 @@ impl Helm {
         Ok(v.get("version").and_then(|x| x.as_u64()))
     }
 
+    /// `helm template` of `chart` as `upgrade` would install it (same values,
+    /// namespace and post-renderer), tests left out: the final manifests.
+    pub fn template(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        pr: &PostRender,
+        registry_value: Option<&str>,
+    ) -> Result<String> {
+        let mut args: Vec<OsString> = vec![
+            "template".into(),
+            release.into(),
+            chart.into(),
+            "-n".into(),
+            ns.into(),
+            "--skip-tests".into(),
+        ];
+        if let Some(f) = self.cfg.values_file(release) {
+            args.push("-f".into());
+            args.push(f.into());
+        }
+        if let Some(r) = registry_value {
+            args.push("--set".into());
+            args.push(r.into());
+        }
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run_with(release, "render", &refs, Some(pr))
+    }
+
+    /// `registry_value`: `name=value` for `--set`, when the site config asks
+    /// for one; `pr`: the post-renderer that serves every image from the
+    /// site registry.
     pub fn upgrade(
         &self,
         release: &str,
         ns: &str,
         chart: &Path,
         registry_value: Option<&str>,
+        pr: Option<&PostRender>,
     ) -> Result<()> {
         let timeout = format!("{}s", self.cfg.timeout().as_secs());
         let chart_s = chart.to_string_lossy().into_owned();
@@ -132,7 +192,7 @@ impl Helm {
         }
         if let Some(r) = registry_value {
             args.push("--set".into());
-            args.push(format!("{}={r}", self.cfg.image_registry_value));
+            args.push(r.into());
         }
         args.push(if self.major >= 4 {
             "--rollback-on-failure".into()
@@ -140,7 +200,7 @@ impl Helm {
             "--atomic".into()
         });
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(release, "upgrade", &refs).map(|_| ())
+        self.run_with(release, "upgrade", &refs, pr).map(|_| ())
     }
 
     pub fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {

@@ -5,14 +5,18 @@
 
 use std::path::PathBuf;
 
+use std::os::unix::fs::DirBuilderExt;
+
 use serde_json::json;
-use stoa_format::reader::NullSink;
 use stoa_format::source::{verify_source_with, BundleSource};
 
 use crate::db;
 use crate::engine::Site;
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
+use crate::postrender::{
+    hook_refusal, prepare, registry_value, render_chart, site_images, ChartSink, RenderedChart,
+};
 use crate::progress::bytes_bar;
 use crate::registry::map_name;
 use crate::state::{LockProbe, OpKind, SiteLock};
@@ -54,6 +58,15 @@ pub struct Args {
     /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
+    /// Also show the final manifests of each chart: `helm template` with the
+    /// bundle's chart, the site's values and namespace, and the
+    /// post-renderer that serves every image from the site registry.
+    #[arg(long)]
+    pub render: bool,
+    /// Do not refuse (exit 5) when Helm 3 would run hook images from outside
+    /// the site registry (as `apply --accept-hook-images`).
+    #[arg(long)]
+    pub accept_hook_images: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -72,13 +85,18 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let index_trust = base.store();
+    // the chart archives are kept (in a temp folder: plan changes nothing)
+    // to render them; the manifest is known only once verified, so every
+    // `.tgz` under charts/ is kept
+    let tmp = TempDir::new()?;
+    let mut sink = ChartSink::new(tmp.0.clone());
     // carried roots extend the site's root in memory only: plan changes nothing
     let v = verify_source_with(
         &src,
         &index_trust,
         &mut base.resolver(now, &mut root_version),
         &Site::verify_options(args.allow_expired),
-        &mut NullSink,
+        &mut sink,
         &mut |n| pb.inc(n),
     )?;
     pb.finish_and_clear();
@@ -160,10 +178,36 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         migrations.push(json!({"database": set.database, "pending": pending, "snapshot": site.cfg.databases[&set.database].snapshot, "note": note}));
     }
     let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
+    // every chart through `helm template` and the post-renderer
+    let mut render_error: Option<UpdaterError> = None;
+    let mut rendered: Vec<Option<(RenderedChart, String)>> = Vec::new();
+    if let (Some(h), false) = (&helm, m.charts.is_empty()) {
+        let pr = site_images(&site.cfg, m)
+            .and_then(|imgs| Ok((prepare(&tmp.0.join("post-render"), &imgs, h.major)?, imgs)));
+        match pr {
+            Ok((pr, imgs)) => {
+                let reg = registry_value(&site.cfg);
+                for c in &m.charts {
+                    let chart = sink.chart(m, c);
+                    match render_chart(h, c, &chart, &pr, &imgs, reg.as_deref()) {
+                        Ok(r) => rendered.push(Some(r)),
+                        Err(e) => {
+                            rendered.push(None);
+                            render_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                render_error = Some(e);
+            }
+        }
+    }
     let charts: Vec<_> = m
         .charts
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let cur = helm.as_ref().map(|h| h.revision(&c.release, &c.namespace));
             let current = match cur {
                 Some(Ok(Some(r))) => json!(r),
@@ -176,9 +220,26 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 .helm
                 .as_ref()
                 .and_then(|h| h.values_file(&c.release));
-            json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values.into_iter().collect::<Vec<_>>()})
+            let r = rendered.get(i).and_then(Option::as_ref);
+            let mut j = json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values.into_iter().collect::<Vec<_>>()});
+            if let Some((rc, text)) = r {
+                j["images"] = json!(rc.images);
+                j["hook_images_outside"] = json!(rc.hook_images_outside);
+                if args.render {
+                    j["manifests"] = json!(text);
+                }
+            } else if helm.is_some() {
+                j["render"] = json!("failed");
+            }
+            j
         })
         .collect();
+    let hook_check: Vec<RenderedChart> =
+        rendered.iter().flatten().map(|(r, _)| r.clone()).collect();
+    let refusal = match &helm {
+        Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&hook_check),
+        _ => None,
+    };
     let files: Vec<_> = m
         .files
         .iter()
@@ -194,7 +255,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     });
     if args.json {
         println!("{doc}");
-        return Ok(());
+        return finish(render_error, refusal);
     }
     println!(
         "plan: {} {} over {}{}",
@@ -249,6 +310,40 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
                 values.join(", ")
             }
         );
+        for i in c["images"].as_array().into_iter().flatten() {
+            println!(
+                "  image {}/{} {}{}: {}",
+                i["kind"].as_str().unwrap_or(""),
+                i["name"].as_str().unwrap_or(""),
+                i["container"].as_str().unwrap_or(""),
+                i["hook"]
+                    .as_str()
+                    .map(|h| format!(" (hook {h})"))
+                    .unwrap_or_default(),
+                i["image"].as_str().unwrap_or("")
+            );
+        }
+        for i in c["hook_images_outside"].as_array().into_iter().flatten() {
+            println!(
+                "  hook image NOT from the site registry (Helm 3 does not post-render hooks): {}/{} {}: {}",
+                i["kind"].as_str().unwrap_or(""),
+                i["name"].as_str().unwrap_or(""),
+                i["container"].as_str().unwrap_or(""),
+                i["image"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(t) = c["manifests"].as_str() {
+            println!(
+                "--- manifests of {}/{} after rewriting ---",
+                c["namespace"].as_str().unwrap_or(""),
+                c["release"].as_str().unwrap_or("")
+            );
+            print!("{t}");
+            if !t.ends_with('\n') {
+                println!();
+            }
+            println!("--- end of {} ---", c["release"].as_str().unwrap_or(""));
+        }
     }
     for f in &files {
         println!(
@@ -257,5 +352,42 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             f["mode"].as_str().unwrap_or("")
         );
     }
-    Ok(())
+    finish(render_error, refusal)
+}
+
+/// After everything was shown: a chart that did not render, then a hook
+/// refusal, make plan fail.
+fn finish(render_error: Option<UpdaterError>, refusal: Option<UpdaterError>) -> Result<()> {
+    match (render_error, refusal) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    }
+}
+
+/// A private temp folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let base = std::env::temp_dir();
+        for n in 0..100u32 {
+            let p = base.join(format!("stoa-plan-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(Self(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(UpdaterError::io("create temp folder", &p, e)),
+            }
+        }
+        Err(UpdaterError::io(
+            "create temp folder",
+            &base,
+            std::io::Error::other("no free name"),
+        ))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
