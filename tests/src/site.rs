@@ -289,6 +289,28 @@ impl Site {
         v["version"].as_u64()
     }
 
+    /// The manifests "the cluster" got for a release's current revision:
+    /// what the Helm stand-in rendered with real Helm, through the
+    /// updater's post-renderer.
+    pub fn helm_manifest(&self, release: &str) -> String {
+        let out = harness::ok(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status json");
+        v["manifest"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Every `image:` value of rendered manifests.
+    pub fn images_of(manifest: &str) -> Vec<String> {
+        manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image:"))
+            .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+            .collect()
+    }
+
     /// `skopeo inspect --raw` of `repo:tag` on the site registry: the
     /// manifest's sha256, or None.
     pub fn registry_digest(&self, repo_tag: &str) -> Option<String> {

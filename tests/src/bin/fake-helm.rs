@@ -10,7 +10,16 @@
 //! - `FAKE_HELM_FAIL_RELEASE=<release>`: an upgrade of that release fails
 //!   (with --atomic/--rollback-on-failure it is rolled back, like Helm does).
 //!
-//! Commands: version, upgrade --install, rollback, history -o json,
+//! Rendering is real Helm's: `template` is passed to real Helm, and
+//! `upgrade --install` first runs real `helm template` with the same chart,
+//! namespace, values, `--set` and post-renderer arguments (the updater's
+//! post-renderer runs, as it would on a cluster), and records the rendered
+//! manifests in the revision (`"manifest"`), so tests can assert what "the
+//! cluster" got. Real Helm is `$STOA_REAL_HELM`, else
+//! `target/helm-bin/helm<FAKE_HELM_VERSION>` beside this binary's folder
+//! (scripts/install-deps.sh puts it there); missing, it fails saying so.
+//!
+//! Commands: version, template, upgrade --install, rollback, history -o json,
 //! status -o json, uninstall.
 
 #![allow(clippy::unwrap_used)]
@@ -70,6 +79,70 @@ fn positionals(args: &[String]) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+/// Real Helm of the emulated major version.
+fn real_helm() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("STOA_REAL_HELM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/fake-helm -> target/helm-bin/helm<major>
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("helm-bin").join(format!("helm{}", major())))
+        .ok_or("no target folder")?;
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "fake-helm renders with real Helm, not found at {} (set STOA_REAL_HELM or run scripts/get-helm.sh)",
+            p.display()
+        ))
+    }
+}
+
+/// Runs real `helm template <rel> <chart>` with the rendering arguments of
+/// `rest` (namespace, values, --set, post-renderer); the rendered text, or
+/// real Helm's stderr.
+fn render(rel: &str, chart: &str, rest: &[String]) -> Result<String, String> {
+    let helm = real_helm()?;
+    let mut args: Vec<String> = vec!["template".into(), rel.into(), chart.into()];
+    let mut i = 0;
+    while i < rest.len() {
+        let a = &rest[i];
+        let takes_value = [
+            "-n",
+            "--namespace",
+            "-f",
+            "--values",
+            "--set",
+            "--post-renderer",
+            "--post-renderer-args",
+        ];
+        if takes_value.contains(&a.as_str()) {
+            if let Some(v) = rest.get(i + 1) {
+                args.push(a.clone());
+                args.push(v.clone());
+            }
+            i += 2;
+            continue;
+        }
+        if a.starts_with("--post-renderer-args=") || a.starts_with("--post-renderer=") {
+            args.push(a.clone());
+        }
+        i += 1;
+    }
+    let out = std::process::Command::new(&helm)
+        .args(&args)
+        .output()
+        .map_err(|e| format!("run {}: {e}", helm.display()))?;
+    if !out.status.success() {
+        let e = String::from_utf8_lossy(&out.stderr);
+        return Err(e.trim().trim_start_matches("Error: ").to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn release_file(ns: &str, rel: &str) -> PathBuf {
@@ -155,6 +228,22 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        "template" => {
+            let (Some(rel), Some(chart)) = (pos.first(), pos.get(1)) else {
+                return fail("\"helm template\" requires at least 1 argument");
+            };
+            // the whole command line goes to real Helm
+            let helm = match real_helm() {
+                Ok(h) => h,
+                Err(e) => return fail(&e),
+            };
+            let _ = (rel, chart);
+            match std::process::Command::new(helm).args(&args).status() {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                Ok(s) => ExitCode::from(s.code().unwrap_or(1) as u8),
+                Err(e) => fail(&format!("run real helm: {e}")),
+            }
+        }
         "upgrade" => {
             let atomic = rest.iter().any(|a| a == "--atomic");
             let rof = rest.iter().any(|a| a == "--rollback-on-failure");
@@ -179,6 +268,12 @@ fn main() -> ExitCode {
                 return fail(&format!("path \"{chart}\" not found"));
             }
             let (cname, cver) = chart_meta(chart_path);
+            // what would be applied to the cluster: real Helm's rendering,
+            // through the post-renderer the updater gave
+            let manifest = match render(rel, chart, rest) {
+                Ok(m) => m,
+                Err(e) => return fail(&e),
+            };
             let values = flag(rest, &["-f", "--values"])
                 .and_then(|f| fs::read_to_string(f).ok())
                 .unwrap_or_default();
@@ -203,7 +298,7 @@ fn main() -> ExitCode {
                 "revision": rev, "updated": now(), "status": if failing { "failed" } else { "deployed" },
                 "chart": format!("{cname}-{cver}"), "app_version": cver,
                 "description": if rev == 1 { "Install complete" } else { "Upgrade complete" },
-                "values": values, "set": sets,
+                "values": values, "set": sets, "manifest": manifest,
             }));
             if failing {
                 if atomic || rof {
@@ -287,7 +382,7 @@ fn main() -> ExitCode {
             };
             println!(
                 "{}",
-                json!({"name": rel, "namespace": ns, "version": last["revision"], "info": {"status": last["status"], "description": last["description"]}, "chart": last["chart"], "config": {"set": last["set"]}})
+                json!({"name": rel, "namespace": ns, "version": last["revision"], "info": {"status": last["status"], "description": last["description"]}, "chart": last["chart"], "config": {"set": last["set"]}, "manifest": last["manifest"]})
             );
             ExitCode::SUCCESS
         }
