@@ -114,7 +114,11 @@ fn hook_images(text: &str) -> Vec<String> {
 fn upstream_charts_render_with_every_image_from_the_site_registry_helm_3_and_4() {
     let dir = tempfile::tempdir().unwrap();
     let charts = [
-        ("postgresql-ha", chart_copy(dir.path(), "postgresql-ha"), vec![]),
+        (
+            "postgresql-ha",
+            chart_copy(dir.path(), "postgresql-ha"),
+            vec![],
+        ),
         (
             "minio",
             chart_copy(dir.path(), "minio"),
@@ -148,10 +152,16 @@ fn upstream_charts_render_with_every_image_from_the_site_registry_helm_3_and_4()
                 if major == 3 && hooks.contains(img) {
                     // Helm 3 never gives hooks to the post-renderer: plan
                     // names these (test below)
-                    assert!(!served, "helm 3 {name}: hook image {img} was post-rendered?");
+                    assert!(
+                        !served,
+                        "helm 3 {name}: hook image {img} was post-rendered?"
+                    );
                     continue;
                 }
-                assert!(served, "helm {major} {name}: {img} is not from the site registry:\n{out}");
+                assert!(
+                    served,
+                    "helm {major} {name}: {img} is not from the site registry:\n{out}"
+                );
             }
             if *name == "minio" {
                 assert!(!hooks.is_empty(), "minio's provisioning Job is a hook");
@@ -170,7 +180,9 @@ fn upstream_charts_render_with_every_image_from_the_site_registry_helm_3_and_4()
 fn post_renderer_fed_invalid_yaml_or_a_foreign_image_fails_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let (args, _) = post_renderer(dir.path(), 3);
-    let map = args[4].trim_start_matches("--post-renderer-args=").to_owned();
+    let map = args[4]
+        .trim_start_matches("--post-renderer-args=")
+        .to_owned();
     let run = |input: &str| {
         let mut child = Command::new(harness::bin_dir().join("stoa-updater"))
             .args(["post-render", "--map", &map])
@@ -193,22 +205,32 @@ fn post_renderer_fed_invalid_yaml_or_a_foreign_image_fails_in_one_line() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("stoa-updater: error: read rendered manifests: document 1 (c/templates/d.yaml):"),
+        err.starts_with(
+            "stoa-updater: error: read rendered manifests: document 1 (c/templates/d.yaml):"
+        ),
         "{err}"
     );
     assert!(!err.contains("panicked"));
-    let out = run("kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: quay.io/x/y:1}]}\n");
+    let out = run(
+        "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: quay.io/x/y:1}]}\n",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("Pod/p container containers/c: image quay.io/x/y:1 is not carried by the bundle"),
+        err.contains(
+            "Pod/p container containers/c: image quay.io/x/y:1 is not carried by the bundle"
+        ),
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing goes to Helm on failure");
     // and through real Helm: the chart fails to render, naming the image
     let chart = dir.path().join("c");
     fs::create_dir_all(chart.join("templates")).unwrap();
-    fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: c\nversion: 0.1.0\n").unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    )
+    .unwrap();
     fs::write(
         chart.join("templates/p.yaml"),
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: quay.io/x/y:1}]}\n",
@@ -222,7 +244,8 @@ fn post_renderer_fed_invalid_yaml_or_a_foreign_image_fails_in_one_line() {
     );
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("image quay.io/x/y:1 is not carried by the bundle"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("image quay.io/x/y:1 is not carried by the bundle"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -261,13 +284,21 @@ fn plan_render_shows_final_manifests_and_helm_3_hook_images_are_refused_unless_a
     // Helm 3 (the stand-in renders with real Helm 3): the hook is named,
     // plan shows everything, then refuses (exit 5)
     let out = harness::run(s.updater().args(["plan", "--render", "--json"]).arg(&b));
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let plan = json(stdout.lines().next().unwrap());
     let c = &plan["charts"][0];
     assert_eq!(c["release"], "stoa-api");
     let manifests = c["manifests"].as_str().unwrap();
-    assert!(manifests.contains(&format!("image: \"{site_api}\"")), "{manifests}");
+    assert!(
+        manifests.contains(&format!("image: \"{site_api}\"")),
+        "{manifests}"
+    );
     let outside = c["hook_images_outside"].as_array().unwrap();
     assert_eq!(outside.len(), 1, "{c}");
     assert_eq!(outside[0]["kind"], "Job");
@@ -284,7 +315,10 @@ fn plan_render_shows_final_manifests_and_helm_3_hook_images_are_refused_unless_a
     let text = harness::run(s.updater().args(["plan", "--render"]).arg(&b));
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("hook image NOT from the site registry"), "{t}");
-    assert!(t.contains("--- manifests of stoa-system/stoa-api after rewriting ---"), "{t}");
+    assert!(
+        t.contains("--- manifests of stoa-system/stoa-api after rewriting ---"),
+        "{t}"
+    );
     // accepted: plan passes
     ok(s.updater().args(["plan", "--accept-hook-images"]).arg(&b));
 
@@ -321,11 +355,21 @@ fn helm_4_post_renders_hooks_so_plan_and_apply_need_no_acceptance() {
     });
     let api = Site::bundle_image_digest(&b, "registry.gostoa.dev/stoa/api:2.3.0");
     let site_api = format!("{}/site/stoa/api:2.3.0@{api}", s.registry.host);
-    let plan = json(&ok(s.updater().args(["plan", "--render", "--json"]).arg(&b)));
+    let plan = json(&ok(s
+        .updater()
+        .args(["plan", "--render", "--json"])
+        .arg(&b)));
     let c = &plan["charts"][0];
-    assert!(c["hook_images_outside"].as_array().unwrap().is_empty(), "{c}");
+    assert!(
+        c["hook_images_outside"].as_array().unwrap().is_empty(),
+        "{c}"
+    );
     let images = Site::images_of(c["manifests"].as_str().unwrap());
-    assert_eq!(images, [site_api.clone(), site_api.clone()], "hook and Deployment");
+    assert_eq!(
+        images,
+        [site_api.clone(), site_api.clone()],
+        "hook and Deployment"
+    );
     ok(s.updater().arg("apply").arg(&b));
     let got = Site::images_of(&s.helm_manifest("stoa-api"));
     assert_eq!(got, [site_api.clone(), site_api], "{got:?}");
@@ -333,7 +377,10 @@ fn helm_4_post_renders_hooks_so_plan_and_apply_need_no_acceptance() {
     let pr = s.state_dir.join("post-render");
     let d = fs::read_dir(&pr).unwrap().next().unwrap().unwrap().path();
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(d.join("images.json")).unwrap().permissions().mode();
+    let mode = fs::metadata(d.join("images.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(d.join("plugins/stoa-post-render/plugin.yaml").is_file());
 }
