@@ -7,8 +7,9 @@
 # also with `cat` as post-renderer (what Helm's post-render path costs by
 # itself). Times are CPU time (user + system of helm and its post-renderer,
 # bash's `time` over a batch of BENCH_BATCH=5 runs), which a shared, loaded
-# machine disturbs far less than wall
-# time; wall time is shown too. Target: ≤ 10 % added CPU time. Writes the "Post-renderer" section of BENCHMARKS.md.
+# machine disturbs far less than wall time; wall time is shown too.
+# Target: ≤ 10 % added CPU time. Writes the "Post-renderer" section of
+# BENCHMARKS.md.
 # Usage: scripts/bench-render.sh   (BENCH_RUNS=15, BENCH_PROFILE=release|debug,
 # STOA_HELM_DIR=target/helm-bin, STOA_UPSTREAM_CHARTS=../shared/upstream-charts)
 set -euo pipefail
