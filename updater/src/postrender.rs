@@ -359,3 +359,69 @@ impl stoa_format::ContentSink for ChartSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn images() -> SiteImages {
+        SiteImages {
+            registry: "127.0.0.1:5000".into(),
+            prefix: "site".into(),
+            images: vec![SiteImage {
+                name: stoa_format::names::ImageRef::parse("busybox:1").unwrap(),
+                digest: format!("sha256:{}", "1".repeat(64)),
+            }],
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn helm_3_gets_the_executable_and_helm_4_a_plugin_folder_both_private() {
+        let base =
+            std::env::temp_dir().join(format!("stoa-postrender-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let p3 = prepare(&base, &images(), 3).unwrap();
+        assert_eq!(p3.args[0], "--post-renderer");
+        assert_eq!(p3.args[2], "--post-renderer-args=post-render");
+        assert_eq!(p3.args[3], "--post-renderer-args=--map");
+        let map = PathBuf::from(
+            p3.args[4]
+                .to_str()
+                .unwrap()
+                .trim_start_matches("--post-renderer-args="),
+        );
+        assert!(p3.env.is_empty());
+        assert_eq!(mode(&map), 0o600);
+        assert_eq!(mode(map.parent().unwrap()), 0o700);
+        let back: SiteImages = serde_json::from_slice(&std::fs::read(&map).unwrap()).unwrap();
+        assert_eq!(back.images.len(), 1);
+        assert!(!std::fs::read_to_string(&map).unwrap().contains("password"));
+
+        let p4 = prepare(&base, &images(), 4).unwrap();
+        assert_eq!(p4.args, ["--post-renderer", PLUGIN_NAME]);
+        let (k, plugins) = &p4.env[0];
+        assert_eq!(k, "HELM_PLUGINS");
+        let y = plugins.join(PLUGIN_NAME).join("plugin.yaml");
+        assert_eq!(mode(&y), 0o600);
+        let text = std::fs::read_to_string(&y).unwrap();
+        for want in [
+            "apiVersion: v1\n",
+            "type: postrenderer/v1\n",
+            "runtime: subprocess\n",
+            "platformCommand:",
+            "args: [\"post-render\", \"--map\", ",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // the same content twice: the same folder, rewritten in place
+        let again = prepare(&base, &images(), 4).unwrap();
+        assert_eq!(again.env, p4.env);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
