@@ -125,6 +125,16 @@ pub fn prepare(base: &Path, images: &SiteImages, helm_major: u32) -> Result<Post
         .to_owned();
     let dir = base.join(&id);
     private_dir(&dir)?;
+    // older maps (other releases, an updater since moved) are of no use:
+    // only the lock holder (apply) writes under state_dir, plan uses its own
+    // temp folder
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            if e.file_name() != id.as_str() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let map = dir.join("images.json");
     write_private(&map, &json)?;
     if helm_major >= 4 {
@@ -422,6 +432,12 @@ mod tests {
         // the same content twice: the same folder, rewritten in place
         let again = prepare(&base, &images(), 4).unwrap();
         assert_eq!(again.env, p4.env);
+        // another map replaces the older one's folder
+        let mut other = images();
+        other.prefix = "other".into();
+        let p = prepare(&base, &other, 3).unwrap();
+        assert!(!map.exists(), "the older map was removed");
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1, "{p:?}");
         let _ = std::fs::remove_dir_all(&base);
     }
 }
