@@ -571,7 +571,10 @@ fn emit_scalar(n: &Node, out: &mut String) {
             out.push_str(t);
             out.push(' ');
         }
-        if *plain && !text.is_empty() {
+        if *plain && text.is_empty() {
+            // an empty node (`annotations:` with nothing after it): null
+            out.push_str("null");
+        } else if *plain {
             out.push_str(text);
         } else {
             quote(text, out);
@@ -851,10 +854,14 @@ spec:
 
     #[test]
     fn scalars_keep_their_yaml_1_1_meaning() {
-        let doc = "kind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      volumes:\n      - name: v\n        configMap: {name: c, defaultMode: 0755}\n      containers:\n      - name: a\n        image: busybox\n        args: [\"on\", yes, '1e3', 1e3, \"multi\\nline\", ~, '']\n        env:\n        - &e {name: A, value: x}\n        - *e\n        command:\n        - |\n          echo \"hi\"\n          exit 0\n";
+        let doc = "kind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    metadata:\n      annotations:\n    spec:\n      volumes:\n      - name: v\n        configMap: {name: c, defaultMode: 0755}\n      containers:\n      - name: a\n        image: busybox\n        args: [\"on\", yes, '1e3', 1e3, \"multi\\nline\", ~, '']\n        env:\n        - &e {name: A, value: x}\n        - *e\n        command:\n        - |\n          echo \"hi\"\n          exit 0\n";
         let r = rewrite(doc, &resolve).unwrap();
         let t = &r.text;
         assert!(t.contains("defaultMode: 0755"), "{t}");
+        assert!(
+            t.contains("annotations: null\n"),
+            "an empty node stays null: {t}"
+        );
         assert!(t.contains("- \"on\"\n"), "{t}");
         assert!(t.contains("- yes\n"), "{t}");
         assert!(t.contains("- \"1e3\"\n") && t.contains("- 1e3\n"), "{t}");
