@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The main job, end to end. Release engineer: make a signing key, build the
-# example release, inspect it, verify it as a site would, check it with
-# tar/openssl/skopeo as independent readers, extract its verified content,
-# and build the earlier releases 2.0.0 and 2.1.0; 2.0.0 also as split parts
-# with parity, one part damaged and one lost, verified, repaired and applied
-# from the parts. Site: start a throwaway
-# docker-registry and PostgreSQL on loopback (and a stand-in for Helm: no
-# Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and
-# history, roll back, and show the schema and the registry tags at each point.
-# Then trust: move the site to a signed root, rotate the release key once
-# (the new root shipped inside the next bundle), and show the site refusing a
+# The main job, end to end, with STOA's Full On-Premises stack (PostgreSQL HA,
+# OpenSearch, MinIO and Vault from their upstream Helm charts, then STOA).
+# Release engineer, on a host without internet: start the local mirror of the
+# upstream locations (scripts/local-mirror.sh: stand-in images under the
+# upstream names, the upstream charts pushed with real Helm, a classic chart
+# repository, a registries.conf), build the stack release through it (twice:
+# reproducible), inspect it, verify it as a site would, check it with
+# tar/openssl/skopeo as independent readers, extract its verified content, and
+# build the earlier releases 2.0.0 and 2.1.0 the same way; 2.0.0 also as split
+# parts with parity, one part damaged and one lost, verified, repaired and
+# applied from the parts. Site: start a throwaway docker-registry and
+# PostgreSQL on loopback (and stand-ins for Helm and for the API server's /version, which the
+# preflight asks through real kubectl: no Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and history, roll back,
+# and show the schema, the registry tags and the Helm releases at each point.
+# Then trust: move the site to a signed root, rotate the release key once (the
+# new root shipped inside the next bundle), and show the site refusing a
 # bundle signed only by the removed key; print the audit log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,13 +34,33 @@ U="$root/target/debug/stoa-updater"
 say "sample images for the example release (an OCI layout made in code)"
 scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.0.0 2.1.0 2.3.0
 
-say "release engineer: keygen, build (twice: reproducible)"
+say "release engineer: start the local mirror of the upstream registries and chart repositories"
+pids=()
+mirror_dir="$work/mirror"
+stop_mirror() { scripts/local-mirror.sh stop "$mirror_dir" || true; }
+trap stop_mirror EXIT
+read -r -a MIRROR <<< "$(scripts/local-mirror.sh start "$mirror_dir")"
+echo "build flags: ${MIRROR[*]}"
+echo "registries.conf:"; grep -v '^#' "$mirror_dir/registries.conf" | sed '/^$/d; s/^/  /' | head -8; echo "  …"
+echo "the release manifest names the upstream locations:"
+grep -E '^(chart|repo|name) = "(oci|https|docker)' manifests/stoa-platform.toml | sed 's/^/  /'
+
+say "release engineer: keygen, build the stack release through the mirror (twice: reproducible)"
 "$B" keygen --out "$work/release"
 export SOURCE_DATE_EPOCH=1767225600
-"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0.tar.zst"
-"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/again.tar.zst" --quiet >/dev/null
+BUILD=("$B" build --cache "$work/cache" "${MIRROR[@]}")
+"${BUILD[@]}" manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0.tar.zst"
+"${BUILD[@]}" manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/again.tar.zst" --quiet >/dev/null
 cmp "$work/dist/stoa-platform-2.3.0.tar.zst" "$work/dist/again.tar.zst" && echo "byte-identical: reproducible"
 rm "$work/dist/again.tar.zst"
+
+# ---------------------------------------------------------------------------
+# Not yet here (issue 9 item 5, branch issue-9-images): `stoa-bundler images`
+# listing every image each chart will run, and a release with a missing image
+# refused, e.g.
+#   "$B" images manifests/stoa-platform.toml
+#   sed '/bitnami\/pgpool/,+0d' … > missing.toml; "$B" build missing.toml … → exit 2
+# ---------------------------------------------------------------------------
 
 say "anyone: inspect"
 "$U" inspect "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub"
@@ -50,6 +75,8 @@ for sig in "$work"/raw/signatures/*.sig; do
   openssl pkeyutl -verify -pubin -inkey "$work/release.pub" -rawin -in "$work/raw/manifest.json" -sigfile "$sig"
 done
 skopeo inspect "oci:$work/raw/oci:registry.gostoa.dev/stoa/api:2.3.0" | head -4
+skopeo inspect "oci:$work/raw/oci:docker.io/bitnami/pgpool:4.6.3-debian-12-r0" | head -4
+echo "the bundle names upstream locations, never the mirror's: $(grep -c 127.0.0.1 "$work/raw/manifest.json" || true) mentions of 127.0.0.1"
 
 say "a courier swaps a file inside and re-packs with tar: refused, naming the entry"
 echo 'echo "and something extra"' >> "$work/raw/files/bin/stoactl"
@@ -64,20 +91,29 @@ find "$work/site/2.3.0" -maxdepth 2 | sort
 
 say "release engineer: build the earlier releases 2.0.0 and 2.1.0"
 for v in 2.0.0 2.1.0; do
-  "$B" build "manifests/stoa-platform-$v.toml" --key "$work/release.key" --out "$work/dist/stoa-platform-$v.tar.zst" --quiet
+  "${BUILD[@]}" "manifests/stoa-platform-$v.toml" --key "$work/release.key" --out "$work/dist/stoa-platform-$v.tar.zst" --quiet
 done
 ls -l "$work"/dist/
+
+say "release engineer: what changed 2.1.0 -> 2.3.0, and a delta bundle of 2.3.0 on 2.1.0"
+"$B" diff "$work/dist/stoa-platform-2.1.0.tar.zst" "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub"
+"${BUILD[@]}" manifests/stoa-platform.toml --key "$work/release.key" --out "$work/dist/stoa-platform-2.3.0-delta.tar.zst" \
+  --base "$work/dist/stoa-platform-2.1.0.tar.zst" --quiet
+full_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0.tar.zst")
+delta_size=$(stat -c %s "$work/dist/stoa-platform-2.3.0-delta.tar.zst")
+echo "2.3.0 full bundle: $full_size bytes; delta on 2.1.0: $delta_size bytes"
+"$U" inspect "$work/dist/stoa-platform-2.3.0-delta.tar.zst" | sed -n '/^delta on/,/^images/p'
 
 # --- the site: a throwaway registry, PostgreSQL and a Helm stand-in ---------
 say "site: start a throwaway docker-registry and PostgreSQL on 127.0.0.1"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 site="$work/site-apply"
 mkdir -p "$site/registry" "$site/trust" "$site/values"
-pids=()
 pgroot="/tmp/stoa-demo-pg-$$"
 pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
+  stop_mirror
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -d "$pgroot/data" ]; then as_pg "$pgbin/pg_ctl" -D "$pgroot/data" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$pgroot"
@@ -101,11 +137,17 @@ echo "registry http://127.0.0.1:$reg_port, PostgreSQL $db/stoa"
 cp "$work/release.pub" "$site/trust/"
 printf 'replicas: 2\n' > "$site/values/stoa-api.yaml"
 export FAKE_HELM_STATE="$site/helm"
+# the API server's /version for the preflight (kubectl asks it), and a kubeconfig pointing at it
+"$root/target/debug/fake-kube-api" v1.30.4 "$site/kube-api.port" "$site/kubeconfig" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$site/kube-api.port" ] && break; sleep 0.1; done
+helm_bin="${STOA_HELM_DIR:-$root/target/helm-bin}"
 {
   printf 'state_dir = "%s"\ntrust = "%s"\nkeep_releases = 3\n\n' "$site/state" "$site/trust"
   printf '[registry]\nurl = "http://127.0.0.1:%s"\nprefix = "stoa"\n\n' "$reg_port"
   printf '[databases.stoa]\nurl = "%s/stoa"\nsnapshot = true\n\n' "$db"
-  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\n' "$root/target/debug/fake-helm" "$site/values"
+  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\nkubeconfig = "%s"\nkubectl = "%s"\n' \
+    "$root/target/debug/fake-helm" "$site/values" "$site/kubeconfig" "$helm_bin/kubectl"
 } > "$site/updater.toml"
 echo "site config ($site/updater.toml):"; sed 's/^/  /' "$site/updater.toml"
 S=("$U" --config "$site/updater.toml")
@@ -113,15 +155,15 @@ show() {
   echo "-- schema (psql \\dt):"
   psql -X "$db/stoa" -c '\dt' 2>&1 | sed 's/^/   /'
   echo "-- registry tags (skopeo list-tags):"
-  for r in api gateway portal; do
-    printf '   stoa/stoa/%s: ' "$r"
-    skopeo list-tags --tls-verify=false "docker://127.0.0.1:$reg_port/stoa/stoa/$r" 2>/dev/null | tr -d '\n ' || printf '(none)'
-    echo
+  for r in stoa/api stoa/gateway stoa/portal bitnami/pgpool hashicorp/vault opensearchproject/opensearch; do
+    printf '   stoa/%s: ' "$r"
+    skopeo list-tags --tls-verify=false "docker://127.0.0.1:$reg_port/stoa/$r" 2>/dev/null | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["Tags"]))' || echo '(none)'
   done
   echo "-- Helm releases (stand-in):"
-  for r in stoa-api stoa-gateway; do
-    printf '   %s: ' "$r"
-    "$root/target/debug/fake-helm" status "$r" -n stoa-system -o json 2>/dev/null \
+  for rn in postgresql-ha:stoa-data opensearch:stoa-data minio:stoa-data vault:stoa-vault stoa-api:stoa-system stoa-gateway:stoa-system; do
+    r="${rn%%:*}"; ns="${rn#*:}"
+    printf '   %s (%s): ' "$r" "$ns"
+    "$root/target/debug/fake-helm" status "$r" -n "$ns" -o json --kubeconfig "$site/kubeconfig" 2>/dev/null \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print("revision", d["version"], d["chart"], "-", d["info"]["description"])' \
       || echo "(not installed)"
   done
@@ -137,9 +179,9 @@ sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/ch
 head -c 3145728 /dev/urandom > "$work/payload.bin"
 printf '\n[[files]]\nsource = "%s"\ndest = "share/payload.bin"\n' "$work/payload.bin" >> "$big"
 # replaces the plain 2.0.0 built above (--force: build never overwrites silently)
-"$B" build "$big" --key "$work/release.key" --out "$work/dist/stoa-platform-2.0.0.tar.zst" --quiet --force
+"${BUILD[@]}" "$big" --key "$work/release.key" --out "$work/dist/stoa-platform-2.0.0.tar.zst" --quiet --force
 med="$work/medium"; mkdir -p "$med"
-"$B" build "$big" --key "$work/release.key" --out "$med/stoa-platform-2.0.0.tar.zst" --split 1MiB --parity 2
+"${BUILD[@]}" "$big" --key "$work/release.key" --out "$med/stoa-platform-2.0.0.tar.zst" --split 1MiB --parity 2
 ls -l "$med"
 cat "$med"/stoa-platform-2.0.0.tar.zst.part[0-9]* | cmp - "$work/dist/stoa-platform-2.0.0.tar.zst" && echo "cat of the parts = the unsplit bundle, byte for byte"
 say "courier: one disc scratched (part 2 damaged), one lost (part 3 deleted); verify at the desk names them"
@@ -161,6 +203,12 @@ say "site: plan and apply 2.1.0 (the upgrade)"
 "${S[@]}" plan "$work/dist/stoa-platform-2.1.0.tar.zst"
 "${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst"
 show
+# ---------------------------------------------------------------------------
+# Not yet here (issue 9 item 6, branch issue-9-render): `plan --render`, the
+# final manifests per chart with every image from the site registry, e.g.
+#   "${S[@]}" plan --render "$work/dist/stoa-platform-2.1.0.tar.zst"
+# ---------------------------------------------------------------------------
+
 say "site: status and history"
 "${S[@]}" status
 "${S[@]}" history
@@ -182,6 +230,14 @@ say "site: apply 2.1.0 again: its images are in the registry already, so no blob
 "${S[@]}" status
 show
 
+say "site: plan and apply the 2.3.0 delta: every blob it omits must be in the site's store (re-hashed) first"
+"${S[@]}" plan "$work/dist/stoa-platform-2.3.0-delta.tar.zst"
+"${S[@]}" apply "$work/dist/stoa-platform-2.3.0-delta.tar.zst" --quiet
+"${S[@]}" history --json | python3 -c 'import json,sys; h=json.load(sys.stdin)["history"][-1]; print("history:", h["op"], h["to"], "- a delta on", h["delta"]["base"]["name"], h["delta"]["base"]["version"])'
+say "site: roll the delta back to 2.1.0, as for a full bundle"
+"${S[@]}" rollback
+show
+
 # --- trust that survives years offline: a signed root, one key rotation ------
 say "release engineer: root keys (kept offline) and a signed root naming today's release key"
 "$B" keygen --out "$work/root-a"
@@ -198,7 +254,7 @@ say "release engineer: rotate the release key once (root v2 signed by the old AN
   --remove-release-key "$work/release.pub" --add-root-key "$work/root-b.pub" \
   --remove-root-key "$work/root-a.pub" --sign-key "$work/root-a.key" --sign-key "$work/root-b.key" \
   --out "$work/root-2.json"
-"$B" build manifests/stoa-platform.toml --key "$work/release-2.key" --root "$work/root-2.json" \
+"${BUILD[@]}" manifests/stoa-platform.toml --key "$work/release-2.key" --root "$work/root-2.json" \
   --out "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" --quiet
 tar --zstd -tf "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" | grep '^anchors/'
 

@@ -22,10 +22,19 @@ rm -rf "$work"; mkdir -p "$work"
 "$B" keygen --out "$work/root-key" >/dev/null
 "$B" root init --root-key "$work/root-key.key" --release-key "$work/release.pub" \
   --expires 2099-01-01 --out "$work/root.json" >/dev/null
-# the example release (the same bundles the named fixtures are cut from)
+# the STOA-only releases the site tests use (tests/fixtures/stoa-only: the
+# example release without the upstream stack, so small seeds and no local
+# mirror; the same bundles the named fixtures are cut from), paths made absolute
 scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.1.0 2.3.0 >/dev/null
-"$B" build manifests/stoa-platform.toml --key "$work/release.key" --out "$work/a.tar.zst" --quiet >/dev/null
-"$B" build manifests/stoa-platform-2.1.0.toml --key "$work/release.key" --root "$work/root.json" \
+m="$root/manifests"
+for v in 2.3.0 2.1.0; do
+  f="$root/tests/fixtures/stoa-only/stoa-platform-$v.toml"; [ "$v" = 2.3.0 ] && f="$root/tests/fixtures/stoa-only/stoa-platform.toml"
+  sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/charts#" \
+      -e "s#^source = \"tools/#source = \"$m/tools/#" -e "s#^dir = \"migrations/#dir = \"$m/migrations/#" \
+      "$f" > "$work/release-$v.toml"
+done
+"$B" build "$work/release-2.3.0.toml" --key "$work/release.key" --out "$work/a.tar.zst" --quiet >/dev/null
+"$B" build "$work/release-2.1.0.toml" --key "$work/release.key" --root "$work/root.json" \
   --out "$work/b.tar.zst" --quiet >/dev/null
 "$root/target/debug/stoa-fixtures" fuzz-seeds "$work/seeds" "$work/a.tar.zst" "$work/b.tar.zst" \
   "$work/release.key" "$work/root.json" "$work/root-key.key" "$work/release.pub"

@@ -74,6 +74,10 @@ pub enum BundlerError {
     CaCert { path: PathBuf, message: String },
     #[error("registry credentials {path}: {message}")]
     AuthFile { path: PathBuf, message: String },
+    #[error("registries.conf {path}: {message}")]
+    RegistriesConf { path: PathBuf, message: String },
+    #[error("image {image}: {message}")]
+    RegistryBlocked { image: String, message: String },
     #[error("cache {path}: {message}")]
     Cache { path: PathBuf, message: String },
     #[error("build: at least one --key is needed to sign the bundle")]
@@ -82,6 +86,9 @@ pub enum BundlerError {
     SourceDateEpoch(String),
     #[error("root {path}: {message}")]
     RootFile { path: PathBuf, message: String },
+    /// `build --base`: the base release cannot serve as one.
+    #[error("build --base {base}: {message}")]
+    DeltaBase { base: String, message: String },
 }
 
 impl BundlerError {
@@ -96,12 +103,15 @@ impl BundlerError {
             | Self::SourceDateEpoch(_)
             | Self::CaCert { .. }
             | Self::AuthFile { .. }
+            | Self::RegistriesConf { .. }
+            | Self::RegistryBlocked { .. }
             | Self::OutputExists { .. }
             // the release manifest's own input: a bad migrations folder or
             // Chart.yaml is the author's to fix, like a bad field
             | Self::Migrations { .. }
             | Self::Chart { .. }
-            | Self::RootFile { .. } => 2,
+            | Self::RootFile { .. }
+            | Self::DeltaBase { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -119,6 +129,8 @@ impl BundlerError {
             Self::ChartPull { .. } => "chart",
             Self::CaCert { .. } => "ca-cert",
             Self::AuthFile { .. } => "credentials",
+            Self::RegistriesConf { .. } => "registries-conf",
+            Self::RegistryBlocked { .. } => "registry-blocked",
             Self::Cache { .. } => "cache",
             Self::Chart { .. } => "chart",
             Self::Migrations { .. } => "migrations",
@@ -129,6 +141,7 @@ impl BundlerError {
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
             Self::RootFile { .. } => "root-file",
+            Self::DeltaBase { .. } => "delta-base",
         }
     }
 }

@@ -33,6 +33,8 @@ enum Command {
     Root(cmd::root::Args),
     /// Cut an existing bundle into media-sized parts with a signed index.
     Split(cmd::split::Args),
+    /// What changed between two releases, and the size of a delta.
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
         Command::Root(a) => (cmd::root::run(a), a.json()),
         Command::Split(a) => (cmd::split::run(a), a.json),
+        Command::Diff(a) => (cmd::diff::run(a), a.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -327,21 +327,22 @@ pub fn plan(
         });
     }
 
-    let r = &m.release;
+    let r = &rel.release;
     let bundle_manifest = BundleManifest {
         format: stoa_format::FORMAT_NAME.into(),
         format_version: stoa_format::FORMAT_VERSION,
         release: Release {
-            name: r.name.get_ref().clone(),
-            version: rel.version(),
-            upgrade_from: r.upgrade_from.as_ref().map(|u| u.get_ref().clone()),
+            name: r.name.to_string(),
+            version: r.version.clone(),
+            upgrade_from: r.upgrade_from.clone(),
             created: manifest::format_rfc3339(settings.created),
-            expires: r.expires.as_ref().map(|x| x.get_ref().clone()),
+            expires: r.expires.clone(),
         },
         images: image_records,
         charts: chart_records,
         migrations: migration_sets,
         files: file_records,
+        delta: None,
         entries: Vec::new(),
     };
     let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use stoa_format::names::ReleaseName;
+
 use crate::error::{BundlerError, Result};
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,20 @@ pub struct FileSpec {
     pub mode: Option<Spanned<String>>,
 }
 
+/// The `[release]` section parsed into validated values (parse, don't
+/// validate): a value here is known good, so nothing later re-checks or
+/// falls back. Spans stay in [`ReleaseSection`], only for errors.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub name: ReleaseName,
+    pub version: semver::Version,
+    /// As written (it is signed as written), known to parse as a semver
+    /// requirement.
+    pub upgrade_from: Option<String>,
+    /// As written, known to be an RFC 3339 UTC time.
+    pub expires: Option<String>,
+}
+
 /// A parsed release manifest, with what is needed to report errors by line
 /// and to resolve relative paths.
 #[derive(Debug)]
@@ -82,6 +98,8 @@ pub struct LoadedRelease {
     pub base_dir: PathBuf,
     text: String,
     pub manifest: ReleaseManifest,
+    /// The typed `[release]` section.
+    pub release: Release,
 }
 
 impl LoadedRelease {
@@ -106,11 +124,15 @@ impl LoadedRelease {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
+        let release = parse_release(&manifest.release, &|field, span, message| {
+            field_error_at(path, &text, field, span, message)
+        })?;
         let me = Self {
             path: path.to_owned(),
             base_dir,
             text,
             manifest,
+            release,
         };
         me.check()?;
         Ok(me)
@@ -123,12 +145,7 @@ impl LoadedRelease {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> BundlerError {
-        BundlerError::InvalidField {
-            path: self.path.clone(),
-            line: line_of(&self.text, span.start),
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        field_error_at(&self.path, &self.text, field, span, message.into())
     }
 
     /// A path from the manifest, resolved against the manifest's folder.
@@ -171,54 +188,7 @@ impl LoadedRelease {
         }
     }
 
-    pub fn version(&self) -> semver::Version {
-        // checked in `check`
-        semver::Version::parse(self.manifest.release.version.get_ref())
-            .unwrap_or_else(|_| semver::Version::new(0, 0, 0))
-    }
-
     fn check(&self) -> Result<()> {
-        let r = &self.manifest.release;
-        if let Err(e) = semver::Version::parse(r.version.get_ref()) {
-            return Err(self.field_error(
-                "release.version",
-                r.version.span(),
-                format!("{:?} is not semver: {e}", r.version.get_ref()),
-            ));
-        }
-        if let Some(u) = &r.upgrade_from {
-            if let Err(e) = semver::VersionReq::parse(u.get_ref()) {
-                return Err(self.field_error(
-                    "release.upgrade_from",
-                    u.span(),
-                    format!("{:?} is not a semver requirement: {e}", u.get_ref()),
-                ));
-            }
-        }
-        if let Some(x) = &r.expires {
-            if humantime_ok(x.get_ref()).is_none() {
-                return Err(self.field_error(
-                    "release.expires",
-                    x.span(),
-                    format!(
-                        "{:?} is not an RFC 3339 UTC time like 2027-01-31T00:00:00Z",
-                        x.get_ref()
-                    ),
-                ));
-            }
-        }
-        let n = r.name.get_ref();
-        if n.is_empty()
-            || !n.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
-            })
-        {
-            return Err(self.field_error(
-                "release.name",
-                r.name.span(),
-                format!("{n:?} must be lowercase letters, digits, '-', '.', '_'"),
-            ));
-        }
         for (i, img) in self.manifest.images.iter().enumerate() {
             if let Err(e) = stoa_format::names::ImageRef::parse(img.name.get_ref()) {
                 return Err(self.field_error(
@@ -345,6 +315,67 @@ impl LoadedRelease {
             }
         }
         Ok(())
+    }
+}
+
+/// The `[release]` section into typed values; an error names the field
+/// and its line.
+fn parse_release(
+    r: &ReleaseSection,
+    field_error: &dyn Fn(&str, Range<usize>, String) -> BundlerError,
+) -> Result<Release> {
+    let version = semver::Version::parse(r.version.get_ref()).map_err(|e| {
+        field_error(
+            "release.version",
+            r.version.span(),
+            format!("{:?} is not semver: {e}", r.version.get_ref()),
+        )
+    })?;
+    if let Some(u) = &r.upgrade_from {
+        if let Err(e) = semver::VersionReq::parse(u.get_ref()) {
+            return Err(field_error(
+                "release.upgrade_from",
+                u.span(),
+                format!("{:?} is not a semver requirement: {e}", u.get_ref()),
+            ));
+        }
+    }
+    if let Some(x) = &r.expires {
+        if humantime_ok(x.get_ref()).is_none() {
+            return Err(field_error(
+                "release.expires",
+                x.span(),
+                format!(
+                    "{:?} is not an RFC 3339 UTC time like 2027-01-31T00:00:00Z",
+                    x.get_ref()
+                ),
+            ));
+        }
+    }
+    // the format's own rule: a name the bundle would be refused for
+    // fails here, with its line
+    let name = ReleaseName::parse(r.name.get_ref())
+        .map_err(|e| field_error("release.name", r.name.span(), e))?;
+    Ok(Release {
+        name,
+        version,
+        upgrade_from: r.upgrade_from.as_ref().map(|u| u.get_ref().clone()),
+        expires: r.expires.as_ref().map(|x| x.get_ref().clone()),
+    })
+}
+
+fn field_error_at(
+    path: &Path,
+    text: &str,
+    field: &str,
+    span: Range<usize>,
+    message: String,
+) -> BundlerError {
+    BundlerError::InvalidField {
+        path: path.to_owned(),
+        line: line_of(text, span.start),
+        field: field.to_owned(),
+        message,
     }
 }
 

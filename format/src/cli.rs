@@ -121,6 +121,13 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
             report::human_bytes(v.content_bytes),
             v.manifest_sha256
         );
+        if let Some(b) = v.manifest.base() {
+            println!(
+                "a delta on {b}: {} omitted entries ({}) are not in it; a site must hold them",
+                v.manifest.omitted().len(),
+                report::human_bytes(v.manifest.omitted().iter().map(|e| e.size).sum())
+            );
+        }
         if let BundleSource::Parts(s) = &src {
             println!(
                 "{} parts checked against the signed index {} ({} parity part(s) present)",

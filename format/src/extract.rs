@@ -59,10 +59,7 @@ impl ContentSink for DirSink {
     }
 }
 
-/// Fsyncs a folder, so that a rename or create inside it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::durable::sync_dir;
 
 /// Verifies `bundle` (a file or a part set) and extracts its content to `dest`, which must not
 /// exist. On any failure `dest` does not appear and the staging folder is

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -136,19 +135,10 @@ fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FormatError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e| FormatError::WriteKey {
+    crate::durable::write_new(path, bytes, mode).map_err(|e| FormatError::WriteKey {
         path: path.to_owned(),
         source: e,
-    };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)
+    })
 }
 
 /// Loads an SPKI PEM public key.

@@ -12,7 +12,9 @@
 pub mod archive;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod delta;
 pub mod digest;
+pub mod durable;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -27,6 +29,7 @@ pub mod pipe;
 pub mod podimages;
 pub mod reader;
 pub mod report;
+pub mod retry;
 pub mod root;
 pub mod source;
 pub mod sql;
@@ -47,8 +50,12 @@ pub const MANIFEST_PATH: &str = "manifest.json";
 pub const SIGNATURES_DIR: &str = "signatures/";
 /// The value of the manifest's `format` field.
 pub const FORMAT_NAME: &str = "stoa-bundle";
-/// The newest format version this library reads and the one it writes.
+/// The format version of a full bundle: what the writer uses unless the
+/// bundle is a delta. Readers of version 1 refuse anything newer.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of a delta bundle (one with a `delta` section): the
+/// newest this library reads. See docs/FORMAT.md, "Delta bundles".
+pub const DELTA_FORMAT_VERSION: u32 = 2;
 
 /// Result type of this crate.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;

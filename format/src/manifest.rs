@@ -18,7 +18,8 @@ use crate::names::{
     check_namespace, ImageRef,
 };
 use crate::paths::check_entry_path;
-use crate::{FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
+use crate::root::ANCHORS_DIR;
+use crate::{DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Paths of the OCI image layout inside a bundle.
 pub const OCI_DIR: &str = "oci";
@@ -47,9 +48,51 @@ pub struct BundleManifest {
     pub migrations: Vec<MigrationSet>,
     #[serde(default)]
     pub files: Vec<FileRecord>,
-    /// Every content entry, in stream order (sorted by path).
+    /// Only in a delta bundle (format version 2): the release it was built
+    /// against and the entries it relies on without carrying them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+    /// Every content entry the bundle carries, in stream order (sorted by
+    /// path).
     pub entries: Vec<Entry>,
 }
+
+/// The delta section of a manifest (docs/FORMAT.md, "Delta bundles").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// The release this delta was built against first, then that release's
+    /// own base when it was a delta too, and so on: the chain a site must
+    /// have held for every omitted entry.
+    pub bases: Vec<BaseRelease>,
+    /// Entries the release has but this bundle does not carry (their bytes
+    /// are on site from a base), sorted by path; each with its size and
+    /// SHA-256, which the site re-checks in its store.
+    pub omitted: Vec<Entry>,
+}
+
+/// A release a delta was built against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseRelease {
+    pub name: String,
+    pub version: semver::Version,
+    /// SHA-256 of that release's signed `manifest.json` bytes.
+    pub manifest_sha256: Sha256Digest,
+}
+
+impl std::fmt::Display for BaseRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} (manifest sha256:{})",
+            self.name, self.version, self.manifest_sha256
+        )
+    }
+}
+
+/// At most this many releases in a delta's base chain.
+pub const MAX_DELTA_CHAIN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +204,16 @@ impl BundleManifest {
     /// checked first, so that a newer bundle gets a clear message rather than
     /// an unknown-field error.
     pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, FormatError> {
+        Self::from_bytes_up_to(bytes, limits, DELTA_FORMAT_VERSION)
+    }
+
+    /// [`Self::from_bytes`] for a reader that knows format versions up to
+    /// `supported` (a version-1 reader is what an old updater runs).
+    fn from_bytes_up_to(
+        bytes: &[u8],
+        limits: &Limits,
+        supported: u32,
+    ) -> Result<Self, FormatError> {
         let probe: VersionProbe =
             serde_json::from_slice(bytes).map_err(FormatError::ParseManifest)?;
         match probe.format.as_deref() {
@@ -172,10 +225,10 @@ impl BundleManifest {
             }
         }
         let v = probe.format_version.unwrap_or(0);
-        if v > FORMAT_VERSION {
+        if v > supported {
             return Err(FormatError::UnsupportedFormatVersion {
                 found: v,
-                supported: FORMAT_VERSION,
+                supported,
             });
         }
         if v == 0 {
@@ -188,12 +241,32 @@ impl BundleManifest {
         Ok(m)
     }
 
-    /// The entry at `path`, if listed.
+    /// The entry at `path`, if the bundle carries it.
     pub fn entry(&self, path: &str) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.path.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
+        find(&self.entries, path)
+    }
+
+    /// The entry at `path` of the release: carried, or (in a delta)
+    /// omitted and expected in the site's store. What a site uses to find
+    /// staged content by path.
+    pub fn listed(&self, path: &str) -> Option<&Entry> {
+        self.entry(path).or_else(|| find(self.omitted(), path))
+    }
+
+    /// The entries a delta relies on without carrying (empty for a full
+    /// bundle).
+    pub fn omitted(&self) -> &[Entry] {
+        self.delta.as_ref().map_or(&[], |d| &d.omitted)
+    }
+
+    /// Every entry of the release, carried or omitted.
+    pub fn release_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().chain(self.omitted())
+    }
+
+    /// The release this delta was built against (None for a full bundle).
+    pub fn base(&self) -> Option<&BaseRelease> {
+        self.delta.as_ref().and_then(|d| d.bases.first())
     }
 
     /// Every entry a migration step (up or down) runs: these hold SQL that
@@ -227,13 +300,27 @@ impl BundleManifest {
                 found: self.format.clone(),
             });
         }
-        if self.format_version == 0 || self.format_version > FORMAT_VERSION {
+        if self.format_version == 0 || self.format_version > DELTA_FORMAT_VERSION {
             return Err(FormatError::UnsupportedFormatVersion {
                 found: self.format_version,
-                supported: FORMAT_VERSION,
+                supported: DELTA_FORMAT_VERSION,
             });
         }
-        check_name("release.name", &self.release.name)?;
+        match (&self.delta, self.format_version) {
+            (Some(_), DELTA_FORMAT_VERSION) | (None, FORMAT_VERSION) => {}
+            (Some(_), v) => {
+                return bad(format!(
+                    "a delta (with a \"delta\" section) has format_version {DELTA_FORMAT_VERSION}, not {v}"
+                ))
+            }
+            (None, v) => {
+                return bad(format!(
+                    "format_version {v} is for a delta, and the manifest has no \"delta\" section"
+                ))
+            }
+        }
+        crate::names::ReleaseName::parse(&self.release.name)
+            .map_err(|e| FormatError::InvalidManifest(format!("release.name {e}")))?;
         if let Some(req) = &self.release.upgrade_from {
             if let Err(e) = semver::VersionReq::parse(req) {
                 return bad(format!("release.upgrade_from {req:?}: {e}"));
@@ -279,13 +366,7 @@ impl BundleManifest {
                     ));
                 }
             }
-            if e.size > limits.max_entry_size {
-                return Err(FormatError::EntryTooLarge {
-                    path: e.path.clone(),
-                    size: e.size,
-                    limit: limits.max_entry_size,
-                });
-            }
+            entry_within_limit(&e.path, e.size, limits)?;
             total = total.saturating_add(e.size);
         }
         if total > limits.max_total_size {
@@ -295,14 +376,18 @@ impl BundleManifest {
             ));
         }
         let need = |what: &str, path: &str| -> Result<(), FormatError> {
-            if self.entry(path).is_none() {
+            if self.listed(path).is_none() {
                 return bad(format!("{what} refers to {path:?}, which is not an entry"));
             }
             Ok(())
         };
 
+        if let Some(d) = &self.delta {
+            self.validate_delta(d, limits)?;
+        }
+
         // every OCI blob entry must be named by its digest
-        for e in &self.entries {
+        for e in self.release_entries() {
             if let Some(hex) = e.path.strip_prefix(OCI_BLOBS_PREFIX) {
                 if hex != e.sha256.hex() {
                     return bad(format!("blob entry {:?} has sha256 {}", e.path, e.sha256));
@@ -399,6 +484,67 @@ impl BundleManifest {
         Ok(())
     }
 
+    /// The delta section's rules: a bounded chain of well-formed bases, and
+    /// omitted entries as well formed as carried ones (safe, sorted,
+    /// unique, bounded), none also carried, no trust root among them.
+    fn validate_delta(&self, d: &Delta, limits: &Limits) -> Result<(), FormatError> {
+        let bad = |m: String| Err(FormatError::InvalidManifest(m));
+        if d.bases.is_empty() || d.bases.len() > MAX_DELTA_CHAIN {
+            return bad(format!(
+                "delta.bases has {} releases; a delta names 1 to {MAX_DELTA_CHAIN}",
+                d.bases.len()
+            ));
+        }
+        let mut shas = BTreeSet::new();
+        for b in &d.bases {
+            check_name("delta base name", &b.name)?;
+            if !shas.insert(b.manifest_sha256) {
+                return bad(format!("delta base {b} is listed twice"));
+            }
+        }
+        if self.entries.len() + d.omitted.len() > limits.max_entries {
+            return bad(format!(
+                "{} entries and {} omitted is over the limit of {}",
+                self.entries.len(),
+                d.omitted.len(),
+                limits.max_entries
+            ));
+        }
+        let mut total: u64 = self.content_size();
+        for (i, e) in d.omitted.iter().enumerate() {
+            check_entry_path(&e.path, limits.max_path_len)?;
+            if e.path == MANIFEST_PATH
+                || e.path.starts_with(SIGNATURES_DIR)
+                || e.path.starts_with(ANCHORS_DIR)
+            {
+                return bad(format!(
+                    "omitted entry {:?} uses a reserved name (a delta carries its trust roots)",
+                    e.path
+                ));
+            }
+            if i > 0 && d.omitted[i - 1].path.as_str() >= e.path.as_str() {
+                return bad(format!(
+                    "delta.omitted is not sorted and unique by path at {:?}",
+                    e.path
+                ));
+            }
+            if self.entry(&e.path).is_some() {
+                return Err(FormatError::DuplicateEntry {
+                    path: e.path.clone(),
+                });
+            }
+            entry_within_limit(&e.path, e.size, limits)?;
+            total = total.saturating_add(e.size);
+        }
+        if total > limits.max_total_size {
+            return bad(format!(
+                "the release totals {total} bytes with its omitted entries, over the limit of {}",
+                limits.max_total_size
+            ));
+        }
+        Ok(())
+    }
+
     /// Per-image blob sets are not in the manifest; this summarises sizes by
     /// kind of content, for `inspect`.
     pub fn sizes_by_kind(&self) -> BTreeMap<&'static str, u64> {
@@ -415,6 +561,13 @@ impl BundleManifest {
         }
         m
     }
+}
+
+fn find<'a>(entries: &'a [Entry], path: &str) -> Option<&'a Entry> {
+    entries
+        .binary_search_by(|e| e.path.as_str().cmp(path))
+        .ok()
+        .map(|i| &entries[i])
 }
 
 /// Parses an RFC 3339 time (as used by `created` and `expires`).
@@ -454,8 +607,20 @@ fn check_name(what: &str, s: &str) -> Result<(), FormatError> {
     }
 }
 
+/// One entry's size against the limits: carried and omitted entries alike.
+fn entry_within_limit(path: &str, size: u64, limits: &Limits) -> Result<(), FormatError> {
+    if size > limits.max_entry_size {
+        return Err(FormatError::EntryTooLarge {
+            path: path.to_owned(),
+            size,
+            limit: limits.max_entry_size,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -484,6 +649,7 @@ mod tests {
             charts: vec![],
             migrations: vec![],
             files: vec![],
+            delta: None,
             entries: vec![
                 Entry {
                     path: blob_path(&d),
@@ -525,14 +691,131 @@ mod tests {
     #[test]
     fn newer_format_version_is_refused_clearly() {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
-        v["format_version"] = 2.into();
+        v["format_version"] = 3.into();
         v["something_new"] = true.into();
         let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
             .unwrap_err();
         assert!(
-            matches!(e, FormatError::UnsupportedFormatVersion { found: 2, .. }),
+            matches!(e, FormatError::UnsupportedFormatVersion { found: 3, .. }),
             "{e}"
         );
+    }
+
+    /// The sample as a delta on 2.1.0: the image's blob is omitted.
+    pub(crate) fn sample_delta() -> BundleManifest {
+        let mut m = sample();
+        let blob = m.entries.remove(0);
+        m.format_version = DELTA_FORMAT_VERSION;
+        m.delta = Some(Delta {
+            bases: vec![BaseRelease {
+                name: "stoa-platform".into(),
+                version: semver::Version::new(2, 1, 0),
+                manifest_sha256: Sha256Digest::of(b"base manifest"),
+            }],
+            omitted: vec![blob],
+        });
+        m
+    }
+
+    #[test]
+    fn delta_roundtrips_and_finds_omitted_entries() {
+        let m = sample_delta();
+        let b = m.to_bytes();
+        let back = BundleManifest::from_bytes(&b, &Limits::default()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.to_bytes(), b);
+        let blob = &m.omitted()[0];
+        assert!(m.entry(&blob.path).is_none());
+        assert_eq!(m.listed(&blob.path), Some(blob));
+        assert_eq!(m.release_entries().count(), 3);
+        assert_eq!(m.base().unwrap().version, semver::Version::new(2, 1, 0));
+        // a full bundle's bytes do not change: no delta key, version 1
+        let full = String::from_utf8(sample().to_bytes()).unwrap();
+        assert!(!full.contains("delta") && full.contains("\"format_version\": 1,"));
+    }
+
+    /// What an updater of format version 1 (every release before deltas)
+    /// does with a delta: it refuses on the version, before reading fields.
+    #[test]
+    fn old_format_reader_refuses_a_delta() {
+        let b = sample_delta().to_bytes();
+        let e =
+            BundleManifest::from_bytes_up_to(&b, &Limits::default(), FORMAT_VERSION).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FormatError::UnsupportedFormatVersion {
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "parse manifest: format version 2 is newer than this tool reads (up to 1); use a newer stoa-updater"
+        );
+        // and a delta section under version 1 (a hand-edited manifest) is refused too
+        let mut m = sample_delta();
+        m.format_version = FORMAT_VERSION;
+        let e = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("format_version 2"), "{e}");
+        let mut m = sample();
+        m.format_version = DELTA_FORMAT_VERSION;
+        let e = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("no \"delta\" section"), "{e}");
+    }
+
+    #[test]
+    fn delta_omitted_entry_with_bad_digest_is_refused() {
+        let mut m = sample_delta();
+        if let Some(d) = m.delta.as_mut() {
+            d.omitted[0].sha256 = Sha256Digest::of(b"not the layer");
+        }
+        let e = m.validate(&Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("oci/blobs/sha256/"), "{e}");
+        // not a digest at all: refused by the parser, naming the field
+        let text = String::from_utf8(sample_delta().to_bytes()).unwrap();
+        let hex = sample_delta().omitted()[0].sha256.hex();
+        let broken = text.replacen(&format!("\"sha256\": \"{hex}\""), "\"sha256\": \"xyz\"", 1);
+        assert_ne!(broken, text);
+        assert!(BundleManifest::from_bytes(broken.as_bytes(), &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn delta_structure_rules() {
+        // omitted and carried at once
+        let mut m = sample_delta();
+        let carried = m.entries[0].clone();
+        m.delta.as_mut().unwrap().omitted.push(carried);
+        m.delta
+            .as_mut()
+            .unwrap()
+            .omitted
+            .sort_by(|a, b| a.path.cmp(&b.path));
+        assert!(matches!(
+            m.validate(&Limits::default()),
+            Err(FormatError::DuplicateEntry { .. })
+        ));
+        // no base
+        let mut m = sample_delta();
+        m.delta.as_mut().unwrap().bases.clear();
+        assert!(m.validate(&Limits::default()).is_err());
+        // a trust root is never omitted
+        let mut m = sample_delta();
+        m.delta.as_mut().unwrap().omitted.insert(
+            0,
+            Entry {
+                path: "anchors/root-1.json".into(),
+                size: 1,
+                sha256: Sha256Digest::of(b"r"),
+            },
+        );
+        assert!(m.validate(&Limits::default()).is_err());
+        // unsafe path
+        let mut m = sample_delta();
+        m.delta.as_mut().unwrap().omitted[0].path = "../etc/passwd".into();
+        assert!(m.validate(&Limits::default()).is_err());
     }
 
     #[test]

@@ -218,6 +218,62 @@ fn dns_label(s: &str, max: usize) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// A release (product) name, `release.name` of a bundle: 1-63 of a-z 0-9
+/// `-` `_` `.`, starting with a letter or digit. The ONE rule: the bundler
+/// parses its release manifest into it (failing with the line) and the
+/// format checks a bundle manifest with it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReleaseName(String);
+
+impl ReleaseName {
+    /// Parses `s`; the error says what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+            })
+            && s.as_bytes()[0].is_ascii_alphanumeric();
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "{s:?} must be 1-63 of a-z 0-9 - _ . starting with a letter or digit"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ReleaseName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ReleaseName> for String {
+    fn from(n: ReleaseName) -> String {
+        n.0
+    }
+}
+
+impl std::ops::Deref for ReleaseName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A Helm release name: a DNS-1123 subdomain of at most 53 characters
 /// (Helm's own limit).
 pub fn check_helm_release(s: &str) -> Result<(), String> {
@@ -310,6 +366,30 @@ mod tests {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }
         assert!(ImageRef::parse(&format!("a:{}", "t".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn release_names() {
+        for ok in ["stoa-platform", "a", "x1.2_b", "9lives"] {
+            assert_eq!(ReleaseName::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "-stoa",
+            ".x",
+            "_x",
+            "Stoa",
+            "a b",
+            "a/b",
+            &"a".repeat(64),
+        ] {
+            assert!(ReleaseName::parse(bad).is_err(), "{bad:?}");
+        }
+        let e = serde_json::from_str::<ReleaseName>("\"-x\"").unwrap_err();
+        assert!(
+            e.to_string().contains("starting with a letter or digit"),
+            "{e}"
+        );
     }
 
     #[test]

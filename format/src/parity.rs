@@ -4,14 +4,25 @@
 //! codes bytes `[s·stripe, (s+1)·stripe)` of every data part (the shorter
 //! last part padded with zeros) into `stripe` bytes of every parity part,
 //! so memory is a few stripes per part, whatever the part size.
+//!
+//! Speed (see BENCHMARKS.md): the code works on independent 64-byte blocks,
+//! so the stripe only sets how much is coded per call; 128 KiB keeps the
+//! coder's work in the CPU cache. Writing and hashing the output (parity
+//! parts, rebuilt parts) runs on a helper thread ([`ShardSink`]) while the
+//! caller reads and codes. With one parity part the code is the byte-wise
+//! XOR of the data parts (checked at run time by [`is_xor_recovery`]), and
+//! repair of one lost part then XORs in large sequential reads instead of
+//! running the decoder.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
-use crate::digest::Hasher;
+use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
 use crate::source::{BadPart, PartSet};
@@ -20,17 +31,21 @@ use crate::source::{BadPart, PartSet};
 pub const SCHEME: &str = "reed-solomon-gf16";
 /// Largest stripe accepted from an index (bytes per part per step).
 pub const MAX_STRIPE: u64 = 16 << 20;
+/// Bytes per read of the XOR repair path.
+const XOR_CHUNK: usize = 1 << 20;
 
 /// Size of each parity part: the part size rounded up to whole stripes.
 pub fn parity_size(part_size: u64, stripe: u64) -> u64 {
     part_size.div_ceil(stripe) * stripe
 }
 
-/// The stripe for `n` data and `p` parity parts: about 16 MiB of codec
-/// work memory in all, between 4 KiB and 1 MiB, a multiple of 64.
+/// The stripe for `n` data and `p` parity parts: 128 KiB (the coder's
+/// fastest on this machine, see BENCHMARKS.md), smaller when that would
+/// take over about 16 MiB of codec work memory in all; at least 4 KiB, a
+/// multiple of 64.
 pub fn choose_stripe(n: usize, p: usize) -> u64 {
     let shards = (n + p).next_power_of_two().max(1) as u64 * 2;
-    ((16u64 << 20) / shards).clamp(4 << 10, 1 << 20) / 64 * 64
+    ((16u64 << 20) / shards).clamp(4 << 10, 128 << 10) / 64 * 64
 }
 
 /// Reads `buf.len()` bytes or up to the end of `f`, zero-filling the rest.
@@ -52,8 +67,135 @@ fn rs_err(e: reed_solomon_simd::Error) -> io::Error {
     io::Error::other(format!("reed-solomon: {e}"))
 }
 
+/// `acc ^= x`, byte-wise (the compiler vectorises it).
+fn xor_into(acc: &mut [u8], x: &[u8]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a ^= *b;
+    }
+}
+
+/// Whether recovery shard `k` of the code with `n` original and `p`
+/// recovery shards is the plain XOR of the originals. It is for `p = 1`
+/// with this crate, but that is the crate's business: this checks it by
+/// coding one 64-byte stripe of pseudo-random shards. The code is linear
+/// and acts alike on every 16-bit symbol, so 32 symbols agreeing leaves a
+/// chance below 2^-500 that a code with some other coefficient passes;
+/// and every rebuilt part is checked against the signed index anyway.
+pub fn is_xor_recovery(n: usize, p: usize, k: usize) -> bool {
+    let Ok(mut enc) = ReedSolomonEncoder::new(n, p, 64) else {
+        return false;
+    };
+    let mut seed = Sha256Digest::of(b"stoa parity: is recovery shard the XOR");
+    let mut want = [0u8; 64];
+    for _ in 0..n {
+        let mut shard = [0u8; 64];
+        for half in shard.chunks_mut(32) {
+            seed = Sha256Digest::of(&seed.0);
+            half.copy_from_slice(&seed.0);
+        }
+        xor_into(&mut want, &shard);
+        if enc.add_original_shard(shard).is_err() {
+            return false;
+        }
+    }
+    enc.encode()
+        .ok()
+        .and_then(|r| r.recovery(k).map(|s| s == want))
+        .unwrap_or(false)
+}
+
+type SinkOut = io::Result<Vec<(File, Hasher)>>;
+
+/// Writes and hashes several output files (parity parts, rebuilt parts) on
+/// a helper thread, so that SHA-256 and the write system calls of the
+/// output overlap with reading and coding on the caller's thread. At most
+/// `depth` buffers are in flight; they are recycled.
+struct ShardSink {
+    tx: Option<SyncSender<(usize, Vec<u8>)>>,
+    spare: Receiver<Vec<u8>>,
+    handle: Option<JoinHandle<SinkOut>>,
+}
+
+impl ShardSink {
+    /// With `sync_every`, each file's written data is flushed to disk every
+    /// that many bytes, so a final fsync has little left to do.
+    fn new(files: Vec<File>, depth: usize, sync_every: Option<u64>) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(depth);
+        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
+        let handle = std::thread::spawn(move || -> SinkOut {
+            let mut outs: Vec<(File, Hasher, u64)> = files
+                .into_iter()
+                .map(|f| (f, Hasher::default(), 0))
+                .collect();
+            for (k, mut buf) in rx {
+                let (f, h, since) = outs
+                    .get_mut(k)
+                    .ok_or_else(|| io::Error::other("no such output"))?;
+                f.write_all(&buf)?;
+                h.update(&buf);
+                *since += buf.len() as u64;
+                if sync_every.is_some_and(|every| *since >= every) {
+                    f.sync_data()?;
+                    *since = 0;
+                }
+                buf.clear();
+                let _ = recycle.try_send(buf);
+            }
+            Ok(outs.into_iter().map(|(f, h, _)| (f, h)).collect())
+        });
+        Self {
+            tx: Some(tx),
+            spare,
+            handle: Some(handle),
+        }
+    }
+
+    /// Sends a copy of `data` to be appended to output `k`.
+    fn send(&mut self, k: usize, data: &[u8]) -> io::Result<()> {
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.extend_from_slice(data);
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send((k, buf)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // the writer stopped: report its error
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("output writer stopped")))
+        }
+    }
+
+    fn join(&mut self) -> SinkOut {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("output writer panicked"))?,
+            None => Err(io::Error::other("output writer already finished")),
+        }
+    }
+
+    /// Waits for everything to be written; returns each file and the hash
+    /// of what was written to it.
+    fn finish(mut self) -> SinkOut {
+        self.join()
+    }
+}
+
+impl Drop for ShardSink {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Computes `count` parity parts over the written (temp) data parts, into
-/// temp files beside them. Returns the record and the temp paths.
+/// temp files beside them. Returns the record and the temp paths. The data
+/// parts were just written, so they are read back from the page cache;
+/// the parity parts are hashed and written on a helper thread.
 pub fn encode(
     written: &WrittenParts,
     bundle_name: &str,
@@ -84,15 +226,12 @@ pub fn encode(
             ))
         })
         .collect();
-    let mut outs: Vec<(io::BufWriter<File>, Hasher)> = tmps
-        .iter()
-        .map(|t| {
-            Ok((
-                io::BufWriter::with_capacity(1 << 20, File::create(t)?),
-                Hasher::default(),
-            ))
-        })
-        .collect::<io::Result<_>>()?;
+    let files: Vec<File> = tmps.iter().map(File::create).collect::<io::Result<_>>()?;
+    // about 8 MiB of output in flight
+    let depth = usize::try_from((8u64 << 20) / stripe)
+        .unwrap_or(64)
+        .max(2 * count);
+    let mut sink = ShardSink::new(files, depth, sync.then_some(64 << 20));
     let mut enc = ReedSolomonEncoder::new(n, count, sb).map_err(rs_err)?;
     let mut buf = vec![0u8; sb];
     for _ in 0..stripes {
@@ -101,14 +240,13 @@ pub fn encode(
             enc.add_original_shard(&buf).map_err(rs_err)?;
         }
         let res = enc.encode().map_err(rs_err)?;
-        for ((w, h), shard) in outs.iter_mut().zip(res.recovery_iter()) {
-            w.write_all(shard)?;
-            h.update(shard);
+        for (k, shard) in res.recovery_iter().enumerate() {
+            sink.send(k, shard)?;
         }
     }
+    let outs = sink.finish()?;
     let mut parts = Vec::with_capacity(count);
-    for (k, (w, h)) in outs.into_iter().enumerate() {
-        let f = w.into_inner().map_err(|e| e.into_error())?;
+    for (k, (f, h)) in outs.into_iter().enumerate() {
         if sync {
             f.sync_all()?;
         }
@@ -141,34 +279,60 @@ pub struct RepairReport {
     pub seconds: f64,
 }
 
+/// How [`repair`] writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairOptions {
+    /// Flush the rebuilt parts to disk before they are renamed into place
+    /// (for repairing straight onto removable media). Off by default, as
+    /// for `build`: a rebuilt part damaged by a power cut fails verify by
+    /// its signed SHA-256, and running repair again is the remedy.
+    pub fsync: bool,
+}
+
 /// Rebuilds the missing or damaged data parts of `set` into `out` (which
-/// may be the parts' own folder: a damaged part is then replaced). The
-/// shards used must be good: when presence and size already show bad data
-/// parts, the others are hashed while they are decoded (one pass) and the
-/// repair starts over with a full check if one of them turns out damaged;
-/// otherwise every part is hashed first. Each rebuilt part must match the
-/// signed index before it is renamed into place. More bad parts than good
-/// parity parts is an error naming them.
-pub fn repair(set: &PartSet, out: &Path) -> Result<RepairReport, FormatError> {
+/// may be the parts' own folder: a damaged part is then replaced). When
+/// presence and size already show bad data parts, the other parts are not
+/// hashed first: the rebuilt parts are checked against the signed index,
+/// and a damaged input cannot give a rebuilt part with the signed SHA-256
+/// (every input byte enters the rebuilt bytes with a non-zero
+/// coefficient). Only if a rebuilt part does not match is every part hashed
+/// to name the bad ones, and the repair runs again with them known. Each
+/// rebuilt part must match the signed index before it is renamed into
+/// place. More bad parts than good parity parts is an error naming them.
+pub fn repair(set: &PartSet, out: &Path, opts: RepairOptions) -> Result<RepairReport, FormatError> {
     let t0 = std::time::Instant::now();
     let stat = set.stat_problems();
     if stat.iter().any(|b| !b.parity) {
-        if let Some(r) = repair_with(set, out, stat, true, t0)? {
+        if let Some(r) = repair_with(set, out, stat, true, opts, t0)? {
             return Ok(r);
         }
     }
-    repair_with(set, out, set.full_problems(&[]), false, t0)?
+    repair_with(set, out, set.full_problems(&[]), false, opts, t0)?
         .ok_or_else(|| FormatError::Repair("a part changed while it was read".into()))
 }
 
-/// One repair pass with `bad` as the known bad parts. With `check_inputs`,
-/// the shards read are hashed and `None` is returned if one of them does
-/// not match the index.
+/// Where the rebuilt bytes come from: the byte-wise XOR of one parity part
+/// and the good data parts, or the Reed–Solomon decoder.
+enum Inputs {
+    Xor {
+        parity: File,
+        data: Vec<File>,
+    },
+    Decoder {
+        data: Vec<Option<File>>,
+        parity: Vec<(usize, File)>,
+    },
+}
+
+/// One repair pass with `bad` as the known bad parts. With `optimistic`
+/// (the other parts were not hashed), a rebuilt part that does not match
+/// the index gives `None` instead of an error.
 fn repair_with(
     set: &PartSet,
     out: &Path,
     bad: Vec<BadPart>,
-    check_inputs: bool,
+    optimistic: bool,
+    opts: RepairOptions,
     t0: std::time::Instant,
 ) -> Result<Option<RepairReport>, FormatError> {
     let idx = &set.index.index;
@@ -215,141 +379,118 @@ fn repair_with(
     let io_err = |what: &str, p: &Path, e: io::Error| {
         FormatError::Repair(format!("{what} {}: {e}", p.display()))
     };
-    let stripe = par.stripe;
-    let sb = stripe as usize;
-    let stripes = idx.part_size.div_ceil(stripe);
-    // readers: good data parts, good parity parts
-    let mut data_in: Vec<Option<File>> = Vec::with_capacity(n);
-    for (i, f) in set.files.iter().enumerate() {
-        if bad_data.contains(&i) {
-            data_in.push(None);
-        } else {
-            let p = f
-                .as_ref()
-                .ok_or_else(|| FormatError::Repair(format!("part {} has no file", i + 1)))?;
-            data_in.push(Some(File::open(p).map_err(|e| io_err("open", p, e))?));
-        }
-    }
-    let mut par_in: Vec<(usize, File)> = Vec::new();
-    for &k in good_parity.iter().take(bad_data.len()) {
+    let open_data = |i: usize| -> Result<File, FormatError> {
+        let p = set.files[i]
+            .as_ref()
+            .ok_or_else(|| FormatError::Repair(format!("part {} has no file", i + 1)))?;
+        File::open(p).map_err(|e| io_err("open", p, e))
+    };
+    let open_parity = |k: usize| -> Result<File, FormatError> {
         let p = set.parity_files[k]
             .as_ref()
             .ok_or_else(|| FormatError::Repair(format!("parity part {} has no file", k + 1)))?;
-        par_in.push((k, File::open(p).map_err(|e| io_err("open", p, e))?));
-    }
-    // writers for the rebuilt parts
-    let mut outs: Vec<(usize, PathBuf, io::BufWriter<File>, Hasher)> = Vec::new();
-    for &i in &bad_data {
-        let name = &idx.parts[i].name;
-        let tmp = out.join(format!(".{name}.partial-{}", std::process::id()));
-        let f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-        outs.push((
-            i,
-            tmp,
-            io::BufWriter::with_capacity(1 << 20, f),
-            Hasher::default(),
-        ));
-    }
-    let cleanup = |outs: &[(usize, PathBuf, io::BufWriter<File>, Hasher)]| {
-        for (_, t, _, _) in outs {
+        File::open(p).map_err(|e| io_err("open", p, e))
+    };
+    let inputs = if bad_data.len() == 1 && is_xor_recovery(n, np, good_parity[0]) {
+        Inputs::Xor {
+            parity: open_parity(good_parity[0])?,
+            data: (0..n)
+                .filter(|i| *i != bad_data[0])
+                .map(open_data)
+                .collect::<Result<_, _>>()?,
+        }
+    } else {
+        Inputs::Decoder {
+            data: (0..n)
+                .map(|i| (!bad_data.contains(&i)).then(|| open_data(i)).transpose())
+                .collect::<Result<_, _>>()?,
+            parity: good_parity
+                .iter()
+                .take(bad_data.len())
+                .map(|&k| Ok((k, open_parity(k)?)))
+                .collect::<Result<_, FormatError>>()?,
+        }
+    };
+    // writers for the rebuilt parts, on a helper thread that hashes them too
+    let tmps: Vec<PathBuf> = bad_data
+        .iter()
+        .map(|&i| {
+            out.join(format!(
+                ".{}.partial-{}",
+                idx.parts[i].name,
+                std::process::id()
+            ))
+        })
+        .collect();
+    let cleanup = |tmps: &[PathBuf]| {
+        for t in tmps {
             let _ = fs::remove_file(t);
         }
     };
-    let mut dec =
-        ReedSolomonDecoder::new(n, np, sb).map_err(|e| FormatError::Repair(e.to_string()))?;
-    let mut buf = vec![0u8; sb];
-    let mut bytes_read = 0u64;
-    let mut data_h: Vec<Hasher> = vec![Hasher::default(); n];
-    let mut par_h: Vec<Hasher> = vec![Hasher::default(); par_in.len()];
-    let res = (|| -> Result<(), FormatError> {
-        for s in 0..stripes {
-            for (i, f) in data_in.iter_mut().enumerate() {
-                if let Some(f) = f {
-                    let got = read_padded(f, &mut buf)
-                        .map_err(|e| FormatError::Repair(format!("read part {}: {e}", i + 1)))?;
-                    if check_inputs {
-                        data_h[i].update(&buf[..got]);
-                    }
-                    dec.add_original_shard(i, &buf)
-                        .map_err(|e| FormatError::Repair(e.to_string()))?;
-                    bytes_read += stripe;
-                }
-            }
-            for (j, (k, f)) in par_in.iter_mut().enumerate() {
-                let got = read_padded(f, &mut buf).map_err(|e| {
-                    FormatError::Repair(format!("read parity part {}: {e}", *k + 1))
-                })?;
-                if check_inputs {
-                    par_h[j].update(&buf[..got]);
-                }
-                dec.add_recovery_shard(*k, &buf)
-                    .map_err(|e| FormatError::Repair(e.to_string()))?;
-                bytes_read += stripe;
-            }
-            let r = dec
-                .decode()
-                .map_err(|e| FormatError::Repair(e.to_string()))?;
-            for (i, tmp, w, h) in outs.iter_mut() {
-                let shard = r
-                    .restored_original(*i)
-                    .ok_or_else(|| FormatError::Repair(format!("part {} not restored", *i + 1)))?;
-                let size = idx.parts[*i].size;
-                let start = s * stripe;
-                let take = size.saturating_sub(start).min(stripe) as usize;
-                w.write_all(&shard[..take])
-                    .map_err(|e| io_err("write", tmp, e))?;
-                h.update(&shard[..take]);
+    let mut files = Vec::with_capacity(tmps.len());
+    for t in &tmps {
+        match File::create(t) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                cleanup(&tmps);
+                return Err(io_err("create", t, e));
             }
         }
-        Ok(())
-    })();
-    if let Err(e) = res {
-        cleanup(&outs);
-        return Err(e);
     }
-    if check_inputs {
-        let data_ok = data_in.iter().enumerate().all(|(i, f)| {
-            f.is_none() || {
-                let (sha, len) = std::mem::take(&mut data_h[i]).finish();
-                sha == idx.parts[i].sha256 && len == idx.parts[i].size
-            }
-        });
-        let par_ok = par_in.iter().enumerate().all(|(j, (k, _))| {
-            let (sha, len) = std::mem::take(&mut par_h[j]).finish();
-            sha == par.parts[*k].sha256 && len == par.parts[*k].size
-        });
-        if !(data_ok && par_ok) {
-            cleanup(&outs);
-            return Ok(None);
+    let sink = ShardSink::new(files, 8, opts.fsync.then_some(64 << 20));
+    let rebuilt_sizes: Vec<u64> = bad_data.iter().map(|&i| idx.parts[i].size).collect();
+    let res = match inputs {
+        Inputs::Xor { parity, data } => rebuild_xor(parity, data, rebuilt_sizes[0], sink),
+        Inputs::Decoder { data, parity } => rebuild_decoder(
+            data,
+            parity,
+            &bad_data,
+            &rebuilt_sizes,
+            n,
+            np,
+            par.stripe,
+            idx.part_size,
+            sink,
+        ),
+    };
+    let (outs, bytes_read) = match res {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(&tmps);
+            return Err(e);
         }
-    }
-    let mut rebuilt = Vec::new();
+    };
     let mut finals = Vec::new();
-    for (i, tmp, w, h) in std::mem::take(&mut outs) {
+    for ((&i, (f, h)), tmp) in bad_data.iter().zip(outs).zip(&tmps) {
         let rec = &idx.parts[i];
-        let f = w
-            .into_inner()
-            .map_err(|e| io_err("write", &tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+        if opts.fsync {
+            if let Err(e) = f.sync_all() {
+                cleanup(&tmps);
+                return Err(io_err("fsync", tmp, e));
+            }
+        }
         let (sha, size) = h.finish();
         if sha != rec.sha256 || size != rec.size {
-            let _ = fs::remove_file(&tmp);
-            for (_, t) in &finals {
-                let _ = fs::remove_file(t);
+            cleanup(&tmps);
+            if optimistic {
+                return Ok(None);
             }
             return Err(FormatError::Repair(format!(
                 "rebuilt part {} of {n} ({}) does not match the signed index (a parity part is damaged as well?)",
                 rec.number, rec.name
             )));
         }
-        finals.push((rec.name.clone(), tmp));
+        finals.push((rec.name.clone(), tmp.clone()));
     }
+    let mut rebuilt = Vec::new();
     for (name, tmp) in finals {
         let dest = out.join(&name);
         fs::rename(&tmp, &dest).map_err(|e| io_err("rename", &dest, e))?;
         rebuilt.push((name, dest));
     }
-    let _ = File::open(out).and_then(|d| d.sync_all());
+    if opts.fsync {
+        let _ = File::open(out).and_then(|d| d.sync_all());
+    }
     // a repair into another folder carries the index along
     let idx_dir = set
         .index
@@ -373,4 +514,112 @@ fn repair_with(
         bytes_read,
         seconds: t0.elapsed().as_secs_f64(),
     }))
+}
+
+/// One lost part as the XOR of the parity part and every other data part
+/// (shorter parts count as zero-padded), in large sequential reads.
+fn rebuild_xor(
+    mut parity: File,
+    mut data: Vec<File>,
+    size: u64,
+    mut sink: ShardSink,
+) -> Result<(Vec<(File, Hasher)>, u64), FormatError> {
+    let rerr = |what: &str, e: io::Error| FormatError::Repair(format!("read {what}: {e}"));
+    let mut acc = vec![0u8; XOR_CHUNK];
+    let mut buf = vec![0u8; XOR_CHUNK];
+    let mut done = 0u64;
+    let mut bytes_read = 0u64;
+    while done < size {
+        let take = usize::try_from(size - done)
+            .unwrap_or(usize::MAX)
+            .min(XOR_CHUNK);
+        bytes_read +=
+            read_padded(&mut parity, &mut acc[..take]).map_err(|e| rerr("parity part", e))? as u64;
+        for f in data.iter_mut() {
+            bytes_read += read_padded(f, &mut buf[..take]).map_err(|e| rerr("part", e))? as u64;
+            xor_into(&mut acc[..take], &buf[..take]);
+        }
+        sink.send(0, &acc[..take])
+            .map_err(|e| FormatError::Repair(format!("write rebuilt part: {e}")))?;
+        done += take as u64;
+    }
+    let outs = sink
+        .finish()
+        .map_err(|e| FormatError::Repair(format!("write rebuilt part: {e}")))?;
+    Ok((outs, bytes_read))
+}
+
+/// Lost parts through the Reed–Solomon decoder, stripe by stripe.
+#[allow(clippy::too_many_arguments)]
+fn rebuild_decoder(
+    mut data: Vec<Option<File>>,
+    mut parity: Vec<(usize, File)>,
+    bad_data: &[usize],
+    sizes: &[u64],
+    n: usize,
+    np: usize,
+    stripe: u64,
+    part_size: u64,
+    mut sink: ShardSink,
+) -> Result<(Vec<(File, Hasher)>, u64), FormatError> {
+    let rs = |e: reed_solomon_simd::Error| FormatError::Repair(e.to_string());
+    let sb = usize::try_from(stripe).map_err(|_| FormatError::Repair("stripe too large".into()))?;
+    let stripes = part_size.div_ceil(stripe);
+    let mut dec = ReedSolomonDecoder::new(n, np, sb).map_err(rs)?;
+    let mut buf = vec![0u8; sb];
+    let mut bytes_read = 0u64;
+    for s in 0..stripes {
+        for (i, f) in data.iter_mut().enumerate() {
+            if let Some(f) = f {
+                bytes_read += read_padded(f, &mut buf)
+                    .map_err(|e| FormatError::Repair(format!("read part {}: {e}", i + 1)))?
+                    as u64;
+                dec.add_original_shard(i, &buf).map_err(rs)?;
+            }
+        }
+        for (k, f) in parity.iter_mut() {
+            bytes_read += read_padded(f, &mut buf)
+                .map_err(|e| FormatError::Repair(format!("read parity part {}: {e}", *k + 1)))?
+                as u64;
+            dec.add_recovery_shard(*k, &buf).map_err(rs)?;
+        }
+        let r = dec.decode().map_err(rs)?;
+        for (j, (&i, &size)) in bad_data.iter().zip(sizes).enumerate() {
+            let shard = r
+                .restored_original(i)
+                .ok_or_else(|| FormatError::Repair(format!("part {} not restored", i + 1)))?;
+            let start = s * stripe;
+            let take = size.saturating_sub(start).min(stripe) as usize;
+            if take > 0 {
+                sink.send(j, &shard[..take])
+                    .map_err(|e| FormatError::Repair(format!("write rebuilt part: {e}")))?;
+            }
+        }
+    }
+    let outs = sink
+        .finish()
+        .map_err(|e| FormatError::Repair(format!("write rebuilt part: {e}")))?;
+    Ok((outs, bytes_read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_parity_part_is_the_xor_of_the_data_parts() {
+        for n in [1, 2, 3, 5, 6, 17, 64, 100, 999] {
+            assert!(is_xor_recovery(n, 1, 0), "{n} data parts, 1 parity");
+        }
+        // two parity parts are a real Reed–Solomon code, not XOR
+        assert!(!is_xor_recovery(5, 2, 0) || !is_xor_recovery(5, 2, 1));
+    }
+
+    #[test]
+    fn stripe_is_128k_or_less_and_bounds_codec_memory() {
+        assert_eq!(choose_stripe(5, 1), 128 << 10);
+        assert_eq!(choose_stripe(999, 255) % 64, 0);
+        assert!(choose_stripe(999, 255) * 2048 <= 16 << 20);
+        assert!(choose_stripe(999, 255) >= 4 << 10);
+    }
 }

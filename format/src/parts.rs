@@ -10,6 +10,8 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
@@ -419,9 +421,7 @@ pub fn write_index(
     let ip = dir.join(index_name(&index.bundle.name));
     let sp = dir.join(sig_name(&index.bundle.name));
     for (p, data) in [(&sp, signatures_to_text(&sigs).into_bytes()), (&ip, bytes)] {
-        let tmp = dir.join(format!(".{}.partial-{}", file_name(p), std::process::id()));
-        fs::write(&tmp, &data)?;
-        fs::rename(&tmp, p)?;
+        crate::durable::write_atomic(p, &data)?;
     }
     Ok((ip, sp))
 }
@@ -457,7 +457,11 @@ impl WrittenParts {
 /// bytes in `dir`, named `<bundle>.partNNN`. Each part is written to a temp
 /// name and renamed when complete; the per-part and whole SHA-256 are
 /// computed as the bytes pass. Used inside [`crate::pipe::WriteBehind`], so
-/// hashing and writing run off the caller's thread.
+/// writing and the part hashes run off the caller's thread; the whole
+/// bundle's hash runs on one more thread ([`WholeHash`]), fed copies of the
+/// bytes. Through the first part both hashes see the same bytes from the
+/// same start, so the whole hash starts as a copy of part 1's at its end
+/// and hashes only the bytes after it.
 pub struct PartWriter {
     dir: PathBuf,
     bundle_name: String,
@@ -465,7 +469,7 @@ pub struct PartWriter {
     cur: Option<(File, PathBuf, Hasher)>,
     parts: Vec<PartRecord>,
     tmp: Vec<PathBuf>,
-    whole: Hasher,
+    whole: WholeHash,
     sync: bool,
 }
 
@@ -479,6 +483,117 @@ impl fmt::Debug for PartWriter {
     }
 }
 
+enum WholeMsg {
+    /// The hash state at the end of part 1 (the whole stream so far).
+    Start(Hasher),
+    Data(Vec<u8>),
+}
+
+/// The whole-stream SHA-256 of a [`PartWriter`], on a helper thread: the
+/// machine's other core hashes while the writer's thread writes and hashes
+/// parts. Buffers of [`crate::pipe::CHUNK`] bytes are recycled; at most
+/// [`crate::pipe::DEPTH`] are in flight.
+struct WholeHash {
+    tx: Option<SyncSender<WholeMsg>>,
+    spare: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    handle: Option<JoinHandle<Option<Hasher>>>,
+}
+
+impl WholeHash {
+    fn new() -> Self {
+        let depth = crate::pipe::DEPTH;
+        let (tx, rx) = mpsc::sync_channel::<WholeMsg>(depth);
+        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
+        let handle = std::thread::spawn(move || {
+            let mut h: Option<Hasher> = None;
+            let mut early = false;
+            for m in rx {
+                match m {
+                    WholeMsg::Start(s) => h = Some(s),
+                    WholeMsg::Data(mut d) => {
+                        match h.as_mut() {
+                            Some(h) => h.update(&d),
+                            None => early = true,
+                        }
+                        d.clear();
+                        let _ = recycle.try_send(d);
+                    }
+                }
+            }
+            // no part at all: the empty stream
+            (!early).then(|| h.unwrap_or_default())
+        });
+        Self {
+            tx: Some(tx),
+            spare,
+            buf: Vec::new(),
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&mut self, m: WholeMsg) -> io::Result<()> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(io::Error::other("the whole-bundle hashing thread stopped"))
+        }
+    }
+
+    fn start(&mut self, state: Hasher) -> io::Result<()> {
+        self.send(WholeMsg::Start(state))
+    }
+
+    /// Hashes a copy of `data` on the helper thread.
+    fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let chunk = crate::pipe::CHUNK;
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf = self.spare.try_recv().unwrap_or_default();
+                self.buf.reserve(chunk);
+            }
+            let n = (chunk - self.buf.len().min(chunk)).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() >= chunk {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::take(&mut self.buf);
+        self.send(WholeMsg::Data(full))
+    }
+
+    fn finish(&mut self) -> io::Result<(Sha256Digest, u64)> {
+        self.flush()?;
+        self.tx = None;
+        let h = self
+            .handle
+            .take()
+            .ok_or_else(|| io::Error::other("whole-bundle hash already finished"))?
+            .join()
+            .map_err(|_| io::Error::other("the whole-bundle hashing thread panicked"))?
+            .ok_or_else(|| io::Error::other("whole-bundle hash: bytes before the end of part 1"))?;
+        Ok(h.finish())
+    }
+}
+
+impl Drop for WholeHash {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 impl PartWriter {
     pub fn new(dir: &Path, bundle_name: &str, part_size: PartSize, sync: bool) -> Self {
         Self {
@@ -488,7 +603,7 @@ impl PartWriter {
             cur: None,
             parts: Vec::new(),
             tmp: Vec::new(),
-            whole: Hasher::default(),
+            whole: WholeHash::new(),
             sync,
         }
     }
@@ -508,6 +623,10 @@ impl PartWriter {
             }
             drop(f);
             let n = self.parts.len() + 1;
+            if n == 1 {
+                // the whole stream so far is part 1
+                self.whole.start(h.clone())?;
+            }
             let name = part_name(&self.bundle_name, n);
             self.tmp.push(tmp);
             let (sha256, size) = h.finish();
@@ -530,7 +649,7 @@ impl PartWriter {
                 self.parts.len()
             )));
         }
-        let (sha256, size) = std::mem::take(&mut self.whole).finish();
+        let (sha256, size) = self.whole.finish()?;
         Ok(WrittenParts {
             dir: self.dir.clone(),
             parts: std::mem::take(&mut self.parts),
@@ -573,6 +692,7 @@ impl Write for PartWriter {
             let f = File::create(&tmp)?;
             self.cur = Some((f, tmp, Hasher::default()));
         }
+        let first = self.parts.is_empty();
         let Some((f, _, h)) = self.cur.as_mut() else {
             return Err(io::Error::other("no part open"));
         };
@@ -580,7 +700,9 @@ impl Write for PartWriter {
         let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
         f.write_all(&data[..n])?;
         h.update(&data[..n]);
-        self.whole.update(&data[..n]);
+        if !first {
+            self.whole.update(&data[..n])?;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -671,6 +793,22 @@ mod tests {
             cat.extend(fs::read(dir.path().join(&p.name)).unwrap());
         }
         assert_eq!(cat, data);
+    }
+
+    #[test]
+    fn part_writer_whole_hash_with_one_part_and_an_exact_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let size: PartSize = "1MiB".parse().unwrap();
+        for len in [5usize, 1 << 20, 2 << 20, (3 << 20) + 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut w = PartWriter::new(dir.path(), &format!("b{len}"), size, false);
+            w.write_all(&data).unwrap();
+            let out = w.finish().unwrap();
+            assert_eq!(out.parts.len(), len.div_ceil(1 << 20), "{len}");
+            assert_eq!(out.sha256, Sha256Digest::of(&data), "{len}");
+            assert_eq!(out.size, len as u64);
+            out.discard();
+        }
     }
 }
 

@@ -43,7 +43,41 @@ pub fn inspection(i: &Inspection, trusted: Option<&[KeyId]>, bundle_size: Option
         "entries": m.entries.len(),
         "content_bytes": m.content_size(),
         "bundle_bytes": bundle_size,
+        "delta": delta(m),
     })
+}
+
+/// The `delta` object of inspect and verify: the base chain and every entry
+/// the bundle relies on without carrying (null for a full bundle).
+pub fn delta(m: &BundleManifest) -> Value {
+    let Some(d) = &m.delta else {
+        return Value::Null;
+    };
+    json!({
+        "base": d.bases.first().map(base),
+        "chain": d.bases.iter().map(base).collect::<Vec<_>>(),
+        "omitted_entries": d.omitted.len(),
+        "omitted_bytes": d.omitted.iter().map(|e| e.size).sum::<u64>(),
+        "omitted": d.omitted.iter().map(|e| json!({
+            "path": e.path, "kind": kind_of(&e.path), "size": e.size, "sha256": e.sha256.hex(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn base(b: &crate::manifest::BaseRelease) -> Value {
+    json!({"name": b.name, "version": b.version.to_string(), "manifest_sha256": b.manifest_sha256.hex()})
+}
+
+/// What kind of content an entry path holds.
+pub fn kind_of(path: &str) -> &'static str {
+    match path.split('/').next() {
+        Some("oci") => "image",
+        Some("charts") => "chart",
+        Some("migrations") => "migration",
+        Some("files") => "file",
+        Some("anchors") => "root",
+        _ => "other",
+    }
 }
 
 /// The verify document.
@@ -57,11 +91,12 @@ pub fn verified(v: &VerifiedBundle) -> Value {
         "signers": v.signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "entries": v.manifest.entries.len(),
         "content_bytes": v.content_bytes,
+        "delta": delta(&v.manifest),
     })
 }
 
 fn entry_size(m: &BundleManifest, path: &str) -> u64 {
-    m.entry(path).map(|e| e.size).unwrap_or(0)
+    m.listed(path).map(|e| e.size).unwrap_or(0)
 }
 
 /// Bytes as a short human figure (IEC units).
@@ -119,6 +154,37 @@ pub fn inspection_text(v: &Value) -> String {
     ));
     if let Some(b) = v["bundle_bytes"].as_u64() {
         line(format!("bundle file  {}", human_bytes(b)));
+    }
+    let d = &v["delta"];
+    if !d.is_null() {
+        let b = &d["base"];
+        line(format!(
+            "delta on     {} {} (manifest sha256:{})",
+            b["name"].as_str().unwrap_or(""),
+            b["version"].as_str().unwrap_or(""),
+            b["manifest_sha256"].as_str().unwrap_or("")
+        ));
+        for c in d["chain"].as_array().into_iter().flatten().skip(1) {
+            line(format!(
+                "  which is a delta on {} {} (manifest sha256:{})",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or(""),
+                c["manifest_sha256"].as_str().unwrap_or("")
+            ));
+        }
+        line(format!(
+            "relies on    {} in {} entries the site must hold:",
+            n(&d["omitted_bytes"]),
+            d["omitted_entries"]
+        ));
+        for e in d["omitted"].as_array().into_iter().flatten() {
+            line(format!(
+                "  {}  {}  {}",
+                e["kind"].as_str().unwrap_or(""),
+                e["path"].as_str().unwrap_or(""),
+                n(&e["size"])
+            ));
+        }
     }
     let images = v["images"].as_array().cloned().unwrap_or_default();
     line(format!("images ({})", images.len()));

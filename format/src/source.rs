@@ -4,7 +4,8 @@
 //! parts index (`<bundle>.parts.json`), a folder holding one index, or the
 //! list of part files. A part set is read through [`PartsReader`], which
 //! chains the parts in order and checks each part's size and SHA-256
-//! against the signed index as it goes (on a helper thread): no
+//! against the signed index as it goes (on a helper thread, fed copies in
+//! recycled buffers, so the part hashes use the machine's other core): no
 //! concatenated copy, memory bounded. When reading fails, [`BundleSource::explain`]
 //! re-checks the parts not yet confirmed and names the bad ones.
 
@@ -683,6 +684,8 @@ pub struct PartsReader {
     next: usize,
     cur: Option<(File, u64)>,
     tx: Option<SyncSender<HashMsg>>,
+    /// Buffers the hashing thread has finished with, for reuse.
+    spare: Receiver<Vec<u8>>,
     handle: Option<JoinHandle<()>>,
     progress: PartsProgress,
     finished: bool,
@@ -703,15 +706,18 @@ impl PartsReader {
         if let Ok(mut s) = progress.inner.lock() {
             s.total = set.data_parts();
         }
-        let (tx, rx) = mpsc::sync_channel::<HashMsg>(16);
+        let depth = crate::pipe::DEPTH;
+        let (tx, rx) = mpsc::sync_channel::<HashMsg>(depth);
+        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
         let records: Vec<PartRecord> = set.index.index.parts.clone();
         let prog = progress.clone();
-        let handle = std::thread::spawn(move || hash_thread(rx, &records, &prog));
+        let handle = std::thread::spawn(move || hash_thread(rx, &recycle, &records, &prog));
         Self {
             set,
             next: 0,
             cur: None,
             tx: Some(tx),
+            spare,
             handle: Some(handle),
             progress,
             finished: false,
@@ -748,11 +754,20 @@ impl PartsReader {
     }
 }
 
-fn hash_thread(rx: Receiver<HashMsg>, records: &[PartRecord], prog: &PartsProgress) {
+fn hash_thread(
+    rx: Receiver<HashMsg>,
+    recycle: &SyncSender<Vec<u8>>,
+    records: &[PartRecord],
+    prog: &PartsProgress,
+) {
     let mut h = Hasher::default();
     for m in rx {
         match m {
-            HashMsg::Data(d) => h.update(&d),
+            HashMsg::Data(mut d) => {
+                h.update(&d);
+                d.clear();
+                let _ = recycle.try_send(d);
+            }
             HashMsg::End(i) => {
                 let (sha, len) = std::mem::take(&mut h).finish();
                 let r = &records[i];
@@ -835,7 +850,11 @@ impl Read for PartsReader {
                 continue;
             }
             *got += n as u64;
-            self.send(HashMsg::Data(buf[..n].to_vec()))?;
+            // a copy for the hashing thread, in a recycled buffer: no
+            // allocation (and no fresh pages) per read
+            let mut copy = self.spare.try_recv().unwrap_or_default();
+            copy.extend_from_slice(&buf[..n]);
+            self.send(HashMsg::Data(copy))?;
             return Ok(n);
         }
     }

@@ -3,6 +3,7 @@
 //! digest the manifest declares, so a bundle never carries bytes its manifest
 //! does not vouch for.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::keys::SigningKeyPair;
 use crate::limits::Limits;
-use crate::manifest::{BundleManifest, Entry};
+use crate::manifest::{BaseRelease, BundleManifest, Delta, Entry};
 use crate::zframe::{looks_compressed, FrameWriter};
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
@@ -142,6 +143,49 @@ impl BundleWriter {
             .collect();
         planned.extend(extra);
         Self::new(self.manifest, planned, self.mtime, limits)
+    }
+
+    /// Makes this bundle a delta on `bases[0]` (the chain after it are that
+    /// release's own bases): every entry whose digest is in `have` (what a
+    /// site holds once it has applied the base) and that a delta may leave
+    /// out ([`crate::delta::omittable`]) moves from the entries to
+    /// `delta.omitted`, and its source is dropped. The manifest becomes
+    /// format version 2. Returns the bundle and the bytes left out.
+    pub fn into_delta(
+        self,
+        bases: Vec<BaseRelease>,
+        have: &HashSet<Sha256Digest>,
+        limits: &Limits,
+    ) -> Result<(Self, u64), FormatError> {
+        let mut manifest = self.manifest;
+        let mut kept = Vec::with_capacity(manifest.entries.len());
+        let mut sources = Vec::with_capacity(self.sources.len());
+        let mut omitted = Vec::new();
+        let mut left_out = 0;
+        for (e, s) in std::mem::take(&mut manifest.entries)
+            .into_iter()
+            .zip(self.sources)
+        {
+            if have.contains(&e.sha256) && crate::delta::omittable(&e) {
+                left_out += e.size;
+                omitted.push(e);
+            } else {
+                kept.push(e);
+                sources.push(s);
+            }
+        }
+        manifest.entries = kept;
+        manifest.format_version = crate::DELTA_FORMAT_VERSION;
+        manifest.delta = Some(Delta { bases, omitted });
+        manifest.validate(limits)?;
+        Ok((
+            Self {
+                manifest,
+                sources,
+                mtime: self.mtime,
+            },
+            left_out,
+        ))
     }
 
     pub fn manifest(&self) -> &BundleManifest {

@@ -51,6 +51,7 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
                 path: "files/layer.gz".into(),
             },
         ],
+        delta: None,
         entries: vec![],
     };
     let planned = vec![

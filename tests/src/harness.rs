@@ -28,8 +28,14 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The bundler, with no registries.conf from the machine
+/// (`$CONTAINERS_REGISTRIES_CONF` set to an empty file: the build host's
+/// /etc/containers/registries.conf must not send test pulls elsewhere); a
+/// test that wants one passes `--registries-conf` or sets the variable.
 pub fn bundler() -> Command {
-    Command::new(bin_dir().join("stoa-bundler"))
+    let mut c = Command::new(bin_dir().join("stoa-bundler"));
+    c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    c
 }
 
 pub fn updater() -> Command {
@@ -428,4 +434,149 @@ pub fn upstream_charts() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The local mirror of the Full On-Premises stack's upstream locations
+/// (scripts/local-mirror.sh, the same the demo uses): a loopback
+/// docker-registry with stand-in images under the upstream names and the
+/// bitnami OCI charts pushed by real Helm, a classic chart repository for
+/// opensearch and vault, and a registries.conf pointing docker.io, quay.io,
+/// … at it. Stopped when dropped.
+#[derive(Debug)]
+pub struct Mirror {
+    pub dir: PathBuf,
+    /// `127.0.0.1:<port>` of the mirror registry.
+    pub registry: String,
+    /// `http://127.0.0.1:<port>` of the classic chart repository.
+    pub chart_repo: String,
+    /// The `stoa-bundler build` flags that use it (`--registries-conf …`,
+    /// `--chart-repo-mirror …`, `--insecure-registry …`).
+    pub build_flags: Vec<String>,
+}
+
+impl Mirror {
+    pub fn start(dir: &Path) -> Self {
+        require("docker-registry", "docker-registry");
+        require("skopeo", "skopeo");
+        require("python3", "python3");
+        let dir = dir.join("mirror");
+        let out = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
+            .arg("start")
+            .arg(&dir)
+            .env("STOA_HELM", real_helm(3))
+            .env("STOA_FIXTURES", fixtures_bin())
+            .env("STOA_UPSTREAM_CHARTS", upstream_charts()));
+        assert!(
+            out.status.success(),
+            "scripts/local-mirror.sh start failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| {
+            fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("local mirror {f}: {e}"))
+                .trim()
+                .to_owned()
+        };
+        let build_flags = read("bundler-flags")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Self {
+            registry: read("registry-host"),
+            chart_repo: read("chart-repo-url"),
+            build_flags,
+            dir,
+        }
+    }
+
+    /// The chart archive `helm package` made and the mirror serves
+    /// (`packages/` for OCI charts, `repo/<repo>/` for the classic ones).
+    pub fn chart_archive(&self, name: &str, version: &str) -> PathBuf {
+        let file = format!("{name}-{version}.tgz");
+        for d in ["packages", "repo/opensearch", "repo/hashicorp"] {
+            let p = self.dir.join(d).join(&file);
+            if p.exists() {
+                return p;
+            }
+        }
+        panic!("the local mirror has no {file}")
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = run(Command::new(repo_root().join("scripts/local-mirror.sh"))
+            .arg("stop")
+            .arg(&self.dir));
+    }
+}
+
+/// Real kubectl, next to real Helm (`$STOA_HELM_DIR/kubectl`, by default
+/// `target/helm-bin/kubectl`): the preflight asks the server's version with it.
+#[track_caller]
+pub fn real_kubectl() -> PathBuf {
+    let k = real_helm(3).with_file_name("kubectl");
+    assert!(
+        k.exists(),
+        "real kubectl is required at {} (scripts/get-helm.sh installs it)",
+        k.display()
+    );
+    k
+}
+
+/// The `fake-kube-api` stand-in on loopback: answers `GET /version` like a
+/// kube-apiserver of `git_version`; killed on drop. `kubeconfig` points at it.
+pub struct KubeApi {
+    child: std::process::Child,
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeApi {
+    #[track_caller]
+    pub fn start(dir: &Path, git_version: &str) -> Self {
+        Self::start_with_namespaces(dir, git_version, &dir.join("namespaces"))
+    }
+
+    /// As [`KubeApi::start`]; the namespaces that exist are the files in
+    /// `namespaces` (the Helm stand-in adds `$FAKE_HELM_STATE/namespaces/<ns>`).
+    #[track_caller]
+    pub fn start_with_namespaces(dir: &Path, git_version: &str, namespaces: &Path) -> Self {
+        fs::create_dir_all(dir).expect("kube api dir");
+        let port_file = dir.join("kube-api.port");
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = fs::remove_file(&port_file);
+        let child = Command::new(bin_dir().join("fake-kube-api"))
+            .arg(git_version)
+            .arg(&port_file)
+            .arg(&kubeconfig)
+            .arg(namespaces)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start fake-kube-api (cargo build --workspace --bins)");
+        let t = std::time::Instant::now();
+        let port = loop {
+            if let Some(p) = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(t.elapsed().as_secs() < 20, "fake-kube-api did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        Self {
+            child,
+            port,
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

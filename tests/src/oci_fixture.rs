@@ -271,3 +271,65 @@ pub fn sample_images(version: &str) -> Vec<FixtureImage> {
         },
     ]
 }
+
+/// The upstream images of the Full On-Premises stack, as its charts name
+/// them (the Chart.yaml `images` annotations of the bitnami charts, the
+/// `image` values of opensearch and vault; ../shared/upstream-charts) and
+/// as the example release (manifests/stoa-platform*.toml) lists them.
+/// Nobody can download them here: the local mirror (scripts/local-mirror.sh)
+/// serves stand-ins made under these names by [`stack_images`].
+pub const STACK_IMAGES: &[&str] = &[
+    // postgresql-ha 16.3.4
+    "docker.io/bitnami/postgresql-repmgr:17.6.0-debian-12-r2",
+    "docker.io/bitnami/pgpool:4.6.3-debian-12-r0",
+    "docker.io/bitnami/postgres-exporter:0.17.1-debian-12-r16",
+    "docker.io/bitnami/os-shell:12-debian-12-r51",
+    // opensearch 3.6.0 (image.tag defaults to the appVersion; busybox for
+    // the init containers)
+    "docker.io/opensearchproject/opensearch:3.6.0",
+    "docker.io/library/busybox:latest",
+    // minio 17.0.23
+    "docker.io/bitnami/minio:2025.7.23-debian-12-r3",
+    "docker.io/bitnami/minio-client:2025.7.21-debian-12-r2",
+    "docker.io/bitnami/minio-object-browser:2.0.2-debian-12-r3",
+    "docker.io/bitnami/os-shell:12-debian-12-r50",
+    // vault 0.34.1 (server and injector agent, injector, CSI provider)
+    "docker.io/hashicorp/vault:2.0.4",
+    "docker.io/hashicorp/vault-k8s:1.7.6",
+    "docker.io/hashicorp/vault-csi-provider:1.7.4",
+];
+
+/// A layout ref name for an upstream image name (`/` and `:` become `-`).
+pub fn stack_ref_name(upstream: &str) -> String {
+    upstream.replace(['/', ':'], "-")
+}
+
+/// Small stand-ins for [`STACK_IMAGES`], each a two-platform index
+/// (linux/amd64, linux/arm64, as the real ones are) sharing one base layer,
+/// with the upstream name inside; ref names by [`stack_ref_name`].
+pub fn stack_images() -> Vec<(String, FixtureImage)> {
+    let base = layer_tgz(&[
+        ("etc/os-release", b"ID=stoa-stand-in\nVERSION_ID=1\n"),
+        ("bin/sh", b"#!stub\n"),
+    ]);
+    STACK_IMAGES
+        .iter()
+        .map(|name| {
+            let own = layer_tgz(&[(
+                "opt/stand-in/IMAGE",
+                format!("stand-in for {name}\n").as_bytes(),
+            )]);
+            (
+                (*name).to_owned(),
+                FixtureImage {
+                    ref_name: stack_ref_name(name),
+                    platforms: vec![
+                        ("linux".to_owned(), "amd64".to_owned()),
+                        ("linux".to_owned(), "arm64".to_owned()),
+                    ],
+                    layers: vec![base.clone(), own],
+                },
+            )
+        })
+        .collect()
+}

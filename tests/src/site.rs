@@ -1,18 +1,22 @@
 //! A whole site for apply/rollback tests: a real docker-registry and a real
 //! PostgreSQL on loopback, the Helm stand-in (`fake-helm`) with its own state
-//! folder, a signing key, the example releases built as bundles, and a site
-//! config. Everything lives in a temp dir dropped with the test.
+//! folder, a `fake-kube-api` answering `/version` (v1.30.4) with a kubeconfig
+//! pointing at it and real kubectl for the preflight, a signing key, the
+//! example releases built as bundles, and a site config. Everything lives in
+//! a temp dir dropped with the test.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{self, Postgres, Registry, RegistryOptions};
+use crate::harness::{self, KubeApi, Postgres, Registry, RegistryOptions};
 
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub registry: Registry,
     pub pg: Postgres,
+    /// The API server stand-in the site's kubeconfig points at.
+    pub kube: KubeApi,
     pub key: PathBuf,
     pub images: PathBuf,
     pub config: PathBuf,
@@ -28,6 +32,13 @@ pub fn manifests_dir() -> PathBuf {
         .parent()
         .expect("workspace")
         .join("manifests")
+}
+
+/// The STOA-only releases (tests/fixtures/stoa-only): the STOA part of the
+/// example releases in manifests/, without the upstream stack, so that the
+/// site tests need no local mirror. Their relative paths are manifests/'s.
+pub fn stoa_only_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/stoa-only")
 }
 
 impl Site {
@@ -79,6 +90,8 @@ impl Site {
         let registry = Registry::start(&d, opts);
         let pg = Postgres::start(&d);
         pg.create_db("stoa");
+        let kube =
+            KubeApi::start_with_namespaces(&d.join("kube"), "v1.30.4", &d.join("helm/namespaces"));
         let images = d.join("images");
         let all: Vec<_> = ["2.0.0", "2.1.0", "2.3.0"]
             .iter()
@@ -100,6 +113,7 @@ impl Site {
             state_dir: d.join("state"),
             registry,
             pg,
+            kube,
             dir,
             env: Vec::new(),
         };
@@ -132,19 +146,22 @@ impl Site {
             "state_dir = \"{state}\"\ntrust = \"{trust}\"\nkeep_releases = 3\n\n\
              [registry]\nurl = \"{scheme}://{host}\"\nprefix = \"site\"\n{ca}{auth}\n\
              [databases.stoa]\nurl = \"{db}\"\nsnapshot = true\n\n\
-             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\n{extra}",
+             [helm]\nbin = \"{helm}\"\ntimeout = \"1m\"\nkubeconfig = \"{kc}\"\nkubectl = \"{kubectl}\"\n{extra}",
             state = self.state_dir.display(),
             trust = d.join("trust").display(),
             host = self.registry.host,
             db = self.pg.url("stoa"),
             helm = harness::bin_dir().join("fake-helm").display(),
+            kc = self.kube.kubeconfig.display(),
+            kubectl = harness::real_kubectl().display(),
         );
         fs::write(&self.config, text).expect("config");
     }
 
-    /// Builds a bundle from the repo's release manifest for `version`
-    /// (`stoa-platform-<v>.toml`, or `stoa-platform.toml` for 2.3.0), with
-    /// paths made absolute; `migrations` replaces the migrations folder.
+    /// Builds a bundle from the STOA-only release manifest for `version`
+    /// ([`stoa_only_dir`]: `stoa-platform-<v>.toml`, or `stoa-platform.toml`
+    /// for 2.3.0), with paths made absolute; `migrations` replaces the
+    /// migrations folder.
     pub fn bundle(&self, version: &str, migrations: Option<&Path>) -> PathBuf {
         self.bundle_with(version, migrations, &|t| t)
     }
@@ -157,12 +174,28 @@ impl Site {
         migrations: Option<&Path>,
         edit: &dyn Fn(String) -> String,
     ) -> PathBuf {
+        self.build(version, migrations, edit, None)
+    }
+
+    /// A delta bundle of the example release `version` on `base` (a
+    /// bundle, parts or manifest): `build --base <base>`.
+    pub fn delta_bundle(&self, version: &str, base: &Path) -> PathBuf {
+        self.build(version, None, &|t| t, Some(base))
+    }
+
+    fn build(
+        &self,
+        version: &str,
+        migrations: Option<&Path>,
+        edit: &dyn Fn(String) -> String,
+        base: Option<&Path>,
+    ) -> PathBuf {
         let m = manifests_dir();
-        let file = if version == "2.3.0" {
-            m.join("stoa-platform.toml")
+        let file = stoa_only_dir().join(if version == "2.3.0" {
+            "stoa-platform.toml".to_owned()
         } else {
-            m.join(format!("stoa-platform-{version}.toml"))
-        };
+            format!("stoa-platform-{version}.toml")
+        });
         let mut text = fs::read_to_string(&file).expect("release manifest");
         text = text
             .replace(
@@ -192,23 +225,29 @@ impl Site {
         };
         text = text.replace(&mig_line, &format!("dir = \"{}\"", mig_dir.display()));
         let text = edit(text);
-        let tag = migrations.map(|_| "-custom").unwrap_or("");
+        let tag = match (migrations, base) {
+            (_, Some(_)) => "-delta",
+            (Some(_), None) => "-custom",
+            (None, None) => "",
+        };
         let n = fs::read_dir(self.path()).map(|r| r.count()).unwrap_or(0);
         let mf = self.path().join(format!("release-{version}{tag}-{n}.toml"));
         fs::write(&mf, text).expect("write manifest");
         let out = self
             .path()
             .join(format!("stoa-platform-{version}{tag}-{n}.tar.zst"));
-        harness::ok(
-            harness::bundler()
-                .arg("build")
-                .arg(&mf)
-                .arg("--key")
-                .arg(&self.key)
-                .arg("--out")
-                .arg(&out)
-                .arg("--quiet"),
-        );
+        let mut c = harness::bundler();
+        c.arg("build")
+            .arg(&mf)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--out")
+            .arg(&out)
+            .arg("--quiet");
+        if let Some(b) = base {
+            c.arg("--base").arg(b);
+        }
+        harness::ok(&mut c);
         out
     }
 
@@ -275,12 +314,53 @@ impl Site {
             .collect()
     }
 
+    /// The Helm stand-in's `status -o json` of a release (Null when it is
+    /// not installed).
+    pub fn helm_status(&self, release: &str) -> serde_json::Value {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The Helm stand-in's history of a release: (revision, status,
+    /// description) per revision.
+    pub fn helm_history(&self, release: &str) -> Vec<(u64, String, String)> {
+        let out = harness::run(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["history", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["revision"].as_u64().unwrap_or(0),
+                            r["status"].as_str().unwrap_or("").to_owned(),
+                            r["description"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The Helm stand-in's current revision of a release.
     pub fn helm_revision(&self, release: &str) -> Option<u64> {
         let out = harness::run(
             Command::new(harness::bin_dir().join("fake-helm"))
                 .env("FAKE_HELM_STATE", &self.helm_state)
-                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
         );
         if !out.status.success() {
             return None;
@@ -291,15 +371,23 @@ impl Site {
 
     /// The manifests "the cluster" got for a release's current revision:
     /// what the Helm stand-in rendered with real Helm, through the
-    /// updater's post-renderer.
+    /// updater's post-renderer; the release's manifest, then its hooks'
+    /// (Helm keeps them apart).
     pub fn helm_manifest(&self, release: &str) -> String {
         let out = harness::ok(
             Command::new(harness::bin_dir().join("fake-helm"))
                 .env("FAKE_HELM_STATE", &self.helm_state)
-                .args(["status", release, "-n", "stoa-system", "-o", "json"]),
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
         );
         let v: serde_json::Value = serde_json::from_str(&out).expect("status json");
-        v["manifest"].as_str().unwrap_or_default().to_owned()
+        let mut text = v["manifest"].as_str().unwrap_or_default().to_owned();
+        for h in v["hooks"].as_array().into_iter().flatten() {
+            text.push_str("\n---\n");
+            text.push_str(h["manifest"].as_str().unwrap_or_default());
+        }
+        text
     }
 
     /// Every `image:` value of rendered manifests.

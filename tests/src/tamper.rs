@@ -789,9 +789,9 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
         &["corrupt-header"][..],
     );
 
-    // format version from the future
+    // format version from the future (2 is a delta: one past the newest)
     let e = base.resigned(|m| {
-        m["format_version"] = 2.into();
+        m["format_version"] = (stoa_format::DELTA_FORMAT_VERSION + 1).into();
         m["delta_base"] = "sha256:0".into();
     });
     add(

@@ -410,6 +410,9 @@ fn chunked_upload_and_prune_beyond_keep_releases() {
     assert_eq!(s.migration_ids(), ["0001", "0002"]);
 }
 
+/// Real Helm leaves a release `pending-upgrade` when it is killed during
+/// `upgrade --wait` (the stand-in does the same): both the revert and the
+/// resume recover it, from the journal's word that the step was ours.
 #[test]
 fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
     let mut s = Site::start();
@@ -430,26 +433,71 @@ fn real_sigkill_during_helm_upgrade_then_rollback_and_resume() {
         let marker = "upgrade --install stoa-api";
         let before = s.helm_calls(marker);
         s.wait_for_helm_call(marker, before);
+        // Helm has recorded the new revision, pending while it waits
+        let t = std::time::Instant::now();
+        while s.helm_status("stoa-api")["info"]["status"] != "pending-upgrade" {
+            assert!(t.elapsed().as_secs() < 60, "no pending revision");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // helm dies with the updater (setpriv --pdeathsig): past its sleep,
-        // no orphaned upgrade has landed
+        // no orphaned upgrade has landed; the release stays pending-upgrade
         std::thread::sleep(std::time::Duration::from_millis(2500));
-        assert_eq!(s.helm_revision("stoa-api"), Some(1));
+        let hs = s.helm_status("stoa-api");
+        assert_eq!(hs["info"]["status"], "pending-upgrade", "{hs}");
+        let pending_rev = hs["version"].as_u64().unwrap();
         let st = s.status_json();
         assert_eq!(st["pending"]["stopped_at_step"], "helm:stoa-api", "{st}");
         assert_eq!(st["pending"]["step_finished"], false, "{st}");
         assert_eq!(s.migration_ids(), ["0001", "0002"]);
+        // plan names the pending release as ours, to be recovered
+        let p = json(&ok(s.updater().arg("plan").arg(&b210).arg("--json")));
+        let rel = p["preflight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "releases")
+            .unwrap()
+            .clone();
+        assert_eq!(rel["outcome"], "ok", "{p}");
+        assert!(
+            rel["detail"]
+                .as_str()
+                .unwrap()
+                .contains("recovered on resume"),
+            "{rel}"
+        );
         if revert {
             ok(s.updater().arg("rollback"));
             assert_eq!(s.installed().as_deref(), Some("2.0.0"));
             assert_eq!(s.migration_ids(), ["0001"]);
-            // nothing to roll back in Helm: the killed upgrade never landed
-            assert_eq!(s.helm_revision("stoa-api"), Some(1));
+            let h = s.helm_history("stoa-api");
+            let last = h.last().unwrap();
+            assert_eq!(
+                (last.1.as_str(), last.2.as_str()),
+                ("deployed", "Rollback to 1"),
+                "{h:?}"
+            );
         } else {
             let r = json(&ok(s.updater().arg("apply").arg(&b210).arg("--json")));
             assert_eq!(r["apply"]["resumed"], true);
             assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+            let h = s.helm_history("stoa-api");
+            // the pending revision, the recovery's rollback, the upgrade
+            let tail: Vec<_> = h[h.len() - 3..]
+                .iter()
+                .map(|r| (r.0, r.1.as_str(), r.2.as_str()))
+                .collect();
+            assert_eq!(tail[0].0, pending_rev, "{h:?}");
+            assert!(tail[1].2.starts_with("Rollback to "), "{h:?}");
+            assert_eq!(
+                (tail[2].1, tail[2].2),
+                ("deployed", "Upgrade complete"),
+                "{h:?}"
+            );
+            let journal = fs::read_to_string(s.state_dir.join("journal.jsonl")).unwrap();
+            assert!(journal.contains("\"recovered\""), "{journal}");
         }
     }
 }

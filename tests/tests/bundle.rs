@@ -491,6 +491,23 @@ fn a_bad_release_manifest_gets_one_error_naming_field_and_line() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 }
 
+/// One release-name rule (the format's): a name the bundle manifest would
+/// refuse (here: starting with '-') fails when the release manifest is
+/// parsed, naming the field and its line, exit 2; not late, without a line.
+#[test]
+fn a_bad_release_name_fails_at_parse_with_its_line() {
+    let d = tempfile::tempdir().unwrap();
+    for bad in ["-stoa", "Stoa", ".x"] {
+        let e = build_err(
+            d.path(),
+            &format!("[release]\nversion = \"1.0.0\"\nname = \"{bad}\"\n"),
+        );
+        assert!(e.contains(":3:") && e.contains("release.name"), "{e}");
+        assert!(e.contains("starting with a letter or digit"), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+}
+
 #[test]
 fn a_source_blob_that_does_not_match_its_digest_is_refused_at_build() {
     let b = build("2.3.0");

@@ -452,3 +452,82 @@ fn apply_from_parts_refuses_a_bad_part_before_any_change_then_applies_after_repa
     );
     assert_eq!(s.migration_ids(), ["0001"]);
 }
+
+/// Repair with one parity part rebuilds a lost part as the XOR of the others
+/// (no input hashed first). A part damaged in place beside the lost one makes
+/// the rebuilt part miss the signed SHA-256: repair then hashes every part,
+/// names both, and leaves nothing behind.
+#[test]
+fn repair_with_one_parity_part_rebuilds_a_lost_part_and_names_a_hidden_damaged_one() {
+    let s = setup();
+    let want = cat_parts(&s.ctx.good, V, 6);
+    let d = s.root.join("xor-one-lost");
+    pf::copy_dir(&s.ctx.good, &d);
+    fs::remove_file(pf::part(&d, V, 4)).unwrap();
+    ok(updater()
+        .arg("repair")
+        .arg(&d)
+        .arg("--trust")
+        .arg(trust())
+        .arg("--out")
+        .arg(&d));
+    assert_eq!(cat_parts(&d, V, 6), want);
+
+    let d = s.root.join("xor-lost-and-damaged");
+    pf::copy_dir(&s.ctx.good, &d);
+    fs::remove_file(pf::part(&d, V, 4)).unwrap();
+    pf::flip(&pf::part(&d, V, 2), 4242);
+    let e = fails(
+        updater()
+            .arg("repair")
+            .arg(&d)
+            .arg("--trust")
+            .arg(trust())
+            .arg("--out")
+            .arg(&d),
+        1,
+    );
+    assert!(
+        e.contains("part 2 of 6 (stoa-platform-2.3.0.tar.zst.part002): sha256 mismatch")
+            && e.contains("part 4 of 6 (stoa-platform-2.3.0.tar.zst.part004): missing")
+            && e.contains("not repairable"),
+        "{e}"
+    );
+    assert!(!pf::part(&d, V, 4).exists());
+    let left: Vec<String> = fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// With two parity parts, a lost part plus a part damaged in place: the
+/// first pass (inputs not hashed) yields a part that misses the signed
+/// SHA-256, so repair hashes every part, finds the damaged one and rebuilds
+/// both through the decoder.
+#[test]
+fn repair_finds_a_damaged_input_beside_a_lost_part_and_rebuilds_both() {
+    let s = setup();
+    let d = s.root.join("rep2-hidden");
+    fs::create_dir_all(&d).unwrap();
+    pf::build_split(
+        &s.root.join("src-2.3.0/release.toml"),
+        &s.ctx.signer,
+        &d,
+        V,
+        2,
+    );
+    let want = cat_parts(&d, V, 6);
+    fs::remove_file(pf::part(&d, V, 5)).unwrap();
+    pf::flip(&pf::part(&d, V, 2), 999);
+    ok(updater()
+        .arg("repair")
+        .arg(&d)
+        .arg("--trust")
+        .arg(trust())
+        .arg("--out")
+        .arg(&d));
+    assert_eq!(cat_parts(&d, V, 6), want);
+    ok(updater().arg("verify").arg(&d).arg("--trust").arg(trust()));
+}

@@ -299,3 +299,68 @@ fn pulled_chart_and_image_fields_are_checked_with_line_numbers() {
         assert!(err.contains("release.toml:"), "{err}");
     }
 }
+
+#[test]
+fn chart_repo_mirror_first_then_the_repository() {
+    let t = tempfile::tempdir().unwrap();
+    let mirror_dir = t.path().join("mirror");
+    let tgz = chart_repo(&mirror_dir, None);
+    let mirror = HttpServer::start(&mirror_dir);
+    let m = format!("127.0.0.1:{}", mirror.port);
+    let key = keygen(t.path());
+    // the release names the vendor's repository, which is never contacted:
+    // the mirror has the chart
+    let upstream = "https://charts.stoa-upstream.invalid/stable";
+    let manifest = repo_release(t.path(), upstream, "2.3.0");
+    let out = t.path().join("b.stoa");
+    let flags = vec![
+        "--chart-repo-mirror".to_owned(),
+        format!("{upstream}/=http://{m}"),
+        "--insecure-registry".to_owned(),
+        m.clone(),
+    ];
+    build_ok(&manifest, &key, &out, &t.path().join("c"), &flags);
+    let (_, bm) = entries(&out);
+    let bm: serde_json::Value = serde_json::from_slice(&bm).unwrap();
+    let e = bm["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "charts/stoa-api-2.3.0.tgz")
+        .unwrap()
+        .clone();
+    assert_eq!(e["sha256"], hex::encode(Sha256::digest(&tgz)));
+    assert!(!String::from_utf8_lossy(&fs::read(&out).unwrap()).contains(&m));
+
+    // a mirror without the chart (no index at all): the repository is next
+    let origin_dir = t.path().join("origin");
+    chart_repo(&origin_dir, None);
+    let origin = HttpServer::start(&origin_dir);
+    let o = format!("127.0.0.1:{}", origin.port);
+    let empty = t.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let dead_mirror = HttpServer::start(&empty);
+    let d = format!("127.0.0.1:{}", dead_mirror.port);
+    let manifest = repo_release(t.path(), &format!("http://{o}"), "2.2.0");
+    let flags = vec![
+        "--chart-repo-mirror".to_owned(),
+        format!("http://{o}=http://{d}"),
+        "--insecure-registry".to_owned(),
+        o.clone(),
+        "--insecure-registry".to_owned(),
+        d.clone(),
+    ];
+    build_ok(&manifest, &key, &out, &t.path().join("c2"), &flags);
+    assert_eq!(inspect(&out)["charts"][0]["version"], "2.2.0");
+
+    // neither has it: the error names the mirror's answer too
+    let manifest = repo_release(t.path(), &format!("http://{o}"), "9.0.0");
+    let err = fails(
+        &mut build_cmd(&manifest, &key, &out, &t.path().join("c2"), &flags),
+        3,
+    );
+    assert!(
+        err.contains("9.0.0") && err.contains(&format!("mirror http://{d}")),
+        "{err}"
+    );
+}

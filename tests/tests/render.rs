@@ -4,6 +4,8 @@
 //! shows the final manifests; Helm 3's hook images (which its post-renderer
 //! never sees) are named by plan and refused by plan and apply unless
 //! accepted; a post-renderer fed invalid YAML fails with one clear line.
+//! Helm 3's bare "timed out waiting for the condition" for a hook that
+//! never completed gets the hook's name (issue 9 item 9, error text).
 
 #![allow(clippy::unwrap_used)]
 
@@ -355,7 +357,7 @@ fn plan_render_shows_final_manifests_and_helm_3_hook_images_are_refused_unless_a
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let plan = json(stdout.lines().next().unwrap());
-    let c = &plan["charts"][0];
+    let c = &plan["render"][0];
     assert_eq!(c["release"], "stoa-api");
     let manifests = c["manifests"].as_str().unwrap();
     assert!(
@@ -422,7 +424,7 @@ fn helm_4_post_renders_hooks_so_plan_and_apply_need_no_acceptance() {
         .updater()
         .args(["plan", "--render", "--json"])
         .arg(&b)));
-    let c = &plan["charts"][0];
+    let c = &plan["render"][0];
     assert!(
         c["hook_images_outside"].as_array().unwrap().is_empty(),
         "{c}"
@@ -446,4 +448,59 @@ fn helm_4_post_renders_hooks_so_plan_and_apply_need_no_acceptance() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(d.join("plugins/stoa-post-render/plugin.yaml").is_file());
+}
+
+/// Issue 9 item 9 (error text): Helm 3 says only "pre-upgrade hooks failed:
+/// 1 error occurred: * timed out waiting for the condition" for a hook Job
+/// that never completed (transcript hook.txt); the updater asks Helm for
+/// the failed revision and names the hook Helm recorded as failed. Helm 4
+/// names it itself, once.
+#[test]
+fn helm_3_hook_that_never_completes_is_named() {
+    let mut s = Site::start();
+    let hooked = chart_with_hook(s.path());
+    let charts = manifests_dir().join("charts");
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle_with("2.3.0", None, &|t| {
+        t.replace(
+            &format!("path = \"{}/stoa-api\"", charts.display()),
+            &format!("path = \"{}\"", hooked.display()),
+        )
+    });
+    ok(s.updater().arg("apply").arg(&b210));
+    s.env
+        .push(("FAKE_HELM_FAIL_HOOK".into(), "stoa-api".into()));
+    let e = fails(
+        s.updater()
+            .args(["apply", "--accept-hook-images"])
+            .arg(&b230),
+        6,
+    );
+    assert!(
+        e.contains("pre-upgrade hooks failed: 1 error occurred: | * timed out waiting for the condition (not complete within 60s, revision 2: Job/stoa-system/stoa-api-pre)"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    // Helm rolled the release back once; the error is in the history
+    let h = s.helm_history("stoa-api");
+    assert_eq!(h.last().unwrap().2, "Rollback to 1", "{h:?}");
+    let hist = fs::read_to_string(s.state_dir.join("history.jsonl")).unwrap();
+    assert!(
+        hist.lines()
+            .last()
+            .unwrap()
+            .contains("Job/stoa-system/stoa-api-pre"),
+        "{hist}"
+    );
+
+    // Helm 4 names the Job itself: kept once, nothing added
+    s.env.push(("FAKE_HELM_VERSION".into(), "4".into()));
+    let e = fails(s.updater().arg("apply").arg(&b230), 6);
+    assert_eq!(
+        e.matches("resource Job/stoa-system/stoa-api-pre not ready")
+            .count(),
+        1,
+        "{e}"
+    );
+    assert!(!e.contains("not complete within"), "{e}");
 }

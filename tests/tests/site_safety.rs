@@ -517,14 +517,27 @@ fn kill_during_slow_helm_step_leaves_no_worker() {
             && fs::read(format!("/proc/{helm}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains("upgrade"))
     });
+    // and Helm has recorded the new revision, pending while it waits
+    wait_for(60, "the pending revision", || {
+        s.helm_status("stoa-api")["info"]["status"] == "pending-upgrade"
+    });
     updater.kill().unwrap();
     updater.wait().unwrap();
     wait_for(5, "helm to die with the updater", || !running(helm));
     let r = ok(s.updater().args(["rollback", "--json"]));
     assert!(r.contains("\"reverted_interrupted_apply\":true"), "{r}");
-    // past the upgrade's sleep: no orphaned upgrade lands
+    // past the upgrade's sleep: no orphaned upgrade lands. The killed
+    // upgrade left revision 2 pending-upgrade (as real Helm does); the
+    // revert rolled it back to 1, and nothing came after
     std::thread::sleep(Duration::from_secs(9));
-    assert_eq!(s.helm_revision("stoa-api"), Some(1));
+    let h = s.helm_history("stoa-api");
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(h[1].1, "superseded", "{h:?}");
+    assert_eq!(
+        (h[2].1.as_str(), h[2].2.as_str()),
+        ("deployed", "Rollback to 1"),
+        "{h:?}"
+    );
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
     assert_eq!(s.migration_ids(), ["0001"]);
 }

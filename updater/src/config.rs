@@ -33,6 +33,37 @@ pub struct SiteConfig {
     pub databases: BTreeMap<String, DatabaseConfig>,
     #[serde(default)]
     pub helm: Option<HelmConfig>,
+    /// What `plan` and `apply` check on site before any change.
+    #[serde(default)]
+    pub preflight: PreflightConfig,
+}
+
+/// `[preflight]`: the site's requirements checked before any change
+/// (crate::preflight).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightConfig {
+    /// The Kubernetes server versions the site accepts (a semver range,
+    /// default `>=1.28`, as the platform requires).
+    #[serde(default = "kubernetes_range")]
+    pub kubernetes: String,
+    /// Bytes that must stay free in `state_dir`'s file system after
+    /// staging (default 0).
+    #[serde(default)]
+    pub keep_free_bytes: u64,
+}
+
+impl Default for PreflightConfig {
+    fn default() -> Self {
+        Self {
+            kubernetes: kubernetes_range(),
+            keep_free_bytes: 0,
+        }
+    }
+}
+
+fn kubernetes_range() -> String {
+    ">=1.28".into()
 }
 
 fn one() -> usize {
@@ -76,8 +107,15 @@ fn yes() -> bool {
 pub struct HelmConfig {
     #[serde(default = "helm_bin")]
     pub bin: PathBuf,
+    /// The kubeconfig Helm (and kubectl) are given with `--kubeconfig`;
+    /// default `~/.kube/config`. `KUBECONFIG` from the environment is never
+    /// used: with it a mistyped path sends Helm to localhost:8080.
     #[serde(default)]
     pub kubeconfig: Option<PathBuf>,
+    /// kubectl, for the preflight's Kubernetes version check (default
+    /// `kubectl` on PATH).
+    #[serde(default = "kubectl_bin")]
+    pub kubectl: PathBuf,
     #[serde(default)]
     pub values_dir: Option<PathBuf>,
     #[serde(default = "ten_minutes")]
@@ -87,18 +125,53 @@ pub struct HelmConfig {
     /// image from the site registry without it.
     #[serde(default)]
     pub image_registry_value: Option<String>,
+    /// The site's `keep_releases`, copied at load (sizes `--history-max`).
+    #[serde(skip)]
+    pub keep_releases: usize,
 }
 
 fn helm_bin() -> PathBuf {
     PathBuf::from("helm")
 }
+fn kubectl_bin() -> PathBuf {
+    PathBuf::from("kubectl")
+}
 fn ten_minutes() -> String {
     "10m".into()
 }
 
+/// The shortest `[helm] timeout` accepted: Helm takes whole seconds, and
+/// `--timeout 0s` would mean "no wait at all".
+pub const MIN_HELM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A `[helm] timeout`: a humantime duration of at least 1 s, rounded up to
+/// whole seconds (`1500ms` is 2 s).
+pub fn helm_timeout_secs(text: &str) -> std::result::Result<u64, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("[helm] timeout {text:?} is not a duration: {e}"))?;
+    if d < MIN_HELM_TIMEOUT {
+        return Err(format!(
+            "[helm] timeout {text:?} is shorter than the minimum of 1s"
+        ));
+    }
+    Ok(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
 impl HelmConfig {
-    pub fn timeout(&self) -> Duration {
-        humantime::parse_duration(&self.timeout).unwrap_or(Duration::from_secs(600))
+    /// The timeout in whole seconds (validated at load: at least 1).
+    pub fn timeout_secs(&self) -> u64 {
+        helm_timeout_secs(&self.timeout).unwrap_or(600)
+    }
+
+    /// The kubeconfig Helm is given: `[helm] kubeconfig`, else
+    /// `~/.kube/config` (Helm's own default, made explicit).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.kubeconfig.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/root"))
+                .join(".kube/config")
+        })
     }
 
     /// The site's values file for a Helm release: `values_dir/<release>.yaml`
@@ -138,7 +211,7 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 
 /// Finds a program as `Command` would: a path with a `/` as is, a bare name
 /// on `PATH`.
-fn find_program(bin: &Path) -> Option<PathBuf> {
+pub fn find_program(bin: &Path) -> Option<PathBuf> {
     if bin.components().count() > 1 || bin.is_absolute() {
         return bin.is_file().then(|| bin.to_owned());
     }
@@ -175,6 +248,12 @@ impl SiteConfig {
         if let Some(f) = &mut c.files_dir {
             abs(f);
         }
+        if let Err(e) = semver::VersionReq::parse(&c.preflight.kubernetes) {
+            return Err(bad(format!(
+                "[preflight] kubernetes {:?} is not a version range: {e}",
+                c.preflight.kubernetes
+            )));
+        }
         if c.keep_releases == 0 {
             return Err(bad("keep_releases must be 1 or more".into()));
         }
@@ -203,12 +282,8 @@ impl SiteConfig {
             }
         }
         if let Some(h) = &mut c.helm {
-            if humantime::parse_duration(&h.timeout).is_err() {
-                return Err(bad(format!(
-                    "[helm] timeout {:?} is not a duration",
-                    h.timeout
-                )));
-            }
+            h.keep_releases = c.keep_releases;
+            helm_timeout_secs(&h.timeout).map_err(bad)?;
             if let Some(p) = &mut h.values_dir {
                 abs(p);
             }
@@ -217,6 +292,9 @@ impl SiteConfig {
             }
             if h.bin.components().count() > 1 {
                 abs(&mut h.bin);
+            }
+            if h.kubectl.components().count() > 1 {
+                abs(&mut h.kubectl);
             }
         }
         c.check_database_urls().map_err(bad)?;
@@ -238,7 +316,8 @@ impl SiteConfig {
     /// Every path the config names must be there when it is loaded, not
     /// found missing halfway through an apply: `trust`, the `files_dir`
     /// parent, `[registry] ca_cert` and `password_file`, `[helm] bin`,
-    /// `kubeconfig` and `values_dir`. (`state_dir` is created on first use.)
+    /// and `values_dir`. (`state_dir` is created on first use; the
+    /// kubeconfig is a preflight check, shown by `plan` with the others.)
     fn check_paths(&self) -> std::result::Result<(), String> {
         let missing =
             |key: &str, p: &Path| format!("{key} {}: no such file or folder", p.display());
@@ -280,9 +359,6 @@ impl SiteConfig {
                         " on PATH"
                     }
                 ));
-            }
-            if let Some(p) = &h.kubeconfig {
-                need("[helm] kubeconfig", p, false)?;
             }
             if let Some(p) = &h.values_dir {
                 need("[helm] values_dir", p, true)?;
@@ -477,7 +553,37 @@ mod tests {
             "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"90s\"\n"
         ))
         .unwrap();
-        assert_eq!(c.helm.unwrap().timeout().as_secs(), 90);
+        assert_eq!(c.helm.unwrap().timeout_secs(), 90);
+    }
+
+    #[test]
+    fn helm_timeout_has_a_minimum_and_rounds_up() {
+        for short in ["500ms", "0s", "999ms"] {
+            let e = load(&format!(
+                "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{short}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let e = e.to_string();
+            assert!(e.contains("minimum of 1s") && e.contains(short), "{e}");
+        }
+        for (t, secs) in [("1s", 1), ("1500ms", 2), ("1s 1ms", 2), ("2m", 120)] {
+            let c = load(&format!(
+                "{BASE}[helm]\nbin = \"/bin/sh\"\ntimeout = \"{t}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.helm.unwrap().timeout_secs(), secs, "{t}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_range_is_validated_and_defaults_to_1_28() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.preflight.kubernetes, ">=1.28");
+        let e = load(&format!("{BASE}[preflight]\nkubernetes = \"one dot 28\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[preflight] kubernetes"), "{e}");
     }
 
     #[test]
@@ -496,7 +602,6 @@ mod tests {
     fn missing_config_paths_are_config_errors_naming_key_and_path() {
         for (extra, key) in [
             ("[helm]\nbin = \"/bin/sh\"\nvalues_dir = \"nope-values\"\n", "[helm] values_dir"),
-            ("[helm]\nbin = \"/bin/sh\"\nkubeconfig = \"nope-kube\"\n", "[helm] kubeconfig"),
             ("[helm]\nbin = \"/nope/helm\"\n", "[helm] bin /nope/helm"),
             ("[helm]\nbin = \"stoa-no-such-helm\"\n", "[helm] bin stoa-no-such-helm: no such program on PATH"),
             ("[registry]\nurl = \"https://r\"\nca_cert = \"nope-ca.pem\"\n", "[registry] ca_cert"),

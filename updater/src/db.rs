@@ -101,6 +101,35 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// Preflight: the privileges migrations need, as the configured user:
+/// `(user, schema, CREATE on the database, CREATE on the current schema)`.
+pub fn privileges(db: &str, url: &str) -> Result<(String, String, bool, bool)> {
+    let out = run_psql(
+        db,
+        url,
+        "preflight",
+        &[
+            "-F",
+            "|",
+            "-c",
+            "SELECT current_user, coalesce(current_schema(), ''), \
+             has_database_privilege(current_database(), 'CREATE'), \
+             coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)",
+        ],
+        None,
+    )?;
+    let f: Vec<&str> = out.split('|').collect();
+    match f.as_slice() {
+        [user, schema, dbc, sc] => Ok((
+            (*user).to_owned(),
+            (*schema).to_owned(),
+            *dbc == "t",
+            *sc == "t",
+        )),
+        _ => Err(dberr(db, "preflight", format!("unreadable answer {out:?}"))),
+    }
+}
+
 /// Migrations recorded in the database (empty when the table is missing).
 pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
     let exists = run_psql(
@@ -250,7 +279,12 @@ pub fn migrate_down(
 
 /// `pg_dump -Fc` into `dest` (temp file, then rename).
 pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
-    let tmp = dest.with_extension("partial");
+    // a dump holds the data: the operator's alone (0600 from the start)
+    let file = stoa_format::durable::AtomicFile::options()
+        .mode(0o600)
+        .create(dest)
+        .map_err(|e| UpdaterError::io("write snapshot", dest, e))?;
+    let tmp = file.temp_path().to_owned();
     let conn = conn(db, url, "snapshot")?;
     let mut c = tool::command("pg_dump");
     conn.env(&mut c);
@@ -260,21 +294,10 @@ pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
     let out = tool::output(&mut c, "pg_dump")
         .map_err(|e| dberr(db, "snapshot", format!("run pg_dump: {e}")))?;
     if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
         return Err(dberr(db, "snapshot", first_error_line(&out.stderr)));
     }
-    // a dump holds the data: the operator's alone
-    std::fs::File::open(&tmp)
-        .and_then(|f| {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, dest))
-        .and_then(|_| match dest.parent() {
-            Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
-            None => Ok(()),
-        })
+    // pg_dump wrote through the temp's name into the same inode
+    file.commit()
         .map_err(|e| UpdaterError::io("write snapshot", dest, e))
 }
 

@@ -79,6 +79,16 @@ pub enum UpdaterError {
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBack(String),
+    /// A delta whose omitted entries the site's store does not hold whole.
+    #[error("{0}")]
+    DeltaIncomplete(Box<crate::delta::Incomplete>),
+    /// A preflight check failed; nothing on site was changed. Carries every
+    /// check; `reported`: already printed as JSON by the command.
+    #[error("preflight failed, nothing was changed: {}", .report.summary())]
+    PreflightFailed {
+        report: Box<crate::preflight::Preflight>,
+        reported: bool,
+    },
 }
 
 impl UpdaterError {
@@ -86,6 +96,7 @@ impl UpdaterError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Format(e) if e.is_verification_failure() => 1,
+            Self::DeltaIncomplete(_) => 1,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             Self::Config { .. } | Self::MissingSection { .. } => 2,
             Self::BundleNotRegular { .. } => 2,
@@ -93,6 +104,7 @@ impl UpdaterError {
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
+            Self::PreflightFailed { .. } => 9,
             _ => 3,
         }
     }
@@ -121,6 +133,8 @@ impl UpdaterError {
             Self::ApplyFailed { .. } => "apply-failed",
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",
+            Self::DeltaIncomplete(_) => "delta-incomplete",
+            Self::PreflightFailed { .. } => "preflight-failed",
         }
     }
 

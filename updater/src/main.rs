@@ -1,19 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
-mod audit;
-mod cmd;
-mod config;
-mod db;
-mod engine;
-mod error;
-mod helm;
-mod postrender;
-mod progress;
-mod registry;
-mod stage;
-mod state;
-mod tool;
-mod trust;
+use stoa_updater::{audit, cmd, config, postrender};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -176,7 +163,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = one_line(&e.to_string());
             eprintln!("stoa-updater: error: {msg}");
-            if json {
+            // a command that printed its own JSON report (plan, apply after
+            // a failed preflight) already holds this error in it
+            let reported = matches!(
+                e,
+                stoa_updater::error::UpdaterError::PreflightFailed { reported: true, .. }
+            );
+            if json && !reported {
                 println!(
                     "{}",
                     serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": msg}})

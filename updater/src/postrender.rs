@@ -48,6 +48,14 @@ pub struct PostRender {
     pub env: Vec<(String, PathBuf)>,
 }
 
+/// What a Helm run needs to set the post-renderer up: where its files go
+/// and the images it serves (the Helm version picks the mode).
+#[derive(Debug, Clone)]
+pub struct PostRenderSetup {
+    pub base: PathBuf,
+    pub images: SiteImages,
+}
+
 /// The hidden subcommand Helm runs.
 #[derive(Debug, clap::Args)]
 pub struct Args {

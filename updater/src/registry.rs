@@ -16,6 +16,7 @@ use base64::Engine;
 use serde::Serialize;
 use stoa_format::names::ImageRef;
 use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
+use stoa_format::retry::{parse_retry_after, RetryPolicy, TransportError};
 use stoa_format::{BundleManifest, Sha256Digest};
 
 use crate::config::RegistryConfig;
@@ -221,28 +222,73 @@ impl Client {
 
     /// Sends a request built by `make`; on 401 negotiates auth from the
     /// challenge and sends once more (bodies are re-created by `make`).
+    /// A server's 5xx or 429 is retried under the one [`RetryPolicy`]
+    /// (Retry-After honoured, capped); a registry that cannot be reached
+    /// fails at once, as before (apply resumes).
     fn call(
         &mut self,
         scope: &str,
         make: &mut MakeRequest<'_>,
-    ) -> std::result::Result<ureq::Response, String> {
+    ) -> std::result::Result<ureq::Response, TransportError> {
+        let mut attempt = 1;
+        loop {
+            match self.call_once(scope, make) {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let answered = matches!(
+                        e,
+                        TransportError::Status { .. } | TransportError::RateLimited { .. }
+                    );
+                    match RetryPolicy::DEFAULT.delay(attempt, &e).filter(|_| answered) {
+                        Some(d) => {
+                            std::thread::sleep(d);
+                            attempt += 1;
+                        }
+                        None if attempt > 1 => {
+                            return Err(e.map_message(|m| format!("{m} (after {attempt} attempts)")))
+                        }
+                        None => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn call_once(
+        &mut self,
+        scope: &str,
+        make: &mut MakeRequest<'_>,
+    ) -> std::result::Result<ureq::Response, TransportError> {
         for attempt in 0..2 {
             let auth = self.auth.get(scope).cloned();
             match make(&self.agent, auth.as_deref()).map_err(|e| *e) {
                 Ok(r) => return Ok(r),
                 Err(ureq::Error::Status(401, r)) if attempt == 0 => {
                     let challenge = r.header("www-authenticate").unwrap_or("").to_owned();
-                    let h = self.negotiate(&challenge, scope)?;
+                    let h = self
+                        .negotiate(&challenge, scope)
+                        .map_err(TransportError::Other)?;
                     self.auth.insert(scope.to_owned(), h);
                 }
                 Err(ureq::Error::Status(code, r)) => {
+                    let retry_after = r
+                        .header("retry-after")
+                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                     let body = r.into_string().unwrap_or_default();
-                    return Err(format!("HTTP {code}: {}", body.trim()));
+                    return Err(TransportError::status(
+                        code,
+                        retry_after,
+                        format!("HTTP {code}: {}", body.trim()),
+                    ));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(classify_transport(e)),
             }
         }
-        Err("authentication failed (HTTP 401)".into())
+        Err(TransportError::status(
+            401,
+            None,
+            "authentication failed (HTTP 401)",
+        ))
     }
 
     fn basic(&self) -> std::result::Result<String, String> {
@@ -385,7 +431,7 @@ impl Client {
                 self.known.insert(digest, repo.to_owned());
                 return Ok(());
             }
-            Err(e) if e.starts_with("HTTP 404") => {}
+            Err(e) if e.status_code() == Some(404) => {}
             Err(e) => return Err(err(image, format!("HEAD blob {digest}: {e}"))),
         }
         let path = sd.blob(&d.hex());
@@ -536,6 +582,46 @@ impl Client {
 }
 
 /// A staged manifest or index, size-capped before it is read.
+impl Client {
+    /// Preflight: the registry is reachable and takes pushes to `repo` with
+    /// the configured credentials. Starts a blob upload (the push
+    /// permission, auth negotiated as for a push) and cancels it (DELETE on
+    /// its Location), so nothing is left behind. Returns what was seen.
+    pub fn check_push(&mut self, repo: &str) -> std::result::Result<String, String> {
+        let scope = Self::scope(repo);
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let resp = self
+            .call(&scope, &mut |a, auth| {
+                let mut r = a.post(&start);
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.set("Content-Length", "0").call().map_err(Box::new)
+            })
+            .map_err(|e| format!("start an upload to {repo}: {e}"))?;
+        let Some(location) = resp.header("location").map(str::to_owned) else {
+            return Err(format!(
+                "start an upload to {repo}: HTTP {} without Location",
+                resp.status()
+            ));
+        };
+        let cancel = self.url(&location)?;
+        let done = self.call(&scope, &mut |a, auth| {
+            let mut r = a.delete(&cancel);
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.call().map_err(Box::new)
+        });
+        Ok(match done {
+            Ok(_) => format!("push to {repo} accepted (test upload cancelled)"),
+            Err(e) => format!(
+                "push to {repo} accepted (the test upload could not be cancelled: {e}; the registry expires it)"
+            ),
+        })
+    }
+}
+
 fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| UpdaterError::io("read staged manifest", path, e))?
@@ -575,6 +661,29 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
         rest = after.trim_start_matches(',').trim();
     }
     out
+}
+
+/// A ureq failure that is not a status answer, classified once here.
+fn classify_transport(e: ureq::Error) -> TransportError {
+    use std::error::Error as _;
+    let message = e.to_string();
+    let ureq::Error::Transport(t) = &e else {
+        return TransportError::Other(message);
+    };
+    let mut src = t.source();
+    while let Some(x) = src {
+        if x.downcast_ref::<rustls::Error>().is_some() {
+            return TransportError::Tls(message);
+        }
+        src = x.source();
+    }
+    match t.kind() {
+        ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed => {
+            TransportError::Connect(message)
+        }
+        ureq::ErrorKind::Io => TransportError::Body(message),
+        _ => TransportError::Other(message),
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use stoa_format::extract::sync_dir;
+use stoa_format::durable::{sync_dir, AtomicFile};
 use stoa_format::manifest::Entry;
 use stoa_format::reader::{ContentSink, VerifiedBundle, VerifyOptions};
 use stoa_format::source::{verify_source, BundleSource};
@@ -28,7 +28,7 @@ use crate::state::{write_atomic, StateDir};
 #[derive(Debug)]
 pub struct StoreSink {
     dir: PathBuf,
-    current: Option<(BufWriter<File>, PathBuf)>,
+    current: Option<BufWriter<AtomicFile>>,
     pub written: u64,
     pub reused: u64,
 }
@@ -41,13 +41,6 @@ impl StoreSink {
             written: 0,
             reused: 0,
         }
-    }
-    fn tmp(&self, entry: &Entry) -> PathBuf {
-        self.dir.join(format!(
-            ".{}.partial-{}",
-            entry.sha256.hex(),
-            std::process::id()
-        ))
     }
 }
 
@@ -65,34 +58,26 @@ impl ContentSink for StoreSink {
             }
             fs::remove_file(&final_path)?;
         }
-        let tmp = self.tmp(entry);
-        // ours (this PID's name), left by a killed run: never write through it
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        self.current = Some((BufWriter::with_capacity(1 << 20, f), tmp));
+        // a new temp name (create_new), never a file left by a killed run;
+        // stored content is read-only (0444); the store folder is fsynced
+        // once after the whole bundle (verify_and_stage)
+        let f = AtomicFile::options()
+            .mode(0o444)
+            .sync_dir(false)
+            .create(final_path)?;
+        self.current = Some(BufWriter::with_capacity(1 << 20, f));
         Ok(())
     }
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.current {
-            Some((f, _)) => f.write_all(data),
+            Some(f) => f.write_all(data),
             None => Ok(()),
         }
     }
     fn end(&mut self, entry: &Entry) -> io::Result<()> {
-        if let Some((f, tmp)) = self.current.take() {
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            // stored content is read-only from now on
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(0o444))?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.dir.join(entry.sha256.hex()))?;
+        if let Some(f) = self.current.take() {
+            debug_assert_eq!(f.get_ref().final_path(), self.dir.join(entry.sha256.hex()));
+            f.into_inner().map_err(|e| e.into_error())?.commit()?;
             self.written += entry.size;
         }
         Ok(())
@@ -106,14 +91,6 @@ fn stored_intact(path: &Path, entry: &Entry) -> bool {
             Ok((d, n)) if d == entry.sha256 && n == entry.size
         ),
         Err(_) => false,
-    }
-}
-
-impl Drop for StoreSink {
-    fn drop(&mut self) {
-        if let Some((_, tmp)) = self.current.take() {
-            let _ = fs::remove_file(tmp);
-        }
     }
 }
 
@@ -263,7 +240,7 @@ pub fn chart_file_name(c: &stoa_format::manifest::ChartRecord) -> String {
 
 /// The staged file of a bundle entry.
 pub fn entry_blob(sd: &StateDir, m: &BundleManifest, path: &str) -> Result<PathBuf> {
-    let e = m.entry(path).ok_or_else(|| UpdaterError::Io {
+    let e = m.listed(path).ok_or_else(|| UpdaterError::Io {
         what: "find staged entry",
         path: PathBuf::from(path),
         source: io::Error::new(io::ErrorKind::NotFound, "not in the manifest"),

@@ -24,7 +24,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::step::Step;
 use crate::error::{Result, UpdaterError};
+use crate::records::{HistoryEntry, HistoryLine, HistoryRecord, JournalLine};
 
 pub const STATE_FORMAT: u32 = 1;
 
@@ -88,6 +90,10 @@ pub struct HelmRecord {
     pub before: Option<u64>,
     /// The revision the upgrade made.
     pub after: Option<u64>,
+    /// This first install's `--create-namespace` created the namespace
+    /// (it did not exist before): the undo deletes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_namespace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,16 +134,17 @@ pub struct Pending {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StepRecord {
-    pub name: String,
+    /// Serialized as today's step name (`migrate:stoa`, …).
+    pub name: Step,
     pub done: bool,
 }
 
 impl Pending {
-    pub fn step_done(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name && s.done)
+    pub fn step_done(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name && s.done)
     }
-    pub fn step_begun(&self, name: &str) -> bool {
-        self.steps.iter().any(|s| s.name == name)
+    pub fn step_begun(&self, name: &Step) -> bool {
+        self.steps.iter().any(|s| &s.name == name)
     }
     /// The step it stopped at: the last begun and not done, else the last.
     pub fn current_step(&self) -> Option<&StepRecord> {
@@ -305,15 +312,25 @@ impl StateDir {
         write_atomic(&path, &bytes, None)
     }
 
-    pub fn journal(&self, value: serde_json::Value) -> Result<()> {
+    pub fn journal(&self, line: &JournalLine) -> Result<()> {
+        append_line(&self.journal_path(), to_value(line))
+    }
+
+    /// A journal line of another shape: the `child` records of `tool.rs`.
+    pub fn journal_raw(&self, value: serde_json::Value) -> Result<()> {
         append_line(&self.journal_path(), value)
     }
 
-    pub fn history(&self, value: serde_json::Value) -> Result<()> {
-        append_line(&self.history_path(), value)
+    /// Appends a finished operation to `history.jsonl`, with the time.
+    pub fn history(&self, entry: HistoryEntry) -> Result<()> {
+        let line = HistoryLine {
+            entry,
+            time: now_rfc3339(),
+        };
+        append_line(&self.history_path(), to_value(&line))
     }
 
-    pub fn read_history(&self) -> Result<Vec<serde_json::Value>> {
+    pub fn read_history(&self) -> Result<Vec<HistoryRecord>> {
         let path = self.history_path();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -322,11 +339,8 @@ impl StateDir {
         };
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str(line) {
-                Ok(v) => out.push(v),
-                // a torn last line after power loss is not fatal for reading
-                Err(_) => out.push(serde_json::json!({"unreadable": line})),
-            }
+            // a torn last line after power loss is not fatal for reading
+            out.push(HistoryRecord::parse(line));
         }
         Ok(out)
     }
@@ -340,8 +354,16 @@ impl StateDir {
     }
 }
 
+fn to_value(v: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
-    if value.get("time").is_none() {
+    if value
+        .get("time")
+        .and_then(|t| t.as_str())
+        .is_none_or(str::is_empty)
+    {
         value["time"] = serde_json::json!(now_rfc3339());
     }
     let created = !path.exists();
@@ -367,35 +389,11 @@ fn append_line(path: &Path, mut value: serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// temp file (0600 unless `mode`), fsync, (chmod), rename, fsync folder.
+/// Durable write through [`stoa_format::durable`] (temp in the same
+/// folder, fsync, rename, fsync folder): 0600 unless `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Some(m) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(m))?;
-        }
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(|e| UpdaterError::io("write", path, e))
+    stoa_format::durable::write_atomic_mode(path, bytes, mode.unwrap_or(0o600))
+        .map_err(|e| UpdaterError::io("write", path, e))
 }
 
 /// The site lock: an exclusive flock on `state_dir/lock`, held while the

@@ -75,7 +75,7 @@ pub fn spawn(cmd: &mut Command, tool: &str) -> std::io::Result<Child> {
         let start = start_time(pid);
         // a failed journal write must not leave the child unwatched: the
         // child still dies with us (pdeathsig); report and go on
-        if let Err(e) = sd.journal(serde_json::json!({
+        if let Err(e) = sd.journal_raw(serde_json::json!({
             "op_id": op_id, "event": "child", "tool": tool, "pid": pid, "start_time": start,
         })) {
             eprintln!("stoa-updater: warning: record child {tool} (pid {pid}): {e}");

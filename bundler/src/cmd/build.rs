@@ -1,11 +1,11 @@
 //! `stoa-bundler build <manifest> --key <file>… --out <bundle>`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use stoa_format::extract::sync_dir;
+use stoa_format::durable::AtomicFile;
 use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
@@ -16,6 +16,7 @@ use crate::error::{BundlerError, Result};
 use crate::plan::{plan, BuildSettings};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
+use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions, PullStats};
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,15 @@ pub struct Args {
     /// HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// The containers registries.conf (v2) giving mirrors and locations for
+    /// image and OCI chart pulls (default: $CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf when it exists).
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+    /// A classic Helm repository served from a mirror, tried first:
+    /// `<repo-url>=<mirror-url>`; repeatable (in order).
+    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
     /// Parallel blob downloads.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -72,6 +82,65 @@ pub struct Args {
     /// N lost or damaged parts can be rebuilt (`stoa-updater repair`).
     #[arg(long, value_name = "N", requires = "split", value_parser = clap::value_parser!(u16).range(1..=255))]
     pub parity: Option<u16>,
+    /// Build a delta on this release: leave out every entry (image blob,
+    /// chart, migration, file) whose digest the base release has; the site
+    /// must hold them. A bundle, its parts index or folder, or its
+    /// manifest.json; repeat to give the part files one by one.
+    #[arg(long = "base", value_name = "BUNDLE|PARTS|MANIFEST")]
+    pub base: Vec<PathBuf>,
+}
+
+/// What `--base` made of the bundle: the base and what was left out.
+struct DeltaInfo {
+    base: stoa_format::manifest::BaseRelease,
+    chain: usize,
+    entries: usize,
+    bytes: u64,
+}
+
+/// Turns the planned bundle into a delta on the release `--base` names.
+fn make_delta(
+    args: &Args,
+    writer: stoa_format::BundleWriter,
+    limits: &Limits,
+) -> Result<(stoa_format::BundleWriter, DeltaInfo)> {
+    let head = stoa_format::delta::read_release_head(&args.base, limits)?;
+    let m = writer.manifest();
+    let err = |message: String| BundlerError::DeltaBase {
+        base: head.from.clone(),
+        message,
+    };
+    if head.manifest.release.name != m.release.name {
+        return Err(err(format!(
+            "it is a release of {:?}, this one is {:?}",
+            head.manifest.release.name, m.release.name
+        )));
+    }
+    if head.manifest.release.version == m.release.version {
+        return Err(err(format!(
+            "it is {} {} itself; a delta needs an earlier release",
+            m.release.name, m.release.version
+        )));
+    }
+    let chain = head.chain();
+    if chain.len() > stoa_format::manifest::MAX_DELTA_CHAIN {
+        return Err(err(format!(
+            "its chain of deltas is {} long, over {}; build on a full bundle",
+            chain.len() - 1,
+            stoa_format::manifest::MAX_DELTA_CHAIN - 1
+        )));
+    }
+    let (w, bytes) = writer.into_delta(chain, &head.digests(), limits)?;
+    let entries = w.manifest().omitted().len();
+    Ok((
+        w,
+        DeltaInfo {
+            base: head.as_base(),
+            chain: head.chain().len(),
+            entries,
+            bytes,
+        },
+    ))
 }
 
 /// The `--root` files, checked (structure, own signatures) and planned as
@@ -149,10 +218,18 @@ pub fn run(args: &Args) -> Result<()> {
             insecure: args.insecure_registries.clone(),
             jobs: usize::from(args.jobs),
             quiet: args.quiet || args.json,
+            registries_conf: args.registries_conf.clone(),
+            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
     };
     let (writer, pulled) = plan(&release, &settings)?;
     let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
+    let (writer, delta) = if args.base.is_empty() {
+        (writer, None)
+    } else {
+        let (w, d) = make_delta(args, writer, &settings.limits)?;
+        (w, Some(d))
+    };
     let m = writer.manifest();
     let total = m.content_size();
 
@@ -166,13 +243,6 @@ pub fn run(args: &Args) -> Result<()> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(werr)?;
-    let tmp = dir.join(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
     if let Some(size) = args.split {
         let name = parts::file_name(out);
         let pb = bytes_bar(total, "build", args.quiet || args.json);
@@ -194,29 +264,28 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
         pb.finish_and_clear();
         super::split::print_parts(args.json, &index, &ip);
+        if let (Some(d), false) = (&delta, args.json) {
+            print_delta(d);
+        }
         return Ok(());
     }
     let result = (|| -> Result<_> {
-        let f = File::create(&tmp).map_err(werr)?;
+        // temp beside `out`, renamed into place; fsynced (file, folder)
+        // only with --fsync. Dropped on an error, the temp goes.
+        let f = AtomicFile::options()
+            .sync(args.fsync)
+            .create(out)
+            .map_err(werr)?;
         let pb = bytes_bar(total, "build", args.quiet || args.json);
         let sync_every = args.fsync.then_some(64 << 20);
         let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
         let (w, summary) = writer.write(out_stream, &keys, &mut |n| pb.inc(n))?;
         pb.finish_and_clear();
         let f = w.finish().map_err(werr)?;
-        if args.fsync {
-            f.sync_all().map_err(werr)?;
-        }
-        let size = f.metadata().map_err(werr)?.len();
-        fs::rename(&tmp, out).map_err(werr)?;
-        if args.fsync {
-            sync_dir(&dir).map_err(werr)?;
-        }
+        let size = f.file().and_then(|f| f.metadata()).map_err(werr)?.len();
+        f.commit().map_err(werr)?;
         Ok((summary, size))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     let (summary, size) = result?;
     if size > parts::FAT32_MAX_FILE {
         eprintln!(
@@ -225,10 +294,27 @@ pub fn run(args: &Args) -> Result<()> {
             human_bytes(size)
         );
     }
-    print_summary(args, out, m, &keys, &summary, size, pulled);
+    print_summary(args, out, m, &keys, &summary, size, pulled, delta.as_ref());
     Ok(())
 }
 
+fn print_delta(d: &DeltaInfo) {
+    println!(
+        "delta on {} {} (manifest sha256:{}{}): {} entries ({}) left out, the site must hold them",
+        d.base.name,
+        d.base.version,
+        d.base.manifest_sha256,
+        if d.chain > 1 {
+            format!(", a chain of {}", d.chain)
+        } else {
+            String::new()
+        },
+        d.entries,
+        human_bytes(d.bytes)
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     args: &Args,
     out: &Path,
@@ -237,6 +323,7 @@ fn print_summary(
     s: &stoa_format::WriteSummary,
     size: u64,
     pulled: Option<PullStats>,
+    delta: Option<&DeltaInfo>,
 ) {
     let signers: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
     if args.json {
@@ -247,6 +334,11 @@ fn print_summary(
                 "manifest_sha256": s.manifest_sha256.hex(), "signers": signers, "entries": s.entries,
                 "content_bytes": s.content_bytes, "stored_raw_bytes": s.raw_bytes, "bundle_bytes": size,
                 "pulled": pulled,
+                "delta": delta.map(|d| serde_json::json!({
+                    "base": {"name": d.base.name, "version": d.base.version.to_string(),
+                             "manifest_sha256": d.base.manifest_sha256.hex()},
+                    "chain": d.chain, "omitted_entries": d.entries, "omitted_bytes": d.bytes,
+                })),
             })
         );
     } else {
@@ -262,6 +354,11 @@ fn print_summary(
             human_bytes(size)
         );
         let _ = writeln!(o, "manifest sha256:{}", s.manifest_sha256);
+        drop(o);
+        if let Some(d) = delta {
+            print_delta(d);
+        }
+        let mut o = std::io::stdout().lock();
         for k in &signers {
             let _ = writeln!(o, "signed by {k}");
         }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod diff;
 pub mod inspect;
 pub mod keygen;
 pub mod root;

@@ -139,14 +139,22 @@ fn read_root(path: &Path) -> Result<SignedRoot> {
 
 fn write_out(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| bad(path, format!("write: {e} (refusing to overwrite)")))?;
+    if std::fs::symlink_metadata(path).is_ok() {
+        let e = std::io::Error::from_raw_os_error(rustix::io::Errno::EXIST.raw_os_error());
+        return Err(bad(path, format!("write: {e} (refusing to overwrite)")));
+    }
+    let mut f = stoa_format::durable::AtomicFile::create(path)
+        .map_err(|e| bad(path, format!("write: {e}")))?;
     f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| bad(path, format!("write: {e}")))
+        .map_err(|e| bad(path, format!("write: {e}")))?;
+    f.commit_new().map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (refusing to overwrite)"
+        } else {
+            ""
+        };
+        bad(path, format!("write: {e}{hint}"))
+    })
 }
 
 /// Removes the key named by an id (or unique id prefix) or a .pub file.

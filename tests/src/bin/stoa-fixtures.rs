@@ -1,5 +1,7 @@
-//! Writes test and demo fixtures: `stoa-fixtures sample-images <layout> <version>…`
-//! and `stoa-fixtures bench-layout <layout> <images> <layer-MiB>`.
+//! Writes test and demo fixtures: `stoa-fixtures sample-images <layout> <version>…`,
+//! `stoa-fixtures stack-images <layout>` (stand-ins for the Full On-Premises
+//! stack's upstream images, for the local mirror) and
+//! `stoa-fixtures bench-layout <layout> <images> <layer-MiB>`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +16,16 @@ fn main() -> ExitCode {
                 .collect();
             stoa_e2e::oci_fixture::write_layout(Path::new(&args[1]), &images)
         }
+        Some("stack-images") if args.len() == 2 => {
+            // the layout, and on stdout one `<ref name> <upstream name>` a line
+            let images = stoa_e2e::oci_fixture::stack_images();
+            let layout: Vec<_> = images.iter().map(|(_, i)| i.clone()).collect();
+            stoa_e2e::oci_fixture::write_layout(Path::new(&args[1]), &layout).map(|()| {
+                for (name, img) in &images {
+                    println!("{} {name}", img.ref_name);
+                }
+            })
+        }
         Some("bench-layout") if args.len() == 4 => {
             let (Ok(n), Ok(mib)) = (args[2].parse::<usize>(), args[3].parse::<u64>()) else {
                 eprintln!("stoa-fixtures: bench-layout <layout> <images> <layer-MiB>");
@@ -26,7 +38,7 @@ fn main() -> ExitCode {
             fuzz_seeds(p(1), p(2), p(3), p(4), p(5), p(6), p(7))
         }
         _ => {
-            eprintln!("usage: stoa-fixtures sample-images <layout> <version>… | bench-layout <layout> <images> <layer-MiB> | fuzz-seeds <out> <bundle-a> <bundle-b> <key> <root.json> <root.key> <release.pub>");
+            eprintln!("usage: stoa-fixtures sample-images <layout> <version>… | stack-images <layout> | bench-layout <layout> <images> <layer-MiB> | fuzz-seeds <out> <bundle-a> <bundle-b> <key> <root.json> <root.key> <release.pub>");
             return ExitCode::from(2);
         }
     };

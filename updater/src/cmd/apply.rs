@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use stoa_format::source::BundleSource;
 
 use crate::engine::ApplyOptions;
-use crate::error::Result;
+use crate::error::{Result, UpdaterError};
 use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
@@ -67,10 +67,29 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     if let Some((_, b)) = bar.take() {
         b.finish_and_clear();
     }
-    let r = r?;
+    let r = match r {
+        Err(UpdaterError::PreflightFailed { report, .. }) => {
+            // every check, then the error; nothing was changed
+            let e = UpdaterError::PreflightFailed {
+                report: report.clone(),
+                reported: args.json,
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "preflight": report.checks, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})
+                );
+            } else {
+                report.print_text();
+            }
+            return Err(e);
+        }
+        r => r?,
+    };
     if args.json {
         println!("{}", serde_json::json!({"ok": true, "apply": r}));
     } else {
+        r.preflight.print_text();
         println!(
             "applied {} (from {}){}",
             r.version,

@@ -1,5 +1,6 @@
 //! `stoa-updater extract <bundle> --trust … --to <dir>`: verified content
-//! only, in a folder that appears when every byte has been checked.
+//! only, in a folder that appears when every byte has been checked. For a
+//! delta, the entries it omits are named (the JSON's `delta.omitted`).
 
 use std::path::PathBuf;
 
@@ -47,6 +48,21 @@ pub fn run(args: &Args) -> Result<()> {
             v.manifest.entries.len(),
             report::human_bytes(v.content_bytes)
         );
+        if let Some(d) = &v.manifest.delta {
+            println!(
+                "a delta on {}: {} entries are omitted, not extracted (the base release has them):",
+                d.bases[0],
+                d.omitted.len()
+            );
+            for e in &d.omitted {
+                println!(
+                    "  omitted {}  {}  sha256:{}",
+                    e.path,
+                    report::human_bytes(e.size),
+                    e.sha256
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -1,16 +1,20 @@
 //! `stoa-updater --config F plan <bundle>`: what apply would do, changing
 //! nothing. Verifies the bundle fully with the site's trust, checks the
 //! site config has every section the bundle needs, applies the version
-//! policy, and reads the databases and Helm for what is pending.
+//! policy, and reads the databases and Helm for what is pending. Then it
+//! runs the preflight checks (crate::preflight) and shows every one; when
+//! one failed it exits 9 after the whole report. Every chart is rendered
+//! through the post-renderer (crate::postrender): its images as they will
+//! run, the final manifests with `--render`, and on Helm 3 the hook images
+//! that would leave the site registry (exit 5 unless accepted).
 
 use std::path::PathBuf;
 
 use std::os::unix::fs::DirBuilderExt;
 
-use serde_json::json;
 use stoa_format::source::{verify_source_with, BundleSource};
 
-use crate::db;
+use crate::engine::plan::{Plan, Probe};
 use crate::engine::Site;
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
@@ -18,7 +22,6 @@ use crate::postrender::{
     hook_refusal, prepare, registry_value, render_chart, site_images, ChartSink, RenderedChart,
 };
 use crate::progress::bytes_bar;
-use crate::registry::map_name;
 use crate::state::{LockProbe, OpKind, SiteLock};
 
 /// While an apply or rollback runs, its half-made changes are no base for a
@@ -30,7 +33,7 @@ fn refuse_while_running(site: &Site) -> Result<()> {
             .pending
             .as_ref()
             .and_then(|p| p.current_step())
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .unwrap_or_else(|| "verify+stage".into());
         let who = LockProbe::Held(owner).describe();
         return Err(UpdaterError::Running(format!(
@@ -39,6 +42,21 @@ fn refuse_while_running(site: &Site) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `plan --json`: `{"ok": …, …the plan's fields, "preflight": […]}`, and
+/// the error when a preflight check failed.
+#[derive(Debug, serde::Serialize)]
+struct PlanOutput<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    plan: &'a Plan,
+    preflight: &'a [crate::preflight::Check],
+    /// Each chart rendered through the post-renderer (images as they will
+    /// run; the manifests with `--render`).
+    render: &'a [RenderedChart],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,9 +103,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let index_trust = base.store();
-    // the chart archives are kept (in a temp folder: plan changes nothing)
-    // to render them; the manifest is known only once verified, so every
-    // `.tgz` under charts/ is kept
+    // the chart archives are kept (in a private temp folder: plan changes
+    // nothing) to render them
     let tmp = TempDir::new()?;
     let mut sink = ChartSink::new(tmp.0.clone());
     // carried roots extend the site's root in memory only: plan changes nothing
@@ -116,242 +133,106 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     } else {
         site.check_policy(&state, m, args.allow_downgrade)?;
     }
-    let prefix = site
-        .cfg
-        .registry
-        .as_ref()
-        .map(|r| r.prefix.clone())
-        .unwrap_or_default();
-    let host = site
-        .cfg
-        .registry
-        .as_ref()
-        .map(crate::registry::site_registry_ref)
-        .unwrap_or_default();
-    let images: Vec<_> = m
-        .images
-        .iter()
-        .map(|i| {
-            let t = map_name(&i.name, &prefix);
-            let host_only = host.split('/').next().unwrap_or("");
-            json!({"name": i.name, "digest": i.digest, "to": format!("{host_only}/{}{}", t.repo, t.tag.map(|t| format!(":{t}")).unwrap_or_default()), "size": i.size})
-        })
-        .collect();
-    let mut migrations = Vec::new();
-    for set in &m.migrations {
-        let url = &site.cfg.databases[&set.database].url;
-        let (pending, note) = match db::applied(&set.database, url) {
-            Ok(applied) => {
-                let mut edited = Vec::new();
-                let mut pend = Vec::new();
-                for s in &set.steps {
-                    let sum = m.entry(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
-                    match applied.get(&s.id) {
-                        Some(a) if a.checksum != sum => edited.push(s.id.clone()),
-                        Some(_) => {}
-                        None => pend.push(format!(
-                            "{}_{}{}",
-                            s.id,
-                            s.name,
-                            if s.down.is_some() {
-                                ""
-                            } else {
-                                " (no down step)"
-                            }
-                        )),
-                    }
-                }
-                if !edited.is_empty() {
-                    // the same refusal, and exit code, as apply's
-                    site.check_edited_migrations(m)?;
-                }
-                (pend, None)
-            }
-            Err(e) => (
-                set.steps
-                    .iter()
-                    .map(|s| format!("{}_{}", s.id, s.name))
-                    .collect(),
-                Some(format!("could not read the database: {e}")),
-            ),
-        };
-        migrations.push(json!({"database": set.database, "pending": pending, "snapshot": site.cfg.databases[&set.database].snapshot, "note": note}));
-    }
-    let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
+    // a delta: apply would refuse unless the store holds every omitted blob
+    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
+    let plan = Plan::compute(&site, m, &state, Probe::Full);
+    // the same refusal, and exit code, as apply's
+    plan.refuse_edited()?;
+    let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     // every chart through `helm template` and the post-renderer
+    let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
     let mut render_error: Option<UpdaterError> = None;
-    let mut rendered: Vec<Option<(RenderedChart, String)>> = Vec::new();
+    let mut rendered: Vec<RenderedChart> = Vec::new();
     if let (Some(h), false) = (&helm, m.charts.is_empty()) {
-        let pr = site_images(&site.cfg, m)
+        let setup = site_images(&site.cfg, m)
             .and_then(|imgs| Ok((prepare(&tmp.0.join("post-render"), &imgs, h.major)?, imgs)));
-        match pr {
+        match setup {
             Ok((pr, imgs)) => {
                 let reg = registry_value(&site.cfg);
                 for c in &m.charts {
-                    let chart = sink.chart(m, c);
-                    match render_chart(h, c, &chart, &pr, &imgs, reg.as_deref()) {
-                        Ok(r) => rendered.push(Some(r)),
+                    match render_chart(h, c, &sink.chart(m, c), &pr, &imgs, reg.as_deref()) {
+                        Ok((mut r, text)) => {
+                            if args.render {
+                                r.manifests = Some(text);
+                            }
+                            rendered.push(r);
+                        }
                         Err(e) => {
-                            rendered.push(None);
                             render_error.get_or_insert(e);
                         }
                     }
                 }
             }
-            Err(e) => {
-                render_error = Some(e);
-            }
+            Err(e) => render_error = Some(e),
         }
     }
-    let charts: Vec<_> = m
-        .charts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let cur = helm.as_ref().map(|h| h.revision(&c.release, &c.namespace));
-            let current = match cur {
-                Some(Ok(Some(r))) => json!(r),
-                Some(Ok(None)) => json!("not installed"),
-                Some(Err(e)) => json!(format!("unknown: {e}")),
-                None => json!("unknown (helm not available)"),
-            };
-            let values = site
-                .cfg
-                .helm
-                .as_ref()
-                .and_then(|h| h.values_file(&c.release));
-            let r = rendered.get(i).and_then(Option::as_ref);
-            let mut j = json!({"release": c.release, "namespace": c.namespace, "chart": format!("{}-{}", c.name, c.version), "current_revision": current, "values_files": values.into_iter().collect::<Vec<_>>()});
-            if let Some((rc, text)) = r {
-                j["images"] = json!(rc.images);
-                j["hook_images_outside"] = json!(rc.hook_images_outside);
-                if args.render {
-                    j["manifests"] = json!(text);
-                }
-            } else if helm.is_some() {
-                j["render"] = json!("failed");
-            }
-            j
-        })
-        .collect();
-    let hook_check: Vec<RenderedChart> =
-        rendered.iter().flatten().map(|(r, _)| r.clone()).collect();
     let refusal = match &helm {
-        Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&hook_check),
+        Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&rendered),
         _ => None,
     };
-    let files: Vec<_> = m
-        .files
-        .iter()
-        .map(|f| json!({"dest": site.cfg.files_dir().join(&f.dest), "mode": f.mode}))
-        .collect();
-    let doc = json!({
-        "ok": true,
-        "release": m.release.name, "version": m.release.version.to_string(),
-        "installed": state.installed.as_ref().map(|x| x.to_string()),
-        "resume": state.pending.is_some(),
-        "images": images, "migrations": migrations, "charts": charts, "files": files,
-        "helm": helm.as_ref().map(|h| h.version.clone()),
-    });
     if args.json {
+        let error = preflight.clone().error(true).err().map(|e| {
+            serde_json::json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()})
+        });
+        let out = PlanOutput {
+            ok: error.is_none() && render_error.is_none() && refusal.is_none(),
+            plan: &plan,
+            preflight: &preflight.checks,
+            render: &rendered,
+            error,
+        };
+        let mut doc = serde_json::to_value(&out).unwrap_or_default();
+        doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
         println!("{doc}");
+        preflight.error(true)?;
         return finish(render_error, refusal);
     }
-    println!(
-        "plan: {} {} over {}{}",
-        m.release.name,
-        m.release.version,
-        state
-            .installed
-            .as_ref()
-            .map(|x| x.to_string())
-            .unwrap_or_else(|| "nothing installed".into()),
-        if state.pending.is_some() {
-            " (resumes the interrupted apply)"
-        } else {
-            ""
-        }
-    );
-    for i in &images {
+    if let Some(d) = &m.delta {
         println!(
-            "push image {} -> {}",
-            i["name"].as_str().unwrap_or(""),
-            i["to"].as_str().unwrap_or("")
+            "delta on {}: the store holds all {} omitted entries ({}), checked",
+            d.bases[0],
+            d.omitted.len(),
+            stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
         );
     }
-    for mg in &migrations {
-        println!(
-            "database {}: snapshot {}, pending {}",
-            mg["database"].as_str().unwrap_or(""),
-            mg["snapshot"],
-            mg["pending"]
-        );
-        if let Some(n) = mg["note"].as_str() {
-            println!("  note: {n}");
-        }
-    }
-    for c in &charts {
-        let rev = match &c["current_revision"] {
-            serde_json::Value::String(x) => x.clone(),
-            other => other.to_string(),
-        };
-        let values: Vec<&str> = c["values_files"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        println!(
-            "helm upgrade --install {}/{} ({}), current revision {rev}, values: {}",
-            c["namespace"].as_str().unwrap_or(""),
-            c["release"].as_str().unwrap_or(""),
-            c["chart"].as_str().unwrap_or(""),
-            if values.is_empty() {
-                "none (the chart's defaults)".to_owned()
-            } else {
-                values.join(", ")
-            }
-        );
-        for i in c["images"].as_array().into_iter().flatten() {
+    print!("{plan}");
+    preflight.print_text();
+    for c in &rendered {
+        println!("render {}/{} ({}):", c.namespace, c.release, c.chart);
+        for i in &c.images {
             println!(
                 "  image {}/{} {}{}: {}",
-                i["kind"].as_str().unwrap_or(""),
-                i["name"].as_str().unwrap_or(""),
-                i["container"].as_str().unwrap_or(""),
-                i["hook"]
-                    .as_str()
+                i.kind,
+                i.name,
+                i.container,
+                i.hook
+                    .as_deref()
                     .map(|h| format!(" (hook {h})"))
                     .unwrap_or_default(),
-                i["image"].as_str().unwrap_or("")
+                i.image
             );
         }
-        for i in c["hook_images_outside"].as_array().into_iter().flatten() {
+        for i in &c.hook_images_outside {
             println!(
                 "  hook image NOT from the site registry (Helm 3 does not post-render hooks): {}/{} {}: {}",
-                i["kind"].as_str().unwrap_or(""),
-                i["name"].as_str().unwrap_or(""),
-                i["container"].as_str().unwrap_or(""),
-                i["image"].as_str().unwrap_or("")
+                i.kind, i.name, i.container, i.image
             );
         }
-        if let Some(t) = c["manifests"].as_str() {
+        if let Some(t) = &c.manifests {
             println!(
                 "--- manifests of {}/{} after rewriting ---",
-                c["namespace"].as_str().unwrap_or(""),
-                c["release"].as_str().unwrap_or("")
+                c.namespace, c.release
             );
             print!("{t}");
             if !t.ends_with('\n') {
                 println!();
             }
-            println!("--- end of {} ---", c["release"].as_str().unwrap_or(""));
+            println!("--- end of {} ---", c.release);
         }
     }
-    for f in &files {
-        println!(
-            "install file {} mode {}",
-            f["dest"].as_str().unwrap_or(""),
-            f["mode"].as_str().unwrap_or("")
-        );
-    }
+    // a failed check first (exit 9), then a chart that did not render, then
+    // a hook refusal: all after everything was shown
+    preflight.error(false)?;
     finish(render_error, refusal)
 }
 

@@ -24,6 +24,12 @@ pub struct Args {
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Flush the rebuilt parts to disk before renaming them into place (for
+    /// repairing straight onto removable media). Off by default, as for
+    /// `stoa-bundler build`: a part damaged by a power cut fails verify, and
+    /// running repair again is the remedy.
+    #[arg(long)]
+    pub fsync: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -37,7 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
         ));
     };
     set.index.check_signatures(&trust)?;
-    let r = parity::repair(set, &args.out)?;
+    let r = parity::repair(set, &args.out, parity::RepairOptions { fsync: args.fsync })?;
     if args.json {
         println!("{}", serde_json::json!({"ok": true, "repair": r}));
     } else if r.rebuilt.is_empty() {

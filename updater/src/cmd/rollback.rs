@@ -1,6 +1,36 @@
 //! `stoa-updater --config F rollback [--to <version>] [--restore-snapshot]`.
 
 use crate::error::{Result, UpdaterError};
+use crate::records::{HistoryEntry, RollbackHistory};
+use crate::state::OpKind;
+
+/// A rollback that started and failed is a history line like a failed
+/// apply's (`outcome: failed`, the step and the error); refusals before
+/// anything started (busy, nothing to roll back, needs confirmation) are
+/// not history.
+fn record_failure(site: &crate::engine::Site, e: &UpdaterError) {
+    let UpdaterError::RollbackFailed { step, cause } = e else {
+        return;
+    };
+    let Ok(state) = site.sd.load() else {
+        return;
+    };
+    // a rollback's pending record goes from → to; a revert of an
+    // interrupted apply goes back from the apply's target to its origin
+    let (from, to) = match &state.pending {
+        Some(p) if p.op == OpKind::Apply => (p.to.clone(), p.from.clone()),
+        Some(p) => (p.from.clone(), p.to.clone()),
+        None => (state.installed.clone(), None),
+    };
+    let _ = site.sd.history(HistoryEntry::Rollback(RollbackHistory {
+        from: from.map(|v| v.to_string()),
+        to: to.map(|v| v.to_string()),
+        outcome: "failed".into(),
+        step: Some(step.clone()),
+        error: Some(cause.to_string()),
+        ..RollbackHistory::default()
+    }));
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +55,13 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         })?),
         None => None,
     };
-    let r = site.rollback(to.as_ref(), args.restore_snapshot)?;
+    let r = match site.rollback(to.as_ref(), args.restore_snapshot) {
+        Ok(r) => r,
+        Err(e) => {
+            record_failure(&site, &e);
+            return Err(e);
+        }
+    };
     if args.json {
         println!("{}", serde_json::json!({"ok": true, "rollback": r}));
     } else {

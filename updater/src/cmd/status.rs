@@ -37,7 +37,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
             .pending
             .as_ref()
             .and_then(|p| p.current_step())
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .unwrap_or_else(|| default.to_owned())
     };
     let (operation, code) = match (running, &state.pending) {
@@ -64,9 +64,9 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
             "from": p.from.as_ref().map(|v| v.to_string()),
             "to": p.to.as_ref().map(|v| v.to_string()),
             "started_at": p.started_at,
-            "stopped_at_step": step.map(|s| s.name.clone()),
+            "stopped_at_step": step.map(|s| s.name.to_string()),
             "step_finished": step.map(|s| s.done),
-            "steps_done": p.steps.iter().filter(|s| s.done).map(|s| s.name.clone()).collect::<Vec<_>>(),
+            "steps_done": p.steps.iter().filter(|s| s.done).map(|s| s.name.to_string()).collect::<Vec<_>>(),
             "failed": p.failed,
         })
     });
@@ -165,7 +165,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "?".into()),
                 p.started_at,
-                step.map(|s| s.name.as_str()).unwrap_or("start"),
+                step.map(|s| s.name.to_string())
+                    .unwrap_or_else(|| "start".into()),
                 if step.is_some_and(|s| s.done) {
                     "finished; the next step had not begun"
                 } else {

@@ -15,8 +15,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use stoa_format::Sha256Digest;
 
-use super::{Puller, FIRST_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
+use super::{classify_reqwest, Puller, RETRY};
 use crate::error::{BundlerError, Result};
+use stoa_format::retry::{parse_retry_after, TransportError};
 
 /// The most bytes of an index.yaml read into memory.
 pub const MAX_INDEX_SIZE: usize = 64 << 20;
@@ -66,63 +67,103 @@ async fn get(
     limit: u64,
     mut sink: impl FnMut(Option<&[u8]>) -> std::io::Result<()>,
 ) -> std::result::Result<(), String> {
-    let mut delay = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        let outcome: std::result::Result<(), (bool, String)> = async {
-            sink(None).map_err(|e| (false, e.to_string()))?; // restart
-            let resp = p.http().get(url).send().await.map_err(|e| {
-                let mut m = e.to_string();
-                let mut s = std::error::Error::source(&e);
-                while let Some(x) = s {
-                    m.push_str(": ");
-                    m.push_str(&x.to_string());
-                    s = x.source();
-                }
-                (true, m)
-            })?;
+        let outcome: std::result::Result<(), TransportError> = async {
+            let local = |e: std::io::Error| TransportError::Other(e.to_string());
+            sink(None).map_err(local)?; // restart
+            let resp = p
+                .http()
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| classify_reqwest(&e))?;
             let st = resp.status();
             if !st.is_success() {
-                return Err((
-                    st.is_server_error() || st.as_u16() == 429,
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                return Err(TransportError::status(
+                    st.as_u16(),
+                    retry_after,
                     format!("HTTP {st}"),
                 ));
             }
             let mut n = 0u64;
             let mut body = resp.bytes_stream();
             while let Some(c) = body.next().await {
-                let c = c.map_err(|e| (true, e.to_string()))?;
+                let c = c.map_err(|e| TransportError::Body(e.to_string()))?;
                 n += c.len() as u64;
                 if n > limit {
-                    return Err((false, format!("larger than the {limit}-byte limit")));
+                    return Err(TransportError::Other(format!(
+                        "larger than the {limit}-byte limit"
+                    )));
                 }
-                sink(Some(&c)).map_err(|e| (false, e.to_string()))?;
+                sink(Some(&c)).map_err(local)?;
             }
             Ok(())
         }
         .await;
         match outcome {
             Ok(()) => return Ok(()),
-            Err((true, _)) if attempt < MAX_ATTEMPTS => {
-                p.counters_add_retry();
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_BACKOFF);
-                attempt += 1;
-            }
-            Err((retry, m)) => {
-                return Err(if retry {
-                    format!("{m} (after {attempt} attempts)")
-                } else {
-                    m
-                })
-            }
+            Err(e) => match RETRY.delay(attempt, &e) {
+                Some(delay) => {
+                    p.counters_add_retry();
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                None if e.is_retryable() => return Err(format!("{e} (after {attempt} attempts)")),
+                None => return Err(e.to_string()),
+            },
         }
     }
 }
 
 /// Fetches chart `name` `version` from the repository at `repo` into the
-/// cache; returns the cached archive's path and its digest.
+/// cache, through its `--chart-repo-mirror`s first (in the order given);
+/// returns the cached archive's path and its digest. A mirror is a
+/// repository like any other: its index.yaml gives the digest, and the
+/// archive must match it and carry the requested name and version.
 pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
+    let urls = super::mirrors::chart_repo_urls(p.chart_repo_mirrors(), repo);
+    let mut tried: Vec<String> = Vec::new();
+    let n = urls.len();
+    for (i, (url, _mirror)) in urls.into_iter().enumerate() {
+        match pull_from(p, &url, name, version) {
+            Ok(v) => return Ok(v),
+            Err(e) if i + 1 < n => {
+                if !p.quiet() {
+                    eprintln!(
+                        "stoa-bundler: chart repository mirror {url} failed, trying the next: {e}"
+                    );
+                }
+                tried.push(format!("mirror {url}: {e}"));
+            }
+            Err(BundlerError::ChartPull {
+                chart,
+                url,
+                message,
+            }) if !tried.is_empty() => {
+                return Err(BundlerError::ChartPull {
+                    chart,
+                    url,
+                    message: format!("{message} (tried first: {})", tried.join("; ")),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(BundlerError::ChartPull {
+        chart: format!("{name} {version}"),
+        url: repo.to_owned(),
+        message: "nowhere to pull from".into(),
+    })
+}
+
+/// Fetches the chart from one repository URL.
+fn pull_from(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
     let err = |url: &str, m: String| BundlerError::ChartPull {
         chart: format!("{name} {version}"),
         url: url.to_owned(),

@@ -8,7 +8,7 @@
 //! plain HTTP per registry (`ClientProtocol::HttpsExcept`), raw manifest
 //! bytes with their digest (`pull_manifest_raw`, byte-exact) and streamed
 //! blob pulls with ranges (`pull_blob_stream_partial`). What it does not do
-//! is done here: retries with backoff (connection errors, 5xx, 429),
+//! is done here: retries (the one [`RetryPolicy`] over typed [`TransportError`]s: connection errors, 5xx, 429),
 //! resuming a blob by range after a dropped connection, bounded parallel
 //! downloads, the verified content cache, docker/containers auth files,
 //! and classic Helm repositories (plain HTTPS GETs with the same TLS
@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod cache;
 pub mod chart_repo;
+pub mod mirrors;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,22 +37,22 @@ use indicatif::ProgressBar;
 use oci_client::client::{
     BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
 };
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use stoa_format::oci::{self, Descriptor, ImageIndex, ImageManifest, MediaTypeProbe};
+use stoa_format::retry::{RetryPolicy, TransportError};
 use stoa_format::Sha256Digest;
 
 use crate::error::{BundlerError, Result};
 use crate::sources::oci_layout::{self, LayoutStore, ResolvedImage, MAX_JSON_BLOB};
 use cache::Cache;
+use mirrors::{ChartRepoMirror, RegistriesConf};
 
-/// Attempts per request (the first one included).
-pub const MAX_ATTEMPTS: u32 = 6;
-/// First backoff delay; doubled each retry, capped at [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The one retry policy (attempts, backoff, Retry-After), shared with the
+/// chart fetches and the updater's pushes.
+pub const RETRY: RetryPolicy = RetryPolicy::DEFAULT;
 
 /// Media types accepted for an image's top manifest.
 const IMAGE_ACCEPT: &[&str] = &[
@@ -72,6 +73,12 @@ pub struct PullOptions {
     /// Parallel blob downloads.
     pub jobs: usize,
     pub quiet: bool,
+    /// `--registries-conf` (else `$CONTAINERS_REGISTRIES_CONF`, else
+    /// /etc/containers/registries.conf when it exists); read when the
+    /// first pull starts, so local-only builds never read it.
+    pub registries_conf: Option<PathBuf>,
+    /// `--chart-repo-mirror <repo>=<mirror>`.
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
 }
 
 /// What was fetched, for the build summary.
@@ -121,69 +128,95 @@ pub struct Puller {
     /// Blobs already counted in this build (shared layers count once).
     seen: std::collections::HashSet<Sha256Digest>,
     delay: Option<Duration>,
+    /// The build host's registries.conf, when there is one.
+    mirrors: Option<RegistriesConf>,
 }
 
-/// Why a request failed, and whether trying again may help.
-#[derive(Debug)]
-struct Failure {
-    retry: bool,
-    message: String,
+/// Why a request failed (typed: whether it is retried is the policy's call).
+type Failure = TransportError;
+
+fn fatal(m: impl Into<String>) -> Failure {
+    TransportError::Other(m.into())
 }
 
-impl Failure {
-    fn fatal(m: impl Into<String>) -> Self {
-        Self {
-            retry: false,
-            message: m.into(),
-        }
+/// reqwest's error with its source chain (the useful part: connection
+/// refused, TLS…).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut m = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        m.push_str(": ");
+        m.push_str(&s.to_string());
+        src = s.source();
+    }
+    m
+}
+
+/// A reqwest failure, classified.
+pub(crate) fn classify_reqwest(r: &reqwest::Error) -> TransportError {
+    let message = error_chain(r);
+    if let Some(tls) = tls_failure(&message) {
+        return tls;
+    }
+    if r.is_timeout() {
+        TransportError::Timeout(message)
+    } else if r.is_connect() {
+        TransportError::Connect(message)
+    } else if r.is_request() || r.is_body() || r.is_decode() {
+        TransportError::Body(message)
+    } else {
+        TransportError::Other(message)
     }
 }
 
-fn classify(e: OciDistributionError) -> Failure {
-    use OciDistributionError as E;
-    let retry = match &e {
-        E::RequestError(r) => {
-            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
-        }
-        E::IoError(_) => true,
-        E::ServerError { code, .. } => *code >= 500 || *code == 429,
-        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            format!("{:?}", x.code)
-                .to_ascii_uppercase()
-                .contains("TOOMANY")
-        }),
-        _ => false,
-    };
-    let message = match &e {
-        E::RequestError(r) => {
-            // reqwest's chain holds the useful part (connection refused, TLS…)
-            let mut m = r.to_string();
-            let mut src = std::error::Error::source(r);
-            while let Some(s) = src {
-                m.push_str(": ");
-                m.push_str(&s.to_string());
-                src = s.source();
-            }
-            m
-        }
-        _ => e.to_string(),
-    };
-    // TLS failures do not go away by trying again; say what usually helps
+/// TLS failures do not go away by trying again; say what usually helps.
+/// (reqwest does not type them: its error chain is read once, here.)
+fn tls_failure(message: &str) -> Option<TransportError> {
     let lower = message.to_ascii_lowercase();
     if lower.contains("invalidcontenttype") {
-        return Failure::fatal(format!(
+        return Some(TransportError::Tls(format!(
             "{message} (the server does not speak TLS: for a plain-HTTP registry use --insecure-registry <host:port>)"
-        ));
+        )));
     }
     if lower.contains("certificate")
         || lower.contains("unknownissuer")
         || lower.contains("handshake")
     {
-        return Failure::fatal(format!(
+        return Some(TransportError::Tls(format!(
             "{message} (for a registry with a private CA use --ca-cert <pem>)"
-        ));
+        )));
     }
-    Failure { retry, message }
+    None
+}
+
+fn classify(e: OciDistributionError) -> Failure {
+    use OciDistributionError as E;
+    match &e {
+        E::RequestError(r) => classify_reqwest(r),
+        E::IoError(_) => TransportError::Body(e.to_string()),
+        E::ServerError { code, .. } => TransportError::status(*code, None, e.to_string()),
+        E::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|x| x.code == OciErrorCode::Toomanyrequests) =>
+        {
+            TransportError::status(429, None, e.to_string())
+        }
+        _ => {
+            let message = e.to_string();
+            tls_failure(&message).unwrap_or(TransportError::Other(message))
+        }
+    }
+}
+
+/// "… (after N attempts)" on a failure that was retried.
+fn after(e: Failure, attempt: u32) -> Failure {
+    if e.is_retryable() {
+        e.map_message(|m| format!("{m} (after {attempt} attempts)"))
+    } else {
+        e
+    }
 }
 
 async fn with_retries<T, F, Fut>(counters: &Counters, mut f: F) -> std::result::Result<T, Failure>
@@ -191,23 +224,18 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, Failure>>,
 {
-    let mut delay = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.retry && attempt < MAX_ATTEMPTS => {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_BACKOFF);
-                attempt += 1;
-            }
-            Err(mut e) => {
-                if e.retry {
-                    e.message = format!("{} (after {attempt} attempts)", e.message);
+            Err(e) => match RETRY.delay(attempt, &e) {
+                Some(delay) => {
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
                 }
-                return Err(e);
-            }
+                None => return Err(after(e, attempt)),
+            },
         }
     }
 }
@@ -234,6 +262,13 @@ impl std::fmt::Debug for Puller {
 
 impl Puller {
     pub fn new(opts: &PullOptions) -> Result<Self> {
+        let mirrors = RegistriesConf::load(opts.registries_conf.as_deref())?;
+        let mut opts = opts.clone();
+        if let Some(m) = &mirrors {
+            // `insecure = true` locations and mirrors: plain HTTP
+            opts.insecure.extend(m.insecure_hosts());
+        }
+        let opts = &opts;
         // One TLS crypto provider for the whole workspace (ring, as the
         // updater uses): reqwest is built without a provider of its own, so
         // the process default must be set before a client is made. A second
@@ -309,6 +344,7 @@ impl Puller {
             creds: HashMap::new(),
             seen: Default::default(),
             delay,
+            mirrors,
         })
     }
 
@@ -396,7 +432,7 @@ impl Puller {
     }
 
     fn pull_error(&self, image: &str, reference: &Reference, f: Failure) -> BundlerError {
-        let mut message = f.message;
+        let mut message = f.message().to_owned();
         if message.contains("Not authorized") || message.contains("Authentication failure") {
             message.push_str(&self.auth_hint(reference));
         }
@@ -449,7 +485,7 @@ impl Puller {
         .await?;
         counters.manifests_fetched.fetch_add(1, Ordering::Relaxed);
         if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(Failure::fatal(format!(
+            return Err(fatal(format!(
                 "manifest is {} bytes, over the {MAX_JSON_BLOB}-byte limit",
                 bytes.len()
             )));
@@ -457,7 +493,7 @@ impl Puller {
         let got = Sha256Digest::of(&bytes);
         if let Some(want) = reference.digest() {
             if got.oci() != want {
-                return Err(Failure::fatal(format!(
+                return Err(fatal(format!(
                     "the registry sent a manifest with digest {}, not {want}",
                     got.oci()
                 )));
@@ -465,7 +501,7 @@ impl Puller {
         }
         if let Some(size) = want_size {
             if bytes.len() as u64 != size {
-                return Err(Failure::fatal(format!(
+                return Err(fatal(format!(
                     "manifest {} is {} bytes, its descriptor says {size}",
                     got.oci(),
                     bytes.len()
@@ -474,7 +510,7 @@ impl Puller {
         }
         cache
             .put_bytes(&got, &bytes)
-            .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+            .map_err(|e| fatal(format!("cache: {e}")))?;
         Ok((bytes.to_vec(), got))
     }
 
@@ -488,13 +524,12 @@ impl Puller {
         d: Descriptor,
         pb: ProgressBar,
     ) -> std::result::Result<(), Failure> {
-        let digest = Sha256Digest::from_oci(&d.digest)
-            .ok_or_else(|| Failure::fatal("digest is not sha256"))?;
+        let digest =
+            Sha256Digest::from_oci(&d.digest).ok_or_else(|| fatal("digest is not sha256"))?;
         let mut w = cache
             .writer(&digest)
-            .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+            .map_err(|e| fatal(format!("cache: {e}")))?;
         let od = oci_descriptor(&d);
-        let mut delay = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             if d.size == 0 {
@@ -509,26 +544,31 @@ impl Puller {
                 let mut stream = match resp {
                     BlobResponse::Full(s) => {
                         if off > 0 {
-                            w.restart()
-                                .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+                            w.restart().map_err(|e| fatal(format!("cache: {e}")))?;
                         }
                         s
                     }
                     BlobResponse::Partial(s) => s,
                 };
                 while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| Failure {
-                        retry: !e.to_string().to_ascii_lowercase().contains("digest"),
-                        message: e.to_string(),
+                    let chunk = chunk.map_err(|e| {
+                        // a digest mismatch reported by the client is final;
+                        // any other stream error is a dropped body
+                        let m = e.to_string();
+                        if m.to_ascii_lowercase().contains("digest") {
+                            TransportError::Other(m)
+                        } else {
+                            TransportError::Body(m)
+                        }
                     })?;
                     if w.len() + chunk.len() as u64 > d.size {
-                        return Err(Failure::fatal(format!(
+                        return Err(fatal(format!(
                             "the registry sent more than the {} bytes of the descriptor",
                             d.size
                         )));
                     }
                     w.write_all(&chunk)
-                        .map_err(|e| Failure::fatal(format!("cache: {e}")))?;
+                        .map_err(|e| fatal(format!("cache: {e}")))?;
                     pb.inc(chunk.len() as u64);
                     counters
                         .bytes_downloaded
@@ -537,31 +577,29 @@ impl Puller {
                 Ok(w.len() == d.size)
             }
             .await;
-            match outcome {
+            let wait = match &outcome {
                 Ok(true) => break,
-                Ok(false) | Err(Failure { retry: true, .. }) if attempt < MAX_ATTEMPTS => {
+                // a short body: resumed by range, like a dropped connection
+                Ok(false) => RETRY.next(attempt, None),
+                Err(e) => RETRY.delay(attempt, e),
+            };
+            match (wait, outcome) {
+                (Some(delay), _) => {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_BACKOFF);
                     attempt += 1;
                 }
-                Ok(false) => {
-                    return Err(Failure::fatal(format!(
+                (None, Ok(_)) => {
+                    return Err(fatal(format!(
                         "the registry sent {} of {} bytes (after {attempt} attempts)",
                         w.len(),
                         d.size
                     )))
                 }
-                Err(mut e) => {
-                    if e.retry {
-                        e.message = format!("{} (after {attempt} attempts)", e.message);
-                    }
-                    return Err(e);
-                }
+                (None, Err(e)) => return Err(after(e, attempt)),
             }
         }
-        w.commit(d.size)
-            .map_err(|e| Failure::fatal(e.to_string()))?;
+        w.commit(d.size).map_err(|e| fatal(e.to_string()))?;
         counters.blobs_downloaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -626,7 +664,7 @@ impl Puller {
                         done += 1;
                         crate::progress::pull_bar_blobs(&pb, image, done, n);
                     }
-                    Ok((digest, Err(f))) => return Err((digest, f.message)),
+                    Ok((digest, Err(f))) => return Err((digest, f.to_string())),
                     Err(e) => return Err((String::new(), format!("download task failed: {e}"))),
                 }
             }
@@ -640,8 +678,117 @@ impl Puller {
         })
     }
 
-    /// Pulls an image by tag or digest into the cache and resolves it.
+    /// Where to pull `reference` from: the mirrors of the build host's
+    /// registries.conf that apply, then the location (or the reference
+    /// itself when nothing matches or there is no file).
+    fn endpoints(&self, what: &str, reference: &Reference) -> Result<Vec<(Reference, bool)>> {
+        let Some(conf) = &self.mirrors else {
+            return Ok(vec![(reference.clone(), false)]);
+        };
+        let eps = conf.endpoints(&reference.whole()).map_err(|message| {
+            BundlerError::RegistryBlocked {
+                image: what.to_owned(),
+                message,
+            }
+        })?;
+        eps.into_iter()
+            .map(|e| {
+                Reference::try_from(e.reference.as_str())
+                    .map(|r| (r, e.mirror))
+                    .map_err(|x| BundlerError::RegistriesConf {
+                        path: conf.path().to_owned(),
+                        message: format!(
+                            "{} maps to {:?}, which is not an image reference: {x}",
+                            reference.whole(),
+                            e.reference
+                        ),
+                    })
+            })
+            .collect()
+    }
+
+    /// Tries `f` on each endpoint in order; the first success wins. A
+    /// failed mirror is reported (unless quiet) and the next one tried;
+    /// when all fail, the error says what each mirror answered.
+    fn first_success<T>(
+        &mut self,
+        endpoints: Vec<(Reference, bool)>,
+        mut f: impl FnMut(&mut Self, &Reference) -> Result<T>,
+    ) -> Result<T> {
+        let mut tried: Vec<String> = Vec::new();
+        let n = endpoints.len();
+        for (i, (r, mirror)) in endpoints.into_iter().enumerate() {
+            match f(self, &r) {
+                Ok(v) => return Ok(v),
+                Err(e) if i + 1 < n => {
+                    let what = if mirror { "mirror" } else { "location" };
+                    if !self.opts.quiet {
+                        eprintln!(
+                            "stoa-bundler: {what} {} failed, trying the next: {e}",
+                            r.whole()
+                        );
+                    }
+                    tried.push(format!("{what} {}: {e}", r.whole()));
+                }
+                Err(e) if tried.is_empty() => return Err(e),
+                Err(e) => {
+                    let also = format!(" (tried first: {})", tried.join("; "));
+                    return Err(match e {
+                        BundlerError::RegistryPull {
+                            image,
+                            reference,
+                            message,
+                        } => BundlerError::RegistryPull {
+                            image,
+                            reference,
+                            message: message + &also,
+                        },
+                        BundlerError::RegistryBlob {
+                            image,
+                            blob,
+                            message,
+                        } => BundlerError::RegistryBlob {
+                            image,
+                            blob,
+                            message: message + &also,
+                        },
+                        BundlerError::ChartPull {
+                            chart,
+                            url,
+                            message,
+                        } => BundlerError::ChartPull {
+                            chart,
+                            url,
+                            message: message + &also,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        }
+        // endpoints() always returns at least the location
+        Err(BundlerError::RegistryBlocked {
+            image: String::new(),
+            message: "nowhere to pull from".into(),
+        })
+    }
+
+    /// Pulls an image by tag or digest into the cache and resolves it,
+    /// through the build host's mirrors (module [`mirrors`]). The bundle
+    /// records `source_text`, never a mirror's name.
     pub fn pull_image(
+        &mut self,
+        name: &str,
+        source_text: &str,
+        reference: &Reference,
+        platforms: Option<&[String]>,
+    ) -> Result<ResolvedImage> {
+        let eps = self.endpoints(name, reference)?;
+        self.first_success(eps, |p, r| p.pull_image_at(name, source_text, r, platforms))
+    }
+
+    /// Pulls an image from one place.
+    fn pull_image_at(
         &mut self,
         name: &str,
         source_text: &str,
@@ -754,6 +901,18 @@ impl Puller {
         let tag = version.replace('+', "_");
         let reference = Reference::try_from(format!("{base}:{tag}").as_str())
             .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let eps = self.endpoints(url, &reference)?;
+        self.first_success(eps, |p, r| p.pull_oci_chart_at(url, r))
+    }
+
+    /// Pulls an OCI chart from one place.
+    fn pull_oci_chart_at(&mut self, url: &str, reference: &Reference) -> Result<(PathBuf, String)> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let reference = reference.clone();
         let auth = self.auth_for(&reference)?;
         let got = self.rt.block_on(async {
             if !matches!(auth, RegistryAuth::Anonymous) {
@@ -812,6 +971,16 @@ impl Puller {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// `--chart-repo-mirror` entries.
+    pub fn chart_repo_mirrors(&self) -> &[ChartRepoMirror] {
+        &self.opts.chart_repo_mirrors
+    }
+
+    /// Is output quiet (no notes on stderr)?
+    pub fn quiet(&self) -> bool {
+        self.opts.quiet
     }
 
     pub fn counters_add_download(&self, bytes: u64) {

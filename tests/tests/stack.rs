@@ -1,0 +1,201 @@
+//! The example release is the Full On-Premises stack (manifests/): the
+//! upstream charts where they live (bitnami OCI charts on
+//! registry-1.docker.io, opensearch and vault from their classic
+//! repositories) with their upstream images, then STOA. Built here as a
+//! vendor without internet would: through the local mirror
+//! (`harness::Mirror`, scripts/local-mirror.sh: real docker-registry, real
+//! Helm push, a classic repository, a registries.conf), then checked with
+//! the updater, tar, openssl and skopeo. The bundle names what the release
+//! manifest names, never the mirror.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use stoa_e2e::harness::{ok, require, run, updater, Mirror};
+use stoa_e2e::oci_fixture::{sample_images, write_layout, STACK_IMAGES};
+use stoa_e2e::registry_fixture::{build_ok, entries, inspect, keygen};
+use stoa_e2e::site::manifests_dir;
+
+/// The upstream charts of the stack: (name, version).
+const STACK_CHARTS: &[(&str, &str)] = &[
+    ("postgresql-ha", "16.3.4"),
+    ("opensearch", "3.6.0"),
+    ("minio", "17.0.23"),
+    ("vault", "0.34.1"),
+];
+
+/// manifests/stoa-platform[-<v>].toml with its local paths made absolute
+/// (the STOA images from a layout made in `dir`).
+fn stack_manifest(dir: &Path, version: &str) -> PathBuf {
+    let m = manifests_dir();
+    let file = if version == "2.3.0" {
+        m.join("stoa-platform.toml")
+    } else {
+        m.join(format!("stoa-platform-{version}.toml"))
+    };
+    let images = dir.join("vendor-images");
+    write_layout(&images, &sample_images(version)).unwrap();
+    let text = fs::read_to_string(file)
+        .unwrap()
+        .replace(
+            "\"oci:vendor/images:",
+            &format!("\"oci:{}:", images.display()),
+        )
+        .replace(
+            "path = \"charts",
+            &format!("path = \"{}/charts", m.display()),
+        )
+        .replace(
+            "source = \"tools/",
+            &format!("source = \"{}/tools/", m.display()),
+        )
+        .replace(
+            "dir = \"migrations/",
+            &format!("dir = \"{}/migrations/", m.display()),
+        );
+    let out = dir.join(format!("stoa-platform-{version}.toml"));
+    fs::write(&out, text).unwrap();
+    out
+}
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(p).unwrap()))
+}
+
+/// The mirror registry's digest of `name` (sha256 of `skopeo inspect --raw`).
+fn mirror_digest(mirror: &Mirror, name: &str) -> String {
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/{name}", mirror.registry)));
+    assert!(
+        out.status.success(),
+        "skopeo inspect {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("sha256:{}", hex::encode(Sha256::digest(&out.stdout)))
+}
+
+#[test]
+fn stack_release_builds_through_the_local_mirror_and_verifies() {
+    require("skopeo", "skopeo");
+    require("openssl", "openssl");
+    let t = tempfile::tempdir().unwrap();
+    let mirror = Mirror::start(t.path());
+    let key = keygen(t.path());
+    let cache = t.path().join("cache");
+    let manifest = stack_manifest(t.path(), "2.3.0");
+
+    let bundle = t.path().join("stack.tar.zst");
+    let s = build_ok(&manifest, &key, &bundle, &cache, &mirror.build_flags);
+    assert!(s["pulled"]["blobs_downloaded"].as_u64().unwrap() > 0, "{s}");
+
+    // the site's verify accepts it
+    let v: serde_json::Value = serde_json::from_str(
+        ok(updater()
+            .arg("verify")
+            .arg(&bundle)
+            .arg("--trust")
+            .arg(t.path().join("release.pub"))
+            .arg("--json"))
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(v["ok"], true);
+
+    // names as written, never the mirror's; digests are the registry's
+    let (names, manifest_bytes) = entries(&bundle);
+    let manifest_text = String::from_utf8(manifest_bytes).unwrap();
+    assert!(
+        !manifest_text.contains(&mirror.registry) && !manifest_text.contains("127.0.0.1"),
+        "the bundle names the mirror: {manifest_text}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
+    for name in STACK_IMAGES {
+        let rec = doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} is not in the bundle"));
+        assert_eq!(rec["source"], format!("docker://{name}"));
+        assert_eq!(rec["digest"], mirror_digest(&mirror, name), "{name}");
+    }
+    // the charts, in the guide's order, byte for byte what Helm packaged
+    let charts: Vec<(String, String)> = doc["charts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = STACK_CHARTS
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    want.push(("stoa-api".into(), "2.3.0".into()));
+    want.push(("stoa-gateway".into(), "2.3.0".into()));
+    assert_eq!(charts, want);
+
+    // independent readers: tar, openssl, skopeo
+    let raw = t.path().join("raw");
+    fs::create_dir_all(&raw).unwrap();
+    ok(Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&raw));
+    for (name, version) in STACK_CHARTS {
+        let entry = format!("charts/{name}-{version}.tgz");
+        assert!(names.contains(&entry), "{entry} missing");
+        assert_eq!(
+            sha256_file(&raw.join(&entry)),
+            sha256_file(&mirror.chart_archive(name, version)),
+            "{entry} is not the archive the repository served"
+        );
+    }
+    for sig in fs::read_dir(raw.join("signatures")).unwrap() {
+        let out = ok(Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+            .arg(t.path().join("release.pub"))
+            .arg("-rawin")
+            .arg("-in")
+            .arg(raw.join("manifest.json"))
+            .arg("-sigfile")
+            .arg(sig.unwrap().path()));
+        assert!(out.contains("Signature Verified Successfully"), "{out}");
+    }
+    let out = ok(Command::new("skopeo").arg("inspect").arg(format!(
+        "oci:{}:docker.io/bitnami/pgpool:4.6.3-debian-12-r0",
+        raw.join("oci").display()
+    )));
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        info["Digest"],
+        mirror_digest(&mirror, "docker.io/bitnami/pgpool:4.6.3-debian-12-r0")
+    );
+
+    // the earlier releases of the upgrade story build the same way; the
+    // upstream blobs come from the cache now
+    for v in ["2.0.0", "2.1.0"] {
+        let m = stack_manifest(&t.path().join(v), v);
+        let out = t.path().join(format!("stack-{v}.tar.zst"));
+        let s = build_ok(&m, &key, &out, &cache, &mirror.build_flags);
+        assert_eq!(s["pulled"]["blobs_downloaded"], 0, "{v}: {s}");
+        let doc = inspect(&out);
+        assert_eq!(doc["version"], v);
+        assert_eq!(doc["charts"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            doc["images"].as_array().unwrap().len(),
+            STACK_IMAGES.len() + 3
+        );
+    }
+}

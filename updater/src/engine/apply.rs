@@ -1,0 +1,568 @@
+//! Apply: verify and stage the bundle, then the journaled steps, then commit;
+//! on failure, the automatic revert (or the state left for inspection).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use stoa_format::source::{inspect_source, BundleSource};
+use stoa_format::{BundleManifest, Limits};
+
+use crate::config::hint;
+use crate::error::{Result, UpdaterError};
+use crate::stage::{self, chart_file_name, entry_blob};
+use crate::state::{
+    now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StepRecord,
+};
+use crate::tool;
+
+use super::plan::{Plan, Probe};
+use crate::records::{ApplyHistory, HistoryEntry, JournalLine};
+
+use super::*;
+
+impl Site {
+    pub fn apply(
+        &self,
+        bundle: &BundleSource,
+        opts: &ApplyOptions,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<ApplyReport> {
+        tool::check_setpriv()?;
+        // the site's root, extended by the roots the bundle carries
+        let now = crate::trust::checked_now(&self.sd, opts.ignore_clock_floor)?;
+        let base = crate::trust::load(&self.cfg, &self.sd, now)?.base;
+        // every file is read twice (head, then content): regular files only
+        for p in bundle_files(bundle) {
+            check_regular(p)?;
+        }
+        // a part set: signed index, every part present with its size
+        bundle.check(&base.store())?;
+        let head = inspect_source(bundle, &Limits::default())?;
+        let (trust, chain) = base.resolve(&head, now)?;
+        crate::audit::note_root(chain.last().map_or(base.version(), |r| r.version()));
+        head.check_signatures(&trust)?;
+        self.cfg.check_needs(&head.manifest)?;
+        self.sd.ensure()?;
+        // policy first on the state as read, again under the lock
+        let _lock = SiteLock::take(&self.sd, "apply")?;
+        let mut state = self.sd.load()?;
+        let sha = head.manifest_sha256.hex();
+        let resumed = match &state.pending {
+            Some(p)
+                if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) =>
+            {
+                // never race a worker of the interrupted run
+                tool::stop_leftovers(&self.sd, &p.op_id)?;
+                true
+            }
+            Some(p) => return Err(self.pending_refusal(p)),
+            None => {
+                self.check_policy(&state, &head.manifest, opts.allow_downgrade)?;
+                false
+            }
+        };
+        // a delta: every omitted blob in the store, before any change
+        crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
+        // the site can take this release: checked before any change
+        let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
+
+        // verify fully while staging; nothing on site has changed yet
+        let size = bundle.size();
+        let mut done = 0u64;
+        let t0 = std::time::Instant::now();
+        let staged = stage::verify_and_stage(
+            bundle,
+            &trust,
+            &Self::verify_options(opts.allow_expired),
+            &self.sd,
+            &mut |n| {
+                done += n;
+                progress("verify+stage", done, size);
+            },
+        )?;
+        if staged.verified.manifest_sha256.hex() != sha {
+            return Err(UpdaterError::Refused(
+                "the bundle changed while it was read".into(),
+            ));
+        }
+        crate::audit::note_bundle(&staged.verified);
+        // verified: its roots and its creation time are accepted
+        crate::trust::accept_roots(&self.sd, &chain)?;
+        if let Ok(t) = humantime::parse_rfc3339(&staged.verified.manifest.release.created) {
+            let r = &staged.verified.manifest.release;
+            crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
+        }
+        let m = staged.verified.manifest.clone();
+        // every chart renders with every image from the site registry, and
+        // (Helm 3) no hook image leaves it unless accepted: before any change
+        crate::postrender::preflight(
+            &self.cfg,
+            &m,
+            &self.sd.release_dir(&m.release.version).join("charts"),
+            opts.accept_hook_images,
+        )?;
+        let mut report = ApplyReport {
+            version: m.release.version.to_string(),
+            from: state.installed.as_ref().map(|v| v.to_string()),
+            resumed,
+            staged_bytes_written: staged.bytes_written,
+            staged_bytes_reused: staged.bytes_reused,
+            stage_seconds: t0.elapsed().as_secs_f64(),
+            preflight,
+            ..ApplyReport::default()
+        };
+        self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
+        Ok(report)
+    }
+
+    /// Runs the apply of a verified, staged release: records it as pending
+    /// (or resumes the pending one), runs the plan's steps, commits, then
+    /// prunes. On failure: the automatic revert, or the state left for
+    /// inspection. The unit tests' kill matrix enters here.
+    pub fn execute_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        sha: &str,
+        opts: &ApplyOptions,
+        report: &mut ApplyReport,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<()> {
+        // the same computation `plan` prints; apply runs exactly its steps
+        let plan = Plan::compute(self, m, state, Probe::Databases);
+        if report.resumed {
+            let p = pending(state)?;
+            p.failed = None;
+            let p = p.clone();
+            tool::record_children(&self.sd, &p.op_id);
+            self.save(state)?;
+            self.journal(&p, &Step::Resume, "begin", json!({}))?;
+        } else {
+            plan.refuse_edited()?;
+            self.begin_apply(state, m, sha, opts)?;
+        }
+        if let Err((step, e)) = self.apply_steps(state, m, &plan.steps, report, progress) {
+            return Err(self.apply_failed(state, m, step, e, opts));
+        }
+        // prune (after commit; a failure here is reported, not fatal)
+        match self.prune(state) {
+            Ok(p) => report.pruned = p,
+            Err(e) => eprintln!("stoa-updater: warning: prune: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Records a new apply as pending, its `stage` step done.
+    fn begin_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        sha: &str,
+        opts: &ApplyOptions,
+    ) -> Result<()> {
+        let op_id = format!("{}-{}", now_rfc3339(), std::process::id());
+        state.pending = Some(Pending {
+            op: OpKind::Apply,
+            op_id,
+            started_at: now_rfc3339(),
+            from: state.installed.clone(),
+            to: Some(m.release.version.clone()),
+            manifest_sha256: Some(sha.to_owned()),
+            steps: vec![StepRecord {
+                name: Step::Stage,
+                done: true,
+            }],
+            record: ReleaseRecord {
+                version: m.release.version.clone(),
+                manifest_sha256: sha.to_owned(),
+                applied_at: String::new(),
+                allow_downgrade: opts.allow_downgrade
+                    && state
+                        .installed
+                        .as_ref()
+                        .is_some_and(|c| !is_newer(&m.release.version, c)),
+                allow_expired: opts.allow_expired
+                    && m.expires_at()
+                        .is_some_and(|e| e <= std::time::SystemTime::now()),
+                ..ReleaseRecord::default()
+            },
+            migrations_before: BTreeMap::new(),
+            failed: None,
+        });
+        self.save(state)?;
+        let p = pending(state)?.clone();
+        tool::record_children(&self.sd, &p.op_id);
+        self.journal(&p, &Step::Stage, "done", json!({"from": p.from.as_ref().map(|v| v.to_string()), "allow_downgrade": p.record.allow_downgrade}))?;
+        self.crash_hook(&Step::Stage);
+        Ok(())
+    }
+
+    /// The plan's steps, each journaled, then the commit.
+    fn apply_steps(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        steps: &[Step],
+        report: &mut ApplyReport,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> std::result::Result<(), (String, UpdaterError)> {
+        for step in steps {
+            self.apply_step(state, m, step, report, progress)
+                .map_err(|e| (step.to_string(), e))?;
+        }
+        self.commit_apply(state, m, report)
+            .map_err(|e| (Step::Commit.to_string(), e))
+    }
+
+    /// One step of apply, skipped when already done.
+    fn apply_step(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        step: &Step,
+        report: &mut ApplyReport,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<()> {
+        match step {
+            Step::PushImages => {
+                let total: u64 = m.images.iter().map(|i| i.size).sum();
+                let t0 = std::time::Instant::now();
+                report.push = self.step(state, step, |site, _| {
+                    let mut done = 0u64;
+                    site.drivers.registry.push_release(&site.sd, m, &mut |n| {
+                        done += n;
+                        progress("push", done, total);
+                    })
+                })?;
+                report.push_seconds = t0.elapsed().as_secs_f64();
+            }
+            Step::Snapshot(db) => self.step(state, step, |site, st| site.snapshot_db(st, m, db))?,
+            Step::Migrate(db) => self.step(state, step, |site, st| site.migrate_db(st, m, db))?,
+            Step::Helm(release) => {
+                self.step(state, step, |site, st| site.helm_upgrade(st, m, release))?
+            }
+            Step::Files => {
+                self.step(state, step, |site, _| {
+                    m.files.iter().try_for_each(|f| site.install_file(m, f))
+                })?;
+                report.files = m.files.iter().map(|f| f.dest.clone()).collect();
+            }
+            other => {
+                return Err(UpdaterError::StateCorrupt {
+                    path: self.sd.state_path(),
+                    reason: format!("{other} is not a step of apply"),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn db_config(&self, db: &str) -> Result<crate::config::DatabaseConfig> {
+        self.cfg
+            .databases
+            .get(db)
+            .cloned()
+            .ok_or(UpdaterError::MissingSection {
+                section: format!("databases.{db}"),
+            })
+    }
+
+    /// `snapshot:{db}`: pg_dump before migrating (kept when a killed run
+    /// took it already).
+    fn snapshot_db(&self, st: &mut State, m: &BundleManifest, name: &str) -> Result<()> {
+        let dbc = self.db_config(name)?;
+        let p = pending(st)?;
+        let file = self.sd.snapshots_dir().join(format!(
+            "{}-{}-{}.dump",
+            m.release.version,
+            name,
+            &p.op_id.replace([':', ' '], "")
+        ));
+        if !file.exists() {
+            self.drivers.database.snapshot(name, &dbc.url, &file)?;
+        }
+        p.record.snapshots.insert(name.to_owned(), file);
+        Ok(())
+    }
+
+    /// `migrate:{db}`: the pending migrations, each recorded as it runs.
+    fn migrate_db(&self, st: &mut State, m: &BundleManifest, name: &str) -> Result<()> {
+        let dbc = self.db_config(name)?;
+        let Some(set) = m.migrations.iter().find(|s| s.database == name) else {
+            return Ok(());
+        };
+        let applied = self.drivers.database.applied(name, &dbc.url)?;
+        {
+            let p = pending(st)?;
+            if !p.migrations_before.contains_key(name) {
+                p.migrations_before
+                    .insert(name.to_owned(), applied.keys().cloned().collect());
+            }
+        }
+        self.save(st)?;
+        for s in &set.steps {
+            let e = m.listed(&s.up).ok_or_else(|| UpdaterError::Database {
+                database: name.to_owned(),
+                step: s.id.clone(),
+                reason: "up step is not in the bundle".into(),
+            })?;
+            let checksum = e.sha256.hex();
+            if let Some(a) = applied.get(&s.id) {
+                if a.checksum != checksum {
+                    return Err(UpdaterError::Database {
+                        database: name.to_owned(),
+                        step: format!("migration {}_{}", s.id, s.name),
+                        reason: format!(
+                            "already applied with checksum {}, the bundle's is {checksum}: an applied migration was edited; refusing",
+                            a.checksum
+                        ),
+                    });
+                }
+                self.record_if_ran_here(st, name, &s.id)?;
+                continue;
+            }
+            let up = read_text(&self.sd.blob(&checksum))?;
+            let down = match &s.down {
+                Some(d) => Some(read_text(&entry_blob(&self.sd, m, d)?)?),
+                None => None,
+            };
+            self.journal(
+                pending(st)?,
+                &Step::Migrate(name.to_owned()),
+                "migration",
+                json!({"id": s.id, "name": s.name}),
+            )?;
+            self.drivers.database.migrate_up(
+                name,
+                &dbc.url,
+                &s.id,
+                &s.name,
+                &up,
+                &checksum,
+                down.as_deref(),
+                &m.release.version.to_string(),
+            )?;
+            self.crash_hook(&format!("migration-run:{name}:{}", s.id));
+            let p = pending(st)?;
+            p.record
+                .migrations
+                .entry(name.to_owned())
+                .or_default()
+                .push(s.id.clone());
+            self.save(st)?;
+        }
+        Ok(())
+    }
+
+    /// A migration run by this apply before a kill, not yet recorded: record
+    /// it now, or a later rollback would miss it.
+    fn record_if_ran_here(&self, st: &mut State, name: &str, id: &str) -> Result<()> {
+        let p = pending(st)?;
+        let ran_here = !p
+            .migrations_before
+            .get(name)
+            .is_some_and(|b| b.iter().any(|x| x == id));
+        let recorded = p
+            .record
+            .migrations
+            .get(name)
+            .is_some_and(|r| r.iter().any(|x| x == id));
+        if ran_here && !recorded {
+            p.record
+                .migrations
+                .entry(name.to_owned())
+                .or_default()
+                .push(id.to_owned());
+            self.save(st)?;
+        }
+        Ok(())
+    }
+
+    /// `helm:{release}`: records the revision before, upgrades, records after.
+    fn helm_upgrade(&self, st: &mut State, m: &BundleManifest, release: &str) -> Result<()> {
+        let Some(c) = m.charts.iter().find(|c| c.release == release) else {
+            return Ok(());
+        };
+        let charts = &self.drivers.charts;
+        // recorded by an earlier run of this apply: our upgrade may have been
+        // killed during --wait, leaving the release pending; recover it
+        // (a pending release we did not start is refused, untouched)
+        let ours = pending(st)?
+            .record
+            .helm
+            .iter()
+            .find(|r| r.release == c.release && r.namespace == c.namespace)
+            .map(|r| r.before);
+        if let Some(before) = ours {
+            if let Some(done) =
+                charts.recover_interrupted(&c.release, &c.namespace, before, true)?
+            {
+                let p = pending(st)?.clone();
+                self.journal(
+                    &p,
+                    &Step::Helm(c.release.clone()),
+                    "recovered",
+                    json!({"what": done}),
+                )?;
+            }
+        } else {
+            charts.recover_interrupted(&c.release, &c.namespace, None, false)?;
+            let before = charts.revision(&c.release, &c.namespace)?;
+            // --create-namespace: a namespace this first install creates
+            // goes again with its undo
+            let created_namespace = before.is_none() && !charts.namespace_exists(&c.namespace)?;
+            pending(st)?.record.helm.push(HelmRecord {
+                release: c.release.clone(),
+                namespace: c.namespace.clone(),
+                before,
+                after: None,
+                created_namespace,
+            });
+            self.save(st)?;
+        }
+        let chart = self
+            .sd
+            .release_dir(&m.release.version)
+            .join("charts")
+            .join(chart_file_name(c));
+        let reg = crate::postrender::registry_value(&self.cfg);
+        let post = crate::postrender::PostRenderSetup {
+            base: self.cfg.state_dir.join("post-render"),
+            images: crate::postrender::site_images(&self.cfg, m)?,
+        };
+        charts.upgrade(&c.release, &c.namespace, &chart, reg.as_deref(), &post)?;
+        let after = charts.revision(&c.release, &c.namespace)?;
+        if let Some(r) = pending(st)?
+            .record
+            .helm
+            .iter_mut()
+            .find(|r| r.release == c.release && r.namespace == c.namespace)
+        {
+            r.after = after;
+        }
+        Ok(())
+    }
+
+    /// `commit`: the release becomes the installed one; history line.
+    fn commit_apply(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
+        let p = pending(state)?.clone();
+        self.journal(&p, &Step::Commit, "begin", json!({}))?;
+        let mut rec = p.record.clone();
+        rec.applied_at = now_rfc3339();
+        state.releases.retain(|r| r.version != rec.version);
+        state.releases.push(rec.clone());
+        state.installed = Some(rec.version.clone());
+        state.pending = None;
+        self.save(state)?;
+        self.journal(&p, &Step::Commit, "done", json!({}))?;
+        self.sd.history(HistoryEntry::Apply(ApplyHistory {
+            from: p.from.as_ref().map(|v| v.to_string()),
+            to: rec.version.to_string(),
+            outcome: "applied".into(),
+            resumed: Some(report.resumed),
+            allow_downgrade: Some(rec.allow_downgrade),
+            allow_expired: Some(rec.allow_expired),
+            manifest_sha256: Some(rec.manifest_sha256.clone()),
+            migrations: Some(rec.migrations.clone()),
+            helm: Some(rec.helm.clone()),
+            push: Some((&report.push).into()),
+            delta: crate::delta::history_field(m),
+            ..ApplyHistory::default()
+        }))?;
+        self.crash_hook(&Step::Commit);
+        report.migrations = rec.migrations.clone();
+        report.snapshots = rec.snapshots.clone();
+        report.helm = rec.helm.clone();
+        Ok(())
+    }
+
+    pub(crate) fn apply_failed(
+        &self,
+        state: &mut State,
+        m: &BundleManifest,
+        step: String,
+        cause: UpdaterError,
+        opts: &ApplyOptions,
+    ) -> UpdaterError {
+        let version = m.release.version.to_string();
+        let msg = cause.to_string();
+        let p = match pending(state) {
+            Ok(p) => {
+                p.failed = Some(format!("step {step}: {msg}"));
+                p.clone()
+            }
+            Err(e) => return e,
+        };
+        let _ = self.save(state);
+        let _ = self.sd.journal(&JournalLine {
+            op: p.op,
+            op_id: p.op_id.clone(),
+            to: p.to.as_ref().map(|v| v.to_string()),
+            step: step.clone(),
+            event: "failed".into(),
+            detail: [("error".to_owned(), json!(msg))].into_iter().collect(),
+            time: String::new(),
+        });
+        let failed = |outcome: &str, rollback_error: Option<String>| {
+            HistoryEntry::Apply(ApplyHistory {
+                from: p.from.as_ref().map(|v| v.to_string()),
+                to: version.clone(),
+                outcome: outcome.into(),
+                step: Some(step.clone()),
+                error: Some(msg.clone()),
+                rollback_error,
+                ..ApplyHistory::default()
+            })
+        };
+        if opts.no_auto_rollback {
+            let _ = self.sd.history(failed("failed, left for inspection", None));
+            return UpdaterError::ApplyFailed {
+                version,
+                step,
+                cause: Box::new(cause),
+                outcome: format!(
+                    "left for inspection (--no-auto-rollback): to resume, `{}`; to revert, `{}`",
+                    hint(&self.cfg.path, "apply <the same bundle>"),
+                    hint(&self.cfg.path, "rollback")
+                ),
+            };
+        }
+        let from = p
+            .from
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "nothing installed".into());
+        match self.undo_pending(state, true, &mut RollbackReport::default()) {
+            Ok(()) => {
+                let _ = self.sd.history(failed("failed, rolled back", None));
+                UpdaterError::ApplyFailed {
+                    version,
+                    step,
+                    cause: Box::new(cause),
+                    outcome: format!("rolled back; the site is on {from}"),
+                }
+            }
+            Err(e2) => {
+                let _ = self.sd.history(failed(
+                    "failed, automatic rollback failed",
+                    Some(e2.to_string()),
+                ));
+                UpdaterError::ApplyFailed {
+                    version,
+                    step,
+                    cause: Box::new(cause),
+                    outcome: format!(
+                        "automatic rollback also failed ({e2}); see `{}`, then run `{}`",
+                        hint(&self.cfg.path, "status"),
+                        hint(&self.cfg.path, "rollback")
+                    ),
+                }
+            }
+        }
+    }
+}

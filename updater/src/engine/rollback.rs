@@ -1,0 +1,414 @@
+//! Rollback to a retained release: plan it ([`RollbackPlan`]: the releases
+//! undone, Helm targets, down steps or a confirmed snapshot per database),
+//! then the journaled rollback steps, then commit. A pending apply is
+//! reverted instead (`undo.rs`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::json;
+use stoa_format::BundleManifest;
+
+use crate::config::hint;
+use crate::error::{Result, UpdaterError};
+use crate::stage::{self};
+use crate::state::{now_rfc3339, OpKind, Pending, ReleaseRecord, SiteLock};
+use crate::tool;
+
+use crate::records::{HistoryEntry, RollbackHistory};
+
+use super::*;
+
+/// What a rollback to a retained release will do, decided before any step.
+struct RollbackPlan {
+    target: semver::Version,
+    /// Index of the target in `state.releases`.
+    ti: usize,
+    target_m: BundleManifest,
+    /// The releases after the target, oldest first, and their manifests.
+    undone: Vec<ReleaseRecord>,
+    undone_m: Vec<BundleManifest>,
+    /// (database, id) → the undone release that ran it.
+    ran_by: BTreeMap<(String, String), usize>,
+    /// database → migration ids to undo, newest first.
+    db: BTreeMap<String, Vec<String>>,
+    /// database → the confirmed snapshot to restore instead of down steps.
+    use_snapshot: BTreeMap<String, PathBuf>,
+    /// (release, namespace, revision before the earliest undone apply).
+    helm: Vec<(String, String, Option<u64>)>,
+}
+
+impl RollbackPlan {
+    /// The verified down step of `id` from the undone release that ran it.
+    fn verified(&self, site: &Site, dbname: &str, id: &str) -> Result<Option<VerifiedStep>> {
+        match self.ran_by.get(&(dbname.to_owned(), id.to_owned())) {
+            Some(i) => Ok(site
+                .verified_step(&self.undone_m[*i], dbname, id)?
+                .filter(|v| v.down.is_some())),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Site {
+    /// Rollback: revert an interrupted apply, or go back to a retained release.
+    pub fn rollback(
+        &self,
+        to: Option<&semver::Version>,
+        restore_snapshot: bool,
+    ) -> Result<RollbackReport> {
+        tool::check_setpriv()?;
+        self.sd.ensure()?;
+        let _lock = SiteLock::take(&self.sd, "rollback")?;
+        let mut state = self.sd.load()?;
+        if let Some(p) = &state.pending {
+            // never race a worker of the interrupted operation; the undo
+            // records its own children under the same operation
+            tool::stop_leftovers(&self.sd, &p.op_id)?;
+            tool::record_children(&self.sd, &p.op_id);
+        }
+        let mut report = RollbackReport {
+            from: state.installed.as_ref().map(|v| v.to_string()),
+            ..RollbackReport::default()
+        };
+        if let Some(p) = state.pending.clone().filter(|p| p.op == OpKind::Apply) {
+            self.revert_interrupted(&mut state, &p, to, restore_snapshot, &mut report)?;
+            return Ok(report);
+        }
+        let rp = self.plan_rollback(&state, to, restore_snapshot)?;
+        self.begin_rollback(&mut state, &rp.target)?;
+        report.to = Some(rp.target.to_string());
+        let mut edited = RollbackReport::default();
+        let res = self.rollback_steps(&mut state, &rp, &mut report, &mut edited);
+        report.edited_history_rows = edited.edited_history_rows;
+        if let Err(e) = res {
+            if let Ok(p) = pending(&mut state) {
+                p.failed = Some(e.to_string());
+            }
+            let _ = self.save(&state);
+            return Err(e);
+        }
+        self.commit_rollback(&mut state, &rp, &report)?;
+        // the rolled-back releases' snapshots and staged content go now
+        if let Err(e) = self.prune(&mut state) {
+            eprintln!("stoa-updater: warning: prune: {e}");
+        }
+        Ok(report)
+    }
+
+    /// `rollback` with an interrupted apply pending: revert it.
+    fn revert_interrupted(
+        &self,
+        state: &mut State,
+        p: &Pending,
+        to: Option<&semver::Version>,
+        restore_snapshot: bool,
+        report: &mut RollbackReport,
+    ) -> Result<()> {
+        if let Some(t) = to {
+            if Some(t) != p.from.as_ref() {
+                return Err(UpdaterError::Refused(format!(
+                    "an interrupted apply of {} is pending; revert it first: `{}`",
+                    p.to.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    hint(&self.cfg.path, "rollback")
+                )));
+            }
+        }
+        self.undo_pending(state, restore_snapshot, report)?;
+        let _ = self.sd.history(HistoryEntry::Rollback(RollbackHistory {
+            from: p.to.as_ref().map(|v| v.to_string()),
+            to: p.from.as_ref().map(|v| v.to_string()),
+            outcome: "reverted interrupted apply".into(),
+            ..RollbackHistory::default()
+        }));
+        if let Err(e) = self.prune(state) {
+            eprintln!("stoa-updater: warning: prune: {e}");
+        }
+        report.reverted_interrupted_apply = true;
+        report.from = p.to.as_ref().map(|v| v.to_string());
+        report.to = p.from.as_ref().map(|v| v.to_string());
+        Ok(())
+    }
+
+    /// The target: `--to`, a pending rollback's target, or the previous
+    /// release; and its index among the retained releases.
+    fn rollback_target(
+        &self,
+        state: &State,
+        to: Option<&semver::Version>,
+    ) -> Result<(semver::Version, usize)> {
+        let target = match (&state.pending, to) {
+            (Some(p), _) => p.to.clone().ok_or_else(|| {
+                UpdaterError::NothingToRollBack("pending rollback without target".into())
+            })?,
+            (None, Some(t)) => t.clone(),
+            (None, None) => {
+                let n = state.releases.len();
+                if n < 2 {
+                    return Err(UpdaterError::NothingToRollBack(
+                        "no earlier retained release".into(),
+                    ));
+                }
+                state.releases[n - 2].version.clone()
+            }
+        };
+        let Some(ti) = state.releases.iter().position(|r| r.version == target) else {
+            return Err(UpdaterError::NothingToRollBack(format!(
+                "{target} is not a retained release (retained: {})",
+                state
+                    .releases
+                    .iter()
+                    .map(|r| r.version.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if state.installed.as_ref() == Some(&target) && state.pending.is_none() {
+            return Err(UpdaterError::NothingToRollBack(format!(
+                "{target} is already installed"
+            )));
+        }
+        Ok((target, ti))
+    }
+
+    /// Everything the rollback will do, read and checked before any step:
+    /// the manifests, the Helm targets, and per database the down steps or
+    /// the snapshot (which needs `--restore-snapshot`).
+    fn plan_rollback(
+        &self,
+        state: &State,
+        to: Option<&semver::Version>,
+        restore_snapshot: bool,
+    ) -> Result<RollbackPlan> {
+        let (target, ti) = self.rollback_target(state, to)?;
+        let undone: Vec<ReleaseRecord> = state.releases[ti + 1..].to_vec();
+        let target_m = stage::load_release(&self.sd, &target)?;
+        let undone_m: Vec<BundleManifest> = undone
+            .iter()
+            .map(|r| stage::load_release_checked(&self.sd, &r.version, &r.manifest_sha256))
+            .collect::<Result<_>>()?;
+        let mut rp = RollbackPlan {
+            target,
+            ti,
+            target_m,
+            undone_m,
+            ran_by: BTreeMap::new(),
+            db: BTreeMap::new(),
+            use_snapshot: BTreeMap::new(),
+            helm: Vec::new(),
+            undone,
+        };
+        for (i, r) in rp.undone.iter().enumerate() {
+            for (dbname, ids) in &r.migrations {
+                for id in ids {
+                    rp.ran_by.insert((dbname.clone(), id.clone()), i);
+                }
+            }
+        }
+        for r in rp.undone.iter().rev() {
+            for (dbname, ids) in &r.migrations {
+                let e = rp.db.entry(dbname.clone()).or_default();
+                e.extend(ids.iter().rev().cloned());
+            }
+            // each Helm release back to its revision before the earliest undone apply
+            for h in r.helm.iter().rev() {
+                match rp
+                    .helm
+                    .iter_mut()
+                    .find(|(rel, ns, _)| rel == &h.release && ns == &h.namespace)
+                {
+                    Some(e) => e.2 = h.before,
+                    None => rp
+                        .helm
+                        .push((h.release.clone(), h.namespace.clone(), h.before)),
+                }
+            }
+        }
+        let again = match (&state.pending, to) {
+            (None, Some(t)) => format!("rollback --to {t} --restore-snapshot"),
+            _ => "rollback --restore-snapshot".to_owned(),
+        };
+        let dbs: Vec<String> = rp.db.keys().cloned().collect();
+        for dbname in dbs {
+            if let Some(snap) = self.snapshot_needed(&rp, &dbname, restore_snapshot, &again)? {
+                rp.use_snapshot.insert(dbname, snap);
+            }
+        }
+        Ok(rp)
+    }
+
+    /// The snapshot to restore for `dbname` when some migration to undo has
+    /// no verified down step (refused without `--restore-snapshot`).
+    fn snapshot_needed(
+        &self,
+        rp: &RollbackPlan,
+        dbname: &str,
+        restore_snapshot: bool,
+        again: &str,
+    ) -> Result<Option<PathBuf>> {
+        let dbc = self.db_config(dbname)?;
+        let now = self.drivers.database.applied(dbname, &dbc.url)?;
+        let mut missing: Vec<&String> = Vec::new();
+        for id in rp.db[dbname].iter().filter(|id| now.contains_key(*id)) {
+            if rp.verified(self, dbname, id)?.is_none() {
+                missing.push(id);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        // the snapshot of the earliest undone apply that took one
+        let snap = rp
+            .undone
+            .iter()
+            .find_map(|r| r.snapshots.get(dbname).cloned())
+            .ok_or_else(|| UpdaterError::Database {
+                database: dbname.to_owned(),
+                step: "rollback".into(),
+                reason: format!(
+                    "migration(s) {missing:?} have no down step and there is no snapshot"
+                ),
+            })?;
+        if !restore_snapshot {
+            return Err(UpdaterError::NeedsConfirmation(format!(
+                "database {dbname}: migration(s) {} have no down step; rolling back to {} restores the snapshot {} taken before they ran. Data written since then is LOST. To confirm: `{}`",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                rp.target,
+                snap.display(),
+                hint(&self.cfg.path, again)
+            )));
+        }
+        Ok(Some(snap))
+    }
+
+    /// Records the rollback as pending (unless resuming one).
+    fn begin_rollback(&self, state: &mut State, target: &semver::Version) -> Result<()> {
+        if state.pending.is_some() {
+            return Ok(());
+        }
+        let p = Pending {
+            op: OpKind::Rollback,
+            op_id: format!("{}-{}", now_rfc3339(), std::process::id()),
+            started_at: now_rfc3339(),
+            from: state.installed.clone(),
+            to: Some(target.clone()),
+            manifest_sha256: None,
+            steps: Vec::new(),
+            record: ReleaseRecord::default(),
+            migrations_before: BTreeMap::new(),
+            failed: None,
+        };
+        let op_id = p.op_id.clone();
+        state.pending = Some(p);
+        self.save(state)?;
+        tool::record_children(&self.sd, &op_id);
+        Ok(())
+    }
+
+    /// The journaled steps: Helm releases, databases, files.
+    fn rollback_steps(
+        &self,
+        state: &mut State,
+        rp: &RollbackPlan,
+        report: &mut RollbackReport,
+        edited: &mut RollbackReport,
+    ) -> Result<()> {
+        let failed = |name: &Step| {
+            let step = name.to_string();
+            move |e| UpdaterError::RollbackFailed {
+                step,
+                cause: Box::new(e),
+            }
+        };
+        for (rel, ns, rev) in &rp.helm {
+            let name = Step::RollbackHelm(rel.clone());
+            let v = self
+                .step(state, &name, |site, _| {
+                    site.helm_back(rel, ns, *rev).map(Some)
+                })
+                .map_err(failed(&name))?;
+            report.helm.extend(v);
+        }
+        for dbname in rp.db.keys() {
+            let name = Step::RollbackMigrate(dbname.clone());
+            let snap = rp.use_snapshot.get(dbname);
+            let undone_ids = self
+                .step(state, &name, |site, st| {
+                    site.rollback_db(st, rp, dbname, edited)
+                })
+                .map_err(failed(&name))?;
+            match snap {
+                Some(s) => {
+                    report.snapshots_restored.insert(dbname.clone(), s.clone());
+                }
+                None => {
+                    report.migrations_undone.insert(dbname.clone(), undone_ids);
+                }
+            }
+        }
+        let name = Step::RollbackFiles;
+        self.step(state, &name, |site, _| {
+            site.sync_files(Some(&rp.target_m), &rp.undone_m)
+        })
+        .map_err(failed(&name))
+    }
+
+    /// `rollback:migrate:{db}`: the confirmed snapshot, or the verified down
+    /// steps of what is still applied (resumed: what a kill left).
+    fn rollback_db(
+        &self,
+        st: &mut State,
+        rp: &RollbackPlan,
+        dbname: &str,
+        edited: &mut RollbackReport,
+    ) -> Result<Vec<String>> {
+        let dbc = self.db_config(dbname)?;
+        if let Some(snap) = rp.use_snapshot.get(dbname) {
+            self.drivers.database.restore(dbname, &dbc.url, snap)?;
+            return Ok(Vec::new());
+        }
+        let p = pending(st)?.clone();
+        let now = self.drivers.database.applied(dbname, &dbc.url)?;
+        let mut out = Vec::new();
+        for id in rp.db[dbname].iter().filter(|id| now.contains_key(*id)) {
+            let vs = rp
+                .verified(self, dbname, id)?
+                .ok_or_else(|| UpdaterError::Database {
+                    database: dbname.to_owned(),
+                    step: format!("down migration {id}"),
+                    reason: "no verified down step".into(),
+                })?;
+            if self.run_verified_down(&p, dbname, &dbc.url, id, &vs, edited)? {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `rollback:commit`: the target becomes the installed release.
+    fn commit_rollback(
+        &self,
+        state: &mut State,
+        rp: &RollbackPlan,
+        report: &RollbackReport,
+    ) -> Result<()> {
+        let p = pending(state)?.clone();
+        self.journal(&p, &Step::RollbackCommit, "begin", json!({}))?;
+        state.releases.truncate(rp.ti + 1);
+        state.installed = Some(rp.target.clone());
+        state.pending = None;
+        self.save(state)?;
+        self.journal(&p, &Step::RollbackCommit, "done", json!({}))?;
+        self.sd.history(HistoryEntry::Rollback(RollbackHistory {
+            from: p.from.as_ref().map(|v| v.to_string()),
+            to: Some(rp.target.to_string()),
+            outcome: "rolled back".into(),
+            helm: Some(report.helm.clone()),
+            migrations_undone: Some(report.migrations_undone.clone()),
+            snapshots_restored: Some(report.snapshots_restored.clone()),
+            ..RollbackHistory::default()
+        }))?;
+        self.crash_hook(&Step::RollbackCommit);
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Typed records of what the updater writes and prints: the history lines
+//! (`history.jsonl`, `history`) and the journal lines (`journal.jsonl`).
+//! Field names are those the lines have always had (`docs/OPERATIONS.md`),
+//! so an existing history reads back unchanged; a line that does not parse
+//! (a torn last line after power loss) is kept as [`HistoryRecord::Unreadable`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::HelmBack;
+use crate::registry::PushStats;
+use crate::state::{HelmRecord, OpKind};
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLine {
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+    /// RFC 3339, set when the line is written.
+    #[serde(default)]
+    pub time: String,
+}
+
+/// A finished operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HistoryEntry {
+    Apply(ApplyHistory),
+    Rollback(RollbackHistory),
+    Prune(PruneHistory),
+}
+
+/// An apply: applied, or failed (rolled back, left, or the rollback failed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyHistory {
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_downgrade: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_expired: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Vec<HelmRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushCounts>,
+    /// A delta bundle's base chain (absent for a full bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::DeltaHistory>,
+    /// The step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_error: Option<String>,
+}
+
+/// What a push did, as the history records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushCounts {
+    pub images: usize,
+    pub blobs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub blobs_skipped: u64,
+    pub blobs_mounted: u64,
+    pub manifests_put: u64,
+}
+
+impl From<&PushStats> for PushCounts {
+    fn from(p: &PushStats) -> Self {
+        Self {
+            images: p.images,
+            blobs_uploaded: p.blobs_uploaded,
+            bytes_uploaded: p.bytes_uploaded,
+            blobs_skipped: p.blobs_skipped,
+            blobs_mounted: p.blobs_mounted,
+            manifests_put: p.manifests_put,
+        }
+    }
+}
+
+/// A rollback, or the revert of an interrupted apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollbackHistory {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Vec<HelmBack>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations_undone: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots_restored: Option<BTreeMap<String, PathBuf>>,
+    /// A failed rollback: the step that failed, and its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Releases pruned beyond `keep_releases`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PruneHistory {
+    pub outcome: String,
+    pub releases: Vec<String>,
+}
+
+/// A history line as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryRecord {
+    Line(Box<HistoryLine>),
+    Unreadable { unreadable: String },
+}
+
+impl HistoryRecord {
+    /// Parses one line of `history.jsonl`.
+    pub fn parse(line: &str) -> Self {
+        serde_json::from_str(line).unwrap_or_else(|_| Self::Unreadable {
+            unreadable: line.to_owned(),
+        })
+    }
+}
+
+/// The text of `history`: one line per operation.
+impl fmt::Display for HistoryRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = match self {
+            Self::Unreadable { unreadable } => return write!(f, "(unreadable line: {unreadable})"),
+            Self::Line(l) => l,
+        };
+        let dash = |s: Option<&String>| s.map_or("-".to_owned(), Clone::clone);
+        match &l.entry {
+            HistoryEntry::Prune(p) => write!(
+                f,
+                "{}  prune    releases {}  {}",
+                l.time,
+                if p.releases.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.releases.join(", ")
+                },
+                p.outcome
+            ),
+            HistoryEntry::Rollback(r) => {
+                write!(
+                    f,
+                    "{}  {:<8} {} -> {}  {}",
+                    l.time,
+                    "rollback",
+                    dash(r.from.as_ref()),
+                    dash(r.to.as_ref()),
+                    r.outcome
+                )?;
+                if let Some(err) = &r.error {
+                    write!(f, "  at {}: {err}", dash(r.step.as_ref()))?;
+                }
+                Ok(())
+            }
+            HistoryEntry::Apply(a) => {
+                write!(
+                    f,
+                    "{}  {:<8} {} -> {}  {}",
+                    l.time,
+                    "apply",
+                    dash(a.from.as_ref()),
+                    a.to,
+                    a.outcome
+                )?;
+                if a.resumed == Some(true) {
+                    f.write_str("  [resumed]")?;
+                }
+                if a.allow_downgrade == Some(true) {
+                    f.write_str("  [--allow-downgrade]")?;
+                }
+                if a.allow_expired == Some(true) {
+                    f.write_str("  [--allow-expired]")?;
+                }
+                if let Some(err) = &a.error {
+                    write!(f, "  at {}: {err}", dash(a.step.as_ref()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One line of `journal.jsonl`: a step's `begin`/`done`/`undo`/`failed`, a
+/// migration about to run, an edited history row met in rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub op: OpKind,
+    pub op_id: String,
+    pub to: Option<String>,
+    /// The step's name (`migrate:stoa`, …).
+    pub step: String,
+    pub event: String,
+    /// Event details (`id`/`name` of a migration, `error`, …).
+    #[serde(flatten)]
+    pub detail: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub time: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// History lines as today's main writes them read back typed, print the
+    /// same text, and are written again with the same fields.
+    #[test]
+    fn history_lines_of_todays_format_read_back_typed() {
+        let lines = [
+            r#"{"allow_downgrade":false,"allow_expired":false,"from":null,"helm":[{"after":1,"before":null,"namespace":"stoa","release":"stoa-api"}],"manifest_sha256":"ab","migrations":{"stoa":["0001"]},"op":"apply","outcome":"applied","push":{"blobs_mounted":0,"blobs_skipped":0,"blobs_uploaded":3,"bytes_uploaded":10,"images":1,"manifests_put":1},"resumed":false,"time":"2026-11-28T10:00:00Z","to":"2.0.0"}"#,
+            r#"{"error":"boom","from":"2.0.0","op":"apply","outcome":"failed, rolled back","step":"helm:stoa-api","time":"2026-11-28T10:01:00Z","to":"2.1.0"}"#,
+            r#"{"from":"2.1.0","helm":[{"namespace":"stoa","release":"stoa-api","rolled_back_to":1}],"migrations_undone":{"stoa":["0002"]},"op":"rollback","outcome":"rolled back","snapshots_restored":{},"time":"2026-11-28T10:02:00Z","to":"2.0.0"}"#,
+            r#"{"op":"prune","outcome":"pruned","releases":["1.0.0"],"time":"2026-11-28T10:03:00Z"}"#,
+            r#"{"op":"apply","to":"#,
+        ];
+        let texts: Vec<String> = lines
+            .iter()
+            .map(|l| HistoryRecord::parse(l).to_string())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "2026-11-28T10:00:00Z  apply    - -> 2.0.0  applied",
+                "2026-11-28T10:01:00Z  apply    2.0.0 -> 2.1.0  failed, rolled back  at helm:stoa-api: boom",
+                "2026-11-28T10:02:00Z  rollback 2.1.0 -> 2.0.0  rolled back",
+                "2026-11-28T10:03:00Z  prune    releases 1.0.0  pruned",
+                "(unreadable line: {\"op\":\"apply\",\"to\":)",
+            ]
+        );
+        for l in &lines[..4] {
+            let before: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            let again = serde_json::to_value(HistoryRecord::parse(l)).unwrap_or_default();
+            assert_eq!(again, before, "{l}");
+        }
+    }
+}
