@@ -183,6 +183,17 @@ impl Site {
         self.build(version, None, &|t| t, Some(base))
     }
 
+    /// As [`Site::delta_bundle`], with the release manifest's text passed
+    /// through `edit` as in [`Site::bundle_with`].
+    pub fn delta_bundle_with(
+        &self,
+        version: &str,
+        base: &Path,
+        edit: &dyn Fn(String) -> String,
+    ) -> PathBuf {
+        self.build(version, None, edit, Some(base))
+    }
+
     fn build(
         &self,
         version: &str,

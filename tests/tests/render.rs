@@ -384,6 +384,12 @@ fn plan_render_shows_final_manifests_and_helm_3_hook_images_are_refused_unless_a
         t.contains("--- manifests of stoa-system/stoa-api after rewriting ---"),
         "{t}"
     );
+    // every preflight check first, then the render
+    let pf = t.find("preflight:").expect("preflight shown");
+    assert!(
+        t[pf..].contains("  ok      helm ") && pf < t.find("render stoa-system/").unwrap(),
+        "{t}"
+    );
     // accepted: plan passes
     ok(s.updater().args(["plan", "--accept-hook-images"]).arg(&b));
 
@@ -503,4 +509,57 @@ fn helm_3_hook_that_never_completes_is_named() {
         "{e}"
     );
     assert!(!e.contains("not complete within"), "{e}");
+}
+
+/// A delta omits a chart its base carried (the same archive): `plan`
+/// renders it from the site's store (seen first in the demo, where the
+/// upstream charts are unchanged between 2.1.0 and 2.3.0).
+#[test]
+fn plan_renders_a_chart_a_delta_omits_from_the_store() {
+    let s = Site::start();
+    let m = manifests_dir();
+    let b210 = s.bundle("2.1.0", None);
+    // 2.3.0 with 2.1.0's gateway chart and image: the chart is the same
+    // archive as the base's
+    let delta = s.delta_bundle_with("2.3.0", &b210, &|t| {
+        t.replace(
+            &format!("path = \"{}/charts/stoa-gateway\"", m.display()),
+            &format!("path = \"{}/charts-2.1.0/stoa-gateway\"", m.display()),
+        )
+        .replace("gateway:2.3.0\"", "gateway:2.1.0\"")
+        .replace(":gateway-2.3.0\"", ":gateway-2.1.0\"")
+    });
+    let out = ok(Command::new("tar")
+        .arg("--zstd")
+        .arg("-xOf")
+        .arg(&delta)
+        .arg("manifest.json"));
+    let man = json(&out);
+    let omitted: Vec<&str> = man["delta"]["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(
+        omitted.contains(&"charts/stoa-gateway-2.1.0.tgz"),
+        "{omitted:?}"
+    );
+    ok(s.updater().arg("apply").arg(&b210));
+    let gw = Site::bundle_image_digest(&b210, "registry.gostoa.dev/stoa/gateway:2.1.0");
+    let plan = json(&ok(s
+        .updater()
+        .args(["plan", "--render", "--json"])
+        .arg(&delta)));
+    let c = plan["render"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["release"] == "stoa-gateway")
+        .unwrap_or_else(|| panic!("{plan}"));
+    let images = Site::images_of(c["manifests"].as_str().unwrap());
+    assert_eq!(
+        images,
+        [format!("{}/site/stoa/gateway:2.1.0@{gw}", s.registry.host)]
+    );
 }

@@ -350,10 +350,30 @@ impl ChartSink {
         Self { dir, file: None }
     }
 
-    /// Where a chart's archive was kept.
-    pub fn chart(&self, m: &BundleManifest, c: &stoa_format::manifest::ChartRecord) -> PathBuf {
-        let hex = m.entry(&c.path).map(|e| e.sha256.hex()).unwrap_or_default();
-        self.dir.join(format!("{hex}.tgz"))
+    /// Where a chart's archive was kept. A delta omits a chart its base
+    /// carried: it is the site's store blob (`plan` checked the store holds
+    /// every omitted entry, re-hashed, before rendering), copied here.
+    pub fn chart(
+        &self,
+        m: &BundleManifest,
+        c: &stoa_format::manifest::ChartRecord,
+        sd: &crate::state::StateDir,
+    ) -> Result<PathBuf> {
+        let Some(e) = m.listed(&c.path) else {
+            return Err(UpdaterError::io(
+                "find chart",
+                &c.path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not in the manifest"),
+            ));
+        };
+        let hex = e.sha256.hex();
+        let p = self.dir.join(format!("{hex}.tgz"));
+        if m.entry(&c.path).is_none() && !p.is_file() {
+            let blob = sd.blob(&hex);
+            std::fs::copy(&blob, &p)
+                .map_err(|e| UpdaterError::io("copy chart from the store", &blob, e))?;
+        }
+        Ok(p)
     }
 }
 

@@ -150,7 +150,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             Ok((pr, imgs)) => {
                 let reg = registry_value(&site.cfg);
                 for c in &m.charts {
-                    match render_chart(h, c, &sink.chart(m, c), &pr, &imgs, reg.as_deref()) {
+                    let chart = sink.chart(m, c, &site.sd);
+                    match chart.and_then(|p| render_chart(h, c, &p, &pr, &imgs, reg.as_deref())) {
                         Ok((mut r, text)) => {
                             if args.render {
                                 r.manifests = Some(text);
