@@ -34,6 +34,9 @@ say "build the two programs"
 cargo build -q --workspace --bins
 B="$root/target/debug/stoa-bundler"
 U="$root/target/debug/stoa-updater"
+# build renders each chart with real Helm to check every image is carried
+# (scripts/install-deps.sh puts Helm in target/helm-bin)
+export STOA_HELM="${STOA_HELM:-$root/target/helm-bin/helm3}"
 
 say "sample images for the example release (an OCI layout made in code)"
 scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.0.0 2.1.0 2.3.0
@@ -58,13 +61,18 @@ BUILD=("$B" build --cache "$work/cache" "${MIRROR[@]}")
 cmp "$work/dist/stoa-platform-2.3.0.tar.zst" "$work/dist/again.tar.zst" && echo "byte-identical: reproducible"
 rm "$work/dist/again.tar.zst"
 
-# ---------------------------------------------------------------------------
-# Not yet here (issue 9 item 5, branch issue-9-images): `stoa-bundler images`
-# listing every image each chart will run, and a release with a missing image
-# refused, e.g.
-#   "$B" images manifests/stoa-platform.toml
-#   sed '/bitnami\/pgpool/,+0d' … > missing.toml; "$B" build missing.toml … → exit 2
-# ---------------------------------------------------------------------------
+say "release engineer: every image the charts will run (real Helm renders each chart with its vendor values), and whether the release carries it"
+"$B" images manifests/stoa-platform.toml --cache "$work/cache" "${MIRROR[@]}" | tee "$work/images.txt"
+grep -q '; 0 would be refused by build$' "$work/images.txt" || { echo "an image the charts run is not carried"; exit 1; }
+
+say "release engineer: the same release without pgpool's image is refused (exit 2, naming chart, template and image)"
+missing="$(mktemp -p manifests .missing-image.XXXXXX.toml)"
+sed '/^\[\[images\]\]$/{N; /bitnami\/pgpool/d}' manifests/stoa-platform.toml > "$missing"
+rc=0
+"${BUILD[@]}" "$missing" --key "$work/release.key" --out "$work/dist/missing.tar.zst" --quiet || rc=$?
+rm -f "$missing"
+echo "exit code $rc"
+[ "$rc" = 2 ] && [ ! -e "$work/dist/missing.tar.zst" ] || { echo "expected exit 2 and no bundle"; exit 1; }
 
 say "anyone: inspect"
 "$U" inspect "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub"
@@ -179,6 +187,7 @@ big="$work/release-2.0.0-big.toml"
 m="$root/manifests"
 sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/charts#" \
     -e "s#^source = \"tools/#source = \"$m/tools/#" -e "s#^dir = \"migrations/#dir = \"$m/migrations/#" \
+    -e "s#^values = \\[\"values/#values = [\"$m/values/#" \
     "$m/stoa-platform-2.0.0.toml" > "$big"
 head -c 3145728 /dev/urandom > "$work/payload.bin"
 printf '\n[[files]]\nsource = "%s"\ndest = "share/payload.bin"\n' "$work/payload.bin" >> "$big"

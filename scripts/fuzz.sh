@@ -16,6 +16,9 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 cargo build -q --workspace --bins
 B="$root/target/debug/stoa-bundler"
+# build renders each chart with real Helm to check every image is carried
+# (scripts/install-deps.sh puts Helm in target/helm-bin)
+export STOA_HELM="${STOA_HELM:-$root/target/helm-bin/helm3}"
 work="$root/target/fuzz-seeds"
 rm -rf "$work"; mkdir -p "$work"
 "$B" keygen --out "$work/release" >/dev/null

@@ -42,6 +42,45 @@ pub enum BundlerError {
         line: u64,
         reason: String,
     },
+    #[error("chart release {release}: values file {path}: {message}")]
+    ValuesFile {
+        release: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("chart {chart}: dependency {dependency} {constraint:?} from {repository}: {message}")]
+    ChartDependency {
+        chart: String,
+        dependency: String,
+        constraint: String,
+        repository: String,
+        message: String,
+    },
+    #[error("helm: {message}")]
+    HelmNotFound { message: String },
+    #[error("render chart {chart}: {message}")]
+    Render { chart: String, message: String },
+    #[error("chart {chart}: {template}: image {image} is not carried by the release (add it to [[images]], or to [[image_exceptions]] with a reason){more}")]
+    ChartImageMissing {
+        chart: String,
+        template: String,
+        image: String,
+        more: String,
+    },
+    #[error("chart {chart}: {template}: image {image} pins a digest the bundle does not have: {message}")]
+    ChartImageDigest {
+        chart: String,
+        template: String,
+        image: String,
+        message: String,
+    },
+    #[error("chart {chart}: {template}: image {image:?} is not a valid OCI reference: {message}")]
+    ChartImageInvalid {
+        chart: String,
+        template: String,
+        image: String,
+        message: String,
+    },
     #[error("file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("build --out {path}: the file exists; pass --force to replace it")]
@@ -110,6 +149,12 @@ impl BundlerError {
             // Chart.yaml is the author's to fix, like a bad field
             | Self::Migrations { .. }
             | Self::Chart { .. }
+            | Self::ValuesFile { .. }
+            | Self::Render { .. }
+            | Self::ChartDependency { .. }
+            | Self::ChartImageMissing { .. }
+            | Self::ChartImageDigest { .. }
+            | Self::ChartImageInvalid { .. }
             | Self::RootFile { .. }
             | Self::DeltaBase { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
@@ -136,6 +181,13 @@ impl BundlerError {
             Self::Migrations { .. } => "migrations",
             Self::UnsafeMigration { .. } => "migration-sql",
             Self::File { .. } => "file",
+            Self::ValuesFile { .. } => "values-file",
+            Self::HelmNotFound { .. } => "helm",
+            Self::Render { .. } => "render",
+            Self::ChartDependency { .. } => "chart-dependency",
+            Self::ChartImageMissing { .. }
+            | Self::ChartImageDigest { .. }
+            | Self::ChartImageInvalid { .. } => "chart-image",
             Self::WriteOutput { .. } => "write",
             Self::OutputExists { .. } => "output-exists",
             Self::NoSigningKey => "no-key",

@@ -2,7 +2,9 @@
 //! charts, database migrations and files.
 
 mod cmd;
+mod deps;
 mod error;
+mod images;
 mod plan;
 mod progress;
 mod release;
@@ -27,6 +29,9 @@ enum Command {
     Build(cmd::build::Args),
     /// Verify a bundle: trusted signature, then every entry's size and digest.
     Verify(cmd::verify::Args),
+    /// List every image the release's charts will run (rendered with real
+    /// Helm) and whether the release carries it.
+    Images(cmd::images::Args),
     /// Show what a bundle holds.
     Inspect(cmd::inspect::Args),
     /// Make, rotate and show signed trust roots.
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Command::Keygen(a) => (cmd::keygen::run(a), a.json),
         Command::Build(a) => (cmd::build::run(a), a.json),
         Command::Verify(a) => (cmd::verify::run(a), a.json),
+        Command::Images(a) => (cmd::images::run(a), a.json),
         Command::Inspect(a) => (cmd::inspect::run(a), a.json),
         Command::Root(a) => (cmd::root::run(a), a.json()),
         Command::Split(a) => (cmd::split::run(a), a.json),

@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use stoa_format::manifest::{
-    self, ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, OCI_INDEX_PATH,
-    OCI_LAYOUT_PATH,
+    self, ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, ValuesRecord,
+    OCI_INDEX_PATH, OCI_LAYOUT_PATH,
 };
 use stoa_format::{
     oci, BundleManifest, BundleWriter, ContentSource, Limits, PlannedEntry, Sha256Digest,
 };
 
 use crate::error::{BundlerError, Result};
-use crate::release::LoadedRelease;
+use crate::release::{ChartSpec, LoadedRelease};
 use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
 use crate::sources::registry::{self, chart_repo, PullOptions, PullStats, Puller};
 use crate::sources::{chart, migrations};
@@ -35,7 +35,7 @@ pub struct BuildSettings {
 }
 
 /// The puller, made on first use so local-only builds need no cache.
-fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
+pub fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
     if p.is_none() {
         *p = Some(Puller::new(opts)?);
     }
@@ -81,12 +81,71 @@ fn planned_file(
     })
 }
 
-/// Resolves everything the release manifest names; also returns what was
-/// downloaded when something was pulled.
-pub fn plan(
+/// Resolves one `[[charts]]` item to the archive the bundle carries: a local
+/// folder packaged, a `.tgz` kept, or a pulled chart checked against what
+/// was asked for.
+pub fn resolve_chart(
     rel: &LoadedRelease,
+    spec: &ChartSpec,
     settings: &BuildSettings,
-) -> Result<(BundleWriter, Option<PullStats>)> {
+    pull: &mut Option<Puller>,
+) -> Result<chart::PackagedChart> {
+    let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
+    let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
+        (Some(p), _, _) => (rel.resolve(p.get_ref()), None),
+        (None, Some(url), _) => {
+            let url = url.get_ref();
+            let v = version.unwrap_or_default();
+            let p = puller(pull, &settings.pull)?;
+            let (path, _) = p.pull_oci_chart(url, v)?;
+            let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+            (path, Some((url.clone(), name, v.to_owned())))
+        }
+        (None, None, Some(repo)) => {
+            let name = spec
+                .name
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .unwrap_or_default();
+            let v = version.unwrap_or_default();
+            let p = puller(pull, &settings.pull)?;
+            let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
+            (path, Some((repo.get_ref().clone(), name, v.to_owned())))
+        }
+        (None, None, None) => {
+            // refused when the manifest was loaded; never skipped
+            return Err(rel.field_error(
+                "charts",
+                spec.release.span(),
+                "give one of path, chart or repo",
+            ));
+        }
+    };
+    let c = chart::load(&path, settings.mtime)?;
+    let source_dir = path.is_dir().then_some(path.as_path());
+    if let Some((from, name, v)) = &want {
+        if &c.name != name || &c.version != v {
+            return Err(BundlerError::ChartPull {
+                chart: format!("{name} {v}"),
+                url: from.clone(),
+                message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
+            });
+        }
+    }
+    crate::deps::complete(c, source_dir, settings, pull)
+}
+
+/// What [`plan`] resolved: the writer, what was downloaded when something
+/// was pulled, and each `[[charts]]` item's archive (in manifest order, for
+/// the image check).
+pub struct Planned {
+    pub writer: BundleWriter,
+    pub pulled: Option<PullStats>,
+    pub charts: Vec<chart::PackagedChart>,
+}
+
+/// Resolves everything the release manifest names.
+pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let m = &rel.manifest;
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull: Option<Puller> = None;
@@ -197,63 +256,51 @@ pub fn plan(
 
     // charts
     let mut chart_records = Vec::new();
+    let mut chart_archives = Vec::new();
     for spec in &m.charts {
-        let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
-        let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
-            (Some(p), _, _) => (rel.resolve(p.get_ref()), None),
-            (None, Some(url), _) => {
-                let url = url.get_ref();
-                let v = version.unwrap_or_default();
-                let p = puller(&mut pull, &settings.pull)?;
-                let (path, _) = p.pull_oci_chart(url, v)?;
-                let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-                (path, Some((url.clone(), name, v.to_owned())))
-            }
-            (None, None, Some(repo)) => {
-                let name = spec
-                    .name
-                    .as_ref()
-                    .map(|n| n.get_ref().clone())
-                    .unwrap_or_default();
-                let v = version.unwrap_or_default();
-                let p = puller(&mut pull, &settings.pull)?;
-                let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
-                (path, Some((repo.get_ref().clone(), name, v.to_owned())))
-            }
-            (None, None, None) => {
-                // refused when the manifest was loaded; never skipped
-                return Err(rel.field_error(
-                    "charts",
-                    spec.release.span(),
-                    "give one of path, chart or repo",
-                ));
-            }
-        };
-        let c = chart::load(&path, settings.mtime)?;
-        if let Some((from, name, v)) = want {
-            if c.name != name || c.version != v {
-                return Err(BundlerError::ChartPull {
-                    chart: format!("{name} {v}"),
-                    url: from,
-                    message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
-                });
-            }
-        }
+        let c = resolve_chart(rel, spec, settings, &mut pull)?;
         let entry_path = format!("charts/{}-{}.tgz", c.name, c.version);
+        let mut values = Vec::new();
+        for (j, v) in spec.values.iter().enumerate() {
+            let file = rel.resolve(v.get_ref());
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let path = manifest::values_entry_path(
+                spec.namespace.get_ref(),
+                spec.release.get_ref(),
+                j,
+                &name,
+            );
+            let e = planned_file(path.clone(), &file, |m| BundlerError::ValuesFile {
+                release: spec.release.get_ref().clone(),
+                path: file.clone(),
+                message: m,
+            })?;
+            values.push(ValuesRecord {
+                source: rel.record_path(v.get_ref()),
+                path,
+                sha256: e.sha256,
+            });
+            planned.push(e);
+        }
         chart_records.push(ChartRecord {
-            name: c.name,
-            version: c.version,
-            app_version: c.app_version,
+            name: c.name.clone(),
+            version: c.version.clone(),
+            app_version: c.app_version.clone(),
             release: spec.release.get_ref().clone(),
             namespace: spec.namespace.get_ref().clone(),
             path: entry_path.clone(),
+            values,
         });
         planned.push(PlannedEntry {
             path: entry_path,
             size: c.bytes.len() as u64,
             sha256: Sha256Digest::of(&c.bytes),
-            source: ContentSource::Bytes(c.bytes),
+            source: ContentSource::Bytes(c.bytes.clone()),
         });
+        chart_archives.push(c);
     }
 
     // migrations
@@ -346,5 +393,9 @@ pub fn plan(
         entries: Vec::new(),
     };
     let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
-    Ok((writer, pull.map(|p| p.stats())))
+    Ok(Planned {
+        writer,
+        pulled: pull.map(|p| p.stats()),
+        charts: chart_archives,
+    })
 }

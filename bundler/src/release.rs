@@ -24,6 +24,19 @@ pub struct ReleaseManifest {
     pub migrations: Vec<MigrationSpec>,
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Images the charts use that the release deliberately does not carry.
+    #[serde(default)]
+    pub image_exceptions: Vec<ImageException>,
+}
+
+/// `[[image_exceptions]]`: an image a chart uses that the bundle does not
+/// carry, on purpose; `reason` is required (a missing one is a parse error
+/// naming its line).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageException {
+    pub image: Spanned<String>,
+    pub reason: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +72,10 @@ pub struct ChartSpec {
     pub version: Option<Spanned<String>>,
     pub release: Spanned<String>,
     pub namespace: Spanned<String>,
+    /// Vendor values files (relative to the release manifest), bundled and
+    /// given to Helm in this order, beneath the site's own file.
+    #[serde(default)]
+    pub values: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +233,25 @@ impl LoadedRelease {
         for (i, c) in self.manifest.charts.iter().enumerate() {
             self.check_chart(i, c)?;
         }
+        for (i, x) in self.manifest.image_exceptions.iter().enumerate() {
+            if let Err(e) = stoa_format::names::ImageRef::parse(x.image.get_ref()) {
+                return Err(self.field_error(
+                    &format!("image_exceptions[{i}].image"),
+                    x.image.span(),
+                    format!(
+                        "{:?} is not a valid image reference: {e}",
+                        x.image.get_ref()
+                    ),
+                ));
+            }
+            if x.reason.get_ref().trim().is_empty() {
+                return Err(self.field_error(
+                    &format!("image_exceptions[{i}].reason"),
+                    x.reason.span(),
+                    "an exception needs a reason",
+                ));
+            }
+        }
         for (i, f) in self.manifest.files.iter().enumerate() {
             if let Some(m) = &f.mode {
                 if stoa_format::manifest::parse_mode(m.get_ref()).is_none() {
@@ -246,6 +282,25 @@ impl LoadedRelease {
         }
         if let Err(e) = stoa_format::names::check_namespace(c.namespace.get_ref()) {
             return Err(self.field_error(&field("namespace"), c.namespace.span(), e));
+        }
+        for (j, v) in c.values.iter().enumerate() {
+            let name = Path::new(v.get_ref())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let entry = stoa_format::manifest::values_entry_path(
+                c.namespace.get_ref(),
+                c.release.get_ref(),
+                j,
+                &name,
+            );
+            if let Err(e) = stoa_format::paths::check_entry_path(&entry, 200) {
+                return Err(self.field_error(
+                    &field(&format!("values[{j}]")),
+                    v.span(),
+                    format!("{:?}: {e}", v.get_ref()),
+                ));
+            }
         }
         let kinds = [c.path.is_some(), c.chart.is_some(), c.repo.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {

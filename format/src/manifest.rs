@@ -144,6 +144,27 @@ pub struct ChartRecord {
     pub namespace: String,
     /// The `.tgz` entry.
     pub path: String,
+    /// The vendor's values files for this release, in the order Helm gets
+    /// them (`-f` each, then the site's own file last, so the site wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<ValuesRecord>,
+}
+
+/// A vendor values file carried for one chart record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValuesRecord {
+    /// The file as written in the release manifest (informational).
+    pub source: String,
+    /// The entry holding it: `values/<namespace>/<release>/<n>-<file name>`.
+    pub path: String,
+    /// Its SHA-256; equal to the entry's (checked by `validate`).
+    pub sha256: Sha256Digest,
+}
+
+/// The entry path of the `index`-th values file of a Helm release.
+pub fn values_entry_path(namespace: &str, release: &str, index: usize, file_name: &str) -> String {
+    format!("values/{namespace}/{release}/{index:02}-{file_name}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +432,29 @@ impl BundleManifest {
             need(&format!("image {:?}", img.name), OCI_LAYOUT_PATH)?;
         }
 
+        // The site registry keeps an image under `<prefix>/<path>` with no
+        // source host (docs/OPERATIONS.md), so two images from different
+        // registries with the same path and tag would land on one site tag
+        // and one chart would run the other's image: refused unless they
+        // are the same image.
+        let mut site_names: BTreeMap<(&str, Option<&str>), &ImageRecord> = BTreeMap::new();
+        for img in &self.images {
+            let key = (img.name.path(), img.name.tag());
+            if let Some(other) = site_names.insert(key, img) {
+                if other.digest != img.digest {
+                    return bad(format!(
+                        "images {:?} and {:?} would both be {}{} in the site registry \
+                         (the site keeps the path and tag, not the source registry), \
+                         with different digests",
+                        other.name.as_str(),
+                        img.name.as_str(),
+                        img.name.path(),
+                        img.name.tag().map(|t| format!(":{t}")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+
         let mut releases = BTreeSet::new();
         for c in &self.charts {
             check_name("chart name", &c.name)?;
@@ -424,6 +468,25 @@ impl BundleManifest {
                 ));
             }
             need(&format!("chart {:?}", c.name), &c.path)?;
+            let prefix = format!("values/{}/{}/", c.namespace, c.release);
+            for v in &c.values {
+                if !v.path.starts_with(&prefix) {
+                    return bad(format!(
+                        "chart {:?}: values entry {:?} is not under {prefix:?}",
+                        c.name, v.path
+                    ));
+                }
+                match self.entry(&v.path) {
+                    Some(e) if e.sha256 == v.sha256 => {}
+                    Some(e) => {
+                        return bad(format!(
+                            "chart {:?}: values {:?} lists sha256 {} but the entry has {}",
+                            c.name, v.path, v.sha256, e.sha256
+                        ))
+                    }
+                    None => need(&format!("chart {:?} values", c.name), &v.path)?,
+                }
+            }
         }
 
         let mut dbs = BTreeSet::new();
@@ -555,6 +618,7 @@ impl BundleManifest {
                 Some("charts") => "charts",
                 Some("migrations") => "migrations",
                 Some("files") => "files",
+                Some("values") => "values",
                 _ => "other",
             };
             *m.entry(kind).or_insert(0) += e.size;
@@ -677,6 +741,64 @@ pub(crate) mod tests {
         let back = BundleManifest::from_bytes(&b, &Limits::default()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.to_bytes(), b);
+    }
+
+    /// A sample with one chart and one vendor values file (entries sorted).
+    fn with_values(values_path: &str, listed: Sha256Digest) -> BundleManifest {
+        let mut m = sample();
+        let chart = b"chart";
+        let vals = b"replicas: 2\n";
+        m.entries.push(Entry {
+            path: "charts/stoa-api-2.3.0.tgz".into(),
+            size: chart.len() as u64,
+            sha256: Sha256Digest::of(chart),
+        });
+        m.entries.push(Entry {
+            path: "values/stoa-system/stoa-api/00-prod.yaml".into(),
+            size: vals.len() as u64,
+            sha256: Sha256Digest::of(vals),
+        });
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.charts.push(ChartRecord {
+            name: "stoa-api".into(),
+            version: "2.3.0".into(),
+            app_version: None,
+            release: "stoa-api".into(),
+            namespace: "stoa-system".into(),
+            path: "charts/stoa-api-2.3.0.tgz".into(),
+            values: vec![ValuesRecord {
+                source: "values/prod.yaml".into(),
+                path: values_path.into(),
+                sha256: listed,
+            }],
+        });
+        m
+    }
+
+    /// The vendor values of a chart record are signed: the record's digest
+    /// must be its entry's, the entry must exist, under the release's own
+    /// `values/<namespace>/<release>/` folder.
+    #[test]
+    fn values_records_must_match_their_entries() {
+        let good = Sha256Digest::of(b"replicas: 2\n");
+        let path = "values/stoa-system/stoa-api/00-prod.yaml";
+        let m = with_values(path, good);
+        m.validate(&Limits::default()).unwrap();
+        let back = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap();
+        assert_eq!(back, m);
+
+        let e = with_values(path, Sha256Digest::of(b"other"))
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("lists sha256"), "{e}");
+        let e = with_values("values/stoa-system/stoa-api/01-missing.yaml", good)
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("not an entry"), "{e}");
+        let e = with_values("values/other-ns/stoa-api/00-prod.yaml", good)
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("is not under"), "{e}");
     }
 
     #[test]
@@ -829,6 +951,37 @@ pub(crate) mod tests {
             m.validate(&Limits::default()),
             Err(FormatError::DuplicateEntry { .. })
         ));
+    }
+
+    /// Security rule: two images from different registries that the site
+    /// registry would keep under one `<path>:<tag>` (it drops the source
+    /// host) are refused unless they are the same image. Fixture: the
+    /// sample with `quay.io/stoa/api:2.3.0` beside
+    /// `registry.gostoa.dev/stoa/api:2.3.0`.
+    #[test]
+    fn images_that_collide_on_the_site_registry_are_refused() {
+        let mut m = sample();
+        let mut twin = m.images[0].clone();
+        twin.name = ImageRef::parse("quay.io/stoa/api:2.3.0").unwrap();
+        m.images.push(twin.clone());
+        // the same image under two names: one site tag, same bytes
+        m.validate(&Limits::default()).unwrap();
+        let other = Sha256Digest::of(b"other");
+        m.entries.push(Entry {
+            path: blob_path(&other),
+            size: 5,
+            sha256: other,
+        });
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.images[1].digest = other.oci();
+        let err = m.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("\"registry.gostoa.dev/stoa/api:2.3.0\" and \"quay.io/stoa/api:2.3.0\" would both be stoa/api:2.3.0"),
+            "{err}"
+        );
+        // another tag of the same path is another site tag
+        m.images[1].name = ImageRef::parse("quay.io/stoa/api:2.3.1").unwrap();
+        m.validate(&Limits::default()).unwrap();
     }
 
     #[test]

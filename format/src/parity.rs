@@ -17,14 +17,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread::JoinHandle;
+use std::sync::mpsc::Receiver;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
+use crate::pipe::{Recycler, Worker};
 use crate::source::{BadPart, PartSet};
 
 /// The `parity.scheme` value in the parts index.
@@ -111,51 +111,45 @@ type SinkOut = io::Result<Vec<(File, Hasher)>>;
 /// output overlap with reading and coding on the caller's thread. At most
 /// `depth` buffers are in flight; they are recycled.
 struct ShardSink {
-    tx: Option<SyncSender<(usize, Vec<u8>)>>,
-    spare: Receiver<Vec<u8>>,
-    handle: Option<JoinHandle<SinkOut>>,
+    worker: Worker<(usize, Vec<u8>), SinkOut>,
 }
 
 impl ShardSink {
     /// With `sync_every`, each file's written data is flushed to disk every
     /// that many bytes, so a final fsync has little left to do.
     fn new(files: Vec<File>, depth: usize, sync_every: Option<u64>) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(depth);
-        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
-        let handle = std::thread::spawn(move || -> SinkOut {
-            let mut outs: Vec<(File, Hasher, u64)> = files
-                .into_iter()
-                .map(|f| (f, Hasher::default(), 0))
-                .collect();
-            for (k, mut buf) in rx {
-                let (f, h, since) = outs
-                    .get_mut(k)
-                    .ok_or_else(|| io::Error::other("no such output"))?;
-                f.write_all(&buf)?;
-                h.update(&buf);
-                *since += buf.len() as u64;
-                if sync_every.is_some_and(|every| *since >= every) {
-                    f.sync_data()?;
-                    *since = 0;
+        let worker = Worker::spawn(
+            "output writer",
+            depth,
+            move |rx: Receiver<(usize, Vec<u8>)>, recycler: Recycler| -> SinkOut {
+                let mut outs: Vec<(File, Hasher, u64)> = files
+                    .into_iter()
+                    .map(|f| (f, Hasher::default(), 0))
+                    .collect();
+                for (k, buf) in rx {
+                    let (f, h, since) = outs
+                        .get_mut(k)
+                        .ok_or_else(|| io::Error::other("no such output"))?;
+                    f.write_all(&buf)?;
+                    h.update(&buf);
+                    *since += buf.len() as u64;
+                    if sync_every.is_some_and(|every| *since >= every) {
+                        f.sync_data()?;
+                        *since = 0;
+                    }
+                    recycler.give(buf);
                 }
-                buf.clear();
-                let _ = recycle.try_send(buf);
-            }
-            Ok(outs.into_iter().map(|(f, h, _)| (f, h)).collect())
-        });
-        Self {
-            tx: Some(tx),
-            spare,
-            handle: Some(handle),
-        }
+                Ok(outs.into_iter().map(|(f, h, _)| (f, h)).collect())
+            },
+        );
+        Self { worker }
     }
 
     /// Sends a copy of `data` to be appended to output `k`.
     fn send(&mut self, k: usize, data: &[u8]) -> io::Result<()> {
-        let mut buf = self.spare.try_recv().unwrap_or_default();
+        let mut buf = self.worker.buffer();
         buf.extend_from_slice(data);
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send((k, buf)).is_ok());
-        if sent {
+        if self.worker.send((k, buf)) {
             Ok(())
         } else {
             // the writer stopped: report its error
@@ -167,28 +161,13 @@ impl ShardSink {
     }
 
     fn join(&mut self) -> SinkOut {
-        self.tx = None;
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("output writer panicked"))?,
-            None => Err(io::Error::other("output writer already finished")),
-        }
+        self.worker.join()?
     }
 
     /// Waits for everything to be written; returns each file and the hash
     /// of what was written to it.
     fn finish(mut self) -> SinkOut {
         self.join()
-    }
-}
-
-impl Drop for ShardSink {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -10,15 +10,13 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
-use crate::pipe::SyncData;
+use crate::pipe::{SyncData, Worker, CHUNK, DEPTH};
 
 /// The `format` field of a parts index.
 pub const PARTS_FORMAT: &str = "stoa-parts";
@@ -455,21 +453,23 @@ impl WrittenParts {
 
 /// A writer that cuts its stream into part files of at most `part_size`
 /// bytes in `dir`, named `<bundle>.partNNN`. Each part is written to a temp
-/// name and renamed when complete; the per-part and whole SHA-256 are
-/// computed as the bytes pass. Used inside [`crate::pipe::WriteBehind`], so
-/// writing and the part hashes run off the caller's thread; the whole
-/// bundle's hash runs on one more thread ([`WholeHash`]), fed copies of the
-/// bytes. Through the first part both hashes see the same bytes from the
-/// same start, so the whole hash starts as a copy of part 1's at its end
-/// and hashes only the bytes after it.
+/// name and renamed when complete. Used inside [`crate::pipe::WriteBehind`],
+/// so writing runs off the caller's thread; the per-part and whole-bundle
+/// SHA-256 run on one more thread ([`PartHashes`]), fed copies of the bytes,
+/// so the writing thread only writes: when the disk is the bottleneck the
+/// hashing overlaps it instead of adding to it. Through the first part both
+/// hashes see the same bytes from the same start, so the whole hash starts
+/// as a copy of part 1's at its end and hashes only the bytes after it.
 pub struct PartWriter {
     dir: PathBuf,
     bundle_name: String,
     part_size: u64,
-    cur: Option<(File, PathBuf, Hasher)>,
-    parts: Vec<PartRecord>,
+    /// The open part: file, temp path, bytes written into it.
+    cur: Option<(File, PathBuf, u64)>,
+    /// Closed parts: name and size (their hashes come from `hashes`).
+    closed: Vec<(String, u64)>,
     tmp: Vec<PathBuf>,
-    whole: WholeHash,
+    hashes: PartHashes,
     sync: bool,
 }
 
@@ -478,85 +478,85 @@ impl fmt::Debug for PartWriter {
         f.debug_struct("PartWriter")
             .field("dir", &self.dir)
             .field("bundle_name", &self.bundle_name)
-            .field("parts", &self.parts.len())
+            .field("parts", &self.closed.len())
             .finish()
     }
 }
 
-enum WholeMsg {
-    /// The hash state at the end of part 1 (the whole stream so far).
-    Start(Hasher),
+enum HashMsg {
     Data(Vec<u8>),
+    /// The current part ends here.
+    EndPart,
 }
 
-/// The whole-stream SHA-256 of a [`PartWriter`], on a helper thread: the
-/// machine's other core hashes while the writer's thread writes and hashes
-/// parts. Buffers of [`crate::pipe::CHUNK`] bytes are recycled; at most
-/// [`crate::pipe::DEPTH`] are in flight.
-struct WholeHash {
-    tx: Option<SyncSender<WholeMsg>>,
-    spare: Receiver<Vec<u8>>,
+/// The hashes of each part and of the whole stream.
+struct Hashed {
+    parts: Vec<Sha256Digest>,
+    whole: (Sha256Digest, u64),
+}
+
+/// The part and whole-stream SHA-256 of a [`PartWriter`], on a
+/// [`Worker`] thread fed copies in buffers of [`crate::pipe::CHUNK`] bytes.
+struct PartHashes {
+    worker: Worker<HashMsg, Hashed>,
     buf: Vec<u8>,
-    handle: Option<JoinHandle<Option<Hasher>>>,
 }
 
-impl WholeHash {
+impl PartHashes {
     fn new() -> Self {
-        let depth = crate::pipe::DEPTH;
-        let (tx, rx) = mpsc::sync_channel::<WholeMsg>(depth);
-        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
-        let handle = std::thread::spawn(move || {
-            let mut h: Option<Hasher> = None;
-            let mut early = false;
+        let worker = Worker::spawn("part hashing thread", DEPTH, |rx, recycler| {
+            let mut part = Hasher::default();
+            let mut whole: Option<Hasher> = None;
+            let mut parts = Vec::new();
             for m in rx {
                 match m {
-                    WholeMsg::Start(s) => h = Some(s),
-                    WholeMsg::Data(mut d) => {
-                        match h.as_mut() {
-                            Some(h) => h.update(&d),
-                            None => early = true,
+                    HashMsg::Data(d) => {
+                        part.update(&d);
+                        if let Some(w) = whole.as_mut() {
+                            w.update(&d);
                         }
-                        d.clear();
-                        let _ = recycle.try_send(d);
+                        recycler.give(d);
+                    }
+                    HashMsg::EndPart => {
+                        let done = std::mem::take(&mut part);
+                        if whole.is_none() {
+                            // the whole stream so far is part 1
+                            whole = Some(done.clone());
+                        }
+                        parts.push(done.finish().0);
                     }
                 }
             }
-            // no part at all: the empty stream
-            (!early).then(|| h.unwrap_or_default())
+            Hashed {
+                parts,
+                whole: whole.unwrap_or_default().finish(),
+            }
         });
         Self {
-            tx: Some(tx),
-            spare,
+            worker,
             buf: Vec::new(),
-            handle: Some(handle),
         }
     }
 
-    fn send(&mut self, m: WholeMsg) -> io::Result<()> {
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
-        if sent {
+    fn send(&mut self, m: HashMsg) -> io::Result<()> {
+        if self.worker.send(m) {
             Ok(())
         } else {
-            Err(io::Error::other("the whole-bundle hashing thread stopped"))
+            Err(io::Error::other("the part hashing thread stopped"))
         }
-    }
-
-    fn start(&mut self, state: Hasher) -> io::Result<()> {
-        self.send(WholeMsg::Start(state))
     }
 
     /// Hashes a copy of `data` on the helper thread.
     fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let chunk = crate::pipe::CHUNK;
         while !data.is_empty() {
             if self.buf.capacity() == 0 {
-                self.buf = self.spare.try_recv().unwrap_or_default();
-                self.buf.reserve(chunk);
+                self.buf = self.worker.buffer();
+                self.buf.reserve(CHUNK);
             }
-            let n = (chunk - self.buf.len().min(chunk)).min(data.len());
+            let n = (CHUNK - self.buf.len().min(CHUNK)).min(data.len());
             self.buf.extend_from_slice(&data[..n]);
             data = &data[n..];
-            if self.buf.len() >= chunk {
+            if self.buf.len() >= CHUNK {
                 self.flush()?;
             }
         }
@@ -568,29 +568,17 @@ impl WholeHash {
             return Ok(());
         }
         let full = std::mem::take(&mut self.buf);
-        self.send(WholeMsg::Data(full))
+        self.send(HashMsg::Data(full))
     }
 
-    fn finish(&mut self) -> io::Result<(Sha256Digest, u64)> {
+    fn end_part(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.tx = None;
-        let h = self
-            .handle
-            .take()
-            .ok_or_else(|| io::Error::other("whole-bundle hash already finished"))?
-            .join()
-            .map_err(|_| io::Error::other("the whole-bundle hashing thread panicked"))?
-            .ok_or_else(|| io::Error::other("whole-bundle hash: bytes before the end of part 1"))?;
-        Ok(h.finish())
+        self.send(HashMsg::EndPart)
     }
-}
 
-impl Drop for WholeHash {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    fn finish(&mut self) -> io::Result<Hashed> {
+        self.flush()?;
+        self.worker.join()
     }
 }
 
@@ -601,9 +589,9 @@ impl PartWriter {
             bundle_name: bundle_name.to_owned(),
             part_size: part_size.bytes(),
             cur: None,
-            parts: Vec::new(),
+            closed: Vec::new(),
             tmp: Vec::new(),
-            whole: WholeHash::new(),
+            hashes: PartHashes::new(),
             sync,
         }
     }
@@ -617,25 +605,15 @@ impl PartWriter {
     }
 
     fn close_part(&mut self) -> io::Result<()> {
-        if let Some((f, tmp, h)) = self.cur.take() {
+        if let Some((f, tmp, size)) = self.cur.take() {
             if self.sync {
                 f.sync_all()?;
             }
             drop(f);
-            let n = self.parts.len() + 1;
-            if n == 1 {
-                // the whole stream so far is part 1
-                self.whole.start(h.clone())?;
-            }
-            let name = part_name(&self.bundle_name, n);
+            self.hashes.end_part()?;
+            let n = self.closed.len() + 1;
             self.tmp.push(tmp);
-            let (sha256, size) = h.finish();
-            self.parts.push(PartRecord {
-                number: n,
-                name,
-                size,
-                sha256,
-            });
+            self.closed.push((part_name(&self.bundle_name, n), size));
         }
         Ok(())
     }
@@ -643,16 +621,31 @@ impl PartWriter {
     /// Closes the last part; returns what was written.
     pub fn finish(mut self) -> io::Result<WrittenParts> {
         self.close_part()?;
-        if self.parts.len() > MAX_PARTS {
+        if self.closed.len() > MAX_PARTS {
             return Err(io::Error::other(format!(
                 "{} parts, over the limit of {MAX_PARTS}: choose a larger part size",
-                self.parts.len()
+                self.closed.len()
             )));
         }
-        let (sha256, size) = self.whole.finish()?;
+        let hashed = self.hashes.finish()?;
+        if hashed.parts.len() != self.closed.len() {
+            return Err(io::Error::other("part hashes: a part was not hashed"));
+        }
+        let parts = std::mem::take(&mut self.closed)
+            .into_iter()
+            .zip(hashed.parts)
+            .enumerate()
+            .map(|(i, ((name, size), sha256))| PartRecord {
+                number: i + 1,
+                name,
+                size,
+                sha256,
+            })
+            .collect();
+        let (sha256, size) = hashed.whole;
         Ok(WrittenParts {
             dir: self.dir.clone(),
-            parts: std::mem::take(&mut self.parts),
+            parts,
             tmp: std::mem::take(&mut self.tmp),
             size,
             sha256,
@@ -678,31 +671,28 @@ impl Write for PartWriter {
         if self
             .cur
             .as_ref()
-            .is_some_and(|(_, _, h)| h.len() == self.part_size)
+            .is_some_and(|(_, _, len)| *len == self.part_size)
         {
             self.close_part()?;
         }
         if self.cur.is_none() {
-            if self.parts.len() >= MAX_PARTS {
+            if self.closed.len() >= MAX_PARTS {
                 return Err(io::Error::other(format!(
                     "more than {MAX_PARTS} parts: choose a larger part size"
                 )));
             }
-            let tmp = self.tmp_path(self.parts.len() + 1);
+            let tmp = self.tmp_path(self.closed.len() + 1);
             let f = File::create(&tmp)?;
-            self.cur = Some((f, tmp, Hasher::default()));
+            self.cur = Some((f, tmp, 0));
         }
-        let first = self.parts.is_empty();
-        let Some((f, _, h)) = self.cur.as_mut() else {
+        let Some((f, _, len)) = self.cur.as_mut() else {
             return Err(io::Error::other("no part open"));
         };
-        let room = self.part_size - h.len();
+        let room = self.part_size - *len;
         let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
         f.write_all(&data[..n])?;
-        h.update(&data[..n]);
-        if !first {
-            self.whole.update(&data[..n])?;
-        }
+        *len += n as u64;
+        self.hashes.update(&data[..n])?;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -1,8 +1,10 @@
-//! Two small pipelines that let I/O and hashing use both cores with bounded
+//! Small pipelines that let I/O and hashing use both cores with bounded
 //! memory: [`ReadAhead`] reads (and decompresses) on a helper thread while
 //! the caller parses and hashes; [`WriteBehind`] writes on a helper thread
-//! while the caller reads and hashes sources. Each holds at most `depth`
-//! buffers of `chunk` bytes, recycled, whatever the bundle size.
+//! while the caller reads and hashes sources. Both, and every other helper
+//! thread fed copies of the stream (part hashes, parity output), hold at
+//! most `depth` buffers, recycled, whatever the bundle size; [`Worker`] is
+//! the one shape of those consumer threads.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -12,6 +14,82 @@ use std::thread::JoinHandle;
 /// Default buffer size and count: 4 × 1 MiB in flight.
 pub const CHUNK: usize = 1 << 20;
 pub const DEPTH: usize = 4;
+
+/// A helper thread that consumes messages carrying byte buffers and gives
+/// each buffer back for reuse when done with it. At most `depth` messages
+/// are in flight. Dropping the worker closes its channel and waits for it.
+pub struct Worker<M, R> {
+    name: &'static str,
+    tx: Option<SyncSender<M>>,
+    spare: Receiver<Vec<u8>>,
+    handle: Option<JoinHandle<R>>,
+}
+
+/// How a [`Worker`]'s thread gives a finished buffer back.
+#[derive(Debug)]
+pub struct Recycler(SyncSender<Vec<u8>>);
+
+impl Recycler {
+    pub fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let _ = self.0.try_send(buf);
+    }
+}
+
+impl<M, R> std::fmt::Debug for Worker<M, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("name", &self.name).finish()
+    }
+}
+
+impl<M: Send + 'static, R: Send + 'static> Worker<M, R> {
+    /// Starts `work` on its own thread; `name` is used in errors.
+    pub fn spawn(
+        name: &'static str,
+        depth: usize,
+        work: impl FnOnce(Receiver<M>, Recycler) -> R + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<M>(depth);
+        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
+        let handle = std::thread::spawn(move || work(rx, Recycler(recycle)));
+        Self {
+            name,
+            tx: Some(tx),
+            spare,
+            handle: Some(handle),
+        }
+    }
+
+    /// An empty buffer: one the thread gave back, else a new one.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.spare.try_recv().unwrap_or_default()
+    }
+
+    /// Hands `m` to the thread; false when the thread has stopped.
+    pub fn send(&self, m: M) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok())
+    }
+
+    /// Closes the channel and waits for the thread's result.
+    pub fn join(&mut self) -> io::Result<R> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other(format!("{} panicked", self.name))),
+            None => Err(io::Error::other(format!("{} already finished", self.name))),
+        }
+    }
+}
+
+impl<M, R> Drop for Worker<M, R> {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
 
 /// A reader that fills buffers from `inner` on its own thread.
 #[derive(Debug)]
@@ -111,39 +189,36 @@ impl SyncData for File {
 /// so that the final fsync has little left to do.
 #[derive(Debug)]
 pub struct WriteBehind<W = File> {
-    tx: Option<SyncSender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
+    worker: Worker<Vec<u8>, io::Result<W>>,
     buf: Vec<u8>,
     chunk: usize,
-    handle: Option<JoinHandle<io::Result<W>>>,
 }
 
 impl<W: Write + SyncData + Send + 'static> WriteBehind<W> {
     pub fn new(mut file: W, chunk: usize, depth: usize, sync_every: Option<u64>) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(depth);
-        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
-        let handle = std::thread::spawn(move || {
-            let mut since_sync = 0u64;
-            for mut buf in rx {
-                file.write_all(&buf)?;
-                since_sync += buf.len() as u64;
-                if let Some(every) = sync_every {
-                    if since_sync >= every {
-                        file.sync_data()?;
-                        since_sync = 0;
+        let worker = Worker::spawn(
+            "writer thread",
+            depth,
+            move |rx: Receiver<Vec<u8>>, recycler: Recycler| {
+                let mut since_sync = 0u64;
+                for buf in rx {
+                    file.write_all(&buf)?;
+                    since_sync += buf.len() as u64;
+                    if let Some(every) = sync_every {
+                        if since_sync >= every {
+                            file.sync_data()?;
+                            since_sync = 0;
+                        }
                     }
+                    recycler.give(buf);
                 }
-                buf.clear();
-                let _ = recycle.try_send(buf);
-            }
-            Ok(file)
-        });
+                Ok(file)
+            },
+        );
         Self {
-            tx: Some(tx),
-            spare,
+            worker,
             buf: Vec::with_capacity(chunk),
             chunk,
-            handle: Some(handle),
         }
     }
 
@@ -151,17 +226,10 @@ impl<W: Write + SyncData + Send + 'static> WriteBehind<W> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(self.chunk));
+        let mut next = self.worker.buffer();
+        next.reserve(self.chunk);
         let full = std::mem::replace(&mut self.buf, next);
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|tx| tx.send(full).is_ok())
-            .unwrap_or(false);
-        if sent {
+        if self.worker.send(full) {
             Ok(())
         } else {
             // the writer thread stopped: report its error
@@ -173,13 +241,7 @@ impl<W: Write + SyncData + Send + 'static> WriteBehind<W> {
     }
 
     fn join(&mut self) -> io::Result<W> {
-        self.tx = None;
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("writer thread panicked"))?,
-            None => Err(io::Error::other("writer already finished")),
-        }
+        self.worker.join()?
     }
 
     /// Writes what is buffered, waits for the thread, returns the file.
@@ -202,15 +264,6 @@ impl<W: Write + SyncData + Send + 'static> Write for WriteBehind<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl<W> Drop for WriteBehind<W> {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

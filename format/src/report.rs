@@ -33,6 +33,10 @@ pub fn inspection(i: &Inspection, trusted: Option<&[KeyId]>, bundle_size: Option
         "charts": m.charts.iter().map(|c| json!({
             "name": c.name, "version": c.version, "app_version": c.app_version,
             "release": c.release, "namespace": c.namespace, "size": entry_size(m, &c.path),
+            "values": c.values.iter().map(|v| json!({
+                "source": v.source, "path": v.path, "sha256": v.sha256.oci(),
+                "size": entry_size(m, &v.path),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "migrations": m.migrations.iter().map(|s| json!({
             "database": s.database,
@@ -214,6 +218,14 @@ pub fn inspection_text(v: &Value) -> String {
             c["release"].as_str().unwrap_or(""),
             n(&c["size"])
         ));
+        for v in c["values"].as_array().into_iter().flatten() {
+            line(format!(
+                "    values {} ({})  {}",
+                v["source"].as_str().unwrap_or(""),
+                v["path"].as_str().unwrap_or(""),
+                v["sha256"].as_str().unwrap_or("")
+            ));
+        }
     }
     let migs = v["migrations"].as_array().cloned().unwrap_or_default();
     line(format!("migrations ({})", migs.len()));

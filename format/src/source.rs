@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::keys::TrustStore;
 use crate::parts::{file_name, index_name, PartRecord, PartsIndex, SignedIndex};
+use crate::pipe::{Recycler, Worker};
 
 /// A bundle to read: a single file or a part set.
 #[derive(Debug, Clone)]
@@ -683,10 +683,8 @@ pub struct PartsReader {
     set: PartSet,
     next: usize,
     cur: Option<(File, u64)>,
-    tx: Option<SyncSender<HashMsg>>,
-    /// Buffers the hashing thread has finished with, for reuse.
-    spare: Receiver<Vec<u8>>,
-    handle: Option<JoinHandle<()>>,
+    /// The part hashes, on their own thread.
+    hashes: Worker<HashMsg, ()>,
     progress: PartsProgress,
     finished: bool,
 }
@@ -706,19 +704,18 @@ impl PartsReader {
         if let Ok(mut s) = progress.inner.lock() {
             s.total = set.data_parts();
         }
-        let depth = crate::pipe::DEPTH;
-        let (tx, rx) = mpsc::sync_channel::<HashMsg>(depth);
-        let (recycle, spare) = mpsc::sync_channel::<Vec<u8>>(depth + 2);
         let records: Vec<PartRecord> = set.index.index.parts.clone();
         let prog = progress.clone();
-        let handle = std::thread::spawn(move || hash_thread(rx, &recycle, &records, &prog));
+        let hashes = Worker::spawn(
+            "part hashing thread",
+            crate::pipe::DEPTH,
+            move |rx, recycler| hash_thread(rx, &recycler, &records, &prog),
+        );
         Self {
             set,
             next: 0,
             cur: None,
-            tx: Some(tx),
-            spare,
-            handle: Some(handle),
+            hashes,
             progress,
             finished: false,
         }
@@ -732,8 +729,7 @@ impl PartsReader {
     }
 
     fn send(&mut self, m: HashMsg) -> io::Result<()> {
-        let ok = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
-        if ok {
+        if self.hashes.send(m) {
             Ok(())
         } else {
             Err(io::Error::other("part hashing thread stopped"))
@@ -741,11 +737,7 @@ impl PartsReader {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            h.join()
-                .map_err(|_| io::Error::other("part hashing thread panicked"))?;
-        }
+        self.hashes.join()?;
         self.finished = true;
         match self.progress.problem() {
             Some(p) => Err(io::Error::new(io::ErrorKind::InvalidData, p)),
@@ -756,17 +748,16 @@ impl PartsReader {
 
 fn hash_thread(
     rx: Receiver<HashMsg>,
-    recycle: &SyncSender<Vec<u8>>,
+    recycler: &Recycler,
     records: &[PartRecord],
     prog: &PartsProgress,
 ) {
     let mut h = Hasher::default();
     for m in rx {
         match m {
-            HashMsg::Data(mut d) => {
+            HashMsg::Data(d) => {
                 h.update(&d);
-                d.clear();
-                let _ = recycle.try_send(d);
+                recycler.give(d);
             }
             HashMsg::End(i) => {
                 let (sha, len) = std::mem::take(&mut h).finish();
@@ -852,19 +843,10 @@ impl Read for PartsReader {
             *got += n as u64;
             // a copy for the hashing thread, in a recycled buffer: no
             // allocation (and no fresh pages) per read
-            let mut copy = self.spare.try_recv().unwrap_or_default();
+            let mut copy = self.hashes.buffer();
             copy.extend_from_slice(&buf[..n]);
             self.send(HashMsg::Data(copy))?;
             return Ok(n);
-        }
-    }
-}
-
-impl Drop for PartsReader {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
         }
     }
 }

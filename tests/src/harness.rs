@@ -30,11 +30,16 @@ pub fn bin_dir() -> PathBuf {
 
 /// The bundler, with no registries.conf from the machine
 /// (`$CONTAINERS_REGISTRIES_CONF` set to an empty file: the build host's
-/// /etc/containers/registries.conf must not send test pulls elsewhere); a
-/// test that wants one passes `--registries-conf` or sets the variable.
+/// /etc/containers/registries.conf must not send test pulls elsewhere; a
+/// test that wants one passes `--registries-conf` or sets the variable), and
+/// rendering charts (`images`, build's image check) with real Helm 3 unless
+/// the test environment names another in `STOA_HELM`.
 pub fn bundler() -> Command {
     let mut c = Command::new(bin_dir().join("stoa-bundler"));
     c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    if std::env::var_os("STOA_HELM").is_none() {
+        c.env("STOA_HELM", real_helm(3));
+    }
     c
 }
 
@@ -118,6 +123,44 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+/// `python3 -m http.server` on loopback serving `dir` (a classic Helm chart
+/// repository in tests); stopped on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl HttpServer {
+    pub fn start(dir: &Path) -> Self {
+        require("python3", "python3");
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        wait_for_port(port, "http.server", &mut child);
+        Self { child, port }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// TLS material made for a test: a CA and a server certificate for 127.0.0.1.

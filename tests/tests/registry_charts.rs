@@ -5,61 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{fails, free_port, require, Registry, RegistryOptions};
+use stoa_e2e::harness::{fails, HttpServer, Registry, RegistryOptions};
 use stoa_e2e::oci_fixture::put_blob;
 use stoa_e2e::registry_fixture::*;
-
-/// `python3 -m http.server` on loopback, serving `dir`; stopped on drop.
-struct HttpServer {
-    child: Child,
-    port: u16,
-}
-
-impl HttpServer {
-    fn start(dir: &Path) -> Self {
-        require("python3", "python3");
-        let port = free_port();
-        let mut child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(child.try_wait().unwrap().is_none(), "http.server exited");
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "http.server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn chart_repo(dir: &Path, digest_override: Option<&str>) -> Vec<u8> {
     fs::create_dir_all(dir.join("charts")).unwrap();

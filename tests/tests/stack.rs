@@ -6,7 +6,11 @@
 //! (`harness::Mirror`, scripts/local-mirror.sh: real docker-registry, real
 //! Helm push, a classic repository, a registries.conf), then checked with
 //! the updater, tar, openssl and skopeo. The bundle names what the release
-//! manifest names, never the mirror.
+//! manifest names, never the mirror. The vendor's values files
+//! (manifests/values/) are bundled and signed, bitnami's `common` is
+//! vendored in the charts that need it, and every image the charts run (real
+//! Helm 3 renders them) is carried: `stoa-bundler images` lists them all and
+//! a release missing one is refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{ok, require, run, updater, Mirror};
+use stoa_e2e::harness::{bundler, fails, ok, real_helm, require, run, updater, Mirror};
 use stoa_e2e::oci_fixture::{sample_images, write_layout, STACK_IMAGES};
 use stoa_e2e::registry_fixture::{build_ok, entries, inspect, keygen};
 use stoa_e2e::site::manifests_dir;
@@ -56,7 +60,8 @@ fn stack_manifest(dir: &Path, version: &str) -> PathBuf {
         .replace(
             "dir = \"migrations/",
             &format!("dir = \"{}/migrations/", m.display()),
-        );
+        )
+        .replace("[\"values/", &format!("[\"{}/values/", m.display()));
     let out = dir.join(format!("stoa-platform-{version}.toml"));
     fs::write(&out, text).unwrap();
     out
@@ -144,6 +149,22 @@ fn stack_release_builds_through_the_local_mirror_and_verifies() {
     want.push(("stoa-gateway".into(), "2.3.0".into()));
     assert_eq!(charts, want);
 
+    // the vendor's values files: bundled, signed (digest in the manifest)
+    for (name, _) in STACK_CHARTS {
+        let rec = doc["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == *name)
+            .unwrap();
+        let values = rec["values"].as_array().unwrap();
+        assert_eq!(values.len(), 1, "{name}: {rec}");
+        let want = manifests_dir().join(format!("values/{name}.yaml"));
+        assert_eq!(values[0]["sha256"], sha256_file(&want), "{name}");
+        let entry = values[0]["path"].as_str().unwrap();
+        assert!(names.iter().any(|n| n == entry), "{entry} missing");
+    }
+
     // independent readers: tar, openssl, skopeo
     let raw = t.path().join("raw");
     fs::create_dir_all(&raw).unwrap();
@@ -162,6 +183,27 @@ fn stack_release_builds_through_the_local_mirror_and_verifies() {
             "{entry} is not the archive the repository served"
         );
     }
+    // postgresql-ha carries its `common` dependency and renders with real
+    // Helm, offline, with the bundled vendor values (2 PostgreSQL nodes, not
+    // the chart's 3)
+    let pg = raw.join("charts/postgresql-ha-16.3.4.tgz");
+    let list = ok(Command::new("tar").arg("-tzf").arg(&pg));
+    assert!(
+        list.contains("postgresql-ha/charts/common/Chart.yaml"),
+        "{list}"
+    );
+    let pg_values = raw.join("values/stoa-data/postgresql-ha/00-postgresql-ha.yaml");
+    let rendered = ok(Command::new(real_helm(3))
+        .args(["template", "postgresql-ha"])
+        .arg(&pg)
+        .args(["--namespace", "stoa-data", "-f"])
+        .arg(&pg_values)
+        .env("HELM_CONFIG_HOME", t.path().join("helm-config"))
+        .env("HELM_CACHE_HOME", t.path().join("helm-cache")));
+    assert!(rendered.contains("kind: StatefulSet"), "{rendered}");
+    assert!(rendered.contains("replicas: 2"), "{rendered}");
+    assert!(!rendered.contains("replicas: 3"), "{rendered}");
+
     for sig in fs::read_dir(raw.join("signatures")).unwrap() {
         let out = ok(Command::new("openssl")
             .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
@@ -198,4 +240,119 @@ fn stack_release_builds_through_the_local_mirror_and_verifies() {
             STACK_IMAGES.len() + 3
         );
     }
+}
+
+/// `stoa-bundler images` on the stack release (through the local mirror,
+/// real Helm 3): every chart renders with its vendor values, every image it
+/// runs is listed with its template and is carried; the same release without
+/// pgpool's image is refused by build (exit 2) naming chart, template and
+/// image.
+#[test]
+fn stack_images_are_all_listed_and_carried_and_a_missing_one_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let mirror = Mirror::start(t.path());
+    let manifest = stack_manifest(t.path(), "2.3.0");
+    let cache = t.path().join("cache");
+    let out = ok(bundler()
+        .arg("images")
+        .arg(&manifest)
+        .arg("--json")
+        .arg("--cache")
+        .arg(&cache)
+        .args(&mirror.build_flags));
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["refused"], 0, "{r}");
+    let uses = r["images"].as_array().unwrap();
+    for u in uses {
+        assert_eq!(u["carried"]["status"], "yes", "{u}");
+        assert!(!u["template"].as_str().unwrap().is_empty(), "{u}");
+    }
+    let found = |chart: &str, image: &str, field: &str| {
+        uses.iter().any(|u| {
+            u["chart"] == chart && u["field"] == field && u["carried"]["by"].as_str() == Some(image)
+        })
+    };
+    // one rendered use of each chart's main image, hook/injector ones too
+    for (chart, image, field) in [
+        (
+            "postgresql-ha",
+            "docker.io/bitnami/postgresql-repmgr:17.6.0-debian-12-r2",
+            "containers",
+        ),
+        (
+            "postgresql-ha",
+            "docker.io/bitnami/pgpool:4.6.3-debian-12-r0",
+            "containers",
+        ),
+        (
+            "postgresql-ha",
+            "docker.io/bitnami/os-shell:12-debian-12-r51",
+            "annotation",
+        ),
+        (
+            "opensearch",
+            "docker.io/opensearchproject/opensearch:3.6.0",
+            "containers",
+        ),
+        (
+            "opensearch",
+            "docker.io/library/busybox:latest",
+            "initContainers",
+        ),
+        (
+            "minio",
+            "docker.io/bitnami/minio:2025.7.23-debian-12-r3",
+            "containers",
+        ),
+        (
+            "minio",
+            "docker.io/bitnami/minio-client:2025.7.21-debian-12-r2",
+            "annotation",
+        ),
+        ("vault", "docker.io/hashicorp/vault:2.0.4", "containers"),
+        ("vault", "docker.io/hashicorp/vault:2.0.4", "env"),
+        ("vault", "docker.io/hashicorp/vault-k8s:1.7.6", "containers"),
+        (
+            "stoa-api",
+            "registry.gostoa.dev/stoa/api:2.3.0",
+            "containers",
+        ),
+        (
+            "stoa-gateway",
+            "registry.gostoa.dev/stoa/gateway:2.3.0",
+            "containers",
+        ),
+    ] {
+        assert!(found(chart, image, field), "{chart} {image} {field}: {r}");
+    }
+
+    // without pgpool's image, build refuses, naming chart, template, image
+    let text = fs::read_to_string(&manifest).unwrap().replace(
+        "[[images]]\nname = \"docker.io/bitnami/pgpool:4.6.3-debian-12-r0\"\n",
+        "",
+    );
+    assert!(!text.contains("bitnami/pgpool"));
+    let missing = t.path().join("missing.toml");
+    fs::write(&missing, text).unwrap();
+    let key = keygen(t.path());
+    let bundle = t.path().join("missing.tar.zst");
+    let e = fails(
+        bundler()
+            .arg("build")
+            .arg(&missing)
+            .arg("--key")
+            .arg(&key)
+            .arg("--out")
+            .arg(&bundle)
+            .arg("--quiet")
+            .arg("--cache")
+            .arg(&cache)
+            .args(&mirror.build_flags),
+        2,
+    );
+    assert!(
+        e.contains("chart postgresql-ha: postgresql-ha/templates/pgpool/deployment.yaml: image docker.io/bitnami/pgpool:4.6.3-debian-12-r0 is not carried"),
+        "{e}"
+    );
+    assert!(!bundle.exists());
 }

@@ -6,7 +6,7 @@
 //! localhost:8080).
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
@@ -343,6 +343,7 @@ impl Helm {
         release: &str,
         ns: &str,
         chart: &Path,
+        vendor_values: &[PathBuf],
         pr: &PostRender,
         registry_value: Option<&str>,
     ) -> Result<String> {
@@ -354,6 +355,11 @@ impl Helm {
             ns.into(),
             "--skip-tests".into(),
         ];
+        // as upgrade: the bundle's vendor values, then the site's own file
+        for f in vendor_values {
+            args.push("-f".into());
+            args.push(f.into());
+        }
         if let Some(f) = self.cfg.values_file(release) {
             args.push("-f".into());
             args.push(f.into());
@@ -378,6 +384,7 @@ impl Helm {
         release: &str,
         ns: &str,
         chart: &Path,
+        vendor_values: &[PathBuf],
         registry_value: Option<&str>,
         pr: Option<&PostRender>,
     ) -> Result<()> {
@@ -397,6 +404,12 @@ impl Helm {
             "--history-max".into(),
             self.history_max.to_string(),
         ];
+        // the bundle's vendor values first, the site's own file last: with
+        // Helm, a later -f wins
+        for f in vendor_values {
+            args.push("-f".into());
+            args.push(f.to_string_lossy().into_owned());
+        }
         if let Some(f) = self.cfg.values_file(release) {
             args.push("-f".into());
             args.push(f.to_string_lossy().into_owned());

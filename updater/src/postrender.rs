@@ -234,11 +234,12 @@ pub fn render_chart(
     helm: &Helm,
     c: &stoa_format::manifest::ChartRecord,
     chart: &Path,
+    values: &[PathBuf],
     pr: &PostRender,
     images: &SiteImages,
     registry_value: Option<&str>,
 ) -> Result<(RenderedChart, String)> {
-    let text = helm.template(&c.release, &c.namespace, chart, pr, registry_value)?;
+    let text = helm.template(&c.release, &c.namespace, chart, values, pr, registry_value)?;
     let listed = podimages::list(&text).map_err(|e| UpdaterError::Helm {
         release: c.release.clone(),
         step: "render".into(),
@@ -297,9 +298,11 @@ pub fn hook_refusal(charts: &[RenderedChart]) -> Option<UpdaterError> {
 
 /// Before any change on site: every chart renders, every pod image is one
 /// the site registry serves, and (Helm 3) no hook image would leave it
-/// unless accepted. `charts_dir` holds the staged `.tgz` files.
+/// unless accepted. `charts_dir` holds the staged `.tgz` files; the
+/// vendor values files are the staged entries in the store (`sd`).
 pub fn preflight(
     cfg: &SiteConfig,
+    sd: &crate::state::StateDir,
     m: &BundleManifest,
     charts_dir: &Path,
     accept_hook_images: bool,
@@ -317,7 +320,12 @@ pub fn preflight(
     let mut rendered = Vec::new();
     for c in &m.charts {
         let chart = charts_dir.join(crate::stage::chart_file_name(c));
-        rendered.push(render_chart(&helm, c, &chart, &pr, &images, reg.as_deref())?.0);
+        let values = c
+            .values
+            .iter()
+            .map(|v| crate::stage::entry_blob(sd, m, &v.path))
+            .collect::<Result<Vec<_>>>()?;
+        rendered.push(render_chart(&helm, c, &chart, &values, &pr, &images, reg.as_deref())?.0);
     }
     if helm.major < 4 && !accept_hook_images {
         if let Some(e) = hook_refusal(&rendered) {
@@ -335,8 +343,9 @@ pub fn registry_value(cfg: &SiteConfig) -> Option<String> {
     Some(format!("{v}={}", crate::registry::site_registry_ref(r)))
 }
 
-/// Keeps the chart archives of a bundle being verified (for `plan`, which
-/// stages nothing): every `charts/….tgz` entry as `dir/<sha256>.tgz`. The
+/// Keeps the chart archives and vendor values of a bundle being verified
+/// (for `plan`, which stages nothing): every `charts/….tgz` entry as
+/// `dir/<sha256>.tgz`, every `values/…` entry as `dir/<sha256>.yaml`. The
 /// manifest's chart list is not known before verification; a chart used
 /// afterwards is one the verification accepted.
 #[derive(Debug)]
@@ -375,6 +384,29 @@ impl ChartSink {
         }
         Ok(p)
     }
+
+    /// Where a chart's vendor values files were kept, in order (a delta's
+    /// omitted ones copied from the store, as for [`ChartSink::chart`]).
+    pub fn values(
+        &self,
+        m: &BundleManifest,
+        c: &stoa_format::manifest::ChartRecord,
+        sd: &crate::state::StateDir,
+    ) -> Result<Vec<PathBuf>> {
+        c.values
+            .iter()
+            .map(|v| {
+                let hex = v.sha256.hex();
+                let p = self.dir.join(format!("{hex}.yaml"));
+                if m.entry(&v.path).is_none() && !p.is_file() {
+                    let blob = sd.blob(&hex);
+                    std::fs::copy(&blob, &p)
+                        .map_err(|e| UpdaterError::io("copy values from the store", &blob, e))?;
+                }
+                Ok(p)
+            })
+            .collect()
+    }
 }
 
 impl stoa_format::ContentSink for ChartSink {
@@ -382,6 +414,9 @@ impl stoa_format::ContentSink for ChartSink {
         self.file = None;
         if entry.path.starts_with("charts/") && entry.path.ends_with(".tgz") {
             let p = self.dir.join(format!("{}.tgz", entry.sha256.hex()));
+            self.file = Some(std::fs::File::create(p)?);
+        } else if entry.path.starts_with("values/") {
+            let p = self.dir.join(format!("{}.yaml", entry.sha256.hex()));
             self.file = Some(std::fs::File::create(p)?);
         }
         Ok(())

@@ -13,7 +13,8 @@ use stoa_format::root::{anchor_path, SignedRoot};
 use stoa_format::{ContentSource, Limits, PlannedEntry, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};
-use crate::plan::{plan, BuildSettings};
+use crate::images::{self, CarriedImage, ChartJob};
+use crate::plan::{plan, BuildSettings, Planned};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
 use crate::sources::registry::mirrors::ChartRepoMirror;
@@ -69,6 +70,8 @@ pub struct Args {
     /// power cut is refused by verify, and a rebuild is the remedy.
     #[arg(long)]
     pub fsync: bool,
+    #[command(flatten)]
+    pub render: super::images::RenderArgs,
     /// Replace the --out file if it exists (else that is an error).
     #[arg(long)]
     pub force: bool,
@@ -171,6 +174,34 @@ fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
     Ok(out)
 }
 
+/// Every image the charts use (rendered with real Helm) must be carried by
+/// the bundle, with the digest a chart pins, or be listed under
+/// `[[image_exceptions]]`.
+fn check_images(
+    release: &LoadedRelease,
+    carried: &[stoa_format::manifest::ImageRecord],
+    charts: Vec<crate::sources::chart::PackagedChart>,
+    render: &super::images::RenderArgs,
+) -> Result<()> {
+    if charts.is_empty() {
+        return Ok(());
+    }
+    let helm = images::find_helm(render.helm.as_deref())?;
+    let jobs = release
+        .manifest
+        .charts
+        .iter()
+        .zip(charts)
+        .map(|(spec, c)| Ok(ChartJob::new(release, spec, c)));
+    let found = images::find_all(&helm, &render.kube_version, jobs)?;
+    let have = CarriedImage::from_records(carried);
+    let uses = images::classify(found, &have, release);
+    match images::refusal(&uses) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// SOURCE_DATE_EPOCH, the reproducible-builds convention, or now.
 fn build_time() -> Result<(SystemTime, u64)> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -222,7 +253,12 @@ pub fn run(args: &Args) -> Result<()> {
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
     };
-    let (writer, pulled) = plan(&release, &settings)?;
+    let Planned {
+        writer,
+        pulled,
+        charts,
+    } = plan(&release, &settings)?;
+    check_images(&release, &writer.manifest().images, charts, &args.render)?;
     let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
     let (writer, delta) = if args.base.is_empty() {
         (writer, None)

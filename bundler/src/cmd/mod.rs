@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod diff;
+pub mod images;
 pub mod inspect;
 pub mod keygen;
 pub mod root;

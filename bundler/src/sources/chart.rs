@@ -2,6 +2,7 @@
 //! package`, but with fixed mtimes, owners and order), or a ready `.tgz`
 //! kept byte-exact.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,20 @@ struct ChartYaml {
     version: String,
     #[serde(default)]
     app_version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    annotations: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    dependencies: Vec<Dependency>,
+}
+
+/// A `dependencies` item of Chart.yaml (what `helm dependency build` reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Dependency {
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub repository: String,
 }
 
 /// A chart archive ready for the bundle.
@@ -30,7 +45,20 @@ pub struct PackagedChart {
     pub name: String,
     pub version: String,
     pub app_version: Option<String>,
+    /// Chart.yaml `annotations` whose values are strings.
+    pub annotations: BTreeMap<String, String>,
+    /// Chart.yaml `dependencies`.
+    pub dependencies: Vec<Dependency>,
     pub bytes: Vec<u8>,
+}
+
+/// What Chart.yaml says, checked.
+struct ChartMeta {
+    name: String,
+    version: String,
+    app_version: Option<String>,
+    annotations: BTreeMap<String, String>,
+    dependencies: Vec<Dependency>,
 }
 
 fn err(path: &Path, message: impl Into<String>) -> BundlerError {
@@ -40,7 +68,7 @@ fn err(path: &Path, message: impl Into<String>) -> BundlerError {
     }
 }
 
-fn parse_chart_yaml(path: &Path, text: &[u8]) -> Result<(String, String, Option<String>)> {
+fn parse_chart_yaml(path: &Path, text: &[u8]) -> Result<ChartMeta> {
     let c: ChartYaml =
         serde_yaml::from_slice(text).map_err(|e| err(path, format!("Chart.yaml: {e}")))?;
     if semver::Version::parse(&c.version).is_err() {
@@ -70,7 +98,34 @@ fn parse_chart_yaml(path: &Path, text: &[u8]) -> Result<(String, String, Option<
             .trim()
             .to_owned(),
     });
-    Ok((c.name, c.version, app))
+    let annotations = c
+        .annotations
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_yaml::Value::String(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect();
+    Ok(ChartMeta {
+        name: c.name,
+        version: c.version,
+        app_version: app,
+        annotations,
+        dependencies: c.dependencies,
+    })
+}
+
+impl ChartMeta {
+    fn with(self, bytes: Vec<u8>) -> PackagedChart {
+        PackagedChart {
+            name: self.name,
+            version: self.version,
+            app_version: self.app_version,
+            annotations: self.annotations,
+            dependencies: self.dependencies,
+            bytes,
+        }
+    }
 }
 
 /// Loads a chart from a folder or a `.tgz`.
@@ -116,13 +171,7 @@ fn load_tgz(path: &Path) -> Result<PackagedChart> {
             "no <chart>/Chart.yaml inside: not a Helm chart archive",
         )
     })?;
-    let (name, version, app_version) = parse_chart_yaml(path, &text)?;
-    Ok(PackagedChart {
-        name,
-        version,
-        app_version,
-        bytes,
-    })
+    Ok(parse_chart_yaml(path, &text)?.with(bytes))
 }
 
 /// `.helmignore`: one glob per line (`*`, `?`), `#` comments; a pattern with
@@ -192,7 +241,8 @@ fn glob(pat: &str, s: &str) -> bool {
 fn package_dir(dir: &Path, mtime: u64) -> Result<PackagedChart> {
     let chart_yaml =
         fs::read(dir.join("Chart.yaml")).map_err(|e| err(dir, format!("Chart.yaml: {e}")))?;
-    let (name, version, app_version) = parse_chart_yaml(dir, &chart_yaml)?;
+    let meta = parse_chart_yaml(dir, &chart_yaml)?;
+    let name = meta.name.clone();
     let ignore = HelmIgnore::load(dir)?;
     let mut files: Vec<(String, PathBuf, u32)> = Vec::new();
     walk(dir, "", &ignore, &mut files)?;
@@ -226,12 +276,7 @@ fn package_dir(dir: &Path, mtime: u64) -> Result<PackagedChart> {
     let gz = tb.into_inner().map_err(|e| err(dir, e.to_string()))?;
     let mut bytes = gz.finish().map_err(|e| err(dir, e.to_string()))?;
     bytes.flush().map_err(|e| err(dir, e.to_string()))?;
-    Ok(PackagedChart {
-        name,
-        version,
-        app_version,
-        bytes,
-    })
+    Ok(meta.with(bytes))
 }
 
 fn walk(

@@ -150,8 +150,12 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             Ok((pr, imgs)) => {
                 let reg = registry_value(&site.cfg);
                 for c in &m.charts {
-                    let chart = sink.chart(m, c, &site.sd);
-                    match chart.and_then(|p| render_chart(h, c, &p, &pr, &imgs, reg.as_deref())) {
+                    let files = sink
+                        .chart(m, c, &site.sd)
+                        .and_then(|p| Ok((p, sink.values(m, c, &site.sd)?)));
+                    match files
+                        .and_then(|(p, v)| render_chart(h, c, &p, &v, &pr, &imgs, reg.as_deref()))
+                    {
                         Ok((mut r, text)) => {
                             if args.render {
                                 r.manifests = Some(text);

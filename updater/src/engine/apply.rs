@@ -97,6 +97,7 @@ impl Site {
         // (Helm 3) no hook image leaves it unless accepted: before any change
         crate::postrender::preflight(
             &self.cfg,
+            &self.sd,
             &m,
             &self.sd.release_dir(&m.release.version).join("charts"),
             opts.accept_hook_images,
@@ -426,11 +427,23 @@ impl Site {
             .join("charts")
             .join(chart_file_name(c));
         let reg = crate::postrender::registry_value(&self.cfg);
+        let values = c
+            .values
+            .iter()
+            .map(|v| entry_blob(&self.sd, m, &v.path))
+            .collect::<Result<Vec<_>>>()?;
         let post = crate::postrender::PostRenderSetup {
             base: self.cfg.state_dir.join("post-render"),
             images: crate::postrender::site_images(&self.cfg, m)?,
         };
-        charts.upgrade(&c.release, &c.namespace, &chart, reg.as_deref(), &post)?;
+        charts.upgrade(
+            &c.release,
+            &c.namespace,
+            &chart,
+            &values,
+            reg.as_deref(),
+            &post,
+        )?;
         let after = charts.revision(&c.release, &c.namespace)?;
         if let Some(r) = pending(st)?
             .record

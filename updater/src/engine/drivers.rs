@@ -8,7 +8,7 @@
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use stoa_format::BundleManifest;
 
@@ -57,6 +57,7 @@ pub trait Charts {
     fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
+    /// `values`: the bundle's vendor values files, given before the site's;
     /// `registry`: `name=value` for `--set`, when the site config asks for
     /// one; `post`: the post-renderer serving every image from the site
     /// registry (set up for the Helm version found).
@@ -65,6 +66,7 @@ pub trait Charts {
         release: &str,
         ns: &str,
         chart: &Path,
+        values: &[PathBuf],
         registry: Option<&str>,
         post: &PostRenderSetup,
     ) -> Result<()>;
@@ -215,12 +217,13 @@ impl Charts for HelmCli {
         release: &str,
         ns: &str,
         chart: &Path,
+        values: &[PathBuf],
         registry: Option<&str>,
         post: &PostRenderSetup,
     ) -> Result<()> {
         let h = self.helm()?;
         let pr = crate::postrender::prepare(&post.base, &post.images, h.major)?;
-        h.upgrade(release, ns, chart, registry, Some(&pr))
+        h.upgrade(release, ns, chart, values, registry, Some(&pr))
     }
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {
         self.helm()?.rollback(release, ns, revision)

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use stoa_format::BundleManifest;
@@ -144,6 +144,7 @@ impl Charts for FakeHelm {
         release: &str,
         ns: &str,
         chart: &Path,
+        _values: &[PathBuf],
         _reg: Option<&str>,
         _post: &crate::postrender::PostRenderSetup,
     ) -> Result<()> {

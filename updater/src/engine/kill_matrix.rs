@@ -114,6 +114,7 @@ impl TestSite {
                 release: "api".into(),
                 namespace: "stoa".into(),
                 path: format!("charts/api-{v}.tgz"),
+                values: Vec::new(),
             }],
             migrations: vec![MigrationSet {
                 database: "app".into(),

@@ -271,12 +271,17 @@ fn planned_charts(
                 namespace: c.namespace.clone(),
                 chart: format!("{}-{}", c.name, c.version),
                 current_revision,
-                values_files: site
-                    .cfg
-                    .helm
-                    .as_ref()
-                    .and_then(|h| h.values_file(&c.release))
-                    .into_iter()
+                // in Helm's order: the bundle's vendor files, then the site's
+                values_files: c
+                    .values
+                    .iter()
+                    .map(|v| PathBuf::from(format!("bundle:{}", v.path)))
+                    .chain(
+                        site.cfg
+                            .helm
+                            .as_ref()
+                            .and_then(|h| h.values_file(&c.release)),
+                    )
                     .collect(),
             }
         })

@@ -121,17 +121,77 @@ async fn get(
     }
 }
 
+/// Downloads and parses `<repo>/index.yaml`; an error names the URL.
+fn fetch_index(
+    p: &Puller,
+    repo: &str,
+) -> std::result::Result<(String, IndexFile), (String, String)> {
+    let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let mut text = Vec::new();
+    p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
+        match c {
+            None => text.clear(),
+            Some(b) => text.extend_from_slice(b),
+        }
+        Ok(())
+    }))
+    .map_err(|m| (index_url.clone(), m))?;
+    p.counters_add_manifest();
+    let index: IndexFile = serde_yaml::from_slice(&text).map_err(|e| {
+        (
+            index_url.clone(),
+            format!("not a Helm repository index: {e}"),
+        )
+    })?;
+    Ok((index_url, index))
+}
+
+/// The versions of chart `name` the repository at `repo` lists, through
+/// its `--chart-repo-mirror`s first (the first index that answers).
+pub fn versions(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
+    through_mirrors(p, repo, |url| versions_from(p, url, name))
+}
+
+/// The versions one repository URL lists.
+fn versions_from(p: &Puller, repo: &str, name: &str) -> Result<Vec<String>> {
+    let err = |url: &str, m: String| BundlerError::ChartPull {
+        chart: name.to_owned(),
+        url: url.to_owned(),
+        message: m,
+    };
+    if repo.starts_with("http://") && !p.is_insecure(host_of(repo)) {
+        return Err(err(
+            repo,
+            format!("plain HTTP needs --insecure-registry {}", host_of(repo)),
+        ));
+    }
+    let (_, index) = fetch_index(p, repo).map_err(|(u, m)| err(&u, m))?;
+    Ok(index
+        .entries
+        .get(name)
+        .map(|v| v.iter().map(|e| e.version.clone()).collect())
+        .unwrap_or_default())
+}
+
 /// Fetches chart `name` `version` from the repository at `repo` into the
 /// cache, through its `--chart-repo-mirror`s first (in the order given);
 /// returns the cached archive's path and its digest. A mirror is a
 /// repository like any other: its index.yaml gives the digest, and the
 /// archive must match it and carry the requested name and version.
 pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBuf, String)> {
+    through_mirrors(p, repo, |url| pull_from(p, url, name, version))
+}
+
+/// Runs `f` on each `--chart-repo-mirror` of `repo`, then on `repo`
+/// itself; the first success wins. A failed mirror is reported (unless
+/// quiet) and the next one tried; when all fail, the error says what each
+/// mirror answered.
+fn through_mirrors<T>(p: &Puller, repo: &str, f: impl Fn(&str) -> Result<T>) -> Result<T> {
     let urls = super::mirrors::chart_repo_urls(p.chart_repo_mirrors(), repo);
     let mut tried: Vec<String> = Vec::new();
     let n = urls.len();
     for (i, (url, _mirror)) in urls.into_iter().enumerate() {
-        match pull_from(p, &url, name, version) {
+        match f(&url) {
             Ok(v) => return Ok(v),
             Err(e) if i + 1 < n => {
                 if !p.quiet() {
@@ -156,7 +216,7 @@ pub fn pull(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathBu
         }
     }
     Err(BundlerError::ChartPull {
-        chart: format!("{name} {version}"),
+        chart: String::new(),
         url: repo.to_owned(),
         message: "nowhere to pull from".into(),
     })
@@ -186,19 +246,7 @@ fn pull_from(p: &Puller, repo: &str, name: &str, version: &str) -> Result<(PathB
         }
     };
     check_scheme(repo)?;
-    let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
-    let mut text = Vec::new();
-    p.block_on(get(p, &index_url, MAX_INDEX_SIZE as u64, |c| {
-        match c {
-            None => text.clear(),
-            Some(b) => text.extend_from_slice(b),
-        }
-        Ok(())
-    }))
-    .map_err(|m| err(&index_url, m))?;
-    p.counters_add_manifest();
-    let index: IndexFile = serde_yaml::from_slice(&text)
-        .map_err(|e| err(&index_url, format!("not a Helm repository index: {e}")))?;
+    let (index_url, index) = fetch_index(p, repo).map_err(|(u, m)| err(&u, m))?;
     let versions = index.entries.get(name).ok_or_else(|| {
         err(
             &index_url,

@@ -964,6 +964,60 @@ impl Puller {
         Ok((self.cache.blob_path(&ld), digest.oci()))
     }
 
+    /// The versions of an OCI chart (`oci://host/repo/name`): its tags, with
+    /// Helm's `_` for `+` turned back; through the build host's mirrors
+    /// (the first that answers gives the list), with the same credentials
+    /// and retries as pulls.
+    pub fn list_oci_chart_versions(&mut self, url: &str) -> Result<Vec<String>> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let base = url
+            .strip_prefix("oci://")
+            .ok_or_else(|| cerr("not an oci:// reference".into()))?;
+        // a tag reference: the listing is a tag lookup for the mirrors'
+        // `pull-from-mirror` rules
+        let reference = Reference::try_from(format!("{base}:latest").as_str())
+            .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let eps = self.endpoints(url, &reference)?;
+        self.first_success(eps, |p, r| p.list_oci_chart_versions_at(url, r))
+    }
+
+    /// Lists an OCI chart's tags at one place.
+    fn list_oci_chart_versions_at(
+        &mut self,
+        url: &str,
+        reference: &Reference,
+    ) -> Result<Vec<String>> {
+        let cerr = |m: String| BundlerError::ChartPull {
+            chart: url.to_owned(),
+            url: url.to_owned(),
+            message: m,
+        };
+        let reference = reference.clone();
+        let auth = self.auth_for(&reference)?;
+        let got = self.rt.block_on(with_retries(&self.counters, || async {
+            self.client
+                .list_tags(&reference, &auth, None, None)
+                .await
+                .map_err(classify)
+        }));
+        let tags = got.map_err(|f| {
+            let e = self.pull_error(url, &reference, f);
+            cerr(format!(
+                "list versions: {}",
+                match e {
+                    BundlerError::RegistryPull { message, .. } => message,
+                    other => other.to_string(),
+                }
+            ))
+        })?;
+        self.counters_add_manifest();
+        Ok(tags.tags.into_iter().map(|t| t.replace('_', "+")).collect())
+    }
+
     /// Runs a future on the pull runtime (chart repositories).
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)

@@ -1,0 +1,154 @@
+//! `stoa-bundler images <release.toml> [--json]`: every image the release's
+//! charts will run, found by rendering each chart with the build host's
+//! real Helm, and whether the release carries it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+use stoa_format::Limits;
+
+use crate::error::Result;
+use crate::images::{self, CarriedImage, ChartJob, ImageUse};
+use crate::plan::{resolve_chart, BuildSettings};
+use crate::release::LoadedRelease;
+use crate::sources::registry::mirrors::ChartRepoMirror;
+use crate::sources::registry::{cache, PullOptions};
+
+/// Where Helm is and what it renders for; shared with `build`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderArgs {
+    /// The Helm to render charts with (else $STOA_HELM, else `helm` on
+    /// PATH).
+    #[arg(long, value_name = "PATH")]
+    pub helm: Option<PathBuf>,
+    /// The Kubernetes version charts are rendered for (`helm template
+    /// --kube-version`).
+    #[arg(long, value_name = "VERSION", default_value = images::DEFAULT_KUBE_VERSION, value_parser = images::check_kube_version)]
+    pub kube_version: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The release manifest (TOML).
+    pub manifest: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub render: RenderArgs,
+    /// The download cache for pulled charts (as `build --cache`).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Extra CA certificates for registries and Helm repositories (as
+    /// `build --ca-cert`); repeatable.
+    #[arg(long = "ca-cert", value_name = "PEM")]
+    pub ca_certs: Vec<PathBuf>,
+    /// A registry or chart repository reached over plain HTTP (as `build
+    /// --insecure-registry`); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// The containers registries.conf for OCI chart pulls (as `build
+    /// --registries-conf`; default: $CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf when it exists).
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+    /// A classic Helm repository served from a mirror, tried first (as
+    /// `build --chart-repo-mirror`): `<repo-url>=<mirror-url>`; repeatable.
+    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
+    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    ok: bool,
+    release: &'a str,
+    version: &'a str,
+    kube_version: &'a str,
+    helm: String,
+    images: &'a [ImageUse],
+    /// Uses `build` would refuse.
+    refused: usize,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let rel = LoadedRelease::load(&args.manifest)?;
+    let settings = BuildSettings {
+        created: UNIX_EPOCH,
+        mtime: 0,
+        limits: Limits::default(),
+        pull: PullOptions {
+            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
+            ca_certs: args.ca_certs.clone(),
+            insecure: args.insecure_registries.clone(),
+            jobs: 4,
+            quiet: true,
+            registries_conf: args.registries_conf.clone(),
+            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
+        },
+    };
+    let mut pull = None;
+    let (helm, uses) = if rel.manifest.charts.is_empty() {
+        (None, Vec::new())
+    } else {
+        let helm = images::find_helm(args.render.helm.as_deref())?;
+        // each chart renders as soon as it is resolved
+        let jobs = rel.manifest.charts.iter().map(|spec| {
+            resolve_chart(&rel, spec, &settings, &mut pull).map(|c| ChartJob::new(&rel, spec, c))
+        });
+        let found = images::find_all(&helm, &args.render.kube_version, jobs)?;
+        let have = CarriedImage::from_release(&rel);
+        (Some(helm), images::classify(found, &have, &rel))
+    };
+    let refused = uses.iter().filter(|u| u.carried.refused()).count();
+    let m = &rel.manifest.release;
+    if args.json {
+        let r = Report {
+            ok: true,
+            release: m.name.get_ref(),
+            version: m.version.get_ref(),
+            kube_version: &args.render.kube_version,
+            helm: helm.map(|h| h.display().to_string()).unwrap_or_default(),
+            images: &uses,
+            refused,
+        };
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        return Ok(());
+    }
+    let mut o = std::io::stdout().lock();
+    let mut last: Option<(&str, &str)> = None;
+    for u in &uses {
+        let f = &u.found;
+        if last != Some((f.namespace.as_str(), f.release.as_str())) {
+            let _ = writeln!(
+                o,
+                "chart {} (release {}/{})",
+                f.chart, f.namespace, f.release
+            );
+            last = Some((f.namespace.as_str(), f.release.as_str()));
+        }
+        let status = match &u.carried {
+            images::Carried::Yes { by } => format!("carried ({by})"),
+            images::Carried::Exception { reason } => format!("not carried: exception ({reason})"),
+            images::Carried::Missing => "NOT CARRIED".to_owned(),
+            images::Carried::DigestMismatch { by, has } => {
+                format!("DIGEST DIFFERS: the release's {by} is {has}")
+            }
+            images::Carried::Invalid { message } => format!("INVALID REFERENCE: {message}"),
+        };
+        let _ = writeln!(
+            o,
+            "  {}  {} {} {:?}  {status}",
+            f.image, f.template, f.kind, f.field
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{} image uses in {} charts; {refused} would be refused by build",
+        uses.len(),
+        rel.manifest.charts.len()
+    );
+    Ok(())
+}

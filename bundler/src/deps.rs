@@ -1,0 +1,408 @@
+//! Chart dependencies completed at build, so the site never needs a network:
+//! each Chart.yaml `dependencies` item not vendored in the chart's `charts/`
+//! is fetched (`file://` beside a chart folder, `oci://`, or a classic
+//! `http(s)://` repository; the same credentials, cache and retries as every
+//! other pull), its version chosen like Helm does (Chart.lock when it names
+//! the dependency, else the highest version matching the constraint: SemVer
+//! ranges with `x`/`*` wildcards, `~`, `^`, comparisons, `,` or space for
+//! AND, `||` for OR, `a - b` ranges) and vendored as
+//! `<chart>/charts/<dep>-<version>.tgz` in the bundled archive, which is then
+//! repacked deterministically (sorted paths, fixed mtime, owner 0).
+//!
+//! Mirrors: a dependency is fetched like any other chart, so the build
+//! host's registries.conf (`oci://` dependencies, tag list and pull) and
+//! `--chart-repo-mirror` (classic repositories, index and pull) apply to it;
+//! Chart.yaml's repository is what the error messages name.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use flate2::{Compression, GzBuilder};
+use semver::{Version, VersionReq};
+
+use crate::error::{BundlerError, Result};
+use crate::plan::{puller, BuildSettings};
+use crate::sources::chart::{self, Dependency, PackagedChart, MAX_CHART_SIZE};
+use crate::sources::registry::{chart_repo, Puller};
+
+/// The most bytes a chart archive unpacks to while it is completed.
+const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
+
+/// A Helm (Masterminds semver) constraint as Rust `semver` requirements,
+/// one per `||` alternative.
+pub fn helm_constraint(s: &str) -> std::result::Result<Vec<VersionReq>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(vec![VersionReq::STAR]);
+    }
+    let mut out = Vec::new();
+    for alt in s.split("||") {
+        let alt = alt.trim();
+        // `a - b`
+        if let Some((lo, hi)) = alt.split_once(" - ") {
+            let r = format!(">={}, <={}", fill(lo.trim()), fill(hi.trim()));
+            out.push(VersionReq::parse(&r).map_err(|e| format!("{alt:?}: {e}"))?);
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut rest = alt.replace(',', " ");
+        rest = rest.trim().to_owned();
+        let toks: Vec<&str> = rest.split_whitespace().collect();
+        let mut i = 0;
+        while i < toks.len() {
+            let mut t = toks[i].to_owned();
+            // `>= 1.2`: the operator apart from its version
+            if t.bytes().all(|b| b"<>=!~^".contains(&b)) && i + 1 < toks.len() {
+                t.push_str(toks[i + 1]);
+                i += 1;
+            }
+            i += 1;
+            let op_len = t.bytes().take_while(|b| b"<>=!~^".contains(b)).count();
+            let (op, ver) = t.split_at(op_len);
+            let ver = ver.trim_start_matches('v');
+            let op = match op {
+                "" | "=" | "==" => "=",
+                "~>" => "~",
+                "!=" => return Err(format!("{alt:?}: != is not supported")),
+                o => o,
+            };
+            let ver = strip_wildcards(ver);
+            if ver.is_empty() {
+                continue; // `*`, `x`: anything
+            }
+            parts.push(format!("{op}{ver}"));
+        }
+        let r = if parts.is_empty() {
+            "*".to_owned()
+        } else {
+            parts.join(", ")
+        };
+        out.push(VersionReq::parse(&r).map_err(|e| format!("{alt:?}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// `2.x.x` → `2`, `1.2.*` → `1.2`, `*` → `` (what `=` then means in Rust's
+/// semver: any version with those leading parts, as in Helm).
+fn strip_wildcards(v: &str) -> String {
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let kept: Vec<&str> = core
+        .split('.')
+        .take_while(|p| !matches!(*p, "x" | "X" | "*"))
+        .collect();
+    let mut s = kept.join(".");
+    if let (Some(p), 3) = (pre, kept.len()) {
+        s.push('-');
+        s.push_str(p);
+    }
+    s
+}
+
+/// `1.2` → `1.2.0` (for `a - b` ranges).
+fn fill(v: &str) -> String {
+    let v = strip_wildcards(v.trim_start_matches('v'));
+    match v.split('.').count() {
+        1 => format!("{v}.0.0"),
+        2 => format!("{v}.0"),
+        _ => v,
+    }
+}
+
+/// The highest version matching the constraint.
+pub fn best<'a>(
+    versions: impl IntoIterator<Item = &'a str>,
+    reqs: &[VersionReq],
+) -> Option<Version> {
+    versions
+        .into_iter()
+        .filter_map(|v| Version::parse(v.trim_start_matches('v')).ok())
+        .filter(|v| reqs.iter().any(|r| r.matches(v)))
+        .max()
+}
+
+/// One file of an unpacked chart archive.
+struct File {
+    path: String,
+    mode: u32,
+    data: Vec<u8>,
+}
+
+fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
+    let cerr = |m: String| BundlerError::Chart {
+        path: name.into(),
+        message: m,
+    };
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut ar = tar::Archive::new(GzDecoder::new(bytes));
+    for e in ar
+        .entries()
+        .map_err(|e| cerr(format!("not a gzip tar: {e}")))?
+    {
+        let mut e = e.map_err(|e| cerr(format!("not a gzip tar: {e}")))?;
+        let kind = e.header().entry_type();
+        if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(cerr(format!("{kind:?} entries are not allowed in a chart")));
+        }
+        let path = e
+            .path()
+            .map_err(|e| cerr(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let mode = if e.header().mode().unwrap_or(0o644) & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        let mut data = Vec::new();
+        (&mut e)
+            .take(MAX_UNPACKED - total + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| cerr(e.to_string()))?;
+        total += data.len() as u64;
+        if total > MAX_UNPACKED {
+            return Err(cerr(format!("unpacks to more than {MAX_UNPACKED} bytes")));
+        }
+        out.push(File { path, mode, data });
+    }
+    Ok(out)
+}
+
+fn pack(name: &str, mut files: Vec<File>, mtime: u64) -> Result<Vec<u8>> {
+    let cerr = |m: String| BundlerError::Chart {
+        path: name.into(),
+        message: m,
+    };
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::new(6));
+    let mut tb = tar::Builder::new(gz);
+    tb.mode(tar::HeaderMode::Deterministic);
+    for f in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(f.data.len() as u64);
+        h.set_mode(f.mode);
+        h.set_mtime(mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tb.append_data(&mut h, &f.path, &f.data[..])
+            .map_err(|e| cerr(e.to_string()))?;
+    }
+    let gz = tb.into_inner().map_err(|e| cerr(e.to_string()))?;
+    let mut bytes = gz.finish().map_err(|e| cerr(e.to_string()))?;
+    bytes.flush().map_err(|e| cerr(e.to_string()))?;
+    Ok(bytes)
+}
+
+#[derive(serde::Deserialize)]
+struct Lock {
+    #[serde(default)]
+    dependencies: Vec<Dependency>,
+}
+
+/// Whether `files` already vendor `dep` under `<top>/charts/`.
+fn vendored(top: &str, files: &[File], dep: &Dependency) -> bool {
+    let dir = format!("{top}/charts/{}/Chart.yaml", dep.name);
+    let tgz = format!("{top}/charts/{}-", dep.name);
+    files.iter().any(|f| {
+        f.path == dir
+            || (f.path.starts_with(&tgz)
+                && f.path.ends_with(".tgz")
+                && f.path[tgz.len()..].starts_with(|c: char| c.is_ascii_digit())
+                && !f.path[tgz.len()..].contains('/'))
+    })
+}
+
+/// Completes `c` (from `source_dir` when it was a folder): every missing
+/// dependency fetched and vendored. A chart without missing dependencies
+/// is returned unchanged (byte for byte).
+pub fn complete(
+    c: PackagedChart,
+    source_dir: Option<&Path>,
+    settings: &BuildSettings,
+    pull: &mut Option<Puller>,
+) -> Result<PackagedChart> {
+    if c.dependencies.is_empty() {
+        return Ok(c);
+    }
+    let mut files = unpack(&c.name, &c.bytes)?;
+    let missing: Vec<Dependency> = c
+        .dependencies
+        .iter()
+        .filter(|d| !vendored(&c.name, &files, d))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(c);
+    }
+    let lock: BTreeMap<String, String> = files
+        .iter()
+        .find(|f| f.path == format!("{}/Chart.lock", c.name))
+        .and_then(|f| serde_yaml::from_slice::<Lock>(&f.data).ok())
+        .map(|l| {
+            l.dependencies
+                .into_iter()
+                .map(|d| (d.name, d.version))
+                .collect()
+        })
+        .unwrap_or_default();
+    for dep in missing {
+        let got = fetch(
+            &c.name,
+            &dep,
+            lock.get(&dep.name),
+            source_dir,
+            settings,
+            pull,
+        )?;
+        files.push(File {
+            path: format!("{}/charts/{}-{}.tgz", c.name, got.name, got.version),
+            mode: 0o644,
+            data: got.bytes,
+        });
+    }
+    let bytes = pack(&c.name, files, settings.mtime)?;
+    Ok(PackagedChart { bytes, ..c })
+}
+
+fn dep_err(chart: &str, dep: &Dependency, message: impl Into<String>) -> BundlerError {
+    BundlerError::ChartDependency {
+        chart: chart.to_owned(),
+        dependency: dep.name.clone(),
+        constraint: dep.version.clone(),
+        repository: dep.repository.clone(),
+        message: message.into(),
+    }
+}
+
+/// Fetches one dependency at the version Chart.lock or the constraint
+/// chooses.
+fn fetch(
+    chart: &str,
+    dep: &Dependency,
+    locked: Option<&String>,
+    source_dir: Option<&Path>,
+    settings: &BuildSettings,
+    pull: &mut Option<Puller>,
+) -> Result<PackagedChart> {
+    let reqs = helm_constraint(&dep.version)
+        .map_err(|m| dep_err(chart, dep, format!("not a version constraint: {m}")))?;
+    let repo = dep.repository.trim_end_matches('/');
+    let pick = |versions: &[String]| -> Result<String> {
+        if let Some(v) = locked {
+            if versions.iter().any(|x| x == v) {
+                return Ok(v.clone());
+            }
+            return Err(dep_err(
+                chart,
+                dep,
+                format!("Chart.lock pins {v}, which {repo} does not have"),
+            ));
+        }
+        best(versions.iter().map(String::as_str), &reqs)
+            .map(|v| v.to_string())
+            .ok_or_else(|| {
+                let mut have: Vec<&str> = versions.iter().map(String::as_str).collect();
+                have.sort();
+                dep_err(
+                    chart,
+                    dep,
+                    format!(
+                        "no version matches (the repository has: {})",
+                        if have.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                )
+            })
+    };
+    let got = if let Some(rel) = repo.strip_prefix("file://") {
+        let dir = source_dir.map(|d| d.join(rel)).ok_or_else(|| {
+            dep_err(
+                chart,
+                dep,
+                "a file:// dependency needs the chart as a folder",
+            )
+        })?;
+        let d = chart::load(&dir, settings.mtime)?;
+        let d = complete(d, Some(&dir), settings, pull)?;
+        pick(std::slice::from_ref(&d.version))?;
+        d
+    } else if repo.starts_with("oci://") {
+        let url = format!("{repo}/{}", dep.name);
+        let p = puller(pull, &settings.pull)?;
+        let versions = p.list_oci_chart_versions(&url)?;
+        let v = pick(&versions)?;
+        let (path, _) = p.pull_oci_chart(&url, &v)?;
+        let d = chart::load(&path, settings.mtime)?;
+        complete(d, None, settings, pull)?
+    } else if repo.starts_with("https://") || repo.starts_with("http://") {
+        let p = puller(pull, &settings.pull)?;
+        let versions = chart_repo::versions(p, repo, &dep.name)?;
+        let v = pick(&versions)?;
+        let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
+        let d = chart::load(&path, settings.mtime)?;
+        complete(d, None, settings, pull)?
+    } else {
+        return Err(dep_err(
+            chart,
+            dep,
+            "the repository must be file://, oci:// or an http(s):// URL (Helm repository names like @name need a URL here)",
+        ));
+    };
+    if got.name != dep.name {
+        return Err(dep_err(
+            chart,
+            dep,
+            format!("the fetched chart is named {:?}", got.name),
+        ));
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(c: &str, vs: &[&str]) -> Option<String> {
+        best(vs.iter().copied(), &helm_constraint(c).unwrap()).map(|v| v.to_string())
+    }
+
+    /// Helm's (Masterminds) constraint forms choose the highest match.
+    #[test]
+    fn constraints_resolve_like_helm() {
+        let vs = [
+            "1.9.0",
+            "2.0.0",
+            "2.31.4",
+            "2.31.10",
+            "3.0.0",
+            "2.32.0-rc.1",
+        ];
+        assert_eq!(pick("2.x.x", &vs).as_deref(), Some("2.31.10"));
+        assert_eq!(pick("2.31.x", &vs).as_deref(), Some("2.31.10"));
+        assert_eq!(pick("~2.31.4", &vs).as_deref(), Some("2.31.10"));
+        assert_eq!(pick("^2.0.0", &vs).as_deref(), Some("2.31.10"));
+        assert_eq!(pick("2.31.4", &vs).as_deref(), Some("2.31.4"));
+        assert_eq!(pick(">= 2.0.0, < 2.31.5", &vs).as_deref(), Some("2.31.4"));
+        assert_eq!(pick(">=1.0 <2.0", &vs).as_deref(), Some("1.9.0"));
+        assert_eq!(pick("1.x || 3.x", &vs).as_deref(), Some("3.0.0"));
+        assert_eq!(pick("2.0.0 - 2.31.4", &vs).as_deref(), Some("2.31.4"));
+        assert_eq!(pick("*", &vs).as_deref(), Some("3.0.0"));
+        assert_eq!(pick("", &vs).as_deref(), Some("3.0.0"));
+        assert_eq!(pick("9.x.x", &vs), None);
+        assert!(helm_constraint("!=1.0.0").is_err());
+    }
+}
