@@ -563,3 +563,38 @@ fn plan_renders_a_chart_a_delta_omits_from_the_store() {
         [format!("{}/site/stoa/gateway:2.1.0@{gw}", s.registry.host)]
     );
 }
+
+/// The bundle's vendor values reach the render as they reach the upgrade:
+/// `plan --render` and "the cluster" (the stand-in's real `helm template`)
+/// show the vendor's `replicaCount` instead of the chart's default.
+#[test]
+fn plan_and_apply_render_with_the_vendor_values() {
+    let s = Site::start();
+    let vals = s.path().join("vendor-gateway.yaml");
+    fs::write(&vals, "replicaCount: 5\n").unwrap();
+    let b = s.bundle_with("2.3.0", None, &|t| {
+        t.replacen(
+            "release = \"stoa-gateway\"",
+            &format!(
+                "release = \"stoa-gateway\"\nvalues = [\"{}\"]",
+                vals.display()
+            ),
+            1,
+        )
+    });
+    let plan = json(&ok(s
+        .updater()
+        .args(["plan", "--render", "--json"])
+        .arg(&b)));
+    let c = plan["render"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["release"] == "stoa-gateway")
+        .unwrap_or_else(|| panic!("{plan}"));
+    let m = c["manifests"].as_str().unwrap();
+    assert!(m.contains("replicas: 5"), "{m}");
+    ok(s.updater().arg("apply").arg(&b));
+    let m = s.helm_manifest("stoa-gateway");
+    assert!(m.contains("replicas: 5"), "{m}");
+}
