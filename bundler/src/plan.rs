@@ -16,9 +16,9 @@ use stoa_format::{
 };
 
 use crate::error::{BundlerError, Result};
-use crate::release::{ChartSpec, LoadedRelease};
+use crate::release::{Chart, ChartSource, ImageFrom, LoadedRelease};
 use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
-use crate::sources::registry::{self, chart_repo, PullOptions, PullStats, Puller};
+use crate::sources::registry::{chart_repo, PullOptions, PullStats, Puller};
 use crate::sources::{chart, migrations};
 
 /// Build-time settings that are not in the release manifest.
@@ -86,48 +86,28 @@ fn planned_file(
 /// was asked for.
 pub fn resolve_chart(
     rel: &LoadedRelease,
-    spec: &ChartSpec,
+    spec: &Chart,
     settings: &BuildSettings,
     pull: &mut Option<Puller>,
 ) -> Result<chart::PackagedChart> {
-    let version = spec.version.as_ref().map(|v| v.get_ref().as_str());
-    let (path, want) = match (&spec.path, &spec.chart, &spec.repo) {
-        (Some(p), _, _) => (rel.resolve(p.get_ref()), None),
-        (None, Some(url), _) => {
-            let url = url.get_ref();
-            let v = version.unwrap_or_default();
+    let path = match &spec.source {
+        ChartSource::Path(p) => rel.resolve(p),
+        ChartSource::Oci { url, version } => {
             let p = puller(pull, &settings.pull)?;
-            let (path, _) = p.pull_oci_chart(url, v)?;
-            let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-            (path, Some((url.clone(), name, v.to_owned())))
+            p.pull_oci_chart(url, version)?.0
         }
-        (None, None, Some(repo)) => {
-            let name = spec
-                .name
-                .as_ref()
-                .map(|n| n.get_ref().clone())
-                .unwrap_or_default();
-            let v = version.unwrap_or_default();
+        ChartSource::Repo { url, name, version } => {
             let p = puller(pull, &settings.pull)?;
-            let (path, _) = chart_repo::pull(p, repo.get_ref(), &name, v)?;
-            (path, Some((repo.get_ref().clone(), name, v.to_owned())))
-        }
-        (None, None, None) => {
-            // refused when the manifest was loaded; never skipped
-            return Err(rel.field_error(
-                "charts",
-                spec.release.span(),
-                "give one of path, chart or repo",
-            ));
+            chart_repo::pull(p, url, name, version)?.0
         }
     };
     let c = chart::load(&path, settings.mtime)?;
     let source_dir = path.is_dir().then_some(path.as_path());
-    if let Some((from, name, v)) = &want {
-        if &c.name != name || &c.version != v {
+    if let Some((from, name, v)) = spec.source.wanted() {
+        if c.name != name || c.version != v {
             return Err(BundlerError::ChartPull {
                 chart: format!("{name} {v}"),
-                url: from.clone(),
+                url: from.to_owned(),
                 message: format!("the archive's Chart.yaml says {} {}", c.name, c.version),
             });
         }
@@ -146,48 +126,23 @@ pub struct Planned {
 
 /// Resolves everything the release manifest names.
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
-    let m = &rel.manifest;
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull: Option<Puller> = None;
 
     // images
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
-    for (i, spec) in m.images.iter().enumerate() {
-        let name = spec.name.get_ref();
-        let platforms = spec.platforms.as_ref().map(|p| p.get_ref().as_slice());
-        let remote = match &spec.source {
-            None => Some((format!("docker://{name}"), spec.name.span(), "name")),
-            Some(s) if registry::is_registry_source(s.get_ref()) => {
-                Some((s.get_ref().clone(), s.span(), "source"))
+    for img in &rel.images {
+        let name = img.name.as_str();
+        let platforms = img.platforms.as_deref();
+        let parsed = match &img.source {
+            ImageFrom::Registry { text, reference } => {
+                let p = puller(&mut pull, &settings.pull)?;
+                images.push(p.pull_image(name, text, reference, platforms)?);
+                continue;
             }
-            Some(_) => None,
+            ImageFrom::Local(parsed) => parsed,
         };
-        if let Some((text, span, field)) = remote {
-            let reference = registry::parse_reference(&text)
-                .map_err(|e| rel.field_error(&format!("images[{i}].{field}"), span, e))?;
-            let p = puller(&mut pull, &settings.pull)?;
-            images.push(p.pull_image(name, &text, &reference, platforms)?);
-            continue;
-        }
-        let Some(src) = &spec.source else {
-            // unreachable: an image without source is pulled above
-            return Err(rel.field_error(
-                &format!("images[{i}].source"),
-                spec.name.span(),
-                "no source",
-            ));
-        };
-        let parsed = ImageSource::parse(src.get_ref()).ok_or_else(|| {
-            rel.field_error(
-                &format!("images[{i}].source"),
-                src.span(),
-                format!(
-                    "{:?} is not docker://<ref>, oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
-                    src.get_ref()
-                ),
-            )
-        })?;
         let (is_archive, path, reference) = match &parsed {
             ImageSource::Layout { path, reference } => {
                 (false, rel.resolve(path), reference.clone())
@@ -218,7 +173,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
                 LayoutStore::open_dir(&path)
             }
             .map_err(|e| BundlerError::OciLayout {
-                image: name.clone(),
+                image: name.to_owned(),
                 layout: path.clone(),
                 message: e.to_string(),
             })?;
@@ -257,29 +212,24 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     // charts
     let mut chart_records = Vec::new();
     let mut chart_archives = Vec::new();
-    for spec in &m.charts {
+    for spec in &rel.charts {
         let c = resolve_chart(rel, spec, settings, &mut pull)?;
         let entry_path = format!("charts/{}-{}.tgz", c.name, c.version);
         let mut values = Vec::new();
         for (j, v) in spec.values.iter().enumerate() {
-            let file = rel.resolve(v.get_ref());
+            let file = rel.resolve(v);
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let path = manifest::values_entry_path(
-                spec.namespace.get_ref(),
-                spec.release.get_ref(),
-                j,
-                &name,
-            );
+            let path = manifest::values_entry_path(&spec.namespace, &spec.release, j, &name);
             let e = planned_file(path.clone(), &file, |m| BundlerError::ValuesFile {
-                release: spec.release.get_ref().clone(),
+                release: spec.release.clone(),
                 path: file.clone(),
                 message: m,
             })?;
             values.push(ValuesRecord {
-                source: rel.record_path(v.get_ref()),
+                source: rel.record_path(v),
                 path,
                 sha256: e.sha256,
             });
@@ -289,8 +239,8 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
             name: c.name.clone(),
             version: c.version.clone(),
             app_version: c.app_version.clone(),
-            release: spec.release.get_ref().clone(),
-            namespace: spec.namespace.get_ref().clone(),
+            release: spec.release.clone(),
+            namespace: spec.namespace.clone(),
             path: entry_path.clone(),
             values,
         });
@@ -305,9 +255,9 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
 
     // migrations
     let mut migration_sets = Vec::new();
-    for spec in &m.migrations {
-        let db = spec.database.get_ref();
-        let dir = rel.resolve(spec.dir.get_ref());
+    for spec in &rel.migrations {
+        let db = &spec.database;
+        let dir = rel.resolve(&spec.dir);
         let mut steps = Vec::new();
         for f in migrations::scan(&dir)? {
             let entry_of = |p: &Path| {
@@ -339,7 +289,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
                 None => None,
             };
             steps.push(MigrationStep {
-                id: f.id,
+                id: f.id.parse().map_err(merr(&f.up))?,
                 name: f.name,
                 up,
                 down,
@@ -353,9 +303,9 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
 
     // files
     let mut file_records = Vec::new();
-    for spec in &m.files {
-        let src = rel.resolve(spec.source.get_ref());
-        let dest = spec.dest.get_ref().clone();
+    for spec in &rel.files {
+        let src = rel.resolve(&spec.source);
+        let dest = spec.dest.clone();
         let entry_path = format!("files/{dest}");
         planned.push(planned_file(entry_path.clone(), &src, |m| {
             BundlerError::File {
@@ -365,11 +315,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         })?);
         file_records.push(FileRecord {
             dest,
-            mode: spec
-                .mode
-                .as_ref()
-                .map(|m| m.get_ref().clone())
-                .unwrap_or_else(|| "0644".into()),
+            mode: spec.mode.clone(),
             path: entry_path,
         });
     }
@@ -382,7 +328,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
             name: r.name.to_string(),
             version: r.version.clone(),
             upgrade_from: r.upgrade_from.clone(),
-            created: manifest::format_rfc3339(settings.created),
+            created: stoa_format::fields::Timestamp::from_time(settings.created),
             expires: r.expires.clone(),
         },
         images: image_records,

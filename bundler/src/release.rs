@@ -1,6 +1,12 @@
 //! The release manifest (TOML) a release engineer writes. See
 //! docs/RELEASE-MANIFEST.md. Unknown fields are errors; every error names the
 //! field and its line.
+//!
+//! Parse, don't validate: the TOML is read into the `*Spec` shapes (with
+//! spans, kept only to report errors by line), then every section is parsed
+//! into typed values ([`Release`], [`Image`], [`Chart`], [`Migration`],
+//! [`File`]) that cannot hold a bad value; `plan.rs` consumes those and never
+//! re-checks. A new field goes into its `*Spec` and its typed value.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -8,9 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use stoa_format::names::ReleaseName;
+use oci_client::Reference;
+use stoa_format::fields::{FileMode, Timestamp};
+use stoa_format::names::{ImageRef, ReleaseName};
 
 use crate::error::{BundlerError, Result};
+use crate::sources::oci_layout::ImageSource;
+use crate::sources::registry;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +36,7 @@ pub struct ReleaseManifest {
     pub files: Vec<FileSpec>,
     /// Images the charts use that the release deliberately does not carry.
     #[serde(default)]
-    pub image_exceptions: Vec<ImageException>,
+    pub image_exceptions: Vec<ImageExceptionSpec>,
 }
 
 /// `[[image_exceptions]]`: an image a chart uses that the bundle does not
@@ -34,7 +44,7 @@ pub struct ReleaseManifest {
 /// naming its line).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ImageException {
+pub struct ImageExceptionSpec {
     pub image: Spanned<String>,
     pub reason: Spanned<String>,
 }
@@ -103,8 +113,100 @@ pub struct Release {
     /// As written (it is signed as written), known to parse as a semver
     /// requirement.
     pub upgrade_from: Option<String>,
-    /// As written, known to be an RFC 3339 UTC time.
-    pub expires: Option<String>,
+    /// As written, an RFC 3339 UTC time.
+    pub expires: Option<Timestamp>,
+}
+
+/// An `[[images]]` entry.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub name: ImageRef,
+    pub source: ImageFrom,
+    /// `os/arch[/variant]` to keep; None keeps every platform.
+    pub platforms: Option<Vec<String>>,
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageFrom {
+    /// A registry: `source = "docker://…"`, or no source (the name itself,
+    /// then `text` is `docker://<name>`).
+    Registry { text: String, reference: Reference },
+    /// An OCI layout folder or archive (`oci:…`, `oci-archive:…`).
+    Local(ImageSource),
+}
+
+/// A `[[charts]]` entry.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub source: ChartSource,
+    /// The Helm release name on site.
+    pub release: String,
+    pub namespace: String,
+    /// Vendor values files as written (relative to the release manifest),
+    /// in Helm's order; each one's entry path is known to be safe.
+    pub values: Vec<String>,
+}
+
+/// An `[[image_exceptions]]` entry: an image the charts use that the
+/// release does not carry, and why.
+#[derive(Debug, Clone)]
+pub struct ImageException {
+    pub image: ImageRef,
+    /// Not empty.
+    pub reason: String,
+}
+
+/// Where a chart comes from: exactly one of `path`, `chart` or `repo`.
+#[derive(Debug, Clone)]
+pub enum ChartSource {
+    /// A local chart folder or `.tgz` (its Chart.yaml names it).
+    Path(String),
+    /// `oci://host/repo/name` at `version`.
+    Oci { url: String, version: String },
+    /// A classic Helm repository: chart `name` at `version`.
+    Repo {
+        url: String,
+        name: String,
+        version: String,
+    },
+}
+
+impl ChartSource {
+    /// The chart name and version a pulled chart must have (None: local).
+    pub fn wanted(&self) -> Option<(&str, &str, &str)> {
+        match self {
+            Self::Path(_) => None,
+            Self::Oci { url, version } => Some((
+                url.as_str(),
+                url.rsplit('/').next().unwrap_or_default(),
+                version.as_str(),
+            )),
+            Self::Repo { url, name, version } => {
+                Some((url.as_str(), name.as_str(), version.as_str()))
+            }
+        }
+    }
+}
+
+/// A `[[migrations]]` entry.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// The database's name (as the site config names it).
+    pub database: String,
+    /// The folder of `NNNN_name.sql` files, as written.
+    pub dir: String,
+}
+
+/// A `[[files]]` entry.
+#[derive(Debug, Clone)]
+pub struct File {
+    /// The file on the build host, as written.
+    pub source: String,
+    /// A safe relative path under the site's files dir.
+    pub dest: String,
+    /// `0644` unless given.
+    pub mode: FileMode,
 }
 
 /// A parsed release manifest, with what is needed to report errors by line
@@ -114,9 +216,13 @@ pub struct LoadedRelease {
     pub path: PathBuf,
     pub base_dir: PathBuf,
     text: String,
-    pub manifest: ReleaseManifest,
     /// The typed `[release]` section.
     pub release: Release,
+    pub images: Vec<Image>,
+    pub charts: Vec<Chart>,
+    pub migrations: Vec<Migration>,
+    pub files: Vec<File>,
+    pub image_exceptions: Vec<ImageException>,
 }
 
 impl LoadedRelease {
@@ -144,15 +250,42 @@ impl LoadedRelease {
         let release = parse_release(&manifest.release, &|field, span, message| {
             field_error_at(path, &text, field, span, message)
         })?;
-        let me = Self {
+        let mut me = Self {
             path: path.to_owned(),
             base_dir,
             text,
-            manifest,
             release,
+            images: Vec::new(),
+            charts: Vec::new(),
+            migrations: Vec::new(),
+            files: Vec::new(),
+            image_exceptions: Vec::new(),
         };
-        me.check()?;
+        me.parse_sections(&manifest)?;
         Ok(me)
+    }
+
+    /// Every section but `[release]` into typed values, in manifest order.
+    fn parse_sections(&mut self, m: &ReleaseManifest) -> Result<()> {
+        self.images = (m.images.iter().enumerate())
+            .map(|(i, x)| self.parse_image(i, x))
+            .collect::<Result<_>>()?;
+        self.charts = (m.charts.iter().enumerate())
+            .map(|(i, c)| self.parse_chart(i, c))
+            .collect::<Result<_>>()?;
+        self.image_exceptions = (m.image_exceptions.iter().enumerate())
+            .map(|(i, x)| self.parse_image_exception(i, x))
+            .collect::<Result<_>>()?;
+        self.files = (m.files.iter().enumerate())
+            .map(|(i, f)| self.parse_file(i, f))
+            .collect::<Result<_>>()?;
+        self.migrations = (m.migrations.iter())
+            .map(|x| Migration {
+                database: x.database.get_ref().clone(),
+                dir: x.dir.get_ref().clone(),
+            })
+            .collect();
+        Ok(())
     }
 
     /// An error about `field`, located at `span`.
@@ -205,77 +338,110 @@ impl LoadedRelease {
         }
     }
 
-    fn check(&self) -> Result<()> {
-        for (i, img) in self.manifest.images.iter().enumerate() {
-            if let Err(e) = stoa_format::names::ImageRef::parse(img.name.get_ref()) {
-                return Err(self.field_error(
-                    &format!("images[{i}].name"),
-                    img.name.span(),
-                    format!(
-                        "{:?} is not a valid image reference: {e}",
-                        img.name.get_ref()
-                    ),
-                ));
-            }
-            if let Some(p) = &img.platforms {
-                for plat in p.get_ref() {
-                    let parts = plat.split('/').count();
-                    if !(2..=3).contains(&parts) || plat.split('/').any(str::is_empty) {
-                        return Err(self.field_error(
-                            &format!("images[{i}].platforms"),
-                            p.span(),
-                            format!("{plat:?} is not os/arch[/variant]"),
-                        ));
-                    }
-                }
-            }
-        }
-        for (i, c) in self.manifest.charts.iter().enumerate() {
-            self.check_chart(i, c)?;
-        }
-        for (i, x) in self.manifest.image_exceptions.iter().enumerate() {
-            if let Err(e) = stoa_format::names::ImageRef::parse(x.image.get_ref()) {
-                return Err(self.field_error(
-                    &format!("image_exceptions[{i}].image"),
-                    x.image.span(),
-                    format!(
-                        "{:?} is not a valid image reference: {e}",
-                        x.image.get_ref()
-                    ),
-                ));
-            }
-            if x.reason.get_ref().trim().is_empty() {
-                return Err(self.field_error(
-                    &format!("image_exceptions[{i}].reason"),
-                    x.reason.span(),
-                    "an exception needs a reason",
-                ));
-            }
-        }
-        for (i, f) in self.manifest.files.iter().enumerate() {
-            if let Some(m) = &f.mode {
-                if stoa_format::manifest::parse_mode(m.get_ref()).is_none() {
+    fn parse_image(&self, i: usize, img: &ImageSpec) -> Result<Image> {
+        let field = |f: &str| format!("images[{i}].{f}");
+        let name = ImageRef::parse(img.name.get_ref()).map_err(|e| {
+            self.field_error(
+                &field("name"),
+                img.name.span(),
+                format!(
+                    "{:?} is not a valid image reference: {e}",
+                    img.name.get_ref()
+                ),
+            )
+        })?;
+        if let Some(p) = &img.platforms {
+            for plat in p.get_ref() {
+                let parts = plat.split('/').count();
+                if !(2..=3).contains(&parts) || plat.split('/').any(str::is_empty) {
                     return Err(self.field_error(
-                        &format!("files[{i}].mode"),
-                        m.span(),
-                        format!("{:?} is not an octal mode 0000-0777", m.get_ref()),
+                        &field("platforms"),
+                        p.span(),
+                        format!("{plat:?} is not os/arch[/variant]"),
                     ));
                 }
             }
-            if let Err(e) = stoa_format::paths::check_entry_path(f.dest.get_ref(), 200) {
-                return Err(self.field_error(
-                    &format!("files[{i}].dest"),
-                    f.dest.span(),
-                    e.to_string(),
-                ));
-            }
         }
-        Ok(())
+        let pulled = |text: String, f: &str, span: Range<usize>| {
+            registry::parse_reference(&text)
+                .map(|reference| ImageFrom::Registry { text, reference })
+                .map_err(|e| self.field_error(&field(f), span, e))
+        };
+        let source = match &img.source {
+            None => pulled(format!("docker://{name}"), "name", img.name.span())?,
+            Some(s) if registry::is_registry_source(s.get_ref()) => {
+                pulled(s.get_ref().clone(), "source", s.span())?
+            }
+            Some(s) => ImageFrom::Local(ImageSource::parse(s.get_ref()).ok_or_else(|| {
+                self.field_error(
+                    &field("source"),
+                    s.span(),
+                    format!(
+                        "{:?} is not docker://<ref>, oci:<dir>[:<ref>] or oci-archive:<file>[:<ref>]",
+                        s.get_ref()
+                    ),
+                )
+            })?),
+        };
+        Ok(Image {
+            name,
+            source,
+            platforms: img.platforms.as_ref().map(|p| p.get_ref().clone()),
+        })
+    }
+
+    fn parse_image_exception(&self, i: usize, x: &ImageExceptionSpec) -> Result<ImageException> {
+        let image = ImageRef::parse(x.image.get_ref()).map_err(|e| {
+            self.field_error(
+                &format!("image_exceptions[{i}].image"),
+                x.image.span(),
+                format!(
+                    "{:?} is not a valid image reference: {e}",
+                    x.image.get_ref()
+                ),
+            )
+        })?;
+        if x.reason.get_ref().trim().is_empty() {
+            return Err(self.field_error(
+                &format!("image_exceptions[{i}].reason"),
+                x.reason.span(),
+                "an exception needs a reason",
+            ));
+        }
+        Ok(ImageException {
+            image,
+            reason: x.reason.get_ref().clone(),
+        })
+    }
+
+    fn parse_file(&self, i: usize, f: &FileSpec) -> Result<File> {
+        let mode = match &f.mode {
+            None => FileMode::default_file(),
+            Some(m) => m.get_ref().parse().map_err(|_| {
+                self.field_error(
+                    &format!("files[{i}].mode"),
+                    m.span(),
+                    format!("{:?} is not an octal mode 0000-0777", m.get_ref()),
+                )
+            })?,
+        };
+        if let Err(e) = stoa_format::paths::check_entry_path(f.dest.get_ref(), 200) {
+            return Err(self.field_error(
+                &format!("files[{i}].dest"),
+                f.dest.span(),
+                e.to_string(),
+            ));
+        }
+        Ok(File {
+            source: f.source.get_ref().clone(),
+            dest: f.dest.get_ref().clone(),
+            mode,
+        })
     }
 }
 
 impl LoadedRelease {
-    fn check_chart(&self, i: usize, c: &ChartSpec) -> Result<()> {
+    fn parse_chart(&self, i: usize, c: &ChartSpec) -> Result<Chart> {
         let field = |f: &str| format!("charts[{i}].{f}");
         if let Err(e) = stoa_format::names::check_helm_release(c.release.get_ref()) {
             return Err(self.field_error(&field("release"), c.release.span(), e));
@@ -302,74 +468,102 @@ impl LoadedRelease {
                 ));
             }
         }
-        let kinds = [c.path.is_some(), c.chart.is_some(), c.repo.is_some()];
-        if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(self.field_error(
+        let source = self.parse_chart_source(i, c)?;
+        Ok(Chart {
+            source,
+            release: c.release.get_ref().clone(),
+            namespace: c.namespace.get_ref().clone(),
+            values: c.values.iter().map(|v| v.get_ref().clone()).collect(),
+        })
+    }
+
+    fn parse_chart_source(&self, i: usize, c: &ChartSpec) -> Result<ChartSource> {
+        let field = |f: &str| format!("charts[{i}].{f}");
+        match (&c.path, &c.chart, &c.repo) {
+            (Some(p), None, None) => {
+                for (f, v) in [("name", &c.name), ("version", &c.version)] {
+                    if let Some(v) = v {
+                        return Err(self.field_error(
+                            &field(f),
+                            v.span(),
+                            "only for charts pulled with chart or repo; a local chart's Chart.yaml says it",
+                        ));
+                    }
+                }
+                Ok(ChartSource::Path(p.get_ref().clone()))
+            }
+            (None, Some(chart), None) => {
+                let version = self.pulled_version(i, c)?;
+                let rest = chart.get_ref().strip_prefix("oci://").unwrap_or("");
+                if rest.split('/').filter(|s| !s.is_empty()).count() < 2 {
+                    return Err(self.field_error(
+                        &field("chart"),
+                        chart.span(),
+                        format!(
+                            "{:?} is not oci://<host>/<repository>/<chart>",
+                            chart.get_ref()
+                        ),
+                    ));
+                }
+                if let Some(n) = &c.name {
+                    return Err(self.field_error(
+                        &field("name"),
+                        n.span(),
+                        "only with repo; with chart the name is the reference's last part",
+                    ));
+                }
+                Ok(ChartSource::Oci {
+                    url: chart.get_ref().clone(),
+                    version,
+                })
+            }
+            (None, None, Some(repo)) => {
+                let version = self.pulled_version(i, c)?;
+                let r = repo.get_ref();
+                if !(r.starts_with("https://") || r.starts_with("http://")) {
+                    return Err(self.field_error(
+                        &field("repo"),
+                        repo.span(),
+                        format!("{r:?} is not an http(s):// Helm repository URL"),
+                    ));
+                }
+                let name = match &c.name {
+                    Some(n) if !n.get_ref().is_empty() => n.get_ref().clone(),
+                    _ => {
+                        return Err(self.field_error(
+                            &field("name"),
+                            c.release.span(),
+                            "a chart from a repository needs its name",
+                        ))
+                    }
+                };
+                Ok(ChartSource::Repo {
+                    url: r.clone(),
+                    name,
+                    version,
+                })
+            }
+            _ => Err(self.field_error(
                 &format!("charts[{i}]"),
                 c.release.span(),
                 "give exactly one of path (local), chart (oci://…) or repo (a Helm repository URL)",
-            ));
+            )),
         }
-        if c.path.is_some() {
-            for (f, v) in [("name", &c.name), ("version", &c.version)] {
-                if let Some(v) = v {
-                    return Err(self.field_error(
-                        &field(f),
-                        v.span(),
-                        "only for charts pulled with chart or repo; a local chart's Chart.yaml says it",
-                    ));
-                }
-            }
-            return Ok(());
-        }
+    }
+
+    /// The version of a chart pulled with `chart` or `repo`: required.
+    fn pulled_version(&self, i: usize, c: &ChartSpec) -> Result<String> {
+        let field = format!("charts[{i}].version");
         let Some(version) = &c.version else {
             return Err(self.field_error(
-                &field("version"),
+                &field,
                 c.release.span(),
                 "a pulled chart needs a version",
             ));
         };
-        if let Err(e) = stoa_format::names::check_chart_version(version.get_ref()) {
-            return Err(self.field_error(&field("version"), version.span(), e));
-        }
-        if let Some(chart) = &c.chart {
-            let rest = chart.get_ref().strip_prefix("oci://").unwrap_or("");
-            if rest.split('/').filter(|s| !s.is_empty()).count() < 2 {
-                return Err(self.field_error(
-                    &field("chart"),
-                    chart.span(),
-                    format!(
-                        "{:?} is not oci://<host>/<repository>/<chart>",
-                        chart.get_ref()
-                    ),
-                ));
-            }
-            if let Some(n) = &c.name {
-                return Err(self.field_error(
-                    &field("name"),
-                    n.span(),
-                    "only with repo; with chart the name is the reference's last part",
-                ));
-            }
-        }
-        if let Some(repo) = &c.repo {
-            let r = repo.get_ref();
-            if !(r.starts_with("https://") || r.starts_with("http://")) {
-                return Err(self.field_error(
-                    &field("repo"),
-                    repo.span(),
-                    format!("{r:?} is not an http(s):// Helm repository URL"),
-                ));
-            }
-            if c.name.as_ref().is_none_or(|n| n.get_ref().is_empty()) {
-                return Err(self.field_error(
-                    &field("name"),
-                    c.release.span(),
-                    "a chart from a repository needs its name",
-                ));
-            }
-        }
-        Ok(())
+        stoa_format::names::check_chart_version(version.get_ref())
+            .map_err(|e| self.field_error(&field, version.span(), e))?;
+        Ok(version.get_ref().clone())
     }
 }
 
@@ -395,18 +589,19 @@ fn parse_release(
             ));
         }
     }
-    if let Some(x) = &r.expires {
-        if humantime_ok(x.get_ref()).is_none() {
-            return Err(field_error(
+    let expires = match &r.expires {
+        None => None,
+        Some(x) => Some(x.get_ref().parse::<Timestamp>().map_err(|_| {
+            field_error(
                 "release.expires",
                 x.span(),
                 format!(
                     "{:?} is not an RFC 3339 UTC time like 2027-01-31T00:00:00Z",
                     x.get_ref()
                 ),
-            ));
-        }
-    }
+            )
+        })?),
+    };
     // the format's own rule: a name the bundle would be refused for
     // fails here, with its line
     let name = ReleaseName::parse(r.name.get_ref())
@@ -415,7 +610,7 @@ fn parse_release(
         name,
         version,
         upgrade_from: r.upgrade_from.as_ref().map(|u| u.get_ref().clone()),
-        expires: r.expires.as_ref().map(|x| x.get_ref().clone()),
+        expires,
     })
 }
 
@@ -434,14 +629,116 @@ fn field_error_at(
     }
 }
 
-fn humantime_ok(s: &str) -> Option<()> {
-    stoa_format::manifest::parse_rfc3339(s).map(|_| ())
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
         .filter(|b| *b == b'\n')
         .count()
         + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<LoadedRelease> {
+        let dir = std::env::temp_dir().join(format!("stoa-release-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| BundlerError::ReadReleaseManifest {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let p = dir.join(format!("r{}.toml", text.len()));
+        std::fs::write(&p, text).map_err(|e| BundlerError::ReadReleaseManifest {
+            path: p.clone(),
+            source: e,
+        })?;
+        LoadedRelease::load(&p)
+    }
+
+    /// Every section parses into its typed value: image sources, the three
+    /// chart sources, a file's default mode, migrations.
+    #[test]
+    fn sections_parse_into_typed_values() {
+        let r = load(
+            r#"[release]
+name = "stoa"
+version = "1.0.0"
+expires = "2027-01-31T00:00:00Z"
+[[images]]
+name = "registry.example/stoa/api:1"
+[[images]]
+name = "registry.example/stoa/ui:1"
+source = "oci:images:ui"
+platforms = ["linux/amd64"]
+[[charts]]
+path = "charts/api"
+release = "api"
+namespace = "stoa"
+[[charts]]
+chart = "oci://registry.example/charts/pg"
+version = "1.2.3"
+release = "pg"
+namespace = "data"
+[[charts]]
+repo = "https://charts.example"
+name = "vault"
+version = "0.1.0"
+release = "vault"
+namespace = "vault"
+[[migrations]]
+database = "stoa"
+dir = "migrations"
+[[files]]
+source = "tools/x"
+dest = "bin/x"
+[[files]]
+source = "tools/y"
+dest = "bin/y"
+mode = "0755"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.release.expires.as_ref().map(|t| t.as_str()),
+            Some("2027-01-31T00:00:00Z")
+        );
+        assert!(matches!(&r.images[0].source,
+            ImageFrom::Registry { text, .. } if text == "docker://registry.example/stoa/api:1"));
+        assert!(
+            matches!(&r.images[1].source, ImageFrom::Local(ImageSource::Layout { path, .. }) if path == "images")
+        );
+        assert_eq!(
+            r.images[1].platforms.as_deref(),
+            Some(&["linux/amd64".to_owned()][..])
+        );
+        assert!(matches!(&r.charts[0].source, ChartSource::Path(p) if p == "charts/api"));
+        assert_eq!(
+            r.charts[1].source.wanted(),
+            Some(("oci://registry.example/charts/pg", "pg", "1.2.3"))
+        );
+        assert_eq!(
+            r.charts[2].source.wanted(),
+            Some(("https://charts.example", "vault", "0.1.0"))
+        );
+        assert_eq!(
+            (r.charts[2].release.as_str(), r.charts[2].namespace.as_str()),
+            ("vault", "vault")
+        );
+        assert_eq!(r.migrations[0].database, "stoa");
+        assert_eq!(r.files[0].mode.as_str(), "0644");
+        assert_eq!(r.files[1].mode.bits(), 0o755);
+    }
+
+    /// A chart needs exactly one source; the message is the one it always was.
+    #[test]
+    fn a_chart_with_two_sources_is_refused_naming_its_line() {
+        let e = load(
+            "[release]\nname = \"x\"\nversion = \"1.0.0\"\n[[charts]]\npath = \"c\"\nrepo = \"https://x\"\nrelease = \"a\"\nnamespace = \"b\"\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains(":7:") && e.contains("charts[0]"), "{e}");
+        assert!(e.contains("give exactly one of path"), "{e}");
+    }
 }

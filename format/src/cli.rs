@@ -108,10 +108,8 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
     pb.finish_and_clear();
     if args.json {
         let mut doc = report::verified(&v);
-        if let Some(p) = parts_summary(&src) {
-            doc["parts"] = p;
-        }
-        println!("{doc}");
+        doc.parts = parts_summary(&src);
+        println!("{}", report::to_json(&doc));
     } else {
         println!(
             "OK {} {}: {} entries, {} verified, manifest sha256:{}",
@@ -163,13 +161,11 @@ pub fn run_inspect(args: &InspectArgs) -> Result<(), FormatError> {
         None => None,
     };
     let mut doc = report::inspection(&i, trusted.as_deref(), size);
-    if let Some(p) = parts_summary(&src) {
-        doc["parts"] = p;
-    }
+    doc.parts = parts_summary(&src);
     if args.json {
-        println!("{doc}");
+        println!("{}", report::to_json(&doc));
     } else {
-        print!("{}", report::inspection_text(&doc));
+        print!("{doc}");
         if let BundleSource::Parts(s) = &src {
             println!(
                 "parts: {} of {} (+{} parity), index {}",

@@ -251,7 +251,7 @@ pub fn diff(
     let have = old.digests();
     let side = |i: &crate::manifest::ImageRecord| ImageSide {
         name: i.name.to_string(),
-        digest: i.digest.clone(),
+        digest: i.digest.to_string(),
         size: i.size,
     };
     let repo = |i: &crate::manifest::ImageRecord| match i.name.domain() {
@@ -269,7 +269,7 @@ pub fn diff(
             Some(o) if o.digest == n.digest => images.unchanged.push(n.name.to_string()),
             Some(o) => {
                 let (mut bytes_new, mut bytes_shared) = (0, 0);
-                match image_blobs.get(&n.digest) {
+                match image_blobs.get(n.digest.as_str()) {
                     Some(blobs) => {
                         for (d, size) in blobs {
                             if have.contains(d) {
@@ -336,7 +336,7 @@ pub fn diff(
             if !before.contains(st.id.as_str()) {
                 migrations_added.push(MigrationAdded {
                     database: set.database.clone(),
-                    id: st.id.clone(),
+                    id: st.id.to_string(),
                     name: st.name.clone(),
                 });
             }

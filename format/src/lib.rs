@@ -17,6 +17,7 @@ pub mod digest;
 pub mod durable;
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod keys;
 pub mod limits;
 pub mod manifest;

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
+use crate::fields::{FileMode, MigrationId, OciDigest, Timestamp};
 use crate::limits::Limits;
 use crate::names::{
-    check_chart_version, check_helm_release, check_migration_id, check_migration_name,
-    check_namespace, ImageRef,
+    check_chart_version, check_helm_release, check_migration_name, check_namespace, ImageRef,
 };
 use crate::paths::check_entry_path;
 use crate::root::ANCHORS_DIR;
@@ -103,11 +103,11 @@ pub struct Release {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_from: Option<String>,
     /// RFC 3339 UTC, from SOURCE_DATE_EPOCH when set.
-    pub created: String,
+    pub created: Timestamp,
     /// RFC 3339 UTC; after this instant readers refuse the bundle unless told
     /// to accept an expired one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
+    pub expires: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +117,7 @@ pub struct ImageRecord {
     /// in `oci/index.json`: a valid OCI distribution reference.
     pub name: ImageRef,
     /// Digest of the manifest or index the name points at (`sha256:…`).
-    pub digest: String,
+    pub digest: OciDigest,
     pub media_type: String,
     /// `os/arch[/variant]` of each platform manifest carried.
     #[serde(default)]
@@ -129,7 +129,7 @@ pub struct ImageRecord {
     pub source: Option<String>,
     /// The source index digest when the index was filtered by platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_digest: Option<String>,
+    pub source_digest: Option<OciDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +179,7 @@ pub struct MigrationSet {
 #[serde(deny_unknown_fields)]
 pub struct MigrationStep {
     /// The numeric prefix, as written (`0001`).
-    pub id: String,
+    pub id: MigrationId,
     pub name: String,
     /// The up step's entry.
     pub up: String,
@@ -194,7 +194,7 @@ pub struct FileRecord {
     /// Relative destination on site.
     pub dest: String,
     /// Octal permission bits, e.g. `0755`.
-    pub mode: String,
+    pub mode: FileMode,
     /// The content entry.
     pub path: String,
 }
@@ -307,10 +307,7 @@ impl BundleManifest {
 
     /// Parsed expiry time, if any.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.release
-            .expires
-            .as_deref()
-            .and_then(|s| humantime::parse_rfc3339(s).ok())
+        self.release.expires.as_ref().map(Timestamp::time)
     }
 
     /// Every structural rule a reader relies on. See docs/FORMAT.md.
@@ -345,17 +342,6 @@ impl BundleManifest {
         if let Some(req) = &self.release.upgrade_from {
             if let Err(e) = semver::VersionReq::parse(req) {
                 return bad(format!("release.upgrade_from {req:?}: {e}"));
-            }
-        }
-        if humantime::parse_rfc3339(&self.release.created).is_err() {
-            return bad(format!(
-                "release.created {:?} is not an RFC 3339 UTC time",
-                self.release.created
-            ));
-        }
-        if let Some(x) = &self.release.expires {
-            if humantime::parse_rfc3339(x).is_err() {
-                return bad(format!("release.expires {x:?} is not an RFC 3339 UTC time"));
             }
         }
 
@@ -421,13 +407,10 @@ impl BundleManifest {
             if !names.insert(img.name.as_str()) {
                 return bad(format!("image {:?} is listed twice", img.name));
             }
-            let Some(d) = Sha256Digest::from_oci(&img.digest) else {
-                return bad(format!(
-                    "image {:?}: digest {:?} is not sha256:<hex>",
-                    img.name, img.digest
-                ));
-            };
-            need(&format!("image {:?}", img.name), &blob_path(&d))?;
+            need(
+                &format!("image {:?}", img.name),
+                &blob_path(&img.digest.digest()),
+            )?;
             need(&format!("image {:?}", img.name), OCI_INDEX_PATH)?;
             need(&format!("image {:?}", img.name), OCI_LAYOUT_PATH)?;
         }
@@ -500,19 +483,9 @@ impl BundleManifest {
             }
             let mut last: Option<u64> = None;
             for s in &set.steps {
-                check_migration_id(&s.id)
-                    .or_else(|m| bad(format!("{m} (database {:?})", set.database)))?;
                 check_migration_name(&s.name)
                     .or_else(|m| bad(format!("{m} (migration {})", s.id)))?;
-                let n: u64 = match s.id.parse() {
-                    Ok(n) if s.id.bytes().all(|b| b.is_ascii_digit()) => n,
-                    _ => {
-                        return bad(format!(
-                            "migration id {:?} in {:?} is not a number",
-                            s.id, set.database
-                        ))
-                    }
-                };
+                let n = s.id.number();
                 if last.is_some_and(|l| l >= n) {
                     return bad(format!(
                         "migration ids in {:?} are not strictly increasing at {}",
@@ -532,15 +505,6 @@ impl BundleManifest {
             check_entry_path(&f.dest, limits.max_path_len)?;
             if !dests.insert(f.dest.as_str()) {
                 return bad(format!("file destination {:?} is listed twice", f.dest));
-            }
-            match parse_mode(&f.mode) {
-                Some(_) => {}
-                None => {
-                    return bad(format!(
-                        "file {:?}: mode {:?} is not octal 0000-0777",
-                        f.dest, f.mode
-                    ))
-                }
             }
             need(&format!("file {:?}", f.dest), &f.path)?;
         }
@@ -698,12 +662,12 @@ pub(crate) mod tests {
                 name: "stoa-platform".into(),
                 version: semver::Version::new(2, 3, 0),
                 upgrade_from: Some(">=2.1.0, <2.3.0".into()),
-                created: "2026-01-01T00:00:00Z".into(),
+                created: "2026-01-01T00:00:00Z".parse().unwrap(),
                 expires: None,
             },
             images: vec![ImageRecord {
                 name: ImageRef::parse("registry.gostoa.dev/stoa/api:2.3.0").unwrap(),
-                digest: d.oci(),
+                digest: d.into(),
                 media_type: crate::oci::MT_OCI_MANIFEST.into(),
                 platforms: vec!["linux/amd64".into()],
                 size: 5,
@@ -973,7 +937,7 @@ pub(crate) mod tests {
             sha256: other,
         });
         m.entries.sort_by(|a, b| a.path.cmp(&b.path));
-        m.images[1].digest = other.oci();
+        m.images[1].digest = other.into();
         let err = m.validate(&Limits::default()).unwrap_err().to_string();
         assert!(
             err.contains("\"registry.gostoa.dev/stoa/api:2.3.0\" and \"quay.io/stoa/api:2.3.0\" would both be stoa/api:2.3.0"),
@@ -982,6 +946,28 @@ pub(crate) mod tests {
         // another tag of the same path is another site tag
         m.images[1].name = ImageRef::parse("quay.io/stoa/api:2.3.1").unwrap();
         m.validate(&Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn a_bad_digest_mode_or_migration_id_fails_at_parse_naming_the_field() {
+        let good: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
+        let mut v = good.clone();
+        v["images"][0]["digest"] = "sha256:XYZ".into();
+        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("digest"), "{e}");
+        let mut v = good.clone();
+        v["release"]["created"] = "yesterday".into();
+        let e = BundleManifest::from_bytes(&serde_json::to_vec(&v).unwrap(), &Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("time"), "{e}");
+        let e =
+            serde_json::from_str::<FileRecord>(r#"{"dest":"a","mode":"4755","path":"files/a"}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("mode"), "{e}");
+        let e = serde_json::from_str::<MigrationStep>(r#"{"id":"1a","name":"x","up":"u"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("migration id"), "{e}");
     }
 
     #[test]

@@ -427,7 +427,12 @@ pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), Form
     };
     if !opts.allow_expired && opts.now >= exp {
         return Err(FormatError::Expired {
-            expires: m.release.expires.clone().unwrap_or_default(),
+            expires: m
+                .release
+                .expires
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             now: humantime::format_rfc3339_seconds(opts.now).to_string(),
         });
     }

@@ -1,75 +1,284 @@
-//! What `inspect` and `verify` print, shared by both programs: one JSON
-//! document (`--json`) and its plain-text rendering.
+//! What `inspect` and `verify` print, shared by both programs: typed
+//! documents ([`InspectReport`], [`VerifyReport`]) printed as one JSON object
+//! with `--json` (field names as always, docs/FORMAT.md) and, for inspect, as
+//! text through `Display`.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
 
 use crate::keys::KeyId;
-use crate::manifest::BundleManifest;
+use crate::manifest::{BaseRelease, BundleManifest};
 use crate::reader::{Inspection, VerifiedBundle};
+
+/// The inspect document.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    pub name: String,
+    pub version: String,
+    pub upgrade_from: Option<String>,
+    pub created: String,
+    pub expires: Option<String>,
+    pub format_version: u32,
+    pub manifest_sha256: String,
+    /// False when no trust was given (the signatures were not checked).
+    pub signatures_checked: bool,
+    pub signers: Vec<SignerStatus>,
+    pub images: Vec<ImageSummary>,
+    pub charts: Vec<ChartSummary>,
+    pub migrations: Vec<MigrationSummary>,
+    pub files: Vec<FileSummary>,
+    /// Content bytes by kind (`image`, `chart`, …).
+    pub sizes: BTreeMap<&'static str, u64>,
+    /// How many entries the bundle carries.
+    pub entries: usize,
+    pub content_bytes: u64,
+    pub bundle_bytes: Option<u64>,
+    /// A delta's base chain and omitted entries (null for a full bundle).
+    pub delta: Option<DeltaSummary>,
+    /// A split bundle's parts (`source::parts_summary`); absent for a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<serde_json::Value>,
+}
+
+/// One signature entry; `trusted` is None when not checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignerStatus {
+    pub key_id: String,
+    pub trusted: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSummary {
+    pub name: String,
+    pub digest: String,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+    pub size: u64,
+    pub source_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartSummary {
+    pub name: String,
+    pub version: String,
+    pub app_version: Option<String>,
+    pub release: String,
+    pub namespace: String,
+    pub size: u64,
+    /// The vendor values files carried for it, in Helm's order.
+    pub values: Vec<ValuesSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValuesSummary {
+    /// As written in the release manifest.
+    pub source: String,
+    /// The entry.
+    pub path: String,
+    /// `sha256:<hex>`.
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationSummary {
+    pub database: String,
+    pub steps: Vec<MigrationStepSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStepSummary {
+    pub id: String,
+    pub name: String,
+    /// Whether it has a down step.
+    pub down: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSummary {
+    pub dest: String,
+    pub mode: String,
+    pub size: u64,
+}
+
+/// The `delta` object of inspect and verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaSummary {
+    /// The release it was built against.
+    pub base: Option<BaseSummary>,
+    /// That release first, then its own base, and so on.
+    pub chain: Vec<BaseSummary>,
+    pub omitted_entries: usize,
+    pub omitted_bytes: u64,
+    pub omitted: Vec<OmittedSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseSummary {
+    pub name: String,
+    pub version: String,
+    pub manifest_sha256: String,
+}
+
+/// An entry a delta relies on without carrying.
+#[derive(Debug, Clone, Serialize)]
+pub struct OmittedSummary {
+    pub path: String,
+    pub kind: &'static str,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The verify document (extract adds where it wrote).
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub name: String,
+    pub version: String,
+    pub manifest_sha256: String,
+    pub trusted_signers: Vec<String>,
+    pub signers: Vec<String>,
+    pub entries: usize,
+    pub content_bytes: u64,
+    pub delta: Option<DeltaSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted_to: Option<PathBuf>,
+}
+
+/// A document as one line of JSON, keys sorted (as `serde_json::Value`
+/// prints them).
+pub fn to_json(doc: &impl Serialize) -> String {
+    serde_json::to_value(doc)
+        .unwrap_or(serde_json::Value::Null)
+        .to_string()
+}
 
 /// The inspect document. `trusted` is `None` when no trust was given (the
 /// signatures were not checked), else the trusted keys that verified.
-pub fn inspection(i: &Inspection, trusted: Option<&[KeyId]>, bundle_size: Option<u64>) -> Value {
+pub fn inspection(
+    i: &Inspection,
+    trusted: Option<&[KeyId]>,
+    bundle_size: Option<u64>,
+) -> InspectReport {
     let m = &i.manifest;
-    let signers: Vec<Value> = i
-        .signers
-        .iter()
-        .map(|k| json!({ "key_id": k.to_string(), "trusted": trusted.map(|t| t.contains(k)) }))
-        .collect();
-    json!({
-        "name": m.release.name,
-        "version": m.release.version.to_string(),
-        "upgrade_from": m.release.upgrade_from,
-        "created": m.release.created,
-        "expires": m.release.expires,
-        "format_version": m.format_version,
-        "manifest_sha256": i.manifest_sha256.hex(),
-        "signatures_checked": trusted.is_some(),
-        "signers": signers,
-        "images": m.images.iter().map(|x| json!({
-            "name": x.name, "digest": x.digest, "media_type": x.media_type,
-            "platforms": x.platforms, "size": x.size, "source_digest": x.source_digest,
-        })).collect::<Vec<_>>(),
-        "charts": m.charts.iter().map(|c| json!({
-            "name": c.name, "version": c.version, "app_version": c.app_version,
-            "release": c.release, "namespace": c.namespace, "size": entry_size(m, &c.path),
-            "values": c.values.iter().map(|v| json!({
-                "source": v.source, "path": v.path, "sha256": v.sha256.oci(),
-                "size": entry_size(m, &v.path),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "migrations": m.migrations.iter().map(|s| json!({
-            "database": s.database,
-            "steps": s.steps.iter().map(|st| json!({"id": st.id, "name": st.name, "down": st.down.is_some()})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "files": m.files.iter().map(|f| json!({"dest": f.dest, "mode": f.mode, "size": entry_size(m, &f.path)})).collect::<Vec<_>>(),
-        "sizes": m.sizes_by_kind(),
-        "entries": m.entries.len(),
-        "content_bytes": m.content_size(),
-        "bundle_bytes": bundle_size,
-        "delta": delta(m),
-    })
+    InspectReport {
+        name: m.release.name.clone(),
+        version: m.release.version.to_string(),
+        upgrade_from: m.release.upgrade_from.clone(),
+        created: m.release.created.to_string(),
+        expires: m.release.expires.as_ref().map(ToString::to_string),
+        format_version: m.format_version,
+        manifest_sha256: i.manifest_sha256.hex(),
+        signatures_checked: trusted.is_some(),
+        signers: i
+            .signers
+            .iter()
+            .map(|k| SignerStatus {
+                key_id: k.to_string(),
+                trusted: trusted.map(|t| t.contains(k)),
+            })
+            .collect(),
+        images: m
+            .images
+            .iter()
+            .map(|x| ImageSummary {
+                name: x.name.to_string(),
+                digest: x.digest.to_string(),
+                media_type: x.media_type.clone(),
+                platforms: x.platforms.clone(),
+                size: x.size,
+                source_digest: x.source_digest.as_ref().map(ToString::to_string),
+            })
+            .collect(),
+        charts: m
+            .charts
+            .iter()
+            .map(|c| ChartSummary {
+                name: c.name.clone(),
+                version: c.version.clone(),
+                app_version: c.app_version.clone(),
+                release: c.release.clone(),
+                namespace: c.namespace.clone(),
+                size: entry_size(m, &c.path),
+                values: c
+                    .values
+                    .iter()
+                    .map(|v| ValuesSummary {
+                        source: v.source.clone(),
+                        path: v.path.clone(),
+                        sha256: v.sha256.oci(),
+                        size: entry_size(m, &v.path),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        migrations: m.migrations.iter().map(migration_summary).collect(),
+        files: m
+            .files
+            .iter()
+            .map(|f| FileSummary {
+                dest: f.dest.clone(),
+                mode: f.mode.to_string(),
+                size: entry_size(m, &f.path),
+            })
+            .collect(),
+        sizes: m.sizes_by_kind(),
+        entries: m.entries.len(),
+        content_bytes: m.content_size(),
+        bundle_bytes: bundle_size,
+        delta: delta(m),
+        parts: None,
+    }
+}
+
+fn migration_summary(s: &crate::manifest::MigrationSet) -> MigrationSummary {
+    MigrationSummary {
+        database: s.database.clone(),
+        steps: s
+            .steps
+            .iter()
+            .map(|st| MigrationStepSummary {
+                id: st.id.to_string(),
+                name: st.name.clone(),
+                down: st.down.is_some(),
+            })
+            .collect(),
+    }
 }
 
 /// The `delta` object of inspect and verify: the base chain and every entry
-/// the bundle relies on without carrying (null for a full bundle).
-pub fn delta(m: &BundleManifest) -> Value {
-    let Some(d) = &m.delta else {
-        return Value::Null;
-    };
-    json!({
-        "base": d.bases.first().map(base),
-        "chain": d.bases.iter().map(base).collect::<Vec<_>>(),
-        "omitted_entries": d.omitted.len(),
-        "omitted_bytes": d.omitted.iter().map(|e| e.size).sum::<u64>(),
-        "omitted": d.omitted.iter().map(|e| json!({
-            "path": e.path, "kind": kind_of(&e.path), "size": e.size, "sha256": e.sha256.hex(),
-        })).collect::<Vec<_>>(),
+/// the bundle relies on without carrying (None for a full bundle).
+pub fn delta(m: &BundleManifest) -> Option<DeltaSummary> {
+    let d = m.delta.as_ref()?;
+    Some(DeltaSummary {
+        base: d.bases.first().map(base),
+        chain: d.bases.iter().map(base).collect(),
+        omitted_entries: d.omitted.len(),
+        omitted_bytes: d.omitted.iter().map(|e| e.size).sum(),
+        omitted: d
+            .omitted
+            .iter()
+            .map(|e| OmittedSummary {
+                path: e.path.clone(),
+                kind: kind_of(&e.path),
+                size: e.size,
+                sha256: e.sha256.hex(),
+            })
+            .collect(),
     })
 }
 
-fn base(b: &crate::manifest::BaseRelease) -> Value {
-    json!({"name": b.name, "version": b.version.to_string(), "manifest_sha256": b.manifest_sha256.hex()})
+fn base(b: &BaseRelease) -> BaseSummary {
+    BaseSummary {
+        name: b.name.clone(),
+        version: b.version.to_string(),
+        manifest_sha256: b.manifest_sha256.hex(),
+    }
 }
 
 /// What kind of content an entry path holds.
@@ -85,18 +294,20 @@ pub fn kind_of(path: &str) -> &'static str {
 }
 
 /// The verify document.
-pub fn verified(v: &VerifiedBundle) -> Value {
-    json!({
-        "ok": true,
-        "name": v.manifest.release.name,
-        "version": v.manifest.release.version.to_string(),
-        "manifest_sha256": v.manifest_sha256.hex(),
-        "trusted_signers": v.trusted_signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "signers": v.signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "entries": v.manifest.entries.len(),
-        "content_bytes": v.content_bytes,
-        "delta": delta(&v.manifest),
-    })
+pub fn verified(v: &VerifiedBundle) -> VerifyReport {
+    VerifyReport {
+        ok: true,
+        name: v.manifest.release.name.clone(),
+        version: v.manifest.release.version.to_string(),
+        manifest_sha256: v.manifest_sha256.hex(),
+        trusted_signers: v.trusted_signers.iter().map(ToString::to_string).collect(),
+        signers: v.signers.iter().map(ToString::to_string).collect(),
+        entries: v.manifest.entries.len(),
+        content_bytes: v.content_bytes,
+        delta: delta(&v.manifest),
+        parts: None,
+        extracted_to: None,
+    }
 }
 
 fn entry_size(m: &BundleManifest, path: &str) -> u64 {
@@ -119,151 +330,118 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Plain-text rendering of [`inspection`].
-pub fn inspection_text(v: &Value) -> String {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
-    let n = |x: &Value| human_bytes(x.as_u64().unwrap_or(0));
-    let mut out = String::new();
-    let mut line = |l: String| {
-        out.push_str(&l);
-        out.push('\n');
-    };
-    line(format!("release      {} {}", s("name"), s("version")));
-    line(format!(
-        "upgrade_from {}",
-        v["upgrade_from"].as_str().unwrap_or("(any)")
-    ));
-    line(format!("created      {}", s("created")));
-    line(format!(
-        "expires      {}",
-        v["expires"].as_str().unwrap_or("(never)")
-    ));
-    line(format!("format       stoa-bundle v{}", v["format_version"]));
-    line(format!("manifest     sha256:{}", s("manifest_sha256")));
-    for sig in v["signers"].as_array().into_iter().flatten() {
-        let state = match sig["trusted"].as_bool() {
-            None => "not checked (no --trust given)",
-            Some(true) => "trusted, verified",
-            Some(false) => "unknown key",
-        };
-        line(format!(
-            "signed by    {} ({state})",
-            sig["key_id"].as_str().unwrap_or("")
-        ));
+/// The plain text of `inspect`.
+impl fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "release      {} {}", self.name, self.version)?;
+        let upgrade_from = self.upgrade_from.as_deref().unwrap_or("(any)");
+        writeln!(f, "upgrade_from {upgrade_from}")?;
+        writeln!(f, "created      {}", self.created)?;
+        let expires = self.expires.as_deref().unwrap_or("(never)");
+        writeln!(f, "expires      {expires}")?;
+        writeln!(f, "format       stoa-bundle v{}", self.format_version)?;
+        writeln!(f, "manifest     sha256:{}", self.manifest_sha256)?;
+        for sig in &self.signers {
+            let state = match sig.trusted {
+                None => "not checked (no --trust given)",
+                Some(true) => "trusted, verified",
+                Some(false) => "unknown key",
+            };
+            writeln!(f, "signed by    {} ({state})", sig.key_id)?;
+        }
+        writeln!(
+            f,
+            "content      {} in {} entries",
+            human_bytes(self.content_bytes),
+            self.entries
+        )?;
+        if let Some(b) = self.bundle_bytes {
+            writeln!(f, "bundle file  {}", human_bytes(b))?;
+        }
+        if let Some(d) = &self.delta {
+            d.fmt_text(f)?;
+        }
+        self.fmt_content(f)
     }
-    line(format!(
-        "content      {} in {} entries",
-        n(&v["content_bytes"]),
-        v["entries"]
-    ));
-    if let Some(b) = v["bundle_bytes"].as_u64() {
-        line(format!("bundle file  {}", human_bytes(b)));
+}
+
+impl InspectReport {
+    /// The images, charts, migrations and files.
+    fn fmt_content(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "images ({})", self.images.len())?;
+        for i in &self.images {
+            writeln!(
+                f,
+                "  {}  {}  [{}]  {}",
+                i.name,
+                i.digest,
+                i.platforms.join(", "),
+                human_bytes(i.size)
+            )?;
+        }
+        writeln!(f, "charts ({})", self.charts.len())?;
+        for c in &self.charts {
+            writeln!(
+                f,
+                "  {} {}  release {}/{}  {}",
+                c.name,
+                c.version,
+                c.namespace,
+                c.release,
+                human_bytes(c.size)
+            )?;
+            for v in &c.values {
+                writeln!(f, "    values {} ({})  {}", v.source, v.path, v.sha256)?;
+            }
+        }
+        writeln!(f, "migrations ({})", self.migrations.len())?;
+        for m in &self.migrations {
+            let steps: Vec<String> = m
+                .steps
+                .iter()
+                .map(|s| {
+                    let down = if s.down { " (+down)" } else { "" };
+                    format!("{}_{}{down}", s.id, s.name)
+                })
+                .collect();
+            writeln!(f, "  {}: {}", m.database, steps.join(", "))?;
+        }
+        writeln!(f, "files ({})", self.files.len())?;
+        for x in &self.files {
+            writeln!(f, "  {}  mode {}  {}", x.dest, x.mode, human_bytes(x.size))?;
+        }
+        Ok(())
     }
-    let d = &v["delta"];
-    if !d.is_null() {
-        let b = &d["base"];
-        line(format!(
-            "delta on     {} {} (manifest sha256:{})",
-            b["name"].as_str().unwrap_or(""),
-            b["version"].as_str().unwrap_or(""),
-            b["manifest_sha256"].as_str().unwrap_or("")
-        ));
-        for c in d["chain"].as_array().into_iter().flatten().skip(1) {
-            line(format!(
+}
+
+impl DeltaSummary {
+    fn fmt_text(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, version, sha) = self.base.as_ref().map_or(("", "", ""), |b| {
+            (
+                b.name.as_str(),
+                b.version.as_str(),
+                b.manifest_sha256.as_str(),
+            )
+        });
+        writeln!(f, "delta on     {name} {version} (manifest sha256:{sha})")?;
+        for c in self.chain.iter().skip(1) {
+            writeln!(
+                f,
                 "  which is a delta on {} {} (manifest sha256:{})",
-                c["name"].as_str().unwrap_or(""),
-                c["version"].as_str().unwrap_or(""),
-                c["manifest_sha256"].as_str().unwrap_or("")
-            ));
+                c.name, c.version, c.manifest_sha256
+            )?;
         }
-        line(format!(
+        writeln!(
+            f,
             "relies on    {} in {} entries the site must hold:",
-            n(&d["omitted_bytes"]),
-            d["omitted_entries"]
-        ));
-        for e in d["omitted"].as_array().into_iter().flatten() {
-            line(format!(
-                "  {}  {}  {}",
-                e["kind"].as_str().unwrap_or(""),
-                e["path"].as_str().unwrap_or(""),
-                n(&e["size"])
-            ));
+            human_bytes(self.omitted_bytes),
+            self.omitted_entries
+        )?;
+        for e in &self.omitted {
+            writeln!(f, "  {}  {}  {}", e.kind, e.path, human_bytes(e.size))?;
         }
+        Ok(())
     }
-    let images = v["images"].as_array().cloned().unwrap_or_default();
-    line(format!("images ({})", images.len()));
-    for i in &images {
-        let plats: Vec<&str> = i["platforms"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        line(format!(
-            "  {}  {}  [{}]  {}",
-            i["name"].as_str().unwrap_or(""),
-            i["digest"].as_str().unwrap_or(""),
-            plats.join(", "),
-            n(&i["size"])
-        ));
-    }
-    let charts = v["charts"].as_array().cloned().unwrap_or_default();
-    line(format!("charts ({})", charts.len()));
-    for c in &charts {
-        line(format!(
-            "  {} {}  release {}/{}  {}",
-            c["name"].as_str().unwrap_or(""),
-            c["version"].as_str().unwrap_or(""),
-            c["namespace"].as_str().unwrap_or(""),
-            c["release"].as_str().unwrap_or(""),
-            n(&c["size"])
-        ));
-        for v in c["values"].as_array().into_iter().flatten() {
-            line(format!(
-                "    values {} ({})  {}",
-                v["source"].as_str().unwrap_or(""),
-                v["path"].as_str().unwrap_or(""),
-                v["sha256"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    let migs = v["migrations"].as_array().cloned().unwrap_or_default();
-    line(format!("migrations ({})", migs.len()));
-    for m in &migs {
-        let steps: Vec<String> = m["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| {
-                let down = if s["down"].as_bool() == Some(true) {
-                    " (+down)"
-                } else {
-                    ""
-                };
-                format!(
-                    "{}_{}{down}",
-                    s["id"].as_str().unwrap_or(""),
-                    s["name"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
-        line(format!(
-            "  {}: {}",
-            m["database"].as_str().unwrap_or(""),
-            steps.join(", ")
-        ));
-    }
-    let files = v["files"].as_array().cloned().unwrap_or_default();
-    line(format!("files ({})", files.len()));
-    for f in &files {
-        line(format!(
-            "  {}  mode {}  {}",
-            f["dest"].as_str().unwrap_or(""),
-            f["mode"].as_str().unwrap_or(""),
-            n(&f["size"])
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

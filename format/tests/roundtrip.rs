@@ -33,7 +33,7 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
             name: "t".into(),
             version: semver::Version::new(1, 0, 0),
             upgrade_from: None,
-            created: "2026-01-01T00:00:00Z".into(),
+            created: "2026-01-01T00:00:00Z".parse().unwrap(),
             expires: None,
         },
         images: vec![],
@@ -42,12 +42,12 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
         files: vec![
             FileRecord {
                 dest: "a.txt".into(),
-                mode: "0644".into(),
+                mode: "0644".parse().unwrap(),
                 path: "files/a.txt".into(),
             },
             FileRecord {
                 dest: "layer.gz".into(),
-                mode: "0644".into(),
+                mode: "0644".parse().unwrap(),
                 path: "files/layer.gz".into(),
             },
         ],

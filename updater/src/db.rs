@@ -170,18 +170,51 @@ pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
     Ok(m)
 }
 
+/// One up step to run, and what its history row records: the one argument of
+/// [`migrate_up`] and of `Database::migrate_up`.
+#[derive(Clone, Copy)]
+pub struct MigrationUp<'a> {
+    /// The database's name in the site config.
+    pub database: &'a str,
+    /// Its connection URL (may hold a password: never printed).
+    pub url: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The up step's SQL.
+    pub sql: &'a str,
+    /// SHA-256 of the up step, recorded in the history row.
+    pub checksum: &'a str,
+    /// The down step's SQL, recorded in the history row.
+    pub down: Option<&'a str>,
+    /// The release version that ran it.
+    pub release: &'a str,
+}
+
+impl std::fmt::Debug for MigrationUp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // no url: it may hold a password
+        f.debug_struct("MigrationUp")
+            .field("database", &self.database)
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("checksum", &self.checksum)
+            .field("release", &self.release)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs one up step and records it, in one transaction.
-#[allow(clippy::too_many_arguments)]
-pub fn migrate_up(
-    db: &str,
-    url: &str,
-    id: &str,
-    name: &str,
-    sql: &str,
-    checksum: &str,
-    down: Option<&str>,
-    release: &str,
-) -> Result<()> {
+pub fn migrate_up(up: &MigrationUp<'_>) -> Result<()> {
+    let MigrationUp {
+        database: db,
+        url,
+        id,
+        name,
+        sql,
+        checksum,
+        down,
+        release,
+    } = *up;
     // the format's migration SQL rule, once more on the exact bytes psql
     // gets (verify checked them already): no meta-command, no variable, no
     // transaction control
@@ -301,6 +334,25 @@ pub fn snapshot(db: &str, url: &str, dest: &Path) -> Result<()> {
         .map_err(|e| UpdaterError::io("write snapshot", dest, e))
 }
 
+/// Reads a child's stderr to its end on a thread (so the child never blocks
+/// on a full pipe).
+fn drain(stderr: Option<std::process::ChildStderr>) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    stderr.map(|mut e| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut e, &mut v);
+            v
+        })
+    })
+}
+
+/// The first error line of what [`drain`] read ("" when none).
+fn first_error_of(h: Option<std::thread::JoinHandle<Vec<u8>>>) -> String {
+    h.and_then(|t| t.join().ok())
+        .map(|v| first_error_line(&v))
+        .unwrap_or_default()
+}
+
 /// Replaces the database's `public` schema with the snapshot's content, in
 /// ONE transaction: the dump as SQL (`pg_restore -f -`) is streamed into
 /// `psql --single-transaction` after the schema is dropped and recreated.
@@ -340,20 +392,8 @@ pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
             return Err(dberr(db, step, format!("run psql: {e}")));
         }
     };
-    let psql_err = psql.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut e, &mut v);
-            v
-        })
-    });
-    let dump_err = dumper.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut e, &mut v);
-            v
-        })
-    });
+    let psql_err = drain(psql.stderr.take());
+    let dump_err = drain(dumper.stderr.take());
     // a write error means psql stopped early; its own status says why
     let copied = match (dumper.stdout.take(), psql.stdin.as_mut()) {
         (Some(mut from), Some(to)) => std::io::copy(&mut from, to).map(|_| ()),
@@ -367,14 +407,7 @@ pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
     }
     drop(psql.stdin.take());
     let status = psql.wait();
-    let dump_msg = dump_err
-        .and_then(|t| t.join().ok())
-        .map(|v| first_error_line(&v))
-        .unwrap_or_default();
-    let psql_msg = psql_err
-        .and_then(|t| t.join().ok())
-        .map(|v| first_error_line(&v))
-        .unwrap_or_default();
+    let (dump_msg, psql_msg) = (first_error_of(dump_err), first_error_of(psql_err));
     if !dump_ok {
         let why = match (&dumped, &copied) {
             (Err(e), _) => e.to_string(),

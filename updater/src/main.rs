@@ -92,25 +92,9 @@ fn usage_error(msg: &str, json: bool) -> ExitCode {
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = wants_json(&argv);
-    let cli = match Cli::try_parse_from(&argv) {
+    let cli = match parse_cli(&argv, json) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) if json => {
-            let text = e.render().to_string();
-            let msg = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("usage error")
-                .trim_start_matches("error: ")
-                .to_owned();
-            return usage_error(&msg, true);
-        }
-        Err(e) => e.exit(),
+        Err(code) => return code,
     };
     let given = cli.config.clone();
     let c = given
@@ -158,6 +142,37 @@ fn main() -> ExitCode {
             }
         }
     }
+    finish(result, json)
+}
+
+/// The command line, or how the process ends at once (help, version, a
+/// usage error).
+fn parse_cli(argv: &[std::ffi::OsString], json: bool) -> Result<Cli, ExitCode> {
+    match Cli::try_parse_from(argv) {
+        Ok(c) => Ok(c),
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) if json => {
+            let text = e.render().to_string();
+            let msg = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("usage error")
+                .trim_start_matches("error: ")
+                .to_owned();
+            Err(usage_error(&msg, true))
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// The exit: the command's code, or its error as one line on stderr (and as
+/// JSON on stdout with `--json`) and the error's documented code.
+fn finish(result: stoa_updater::error::Result<u8>, json: bool) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

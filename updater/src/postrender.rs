@@ -87,7 +87,7 @@ pub fn site_images(cfg: &SiteConfig, m: &BundleManifest) -> Result<SiteImages> {
             .iter()
             .map(|i| SiteImage {
                 name: i.name.clone(),
-                digest: i.digest.clone(),
+                digest: i.digest.to_string(),
             })
             .collect(),
     })

@@ -1,5 +1,6 @@
 //! Typed records of what the updater writes and prints: the history lines
-//! (`history.jsonl`, `history`) and the journal lines (`journal.jsonl`).
+//! (`history.jsonl`, `history`) and the journal lines (`journal.jsonl`:
+//! steps, and the `child` lines of helper processes).
 //! Field names are those the lines have always had (`docs/OPERATIONS.md`),
 //! so an existing history reads back unchanged; a line that does not parse
 //! (a torn last line after power loss) is kept as [`HistoryRecord::Unreadable`].
@@ -212,6 +213,31 @@ pub struct JournalLine {
     pub time: String,
 }
 
+/// A `child` line of `journal.jsonl`: a helper process (psql, helm, …) an
+/// operation started, named by PID and start time so that recovery can end
+/// it even after PID reuse (`tool.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildLine {
+    pub op_id: String,
+    /// Always `child`: the line's kind.
+    pub event: ChildEvent,
+    /// The program (`psql`, `helm`, …).
+    pub tool: String,
+    pub pid: u32,
+    /// Clock ticks since boot (field 22 of `/proc/<pid>/stat`), when read.
+    pub start_time: Option<u64>,
+    /// RFC 3339, set when the line is written.
+    #[serde(default)]
+    pub time: String,
+}
+
+/// The `event` of a [`ChildLine`]: only `child` parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildEvent {
+    Child,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +272,21 @@ mod tests {
             let again = serde_json::to_value(HistoryRecord::parse(l)).unwrap_or_default();
             assert_eq!(again, before, "{l}");
         }
+    }
+
+    /// A `child` line as written before it was typed reads back, and is
+    /// written again with the same fields; a step line is not a child line.
+    #[test]
+    fn child_journal_lines_read_back_typed() {
+        let l = r#"{"event":"child","op_id":"a1","pid":42,"start_time":123,"time":"2026-11-28T10:00:00Z","tool":"psql"}"#;
+        let c: ChildLine = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.tool.as_str(), c.pid, c.start_time),
+            ("psql", 42, Some(123))
+        );
+        let before: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+        assert_eq!(serde_json::to_value(&c).unwrap_or_default(), before);
+        let step = r#"{"event":"begin","op":"apply","op_id":"a1","pid":1,"step":"files","to":"2.0.0","tool":"x","time":""}"#;
+        assert!(serde_json::from_str::<ChildLine>(step).is_err());
     }
 }

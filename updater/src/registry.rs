@@ -350,8 +350,7 @@ impl Client {
     ) -> Result<PushStats> {
         for img in &m.images {
             let t = map_name(&img.name, prefix);
-            let d =
-                Sha256Digest::from_oci(&img.digest).ok_or_else(|| err(&img.name, "bad digest"))?;
+            let d = img.digest.digest();
             self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
             if let Some(tag) = &t.tag {
                 self.put_manifest(sd, &img.name, &t.repo, &d, &img.media_type, tag)?;
@@ -414,25 +413,11 @@ impl Client {
     ) -> Result<()> {
         let digest = format!("sha256:{}", d.hex());
         let scope = Self::scope(repo);
-        let head_url = self
-            .url(&format!("/v2/{repo}/blobs/{digest}"))
-            .map_err(|e| err(image, e))?;
-        let head = self.call(&scope, &mut |a, auth| {
-            let mut r = a.head(&head_url);
-            if let Some(h) = auth {
-                r = r.set("Authorization", h);
-            }
-            r.call().map_err(Box::new)
-        });
-        match head {
-            Ok(_) => {
-                self.stats.blobs_skipped += 1;
-                progress(size);
-                self.known.insert(digest, repo.to_owned());
-                return Ok(());
-            }
-            Err(e) if e.status_code() == Some(404) => {}
-            Err(e) => return Err(err(image, format!("HEAD blob {digest}: {e}"))),
+        if self.has_blob(&scope, image, repo, &digest)? {
+            self.stats.blobs_skipped += 1;
+            progress(size);
+            self.known.insert(digest, repo.to_owned());
+            return Ok(());
         }
         let path = sd.blob(&d.hex());
         let file_len = std::fs::metadata(&path)
@@ -466,76 +451,133 @@ impl Client {
             self.known.insert(digest, repo.to_owned());
             return Ok(());
         }
-        let mut location = resp
+        let location = resp
             .header("location")
             .ok_or_else(|| err(image, "upload start without Location"))?
             .to_owned();
-        let mut offset = 0u64;
+        let u = Upload {
+            scope: &scope,
+            image,
+            digest: &digest,
+            path: &path,
+            size,
+        };
         if size > self.chunk {
-            while offset < size {
-                let n = (size - offset).min(self.chunk);
-                let url = self.url(&location).map_err(|e| err(image, e))?;
-                let end = offset + n - 1;
-                let resp = self
-                    .call(&scope, &mut |a, auth| {
-                        let mut f =
-                            File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
-                        f.seek(SeekFrom::Start(offset))
-                            .map_err(|e| Box::new(ureq::Error::from(e)))?;
-                        let mut r = a
-                            .request("PATCH", &url)
-                            .set("Content-Type", "application/octet-stream")
-                            .set("Content-Length", &n.to_string())
-                            .set("Content-Range", &format!("{offset}-{end}"));
-                        if let Some(h) = auth {
-                            r = r.set("Authorization", h);
-                        }
-                        r.send(f.take(n)).map_err(Box::new)
-                    })
-                    .map_err(|e| err(image, format!("upload chunk of {digest}: {e}")))?;
-                location = resp
-                    .header("location")
-                    .ok_or_else(|| err(image, "chunk upload without Location"))?
-                    .to_owned();
-                offset += n;
-                progress(n);
-            }
-            let url = with_query(
-                &self.url(&location).map_err(|e| err(image, e))?,
-                "digest",
-                &digest,
-            );
-            self.call(&scope, &mut |a, auth| {
-                let mut r = a.put(&url).set("Content-Length", "0");
-                if let Some(h) = auth {
-                    r = r.set("Authorization", h);
-                }
-                r.call().map_err(Box::new)
-            })
-            .map_err(|e| err(image, format!("finish upload of {digest}: {e}")))?;
+            self.upload_chunks(&u, location, progress)?;
         } else {
-            let url = with_query(
-                &self.url(&location).map_err(|e| err(image, e))?,
-                "digest",
-                &digest,
-            );
-            self.call(&scope, &mut |a, auth| {
-                let f = File::open(&path).map_err(|e| Box::new(ureq::Error::from(e)))?;
-                let mut r = a
-                    .put(&url)
-                    .set("Content-Type", "application/octet-stream")
-                    .set("Content-Length", &size.to_string());
-                if let Some(h) = auth {
-                    r = r.set("Authorization", h);
-                }
-                r.send(f).map_err(Box::new)
-            })
-            .map_err(|e| err(image, format!("upload {digest}: {e}")))?;
+            self.upload_whole(&u, &location)?;
             progress(size);
         }
         self.stats.blobs_uploaded += 1;
         self.stats.bytes_uploaded += size;
         self.known.insert(digest, repo.to_owned());
+        Ok(())
+    }
+
+    /// Whether `repo` has the blob already (HEAD; 404 is "no").
+    fn has_blob(&mut self, scope: &str, image: &str, repo: &str, digest: &str) -> Result<bool> {
+        let head_url = self
+            .url(&format!("/v2/{repo}/blobs/{digest}"))
+            .map_err(|e| err(image, e))?;
+        let head = self.call(scope, &mut |a, auth| {
+            let mut r = a.head(&head_url);
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.call().map_err(Box::new)
+        });
+        match head {
+            Ok(_) => Ok(true),
+            Err(e) if e.status_code() == Some(404) => Ok(false),
+            Err(e) => Err(err(image, format!("HEAD blob {digest}: {e}"))),
+        }
+    }
+
+    /// PATCH the blob in chunks of `self.chunk` bytes, then PUT with the
+    /// digest: an upload that never holds the blob in memory.
+    fn upload_chunks(
+        &mut self,
+        u: &Upload<'_>,
+        mut location: String,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let Upload {
+            scope,
+            image,
+            digest,
+            path,
+            size,
+        } = *u;
+        let mut offset = 0u64;
+        while offset < size {
+            let n = (size - offset).min(self.chunk);
+            let url = self.url(&location).map_err(|e| err(image, e))?;
+            let end = offset + n - 1;
+            let resp = self
+                .call(scope, &mut |a, auth| {
+                    let mut f = File::open(path).map_err(|e| Box::new(ureq::Error::from(e)))?;
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(|e| Box::new(ureq::Error::from(e)))?;
+                    let mut r = a
+                        .request("PATCH", &url)
+                        .set("Content-Type", "application/octet-stream")
+                        .set("Content-Length", &n.to_string())
+                        .set("Content-Range", &format!("{offset}-{end}"));
+                    if let Some(h) = auth {
+                        r = r.set("Authorization", h);
+                    }
+                    r.send(f.take(n)).map_err(Box::new)
+                })
+                .map_err(|e| err(image, format!("upload chunk of {digest}: {e}")))?;
+            location = resp
+                .header("location")
+                .ok_or_else(|| err(image, "chunk upload without Location"))?
+                .to_owned();
+            offset += n;
+            progress(n);
+        }
+        let url = with_query(
+            &self.url(&location).map_err(|e| err(image, e))?,
+            "digest",
+            digest,
+        );
+        self.call(scope, &mut |a, auth| {
+            let mut r = a.put(&url).set("Content-Length", "0");
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.call().map_err(Box::new)
+        })
+        .map_err(|e| err(image, format!("finish upload of {digest}: {e}")))?;
+        Ok(())
+    }
+
+    /// One PUT with the whole blob and its digest.
+    fn upload_whole(&mut self, u: &Upload<'_>, location: &str) -> Result<()> {
+        let Upload {
+            scope,
+            image,
+            digest,
+            path,
+            size,
+        } = *u;
+        let url = with_query(
+            &self.url(location).map_err(|e| err(image, e))?,
+            "digest",
+            digest,
+        );
+        self.call(scope, &mut |a, auth| {
+            let f = File::open(path).map_err(|e| Box::new(ureq::Error::from(e)))?;
+            let mut r = a
+                .put(&url)
+                .set("Content-Type", "application/octet-stream")
+                .set("Content-Length", &size.to_string());
+            if let Some(h) = auth {
+                r = r.set("Authorization", h);
+            }
+            r.send(f).map_err(Box::new)
+        })
+        .map_err(|e| err(image, format!("upload {digest}: {e}")))?;
         Ok(())
     }
 
@@ -630,6 +672,16 @@ fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
         return Err(err(image, "manifest over 4 MiB"));
     }
     std::fs::read(path).map_err(|e| UpdaterError::io("read staged manifest", path, e))
+}
+
+/// One blob upload: where, what, from which staged file.
+#[derive(Debug, Clone, Copy)]
+struct Upload<'a> {
+    scope: &'a str,
+    image: &'a str,
+    digest: &'a str,
+    path: &'a Path,
+    size: u64,
 }
 
 fn with_query(url: &str, k: &str, v: &str) -> String {

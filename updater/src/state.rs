@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::step::Step;
 use crate::error::{Result, UpdaterError};
-use crate::records::{HistoryEntry, HistoryLine, HistoryRecord, JournalLine};
+use crate::records::{ChildLine, HistoryEntry, HistoryLine, HistoryRecord, JournalLine};
 
 pub const STATE_FORMAT: u32 = 1;
 
@@ -316,9 +316,9 @@ impl StateDir {
         append_line(&self.journal_path(), to_value(line))
     }
 
-    /// A journal line of another shape: the `child` records of `tool.rs`.
-    pub fn journal_raw(&self, value: serde_json::Value) -> Result<()> {
-        append_line(&self.journal_path(), value)
+    /// A `child` line: a helper process an operation started (`tool.rs`).
+    pub fn journal_child(&self, line: &ChildLine) -> Result<()> {
+        append_line(&self.journal_path(), to_value(line))
     }
 
     /// Appends a finished operation to `history.jsonl`, with the time.

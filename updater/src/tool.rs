@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, UpdaterError};
+use crate::records::{ChildEvent, ChildLine};
 use crate::state::StateDir;
 
 /// The program every tool is run under.
@@ -75,9 +76,15 @@ pub fn spawn(cmd: &mut Command, tool: &str) -> std::io::Result<Child> {
         let start = start_time(pid);
         // a failed journal write must not leave the child unwatched: the
         // child still dies with us (pdeathsig); report and go on
-        if let Err(e) = sd.journal_raw(serde_json::json!({
-            "op_id": op_id, "event": "child", "tool": tool, "pid": pid, "start_time": start,
-        })) {
+        let line = ChildLine {
+            op_id,
+            event: ChildEvent::Child,
+            tool: tool.to_owned(),
+            pid,
+            start_time: start,
+            time: String::new(),
+        };
+        if let Err(e) = sd.journal_child(&line) {
             eprintln!("stoa-updater: warning: record child {tool} (pid {pid}): {e}");
         }
     }
@@ -116,14 +123,12 @@ pub fn recorded_children(sd: &StateDir, op_id: &str) -> Vec<Recorded> {
         return Vec::new();
     };
     text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "child" && v["op_id"] == op_id)
-        .filter_map(|v| {
-            Some(Recorded {
-                tool: v["tool"].as_str()?.to_owned(),
-                pid: u32::try_from(v["pid"].as_u64()?).ok()?,
-                start_time: v["start_time"].as_u64(),
-            })
+        .filter_map(|l| serde_json::from_str::<ChildLine>(l).ok())
+        .filter(|c| c.op_id == op_id)
+        .map(|c| Recorded {
+            tool: c.tool,
+            pid: c.pid,
+            start_time: c.start_time,
         })
         .collect()
 }

@@ -188,7 +188,6 @@ fn check_images(
     }
     let helm = images::find_helm(render.helm.as_deref())?;
     let jobs = release
-        .manifest
         .charts
         .iter()
         .zip(charts)

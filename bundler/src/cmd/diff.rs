@@ -131,13 +131,12 @@ pub fn run(args: &Args) -> Result<()> {
             &mut |_| {},
         )?;
         for img in &new.manifest.images {
-            if let Some(d) = Sha256Digest::from_oci(&img.digest) {
-                let mut blobs = Vec::new();
-                docs.blobs_of(&d, &mut blobs, 0);
-                blobs.sort();
-                blobs.dedup();
-                image_blobs.insert(img.digest.clone(), blobs);
-            }
+            let d = img.digest.digest();
+            let mut blobs = Vec::new();
+            docs.blobs_of(&d, &mut blobs, 0);
+            blobs.sort();
+            blobs.dedup();
+            image_blobs.insert(img.digest.to_string(), blobs);
         }
     }
     let d = diff(&old, &new, &image_blobs);

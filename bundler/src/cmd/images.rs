@@ -90,12 +90,12 @@ pub fn run(args: &Args) -> Result<()> {
         },
     };
     let mut pull = None;
-    let (helm, uses) = if rel.manifest.charts.is_empty() {
+    let (helm, uses) = if rel.charts.is_empty() {
         (None, Vec::new())
     } else {
         let helm = images::find_helm(args.render.helm.as_deref())?;
         // each chart renders as soon as it is resolved
-        let jobs = rel.manifest.charts.iter().map(|spec| {
+        let jobs = rel.charts.iter().map(|spec| {
             resolve_chart(&rel, spec, &settings, &mut pull).map(|c| ChartJob::new(&rel, spec, c))
         });
         let found = images::find_all(&helm, &args.render.kube_version, jobs)?;
@@ -103,12 +103,12 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(helm), images::classify(found, &have, &rel))
     };
     let refused = uses.iter().filter(|u| u.carried.refused()).count();
-    let m = &rel.manifest.release;
+    let version = rel.release.version.to_string();
     if args.json {
         let r = Report {
             ok: true,
-            release: m.name.get_ref(),
-            version: m.version.get_ref(),
+            release: rel.release.name.as_str(),
+            version: &version,
             kube_version: &args.render.kube_version,
             helm: helm.map(|h| h.display().to_string()).unwrap_or_default(),
             images: &uses,
@@ -148,7 +148,7 @@ pub fn run(args: &Args) -> Result<()> {
         o,
         "{} image uses in {} charts; {refused} would be refused by build",
         uses.len(),
-        rel.manifest.charts.len()
+        rel.charts.len()
     );
     Ok(())
 }

@@ -21,7 +21,7 @@ use stoa_format::names::ImageRef;
 use stoa_format::Sha256Digest;
 
 use crate::error::{BundlerError, Result};
-use crate::release::{ChartSpec, LoadedRelease};
+use crate::release::{Chart, LoadedRelease};
 use crate::sources::chart::PackagedChart;
 
 /// The Kubernetes version charts are rendered for when none is given.
@@ -142,13 +142,12 @@ impl CarriedImage {
     /// From the release manifest only (for `images`, nothing pulled): the
     /// digest is known only when the name pins one.
     pub fn from_release(rel: &LoadedRelease) -> Vec<Self> {
-        rel.manifest
-            .images
+        rel.images
             .iter()
-            .filter_map(|i| ImageRef::parse(i.name.get_ref()).ok())
+            .map(|i| &i.name)
             .map(|r| Self {
                 name: r.as_str().to_owned(),
-                canon: Canon::of(&r),
+                canon: Canon::of(r),
                 digests: r.digest().copied().into_iter().collect(),
             })
             .collect()
@@ -231,13 +230,13 @@ pub fn carried(image: &str, carried: &[CarriedImage], rel: &LoadedRelease) -> Ca
 /// repository, and the exception's tag and digest when it gives them.
 fn exception_for(r: &ImageRef, rel: &LoadedRelease) -> Option<String> {
     let want = Canon::of(r);
-    rel.manifest.image_exceptions.iter().find_map(|x| {
-        let e = ImageRef::parse(x.image.get_ref()).ok()?;
-        let c = Canon::of(&e);
+    rel.image_exceptions.iter().find_map(|x| {
+        let e = &x.image;
+        let c = Canon::of(e);
         let ok = c.repo == want.repo
             && (e.tag().is_none() || e.tag() == r.tag())
             && (e.digest().is_none() || e.digest() == r.digest());
-        ok.then(|| x.reason.get_ref().clone())
+        ok.then(|| x.reason.clone())
     })
 }
 
@@ -252,16 +251,12 @@ pub struct ChartJob {
 
 impl ChartJob {
     /// The job of one `[[charts]]` item and its archive.
-    pub fn new(rel: &LoadedRelease, spec: &ChartSpec, chart: PackagedChart) -> Self {
+    pub fn new(rel: &LoadedRelease, spec: &Chart, chart: PackagedChart) -> Self {
         Self {
             chart,
-            release: spec.release.get_ref().clone(),
-            namespace: spec.namespace.get_ref().clone(),
-            values: spec
-                .values
-                .iter()
-                .map(|v| rel.resolve(v.get_ref()))
-                .collect(),
+            release: spec.release.clone(),
+            namespace: spec.namespace.clone(),
+            values: spec.values.iter().map(|v| rel.resolve(v)).collect(),
         }
     }
 }

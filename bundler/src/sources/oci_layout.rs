@@ -424,7 +424,11 @@ pub fn resolve_top(
             }
             let bytes = serde_json::to_vec(&v).map_err(|e| r.err(e.to_string()))?;
             let digest = Sha256Digest::of(&bytes);
-            source_digest = Some(top.digest.clone());
+            source_digest = Some(
+                top.digest
+                    .parse::<stoa_format::fields::OciDigest>()
+                    .map_err(|e| r.err(e))?,
+            );
             top_desc = Descriptor {
                 media_type: media_type.clone(),
                 digest: digest.oci(),
@@ -473,7 +477,10 @@ pub fn resolve_top(
             // checked with its line when the release manifest was loaded
             name: stoa_format::names::ImageRef::parse(name)
                 .map_err(|e| r.err(format!("image name {name:?}: {e}")))?,
-            digest: top_desc.digest.clone(),
+            digest: top_desc
+                .digest
+                .parse()
+                .map_err(|e: String| r.err(format!("image {name:?}: {e}")))?,
             media_type,
             platforms: record_platforms,
             size,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use stoa_format::source::BundleSource;
 
-use crate::engine::ApplyOptions;
+use crate::engine::{ApplyOptions, ApplyReport};
 use crate::error::{Result, UpdaterError};
 use crate::progress::bytes_bar;
 
@@ -89,48 +89,53 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     if args.json {
         println!("{}", serde_json::json!({"ok": true, "apply": r}));
     } else {
-        r.preflight.print_text();
-        println!(
-            "applied {} (from {}){}",
-            r.version,
-            r.from.as_deref().unwrap_or("nothing installed"),
-            if r.resumed { ", resumed" } else { "" }
-        );
-        println!(
-            "images: {} pushed, {} blobs uploaded ({} bytes), {} already present, {} mounted",
-            r.push.images,
-            r.push.blobs_uploaded,
-            r.push.bytes_uploaded,
-            r.push.blobs_skipped,
-            r.push.blobs_mounted
-        );
-        for (db, ids) in &r.migrations {
-            println!(
-                "database {db}: migrations {}",
-                if ids.is_empty() {
-                    "none pending".to_owned()
-                } else {
-                    ids.join(", ")
-                }
-            );
-        }
-        for h in &r.helm {
-            println!(
-                "helm {}/{}: revision {} -> {}",
-                h.namespace,
-                h.release,
-                h.before
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "none".into()),
-                h.after.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
-            );
-        }
-        for f in &r.files {
-            println!("file {f}");
-        }
-        if !r.pruned.is_empty() {
-            println!("pruned releases {}", r.pruned.join(", "));
-        }
+        print_text(&r);
     }
     Ok(())
+}
+
+/// The text of a finished apply.
+fn print_text(r: &ApplyReport) {
+    r.preflight.print_text();
+    println!(
+        "applied {} (from {}){}",
+        r.version,
+        r.from.as_deref().unwrap_or("nothing installed"),
+        if r.resumed { ", resumed" } else { "" }
+    );
+    println!(
+        "images: {} pushed, {} blobs uploaded ({} bytes), {} already present, {} mounted",
+        r.push.images,
+        r.push.blobs_uploaded,
+        r.push.bytes_uploaded,
+        r.push.blobs_skipped,
+        r.push.blobs_mounted
+    );
+    for (db, ids) in &r.migrations {
+        println!(
+            "database {db}: migrations {}",
+            if ids.is_empty() {
+                "none pending".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        );
+    }
+    for h in &r.helm {
+        println!(
+            "helm {}/{}: revision {} -> {}",
+            h.namespace,
+            h.release,
+            h.before
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none".into()),
+            h.after.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+        );
+    }
+    for f in &r.files {
+        println!("file {f}");
+    }
+    if !r.pruned.is_empty() {
+        println!("pruned releases {}", r.pruned.join(", "));
+    }
 }

@@ -37,8 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
     pb.finish_and_clear();
     if args.json {
         let mut doc = report::verified(&v);
-        doc["extracted_to"] = serde_json::json!(args.to);
-        println!("{doc}");
+        doc.extracted_to = Some(args.to.clone());
+        println!("{}", report::to_json(&doc));
     } else {
         println!(
             "extracted {} {} to {} ({} entries, {})",

@@ -8,6 +8,7 @@ use stoa_format::source::{inspect_source, BundleSource};
 use stoa_format::{BundleManifest, Limits};
 
 use crate::config::hint;
+use crate::db::MigrationUp;
 use crate::error::{Result, UpdaterError};
 use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
@@ -47,20 +48,7 @@ impl Site {
         let _lock = SiteLock::take(&self.sd, "apply")?;
         let mut state = self.sd.load()?;
         let sha = head.manifest_sha256.hex();
-        let resumed = match &state.pending {
-            Some(p)
-                if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha.as_str()) =>
-            {
-                // never race a worker of the interrupted run
-                tool::stop_leftovers(&self.sd, &p.op_id)?;
-                true
-            }
-            Some(p) => return Err(self.pending_refusal(p)),
-            None => {
-                self.check_policy(&state, &head.manifest, opts.allow_downgrade)?;
-                false
-            }
-        };
+        let resumed = self.resume_or_check(&state, &head.manifest, &sha, opts)?;
         // a delta: every omitted blob in the store, before any change
         crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
         // the site can take this release: checked before any change
@@ -88,10 +76,9 @@ impl Site {
         crate::audit::note_bundle(&staged.verified);
         // verified: its roots and its creation time are accepted
         crate::trust::accept_roots(&self.sd, &chain)?;
-        if let Ok(t) = humantime::parse_rfc3339(&staged.verified.manifest.release.created) {
-            let r = &staged.verified.manifest.release;
-            crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
-        }
+        let r = &staged.verified.manifest.release;
+        let t = r.created.time();
+        crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         let m = staged.verified.manifest.clone();
         // every chart renders with every image from the site registry, and
         // (Helm 3) no hook image leaves it unless accepted: before any change
@@ -114,6 +101,30 @@ impl Site {
         };
         self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
         Ok(report)
+    }
+
+    /// Whether this apply resumes the pending one (the same bundle; then
+    /// the interrupted run's workers are stopped first), else the policy
+    /// checks of a new apply; another pending operation is refused.
+    fn resume_or_check(
+        &self,
+        state: &State,
+        m: &BundleManifest,
+        sha: &str,
+        opts: &ApplyOptions,
+    ) -> Result<bool> {
+        match &state.pending {
+            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha) => {
+                // never race a worker of the interrupted run
+                tool::stop_leftovers(&self.sd, &p.op_id)?;
+                Ok(true)
+            }
+            Some(p) => Err(self.pending_refusal(p)),
+            None => {
+                self.check_policy(state, m, opts.allow_downgrade)?;
+                Ok(false)
+            }
+        }
     }
 
     /// Runs the apply of a verified, staged release: records it as pending
@@ -243,9 +254,7 @@ impl Site {
                 self.step(state, step, |site, st| site.helm_upgrade(st, m, release))?
             }
             Step::Files => {
-                self.step(state, step, |site, _| {
-                    m.files.iter().try_for_each(|f| site.install_file(m, f))
-                })?;
+                self.step(state, step, |site, _| site.install_files(m))?;
                 report.files = m.files.iter().map(|f| f.dest.clone()).collect();
             }
             other => {
@@ -304,11 +313,11 @@ impl Site {
         for s in &set.steps {
             let e = m.listed(&s.up).ok_or_else(|| UpdaterError::Database {
                 database: name.to_owned(),
-                step: s.id.clone(),
+                step: s.id.to_string(),
                 reason: "up step is not in the bundle".into(),
             })?;
             let checksum = e.sha256.hex();
-            if let Some(a) = applied.get(&s.id) {
+            if let Some(a) = applied.get(s.id.as_str()) {
                 if a.checksum != checksum {
                     return Err(UpdaterError::Database {
                         database: name.to_owned(),
@@ -333,23 +342,23 @@ impl Site {
                 "migration",
                 json!({"id": s.id, "name": s.name}),
             )?;
-            self.drivers.database.migrate_up(
-                name,
-                &dbc.url,
-                &s.id,
-                &s.name,
-                &up,
-                &checksum,
-                down.as_deref(),
-                &m.release.version.to_string(),
-            )?;
+            self.drivers.database.migrate_up(&MigrationUp {
+                database: name,
+                url: &dbc.url,
+                id: s.id.as_str(),
+                name: &s.name,
+                sql: &up,
+                checksum: &checksum,
+                down: down.as_deref(),
+                release: &m.release.version.to_string(),
+            })?;
             self.crash_hook(&format!("migration-run:{name}:{}", s.id));
             let p = pending(st)?;
             p.record
                 .migrations
                 .entry(name.to_owned())
                 .or_default()
-                .push(s.id.clone());
+                .push(s.id.to_string());
             self.save(st)?;
         }
         Ok(())
@@ -532,50 +541,38 @@ impl Site {
                 ..ApplyHistory::default()
             })
         };
-        if opts.no_auto_rollback {
-            let _ = self.sd.history(failed("failed, left for inspection", None));
-            return UpdaterError::ApplyFailed {
-                version,
-                step,
-                cause: Box::new(cause),
-                outcome: format!(
-                    "left for inspection (--no-auto-rollback): to resume, `{}`; to revert, `{}`",
-                    hint(&self.cfg.path, "apply <the same bundle>"),
-                    hint(&self.cfg.path, "rollback")
-                ),
-            };
-        }
-        let from = p
-            .from
-            .as_ref()
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "nothing installed".into());
-        match self.undo_pending(state, true, &mut RollbackReport::default()) {
-            Ok(()) => {
-                let _ = self.sd.history(failed("failed, rolled back", None));
-                UpdaterError::ApplyFailed {
-                    version,
-                    step,
-                    cause: Box::new(cause),
-                    outcome: format!("rolled back; the site is on {from}"),
+        let cfg = &self.cfg.path;
+        let (outcome, history, rollback_error) = if opts.no_auto_rollback {
+            let o = format!(
+                "left for inspection (--no-auto-rollback): to resume, `{}`; to revert, `{}`",
+                hint(cfg, "apply <the same bundle>"),
+                hint(cfg, "rollback")
+            );
+            (o, "failed, left for inspection", None)
+        } else {
+            match self.undo_pending(state, true, &mut RollbackReport::default()) {
+                Ok(()) => {
+                    let from = p.from.as_ref().map(|v| v.to_string());
+                    let from = from.as_deref().unwrap_or("nothing installed");
+                    let o = format!("rolled back; the site is on {from}");
+                    (o, "failed, rolled back", None)
                 }
-            }
-            Err(e2) => {
-                let _ = self.sd.history(failed(
-                    "failed, automatic rollback failed",
-                    Some(e2.to_string()),
-                ));
-                UpdaterError::ApplyFailed {
-                    version,
-                    step,
-                    cause: Box::new(cause),
-                    outcome: format!(
+                Err(e2) => {
+                    let o = format!(
                         "automatic rollback also failed ({e2}); see `{}`, then run `{}`",
-                        hint(&self.cfg.path, "status"),
-                        hint(&self.cfg.path, "rollback")
-                    ),
+                        hint(cfg, "status"),
+                        hint(cfg, "rollback")
+                    );
+                    (o, "failed, automatic rollback failed", Some(e2.to_string()))
                 }
             }
+        };
+        let _ = self.sd.history(failed(history, rollback_error));
+        UpdaterError::ApplyFailed {
+            version,
+            step,
+            cause: Box::new(cause),
+            outcome,
         }
     }
 }

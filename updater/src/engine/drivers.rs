@@ -1,42 +1,33 @@
 //! The drivers the engine acts through, behind traits: [`Database`]
-//! (psql/pg_dump/pg_restore), [`Charts`] (helm) and [`ImageRegistry`] (the
-//! site registry). Files are installed by `engine/files.rs` into the site's
-//! files dir (a temp folder in the unit tests). [`Drivers::real`] gives the
-//! real implementations; the unit tests swap in in-process fakes
-//! (`engine::fakes`) so that every step × kill point × resume/rollback runs
-//! in seconds.
+//! (psql/pg_dump/pg_restore), [`Charts`] (helm), [`ImageRegistry`] (the
+//! site registry) and [`Files`] (the site's files dir, `engine/files.rs`).
+//! [`Drivers::real`] gives the real implementations; the unit tests swap in
+//! in-process fakes (`engine::fakes`) so that every step × kill point ×
+//! resume/rollback runs in seconds.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use stoa_format::manifest::FileRecord;
 use stoa_format::BundleManifest;
 
 use crate::config::{HelmConfig, RegistryConfig};
-use crate::db::{self, Applied, RowMismatch};
+use crate::db::{self, Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
 use crate::postrender::PostRenderSetup;
 use crate::registry::{self, PushStats};
 use crate::state::StateDir;
 
+use super::files::FilesDir;
+
 /// A database the migrations run on, named as in the site config.
 pub trait Database {
     /// The migrations recorded as applied: id → name and checksum.
     fn applied(&self, db: &str, url: &str) -> Result<BTreeMap<String, Applied>>;
     /// Runs one up step and records it (with its down step) in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    fn migrate_up(
-        &self,
-        db: &str,
-        url: &str,
-        id: &str,
-        name: &str,
-        sql: &str,
-        checksum: &str,
-        down: Option<&str>,
-        release: &str,
-    ) -> Result<()>;
+    fn migrate_up(&self, up: &MigrationUp<'_>) -> Result<()>;
     /// Runs a verified down step and removes its row; None when not applied.
     fn migrate_down(
         &self,
@@ -112,11 +103,21 @@ pub trait ImageRegistry {
     ) -> Result<PushStats>;
 }
 
+/// The site's installed files (the `files` step and its undo).
+pub trait Files {
+    /// Installs one file of a release from its staged `content`, with its
+    /// mode; the destination is replaced atomically, never written through.
+    fn install(&self, f: &FileRecord, content: &Path) -> Result<()>;
+    /// Removes a file a release installed; a missing one is no error.
+    fn remove(&self, dest: &str) -> Result<()>;
+}
+
 /// The drivers a site acts through.
 pub struct Drivers {
     pub database: Box<dyn Database>,
     pub charts: Box<dyn Charts>,
     pub registry: Box<dyn ImageRegistry>,
+    pub files: Box<dyn Files>,
 }
 
 impl std::fmt::Debug for Drivers {
@@ -127,7 +128,7 @@ impl std::fmt::Debug for Drivers {
 
 impl Drivers {
     /// psql, helm (started on first use), the registry client, the files dir.
-    pub fn real(helm: Option<HelmConfig>, reg: Option<RegistryConfig>) -> Self {
+    pub fn real(helm: Option<HelmConfig>, reg: Option<RegistryConfig>, files_dir: PathBuf) -> Self {
         Self {
             database: Box::new(Psql),
             charts: Box::new(HelmCli {
@@ -135,6 +136,7 @@ impl Drivers {
                 helm: OnceCell::new(),
             }),
             registry: Box::new(RegistryClient { cfg: reg }),
+            files: Box::new(FilesDir { dir: files_dir }),
         }
     }
 }
@@ -147,18 +149,8 @@ impl Database for Psql {
     fn applied(&self, db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
         db::applied(db, url)
     }
-    fn migrate_up(
-        &self,
-        db: &str,
-        url: &str,
-        id: &str,
-        name: &str,
-        sql: &str,
-        checksum: &str,
-        down: Option<&str>,
-        release: &str,
-    ) -> Result<()> {
-        db::migrate_up(db, url, id, name, sql, checksum, down, release)
+    fn migrate_up(&self, up: &MigrationUp<'_>) -> Result<()> {
+        db::migrate_up(up)
     }
     fn migrate_down(
         &self,

@@ -1,4 +1,5 @@
-//! In-process fakes of the drivers (a database, Helm, a registry) for the
+//! In-process fakes of the drivers (a database, Helm, a registry, the files
+//! dir) for the
 //! engine's unit tests: the kill matrix runs every step × kill point ×
 //! resume/rollback in seconds. Each fake keeps its state behind an `Rc` the
 //! test holds a clone of, to assert what the site looks like.
@@ -8,15 +9,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use stoa_format::manifest::FileRecord;
 use stoa_format::BundleManifest;
 
-use crate::db::{Applied, RowMismatch};
+use crate::db::{Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
 use crate::registry::PushStats;
 use crate::state::StateDir;
 
-use super::drivers::{Charts, Database, ImageRegistry};
-use super::Drivers;
+use super::drivers::{Charts, Database, Files, ImageRegistry};
+use super::{Drivers, Killed};
 
 /// database → id → applied row (with the down SQL as recorded).
 pub type Rows = BTreeMap<String, BTreeMap<String, (Applied, Option<String>)>>;
@@ -45,27 +47,21 @@ impl Database for FakeDb {
             .map(|r| r.iter().map(|(k, (a, _))| (k.clone(), a.clone())).collect())
             .unwrap_or_default())
     }
-    fn migrate_up(
-        &self,
-        db: &str,
-        _url: &str,
-        id: &str,
-        name: &str,
-        _sql: &str,
-        checksum: &str,
-        down: Option<&str>,
-        _release: &str,
-    ) -> Result<()> {
-        self.0.borrow_mut().entry(db.into()).or_default().insert(
-            id.into(),
-            (
-                Applied {
-                    name: name.into(),
-                    checksum: checksum.into(),
-                },
-                down.map(str::to_owned),
-            ),
-        );
+    fn migrate_up(&self, up: &MigrationUp<'_>) -> Result<()> {
+        self.0
+            .borrow_mut()
+            .entry(up.database.into())
+            .or_default()
+            .insert(
+                up.id.into(),
+                (
+                    Applied {
+                        name: up.name.into(),
+                        checksum: up.checksum.into(),
+                    },
+                    up.down.map(str::to_owned),
+                ),
+            );
         Ok(())
     }
     fn migrate_down(
@@ -197,12 +193,57 @@ impl ImageRegistry for FakeRegistry {
     }
 }
 
+/// dest → (mode bits, content).
+pub type FileMap = BTreeMap<String, (u32, Vec<u8>)>;
+
+/// The files dir: dest → (mode, content). `kill_after_install` names a
+/// destination: right after installing it the fake panics with
+/// [`Killed`]`("install:<dest>")`, as a kill -9 in the middle of the `files`
+/// step (the file written, the step not recorded done) would stop the engine.
+#[derive(Debug, Default, Clone)]
+pub struct FakeFiles {
+    pub files: Rc<RefCell<FileMap>>,
+    pub kill_after_install: Rc<RefCell<Option<String>>>,
+}
+
+impl FakeFiles {
+    /// The content installed at `dest`, None when there is no file.
+    pub fn content(&self, dest: &str) -> Option<String> {
+        let files = self.files.borrow();
+        let (_, bytes) = files.get(dest)?;
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+impl Files for FakeFiles {
+    fn install(&self, f: &FileRecord, content: &Path) -> Result<()> {
+        let bytes = std::fs::read(content).map_err(|e| UpdaterError::InstallFile {
+            dest: f.dest.clone(),
+            reason: e.to_string(),
+        })?;
+        self.files
+            .borrow_mut()
+            .insert(f.dest.clone(), (f.mode.bits(), bytes));
+        let kill = self.kill_after_install.borrow().clone();
+        if kill.as_deref() == Some(f.dest.as_str()) {
+            *self.kill_after_install.borrow_mut() = None;
+            std::panic::panic_any(Killed(format!("install:{}", f.dest)));
+        }
+        Ok(())
+    }
+    fn remove(&self, dest: &str) -> Result<()> {
+        self.files.borrow_mut().remove(dest);
+        Ok(())
+    }
+}
+
 /// The fakes, and handles on their state.
 #[derive(Debug, Default, Clone)]
 pub struct Fakes {
     pub db: FakeDb,
     pub helm: FakeHelm,
     pub registry: FakeRegistry,
+    pub files: FakeFiles,
 }
 
 impl Fakes {
@@ -211,6 +252,7 @@ impl Fakes {
             database: Box::new(self.db.clone()),
             charts: Box::new(self.helm.clone()),
             registry: Box::new(self.registry.clone()),
+            files: Box::new(self.files.clone()),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The kill matrix as unit tests: an apply of 2.0.0 over 1.0.0 is killed
 //! right after each of its steps (and between a migration and its record),
 //! then resumed, or reverted by rollback; the site must end exactly on 2.0.0
-//! or exactly on 1.0.0. The drivers are the in-process fakes; the state
-//! folder, the staged content and the files dir are real (a temp folder).
+//! or exactly on 1.0.0. Kill points inside the `files` step (a file written,
+//! the step not recorded done) come from the fake files driver. The drivers
+//! (database, Helm, registry, files) are the in-process fakes; the state
+//! folder and the staged content are real (a temp folder).
 //! The e2e suite tests/tests/crash.rs does the same against the real
 //! registry, PostgreSQL and a Helm stand-in.
 
@@ -74,7 +76,7 @@ impl TestSite {
             blob(&up, &format!("CREATE TABLE t{id} (x int);\n"));
             blob(&down, &format!("DROP TABLE t{id};\n"));
             steps.push(MigrationStep {
-                id: (*id).into(),
+                id: id.parse().unwrap(),
                 name: format!("m{id}"),
                 up,
                 down: Some(down),
@@ -82,52 +84,27 @@ impl TestSite {
         }
         blob(&format!("charts/api-{v}.tgz"), &format!("chart {v}"));
         blob("files/app.conf", &format!("version = {v}\n"));
+        let mut files = vec![FileRecord {
+            dest: "conf/app.conf".into(),
+            mode: "0644".parse().unwrap(),
+            path: "files/app.conf".into(),
+        }];
+        // 2.0.0 adds a file: a rollback must remove it
+        if v != "1.0.0" {
+            blob("files/tool", &format!("#!/bin/sh\necho {v}\n"));
+            files.push(FileRecord {
+                dest: "bin/tool".into(),
+                mode: "0755".parse().unwrap(),
+                path: "files/tool".into(),
+            });
+        }
         let img = format!("image {v}");
         let img_d = Sha256Digest::of(img.as_bytes());
         blob(&format!("oci/blobs/sha256/{}", img_d.hex()), &img);
         blob("oci/index.json", "{}");
         blob("oci/oci-layout", "{}");
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let m = BundleManifest {
-            format: stoa_format::FORMAT_NAME.into(),
-            format_version: 1,
-            release: Release {
-                name: "stoa".into(),
-                version: v.parse().unwrap(),
-                upgrade_from: None,
-                created: "2026-11-28T00:00:00Z".into(),
-                expires: None,
-            },
-            images: vec![ImageRecord {
-                name: stoa_format::names::ImageRef::parse("registry.example/stoa/api:1").unwrap(),
-                digest: img_d.oci(),
-                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-                platforms: Vec::new(),
-                size: img.len() as u64,
-                source: None,
-                source_digest: None,
-            }],
-            charts: vec![ChartRecord {
-                name: "api".into(),
-                version: v.into(),
-                app_version: None,
-                release: "api".into(),
-                namespace: "stoa".into(),
-                path: format!("charts/api-{v}.tgz"),
-                values: Vec::new(),
-            }],
-            migrations: vec![MigrationSet {
-                database: "app".into(),
-                steps,
-            }],
-            files: vec![FileRecord {
-                dest: "conf/app.conf".into(),
-                mode: "0644".into(),
-                path: "files/app.conf".into(),
-            }],
-            delta: None,
-            entries,
-        };
+        let m = release_manifest(v, &img, entries, steps, files);
         let bytes = serde_json::to_vec_pretty(&m).unwrap();
         let rd = self.site.sd.release_dir(&m.release.version);
         fs::create_dir_all(&rd).unwrap();
@@ -160,8 +137,15 @@ impl TestSite {
         Ok(report)
     }
 
-    fn conf(&self) -> String {
-        fs::read_to_string(self.dir.join("files/conf/app.conf")).unwrap_or_default()
+    /// The installed files: dest → (mode, content).
+    fn files(&self) -> Vec<(String, u32, String)> {
+        self.fakes
+            .files
+            .files
+            .borrow()
+            .iter()
+            .map(|(d, (mode, b))| (d.clone(), *mode, String::from_utf8_lossy(b).into_owned()))
+            .collect()
     }
 
     fn assert_on(&self, v: &str, ids: &[&str], ctx: &str) {
@@ -178,7 +162,71 @@ impl TestSite {
             Some(format!("api-{v}.tgz").as_str()),
             "{ctx}"
         );
-        assert_eq!(self.conf(), format!("version = {v}\n"), "{ctx}");
+        let mut want = vec![(
+            "conf/app.conf".to_owned(),
+            0o644,
+            format!("version = {v}\n"),
+        )];
+        if v != "1.0.0" {
+            want.insert(
+                0,
+                ("bin/tool".into(), 0o755, format!("#!/bin/sh\necho {v}\n")),
+            );
+        }
+        assert_eq!(self.files(), want, "{ctx}");
+        assert_eq!(
+            self.fakes.files.content("conf/app.conf"),
+            Some(format!("version = {v}\n")),
+            "{ctx}"
+        );
+    }
+}
+
+/// The manifest of test release `v`: one image (`img` is its manifest blob's
+/// text), the chart `api`, database `app`'s migration `steps`, `files`.
+fn release_manifest(
+    v: &str,
+    img: &str,
+    entries: Vec<Entry>,
+    steps: Vec<MigrationStep>,
+    files: Vec<FileRecord>,
+) -> BundleManifest {
+    let img_d = Sha256Digest::of(img.as_bytes());
+    BundleManifest {
+        format: stoa_format::FORMAT_NAME.into(),
+        format_version: 1,
+        release: Release {
+            name: "stoa".into(),
+            version: v.parse().unwrap(),
+            upgrade_from: None,
+            created: "2026-11-28T00:00:00Z".parse().unwrap(),
+            expires: None,
+        },
+        images: vec![ImageRecord {
+            name: stoa_format::names::ImageRef::parse("registry.example/stoa/api:1").unwrap(),
+            digest: img_d.into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            platforms: Vec::new(),
+            size: img.len() as u64,
+            source: None,
+            source_digest: None,
+        }],
+        charts: vec![ChartRecord {
+            name: "api".into(),
+            version: v.into(),
+            app_version: None,
+            release: "api".into(),
+            namespace: "stoa".into(),
+            path: format!("charts/api-{v}.tgz"),
+            values: Vec::new(),
+        }],
+        migrations: vec![MigrationSet {
+            database: "app".into(),
+            steps,
+        }],
+        files,
+        delta: None,
+        entries,
     }
 }
 
@@ -201,7 +249,11 @@ fn quiet_kills() {
     });
 }
 
-/// Every kill point of an apply of 2.0.0 over 1.0.0.
+/// Every kill point of an apply of 2.0.0 over 1.0.0: after each step, and
+/// inside two (`migration-run:…` between a migration and its record;
+/// `install:<dest>` in the `files` step, after that file is written: the
+/// first file new and the second not yet, then both new and the step not
+/// recorded done). `helm:api` is also "just before `files`".
 const KILL_POINTS: &[&str] = &[
     "stage",
     "push-images",
@@ -209,6 +261,8 @@ const KILL_POINTS: &[&str] = &[
     "migration-run:app:0002",
     "migrate:app",
     "helm:api",
+    "install:conf/app.conf",
+    "install:bin/tool",
     "files",
     "commit",
 ];
@@ -219,7 +273,10 @@ fn killed_apply(t: &mut TestSite, point: &str) -> (BundleManifest, String) {
     t.apply(&m1, &s1).unwrap();
     t.assert_on("1.0.0", &["0001"], "1.0.0 applied");
     let (m2, s2) = t.stage("2.0.0", &["0001", "0002"]);
-    t.site.kill_after = Some(point.to_owned());
+    match point.strip_prefix("install:") {
+        Some(dest) => *t.fakes.files.kill_after_install.borrow_mut() = Some(dest.to_owned()),
+        None => t.site.kill_after = Some(point.to_owned()),
+    }
     let r = catch_unwind(AssertUnwindSafe(|| t.apply(&m2, &s2)));
     let payload = r.expect_err("the kill point was never reached");
     let k = payload
@@ -227,6 +284,7 @@ fn killed_apply(t: &mut TestSite, point: &str) -> (BundleManifest, String) {
         .unwrap_or_else(|| panic!("{point}: not a kill"));
     assert_eq!(k.0, point);
     t.site.kill_after = None;
+    *t.fakes.files.kill_after_install.borrow_mut() = None;
     (m2, s2)
 }
 

@@ -160,7 +160,7 @@ pub(crate) struct VerifiedStep {
 impl Site {
     pub fn new(cfg: SiteConfig) -> Self {
         let sd = StateDir::new(&cfg.state_dir);
-        let drivers = Drivers::real(cfg.helm.clone(), cfg.registry.clone());
+        let drivers = Drivers::real(cfg.helm.clone(), cfg.registry.clone(), cfg.files_dir());
         Self {
             cfg,
             sd,

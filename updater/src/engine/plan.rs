@@ -132,7 +132,7 @@ impl Plan {
                 .iter()
                 .map(|f| PlannedFile {
                     dest: site.cfg.files_dir().join(&f.dest),
-                    mode: f.mode.clone(),
+                    mode: f.mode.to_string(),
                 })
                 .collect(),
             helm,
@@ -207,7 +207,7 @@ fn planned_migrations(
                 let mut pend = Vec::new();
                 for s in &set.steps {
                     let sum = m.listed(&s.up).map(|e| e.sha256.hex()).unwrap_or_default();
-                    match applied.get(&s.id) {
+                    match applied.get(s.id.as_str()) {
                         Some(a) if a.checksum != sum => edited.push(EditedMigration {
                             database: set.database.clone(),
                             migration: format!("{}_{}", s.id, s.name),

@@ -348,7 +348,7 @@ impl Site {
         }
         let name = Step::RollbackFiles;
         self.step(state, &name, |site, _| {
-            site.sync_files(Some(&rp.target_m), &rp.undone_m)
+            site.restore_files(Some(&rp.target_m), &rp.undone_m)
         })
         .map_err(failed(&name))
     }

@@ -99,7 +99,7 @@ impl Site {
         report: &mut RollbackReport,
     ) -> Result<()> {
         match undo {
-            Undo::Files => self.sync_files(old_m.as_ref(), new_m.as_slice()),
+            Undo::Files => self.restore_files(old_m.as_ref(), new_m.as_slice()),
             Undo::Helm(rel) => {
                 let Some(rec) = p.record.helm.iter().find(|r| &r.release == rel) else {
                     return Ok(());
