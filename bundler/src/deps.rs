@@ -23,9 +23,9 @@ use flate2::{Compression, GzBuilder};
 use semver::{Version, VersionReq};
 
 use crate::error::{BundlerError, Result};
-use crate::plan::{puller, BuildSettings};
+use crate::plan::{puller, BuildSettings, PullSlot};
 use crate::sources::chart::{self, Dependency, PackagedChart, MAX_CHART_SIZE};
-use crate::sources::registry::{chart_repo, Puller};
+use crate::sources::registry::chart_repo;
 
 /// The most bytes a chart archive unpacks to while it is completed.
 const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
@@ -176,15 +176,13 @@ fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     Ok(out)
 }
 
-fn pack(name: &str, mut files: Vec<File>, mtime: u64) -> Result<Vec<u8>> {
+fn pack(name: &str, mut files: Vec<File>, mtime: u64, level: Compression) -> Result<Vec<u8>> {
     let cerr = |m: String| BundlerError::Chart {
         path: name.into(),
         message: m,
     };
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::new(6));
+    let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
     let mut tb = tar::Builder::new(gz);
     tb.mode(tar::HeaderMode::Deterministic);
     for f in &files {
@@ -230,7 +228,7 @@ pub fn complete(
     c: PackagedChart,
     source_dir: Option<&Path>,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
     if c.dependencies.is_empty() {
         return Ok(c);
@@ -271,7 +269,7 @@ pub fn complete(
             data: got.bytes,
         });
     }
-    let bytes = pack(&c.name, files, settings.mtime)?;
+    let bytes = pack(&c.name, files, settings.mtime, settings.chart_gzip)?;
     Ok(PackagedChart { bytes, ..c })
 }
 
@@ -293,7 +291,7 @@ fn fetch(
     locked: Option<&String>,
     source_dir: Option<&Path>,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
     let reqs = helm_constraint(&dep.version)
         .map_err(|m| dep_err(chart, dep, format!("not a version constraint: {m}")))?;
@@ -336,7 +334,7 @@ fn fetch(
                 "a file:// dependency needs the chart as a folder",
             )
         })?;
-        let d = chart::load(&dir, settings.mtime)?;
+        let d = chart::load(&dir, settings.mtime, settings.chart_gzip)?;
         let d = complete(d, Some(&dir), settings, pull)?;
         pick(std::slice::from_ref(&d.version))?;
         d
@@ -346,14 +344,14 @@ fn fetch(
         let versions = p.list_oci_chart_versions(&url)?;
         let v = pick(&versions)?;
         let (path, _) = p.pull_oci_chart(&url, &v)?;
-        let d = chart::load(&path, settings.mtime)?;
+        let d = chart::load(&path, settings.mtime, settings.chart_gzip)?;
         complete(d, None, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
         let versions = chart_repo::versions(p, repo, &dep.name)?;
         let v = pick(&versions)?;
         let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
-        let d = chart::load(&path, settings.mtime)?;
+        let d = chart::load(&path, settings.mtime, settings.chart_gzip)?;
         complete(d, None, settings, pull)?
     } else {
         return Err(dep_err(

@@ -32,14 +32,48 @@ pub struct BuildSettings {
     /// How to reach registries and Helm repositories (used only when the
     /// release pulls something).
     pub pull: PullOptions,
+    /// The gzip level of charts packaged from folders or completed with
+    /// their dependencies: [`chart::BUNDLE_GZIP`] for `build`.
+    pub chart_gzip: flate2::Compression,
 }
 
-/// The puller, made on first use so local-only builds need no cache.
-pub fn puller<'a>(p: &'a mut Option<Puller>, opts: &PullOptions) -> Result<&'a mut Puller> {
-    if p.is_none() {
-        *p = Some(Puller::new(opts)?);
+/// The puller: made on first use so local-only builds need no cache, or
+/// started on another thread ahead of time ([`PullSlot::start`]: making one
+/// loads the system's CA roots and starts a runtime, which can overlap
+/// packaging the first charts).
+#[derive(Debug, Default)]
+pub struct PullSlot {
+    ready: Option<Puller>,
+    starting: Option<std::thread::JoinHandle<Result<Puller>>>,
+}
+
+impl PullSlot {
+    /// Starts making the puller now, on another thread; its errors (a bad
+    /// registries.conf, …) are reported at first use, as without it.
+    pub fn start(opts: &PullOptions) -> Self {
+        let opts = opts.clone();
+        Self {
+            ready: None,
+            starting: Some(std::thread::spawn(move || Puller::new(&opts))),
+        }
     }
-    p.as_mut().ok_or_else(|| BundlerError::Cache {
+
+    /// What was downloaded, when something was pulled.
+    pub fn stats(&self) -> Option<PullStats> {
+        self.ready.as_ref().map(Puller::stats)
+    }
+}
+
+/// The puller, made (or waited for) on first use.
+pub fn puller<'a>(p: &'a mut PullSlot, opts: &PullOptions) -> Result<&'a mut Puller> {
+    if p.ready.is_none() {
+        let made = match p.starting.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Puller::new(opts)),
+            None => Puller::new(opts),
+        };
+        p.ready = Some(made?);
+    }
+    p.ready.as_mut().ok_or_else(|| BundlerError::Cache {
         path: opts.cache_dir.clone(),
         message: "no puller".into(),
     })
@@ -88,7 +122,7 @@ pub fn resolve_chart(
     rel: &LoadedRelease,
     spec: &Chart,
     settings: &BuildSettings,
-    pull: &mut Option<Puller>,
+    pull: &mut PullSlot,
 ) -> Result<chart::PackagedChart> {
     let path = match &spec.source {
         ChartSource::Path(p) => rel.resolve(p),
@@ -101,7 +135,7 @@ pub fn resolve_chart(
             chart_repo::pull(p, url, name, version)?.0
         }
     };
-    let c = chart::load(&path, settings.mtime)?;
+    let c = chart::load(&path, settings.mtime, settings.chart_gzip)?;
     let source_dir = path.is_dir().then_some(path.as_path());
     if let Some((from, name, v)) = spec.source.wanted() {
         if c.name != name || c.version != v {
@@ -127,7 +161,7 @@ pub struct Planned {
 /// Resolves everything the release manifest names.
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let mut planned: Vec<PlannedEntry> = Vec::new();
-    let mut pull: Option<Puller> = None;
+    let mut pull = PullSlot::default();
 
     // images
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
@@ -341,7 +375,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
     Ok(Planned {
         writer,
-        pulled: pull.map(|p| p.stats()),
+        pulled: pull.stats(),
         charts: chart_archives,
     })
 }

@@ -251,6 +251,7 @@ pub fn run(args: &Args) -> Result<()> {
             registries_conf: args.registries_conf.clone(),
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
+        chart_gzip: crate::sources::chart::BUNDLE_GZIP,
     };
     let Planned {
         writer,

@@ -11,8 +11,8 @@ use stoa_format::Limits;
 
 use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
-use crate::plan::{resolve_chart, BuildSettings};
-use crate::release::LoadedRelease;
+use crate::plan::{resolve_chart, BuildSettings, PullSlot};
+use crate::release::{Chart, ChartSource, LoadedRelease};
 use crate::sources::registry::mirrors::ChartRepoMirror;
 use crate::sources::registry::{cache, PullOptions};
 
@@ -73,6 +73,18 @@ struct Report<'a> {
     refused: usize,
 }
 
+/// Whether resolving `chart` may pull: an OCI or repository chart, or a
+/// chart folder whose Chart.yaml lists dependencies (vendored or not; a
+/// guess that only decides when the puller is made).
+fn may_pull(rel: &LoadedRelease, chart: &Chart) -> bool {
+    match &chart.source {
+        ChartSource::Oci { .. } | ChartSource::Repo { .. } => true,
+        ChartSource::Path(p) => std::fs::read_to_string(rel.resolve(p).join("Chart.yaml"))
+            .map(|t| t.lines().any(|l| l.starts_with("dependencies:")))
+            .unwrap_or(false),
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let rel = LoadedRelease::load(&args.manifest)?;
     let settings = BuildSettings {
@@ -88,8 +100,17 @@ pub fn run(args: &Args) -> Result<()> {
             registries_conf: args.registries_conf.clone(),
             chart_repo_mirrors: args.chart_repo_mirrors.clone(),
         },
+        // the archives only go to `helm template`: not compressed (deflate
+        // was half of our own CPU)
+        chart_gzip: flate2::Compression::none(),
     };
-    let mut pull = None;
+    // a chart that is pulled or has dependencies needs the puller: start
+    // making it now, while the first charts are packaged
+    let mut pull = if rel.charts.iter().any(|c| may_pull(&rel, c)) {
+        PullSlot::start(&settings.pull)
+    } else {
+        PullSlot::default()
+    };
     let (helm, uses) = if rel.charts.is_empty() {
         (None, Vec::new())
     } else {

@@ -128,11 +128,16 @@ impl ChartMeta {
     }
 }
 
-/// Loads a chart from a folder or a `.tgz`.
-pub fn load(path: &Path, mtime: u64) -> Result<PackagedChart> {
+/// The gzip level `build` packages chart folders with (its bytes are the
+/// bundle's; `images` packs a throwaway archive for Helm with none).
+pub const BUNDLE_GZIP: Compression = Compression::new(6);
+
+/// Loads a chart from a folder (packaged with gzip `level`) or a `.tgz`
+/// (kept as it is).
+pub fn load(path: &Path, mtime: u64, level: Compression) -> Result<PackagedChart> {
     let meta = fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
     if meta.is_dir() {
-        package_dir(path, mtime)
+        package_dir(path, mtime, level)
     } else {
         load_tgz(path)
     }
@@ -238,7 +243,7 @@ fn glob(pat: &str, s: &str) -> bool {
     m(pat.as_bytes(), s.as_bytes())
 }
 
-fn package_dir(dir: &Path, mtime: u64) -> Result<PackagedChart> {
+fn package_dir(dir: &Path, mtime: u64, level: Compression) -> Result<PackagedChart> {
     let chart_yaml =
         fs::read(dir.join("Chart.yaml")).map_err(|e| err(dir, format!("Chart.yaml: {e}")))?;
     let meta = parse_chart_yaml(dir, &chart_yaml)?;
@@ -248,9 +253,7 @@ fn package_dir(dir: &Path, mtime: u64) -> Result<PackagedChart> {
     walk(dir, "", &ignore, &mut files)?;
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::new(6));
+    let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
     let mut tb = tar::Builder::new(gz);
     tb.mode(tar::HeaderMode::Deterministic);
     let mut total = 0u64;
@@ -355,8 +358,8 @@ mod tests {
         fs::write(d.path().join("templates/cm.yaml"), "kind: ConfigMap\n").unwrap();
         fs::write(d.path().join("notes.bak"), "x").unwrap();
         fs::write(d.path().join(".helmignore"), "*.bak\n").unwrap();
-        let a = load(d.path(), 1000).unwrap();
-        let b = load(d.path(), 1000).unwrap();
+        let a = load(d.path(), 1000, BUNDLE_GZIP).unwrap();
+        let b = load(d.path(), 1000, BUNDLE_GZIP).unwrap();
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(
             (
@@ -368,7 +371,7 @@ mod tests {
         );
         let tgz = d.path().join("demo.tgz");
         fs::write(&tgz, &a.bytes).unwrap();
-        let c = load(&tgz, 0).unwrap();
+        let c = load(&tgz, 0, BUNDLE_GZIP).unwrap();
         assert_eq!(c.bytes, a.bytes);
         let mut names: Vec<String> = tar::Archive::new(GzDecoder::new(&a.bytes[..]))
             .entries()

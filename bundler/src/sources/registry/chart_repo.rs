@@ -74,6 +74,7 @@ async fn get(
             sink(None).map_err(local)?; // restart
             let resp = p
                 .http()
+                .map_err(TransportError::Other)?
                 .get(url)
                 .send()
                 .await

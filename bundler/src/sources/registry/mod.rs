@@ -41,6 +41,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
+use stoa_format::names::ImageRef;
 use stoa_format::oci::{self, Descriptor, ImageIndex, ImageManifest, MediaTypeProbe};
 use stoa_format::retry::{RetryPolicy, TransportError};
 use stoa_format::Sha256Digest;
@@ -107,7 +108,37 @@ const DELAY_ENV: &str = "STOA_BUNDLER_TEST_PULL_DELAY_MS";
 /// `docker://<ref>` or a bare reference (the image name).
 pub fn parse_reference(s: &str) -> std::result::Result<Reference, String> {
     let r = s.strip_prefix("docker://").unwrap_or(s);
-    Reference::try_from(r).map_err(|e| format!("{r:?} is not an image reference: {e}"))
+    reference(r).map_err(|e| format!("{r:?} is not an image reference: {e}"))
+}
+
+/// `s` as the OCI client's reference, as `Reference::try_from` reads it. A
+/// name the format's [`ImageRef`] accepts (every name a release manifest
+/// may give) is built directly: the client's parser compiles a large
+/// regular expression on first use, tens of milliseconds (measured: a
+/// third of `images`' own CPU on the stack). Anything else goes through
+/// that parser, for its answer and its error.
+pub fn reference(s: &str) -> std::result::Result<Reference, oci_client::ParseError> {
+    let Ok(r) = ImageRef::parse(s) else {
+        return Reference::try_from(s);
+    };
+    // Docker's defaults, as the client's split_domain applies them
+    let registry = match r.domain() {
+        None | Some("index.docker.io") => "docker.io",
+        Some(d) => d,
+    }
+    .to_owned();
+    let repository = if registry == "docker.io" && !r.path().contains('/') {
+        format!("library/{}", r.path())
+    } else {
+        r.path().to_owned()
+    };
+    let tag = r.tag().map(str::to_owned);
+    Ok(match (tag, r.digest().map(Sha256Digest::oci)) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
+        (Some(t), None) => Reference::with_tag(registry, repository, t),
+        (None, Some(d)) => Reference::with_digest(registry, repository, d),
+        (None, None) => Reference::with_tag(registry, repository, "latest".to_owned()),
+    })
 }
 
 /// True for a `source` this module pulls.
@@ -119,7 +150,12 @@ pub fn is_registry_source(s: &str) -> bool {
 pub struct Puller {
     rt: tokio::runtime::Runtime,
     client: Client,
-    http: reqwest::Client,
+    /// Chart repositories and token challenges: made on first use (a
+    /// client loads the system's CA roots, which OCI-only pulls need not
+    /// pay twice).
+    http: std::sync::OnceLock<reqwest::Client>,
+    /// `--ca-cert` roots for it.
+    extra_roots: Vec<Certificate>,
     cache: Arc<Cache>,
     opts: PullOptions,
     counters: Arc<Counters>,
@@ -303,21 +339,6 @@ impl Puller {
             path: opts.ca_certs.first().cloned().unwrap_or_default(),
             message: e.to_string(),
         })?;
-        let mut hb = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("stoa-bundler/", env!("CARGO_PKG_VERSION")));
-        for r in &roots {
-            if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&r.data) {
-                for c in certs {
-                    hb = hb.add_root_certificate(c);
-                }
-            }
-        }
-        let http = hb.build().map_err(|e| BundlerError::CaCert {
-            path: opts.ca_certs.first().cloned().unwrap_or_default(),
-            message: e.to_string(),
-        })?;
         let cache = Cache::open(&opts.cache_dir).map_err(|e| BundlerError::Cache {
             path: opts.cache_dir.clone(),
             message: e.to_string(),
@@ -337,7 +358,8 @@ impl Puller {
         Ok(Self {
             rt,
             client,
-            http,
+            http: std::sync::OnceLock::new(),
+            extra_roots: roots,
             cache: Arc::new(cache),
             opts: opts.clone(),
             counters: Arc::new(Counters::default()),
@@ -399,8 +421,13 @@ impl Puller {
             "https"
         };
         let url = format!("{scheme}://{reg}/v2/");
+        let http = self.http().map_err(|message| BundlerError::RegistryPull {
+            image: reg.to_owned(),
+            reference: url.clone(),
+            message,
+        })?;
         let challenge = self.rt.block_on(async {
-            let r = self.http.get(&url).send().await.ok()?;
+            let r = http.get(&url).send().await.ok()?;
             if r.status() != reqwest::StatusCode::UNAUTHORIZED {
                 return None;
             }
@@ -693,7 +720,7 @@ impl Puller {
         })?;
         eps.into_iter()
             .map(|e| {
-                Reference::try_from(e.reference.as_str())
+                self::reference(e.reference.as_str())
                     .map(|r| (r, e.mirror))
                     .map_err(|x| BundlerError::RegistriesConf {
                         path: conf.path().to_owned(),
@@ -899,7 +926,7 @@ impl Puller {
             .ok_or_else(|| cerr("not an oci:// reference".into()))?;
         // Helm stores versions with '+' as '_' in tags
         let tag = version.replace('+', "_");
-        let reference = Reference::try_from(format!("{base}:{tag}").as_str())
+        let reference = reference(&format!("{base}:{tag}"))
             .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
         let eps = self.endpoints(url, &reference)?;
         self.first_success(eps, |p, r| p.pull_oci_chart_at(url, r))
@@ -979,7 +1006,7 @@ impl Puller {
             .ok_or_else(|| cerr("not an oci:// reference".into()))?;
         // a tag reference: the listing is a tag lookup for the mirrors'
         // `pull-from-mirror` rules
-        let reference = Reference::try_from(format!("{base}:latest").as_str())
+        let reference = reference(&format!("{base}:latest"))
             .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
         let eps = self.endpoints(url, &reference)?;
         self.first_success(eps, |p, r| p.list_oci_chart_versions_at(url, r))
@@ -1023,8 +1050,26 @@ impl Puller {
         self.rt.block_on(f)
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The HTTP client for chart repositories (made on first use).
+    pub fn http(&self) -> std::result::Result<&reqwest::Client, String> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let mut hb = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("stoa-bundler/", env!("CARGO_PKG_VERSION")));
+        for r in &self.extra_roots {
+            if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&r.data) {
+                for c in certs {
+                    hb = hb.add_root_certificate(c);
+                }
+            }
+        }
+        let c = hb
+            .build()
+            .map_err(|e| format!("make the HTTP client: {e}"))?;
+        Ok(self.http.get_or_init(|| c))
     }
 
     /// `--chart-repo-mirror` entries.
@@ -1076,5 +1121,35 @@ mod tests {
         assert_eq!(r.repository(), "stoa/api");
         assert_eq!(r.tag(), Some("2.3.0"));
         assert!(parse_reference("docker://UPPER/x::y").is_err());
+    }
+
+    /// The regex-free path gives what the client's parser gives.
+    #[test]
+    fn references_built_without_the_regex_equal_the_clients() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for s in [
+            "busybox".to_owned(),
+            "busybox:1.36".to_owned(),
+            "library/busybox:latest".to_owned(),
+            "docker.io/busybox".to_owned(),
+            "index.docker.io/bitnami/pgpool:4.6.3-debian-12-r0".to_owned(),
+            "registry-1.docker.io/bitnamicharts/common:2.31.4".to_owned(),
+            "127.0.0.1:5000/docker.io/bitnamicharts/common:latest".to_owned(),
+            "localhost/x/y:1".to_owned(),
+            "quay.io/org/app".to_owned(),
+            format!("registry.gostoa.dev/stoa/api@{d}"),
+            format!("registry.gostoa.dev/stoa/api:2.3.0@{d}"),
+            format!("nginx@{d}"),
+        ] {
+            let ours = reference(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            let theirs = Reference::try_from(s.as_str()).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(ours.whole(), theirs.whole(), "{s}");
+            assert_eq!(ours.registry(), theirs.registry(), "{s}");
+            assert_eq!(ours.repository(), theirs.repository(), "{s}");
+            assert_eq!(ours.tag(), theirs.tag(), "{s}");
+            assert_eq!(ours.digest(), theirs.digest(), "{s}");
+        }
+        // not a name the format accepts: the client's parser and error
+        assert!(reference("UPPER/x::y").is_err());
     }
 }
