@@ -518,13 +518,26 @@ fn helm_3_hook_that_never_completes_is_named() {
 fn plan_renders_a_chart_a_delta_omits_from_the_store() {
     let s = Site::start();
     let m = manifests_dir();
-    let b210 = s.bundle("2.1.0", None);
-    // 2.3.0 with 2.1.0's gateway chart and image: the chart is the same
-    // archive as the base's
+    // 2.1.0's gateway chart as one archive (kept as it is by the bundler)
+    // that both releases name: the delta omits it
+    let tgz_dir = s.path().join("gateway-tgz");
+    ok(Command::new(real_helm(3))
+        .arg("package")
+        .arg(m.join("charts-2.1.0/stoa-gateway"))
+        .arg("-d")
+        .arg(&tgz_dir));
+    let tgz = tgz_dir.join("stoa-gateway-2.1.0.tgz");
+    let b210 = s.bundle_with("2.1.0", None, &|t| {
+        t.replace(
+            &format!("path = \"{}/charts-2.1.0/stoa-gateway\"", m.display()),
+            &format!("path = \"{}\"", tgz.display()),
+        )
+    });
+    // 2.3.0 with 2.1.0's gateway chart and image
     let delta = s.delta_bundle_with("2.3.0", &b210, &|t| {
         t.replace(
             &format!("path = \"{}/charts/stoa-gateway\"", m.display()),
-            &format!("path = \"{}/charts-2.1.0/stoa-gateway\"", m.display()),
+            &format!("path = \"{}\"", tgz.display()),
         )
         .replace("gateway:2.3.0\"", "gateway:2.1.0\"")
         .replace(":gateway-2.3.0\"", ":gateway-2.1.0\"")
