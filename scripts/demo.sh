@@ -11,7 +11,11 @@
 # parts with parity, one part damaged and one lost, verified, repaired and
 # applied from the parts. Site: start a throwaway docker-registry and
 # PostgreSQL on loopback (and stand-ins for Helm and for the API server's /version, which the
-# preflight asks through real kubectl: no Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0, show status and history, roll back,
+# preflight asks through real kubectl: no Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0,
+# show the final manifests 2.3.0 would apply (`plan --render`: every chart
+# rendered by real Helm through the updater's post-renderer; the demo fails
+# unless every image line is <site registry>/<prefix>/…@sha256:…), show
+# status and history, roll back,
 # and show the schema, the registry tags and the Helm releases at each point.
 # Then trust: move the site to a signed root, rotate the release key once (the
 # new root shipped inside the next bundle), and show the site refusing a
@@ -212,11 +216,23 @@ say "site: plan and apply 2.1.0 (the upgrade)"
 "${S[@]}" plan "$work/dist/stoa-platform-2.1.0.tar.zst"
 "${S[@]}" apply "$work/dist/stoa-platform-2.1.0.tar.zst"
 show
-# ---------------------------------------------------------------------------
-# Not yet here (issue 9 item 6, branch issue-9-render): `plan --render`, the
-# final manifests per chart with every image from the site registry, e.g.
-#   "${S[@]}" plan --render "$work/dist/stoa-platform-2.1.0.tar.zst"
-# ---------------------------------------------------------------------------
+say "site: plan --render 2.3.0: the final manifests of every chart, every image from the site registry"
+# helm template of each bundled chart (real Helm, through the stand-in) with
+# the site's values and the updater's post-renderer: every pod image becomes
+# <site registry>/<prefix>/<path>:<tag>@<digest the bundle verified>
+rendered="$work/plan-render-2.3.0.txt"
+"${S[@]}" plan --render "$work/dist/stoa-platform-2.3.0.tar.zst" > "$rendered"
+grep -E '^render |^  image ' "$rendered"
+echo "-- an excerpt: stoa-api's Deployment after rewriting"
+sed -n '/^--- manifests of stoa-system\/stoa-api after rewriting ---$/,/^--- end of stoa-api ---$/p' "$rendered" | head -40
+site_reg="127.0.0.1:$reg_port/stoa/"
+n_images=$(grep -cE '^[[:space:]]*(- )?image:' "$rendered" || true)
+outside=$(grep -E '^[[:space:]]*(- )?image:' "$rendered" | grep -vE "image: \"?${site_reg//./\\.}[^\"]+@sha256:[0-9a-f]{64}\"?$" || true)
+charts_rendered=$(grep -c '^--- manifests of ' "$rendered" || true)
+if [ "$n_images" -eq 0 ] || [ "$charts_rendered" -ne "$(grep -c '^\[\[charts\]\]' manifests/stoa-platform.toml)" ] || [ -n "$outside" ] || grep -q 'NOT from the site registry' "$rendered"; then
+  echo "FAILED: $charts_rendered charts rendered, $n_images image lines; not from $site_reg with a digest:"; echo "$outside"; exit 1
+fi
+echo "checked: all $n_images image lines of the $charts_rendered charts' manifests are $site_reg…@sha256:…"
 
 say "site: status and history"
 "${S[@]}" status

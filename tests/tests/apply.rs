@@ -50,12 +50,20 @@ fn apply_upgrade_rollback_and_reapply_uploads_nothing() {
         fs::metadata(&tool).unwrap().permissions().mode() & 0o777,
         0o755
     );
-    // Helm got the site registry
+    // the cluster got every image from the site registry, pinned to the
+    // digest the bundle verified (the updater's post-renderer, real Helm)
     let calls = fs::read_to_string(s.helm_state.join("calls.log")).unwrap();
-    assert!(
-        calls.contains(&format!("global.imageRegistry={}/site", s.registry.host)),
-        "{calls}"
-    );
+    assert!(calls.contains("--post-renderer"), "{calls}");
+    for (rel, img) in [("stoa-api", "api"), ("stoa-gateway", "gateway")] {
+        let want =
+            Site::bundle_image_digest(&b200, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
+        let images = Site::images_of(&s.helm_manifest(rel));
+        assert_eq!(
+            images,
+            [format!("{}/site/stoa/{img}:2.0.0@{want}", s.registry.host)],
+            "{rel}"
+        );
+    }
     assert!(calls.contains("--atomic"), "helm 3 flags: {calls}");
 
     // upgrade to 2.1.0

@@ -120,9 +120,11 @@ pub struct HelmConfig {
     pub values_dir: Option<PathBuf>,
     #[serde(default = "ten_minutes")]
     pub timeout: String,
-    /// The value name the site registry is passed as.
-    #[serde(default = "image_registry_key")]
-    pub image_registry_value: String,
+    /// A value the site registry (`host/prefix`) is also passed as
+    /// (`--set <name>=…`); none by default: the post-renderer serves every
+    /// image from the site registry without it.
+    #[serde(default)]
+    pub image_registry_value: Option<String>,
     /// The site's `keep_releases`, copied at load (sizes `--history-max`).
     #[serde(skip)]
     pub keep_releases: usize,
@@ -136,9 +138,6 @@ fn kubectl_bin() -> PathBuf {
 }
 fn ten_minutes() -> String {
     "10m".into()
-}
-fn image_registry_key() -> String {
-    "global.imageRegistry".into()
 }
 
 /// The shortest `[helm] timeout` accepted: Helm takes whole seconds, and

@@ -5,11 +5,13 @@
 //! from the environment (a mistyped path there silently sends Helm to
 //! localhost:8080).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
+use crate::postrender::PostRender;
 use crate::tool;
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,50 @@ pub fn workloads(manifest: &str, ns: &str) -> Vec<String> {
     out
 }
 
+/// The hook phase of Helm's "<phase> hooks failed" (`pre-upgrade`, …).
+fn hook_phase(reason: &str) -> Option<&str> {
+    let i = reason.find(" hooks failed")?;
+    let head = &reason[..i];
+    let start = head
+        .rfind(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+        .map_or(0, |j| j + 1);
+    let phase = &head[start..];
+    (!phase.is_empty()).then_some(phase)
+}
+
+/// The hooks of `phase` in a revision (`helm status --revision -o json`)
+/// Helm recorded as failed (`last_run.phase`), as `Kind/namespace/name`;
+/// every hook of the phase when none is recorded as failed.
+pub fn failed_hooks(status: &serde_json::Value, phase: &str, ns: &str) -> Vec<String> {
+    let of_phase: Vec<&serde_json::Value> = status["hooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| {
+            h["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e == phase))
+        })
+        .collect();
+    let name = |h: &&serde_json::Value| {
+        format!(
+            "{}/{ns}/{}",
+            h["kind"].as_str().unwrap_or("?"),
+            h["name"].as_str().unwrap_or("?")
+        )
+    };
+    let failed: Vec<String> = of_phase
+        .iter()
+        .filter(|h| h["last_run"]["phase"] == "Failed")
+        .map(name)
+        .collect();
+    if failed.is_empty() {
+        of_phase.iter().map(name).collect()
+    } else {
+        failed
+    }
+}
+
 /// A release's latest revision (`helm status -o json`).
 #[derive(Debug, Clone)]
 pub struct ReleaseStatus {
@@ -158,12 +204,31 @@ impl Helm {
     }
 
     fn run(&self, release: &str, step: &str, args: &[&str]) -> Result<String> {
-        let mut c = self.command();
-        c.args(args);
+        self.run_with(release, step, args, None)
+    }
+
+    /// Runs helm with `args` (and `--kubeconfig`, but for `version`; real
+    /// Helm 3 and 4 `template` ignore it, even naming a missing file), then
+    /// the post-renderer's arguments and environment when one is given.
+    fn run_with(
+        &self,
+        release: &str,
+        step: &str,
+        args: &[&str],
+        pr: Option<&PostRender>,
+    ) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.args(args);
         if step != "version" {
-            c.arg("--kubeconfig").arg(self.cfg.kubeconfig_path());
+            cmd.arg("--kubeconfig").arg(self.cfg.kubeconfig_path());
         }
-        let out = tool::output(&mut c, "helm").map_err(|e| {
+        if let Some(pr) = pr {
+            cmd.args(&pr.args);
+            for (k, v) in &pr.env {
+                cmd.env(k, v);
+            }
+        }
+        let out = tool::output(&mut cmd, "helm").map_err(|e| {
             herr(
                 release,
                 step,
@@ -271,6 +336,49 @@ impl Helm {
         }
     }
 
+    /// `helm template` of `chart` as `upgrade` would install it (same values,
+    /// namespace and post-renderer), tests left out: the final manifests.
+    pub fn template(
+        &self,
+        release: &str,
+        ns: &str,
+        chart: &Path,
+        vendor_values: &[PathBuf],
+        pr: &PostRender,
+        registry_value: Option<&str>,
+    ) -> Result<String> {
+        let mut args: Vec<OsString> = vec![
+            "template".into(),
+            release.into(),
+            chart.into(),
+            "-n".into(),
+            ns.into(),
+            "--skip-tests".into(),
+        ];
+        // as upgrade: the bundle's vendor values, then the site's own file
+        for f in vendor_values {
+            args.push("-f".into());
+            args.push(f.into());
+        }
+        if let Some(f) = self.cfg.values_file(release) {
+            args.push("-f".into());
+            args.push(f.into());
+        }
+        if let Some(r) = registry_value {
+            args.push("--set".into());
+            args.push(r.into());
+        }
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run_with(release, "render", &refs, Some(pr))
+    }
+
+    /// `registry_value`: `name=value` for `--set`, when the site config asks
+    /// for one; `pr`: the post-renderer that serves every image from the
+    /// site registry.
     pub fn upgrade(
         &self,
         release: &str,
@@ -278,6 +386,7 @@ impl Helm {
         chart: &Path,
         vendor_values: &[PathBuf],
         registry_value: Option<&str>,
+        pr: Option<&PostRender>,
     ) -> Result<()> {
         let timeout = format!("{}s", self.cfg.timeout_secs());
         let chart_s = chart.to_string_lossy().into_owned();
@@ -307,7 +416,7 @@ impl Helm {
         }
         if let Some(r) = registry_value {
             args.push("--set".into());
-            args.push(format!("{}={r}", self.cfg.image_registry_value));
+            args.push(r.into());
         }
         args.push(if self.major >= 4 {
             "--rollback-on-failure".into()
@@ -315,21 +424,28 @@ impl Helm {
             "--atomic".into()
         });
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(release, "upgrade", &refs)
+        self.run_with(release, "upgrade", &refs, pr)
             .map(|_| ())
-            .map_err(|e| self.name_unready(release, ns, e))
+            .map_err(|e| self.name_unready(release, ns, "upgrade", e))
     }
 
     /// Helm 3 reports a `--wait` that ran out as only "context deadline
-    /// exceeded" (Helm 4 names the resource). Adds the workloads of the
-    /// failed revision Helm was waiting for, from `helm history` and
-    /// `helm status --revision`; the error is kept as it is when they
-    /// cannot be read.
-    fn name_unready(&self, release: &str, ns: &str, e: UpdaterError) -> UpdaterError {
+    /// exceeded", and a hook that never completed as only "<phase> hooks
+    /// failed: … timed out waiting for the condition" (Helm 4 names the
+    /// resource). Asks Helm for the failed revision it made (`helm history`,
+    /// then `helm status --revision N -o json`, with the same
+    /// `--kubeconfig`) and adds what did not become ready: for a hook, the
+    /// hooks of that phase Helm recorded as failed (`last_run.phase`; all of
+    /// the phase when none is); otherwise the workloads of the revision's
+    /// manifest, which Helm waited for. The error is kept as it is when they
+    /// cannot be read (a first install Helm uninstalled leaves no history).
+    fn name_unready(&self, release: &str, ns: &str, step: &str, e: UpdaterError) -> UpdaterError {
         let UpdaterError::Helm { reason, .. } = &e else {
             return e;
         };
-        if self.major >= 4 || !reason.contains("context deadline exceeded") {
+        let timed_out = reason.contains("context deadline exceeded")
+            || reason.contains("timed out waiting for the condition");
+        if self.major >= 4 || !timed_out {
             return e;
         }
         let Some(rev) = self.last_failed_revision(release, ns) else {
@@ -343,21 +459,24 @@ impl Helm {
         ) else {
             return e;
         };
-        let manifest = serde_json::from_str::<serde_json::Value>(&out)
-            .ok()
-            .and_then(|v| v["manifest"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let w = workloads(&manifest, ns);
-        if w.is_empty() {
+        let v = serde_json::from_str::<serde_json::Value>(&out).unwrap_or_default();
+        let (what, names) = match hook_phase(reason) {
+            Some(phase) => ("not complete", failed_hooks(&v, phase, ns)),
+            None => (
+                "not ready",
+                workloads(v["manifest"].as_str().unwrap_or_default(), ns),
+            ),
+        };
+        if names.is_empty() {
             return e;
         }
         herr(
             release,
-            "upgrade",
+            step,
             format!(
-                "{reason} (not ready within {}s, revision {rev}: {})",
+                "{reason} ({what} within {}s, revision {rev}: {})",
                 self.cfg.timeout_secs(),
-                w.join(", ")
+                names.join(", ")
             ),
         )
     }
@@ -399,6 +518,7 @@ impl Helm {
             ],
         )
         .map(|_| ())
+        .map_err(|e| self.name_unready(release, ns, "rollback", e))
     }
 
     pub fn uninstall(&self, release: &str, ns: &str) -> Result<()> {
@@ -485,6 +605,34 @@ mod tests {
         // the manifest of transcript helm3-basic.txt's `status -o json`
         let m = "---\n# Source: demo/templates/configmap.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: r1-cfg\ndata:\n  message: \"v2\"\n---\n# Source: demo/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: r1-app\nspec:\n  replicas: 0\n  template:\n    metadata:\n      labels: {app: r1}\n    spec:\n      containers:\n      - name: app\n";
         assert_eq!(workloads(m, "ns1"), ["Deployment/ns1/r1-app"]);
+    }
+
+    #[test]
+    fn helm_3_hook_timeouts_name_the_failed_hook() {
+        // transcript hook.txt: Helm 3's whole message for a pre-upgrade Job
+        // that never completed, as error_text makes it one line
+        let r = error_text("Error: UPGRADE FAILED: release rh failed, and has been rolled back due to atomic being set: pre-upgrade hooks failed: 1 error occurred:\n\t* timed out waiting for the condition\n\n\n");
+        assert_eq!(hook_phase(&r), Some("pre-upgrade"));
+        assert_eq!(
+            hook_phase("release r1 failed: context deadline exceeded"),
+            None
+        );
+        let status = serde_json::json!({"hooks": [
+            {"name": "rh-cleanup", "kind": "Job", "events": ["post-upgrade"], "last_run": {"phase": ""}},
+            {"name": "rh-prehook", "kind": "Job", "events": ["pre-install", "pre-upgrade"], "last_run": {"phase": "Failed"}},
+            {"name": "rh-pre-cm", "kind": "ConfigMap", "events": ["pre-upgrade"], "last_run": {"phase": "Succeeded"}},
+        ]});
+        assert_eq!(
+            failed_hooks(&status, "pre-upgrade", "nsh3"),
+            ["Job/nsh3/rh-prehook"]
+        );
+        // none recorded as failed: every hook of the phase
+        let status = serde_json::json!({"hooks": [
+            {"name": "a", "kind": "Job", "events": ["pre-upgrade"]},
+            {"name": "b", "kind": "Job", "events": ["post-upgrade"]},
+        ]});
+        assert_eq!(failed_hooks(&status, "pre-upgrade", "n"), ["Job/n/a"]);
+        assert!(failed_hooks(&serde_json::json!({}), "pre-upgrade", "n").is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
-use stoa_updater::{audit, cmd, config};
+use stoa_updater::{audit, cmd, config, postrender};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,10 @@ enum Command {
     History(cmd::history::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
+    /// Helm's post-renderer: rewrites rendered manifests (stdin) so every pod
+    /// image comes from the site registry (run by Helm, not by hand).
+    #[command(name = "post-render", hide = true)]
+    PostRender(postrender::Args),
 }
 
 impl Command {
@@ -54,7 +58,7 @@ impl Command {
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
             Self::Trust(a) => a.audit_name(),
-            Self::Inspect(_) | Self::Status(_) | Self::History(_) => None,
+            Self::Inspect(_) | Self::Status(_) | Self::History(_) | Self::PostRender(_) => None,
         }
     }
 }
@@ -118,6 +122,10 @@ fn main() -> ExitCode {
         Command::Repair(a) => match no_config("repair") {
             Some(m) => return usage_error(&m, a.json),
             None => (cmd::repair::run(a).map(|()| 0), a.json),
+        },
+        Command::PostRender(a) => match no_config("post-render") {
+            Some(m) => return usage_error(&m, false),
+            None => (postrender::run(a).map(|()| 0), false),
         },
         Command::Plan(a) => (cmd::plan::run(c, a).map(|()| 0), a.json),
         Command::Apply(a) => (cmd::apply::run(c, a).map(|()| 0), a.json),

@@ -27,11 +27,30 @@
 //!   with a Deployment that never became ready (with --atomic /
 //!   --rollback-on-failure it is rolled back, like Helm does).
 //!   `FAKE_HELM_FAIL_ROLLBACK=<release>`: a rollback of it fails the same way.
+//!   `FAKE_HELM_FAIL_HOOK=<release>`: the first pre-install/pre-upgrade hook
+//!   of that release never completes: Helm 3 says only "pre-upgrade hooks
+//!   failed: 1 error occurred: * timed out waiting for the condition", Helm 4
+//!   names the Job (transcript hook.txt); the hook's `last_run.phase` is
+//!   `Failed` in the failed revision, as Helm records it.
+//! - Like Helm, a revision keeps the rendered hooks apart from its
+//!   `manifest` (`"hooks": [{name, kind, path, manifest, events, last_run}]`
+//!   in `status -o json`), and a failed `--wait` names (Helm 4) the first
+//!   workload of the rendered manifest.
 //!
 //! - `--create-namespace` creates the namespace as a file in
 //!   `$FAKE_HELM_STATE/namespaces/`, where `fake-kube-api` answers for it.
 //!
-//! Commands: version, upgrade --install, rollback, history -o json,
+//! Rendering is real Helm's: `template` is passed to real Helm (no cluster
+//! needed, no `--kubeconfig` asked), and `upgrade --install` first runs real
+//! `helm template` with the same chart, namespace, values, `--set` and
+//! post-renderer arguments (the updater's post-renderer runs, as it would on
+//! a cluster), and records the rendered manifests in the revision
+//! (`"manifest"`, also in `status -o json`), so tests can assert what "the
+//! cluster" got. Real Helm is `$STOA_REAL_HELM`, else
+//! `target/helm-bin/helm<FAKE_HELM_VERSION>` beside this binary's folder
+//! (scripts/install-deps.sh puts it there); missing, it fails saying so.
+//!
+//! Commands: version, template, upgrade --install, rollback, history -o json,
 //! status -o json, uninstall.
 
 #![allow(clippy::unwrap_used)]
@@ -84,14 +103,118 @@ fn atomic_name() -> &'static str {
     }
 }
 
-/// What a failed `--wait` says: Helm 4 names the resource, Helm 3 only
-/// "context deadline exceeded" (transcripts with-kcm.txt).
-fn wait_failure(ns: &str, rel: &str) -> String {
+/// What a failed `--wait` says: Helm 4 names the resource (the first
+/// workload of the rendered manifest), Helm 3 only "context deadline
+/// exceeded" (transcripts with-kcm.txt).
+fn wait_failure(ns: &str, rel: &str, manifest: &str) -> String {
     if major() >= 4 {
-        format!("resource Deployment/{ns}/{rel}-app not ready. status: InProgress, message: Available: 0/1\ncontext deadline exceeded")
+        let w = docs(manifest)
+            .iter()
+            .filter_map(|d| doc_kind_name(d))
+            .find(|(k, _)| {
+                ["Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"].contains(&k.as_str())
+            })
+            .map(|(k, n)| format!("{k}/{ns}/{n}"))
+            .unwrap_or_else(|| format!("Deployment/{ns}/{rel}-app"));
+        format!("resource {w} not ready. status: InProgress, message: Available: 0/1\ncontext deadline exceeded")
     } else {
         "context deadline exceeded".into()
     }
+}
+
+/// What a hook that never completed says (transcript hook.txt).
+fn hook_failure(ns: &str, phase: &str, kind: &str, name: &str) -> String {
+    if major() >= 4 {
+        format!("{phase} hooks failed: resource {kind}/{ns}/{name} not ready. status: InProgress, message: Job in progress\ncontext deadline exceeded")
+    } else {
+        format!(
+            "{phase} hooks failed: 1 error occurred:\n\t* timed out waiting for the condition\n\n"
+        )
+    }
+}
+
+/// The documents of rendered manifests (split at `---` lines), empty ones
+/// left out.
+fn docs(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for l in text.lines() {
+        if l.trim_end() == "---" {
+            if !cur.trim().is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+            continue;
+        }
+        cur.push_str(l);
+        cur.push('\n');
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `kind:` and `metadata.name` of a document (line-based: enough for
+/// Helm's rendered output).
+fn doc_kind_name(doc: &str) -> Option<(String, String)> {
+    let kind = doc
+        .lines()
+        .find_map(|l| l.strip_prefix("kind:"))?
+        .trim()
+        .to_owned();
+    let mut in_meta = false;
+    for l in doc.lines() {
+        if !l.starts_with(' ') {
+            in_meta = l.trim_end() == "metadata:";
+            continue;
+        }
+        if in_meta {
+            if let Some(n) = l.strip_prefix("  name:") {
+                return Some((kind, n.trim().trim_matches('"').to_owned()));
+            }
+        }
+    }
+    None
+}
+
+/// Splits rendered manifests as Helm stores a release: the manifest (every
+/// document without a `helm.sh/hook` annotation) and the hooks.
+fn split_hooks(text: &str) -> (String, Vec<Value>) {
+    let mut manifest = String::new();
+    let mut hooks = Vec::new();
+    for d in docs(text) {
+        let events = d.lines().find_map(|l| {
+            let t = l.trim();
+            t.strip_prefix("\"helm.sh/hook\":")
+                .or_else(|| t.strip_prefix("helm.sh/hook:"))
+                .map(|v| {
+                    v.trim()
+                        .trim_matches('"')
+                        .split(',')
+                        .map(|e| e.trim().to_owned())
+                        .collect::<Vec<_>>()
+                })
+        });
+        match (events, doc_kind_name(&d)) {
+            (Some(events), Some((kind, name))) => {
+                let path = d
+                    .lines()
+                    .find_map(|l| l.strip_prefix("# Source: "))
+                    .unwrap_or("")
+                    .to_owned();
+                hooks.push(json!({
+                    "name": name, "kind": kind, "path": path, "manifest": d,
+                    "events": events, "last_run": {"phase": ""},
+                }));
+            }
+            _ => {
+                manifest.push_str("---\n");
+                manifest.push_str(&d);
+            }
+        }
+    }
+    (manifest, hooks)
 }
 
 /// Helm 4 prints a `level=WARN` line before its `Error:` line.
@@ -102,6 +225,70 @@ fn warn4(op: &str, rel: &str, cause: &str) {
             cause.replace('\n', "\\n")
         );
     }
+}
+
+/// Real Helm of the emulated major version.
+fn real_helm() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("STOA_REAL_HELM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/fake-helm -> target/helm-bin/helm<major>
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("helm-bin").join(format!("helm{}", major())))
+        .ok_or("no target folder")?;
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "fake-helm renders with real Helm, not found at {} (set STOA_REAL_HELM or run scripts/get-helm.sh)",
+            p.display()
+        ))
+    }
+}
+
+/// Runs real `helm template <rel> <chart>` with the rendering arguments of
+/// `rest` (namespace, values, --set, post-renderer); the rendered text, or
+/// real Helm's stderr.
+fn render(rel: &str, chart: &str, rest: &[String]) -> Result<String, String> {
+    let helm = real_helm()?;
+    let mut args: Vec<String> = vec!["template".into(), rel.into(), chart.into()];
+    let mut i = 0;
+    while i < rest.len() {
+        let a = &rest[i];
+        let takes_value = [
+            "-n",
+            "--namespace",
+            "-f",
+            "--values",
+            "--set",
+            "--post-renderer",
+            "--post-renderer-args",
+        ];
+        if takes_value.contains(&a.as_str()) {
+            if let Some(v) = rest.get(i + 1) {
+                args.push(a.clone());
+                args.push(v.clone());
+            }
+            i += 2;
+            continue;
+        }
+        if a.starts_with("--post-renderer-args=") || a.starts_with("--post-renderer=") {
+            args.push(a.clone());
+        }
+        i += 1;
+    }
+    let out = std::process::Command::new(&helm)
+        .args(&args)
+        .output()
+        .map_err(|e| format!("run {}: {e}", helm.display()))?;
+    if !out.status.success() {
+        let e = String::from_utf8_lossy(&out.stderr);
+        return Err(e.trim().trim_start_matches("Error: ").to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn is_pending(r: &Value) -> bool {
@@ -230,6 +417,22 @@ fn main() -> ExitCode {
         println!("{}", version());
         return ExitCode::SUCCESS;
     }
+    if cmd == "template" {
+        let (Some(rel), Some(chart)) = (pos.first(), pos.get(1)) else {
+            return fail("\"helm template\" requires at least 1 argument");
+        };
+        // the whole command line goes to real Helm
+        let helm = match real_helm() {
+            Ok(h) => h,
+            Err(e) => return fail(&e),
+        };
+        let _ = (rel, chart);
+        return match std::process::Command::new(helm).args(&args).status() {
+            Ok(s) if s.success() => ExitCode::SUCCESS,
+            Ok(s) => ExitCode::from(s.code().unwrap_or(1) as u8),
+            Err(e) => fail(&format!("run real helm: {e}")),
+        };
+    }
     match flag(rest, &["--kubeconfig"]) {
         Some(k) if !Path::new(&k).is_file() => {
             return unreachable(&format!("stat {k}: no such file or directory"));
@@ -289,6 +492,12 @@ fn main() -> ExitCode {
                 let _ = fs::create_dir_all(&d);
                 let _ = fs::write(d.join(&ns), "");
             }
+            // what would be applied to the cluster: real Helm's rendering,
+            // through the post-renderer the updater gave
+            let (manifest, mut hooks) = match render(rel, chart, rest) {
+                Ok(m) => split_hooks(&m),
+                Err(e) => return fail(&e),
+            };
             let rev = h.len() as u64 + 1;
             let first = rev == 1;
             // the new revision is pending while Helm waits; a kill leaves it so
@@ -298,7 +507,7 @@ fn main() -> ExitCode {
                 "status": if first { "pending-install" } else { "pending-upgrade" },
                 "chart": format!("{cname}-{cver}"), "app_version": cver,
                 "description": if first { "Initial install underway" } else { "Preparing upgrade" },
-                "values": values, "set": sets,
+                "values": values, "set": sets, "manifest": manifest, "hooks": hooks.clone(),
             }));
             save(&ns, rel, &h);
             if let Some(ms) = std::env::var("FAKE_HELM_SLEEP_MS")
@@ -308,10 +517,36 @@ fn main() -> ExitCode {
                 // like --wait on a slow rollout
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
-            let failing =
+            let mut failing =
                 std::env::var("FAKE_HELM_FAIL_RELEASE").ok().as_deref() == Some(rel.as_str());
-            let cause = wait_failure(&ns, rel);
+            let mut cause = wait_failure(&ns, rel, &manifest);
             let last = h.len() - 1;
+            // the hooks of this phase run first; with FAKE_HELM_FAIL_HOOK
+            // the first never completes
+            let phase = if first { "pre-install" } else { "pre-upgrade" };
+            let hook_fails =
+                std::env::var("FAKE_HELM_FAIL_HOOK").ok().as_deref() == Some(rel.as_str());
+            for hk in hooks.iter_mut() {
+                if !hk["events"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e == phase))
+                {
+                    continue;
+                }
+                if hook_fails && !failing {
+                    hk["last_run"]["phase"] = json!("Failed");
+                    failing = true;
+                    cause = hook_failure(
+                        &ns,
+                        phase,
+                        hk["kind"].as_str().unwrap_or(""),
+                        hk["name"].as_str().unwrap_or(""),
+                    );
+                } else if !failing {
+                    hk["last_run"]["phase"] = json!("Succeeded");
+                }
+            }
+            h[last]["hooks"] = json!(hooks);
             if !failing {
                 if let Some(i) = prev_deployed {
                     h[i]["status"] = json!("superseded");
@@ -381,7 +616,7 @@ fn main() -> ExitCode {
             let rev = h.len() as u64 + 1;
             if std::env::var("FAKE_HELM_FAIL_ROLLBACK").ok().as_deref() == Some(rel.as_str()) {
                 // transcript helm3-basic.txt: the rollback's wait timed out
-                let cause = wait_failure(&ns, rel);
+                let cause = wait_failure(&ns, rel, t["manifest"].as_str().unwrap_or(""));
                 let mut rb = t;
                 rb["revision"] = json!(rev);
                 rb["status"] = json!("failed");
@@ -436,7 +671,7 @@ fn main() -> ExitCode {
             };
             println!(
                 "{}",
-                json!({"name": rel, "namespace": ns, "version": last["revision"], "info": {"status": last["status"], "description": last["description"]}, "chart": last["chart"], "config": {"set": last["set"]}, "manifest": format!("---\n# Source: {0}/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {rel}-app\n", last["chart"].as_str().unwrap_or(""))})
+                json!({"name": rel, "namespace": ns, "version": last["revision"], "info": {"status": last["status"], "description": last["description"]}, "chart": last["chart"], "config": {"set": last["set"]}, "manifest": last["manifest"], "hooks": last["hooks"]})
             );
             ExitCode::SUCCESS
         }

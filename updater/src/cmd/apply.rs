@@ -29,6 +29,10 @@ pub struct Args {
     /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
+    /// Apply although Helm 3 would run hook images (which its post-renderer
+    /// never sees) from outside the site registry; plan names them.
+    #[arg(long)]
+    pub accept_hook_images: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -46,6 +50,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         no_auto_rollback: args.no_auto_rollback,
         allow_expired: args.allow_expired,
         ignore_clock_floor: args.ignore_clock_floor,
+        accept_hook_images: args.accept_hook_images,
     };
     let src = BundleSource::resolve(&args.bundle)?;
     let r = site.apply(&src, &opts, &mut |phase, done, total| {

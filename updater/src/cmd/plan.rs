@@ -3,16 +3,24 @@
 //! site config has every section the bundle needs, applies the version
 //! policy, and reads the databases and Helm for what is pending. Then it
 //! runs the preflight checks (crate::preflight) and shows every one; when
-//! one failed it exits 9 after the whole report.
+//! one failed it exits 9 after the whole report. Every chart is rendered
+//! through the post-renderer (crate::postrender): its images as they will
+//! run, the final manifests with `--render`, and on Helm 3 the hook images
+//! that would leave the site registry (exit 5 unless accepted).
 
 use std::path::PathBuf;
 
-use stoa_format::reader::NullSink;
+use std::os::unix::fs::DirBuilderExt;
+
 use stoa_format::source::{verify_source_with, BundleSource};
 
 use crate::engine::plan::{Plan, Probe};
 use crate::engine::Site;
 use crate::error::{Result, UpdaterError};
+use crate::helm::Helm;
+use crate::postrender::{
+    hook_refusal, prepare, registry_value, render_chart, site_images, ChartSink, RenderedChart,
+};
 use crate::progress::bytes_bar;
 use crate::state::{LockProbe, OpKind, SiteLock};
 
@@ -44,6 +52,9 @@ struct PlanOutput<'a> {
     #[serde(flatten)]
     plan: &'a Plan,
     preflight: &'a [crate::preflight::Check],
+    /// Each chart rendered through the post-renderer (images as they will
+    /// run; the manifests with `--render`).
+    render: &'a [RenderedChart],
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<serde_json::Value>,
 }
@@ -65,6 +76,15 @@ pub struct Args {
     /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
+    /// Also show the final manifests of each chart: `helm template` with the
+    /// bundle's chart, the site's values and namespace, and the
+    /// post-renderer that serves every image from the site registry.
+    #[arg(long)]
+    pub render: bool,
+    /// Do not refuse (exit 5) when Helm 3 would run hook images from outside
+    /// the site registry (as `apply --accept-hook-images`).
+    #[arg(long)]
+    pub accept_hook_images: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -83,13 +103,17 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let index_trust = base.store();
+    // the chart archives are kept (in a private temp folder: plan changes
+    // nothing) to render them
+    let tmp = TempDir::new()?;
+    let mut sink = ChartSink::new(tmp.0.clone());
     // carried roots extend the site's root in memory only: plan changes nothing
     let v = verify_source_with(
         &src,
         &index_trust,
         &mut base.resolver(now, &mut root_version),
         &Site::verify_options(args.allow_expired),
-        &mut NullSink,
+        &mut sink,
         &mut |n| pb.inc(n),
     )?;
     pb.finish_and_clear();
@@ -115,20 +139,58 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
     let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
+    // every chart through `helm template` and the post-renderer
+    let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
+    let mut render_error: Option<UpdaterError> = None;
+    let mut rendered: Vec<RenderedChart> = Vec::new();
+    if let (Some(h), false) = (&helm, m.charts.is_empty()) {
+        let setup = site_images(&site.cfg, m)
+            .and_then(|imgs| Ok((prepare(&tmp.0.join("post-render"), &imgs, h.major)?, imgs)));
+        match setup {
+            Ok((pr, imgs)) => {
+                let reg = registry_value(&site.cfg);
+                for c in &m.charts {
+                    let files = sink
+                        .chart(m, c, &site.sd)
+                        .and_then(|p| Ok((p, sink.values(m, c, &site.sd)?)));
+                    match files
+                        .and_then(|(p, v)| render_chart(h, c, &p, &v, &pr, &imgs, reg.as_deref()))
+                    {
+                        Ok((mut r, text)) => {
+                            if args.render {
+                                r.manifests = Some(text);
+                            }
+                            rendered.push(r);
+                        }
+                        Err(e) => {
+                            render_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => render_error = Some(e),
+        }
+    }
+    let refusal = match &helm {
+        Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&rendered),
+        _ => None,
+    };
     if args.json {
         let error = preflight.clone().error(true).err().map(|e| {
             serde_json::json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()})
         });
         let out = PlanOutput {
-            ok: error.is_none(),
+            ok: error.is_none() && render_error.is_none() && refusal.is_none(),
             plan: &plan,
             preflight: &preflight.checks,
+            render: &rendered,
             error,
         };
         let mut doc = serde_json::to_value(&out).unwrap_or_default();
         doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
         println!("{doc}");
-        return preflight.error(true).map(|_| ());
+        preflight.error(true)?;
+        return finish(render_error, refusal);
     }
     if let Some(d) = &m.delta {
         println!(
@@ -140,5 +202,78 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     }
     print!("{plan}");
     preflight.print_text();
-    preflight.error(false).map(|_| ())
+    for c in &rendered {
+        println!("render {}/{} ({}):", c.namespace, c.release, c.chart);
+        for i in &c.images {
+            println!(
+                "  image {}/{} {}{}: {}",
+                i.kind,
+                i.name,
+                i.container,
+                i.hook
+                    .as_deref()
+                    .map(|h| format!(" (hook {h})"))
+                    .unwrap_or_default(),
+                i.image
+            );
+        }
+        for i in &c.hook_images_outside {
+            println!(
+                "  hook image NOT from the site registry (Helm 3 does not post-render hooks): {}/{} {}: {}",
+                i.kind, i.name, i.container, i.image
+            );
+        }
+        if let Some(t) = &c.manifests {
+            println!(
+                "--- manifests of {}/{} after rewriting ---",
+                c.namespace, c.release
+            );
+            print!("{t}");
+            if !t.ends_with('\n') {
+                println!();
+            }
+            println!("--- end of {} ---", c.release);
+        }
+    }
+    // a failed check first (exit 9), then a chart that did not render, then
+    // a hook refusal: all after everything was shown
+    preflight.error(false)?;
+    finish(render_error, refusal)
+}
+
+/// After everything was shown: a chart that did not render, then a hook
+/// refusal, make plan fail.
+fn finish(render_error: Option<UpdaterError>, refusal: Option<UpdaterError>) -> Result<()> {
+    match (render_error, refusal) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    }
+}
+
+/// A private temp folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let base = std::env::temp_dir();
+        for n in 0..100u32 {
+            let p = base.join(format!("stoa-plan-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(Self(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(UpdaterError::io("create temp folder", &p, e)),
+            }
+        }
+        Err(UpdaterError::io(
+            "create temp folder",
+            &base,
+            std::io::Error::other("no free name"),
+        ))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -10,7 +10,6 @@ use stoa_format::{BundleManifest, Limits};
 use crate::config::hint;
 use crate::db::MigrationUp;
 use crate::error::{Result, UpdaterError};
-use crate::registry::{self};
 use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
     now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StepRecord,
@@ -81,6 +80,15 @@ impl Site {
         let t = r.created.time();
         crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         let m = staged.verified.manifest.clone();
+        // every chart renders with every image from the site registry, and
+        // (Helm 3) no hook image leaves it unless accepted: before any change
+        crate::postrender::preflight(
+            &self.cfg,
+            &self.sd,
+            &m,
+            &self.sd.release_dir(&m.release.version).join("charts"),
+            opts.accept_hook_images,
+        )?;
         let mut report = ApplyReport {
             version: m.release.version.to_string(),
             from: state.installed.as_ref().map(|v| v.to_string()),
@@ -427,13 +435,24 @@ impl Site {
             .release_dir(&m.release.version)
             .join("charts")
             .join(chart_file_name(c));
-        let reg = self.cfg.registry.as_ref().map(registry::site_registry_ref);
+        let reg = crate::postrender::registry_value(&self.cfg);
         let values = c
             .values
             .iter()
             .map(|v| entry_blob(&self.sd, m, &v.path))
             .collect::<Result<Vec<_>>>()?;
-        charts.upgrade(&c.release, &c.namespace, &chart, &values, reg.as_deref())?;
+        let post = crate::postrender::PostRenderSetup {
+            base: self.cfg.state_dir.join("post-render"),
+            images: crate::postrender::site_images(&self.cfg, m)?,
+        };
+        charts.upgrade(
+            &c.release,
+            &c.namespace,
+            &chart,
+            &values,
+            reg.as_deref(),
+            &post,
+        )?;
         let after = charts.revision(&c.release, &c.namespace)?;
         if let Some(r) = pending(st)?
             .record

@@ -16,6 +16,7 @@ use crate::config::{HelmConfig, RegistryConfig};
 use crate::db::{self, Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
+use crate::postrender::PostRenderSetup;
 use crate::registry::{self, PushStats};
 use crate::state::StateDir;
 
@@ -47,7 +48,10 @@ pub trait Charts {
     fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
-    /// `values`: the bundle's vendor values files, given before the site's.
+    /// `values`: the bundle's vendor values files, given before the site's;
+    /// `registry`: `name=value` for `--set`, when the site config asks for
+    /// one; `post`: the post-renderer serving every image from the site
+    /// registry (set up for the Helm version found).
     fn upgrade(
         &self,
         release: &str,
@@ -55,6 +59,7 @@ pub trait Charts {
         chart: &Path,
         values: &[PathBuf],
         registry: Option<&str>,
+        post: &PostRenderSetup,
     ) -> Result<()>;
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()>;
     fn uninstall(&self, release: &str, ns: &str) -> Result<()>;
@@ -206,8 +211,11 @@ impl Charts for HelmCli {
         chart: &Path,
         values: &[PathBuf],
         registry: Option<&str>,
+        post: &PostRenderSetup,
     ) -> Result<()> {
-        self.helm()?.upgrade(release, ns, chart, values, registry)
+        let h = self.helm()?;
+        let pr = crate::postrender::prepare(&post.base, &post.images, h.major)?;
+        h.upgrade(release, ns, chart, values, registry, Some(&pr))
     }
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {
         self.helm()?.rollback(release, ns, revision)

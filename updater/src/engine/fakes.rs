@@ -142,6 +142,7 @@ impl Charts for FakeHelm {
         chart: &Path,
         _values: &[PathBuf],
         _reg: Option<&str>,
+        _post: &crate::postrender::PostRenderSetup,
     ) -> Result<()> {
         let name = chart
             .file_name()

@@ -74,6 +74,9 @@ pub struct ApplyOptions {
     pub allow_expired: bool,
     /// Use the machine clock even when it is before the clock floor (audited).
     pub ignore_clock_floor: bool,
+    /// Apply although Helm 3 would run hook images from outside the site
+    /// registry (its post-renderer does not see hooks).
+    pub accept_hook_images: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
