@@ -7,7 +7,8 @@
 //! ranges with `x`/`*` wildcards, `~`, `^`, comparisons, `,` or space for
 //! AND, `||` for OR, `a - b` ranges) and vendored as
 //! `<chart>/charts/<dep>-<version>.tgz` in the bundled archive, which is then
-//! repacked deterministically (sorted paths, fixed mtime, owner 0).
+//! repacked deterministically (sorted paths, owner 0, the fixed
+//! [`chart::CHART_MTIME`]).
 //!
 //! Mirrors: a dependency is fetched like any other chart, so the build
 //! host's registries.conf (`oci://` dependencies, tag list and pull) and
@@ -176,7 +177,7 @@ fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     Ok(out)
 }
 
-fn pack(name: &str, mut files: Vec<File>, mtime: u64, level: Compression) -> Result<Vec<u8>> {
+fn pack(name: &str, mut files: Vec<File>, level: Compression) -> Result<Vec<u8>> {
     let cerr = |m: String| BundlerError::Chart {
         path: name.into(),
         message: m,
@@ -189,7 +190,7 @@ fn pack(name: &str, mut files: Vec<File>, mtime: u64, level: Compression) -> Res
         let mut h = tar::Header::new_ustar();
         h.set_size(f.data.len() as u64);
         h.set_mode(f.mode);
-        h.set_mtime(mtime);
+        h.set_mtime(chart::CHART_MTIME);
         h.set_uid(0);
         h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
@@ -269,7 +270,7 @@ pub fn complete(
             data: got.bytes,
         });
     }
-    let bytes = pack(&c.name, files, settings.mtime, settings.chart_gzip)?;
+    let bytes = pack(&c.name, files, settings.chart_gzip)?;
     Ok(PackagedChart { bytes, ..c })
 }
 
@@ -334,7 +335,7 @@ fn fetch(
                 "a file:// dependency needs the chart as a folder",
             )
         })?;
-        let d = chart::load(&dir, settings.mtime, settings.chart_gzip)?;
+        let d = chart::load(&dir, settings.chart_gzip)?;
         let d = complete(d, Some(&dir), settings, pull)?;
         pick(std::slice::from_ref(&d.version))?;
         d
@@ -344,14 +345,14 @@ fn fetch(
         let versions = p.list_oci_chart_versions(&url)?;
         let v = pick(&versions)?;
         let (path, _) = p.pull_oci_chart(&url, &v)?;
-        let d = chart::load(&path, settings.mtime, settings.chart_gzip)?;
+        let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
         let versions = chart_repo::versions(p, repo, &dep.name)?;
         let v = pick(&versions)?;
         let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
-        let d = chart::load(&path, settings.mtime, settings.chart_gzip)?;
+        let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, settings, pull)?
     } else {
         return Err(dep_err(

@@ -135,7 +135,7 @@ pub fn resolve_chart(
             chart_repo::pull(p, url, name, version)?.0
         }
     };
-    let c = chart::load(&path, settings.mtime, settings.chart_gzip)?;
+    let c = chart::load(&path, settings.chart_gzip)?;
     let source_dir = path.is_dir().then_some(path.as_path());
     if let Some((from, name, v)) = spec.source.wanted() {
         if c.name != name || c.version != v {

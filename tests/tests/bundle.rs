@@ -140,6 +140,25 @@ fn same_inputs_same_epoch_give_identical_bytes() {
         .arg(&later)
         .env("SOURCE_DATE_EPOCH", "1767225601"));
     assert_ne!(fs::read(&b.bundle).unwrap(), fs::read(&later).unwrap());
+    // but the charts packed from folders depend on their content only: an
+    // unchanged chart built later has the same digest (a delta leaves it out)
+    let chart_digests = |bundle: &std::path::Path| -> Vec<String> {
+        let m = json(&ok(Command::new("tar")
+            .arg("--zstd")
+            .arg("-xOf")
+            .arg(bundle)
+            .arg("manifest.json")));
+        m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["path"].as_str().unwrap().starts_with("charts/"))
+            .map(|e| format!("{} {}", e["path"], e["sha256"]))
+            .collect()
+    };
+    let charts = chart_digests(&b.bundle);
+    assert!(!charts.is_empty());
+    assert_eq!(charts, chart_digests(&later));
 }
 
 #[test]

@@ -132,12 +132,19 @@ impl ChartMeta {
 /// bundle's; `images` packs a throwaway archive for Helm with none).
 pub const BUNDLE_GZIP: Compression = Compression::new(6);
 
+/// The mtime of every file in a chart archive the bundler packs (from a
+/// folder, or completed with its dependencies): 1980-01-01, a constant, so
+/// an archive's bytes depend on the chart's content only. Two builds of an
+/// unchanged chart, whenever made, give the same archive, and a delta
+/// leaves it out. (Helm ignores the mtimes.)
+pub const CHART_MTIME: u64 = 315_532_800;
+
 /// Loads a chart from a folder (packaged with gzip `level`) or a `.tgz`
 /// (kept as it is).
-pub fn load(path: &Path, mtime: u64, level: Compression) -> Result<PackagedChart> {
+pub fn load(path: &Path, level: Compression) -> Result<PackagedChart> {
     let meta = fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
     if meta.is_dir() {
-        package_dir(path, mtime, level)
+        package_dir(path, level)
     } else {
         load_tgz(path)
     }
@@ -243,7 +250,7 @@ fn glob(pat: &str, s: &str) -> bool {
     m(pat.as_bytes(), s.as_bytes())
 }
 
-fn package_dir(dir: &Path, mtime: u64, level: Compression) -> Result<PackagedChart> {
+fn package_dir(dir: &Path, level: Compression) -> Result<PackagedChart> {
     let chart_yaml =
         fs::read(dir.join("Chart.yaml")).map_err(|e| err(dir, format!("Chart.yaml: {e}")))?;
     let meta = parse_chart_yaml(dir, &chart_yaml)?;
@@ -269,7 +276,7 @@ fn package_dir(dir: &Path, mtime: u64, level: Compression) -> Result<PackagedCha
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(*mode);
-        h.set_mtime(mtime);
+        h.set_mtime(CHART_MTIME);
         h.set_uid(0);
         h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
