@@ -365,8 +365,8 @@ mod tests {
         fs::write(d.path().join("templates/cm.yaml"), "kind: ConfigMap\n").unwrap();
         fs::write(d.path().join("notes.bak"), "x").unwrap();
         fs::write(d.path().join(".helmignore"), "*.bak\n").unwrap();
-        let a = load(d.path(), 1000, BUNDLE_GZIP).unwrap();
-        let b = load(d.path(), 1000, BUNDLE_GZIP).unwrap();
+        let a = load(d.path(), BUNDLE_GZIP).unwrap();
+        let b = load(d.path(), BUNDLE_GZIP).unwrap();
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(
             (
@@ -378,7 +378,7 @@ mod tests {
         );
         let tgz = d.path().join("demo.tgz");
         fs::write(&tgz, &a.bytes).unwrap();
-        let c = load(&tgz, 0, BUNDLE_GZIP).unwrap();
+        let c = load(&tgz, BUNDLE_GZIP).unwrap();
         assert_eq!(c.bytes, a.bytes);
         let mut names: Vec<String> = tar::Archive::new(GzDecoder::new(&a.bytes[..]))
             .entries()
