@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use stoa_e2e::harness::{bundler, fails, ok, real_helm, require, run, updater, Mirror};
 use stoa_e2e::oci_fixture::{sample_images, write_layout, STACK_IMAGES};
 use stoa_e2e::registry_fixture::{build_ok, entries, inspect, keygen};
-use stoa_e2e::site::manifests_dir;
+use stoa_e2e::site::{manifests_dir, Site};
 
 /// The upstream charts of the stack: (name, version).
 const STACK_CHARTS: &[(&str, &str)] = &[
@@ -401,4 +401,79 @@ fn stack_images_are_all_listed_and_carried_and_a_missing_one_is_refused() {
         "{e}"
     );
     assert!(!bundle.exists());
+}
+
+/// Issue 9 item 6 on the real stack: the 2.3.0 bundle (every upstream chart
+/// with its vendor values) planned on a site with `plan --render`, the
+/// stand-in rendering each chart with real Helm 3 through the updater's
+/// post-renderer: every pod image of every chart is served from the site
+/// registry, pinned to the digest the bundle verified, and nothing in a
+/// hook is left pulling from elsewhere.
+#[test]
+fn plan_render_of_the_stack_serves_every_image_from_the_site_registry() {
+    let s = Site::start();
+    let mirror = Mirror::start(s.path());
+    let manifest = stack_manifest(s.path(), "2.3.0");
+    let bundle = s.path().join("stack.tar.zst");
+    build_ok(
+        &manifest,
+        &s.key,
+        &bundle,
+        &s.path().join("cache"),
+        &mirror.build_flags,
+    );
+
+    let out = run(s
+        .updater()
+        .args(["plan", "--render", "--json"])
+        .arg(&bundle));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let plan: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let render = plan["render"].as_array().unwrap();
+    let rendered: Vec<&str> = render
+        .iter()
+        .map(|c| c["release"].as_str().unwrap())
+        .collect();
+    for (chart, _) in STACK_CHARTS {
+        assert!(
+            rendered.contains(chart),
+            "{chart} not rendered: {rendered:?}"
+        );
+    }
+    let site = format!("{}/site/", s.registry.host);
+    let mut n = 0;
+    for c in render {
+        assert!(
+            c["hook_images_outside"].as_array().unwrap().is_empty(),
+            "{c}"
+        );
+        for i in c["images"].as_array().unwrap() {
+            let image = i["image"].as_str().unwrap();
+            let (name, digest) = image.split_once('@').unwrap_or((image, ""));
+            assert!(
+                name.starts_with(&site) && digest.len() == 71 && digest.starts_with("sha256:"),
+                "{} {}/{} {}: {image}",
+                c["release"],
+                i["kind"],
+                i["name"],
+                i["container"]
+            );
+            n += 1;
+        }
+        // the final manifests hold no other image line
+        let manifests = c["manifests"].as_str().unwrap();
+        for l in manifests
+            .lines()
+            .filter(|l| l.trim_start().starts_with("image:"))
+        {
+            assert!(l.contains(&site), "{}: {l}", c["release"]);
+        }
+    }
+    assert!(n >= 10, "only {n} pod images rendered");
 }
