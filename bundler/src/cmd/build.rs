@@ -17,8 +17,7 @@ use crate::images::{self, CarriedImage, ChartJob};
 use crate::plan::{plan, BuildSettings, Planned};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
-use crate::sources::registry::mirrors::ChartRepoMirror;
-use crate::sources::registry::{cache, PullOptions, PullStats};
+use crate::sources::registry::PullStats;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,27 +35,8 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    /// The download cache (default: $XDG_CACHE_HOME/stoa-bundler or
-    /// ~/.cache/stoa-bundler). Blobs are kept only once verified.
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    /// A PEM file of extra CA certificates trusted for registries and Helm
-    /// repositories (beside the system roots); repeatable.
-    #[arg(long = "ca-cert", value_name = "PEM")]
-    pub ca_certs: Vec<PathBuf>,
-    /// A registry or chart repository `host[:port]` reached over plain
-    /// HTTP; repeatable.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// The containers registries.conf (v2) giving mirrors and locations for
-    /// image and OCI chart pulls (default: $CONTAINERS_REGISTRIES_CONF, else
-    /// /etc/containers/registries.conf when it exists).
-    #[arg(long = "registries-conf", value_name = "FILE")]
-    pub registries_conf: Option<PathBuf>,
-    /// A classic Helm repository served from a mirror, tried first:
-    /// `<repo-url>=<mirror-url>`; repeatable (in order).
-    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
-    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
+    #[command(flatten)]
+    pub pull: super::PullArgs,
     /// Parallel blob downloads.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -242,15 +222,9 @@ pub fn run(args: &Args) -> Result<()> {
         created,
         mtime,
         limits: Limits::default(),
-        pull: PullOptions {
-            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
-            ca_certs: args.ca_certs.clone(),
-            insecure: args.insecure_registries.clone(),
-            jobs: usize::from(args.jobs),
-            quiet: args.quiet || args.json,
-            registries_conf: args.registries_conf.clone(),
-            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
-        },
+        pull: args
+            .pull
+            .options(usize::from(args.jobs), args.quiet || args.json),
         chart_gzip: crate::sources::chart::BUNDLE_GZIP,
     };
     let Planned {

@@ -13,8 +13,6 @@ use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
 use crate::plan::{resolve_chart, BuildSettings, PullSlot};
 use crate::release::{Chart, ChartSource, LoadedRelease};
-use crate::sources::registry::mirrors::ChartRepoMirror;
-use crate::sources::registry::{cache, PullOptions};
 
 /// Where Helm is and what it renders for; shared with `build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,26 +36,8 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub render: RenderArgs,
-    /// The download cache for pulled charts (as `build --cache`).
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    /// Extra CA certificates for registries and Helm repositories (as
-    /// `build --ca-cert`); repeatable.
-    #[arg(long = "ca-cert", value_name = "PEM")]
-    pub ca_certs: Vec<PathBuf>,
-    /// A registry or chart repository reached over plain HTTP (as `build
-    /// --insecure-registry`); repeatable.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// The containers registries.conf for OCI chart pulls (as `build
-    /// --registries-conf`; default: $CONTAINERS_REGISTRIES_CONF, else
-    /// /etc/containers/registries.conf when it exists).
-    #[arg(long = "registries-conf", value_name = "FILE")]
-    pub registries_conf: Option<PathBuf>,
-    /// A classic Helm repository served from a mirror, tried first (as
-    /// `build --chart-repo-mirror`): `<repo-url>=<mirror-url>`; repeatable.
-    #[arg(long = "chart-repo-mirror", value_name = "REPO=MIRROR")]
-    pub chart_repo_mirrors: Vec<ChartRepoMirror>,
+    #[command(flatten)]
+    pub pull: super::PullArgs,
 }
 
 /// The `--json` report.
@@ -91,15 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
         created: UNIX_EPOCH,
         mtime: 0,
         limits: Limits::default(),
-        pull: PullOptions {
-            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
-            ca_certs: args.ca_certs.clone(),
-            insecure: args.insecure_registries.clone(),
-            jobs: 4,
-            quiet: true,
-            registries_conf: args.registries_conf.clone(),
-            chart_repo_mirrors: args.chart_repo_mirrors.clone(),
-        },
+        pull: args.pull.options(4, true),
         // the archives only go to `helm template`: not compressed (deflate
         // was half of our own CPU)
         chart_gzip: flate2::Compression::none(),
