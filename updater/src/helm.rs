@@ -14,6 +14,21 @@ use crate::error::{Result, UpdaterError};
 use crate::postrender::PostRender;
 use crate::tool;
 
+/// One `helm upgrade --install`, as the engine asks for it (one value, so
+/// the `Charts` driver trait, the real driver and the fake share
+/// one signature).
+#[derive(Debug, Clone, Copy)]
+pub struct ChartUpgrade<'a> {
+    pub release: &'a str,
+    pub namespace: &'a str,
+    /// The staged chart archive.
+    pub chart: &'a Path,
+    /// The bundle's vendor values files, given before the site's own file.
+    pub values: &'a [PathBuf],
+    /// `name=value` for `--set`, when the site config asks for one.
+    pub registry_value: Option<&'a str>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Helm {
     cfg: HelmConfig,
@@ -376,18 +391,16 @@ impl Helm {
         self.run_with(release, "render", &refs, Some(pr))
     }
 
-    /// `registry_value`: `name=value` for `--set`, when the site config asks
-    /// for one; `pr`: the post-renderer that serves every image from the
-    /// site registry.
-    pub fn upgrade(
-        &self,
-        release: &str,
-        ns: &str,
-        chart: &Path,
-        vendor_values: &[PathBuf],
-        registry_value: Option<&str>,
-        pr: Option<&PostRender>,
-    ) -> Result<()> {
+    /// `helm upgrade --install` of `up`; `pr`: the post-renderer that
+    /// serves every image from the site registry.
+    pub fn upgrade(&self, up: &ChartUpgrade<'_>, pr: Option<&PostRender>) -> Result<()> {
+        let ChartUpgrade {
+            release,
+            namespace: ns,
+            chart,
+            values: vendor_values,
+            registry_value,
+        } = *up;
         let timeout = format!("{}s", self.cfg.timeout_secs());
         let chart_s = chart.to_string_lossy().into_owned();
         let mut args: Vec<String> = vec![

@@ -10,6 +10,7 @@ use stoa_format::{BundleManifest, Limits};
 use crate::config::hint;
 use crate::db::MigrationUp;
 use crate::error::{Result, UpdaterError};
+use crate::helm::ChartUpgrade;
 use crate::stage::{self, chart_file_name, entry_blob};
 use crate::state::{
     now_rfc3339, HelmRecord, OpKind, Pending, ReleaseRecord, SiteLock, State, StepRecord,
@@ -445,14 +446,14 @@ impl Site {
             base: self.cfg.state_dir.join("post-render"),
             images: crate::postrender::site_images(&self.cfg, m)?,
         };
-        charts.upgrade(
-            &c.release,
-            &c.namespace,
-            &chart,
-            &values,
-            reg.as_deref(),
-            &post,
-        )?;
+        let up = ChartUpgrade {
+            release: &c.release,
+            namespace: &c.namespace,
+            chart: &chart,
+            values: &values,
+            registry_value: reg.as_deref(),
+        };
+        charts.upgrade(&up, &post)?;
         let after = charts.revision(&c.release, &c.namespace)?;
         if let Some(r) = pending(st)?
             .record

@@ -15,7 +15,7 @@ use stoa_format::BundleManifest;
 use crate::config::{HelmConfig, RegistryConfig};
 use crate::db::{self, Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
-use crate::helm::Helm;
+use crate::helm::{ChartUpgrade, Helm};
 use crate::postrender::PostRenderSetup;
 use crate::registry::{self, PushStats};
 use crate::state::StateDir;
@@ -48,19 +48,9 @@ pub trait Charts {
     fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
-    /// `values`: the bundle's vendor values files, given before the site's;
-    /// `registry`: `name=value` for `--set`, when the site config asks for
-    /// one; `post`: the post-renderer serving every image from the site
+    /// `post`: the post-renderer serving every image from the site
     /// registry (set up for the Helm version found).
-    fn upgrade(
-        &self,
-        release: &str,
-        ns: &str,
-        chart: &Path,
-        values: &[PathBuf],
-        registry: Option<&str>,
-        post: &PostRenderSetup,
-    ) -> Result<()>;
+    fn upgrade(&self, up: &ChartUpgrade<'_>, post: &PostRenderSetup) -> Result<()>;
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()>;
     fn uninstall(&self, release: &str, ns: &str) -> Result<()>;
     /// Back to `rev` once (see `Helm::back_to`): not again when Helm's own
@@ -204,18 +194,10 @@ impl Charts for HelmCli {
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
         self.helm()?.revision(release, ns)
     }
-    fn upgrade(
-        &self,
-        release: &str,
-        ns: &str,
-        chart: &Path,
-        values: &[PathBuf],
-        registry: Option<&str>,
-        post: &PostRenderSetup,
-    ) -> Result<()> {
+    fn upgrade(&self, up: &ChartUpgrade<'_>, post: &PostRenderSetup) -> Result<()> {
         let h = self.helm()?;
         let pr = crate::postrender::prepare(&post.base, &post.images, h.major)?;
-        h.upgrade(release, ns, chart, values, registry, Some(&pr))
+        h.upgrade(up, Some(&pr))
     }
     fn rollback(&self, release: &str, ns: &str, revision: u64) -> Result<()> {
         self.helm()?.rollback(release, ns, revision)

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use stoa_format::manifest::FileRecord;
@@ -14,6 +14,7 @@ use stoa_format::BundleManifest;
 
 use crate::db::{Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
+use crate::helm::ChartUpgrade;
 use crate::registry::PushStats;
 use crate::state::StateDir;
 
@@ -137,20 +138,17 @@ impl Charts for FakeHelm {
     }
     fn upgrade(
         &self,
-        release: &str,
-        ns: &str,
-        chart: &Path,
-        _values: &[PathBuf],
-        _reg: Option<&str>,
+        up: &ChartUpgrade<'_>,
         _post: &crate::postrender::PostRenderSetup,
     ) -> Result<()> {
-        let name = chart
+        let name = up
+            .chart
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         self.0
             .borrow_mut()
-            .entry((release.into(), ns.into()))
+            .entry((up.release.into(), up.namespace.into()))
             .or_default()
             .push(name);
         Ok(())
