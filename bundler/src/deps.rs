@@ -16,16 +16,16 @@
 //! Chart.yaml's repository is what the error messages name.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use flate2::read::GzDecoder;
-use flate2::{Compression, GzBuilder};
+use flate2::Compression;
 use semver::{Version, VersionReq};
 
 use crate::error::{BundlerError, Result};
 use crate::plan::{puller, BuildSettings, PullSlot};
-use crate::sources::chart::{self, Dependency, PackagedChart, MAX_CHART_SIZE};
+use crate::sources::chart::{self, ArchiveFile as File, Dependency, PackagedChart, MAX_CHART_SIZE};
 use crate::sources::registry::chart_repo;
 
 /// The most bytes a chart archive unpacks to while it is completed.
@@ -126,13 +126,7 @@ pub fn best<'a>(
         .max()
 }
 
-/// One file of an unpacked chart archive.
-struct File {
-    path: String,
-    mode: u32,
-    data: Vec<u8>,
-}
-
+/// The files of a chart archive, to complete it and pack it again.
 fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     let cerr = |m: String| BundlerError::Chart {
         path: name.into(),
@@ -177,30 +171,11 @@ fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     Ok(out)
 }
 
-fn pack(name: &str, mut files: Vec<File>, level: Compression) -> Result<Vec<u8>> {
-    let cerr = |m: String| BundlerError::Chart {
+fn pack(name: &str, files: Vec<File>, level: Compression) -> Result<Vec<u8>> {
+    chart::pack_archive(files, level).map_err(|e| BundlerError::Chart {
         path: name.into(),
-        message: m,
-    };
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
-    let mut tb = tar::Builder::new(gz);
-    tb.mode(tar::HeaderMode::Deterministic);
-    for f in &files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(f.data.len() as u64);
-        h.set_mode(f.mode);
-        h.set_mtime(chart::CHART_MTIME);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tb.append_data(&mut h, &f.path, &f.data[..])
-            .map_err(|e| cerr(e.to_string()))?;
-    }
-    let gz = tb.into_inner().map_err(|e| cerr(e.to_string()))?;
-    let mut bytes = gz.finish().map_err(|e| cerr(e.to_string()))?;
-    bytes.flush().map_err(|e| cerr(e.to_string()))?;
-    Ok(bytes)
+        message: e.to_string(),
+    })
 }
 
 #[derive(serde::Deserialize)]

@@ -250,6 +250,39 @@ fn glob(pat: &str, s: &str) -> bool {
     m(pat.as_bytes(), s.as_bytes())
 }
 
+/// A file of a chart archive the bundler writes.
+#[derive(Debug)]
+pub struct ArchiveFile {
+    /// `<chart>/<path inside the chart>`.
+    pub path: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// The one writer of chart archives (a folder packaged, a chart completed
+/// with its dependencies): files sorted by path, owner 0, every mtime
+/// [`CHART_MTIME`], gzip at `level` without a timestamp, so the bytes
+/// depend on the files only.
+pub fn pack_archive(mut files: Vec<ArchiveFile>, level: Compression) -> std::io::Result<Vec<u8>> {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
+    let mut tb = tar::Builder::new(gz);
+    tb.mode(tar::HeaderMode::Deterministic);
+    for f in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(f.data.len() as u64);
+        h.set_mode(f.mode);
+        h.set_mtime(CHART_MTIME);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tb.append_data(&mut h, &f.path, &f.data[..])?;
+    }
+    let mut bytes = tb.into_inner()?.finish()?;
+    bytes.flush()?;
+    Ok(bytes)
+}
+
 fn package_dir(dir: &Path, level: Compression) -> Result<PackagedChart> {
     let chart_yaml =
         fs::read(dir.join("Chart.yaml")).map_err(|e| err(dir, format!("Chart.yaml: {e}")))?;
@@ -260,9 +293,7 @@ fn package_dir(dir: &Path, level: Compression) -> Result<PackagedChart> {
     walk(dir, "", &ignore, &mut files)?;
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
-    let mut tb = tar::Builder::new(gz);
-    tb.mode(tar::HeaderMode::Deterministic);
+    let mut archive = Vec::with_capacity(files.len());
     let mut total = 0u64;
     for (rel, full, mode) in &files {
         let data = fs::read(full).map_err(|e| err(full, e.to_string()))?;
@@ -273,19 +304,13 @@ fn package_dir(dir: &Path, level: Compression) -> Result<PackagedChart> {
                 format!("chart content is larger than {MAX_CHART_SIZE} bytes"),
             ));
         }
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
-        h.set_mtime(CHART_MTIME);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tb.append_data(&mut h, format!("{name}/{rel}"), &data[..])
-            .map_err(|e| err(full, e.to_string()))?;
+        archive.push(ArchiveFile {
+            path: format!("{name}/{rel}"),
+            mode: *mode,
+            data,
+        });
     }
-    let gz = tb.into_inner().map_err(|e| err(dir, e.to_string()))?;
-    let mut bytes = gz.finish().map_err(|e| err(dir, e.to_string()))?;
-    bytes.flush().map_err(|e| err(dir, e.to_string()))?;
+    let bytes = pack_archive(archive, level).map_err(|e| err(dir, e.to_string()))?;
     Ok(meta.with(bytes))
 }
 
