@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
-use crate::limits::Limits;
+use crate::document::limits::Limits;
 use crate::manifest::{BaseRelease, BundleManifest, Entry, OCI_BLOBS_PREFIX};
 use crate::root::ANCHORS_DIR;
 use crate::source::{inspect_source, BundleSource};

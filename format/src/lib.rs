@@ -9,38 +9,37 @@
 //! This crate is shared by the bundler (writer) and the updater (reader): both
 //! use the same verification code. It has no network code.
 
-pub mod archive;
+// The folders, bottom up: io and error, then codec, document and trust,
+// media, read, and on top writer, delta and cli (docs/FORMAT.md's order).
+mod codec;
+mod document;
+mod error;
+mod io;
+mod media;
+mod read;
+mod trust;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod delta;
-pub mod digest;
-pub mod durable;
-pub mod error;
-pub mod extract;
-pub mod fields;
-pub mod keys;
-pub mod limits;
-pub mod manifest;
-pub mod names;
-pub mod oci;
-pub mod parity;
-pub mod parts;
-pub mod paths;
-pub mod pipe;
 pub mod podimages;
-pub mod reader;
-pub mod report;
-pub mod retry;
-pub mod root;
-pub mod source;
-pub mod sql;
 pub mod writer;
-pub mod zframe;
+
+// The public module paths (`stoa_format::manifest::…`, `stoa_format::source::…`),
+// one alias per module the bundler, the updater, the tests and the fuzzers reach.
+#[cfg(feature = "cli")]
+pub use cli::report;
+pub use codec::{archive, digest};
+pub use document::{fields, manifest, names, oci, paths, sql};
+pub use io::{durable, pipe, retry};
+pub use media::{parity, parts};
+pub use read::{extract, reader, source};
+pub use trust::{keys, root};
 
 pub use digest::Sha256Digest;
 pub use error::FormatError;
 pub use keys::{KeyId, SigningKeyPair, TrustStore};
-pub use limits::Limits;
+pub use document::limits::Limits;
 pub use manifest::BundleManifest;
 pub use reader::{ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions};
 pub use writer::{BundleWriter, ContentSource, PlannedEntry, WriteSummary};

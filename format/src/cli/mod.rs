@@ -13,7 +13,9 @@ use crate::error::FormatError;
 use crate::reader::{NullSink, VerifiedBundle, VerifyOptions};
 use crate::root::TrustBase;
 use crate::source::{inspect_source, parts_summary, verify_source_with, BundleSource};
-use crate::{report, Limits, TrustStore};
+use crate::{Limits, TrustStore};
+
+pub mod report;
 
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
 #[derive(Debug, Clone, clap::Args)]

@@ -400,7 +400,7 @@ impl<R: Read> TarReader<R> {
 pub(crate) fn read_error(e: io::Error) -> FormatError {
     if let Some(f) = e
         .get_ref()
-        .and_then(|x| x.downcast_ref::<crate::zframe::FrameError>())
+        .and_then(|x| x.downcast_ref::<crate::codec::zframe::FrameError>())
     {
         FormatError::ZstdFrame {
             offset: f.offset,

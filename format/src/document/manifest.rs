@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
 use crate::fields::{FileMode, MigrationId, OciDigest, Timestamp};
-use crate::limits::Limits;
+use crate::document::limits::Limits;
 use crate::names::{
     check_chart_version, check_helm_release, check_migration_name, check_namespace, ImageRef,
 };

@@ -17,13 +17,13 @@ use crate::archive::{EntryHeader, TarReader};
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::FormatError;
 use crate::keys::{KeyId, TrustStore};
-use crate::limits::Limits;
+use crate::document::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
 use crate::root::{ANCHORS_DIR, MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 use crate::sql::SqlChecker;
-use crate::zframe::FrameGuard;
+use crate::codec::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
