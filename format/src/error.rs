@@ -1,5 +1,7 @@
 //! The one error type of the format crate. Every variant is named after the
-//! operation or check that failed and carries the entry, path or digest.
+//! operation or check that failed and carries the entry, path or digest;
+//! a part-set failure carries its bad parts ([`BadPart`], [`PartProblem`]).
+//! The bottom floor: this file uses nothing else of the crate.
 
 use std::io;
 use std::path::PathBuf;
@@ -162,7 +164,7 @@ pub enum FormatError {
     #[error("{message}")]
     PartsBad {
         message: String,
-        bad: Vec<crate::source::BadPart>,
+        bad: Vec<BadPart>,
     },
     #[error("repair parts: {0}")]
     Repair(String),
@@ -184,6 +186,59 @@ pub enum FormatError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What is wrong with one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartProblem {
+    Missing,
+    Size { found: u64, expected: u64 },
+    Sha256Mismatch { holds: Option<String> },
+    Unreadable(String),
+}
+
+impl std::fmt::Display for PartProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("missing"),
+            Self::Size { found, expected } if *found < *expected => write!(
+                f,
+                "{found} bytes, the signed index says {expected} (truncated)"
+            ),
+            Self::Size { found, expected } => {
+                write!(f, "{found} bytes, the signed index says {expected}")
+            }
+            Self::Sha256Mismatch { holds: Some(h) } => write!(f, "sha256 mismatch ({h})"),
+            Self::Sha256Mismatch { holds: None } => f.write_str("sha256 mismatch"),
+            Self::Unreadable(e) => write!(f, "unreadable: {e}"),
+        }
+    }
+}
+
+/// One bad part, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPart {
+    /// `false` for a data part, `true` for a parity part.
+    pub parity: bool,
+    pub number: usize,
+    pub name: String,
+    pub problem: PartProblem,
+}
+
+impl BadPart {
+    pub fn describe(&self, data_parts: usize, parity_parts: usize) -> String {
+        if self.parity {
+            format!(
+                "parity part {} of {} ({}): {}",
+                self.number, parity_parts, self.name, self.problem
+            )
+        } else {
+            format!(
+                "part {} of {} ({}): {}",
+                self.number, data_parts, self.name, self.problem
+            )
+        }
+    }
 }
 
 impl FormatError {

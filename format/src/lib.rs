@@ -37,7 +37,7 @@ pub use read::{extract, reader, source};
 pub use trust::{keys, root};
 
 pub use digest::Sha256Digest;
-pub use error::FormatError;
+pub use error::{BadPart, FormatError, PartProblem};
 pub use keys::{KeyId, SigningKeyPair, TrustStore};
 pub use document::limits::Limits;
 pub use manifest::BundleManifest;

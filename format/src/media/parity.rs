@@ -22,10 +22,10 @@ use std::sync::mpsc::Receiver;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::digest::{Hasher, Sha256Digest};
-use crate::error::FormatError;
+use crate::error::{BadPart, FormatError};
 use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
 use crate::pipe::{Recycler, Worker};
-use crate::source::{BadPart, PartSet};
+use crate::source::PartSet;
 
 /// The `parity.scheme` value in the parts index.
 pub const SCHEME: &str = "reed-solomon-gf16";

@@ -17,7 +17,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use crate::digest::{Hasher, Sha256Digest};
-use crate::error::FormatError;
+use crate::error::{BadPart, FormatError, PartProblem};
 use crate::keys::TrustStore;
 use crate::parts::{file_name, index_name, PartRecord, PartsIndex, SignedIndex};
 use crate::pipe::{Recycler, Worker};
@@ -36,59 +36,6 @@ pub struct PartSet {
     pub index: SignedIndex,
     pub files: Vec<Option<PathBuf>>,
     pub parity_files: Vec<Option<PathBuf>>,
-}
-
-/// What is wrong with one part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartProblem {
-    Missing,
-    Size { found: u64, expected: u64 },
-    Sha256Mismatch { holds: Option<String> },
-    Unreadable(String),
-}
-
-impl std::fmt::Display for PartProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Missing => f.write_str("missing"),
-            Self::Size { found, expected } if *found < *expected => write!(
-                f,
-                "{found} bytes, the signed index says {expected} (truncated)"
-            ),
-            Self::Size { found, expected } => {
-                write!(f, "{found} bytes, the signed index says {expected}")
-            }
-            Self::Sha256Mismatch { holds: Some(h) } => write!(f, "sha256 mismatch ({h})"),
-            Self::Sha256Mismatch { holds: None } => f.write_str("sha256 mismatch"),
-            Self::Unreadable(e) => write!(f, "unreadable: {e}"),
-        }
-    }
-}
-
-/// One bad part, for reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadPart {
-    /// `false` for a data part, `true` for a parity part.
-    pub parity: bool,
-    pub number: usize,
-    pub name: String,
-    pub problem: PartProblem,
-}
-
-impl BadPart {
-    pub fn describe(&self, data_parts: usize, parity_parts: usize) -> String {
-        if self.parity {
-            format!(
-                "parity part {} of {} ({}): {}",
-                self.number, parity_parts, self.name, self.problem
-            )
-        } else {
-            format!(
-                "part {} of {} ({}): {}",
-                self.number, data_parts, self.name, self.problem
-            )
-        }
-    }
 }
 
 fn is_part_suffix(rest: &str) -> Option<usize> {
