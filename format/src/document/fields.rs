@@ -1,5 +1,6 @@
 //! Validated field values of the bundle manifest: OCI digests, file modes,
-//! migration ids and timestamps.
+//! migration ids and timestamps, and the text forms they parse from
+//! ([`parse_mode`], [`parse_rfc3339`], [`format_rfc3339`]).
 //!
 //! Each type keeps the exact text it was parsed from (so a parsed manifest
 //! re-serialises to the signed bytes) next to the parsed value, and its only
@@ -136,7 +137,7 @@ impl FileMode {
 impl FromStr for FileMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bits = crate::manifest::parse_mode(s)
+        let bits = parse_mode(s)
             .ok_or_else(|| format!("mode {s:?} is not octal 0000-0777"))?;
         Ok(Self {
             text: s.to_owned(),
@@ -191,7 +192,7 @@ impl Timestamp {
     /// The time formatted as RFC 3339 UTC, seconds precision.
     pub fn from_time(t: SystemTime) -> Self {
         Self {
-            text: crate::manifest::format_rfc3339(t),
+            text: format_rfc3339(t),
             time: t,
         }
     }
@@ -210,6 +211,26 @@ impl FromStr for Timestamp {
 }
 text_field!(Timestamp);
 
+/// Parses an RFC 3339 time (as used by `created` and `expires`).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+/// Formats a time as RFC 3339 UTC, seconds precision.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses an octal permission string (`0644`, `755`); no setuid, setgid or
+/// sticky bits.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    let m = u32::from_str_radix(s, 8).ok()?;
+    (m <= 0o777).then_some(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +248,14 @@ mod tests {
         assert!("1a".parse::<MigrationId>().is_err());
         assert!("2026-01-01T00:00:00Z".parse::<Timestamp>().is_ok());
         assert!("yesterday".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0755"), Some(0o755));
+        assert_eq!(parse_mode("644"), Some(0o644));
+        for bad in ["", "4755", "0788", "12345", "rwx"] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
     }
 }

@@ -598,26 +598,6 @@ fn find<'a>(entries: &'a [Entry], path: &str) -> Option<&'a Entry> {
         .map(|i| &entries[i])
 }
 
-/// Parses an RFC 3339 time (as used by `created` and `expires`).
-pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(s).ok()
-}
-
-/// Formats a time as RFC 3339 UTC, seconds precision.
-pub fn format_rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Parses an octal permission string (`0644`, `755`); no setuid, setgid or
-/// sticky bits.
-pub fn parse_mode(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return None;
-    }
-    let m = u32::from_str_radix(s, 8).ok()?;
-    (m <= 0o777).then_some(m)
-}
-
 /// Names used as Helm releases, namespaces, database and release names: DNS-label-like.
 fn check_name(what: &str, s: &str) -> Result<(), FormatError> {
     let ok = !s.is_empty()
@@ -968,15 +948,6 @@ pub(crate) mod tests {
         let e = serde_json::from_str::<MigrationStep>(r#"{"id":"1a","name":"x","up":"u"}"#)
             .unwrap_err();
         assert!(e.to_string().contains("migration id"), "{e}");
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("0755"), Some(0o755));
-        assert_eq!(parse_mode("644"), Some(0o644));
-        for bad in ["", "4755", "0788", "12345", "rwx"] {
-            assert_eq!(parse_mode(bad), None, "{bad}");
-        }
     }
 
     fn arb_path() -> impl Strategy<Value = String> {
