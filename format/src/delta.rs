@@ -17,7 +17,7 @@ use crate::digest::Sha256Digest;
 use crate::error::FormatError;
 use crate::document::limits::Limits;
 use crate::manifest::{BaseRelease, BundleManifest, Entry, OCI_BLOBS_PREFIX};
-use crate::root::ANCHORS_DIR;
+use crate::document::ANCHORS_DIR;
 use crate::source::{inspect_source, BundleSource};
 
 /// A release's signed manifest, from wherever it was read.

@@ -44,18 +44,7 @@ pub use manifest::BundleManifest;
 pub use reader::{ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions};
 pub use writer::{BundleWriter, ContentSource, PlannedEntry, WriteSummary};
 
-/// The name of the first entry of every bundle: the signed manifest.
-pub const MANIFEST_PATH: &str = "manifest.json";
-/// The folder of signature entries: `signatures/<key id>.sig`.
-pub const SIGNATURES_DIR: &str = "signatures/";
-/// The value of the manifest's `format` field.
-pub const FORMAT_NAME: &str = "stoa-bundle";
-/// The format version of a full bundle: what the writer uses unless the
-/// bundle is a delta. Readers of version 1 refuse anything newer.
-pub const FORMAT_VERSION: u32 = 1;
-/// The format version of a delta bundle (one with a `delta` section): the
-/// newest this library reads. See docs/FORMAT.md, "Delta bundles".
-pub const DELTA_FORMAT_VERSION: u32 = 2;
+pub use document::{DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Result type of this crate.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;

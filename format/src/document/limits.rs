@@ -1,4 +1,11 @@
-//! Every size cap of the format in one place.
+//! Every size cap of the format in one place: the [`Limits`] a reader
+//! applies to a bundle (their defaults are in docs/FORMAT.md, "Limits"),
+//! and the fixed caps of names, delta chains, trust roots, the parts index
+//! and parity. Each rule that checks a cap imports it from here; the old
+//! homes (`manifest::MAX_DELTA_CHAIN`, `parts::MAX_PARTS`, …) re-export
+//! it. What stays with its parser is not a cap of the format but a bound of
+//! that parser's own grammar (the tar size field's 11 octal digits, the SQL
+//! lexer's nesting), private to it.
 
 /// Size caps applied while reading (and, where they matter, while writing) a
 /// bundle. The defaults are documented in docs/FORMAT.md; a reader never
@@ -38,3 +45,27 @@ impl Default for Limits {
         }
     }
 }
+
+/// Longest image name accepted (as the distribution grammar does).
+pub const MAX_IMAGE_NAME: usize = 255;
+
+/// At most this many releases in a delta's base chain.
+pub const MAX_DELTA_CHAIN: usize = 64;
+
+/// The largest trust root file a reader accepts.
+pub const MAX_ROOT_SIZE: u64 = 64 * 1024;
+/// At most this many signatures and keys in a trust root, and carried
+/// roots in a bundle.
+pub const MAX_ROOT_ITEMS: usize = 32;
+
+/// The smallest part size: a part under 1 MiB is a usage error.
+pub const MIN_PART_SIZE: u64 = 1 << 20;
+/// At most this many data parts (and as many parity parts) in one set, so
+/// names keep three digits and `cat <bundle>.part[0-9]*` concatenates them
+/// in order.
+pub const MAX_PARTS: usize = 999;
+/// Largest parts index accepted (bytes).
+pub const MAX_INDEX_BYTES: u64 = 4 << 20;
+/// Largest parity stripe accepted from a parts index (bytes per part per
+/// step).
+pub const MAX_STRIPE: u64 = 16 << 20;

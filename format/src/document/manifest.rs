@@ -18,8 +18,9 @@ use crate::names::{
     check_chart_version, check_helm_release, check_migration_name, check_namespace, ImageRef,
 };
 use crate::paths::check_entry_path;
-use crate::root::ANCHORS_DIR;
-use crate::{DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
+use super::{ANCHORS_DIR, DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
+
+pub use super::limits::MAX_DELTA_CHAIN;
 
 /// Paths of the OCI image layout inside a bundle.
 pub const OCI_DIR: &str = "oci";
@@ -90,9 +91,6 @@ impl std::fmt::Display for BaseRelease {
         )
     }
 }
-
-/// At most this many releases in a delta's base chain.
-pub const MAX_DELTA_CHAIN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

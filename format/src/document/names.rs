@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
 
-/// Longest image name accepted (as the distribution grammar does).
-pub const MAX_IMAGE_NAME: usize = 255;
+pub use super::limits::MAX_IMAGE_NAME;
 
 /// A parsed, valid image reference. It keeps the text it was parsed from,
 /// so a manifest serialises back to the same bytes.

@@ -27,10 +27,10 @@ use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
 use crate::pipe::{Recycler, Worker};
 use crate::source::PartSet;
 
+pub use crate::document::limits::MAX_STRIPE;
+
 /// The `parity.scheme` value in the parts index.
 pub const SCHEME: &str = "reed-solomon-gf16";
-/// Largest stripe accepted from an index (bytes per part per step).
-pub const MAX_STRIPE: u64 = 16 << 20;
 /// Bytes per read of the XOR repair path.
 const XOR_CHUNK: usize = 1 << 20;
 

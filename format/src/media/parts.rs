@@ -18,20 +18,15 @@ use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
 use crate::pipe::{SyncData, Worker, CHUNK, DEPTH};
 
+pub use crate::document::limits::{MAX_INDEX_BYTES, MAX_PARTS, MIN_PART_SIZE};
+use crate::document::limits::MAX_STRIPE;
+
 /// The `format` field of a parts index.
 pub const PARTS_FORMAT: &str = "stoa-parts";
 /// The parts index version this library reads and writes.
 pub const PARTS_FORMAT_VERSION: u32 = 1;
-/// The smallest part size: a part under 1 MiB is a usage error.
-pub const MIN_PART_SIZE: u64 = 1 << 20;
-/// At most this many data parts (and as many parity parts) in one set, so
-/// names keep three digits and `cat <bundle>.part[0-9]*` concatenates them
-/// in order.
-pub const MAX_PARTS: usize = 999;
 /// The largest file FAT32 holds: 4 GiB − 1.
 pub const FAT32_MAX_FILE: u64 = (4 << 30) - 1;
-/// Largest index accepted (bytes).
-pub const MAX_INDEX_BYTES: u64 = 4 << 20;
 
 /// A part size: at least [`MIN_PART_SIZE`]. Parsed from `4GiB`, `700MB`,
 /// `4294967295` (bytes), units `B`, `kB`/`KB`, `MB`, `GB`, `TB` (powers of
@@ -268,7 +263,7 @@ impl PartsIndex {
             if par.parts.is_empty() || par.parts.len() > MAX_PARTS {
                 return Err("parity lists no parts".into());
             }
-            if par.stripe == 0 || par.stripe % 64 != 0 || par.stripe > crate::parity::MAX_STRIPE {
+            if par.stripe == 0 || par.stripe % 64 != 0 || par.stripe > MAX_STRIPE {
                 return Err(format!("parity stripe {} is invalid", par.stripe));
             }
             let want = crate::parity::parity_size(self.part_size, par.stripe);

@@ -21,7 +21,8 @@ use crate::document::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
-use crate::root::{ANCHORS_DIR, MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+use crate::document::ANCHORS_DIR;
 use crate::sql::SqlChecker;
 use crate::codec::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
@@ -83,7 +84,7 @@ pub struct Inspection {
     /// The leading `anchors/root-<v>.json` entries (trust roots the bundle
     /// carries), read before the signature check because they may name the
     /// keys it needs; each checked against the manifest's size and digest,
-    /// bounded by `root::MAX_ROOT_SIZE` and `root::MAX_ROOT_ITEMS`.
+    /// bounded by `limits::MAX_ROOT_SIZE` and `limits::MAX_ROOT_ITEMS`.
     pub anchors: Vec<(Entry, Vec<u8>)>,
     signatures: BTreeMap<KeyId, [u8; 64]>,
 }

@@ -31,16 +31,11 @@ use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
 use crate::reader::Inspection;
 
+pub use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+pub use crate::document::ANCHORS_DIR;
+
 /// The value of the signed document's `type` field.
 pub const ROOT_TYPE: &str = "stoa-root";
-/// Bundle entries that carry roots: `anchors/root-<version>.json`. The name
-/// sorts before every other content folder, so a reader meets them right
-/// after the signatures, before it needs the keys they name.
-pub const ANCHORS_DIR: &str = "anchors/";
-/// The largest root file a reader accepts.
-pub const MAX_ROOT_SIZE: u64 = 64 * 1024;
-/// At most this many signatures, keys and carried roots.
-pub const MAX_ROOT_ITEMS: usize = 32;
 
 /// The bundle entry name of a root.
 pub fn anchor_path(version: u64) -> String {
