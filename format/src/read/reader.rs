@@ -21,6 +21,7 @@ use crate::document::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
+use crate::root::TrustBase;
 use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 use crate::document::ANCHORS_DIR;
 use crate::sql::SqlChecker;
@@ -439,3 +440,28 @@ pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), Form
     }
     Ok(())
 }
+
+/// The trust callback of [`verify_with`] from a [`TrustBase`]: the adapter
+/// lives with the reader, so trust never needs to know what an
+/// [`Inspection`] is.
+impl TrustBase {
+    /// [`Self::resolve`] as the trust callback of
+    /// [`verify_with`] for a reader that persists nothing:
+    /// `reached` is set to the version of the root the bundle's keys come
+    /// from.
+    pub fn resolver<'a>(
+        &'a self,
+        now: SystemTime,
+        reached: &'a mut u64,
+    ) -> impl FnMut(&Inspection) -> Result<TrustStore, FormatError> + 'a {
+        *reached = self.version();
+        move |insp| {
+            let (store, chain) = self.resolve(&insp.anchors, now)?;
+            if let Some(r) = chain.last() {
+                *reached = r.version();
+            }
+            Ok(store)
+        }
+    }
+}
+

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
-use crate::reader::Inspection;
+use crate::manifest::Entry;
 
 pub use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 pub use crate::document::ANCHORS_DIR;
@@ -455,9 +455,10 @@ impl SignedRoot {
     }
 }
 
-/// Parses the roots a bundle carries (`anchors/root-<v>.json`).
-pub fn carried_roots(insp: &Inspection) -> Result<Vec<SignedRoot>, FormatError> {
-    insp.anchors
+/// Parses the roots a bundle carries (`anchors/root-<v>.json`: the
+/// reader's `Inspection::anchors`, each entry with its bytes).
+pub fn carried_roots(anchors: &[(Entry, Vec<u8>)]) -> Result<Vec<SignedRoot>, FormatError> {
+    anchors
         .iter()
         .map(|(e, b)| {
             SignedRoot::parse(b).map_err(|x| match x {
@@ -527,35 +528,16 @@ impl TrustBase {
     /// cannot extend it and are ignored.
     pub fn resolve(
         &self,
-        insp: &Inspection,
+        anchors: &[(Entry, Vec<u8>)],
         now: SystemTime,
     ) -> Result<(TrustStore, Vec<SignedRoot>), FormatError> {
         match self {
             Self::Keys(k) => Ok((k.clone(), Vec::new())),
             Self::Root(r) => {
-                let chain = r.walk_chain(carried_roots(insp)?, now, true)?;
+                let chain = r.walk_chain(carried_roots(anchors)?, now, true)?;
                 let store = chain.last().unwrap_or(&**r).trust_store();
                 Ok((store, chain))
             }
-        }
-    }
-
-    /// [`Self::resolve`] as the trust callback of
-    /// [`crate::reader::verify_with`] for a reader that persists nothing:
-    /// `reached` is set to the version of the root the bundle's keys come
-    /// from.
-    pub fn resolver<'a>(
-        &'a self,
-        now: SystemTime,
-        reached: &'a mut u64,
-    ) -> impl FnMut(&Inspection) -> Result<TrustStore, FormatError> + 'a {
-        *reached = self.version();
-        move |insp| {
-            let (store, chain) = self.resolve(insp, now)?;
-            if let Some(r) = chain.last() {
-                *reached = r.version();
-            }
-            Ok(store)
         }
     }
 }

@@ -40,7 +40,7 @@ impl Site {
         // a part set: signed index, every part present with its size
         bundle.check(&base.store())?;
         let head = inspect_source(bundle, &Limits::default())?;
-        let (trust, chain) = base.resolve(&head, now)?;
+        let (trust, chain) = base.resolve(&head.anchors, now)?;
         crate::audit::note_root(chain.last().map_or(base.version(), |r| r.version()));
         head.check_signatures(&trust)?;
         self.cfg.check_needs(&head.manifest)?;
