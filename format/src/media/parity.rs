@@ -25,7 +25,7 @@ use crate::digest::{Hasher, Sha256Digest};
 use crate::error::{BadPart, FormatError};
 use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
 use crate::pipe::{Recycler, Worker};
-use crate::source::PartSet;
+use crate::media::partset::PartSet;
 
 pub use crate::document::limits::MAX_STRIPE;
 
