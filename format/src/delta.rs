@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::digest::Sha256Digest;
-use crate::error::FormatError;
 use crate::document::limits::Limits;
-use crate::manifest::{BaseRelease, BundleManifest, Entry, OCI_BLOBS_PREFIX};
 use crate::document::ANCHORS_DIR;
+use crate::error::FormatError;
+use crate::manifest::{BaseRelease, BundleManifest, Entry, OCI_BLOBS_PREFIX};
 use crate::source::{inspect_source, BundleSource};
 
 /// A release's signed manifest, from wherever it was read.

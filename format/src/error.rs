@@ -162,10 +162,7 @@ pub enum FormatError {
         second: PathBuf,
     },
     #[error("{message}")]
-    PartsBad {
-        message: String,
-        bad: Vec<BadPart>,
-    },
+    PartsBad { message: String, bad: Vec<BadPart> },
     #[error("repair parts: {0}")]
     Repair(String),
     /// A Helm post-renderer's input (docs/OPERATIONS.md): `template` is

@@ -37,14 +37,16 @@ pub use read::{extract, reader, source};
 pub use trust::{keys, root};
 
 pub use digest::Sha256Digest;
+pub use document::limits::Limits;
 pub use error::{BadPart, FormatError, PartProblem};
 pub use keys::{KeyId, SigningKeyPair, TrustStore};
-pub use document::limits::Limits;
 pub use manifest::BundleManifest;
 pub use reader::{ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions};
 pub use writer::{BundleWriter, ContentSource, PlannedEntry, WriteSummary};
 
-pub use document::{DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR};
+pub use document::{
+    DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR,
+};
 
 /// Result type of this crate.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;

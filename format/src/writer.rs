@@ -9,12 +9,12 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use crate::archive::{self, END_OF_ARCHIVE};
+use crate::codec::zframe::{looks_compressed, FrameWriter};
 use crate::digest::{Hasher, Sha256Digest};
+use crate::document::limits::Limits;
 use crate::error::FormatError;
 use crate::keys::SigningKeyPair;
-use crate::document::limits::Limits;
 use crate::manifest::{BaseRelease, BundleManifest, Delta, Entry};
-use crate::codec::zframe::{looks_compressed, FrameWriter};
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Where an entry's bytes come from at write time.

@@ -137,8 +137,7 @@ impl FileMode {
 impl FromStr for FileMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bits = parse_mode(s)
-            .ok_or_else(|| format!("mode {s:?} is not octal 0000-0777"))?;
+        let bits = parse_mode(s).ok_or_else(|| format!("mode {s:?} is not octal 0000-0777"))?;
         Ok(Self {
             text: s.to_owned(),
             bits,

@@ -11,6 +11,7 @@ pub mod names;
 pub mod oci;
 pub mod paths;
 pub mod sql;
+mod validate;
 
 /// The name of the first entry of every bundle: the signed manifest.
 pub const MANIFEST_PATH: &str = "manifest.json";

@@ -23,9 +23,9 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::{BadPart, FormatError};
+use crate::media::partset::PartSet;
 use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
 use crate::pipe::{Recycler, Worker};
-use crate::media::partset::PartSet;
 
 pub use crate::document::limits::MAX_STRIPE;
 

@@ -18,8 +18,8 @@ use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
 use crate::pipe::{SyncData, Worker, CHUNK, DEPTH};
 
-pub use crate::document::limits::{MAX_INDEX_BYTES, MAX_PARTS, MIN_PART_SIZE};
 use crate::document::limits::MAX_STRIPE;
+pub use crate::document::limits::{MAX_INDEX_BYTES, MAX_PARTS, MIN_PART_SIZE};
 
 /// The `format` field of a parts index.
 pub const PARTS_FORMAT: &str = "stoa-parts";

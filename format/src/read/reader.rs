@@ -14,18 +14,18 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::time::SystemTime;
 
 use crate::archive::{EntryHeader, TarReader};
+use crate::codec::zframe::FrameGuard;
 use crate::digest::{Hasher, Sha256Digest};
+use crate::document::limits::Limits;
+use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+use crate::document::ANCHORS_DIR;
 use crate::error::FormatError;
 use crate::keys::{KeyId, TrustStore};
-use crate::document::limits::Limits;
 use crate::manifest::{BundleManifest, Entry};
 use crate::paths::check_entry_path;
 use crate::pipe::{ReadAhead, CHUNK, DEPTH};
 use crate::root::TrustBase;
-use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
-use crate::document::ANCHORS_DIR;
 use crate::sql::SqlChecker;
-use crate::codec::zframe::FrameGuard;
 use crate::{MANIFEST_PATH, SIGNATURES_DIR};
 
 /// Receives content as it is verified. An entry's bytes are only vouched for
@@ -464,4 +464,3 @@ impl TrustBase {
         }
     }
 }
-
