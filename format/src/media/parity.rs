@@ -24,7 +24,8 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use crate::digest::{Hasher, Sha256Digest};
 use crate::error::{BadPart, FormatError};
 use crate::media::partset::PartSet;
-use crate::parts::{parity_name, ParityRecord, PartRecord, WrittenParts};
+use crate::media::split::WrittenParts;
+use crate::parts::{parity_name, ParityRecord, PartRecord};
 use crate::pipe::{Recycler, Worker};
 
 pub use crate::document::limits::MAX_STRIPE;
