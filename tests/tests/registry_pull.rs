@@ -507,8 +507,14 @@ fn registry_killed_build_resumes_with_only_missing_blobs() {
         image_of(&out, &format!("{}/stoa/big:1", reg.host))["digest"],
         digest.as_str()
     );
-    // no temp files left behind once the killed build is gone
-    assert_eq!(fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+    // no temp files left behind once the killed build is gone (the cache
+    // writes through stoa_format::durable: temps beside the blobs)
+    let temps: Vec<String> = fs::read_dir(cache.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(stoa_format::durable::TEMP_MARKER))
+        .collect();
+    assert_eq!(temps, Vec::<String>::new());
 
     // third build: nothing downloaded, byte-identical bundle
     let out3 = t.path().join("b3.stoa");

@@ -68,7 +68,7 @@ where
         let mut w = WriteBehind::new(pw, pipe::CHUNK, pipe::DEPTH, sync_every);
         let (release, manifest_sha256) = produce(&mut w)?;
         let pw = w.finish().map_err(werr)?;
-        let written = pw.finish().map_err(werr)?;
+        let mut written = pw.finish().map_err(werr)?;
         let info = SealInfo {
             release,
             manifest_sha256,
@@ -76,7 +76,7 @@ where
             parity,
             sync: fsync,
         };
-        parts::seal(&written, bundle_name, &info, keys).map_err(werr)
+        parts::seal(&mut written, bundle_name, &info, keys).map_err(werr)
     })();
     if res.is_err() {
         parts::remove_partials(dir, bundle_name);

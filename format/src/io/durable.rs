@@ -1,6 +1,8 @@
 //! Durable file writes: the one way a file that must survive a crash is
 //! written (state, journal, audit, trust roots, the clock floor, staged
-//! blobs, snapshots, bundles, keys, part indexes).
+//! blobs, snapshots, bundles, keys, split parts, parity and rebuilt parts,
+//! part indexes), and the one temp+rename writer (the bundler's blob cache
+//! uses it without fsync).
 //!
 //! [`AtomicFile`] writes into a temp file in the SAME folder as the final
 //! path, named `.<name>.partial-<pid>-<n>` (the one naming scheme; `n`
@@ -10,6 +12,10 @@
 //! content is there, never a torn file. Dropped without commit (an error,
 //! a panic), the temp file is removed. [`AtomicFile::commit_new`] is the
 //! same but refuses to replace an existing file (keys, root files).
+//! [`AtomicFile::close`] does the file's half of a commit early (mode,
+//! fsync, close) and leaves the rename for later, for a set of files
+//! renamed into place together (the parts of a split, parity parts, rebuilt
+//! parts) without one open descriptor per file until then.
 //!
 //! No network code, no unsafe: plain `std::fs`.
 
@@ -176,9 +182,25 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// The file's half of [`AtomicFile::commit`] now: sets the mode,
+    /// fsyncs (unless `sync(false)`) and closes the temp file. Writing
+    /// after this fails; [`AtomicFile::commit`] then only renames (and
+    /// fsyncs the folder). Dropped instead, the temp file is removed.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.finish_file()
+    }
+
+    /// The file's half of a commit, unless [`AtomicFile::close`] did it.
+    fn finish_open_file(&mut self) -> io::Result<()> {
+        if self.file.is_some() {
+            self.finish_file()?;
+        }
+        Ok(())
+    }
+
     /// Mode, fsync, rename over the final path, fsync the folder.
     pub fn commit(mut self) -> io::Result<()> {
-        self.finish_file()?;
+        self.finish_open_file()?;
         fs::rename(&self.tmp, &self.dest)?;
         self.tmp = PathBuf::new();
         self.sync_parent()
@@ -188,7 +210,7 @@ impl AtomicFile {
     /// removes the temp file) if the final path exists: the file appears
     /// complete or not at all, and nothing is overwritten.
     pub fn commit_new(mut self) -> io::Result<()> {
-        self.finish_file()?;
+        self.finish_open_file()?;
         fs::hard_link(&self.tmp, &self.dest)?;
         let _ = fs::remove_file(&self.tmp);
         self.tmp = PathBuf::new();
@@ -310,6 +332,33 @@ mod tests {
         }
         assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(names(d.path()), vec!["state.json"]);
+    }
+
+    /// A closed file holds no descriptor, refuses writes, and is renamed
+    /// into place by commit with its mode; a closed file dropped instead
+    /// leaves nothing behind.
+    #[test]
+    fn closed_early_then_committed_or_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.part001");
+        let mut f = AtomicFile::options()
+            .mode(0o640)
+            .sync_dir(false)
+            .create(&p)
+            .unwrap();
+        f.write_all(b"part one").unwrap();
+        f.close().unwrap();
+        assert!(f.write_all(b"more").is_err());
+        assert!(f.file().is_err());
+        assert!(!p.exists());
+        f.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"part one");
+        assert_eq!(mode_of(&p), 0o640);
+        let mut g = AtomicFile::create(d.path().join("b.part002")).unwrap();
+        g.write_all(b"part two").unwrap();
+        g.close().unwrap();
+        drop(g);
+        assert_eq!(names(d.path()), vec!["b.part001"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::sync::mpsc::Receiver;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::digest::{Hasher, Sha256Digest};
+use crate::durable::AtomicFile;
 use crate::error::{BadPart, FormatError};
 use crate::media::partset::PartSet;
 use crate::media::split::WrittenParts;
@@ -173,7 +174,8 @@ impl ShardSink {
 }
 
 /// Computes `count` parity parts over the written (temp) data parts, into
-/// temp files beside them. Returns the record and the temp paths. The data
+/// temp files beside them (`durable`, not yet committed). Returns the
+/// record and the temp files. The data
 /// parts were just written, so they are read back from the page cache;
 /// the parity parts are hashed and written on a helper thread.
 pub fn encode(
@@ -181,7 +183,7 @@ pub fn encode(
     bundle_name: &str,
     count: usize,
     sync: bool,
-) -> io::Result<(ParityRecord, Vec<PathBuf>)> {
+) -> io::Result<(ParityRecord, Vec<AtomicFile>)> {
     let n = written.parts.len();
     let part_size = written.parts.first().map(|p| p.size).unwrap_or(0);
     if !ReedSolomonEncoder::supports(n, count) {
@@ -197,16 +199,18 @@ pub fn encode(
         .iter()
         .map(File::open)
         .collect::<io::Result<_>>()?;
-    let tmps: Vec<PathBuf> = (1..=count)
+    let tmps: Vec<AtomicFile> = (1..=count)
         .map(|k| {
-            written.dir.join(format!(
-                ".{}.partial-{}",
-                parity_name(bundle_name, k),
-                std::process::id()
-            ))
+            AtomicFile::options()
+                .sync(sync)
+                .sync_dir(false)
+                .create(written.dir.join(parity_name(bundle_name, k)))
         })
-        .collect();
-    let files: Vec<File> = tmps.iter().map(File::create).collect::<io::Result<_>>()?;
+        .collect::<io::Result<_>>()?;
+    let files: Vec<File> = tmps
+        .iter()
+        .map(|t| t.file().and_then(File::try_clone))
+        .collect::<io::Result<_>>()?;
     // about 8 MiB of output in flight
     let depth = usize::try_from((8u64 << 20) / stripe)
         .unwrap_or(64)
@@ -391,32 +395,26 @@ fn repair_with(
                 .collect::<Result<_, FormatError>>()?,
         }
     };
-    // writers for the rebuilt parts, on a helper thread that hashes them too
-    let tmps: Vec<PathBuf> = bad_data
-        .iter()
-        .map(|&i| {
-            out.join(format!(
-                ".{}.partial-{}",
-                idx.parts[i].name,
-                std::process::id()
-            ))
-        })
-        .collect();
-    let cleanup = |tmps: &[PathBuf]| {
-        for t in tmps {
-            let _ = fs::remove_file(t);
-        }
-    };
-    let mut files = Vec::with_capacity(tmps.len());
-    for t in &tmps {
-        match File::create(t) {
-            Ok(f) => files.push(f),
-            Err(e) => {
-                cleanup(&tmps);
-                return Err(io_err("create", t, e));
-            }
-        }
+    // writers for the rebuilt parts, on a helper thread that hashes them
+    // too; temp files beside their final names (`durable`), removed on any
+    // early return
+    let mut temps: Vec<AtomicFile> = Vec::with_capacity(bad_data.len());
+    let mut files = Vec::with_capacity(bad_data.len());
+    for &i in &bad_data {
+        let dest = out.join(&idx.parts[i].name);
+        let t = AtomicFile::options()
+            .sync(opts.fsync)
+            .sync_dir(false)
+            .create(&dest)
+            .map_err(|e| io_err("create", &dest, e))?;
+        files.push(
+            t.file()
+                .and_then(File::try_clone)
+                .map_err(|e| io_err("open", &dest, e))?,
+        );
+        temps.push(t);
     }
+    let tmps: Vec<PathBuf> = temps.iter().map(|t| t.temp_path().to_owned()).collect();
     let sink = ShardSink::new(files, 8, opts.fsync.then_some(64 << 20));
     let rebuilt_sizes: Vec<u64> = bad_data.iter().map(|&i| idx.parts[i].size).collect();
     let res = match inputs {
@@ -433,25 +431,17 @@ fn repair_with(
             sink,
         ),
     };
-    let (outs, bytes_read) = match res {
-        Ok(r) => r,
-        Err(e) => {
-            cleanup(&tmps);
-            return Err(e);
-        }
-    };
+    let (outs, bytes_read) = res?;
     let mut finals = Vec::new();
     for ((&i, (f, h)), tmp) in bad_data.iter().zip(outs).zip(&tmps) {
         let rec = &idx.parts[i];
         if opts.fsync {
             if let Err(e) = f.sync_all() {
-                cleanup(&tmps);
                 return Err(io_err("fsync", tmp, e));
             }
         }
         let (sha, size) = h.finish();
         if sha != rec.sha256 || size != rec.size {
-            cleanup(&tmps);
             if optimistic {
                 return Ok(None);
             }
@@ -460,12 +450,12 @@ fn repair_with(
                 rec.number, rec.name
             )));
         }
-        finals.push((rec.name.clone(), tmp.clone()));
+        finals.push(rec.name.clone());
     }
     let mut rebuilt = Vec::new();
-    for (name, tmp) in finals {
-        let dest = out.join(&name);
-        fs::rename(&tmp, &dest).map_err(|e| io_err("rename", &dest, e))?;
+    for (name, t) in finals.into_iter().zip(temps) {
+        let dest = t.final_path().to_owned();
+        t.commit().map_err(|e| io_err("rename", &dest, e))?;
         rebuilt.push((name, dest));
     }
     if opts.fsync {

@@ -15,33 +15,36 @@ use super::parts::{
 };
 use crate::digest::{Hasher, Sha256Digest};
 use crate::document::limits::MAX_PARTS;
+use crate::durable::{AtomicFile, TEMP_MARKER};
 use crate::keys::SigningKeyPair;
 use crate::pipe::{SyncData, Worker, CHUNK, DEPTH};
 
 /// What [`PartWriter`] wrote: the parts, still under temp names
-/// (`tmp[i]`) until [`WrittenParts::commit`].
-#[derive(Debug, Clone)]
+/// (`tmp[i]`) until [`WrittenParts::commit`]. Dropped before, the temp
+/// files are removed.
+#[derive(Debug)]
 pub struct WrittenParts {
     pub dir: PathBuf,
     pub parts: Vec<PartRecord>,
     pub tmp: Vec<PathBuf>,
     pub size: u64,
     pub sha256: Sha256Digest,
+    /// The closed temp files (`durable`), renamed into place by commit.
+    files: Vec<AtomicFile>,
 }
 
 impl WrittenParts {
-    /// Renames every part to its final name.
-    pub fn commit(&self) -> io::Result<()> {
-        for (p, t) in self.parts.iter().zip(&self.tmp) {
-            fs::rename(t, self.dir.join(&p.name))?;
+    /// Renames every part to its final name (each already fsynced when
+    /// asked; [`seal`] fsyncs the folder once after the index).
+    pub fn commit(&mut self) -> io::Result<()> {
+        for f in self.files.drain(..) {
+            f.commit()?;
         }
         Ok(())
     }
     /// Removes the temp files (after a failure).
-    pub fn discard(&self) {
-        for t in &self.tmp {
-            let _ = fs::remove_file(t);
-        }
+    pub fn discard(&mut self) {
+        self.files.clear();
     }
 }
 
@@ -59,10 +62,12 @@ pub struct PartWriter {
     bundle_name: String,
     part_size: u64,
     /// The open part: file, temp path, bytes written into it.
-    cur: Option<(File, PathBuf, u64)>,
+    cur: Option<(AtomicFile, PathBuf, u64)>,
     /// Closed parts: name and size (their hashes come from `hashes`).
     closed: Vec<(String, u64)>,
     tmp: Vec<PathBuf>,
+    /// The closed parts' temp files, committed by [`WrittenParts::commit`].
+    files: Vec<AtomicFile>,
     hashes: PartHashes,
     sync: bool,
 }
@@ -185,28 +190,28 @@ impl PartWriter {
             cur: None,
             closed: Vec::new(),
             tmp: Vec::new(),
+            files: Vec::new(),
             hashes: PartHashes::new(),
             sync,
         }
     }
 
-    fn tmp_path(&self, n: usize) -> PathBuf {
-        self.dir.join(format!(
-            ".{}.partial-{}",
-            part_name(&self.bundle_name, n),
-            std::process::id()
-        ))
+    /// Part `n`'s temp file (`durable`): beside its final name, fsynced on
+    /// close when asked; the folder is fsynced once by [`seal`].
+    fn part_file(&self, n: usize) -> io::Result<AtomicFile> {
+        AtomicFile::options()
+            .sync(self.sync)
+            .sync_dir(false)
+            .create(self.dir.join(part_name(&self.bundle_name, n)))
     }
 
     fn close_part(&mut self) -> io::Result<()> {
-        if let Some((f, tmp, size)) = self.cur.take() {
-            if self.sync {
-                f.sync_all()?;
-            }
-            drop(f);
+        if let Some((mut f, tmp, size)) = self.cur.take() {
+            f.close()?;
             self.hashes.end_part()?;
             let n = self.closed.len() + 1;
             self.tmp.push(tmp);
+            self.files.push(f);
             self.closed.push((part_name(&self.bundle_name, n), size));
         }
         Ok(())
@@ -243,17 +248,15 @@ impl PartWriter {
             tmp: std::mem::take(&mut self.tmp),
             size,
             sha256,
+            files: std::mem::take(&mut self.files),
         })
     }
 
-    /// Removes the temp files written so far (after a failure).
+    /// Removes the temp files written so far (after a failure; dropping
+    /// the writer does the same).
     pub fn abandon(mut self) {
-        if let Some((_, tmp, _)) = self.cur.take() {
-            let _ = fs::remove_file(tmp);
-        }
-        for t in &self.tmp {
-            let _ = fs::remove_file(t);
-        }
+        self.cur = None;
+        self.files.clear();
     }
 }
 
@@ -275,8 +278,8 @@ impl Write for PartWriter {
                     "more than {MAX_PARTS} parts: choose a larger part size"
                 )));
             }
-            let tmp = self.tmp_path(self.closed.len() + 1);
-            let f = File::create(&tmp)?;
+            let f = self.part_file(self.closed.len() + 1)?;
+            let tmp = f.temp_path().to_owned();
             self.cur = Some((f, tmp, 0));
         }
         let Some((f, _, len)) = self.cur.as_mut() else {
@@ -335,15 +338,21 @@ pub fn remove_stale(dir: &Path, bundle_name: &str, parts: usize, parity: usize) 
     removed
 }
 
-/// Removes temp files a failed run left (`.<bundle>.partNNN.partial-<pid>`
-/// of this process).
+/// Removes temp files a failed run of this process left in `dir`
+/// (`durable`'s names, `.<bundle>.partNNN.partial-<pid>-<n>`, and the older
+/// `.<bundle>.partNNN.partial-<pid>`).
 pub fn remove_partials(dir: &Path, bundle_name: &str) {
-    let suffix = format!(".partial-{}", std::process::id());
+    let marker = format!("{TEMP_MARKER}{}", std::process::id());
     let prefix = format!(".{bundle_name}.");
     if let Ok(rd) = fs::read_dir(dir) {
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.ends_with(&suffix) {
+            let ours = name.rsplit_once(&marker).is_some_and(|(_, n)| {
+                n.is_empty()
+                    || n.strip_prefix('-')
+                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if name.starts_with(&prefix) && ours {
                 let _ = fs::remove_file(ent.path());
             }
         }
@@ -366,14 +375,15 @@ pub struct SealInfo {
 /// and removes stale higher-numbered parts of an older run. On failure the
 /// temp files are removed.
 pub fn seal(
-    written: &WrittenParts,
+    written: &mut WrittenParts,
     bundle_name: &str,
     info: &SealInfo,
     keys: &[SigningKeyPair],
 ) -> io::Result<(PartsIndex, PathBuf)> {
-    let dir = &written.dir;
+    let dir = written.dir.clone();
+    let dir = &dir;
     let res = (|| {
-        let parity = if info.parity > 0 {
+        let mut parity = if info.parity > 0 {
             Some(crate::parity::encode(
                 written,
                 bundle_name,
@@ -384,9 +394,9 @@ pub fn seal(
             None
         };
         written.commit()?;
-        if let Some((rec, tmps)) = &parity {
-            for (p, t) in rec.parts.iter().zip(tmps) {
-                fs::rename(t, dir.join(&p.name))?;
+        if let Some((_, tmps)) = parity.as_mut() {
+            for t in tmps.drain(..) {
+                t.commit()?;
             }
         }
         let index = PartsIndex {
@@ -433,7 +443,7 @@ mod tests {
         for c in data.chunks(70_000) {
             w.write_all(c).unwrap();
         }
-        let out = w.finish().unwrap();
+        let mut out = w.finish().unwrap();
         out.commit().unwrap();
         assert_eq!(out.parts.len(), 3);
         assert_eq!(out.parts[2].size, 5);
@@ -453,11 +463,65 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
             let mut w = PartWriter::new(dir.path(), &format!("b{len}"), size, false);
             w.write_all(&data).unwrap();
-            let out = w.finish().unwrap();
+            let mut out = w.finish().unwrap();
             assert_eq!(out.parts.len(), len.div_ceil(1 << 20), "{len}");
             assert_eq!(out.sha256, Sha256Digest::of(&data), "{len}");
             assert_eq!(out.size, len as u64);
             out.discard();
         }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Parts are written through `durable`: under its temp names until the
+    /// set is committed, and gone if it never is.
+    #[test]
+    fn part_temps_are_durable_and_go_when_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let size: PartSize = "1MiB".parse().unwrap();
+        let mut w = PartWriter::new(dir.path(), "b", size, false);
+        w.write_all(&vec![7u8; (1 << 20) + 1]).unwrap();
+        let now = names(dir.path());
+        assert_eq!(now.len(), 2, "{now:?}");
+        let marker = format!("{TEMP_MARKER}{}-", std::process::id());
+        assert!(
+            now.iter()
+                .all(|n| n.starts_with(".b.part00") && n.contains(&marker)),
+            "{now:?}"
+        );
+        drop(w.finish().unwrap());
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn remove_partials_takes_this_process_temps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        let other = pid.wrapping_add(1);
+        for n in [
+            format!(".b.part001{TEMP_MARKER}{pid}-3"),
+            format!(".b.parity1{TEMP_MARKER}{pid}"),
+            format!(".b.part002{TEMP_MARKER}{other}-1"),
+            format!(".c.part001{TEMP_MARKER}{pid}-0"),
+            "b.part001".to_owned(),
+        ] {
+            fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_partials(dir.path(), "b");
+        assert_eq!(
+            names(dir.path()),
+            vec![
+                format!(".b.part002{TEMP_MARKER}{other}-1"),
+                format!(".c.part001{TEMP_MARKER}{pid}-0"),
+                "b.part001".to_owned(),
+            ]
+        );
     }
 }

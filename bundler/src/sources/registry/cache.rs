@@ -2,18 +2,21 @@
 //! the same shape as an OCI image layout (an `oci-layout` file is written
 //! too), so the layout resolver reads images out of it unchanged.
 //!
-//! A blob is written to `<cache>/tmp/<hex>.<pid>.<n>` while it is hashed and
-//! renamed into `blobs/` only when its digest and size are right, so what is
-//! in `blobs/` is always correct: a build killed mid-download leaves at most
-//! temp files (removed by the next build once their process is gone), and a
-//! re-run fetches only the blobs not yet in `blobs/`.
+//! A blob is written through `stoa_format::durable` (the one temp+rename
+//! writer): to `blobs/sha256/.<hex>.partial-<pid>-<n>` while it is hashed,
+//! renamed to `blobs/sha256/<hex>` only when its digest and size are right,
+//! so what is under a blob's name is always correct: a build killed
+//! mid-download leaves at most temp files (removed by the next build once
+//! their process is gone), and a re-run fetches only the blobs not yet in
+//! `blobs/`. Not fsynced: the bundle writer hashes every blob it reads from
+//! the cache again.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use stoa_format::digest::Hasher;
+use stoa_format::durable::{AtomicFile, TEMP_MARKER};
 use stoa_format::Sha256Digest;
 
 /// The default cache folder: `$XDG_CACHE_HOME/stoa-bundler`, else
@@ -31,29 +34,40 @@ pub fn default_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct Cache {
     root: PathBuf,
-    counter: AtomicU64,
 }
 
 impl Cache {
     /// Opens (creating) the cache and removes temp files of dead builds.
     pub fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root.join("blobs/sha256"))?;
-        fs::create_dir_all(root.join("tmp"))?;
         let layout = root.join("oci-layout");
         if !layout.exists() {
             fs::write(&layout, stoa_format::oci::OCI_LAYOUT_CONTENT)?;
         }
-        for e in fs::read_dir(root.join("tmp"))?.flatten() {
+        let alive =
+            |pid: Option<u32>| pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        // temp files of dead builds: `blobs/sha256/.<hex>.partial-<pid>-<n>`
+        for e in fs::read_dir(root.join("blobs/sha256"))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive {
+            let Some((_, rest)) = name.rsplit_once(TEMP_MARKER) else {
+                continue;
+            };
+            if name.starts_with('.') && !alive(rest.split('-').next().and_then(|p| p.parse().ok()))
+            {
                 let _ = fs::remove_file(e.path());
+            }
+        }
+        // and those of bundlers before it: `tmp/<hex>.<pid>.<n>`
+        if let Ok(rd) = fs::read_dir(root.join("tmp")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !alive(name.split('.').nth(1).and_then(|p| p.parse().ok())) {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         Ok(Self {
             root: root.to_owned(),
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -94,27 +108,26 @@ impl Cache {
 
     /// A temp file for `d`, hashed as it is written.
     pub fn writer(&self, d: &Sha256Digest) -> io::Result<BlobWriter> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}.{n}", d.hex(), std::process::id()));
-        let file = File::create(&tmp)?;
+        let dest = self.blob_path(d);
         Ok(BlobWriter {
-            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
-            tmp,
-            dest: self.blob_path(d),
+            file: Some(io::BufWriter::with_capacity(1 << 20, blob_file(&dest)?)),
+            dest,
             want: *d,
             hasher: Hasher::default(),
         })
     }
 }
 
+/// A blob's temp file beside its place (`durable`): renamed into place
+/// atomically, not fsynced (see the module comment).
+fn blob_file(dest: &Path) -> io::Result<AtomicFile> {
+    AtomicFile::options().sync(false).create(dest)
+}
+
 /// A blob being downloaded. Dropped without `commit`, its temp file goes.
 #[derive(Debug)]
 pub struct BlobWriter {
-    file: Option<io::BufWriter<File>>,
-    tmp: PathBuf,
+    file: Option<io::BufWriter<AtomicFile>>,
     dest: PathBuf,
     want: Sha256Digest,
     hasher: Hasher,
@@ -128,12 +141,11 @@ impl BlobWriter {
 
     /// Starts again from nothing (the server ignored a range request).
     pub fn restart(&mut self) -> io::Result<()> {
-        if let Some(f) = self.file.take() {
-            drop(f);
-        }
+        // the old temp file goes with its writer
+        self.file = None;
         self.file = Some(io::BufWriter::with_capacity(
             1 << 20,
-            File::create(&self.tmp)?,
+            blob_file(&self.dest)?,
         ));
         self.hasher = Hasher::default();
         Ok(())
@@ -146,10 +158,9 @@ impl BlobWriter {
             .take()
             .ok_or_else(|| io::Error::other("blob writer already closed"))?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
-        drop(f);
         let (got, len) = std::mem::take(&mut self.hasher).finish();
         if got != self.want || len != size {
-            let _ = fs::remove_file(&self.tmp);
+            drop(f);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -159,7 +170,7 @@ impl BlobWriter {
                 ),
             ));
         }
-        fs::rename(&self.tmp, &self.dest)
+        f.commit()
     }
 }
 
@@ -182,14 +193,6 @@ impl Write for BlobWriter {
     }
 }
 
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,11 +208,34 @@ mod tests {
         assert!(!c.has(&d, 5));
         c.put_bytes(&d, b"hello").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.has(&d, 5));
-        assert_eq!(
-            fs::read_dir(dir.path().join("tmp"))
-                .unwrap_or_else(|e| panic!("{e}"))
-                .count(),
-            0
-        );
+        // no temp file left: the blobs folder holds the blob alone
+        let names: Vec<String> = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names, vec![d.hex()]);
+    }
+
+    /// A killed build's temp file is removed by the next open once its
+    /// process is gone; a live process's is kept; an older bundler's
+    /// `tmp/` leftovers go too.
+    #[test]
+    fn open_removes_temps_of_dead_builds_only() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let blobs = dir.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(dir.path().join("tmp")).unwrap_or_else(|e| panic!("{e}"));
+        let hex = Sha256Digest::of(b"x").hex();
+        let dead = blobs.join(format!(".{hex}{TEMP_MARKER}{}-0", u32::MAX));
+        let live = blobs.join(format!(".{hex}{TEMP_MARKER}{}-0", std::process::id()));
+        let old = dir.path().join("tmp").join(format!("{hex}.{}.0", u32::MAX));
+        for p in [&dead, &live, &old] {
+            fs::write(p, b"half").unwrap_or_else(|e| panic!("{e}"));
+        }
+        Cache::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert!(!old.exists());
     }
 }
