@@ -8,6 +8,15 @@
 //!
 //! This crate is shared by the bundler (writer) and the updater (reader): both
 //! use the same verification code. It has no network code.
+//!
+//! The folders follow docs/FORMAT.md, bottom up: `error.rs` and `io/` (how
+//! bytes move), `codec/` (digests, the tar subset, zstd frames), `document/`
+//! (what a bundle says: the manifest, its fields and names, every size cap)
+//! and `trust/` (keys and trust roots), `media/` (split parts and parity),
+//! `read/` (the one verifier and where a bundle is read from), then
+//! `writer.rs`, `delta.rs` and `cli/`. This file is the roof: the folders
+//! are private, and each module outside code uses has one public path here
+//! (`stoa_format::manifest`, `stoa_format::source`, …).
 
 // The folders, bottom up: io and error, then codec, document and trust,
 // media, read, and on top writer, delta and cli (docs/FORMAT.md's order).

@@ -5,8 +5,10 @@
 //! none): the HTTP clients live in the bundler and the updater, which
 //! classify their client's errors into a [`TransportError`] once, at the
 //! boundary, and ask [`RetryPolicy::delay`] whether and how long to wait.
-//! It lives here rather than in a new crate because both binaries already
-//! depend on `stoa-format` and it is forty lines of pure logic.
+//! It lives in the format crate's `io/` folder (how bytes move) rather than
+//! in a crate of its own because both binaries already depend on
+//! `stoa-format` and it is about two hundred lines of pure logic with no
+//! dependency.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Split media parts: the signed parts index (`<bundle>.parts.json` and its
 //! detached signatures `<bundle>.parts.sig`), part sizes (`4GiB`, `700MB`)
 //! and part file names. Cutting a bundle stream into parts is
-//! [`super::split`] (`PartWriter`, `seal`, re-exported here); reading a part
+//! `split.rs` ([`PartWriter`], [`seal`], re-exported here); reading a part
 //! set back is [`crate::source`]. See docs/FORMAT.md, "Split media parts".
 
 use std::collections::BTreeMap;
