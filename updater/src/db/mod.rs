@@ -1,7 +1,21 @@
-//! PostgreSQL through its own client tools: `psql` (each migration and its
-//! history row in one transaction: `--single-transaction` with
-//! `ON_ERROR_STOP`), `pg_dump -Fc` for snapshots and `pg_restore` to restore
-//! them.
+//! PostgreSQL for the updater. Every query — migrations (up and down
+//! steps), the history table, the preflight's privilege check — goes over
+//! the wire protocol through our own client ([`wire`]): a migration's text
+//! is ONE simple `Query` message, parsed by the server alone, so no
+//! client-side script interpreter (psql) ever reads it and nothing in it (a
+//! backslash meta-command, a switch of the client encoding) can act on this
+//! host. Snapshots stay with PostgreSQL's own tools: `pg_dump -Fc` to take
+//! them, and `pg_restore -f -` piped into `psql` to restore them (that input
+//! is our own pg_dump's output, never a release's text).
+//!
+//! One step, one session: each migration opens its own connection
+//! (`client_encoding=UTF8` pinned at startup), runs `BEGIN`, the history
+//! table's `CREATE TABLE IF NOT EXISTS`, the migration's text, then — after
+//! putting `client_encoding` back to UTF8 if the migration changed it, and
+//! checking the transaction is still open — the history row, and `COMMIT`,
+//! each its own message. A killed updater never sends the `COMMIT`; the
+//! backend notices the closed socket within a second
+//! (`client_connection_check_interval`, PostgreSQL 14+) and rolls back.
 //!
 //! History table, created when missing:
 //! `stoa_schema_migrations(id text primary key, name text, checksum text
@@ -12,16 +26,21 @@
 //! updater run their SQL). A row whose `down_sql` or `checksum` disagrees is
 //! reported, not executed.
 //!
-//! Every tool is started through [`crate::tool`]: the password is in the
-//! child's environment (`PGPASSWORD`), never in argv.
+//! The external tools are started through [`crate::tool`]: the password is
+//! in the child's environment (`PGPASSWORD`), never in argv.
+
+pub mod conninfo;
+pub mod tls;
+pub mod wire;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::error::{Result, UpdaterError};
 use crate::tool::{self, PgConn};
+use conninfo::ConnInfo;
+use wire::{Conn, PgError};
 
 pub const TABLE: &str = "stoa_schema_migrations";
 
@@ -39,54 +58,92 @@ fn dberr(db: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
     }
 }
 
-/// The connection of `url`; the error names the database, never the password.
+/// The connection of `url` for the external tools; the error names the
+/// database, never the password.
 fn conn(db: &str, url: &str, step: &str) -> Result<PgConn> {
     PgConn::parse(url).map_err(|e| dberr(db, step, format!("database url: {e}")))
 }
 
-fn psql(conn: &PgConn) -> Command {
-    let mut c = tool::command("psql");
-    conn.env(&mut c);
-    c
+/// A session on `url`'s database, with the kill check on.
+fn open(db: &str, url: &str, step: &str) -> Result<Conn> {
+    let ci = ConnInfo::parse(url).map_err(|e| dberr(db, step, format!("database url: {e}")))?;
+    let mut c = Conn::connect(&ci).map_err(|e| dberr(db, step, format!("connect: {e}")))?;
+    // the backend ends a running statement within a second of this process
+    // dying (PostgreSQL 14+; older servers refuse the name, which is fine:
+    // they finish the statement, find the socket closed and roll back)
+    let _ = c.query("SET client_connection_check_interval = 1000");
+    Ok(c)
 }
 
-fn run_psql(db: &str, url: &str, step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let conn = conn(db, url, step)?;
-    let mut c = psql(&conn);
-    // the encoding psql lexes our scripts in starts known (a migration that
-    // switches it is covered by the format's SQL rule, which follows every
-    // reading)
-    c.env("PGCLIENTENCODING", "UTF8");
-    c.args([
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        conn.url(),
-    ])
-    .args(args)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child =
-        tool::spawn(&mut c, "psql").map_err(|e| dberr(db, step, format!("run psql: {e}")))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let _ = pipe.write_all(input.as_bytes());
+/// Runs one statement of ours (never a release's text) and returns its rows.
+fn run(c: &mut Conn, db: &str, step: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+    c.query(sql)
+        .map(|r| r.rows)
+        .map_err(|e| dberr(db, step, e.to_string()))
+}
+
+/// The 1-based line of character position `pos` (1-based) in `text`.
+pub fn line_of(text: &str, pos: usize) -> usize {
+    1 + text
+        .chars()
+        .take(pos.saturating_sub(1))
+        .filter(|&c| c == '\n')
+        .count()
+}
+
+/// Runs a release's migration text (`file` names it) as one message in the
+/// open transaction of `c`, then makes sure the session reads our next
+/// statements as UTF-8 again and the transaction is still open. The error
+/// names the file's line the server's position points at.
+fn run_release_text(c: &mut Conn, db: &str, step: &str, file: &str, text: &str) -> Result<()> {
+    match c.query(text) {
+        Ok(_) => {}
+        Err(PgError::Server(e)) => {
+            let at = e
+                .position
+                .map(|p| format!("{file} line {}: ", line_of(text, p)))
+                .unwrap_or_else(|| format!("{file}: "));
+            return Err(dberr(db, step, format!("{at}{e}")));
+        }
+        Err(e) => return Err(dberr(db, step, format!("{file}: {e}"))),
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| dberr(db, step, format!("psql: {e}")))?;
-    if !out.status.success() {
-        return Err(dberr(db, step, first_error_line(&out.stderr)));
+    if c.tx_status != b'T' {
+        return Err(dberr(
+            db,
+            step,
+            format!(
+                "{file} ended the updater's transaction (it must not hold BEGIN/COMMIT/ROLLBACK)"
+            ),
+        ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    if c.client_encoding() != "UTF8" {
+        // ASCII only: read the same in every client encoding PostgreSQL has
+        run(c, db, step, "SET client_encoding = 'UTF8'")?;
+        if c.client_encoding() != "UTF8" {
+            return Err(dberr(
+                db,
+                step,
+                format!(
+                    "{file} left client_encoding {:?} and it could not be reset",
+                    c.client_encoding()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `COMMIT`, and check it committed.
+fn commit(c: &mut Conn, db: &str, step: &str) -> Result<()> {
+    run(c, db, step, "COMMIT")?;
+    if c.tx_status != b'I' {
+        return Err(dberr(db, step, "COMMIT did not end the transaction"));
+    }
+    Ok(())
+}
+
+fn text(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
 }
 
 /// A dollar-quoted literal whose tag does not occur in the text.
@@ -104,68 +161,55 @@ pub fn quote(text: &str) -> String {
 /// Preflight: the privileges migrations need, as the configured user:
 /// `(user, schema, CREATE on the database, CREATE on the current schema)`.
 pub fn privileges(db: &str, url: &str) -> Result<(String, String, bool, bool)> {
-    let out = run_psql(
+    let step = "preflight";
+    let mut c = open(db, url, step)?;
+    let rows = run(
+        &mut c,
         db,
-        url,
-        "preflight",
-        &[
-            "-F",
-            "|",
-            "-c",
-            "SELECT current_user, coalesce(current_schema(), ''), \
-             has_database_privilege(current_database(), 'CREATE'), \
-             coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)",
-        ],
-        None,
+        step,
+        "SELECT current_user, coalesce(current_schema(), ''), \
+         has_database_privilege(current_database(), 'CREATE'), \
+         coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)",
     )?;
-    let f: Vec<&str> = out.split('|').collect();
-    match f.as_slice() {
-        [user, schema, dbc, sc] => Ok((
-            (*user).to_owned(),
-            (*schema).to_owned(),
-            *dbc == "t",
-            *sc == "t",
+    match rows.as_slice() {
+        [r] if r.len() == 4 => Ok((
+            text(&r[0]).to_owned(),
+            text(&r[1]).to_owned(),
+            text(&r[2]) == "t",
+            text(&r[3]) == "t",
         )),
-        _ => Err(dberr(db, "preflight", format!("unreadable answer {out:?}"))),
+        _ => Err(dberr(db, step, format!("unreadable answer {rows:?}"))),
     }
 }
 
 /// Migrations recorded in the database (empty when the table is missing).
 pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
-    let exists = run_psql(
+    let step = "read migration history";
+    let mut c = open(db, url, step)?;
+    let exists = run(
+        &mut c,
         db,
-        url,
-        "read migration history",
-        &["-c", &format!("SELECT to_regclass('{TABLE}') IS NOT NULL")],
-        None,
+        step,
+        &format!("SELECT to_regclass('{TABLE}') IS NOT NULL"),
     )?;
-    if exists != "t" {
+    if !matches!(exists.as_slice(), [r] if r.first().is_some_and(|v| text(v) == "t")) {
         return Ok(BTreeMap::new());
     }
-    let out = run_psql(
+    let rows = run(
+        &mut c,
         db,
-        url,
-        "read migration history",
-        &[
-            "-F",
-            "\t",
-            "-c",
-            &format!("SELECT id, name, checksum FROM {TABLE} ORDER BY id"),
-        ],
-        None,
+        step,
+        &format!("SELECT id, name, checksum FROM {TABLE} ORDER BY id"),
     )?;
     let mut m = BTreeMap::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() == 3 {
-            m.insert(
-                f[0].to_owned(),
-                Applied {
-                    name: f[1].to_owned(),
-                    checksum: f[2].to_owned(),
-                },
-            );
-        }
+    for r in rows.iter().filter(|r| r.len() == 3) {
+        m.insert(
+            text(&r[0]).to_owned(),
+            Applied {
+                name: text(&r[1]).to_owned(),
+                checksum: text(&r[2]).to_owned(),
+            },
+        );
     }
     Ok(m)
 }
@@ -215,34 +259,31 @@ pub fn migrate_up(up: &MigrationUp<'_>) -> Result<()> {
         down,
         release,
     } = *up;
-    // the format's migration SQL rule, once more on the exact bytes psql
-    // gets (verify checked them already): no meta-command, no variable, no
-    // transaction control
     let step = format!("migration {id}_{name}");
-    stoa_format::sql::check_migration(&step, sql.as_bytes())
-        .map_err(|e| dberr(db, &step, e.to_string()))?;
-    if let Some(d) = down {
-        stoa_format::sql::check_migration(&format!("{step} (down)"), d.as_bytes())
-            .map_err(|e| dberr(db, &step, e.to_string()))?;
-    }
-    let script = format!(
-        "CREATE TABLE IF NOT EXISTS {TABLE} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), down_sql text, release text);\n\
-         {sql}\n;\n\
-         INSERT INTO {TABLE} (id, name, checksum, down_sql, release) VALUES ({}, {}, {}, {}, {});\n",
-        quote(id),
-        quote(name),
-        quote(checksum),
-        down.map(quote).unwrap_or_else(|| "NULL".into()),
-        quote(release)
-    );
-    run_psql(
+    let file = format!("{id}_{name}.sql");
+    let mut c = open(db, url, &step)?;
+    run(&mut c, db, &step, "BEGIN")?;
+    run(
+        &mut c,
         db,
-        url,
         &step,
-        &["--single-transaction", "-f", "-"],
-        Some(&script),
-    )
-    .map(|_| ())
+        &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), down_sql text, release text)"),
+    )?;
+    run_release_text(&mut c, db, &step, &file, sql)?;
+    run(
+        &mut c,
+        db,
+        &step,
+        &format!(
+            "INSERT INTO {TABLE} (id, name, checksum, down_sql, release) VALUES ({}, {}, {}, {}, {})",
+            quote(id),
+            quote(name),
+            quote(checksum),
+            down.map(quote).unwrap_or_else(|| "NULL".into()),
+            quote(release)
+        ),
+    )?;
+    commit(&mut c, db, &step)
 }
 
 /// What the history row of an undone migration held, when it disagreed
@@ -271,43 +312,56 @@ pub fn migrate_down(
     down_sha256: &str,
 ) -> Result<Option<RowMismatch>> {
     let step = format!("down migration {id}");
-    // hashes only: the row's text never reaches psql's input or our parsing
-    let row = run_psql(
+    let mut c = open(db, url, &step)?;
+    // hashes only: the row's text never reaches our parsing
+    let rows = run(
+        &mut c,
         db,
-        url,
         &step,
-        &[
-            "-F",
-            "\t",
-            "-c",
-            &format!(
-                "SELECT checksum, coalesce(encode(sha256(convert_to(down_sql, 'UTF8')), 'hex'), '-') FROM {TABLE} WHERE id = {}",
-                quote(id)
-            ),
-        ],
-        None,
+        &format!(
+            "SELECT checksum, coalesce(encode(sha256(convert_to(down_sql, 'UTF8')), 'hex'), '-') FROM {TABLE} WHERE id = {}",
+            quote(id)
+        ),
     )?;
-    if row.is_empty() {
+    let Some(row) = rows.first() else {
         return Ok(None);
-    }
-    let (checksum, down_hash) = row.split_once('\t').unwrap_or((row.as_str(), ""));
+    };
+    let (checksum, down_hash) = (text(&row[0]), row.get(1).map(text).unwrap_or(""));
     let mismatch = RowMismatch {
         database: db.to_owned(),
         id: id.to_owned(),
         down_sql_edited: down_hash != down_sha256,
         checksum_edited: checksum != up_sha256,
     };
-    stoa_format::sql::check_migration(&step, down.as_bytes())
-        .map_err(|e| dberr(db, &step, e.to_string()))?;
-    let script = format!("{down}\n;\nDELETE FROM {TABLE} WHERE id = {};\n", quote(id));
-    run_psql(
+    let name = applied_name(&mut c, db, &step, id)?;
+    run(&mut c, db, &step, "BEGIN")?;
+    run_release_text(&mut c, db, &step, &format!("{id}_{name}.down.sql"), down)?;
+    run(
+        &mut c,
         db,
-        url,
         &step,
-        &["--single-transaction", "-f", "-"],
-        Some(&script),
+        &format!("DELETE FROM {TABLE} WHERE id = {}", quote(id)),
     )?;
+    commit(&mut c, db, &step)?;
     Ok(Some(mismatch))
+}
+
+/// The recorded name of migration `id` (for naming its down file).
+fn applied_name(c: &mut Conn, db: &str, step: &str, id: &str) -> Result<String> {
+    let rows = run(
+        c,
+        db,
+        step,
+        &format!("SELECT name FROM {TABLE} WHERE id = {}", quote(id)),
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .map(text)
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect())
 }
 
 /// `pg_dump -Fc` into `dest` (temp file, then rename).
@@ -372,7 +426,8 @@ pub fn restore(db: &str, url: &str, dump: &Path) -> Result<()> {
         .stderr(Stdio::piped());
     let mut dumper = tool::spawn(&mut dumper, "pg_restore")
         .map_err(|e| dberr(db, step, format!("run pg_restore: {e}")))?;
-    let mut c = psql(&conn);
+    let mut c = tool::command("psql");
+    conn.env(&mut c);
     c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
         .args(["-d", conn.url()])
         .args([
