@@ -213,7 +213,7 @@ impl Base {
 
     /// Replaces an entry's content and re-signs the manifest with its new
     /// size and digest: what a holder of the key could ship.
-    fn content_signed(&self, name: &str, data: &[u8]) -> Vec<u8> {
+    pub fn content_signed(&self, name: &str, data: &[u8]) -> Vec<u8> {
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
         let mut entries = self.resigned(|m| {
             for e in m["entries"].as_array_mut().unwrap() {
