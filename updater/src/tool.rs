@@ -1,4 +1,4 @@
-//! Every external tool (`psql`, `pg_dump`, `pg_restore`, `helm`) is started
+//! Every external tool (`pg_dump`, `pg_restore`, the restore's `psql`, `helm`) is started
 //! here, so that three rules hold in one place:
 //!
 //! - **No secret in argv.** Database connection parameters reach the child

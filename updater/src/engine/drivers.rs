@@ -1,5 +1,5 @@
 //! The drivers the engine acts through, behind traits: [`Database`]
-//! (psql/pg_dump/pg_restore), [`Charts`] (helm), [`ImageRegistry`] (the
+//! (wire protocol; pg_dump/pg_restore for snapshots), [`Charts`] (helm), [`ImageRegistry`] (the
 //! site registry) and [`Files`] (the site's files dir, `engine/files.rs`).
 //! [`Drivers::real`] gives the real implementations; the unit tests swap in
 //! in-process fakes (`engine::fakes`) so that every step × kill point ×
@@ -117,7 +117,7 @@ impl std::fmt::Debug for Drivers {
 }
 
 impl Drivers {
-    /// psql, helm (started on first use), the registry client, the files dir.
+    /// the database client, helm (started on first use), the registry client, the files dir.
     pub fn real(helm: Option<HelmConfig>, reg: Option<RegistryConfig>, files_dir: PathBuf) -> Self {
         Self {
             database: Box::new(Psql),
@@ -131,7 +131,7 @@ impl Drivers {
     }
 }
 
-/// PostgreSQL through psql, pg_dump and pg_restore (`db.rs`).
+/// PostgreSQL: migrations and history over the wire protocol, snapshots with pg_dump/pg_restore (`db/`).
 #[derive(Debug)]
 pub struct Psql;
 

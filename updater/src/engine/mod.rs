@@ -55,7 +55,7 @@ fn crash_hook(step: &dyn std::fmt::Display) {
 pub struct Site {
     pub cfg: SiteConfig,
     pub sd: StateDir,
-    /// psql, helm, the registry: real, or the unit tests' fakes.
+    /// the database, helm, the registry: real, or the unit tests' fakes.
     pub drivers: Drivers,
     /// Unit-test kill point: right after this step (its text form) is
     /// recorded as done, the engine panics with [`Killed`] instead of
