@@ -309,6 +309,10 @@ impl SiteConfig {
         for (name, d) in &self.databases {
             crate::tool::PgConn::parse(&d.url)
                 .map_err(|e| format!("[databases.{name}] url: {e}"))?;
+            // what the updater's own client reads (parameters it does not
+            // support are refused here, not at the first migration)
+            crate::db::conninfo::ConnInfo::parse(&d.url)
+                .map_err(|e| format!("[databases.{name}] url: {e}"))?;
         }
         Ok(())
     }
@@ -512,6 +516,13 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
+        // a parameter the updater's client does not speak: refused at load
+        let e = load(&format!(
+            "{BASE}[databases.stoa]\nurl = \"postgres://app:hunter2@db/stoa?sslcert=/c.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sslcert") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

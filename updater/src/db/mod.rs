@@ -326,7 +326,10 @@ pub fn migrate_down(
     let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let (checksum, down_hash) = (text(&row[0]), row.get(1).map(text).unwrap_or(""));
+    let (checksum, down_hash) = (
+        row.first().map(text).unwrap_or(""),
+        row.get(1).map(text).unwrap_or(""),
+    );
     let mismatch = RowMismatch {
         database: db.to_owned(),
         id: id.to_owned(),
@@ -495,4 +498,26 @@ fn first_error_line(stderr: &[u8]) -> String {
         .unwrap_or("")
         .trim()
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_positions_map_to_the_migration_line() {
+        let t = "CREATE TABLE a (x int);\n\n-- é ü\nSELEC 1;\n";
+        // characters, not bytes: the comment's non-ASCII letters count once
+        let pos = t.chars().take_while(|&c| c != 'S').count() + 1;
+        assert_eq!(line_of(t, pos), 4);
+        assert_eq!(line_of(t, 1), 1);
+        assert_eq!(line_of(t, 0), 1);
+        assert_eq!(line_of(t, 10_000), 5);
+    }
+
+    #[test]
+    fn dollar_quotes_never_meet_their_tag_in_the_text() {
+        assert_eq!(quote("a'b"), "$stoa0$a'b$stoa0$");
+        assert_eq!(quote("x $stoa0$ y"), "$stoa1$x $stoa0$ y$stoa1$");
+    }
 }
