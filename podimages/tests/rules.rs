@@ -314,3 +314,31 @@ fn untrusted_names_in_errors_stay_one_line() {
     assert!(!m.contains('\n') && !m.contains('\u{1b}'), "{m}");
     assert!(m.contains("Deployment/a\\nb\\u{1b}[31m"), "{m}");
 }
+
+/// What rewrite emits reads back with the same images, now site names
+/// (every fixture that is accepted).
+#[test]
+fn rewrite_output_reads_back_alike() {
+    let root: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures"]
+        .iter()
+        .collect();
+    let mut accepted = 0;
+    for rule in std::fs::read_dir(&root).unwrap() {
+        for f in std::fs::read_dir(rule.unwrap().path()).unwrap() {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            let Ok(l) = list(&text) else { continue };
+            let r = rewrite(&text, &to_site).unwrap();
+            let back = list(&r.text).unwrap();
+            assert_eq!(back.len(), l.len(), "{}", r.text);
+            for (a, b) in l.iter().zip(&back) {
+                assert_eq!(b.image, format!("reg.site/{}", a.image));
+                assert_eq!(
+                    (&a.kind, &a.name, &a.container),
+                    (&b.kind, &b.name, &b.container)
+                );
+            }
+            accepted += 1;
+        }
+    }
+    assert!(accepted >= 4, "{accepted} fixtures accepted");
+}
