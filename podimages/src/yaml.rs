@@ -243,61 +243,74 @@ pub(crate) fn build(text: &str) -> Result<Built, String> {
             charge(&mut total, cost)?;
             anchors.insert(id, (node.clone(), cost));
         }
-        let need_path = problem.is_none()
-            && matches!(
-                stack.last(),
-                Some(Frame {
-                    node: Node::Map(..),
-                    key: None,
-                    ..
-                })
-            );
-        let at = if need_path {
-            path(&stack)
-        } else {
-            String::new()
-        };
-        let Some(top) = stack.last_mut() else {
-            docs.push(node);
-            continue;
-        };
-        top.cost.nodes = top.cost.nodes.saturating_add(cost.nodes);
-        top.cost.bytes = top.cost.bytes.saturating_add(cost.bytes);
-        top.cost.height = top.cost.height.max(cost.height + 1);
-        match &mut top.node {
-            Node::Seq(items, _) => items.push(node),
-            Node::Map(kv, _) => match top.key.take() {
-                None => {
-                    let k = key_text(&node);
-                    let merge =
-                        matches!(&node, Node::Scalar { tag: Some(t), .. } if t == "!!merge");
-                    if problem.is_none() {
-                        let here = if at.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{at}.{k}")
-                        };
-                        if k == "<<" || merge {
-                            problem = Some(format!(
-                                "merge key `<<` at {} (refused: it hides what a reader sees)",
-                                clean(&here)
-                            ));
-                        } else if top.keys.contains(&k) {
-                            problem = Some(format!(
-                                "duplicate key {} (refused: readers disagree on which one counts)",
-                                clean(&here)
-                            ));
-                        }
-                    }
-                    top.keys.insert(k);
-                    top.key = Some(node);
-                }
-                Some(k) => kv.push((k, node)),
-            },
-            Node::Scalar { .. } => return Err("scalar holds a child".into()),
+        if let Some(doc) = attach(&mut stack, node, cost, &mut problem)? {
+            docs.push(doc);
         }
     }
     Ok(Built { docs, problem })
+}
+
+/// Puts a finished node into the open collection on top of `stack`
+/// (checking a map key for a duplicate or a merge key), or returns it when
+/// it is a whole document.
+fn attach(
+    stack: &mut [Frame],
+    node: Node,
+    cost: Cost,
+    problem: &mut Option<String>,
+) -> Result<Option<Node>, String> {
+    let need_path = problem.is_none()
+        && matches!(
+            stack.last(),
+            Some(Frame {
+                node: Node::Map(..),
+                key: None,
+                ..
+            })
+        );
+    let at = if need_path {
+        path(stack)
+    } else {
+        String::new()
+    };
+    let Some(top) = stack.last_mut() else {
+        return Ok(Some(node));
+    };
+    top.cost.nodes = top.cost.nodes.saturating_add(cost.nodes);
+    top.cost.bytes = top.cost.bytes.saturating_add(cost.bytes);
+    top.cost.height = top.cost.height.max(cost.height + 1);
+    match &mut top.node {
+        Node::Seq(items, _) => items.push(node),
+        Node::Map(kv, _) => match top.key.take() {
+            None => {
+                let k = key_text(&node);
+                let merge = matches!(&node, Node::Scalar { tag: Some(t), .. } if t == "!!merge");
+                if problem.is_none() {
+                    let here = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    if k == "<<" || merge {
+                        *problem = Some(format!(
+                            "merge key `<<` at {} (refused: it hides what a reader sees)",
+                            clean(&here)
+                        ));
+                    } else if top.keys.contains(&k) {
+                        *problem = Some(format!(
+                            "duplicate key {} (refused: readers disagree on which one counts)",
+                            clean(&here)
+                        ));
+                    }
+                }
+                top.keys.insert(k);
+                top.key = Some(node);
+            }
+            Some(k) => kv.push((k, node)),
+        },
+        Node::Scalar { .. } => return Err("scalar holds a child".into()),
+    }
+    Ok(None)
 }
 
 /// Untrusted text for a one-line message: control characters escaped.
