@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the format's parsers: `scripts/fuzz.sh [seconds-per-target]`
 # (default 60). Targets (fuzz/, its own workspace): manifest, tar,
-# zstd_frames (a whole bundle file), root (trust roots). Seed corpora are
+# zstd_frames (a whole bundle file), root (trust roots), podimages (rendered
+# manifests; seeded from podimages/tests/fixtures). Seed corpora are
 # made fresh from the named fixtures (tests/src/tamper.rs,
 # tests/src/root_fixture.rs) by `stoa-fixtures fuzz-seeds`; nothing binary
 # is committed. Installs cargo-fuzz when missing. Runs on the stable
@@ -42,11 +43,16 @@ done
 "$root/target/debug/stoa-fixtures" fuzz-seeds "$work/seeds" "$work/a.tar.zst" "$work/b.tar.zst" \
   "$work/release.key" "$work/root.json" "$work/root-key.key" "$work/release.pub"
 
+mkdir -p "$work/seeds/podimages"
+find "$root/podimages/tests/fixtures" -name '*.yaml' | while read -r f; do
+  cp "$f" "$work/seeds/podimages/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+
 # only the fuzz build sees RUSTC_BOOTSTRAP (it is part of cargo's
 # fingerprint: set for the main build it would rebuild target/ twice)
 export RUSTC_BOOTSTRAP=1
 cd fuzz
-for t in manifest tar zstd_frames root; do
+for t in manifest tar zstd_frames root podimages; do
   echo "fuzz.sh: $t for ${secs}s ($(ls "$work/seeds/$t" | wc -l) seeds)"
   mkdir -p "corpus/$t"
   cargo fuzz run "$t" "corpus/$t" "$work/seeds/$t" -- \

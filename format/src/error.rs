@@ -165,18 +165,6 @@ pub enum FormatError {
     PartsBad { message: String, bad: Vec<BadPart> },
     #[error("repair parts: {0}")]
     Repair(String),
-    /// A Helm post-renderer's input (docs/OPERATIONS.md): `template` is
-    /// the document's `# Source:` line.
-    #[error("read rendered manifests: document {document} ({template}): {reason}")]
-    RenderedYaml {
-        document: usize,
-        template: String,
-        reason: String,
-    },
-    /// Pod images the site registry cannot serve: each names the kind,
-    /// name, container and image.
-    #[error("rewrite images: {count} image(s) cannot be served from the site registry: {images}")]
-    ImagesNotServed { count: usize, images: String },
     #[error("store entry {path:?}: {source}")]
     Sink {
         path: String,
@@ -288,8 +276,6 @@ impl FormatError {
             Self::ReadSource { .. } => "source",
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
-            Self::RenderedYaml { .. } => "rendered-yaml",
-            Self::ImagesNotServed { .. } => "image-not-served",
             Self::UnsafeMigration { .. } => "migration-sql",
             Self::Root { .. } => "root",
             Self::ClockBeforeFloor { .. } => "clock-floor",
@@ -326,8 +312,6 @@ impl FormatError {
                 | Self::OpenBundle { .. }
                 | Self::PartsResolve { .. }
                 | Self::Repair(_)
-                | Self::RenderedYaml { .. }
-                | Self::ImagesNotServed { .. }
         )
     }
 }

@@ -31,7 +31,6 @@ mod trust;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod delta;
-pub mod podimages;
 pub mod writer;
 
 // The public module paths (`stoa_format::manifest::…`, `stoa_format::source::…`),

@@ -9,6 +9,10 @@ use stoa_format::FormatError;
 pub enum UpdaterError {
     #[error("{0}")]
     Format(#[from] FormatError),
+    /// Rendered manifests the pod-image rule refuses, or images the site
+    /// registry cannot serve (exit code 3).
+    #[error("{0}")]
+    PodImages(#[from] stoa_podimages::PodImagesError),
     #[error("read bundle {path}: {source}")]
     OpenBundle {
         path: PathBuf,
@@ -114,6 +118,7 @@ impl UpdaterError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Format(e) => e.kind(),
+            Self::PodImages(e) => e.kind(),
             Self::OpenBundle { .. } => "read",
             Self::Config { .. } => "config",
             Self::BundleNotRegular { .. } => "bundle-not-regular",

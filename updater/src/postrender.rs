@@ -5,7 +5,7 @@
 //! applies what comes back. Ours is `stoa-updater post-render --map <file>`
 //! (hidden subcommand): it rewrites every pod image to the site registry,
 //! pinned to the digest the bundle verified
-//! ([`stoa_format::podimages`]), and fails naming any image the bundle does
+//! ([`stoa_podimages`], the same rule the build checks with), and fails naming any image the bundle does
 //! not carry. The map file (`images.json`: site registry, prefix, the
 //! bundle's images and digests; never a secret) is written 0600 in a folder
 //! named after its content.
@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use stoa_format::manifest::BundleManifest;
-use stoa_format::podimages::{self, PodImage, SiteImage, SiteImages};
 use stoa_format::Sha256Digest;
+use stoa_podimages::{self as podimages, PodImage, PodImagesError, SiteImage, SiteImages};
 
 use crate::config::SiteConfig;
 use crate::error::{Result, UpdaterError};
@@ -194,14 +194,14 @@ pub fn run(args: &Args) -> Result<()> {
         .read_to_end(&mut input)
         .map_err(|e| UpdaterError::io("read rendered manifests", "stdin", e))?;
     if input.len() as u64 > MAX_INPUT {
-        return Err(stoa_format::FormatError::RenderedYaml {
+        return Err(PodImagesError::RenderedYaml {
             document: 0,
             template: "stdin".into(),
             reason: format!("over {MAX_INPUT} bytes"),
         }
         .into());
     }
-    let input = String::from_utf8(input).map_err(|e| stoa_format::FormatError::RenderedYaml {
+    let input = String::from_utf8(input).map_err(|e| PodImagesError::RenderedYaml {
         document: 0,
         template: "stdin".into(),
         reason: format!("not UTF-8: {e}"),

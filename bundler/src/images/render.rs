@@ -1,10 +1,12 @@
-//! One chart through `helm template`, and the images in what it printed.
+//! One chart through `helm template`, and the images in what it printed
+//! (read by `stoa-podimages`, the rule the site's post-renderer uses), plus
+//! those its Chart.yaml annotations list.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde_yaml::Value;
+use stoa_podimages::Origin;
 
 use super::{ChartJob, Field, Found};
 use crate::error::{BundlerError, Result};
@@ -107,109 +109,29 @@ fn annotated(job: &ChartJob) -> std::result::Result<Vec<Hit>, String> {
     Ok(out)
 }
 
-/// The images in a `helm template` output: each YAML document, under the
-/// template its `# Source:` comment names.
+/// The images in a `helm template` output, as the site's post-renderer
+/// reads them: [`stoa_podimages::list`] (every document parsed and checked,
+/// each pod image and env `*_IMAGE` value, under the template its
+/// `# Source:` comment names).
 pub fn scan(text: &str) -> std::result::Result<Vec<Hit>, String> {
-    let mut out = Vec::new();
-    let mut doc = String::new();
-    let mut source = String::new();
-    let mut flush = |doc: &mut String, source: &str| -> std::result::Result<(), String> {
-        // only a document that names an image can hold one: the others
-        // (ConfigMaps, RBAC, CRDs) are not parsed
-        if doc.contains("image") || doc.contains("_IMAGE") {
-            let v: Value = serde_yaml::from_str(doc)
-                .map_err(|e| format!("{source}: helm template printed invalid YAML: {e}"))?;
-            pod_images(&v, source, &mut out);
-        }
-        doc.clear();
-        Ok(())
-    };
-    for line in text.lines() {
-        if line == "---" || line.starts_with("--- ") {
-            flush(&mut doc, &source)?;
-            source.clear();
-            continue;
-        }
-        if let Some(s) = line.strip_prefix("# Source: ") {
-            source = s.trim().to_owned();
-        }
-        doc.push_str(line);
-        doc.push('\n');
-    }
-    flush(&mut doc, &source)?;
-    Ok(out)
-}
-
-/// The pod spec of a pod-bearing object.
-fn pod_spec(v: &Value) -> Option<(&str, &Value)> {
-    let kind = v.get("kind")?.as_str()?;
-    let spec = v.get("spec")?;
-    let pod = match kind {
-        "Pod" => spec,
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController" => spec.get("template")?.get("spec")?,
-        "CronJob" => spec
-            .get("jobTemplate")?
-            .get("spec")?
-            .get("template")?
-            .get("spec")?,
-        _ => return None,
-    };
-    Some((kind, pod))
-}
-
-fn pod_images(v: &Value, source: &str, out: &mut Vec<Hit>) {
-    let Some((kind, pod)) = pod_spec(v) else {
-        return;
-    };
-    for (key, field) in [
-        ("containers", Field::Containers),
-        ("initContainers", Field::InitContainers),
-        ("ephemeralContainers", Field::EphemeralContainers),
-    ] {
-        for c in pod
-            .get(key)
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            // an image handed to a controller or injector to start later
-            // (Vault's AGENT_INJECT_VAULT_IMAGE): an env var named *_IMAGE
-            for e in c
-                .get("env")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
-                let name = e.get("name").and_then(Value::as_str).unwrap_or("");
-                if let (true, Some(v)) = (
-                    name.ends_with("_IMAGE"),
-                    e.get("value").and_then(Value::as_str),
-                ) {
-                    out.push((
-                        source.to_owned(),
-                        kind.to_owned(),
-                        Field::Env,
-                        v.trim().to_owned(),
-                    ));
-                }
-            }
-            if let Some(img) = c.get("image") {
-                let image = match img {
-                    Value::String(s) => s.trim().to_owned(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
-                };
-                out.push((source.to_owned(), kind.to_owned(), field, image));
-            }
-        }
-    }
+    let listed = stoa_podimages::list(text).map_err(|e| e.to_string())?;
+    Ok(listed
+        .into_iter()
+        .map(|i| {
+            let field = match i.origin {
+                Origin::Containers => Field::Containers,
+                Origin::InitContainers => Field::InitContainers,
+                Origin::EphemeralContainers => Field::EphemeralContainers,
+                Origin::Env => Field::Env,
+            };
+            (
+                i.template.unwrap_or_default(),
+                i.kind,
+                field,
+                i.image.trim().to_owned(),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -227,8 +149,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("c/templates/a.yaml", "Deployment", Field::Env, "a.io/agent:2"),
                 ("c/templates/a.yaml", "Deployment", Field::Containers, "a.io/x:1"),
+                ("c/templates/a.yaml", "Deployment", Field::Env, "a.io/agent:2"),
                 ("c/templates/a.yaml", "Deployment", Field::InitContainers, "busybox:1"),
                 (
                     "c/templates/cron.yaml",
@@ -244,9 +166,13 @@ mod tests {
     #[test]
     fn invalid_yaml_names_the_template() {
         let e = scan("---\n# Source: c/templates/bad.yaml\nkind: [\nimage: x\n").unwrap_err();
-        assert!(e.starts_with("c/templates/bad.yaml: "), "{e}");
-        // a document that names no image is not parsed (it cannot hold one)
-        let none = scan("---\n# Source: c/templates/cm.yaml\nkind: [\n").unwrap();
-        assert!(none.is_empty());
+        assert!(
+            e.starts_with("read rendered manifests: document 1 (c/templates/bad.yaml): "),
+            "{e}"
+        );
+        // every document is parsed, one that names no image too (the
+        // site's post-renderer refuses it as well)
+        let e = scan("---\n# Source: c/templates/cm.yaml\nkind: [\n").unwrap_err();
+        assert!(e.contains("(c/templates/cm.yaml)"), "{e}");
     }
 }
