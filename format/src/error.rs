@@ -84,6 +84,14 @@ pub enum FormatError {
         "check expiry: bundle expired at {expires} (now {now}); pass --allow-expired to accept it"
     )]
     Expired { expires: String, now: String },
+    #[error("check times: bundle created {created}, after its own expires {expires}")]
+    CreatedAfterExpires { created: String, expires: String },
+    #[error("check times: bundle created {created}, more than {skew} after the clock ({now}); fix the clock or the build host's")]
+    CreatedInFuture {
+        created: String,
+        now: String,
+        skew: String,
+    },
     #[error("load key {path}: {reason}")]
     LoadKey { path: PathBuf, reason: String },
     #[error("load trust {path}: {reason}")]
@@ -281,6 +289,8 @@ impl FormatError {
             Self::NoTrustedSignature { .. } => "untrusted",
             Self::ThresholdNotMet { .. } => "threshold",
             Self::Expired { .. } => "expired",
+            Self::CreatedAfterExpires { .. } => "created-after-expires",
+            Self::CreatedInFuture { .. } => "created-in-future",
             Self::LoadKey { .. } => "key",
             Self::LoadTrust { .. } => "trust",
             Self::WriteKey { .. } | Self::KeyExists { .. } => "key-write",

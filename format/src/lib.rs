@@ -32,6 +32,7 @@ mod trust;
 pub mod cli;
 pub mod delta;
 pub mod podimages;
+pub mod text;
 pub mod writer;
 
 // The public module paths (`stoa_format::manifest::…`, `stoa_format::source::…`),

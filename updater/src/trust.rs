@@ -5,15 +5,17 @@
 //!   Without it the config's `trust` is used: a root file (the first root) or
 //!   a plain key folder (root version 0, threshold from the config).
 //! * `state_dir/clock-floor.json`: the newest `created` time of any bundle
-//!   or root accepted. A clock earlier than it is refused before any expiry
-//!   check, unless the operator passes `--ignore-clock-floor` (audited).
+//!   or root accepted, never more than [`MAX_CLOCK_SKEW`] past the clock
+//!   that accepted it (a bundle or root created later is refused). A clock
+//!   earlier than it is refused before any expiry check, unless the
+//!   operator passes `--ignore-clock-floor` (audited).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use stoa_format::root::{looks_like_root, SignedRoot, TrustBase};
+use stoa_format::root::{looks_like_root, SignedRoot, TrustBase, MAX_CLOCK_SKEW};
 use stoa_format::{FormatError, TrustStore};
 
 use crate::config::SiteConfig;
@@ -27,6 +29,13 @@ pub fn root_path(sd: &StateDir) -> PathBuf {
 
 pub fn floor_path(sd: &StateDir) -> PathBuf {
     sd.root.join("clock-floor.json")
+}
+
+/// Where [`raise_floor`] may set the floor at most: the clock plus
+/// [`MAX_CLOCK_SKEW`] (a bundle or root created later is refused anyway;
+/// this bounds the jump whatever the caller passes).
+pub fn floor_cap(now: SystemTime) -> SystemTime {
+    now + MAX_CLOCK_SKEW
 }
 
 /// True when `path` is a file holding a root (JSON), not a PEM key.
@@ -121,7 +130,12 @@ pub struct ClockFloor {
 }
 
 pub fn read_floor(sd: &StateDir) -> Result<Option<(SystemTime, ClockFloor)>> {
-    let p = floor_path(sd);
+    read_floor_in(&sd.root)
+}
+
+/// [`read_floor`] of the state folder at `state_dir`.
+pub fn read_floor_in(state_dir: &Path) -> Result<Option<(SystemTime, ClockFloor)>> {
+    let p = state_dir.join("clock-floor.json");
     let bytes = match fs::read(&p) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -156,8 +170,10 @@ pub fn checked_now(sd: &StateDir, ignore: bool) -> Result<SystemTime> {
     Ok(now)
 }
 
-/// Raises the floor to `t` (never lowers it).
+/// Raises the floor to `t` (never lowers it), at most to
+/// [`floor_cap`] of the machine clock.
 pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
+    let t = t.min(floor_cap(SystemTime::now()));
     if let Some((cur, _)) = read_floor(sd)? {
         if cur >= t {
             return Ok(());
