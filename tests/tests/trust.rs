@@ -103,6 +103,13 @@ impl Site {
             .arg(&out));
         out
     }
+    /// The key id of `<name>.pub` (hex).
+    fn key_id(&self, name: &str) -> String {
+        stoa_format::KeyId::of(
+            &stoa_format::keys::load_public_key(&self.p(&format!("{name}.pub"))).unwrap(),
+        )
+        .to_string()
+    }
     fn show(&self) -> serde_json::Value {
         serde_json::from_str(&ok(self.updater().args(["trust", "show", "--json"]))).unwrap()
     }
@@ -208,6 +215,34 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     assert!(!text.contains("s3cret"), "secret in the audit log");
     let human = ok(s.updater().args(["history", "--audit"]));
     assert!(human.contains("root v2"), "{human}");
+    // issue 21 item 2: the trust change has its own line, written before
+    // the root was persisted (before the run's end line), naming the
+    // revoked key; history folds it into the run
+    let raw: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let k1 = s.key_id("k1");
+    let k2 = s.key_id("k2");
+    let i = raw
+        .iter()
+        .position(|l| l["result"] == "trust-change" && l["command"] == "apply")
+        .unwrap_or_else(|| panic!("no trust-change line: {raw:?}"));
+    let note = raw[i]["notes"][0].as_str().unwrap();
+    assert_eq!(
+        note,
+        format!(
+            "root version 1 -> 2: release keys added {}; revoked {}",
+            &k2[..16],
+            &k1[..16]
+        )
+    );
+    let end = raw[i + 1..]
+        .iter()
+        .find(|l| l["run"] == raw[i]["run"])
+        .unwrap();
+    assert_eq!(end["result"], "ok", "{end}");
+    assert_eq!(a[3]["notes"][0], note, "{}", a[3]);
 }
 
 #[test]

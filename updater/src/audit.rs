@@ -66,7 +66,8 @@ pub struct AuditLine {
     #[serde(flatten)]
     pub facts: Facts,
     /// `started`, then `ok`, `failed` or `interrupted` (the run never
-    /// ended: killed, crashed or panicked; written by the next run).
+    /// ended: killed, crashed or panicked; written by the next run); or
+    /// `trust-change`, written just before a root is persisted.
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
@@ -107,6 +108,26 @@ pub fn note(s: String) {
 
 /// This process's run id, set by [`start`].
 static RUN: Mutex<Option<String>> = Mutex::new(None);
+/// This run's command name, set by [`start`].
+static COMMAND: Mutex<Option<String>> = Mutex::new(None);
+
+/// A trust change about to take effect (a root about to be persisted): its
+/// own line, `result: "trust-change"`, written at once (before the change,
+/// so a run killed after it still leaves it in the log). Needs [`start`]
+/// to have named the state folder's run; without it (no site config) the
+/// line is still written to `state_dir`.
+pub fn trust_change(state_dir: &Path, what: &str) -> Result<()> {
+    let cmd = COMMAND
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_else(|| "-".into());
+    let mut l = line(state_dir, &cmd, "trust-change");
+    l.facts
+        .notes
+        .push(stoa_format::text::escape(what).into_owned());
+    append(state_dir, &l)
+}
 
 fn run_id() -> Option<String> {
     RUN.lock().ok().and_then(|g| g.clone())
@@ -152,6 +173,9 @@ pub fn start(state_dir: &Path, command: &str) -> Result<()> {
         .unwrap_or(0);
     if let Ok(mut g) = RUN.lock() {
         *g = Some(format!("{pid}-{nanos}"));
+    }
+    if let Ok(mut g) = COMMAND.lock() {
+        *g = Some(command.to_owned());
     }
     let l = line(state_dir, command, "started");
     append(state_dir, &l)?;
@@ -269,17 +293,40 @@ pub fn record(
     Ok(())
 }
 
-/// The log as `history --audit` shows it: one entry per run (a `started`
-/// line is left out once its run has an end line).
+/// The log as `history --audit` shows it: one entry per run. A `started`
+/// line is left out once its run has an end line, and a `trust-change`
+/// line is folded into its run's end line (its note first).
 pub fn runs(lines: Vec<AuditLine>) -> Vec<AuditLine> {
-    let ended: std::collections::HashSet<String> = lines
+    use std::collections::{HashMap, HashSet};
+    let ended: HashSet<String> = lines
         .iter()
-        .filter(|l| l.result != "started")
+        .filter(|l| l.result != "started" && l.result != "trust-change")
         .filter_map(|l| l.run.clone())
         .collect();
+    let mut changes: HashMap<String, Vec<String>> = HashMap::new();
+    for l in &lines {
+        if let (true, Some(r)) = (l.result == "trust-change", &l.run) {
+            changes
+                .entry(r.clone())
+                .or_default()
+                .extend(l.facts.notes.iter().cloned());
+        }
+    }
+    let folded = |l: &AuditLine| {
+        (l.result == "started" || l.result == "trust-change")
+            && l.run.as_ref().is_some_and(|r| ended.contains(r))
+    };
     lines
         .into_iter()
-        .filter(|l| l.result != "started" || !l.run.as_ref().is_some_and(|r| ended.contains(r)))
+        .filter(|l| !folded(l))
+        .map(|mut l| {
+            if let Some(n) = l.run.as_ref().and_then(|r| changes.get(r)) {
+                let mut notes = n.clone();
+                notes.append(&mut l.facts.notes);
+                l.facts.notes = notes;
+            }
+            l
+        })
         .collect()
 }
 

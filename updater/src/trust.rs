@@ -188,13 +188,44 @@ pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
     write_atomic(&floor_path(sd), &bytes, Some(0o644))
 }
 
+/// `root version 1 -> 3: release keys added ab12…; revoked cd34…`.
+pub fn describe_change(cur: Option<&SignedRoot>, next: &SignedRoot) -> String {
+    use std::collections::BTreeSet;
+    let before: BTreeSet<_> = cur
+        .map(|c| c.release_key_ids().copied().collect())
+        .unwrap_or_default();
+    let after: BTreeSet<_> = next.release_key_ids().copied().collect();
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "root version {} -> {}: release keys added {}; revoked {}",
+        cur.map_or(0, SignedRoot::version),
+        next.version(),
+        list(after.difference(&before).map(|k| k.short()).collect()),
+        list(before.difference(&after).map(|k| k.short()).collect()),
+    )
+}
+
 /// Records roots accepted on the way to a verified bundle (or a trust
 /// update): the newest is persisted, the floor raised to their `created`.
+///
+/// The change is written to the audit log as its own line (`trust-change`:
+/// versions, release keys added and revoked) *before* the root is
+/// persisted, so an apply killed right after still leaves it recorded.
 pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<()> {
     for r in chain {
         raise_floor(sd, r.created, &format!("root version {}", r.version()))?;
     }
     if let Some(last) = chain.last() {
+        let cur = read_root(&root_path(sd)).ok().flatten();
+        if cur.as_ref().is_none_or(|c| c.version() < last.version()) {
+            crate::audit::trust_change(&sd.root, &describe_change(cur.as_ref(), last))?;
+        }
         persist(sd, last)?;
         crate::audit::note(format!("accepted root version {}", last.version()));
     }
