@@ -174,7 +174,22 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     // a bundle signed by k2 only, carrying v2: the chain is walked first
     let b11 = s.bundle("1.1.0", &["k2"], &[&v2], None);
     let out = ok(s.updater().arg("plan").arg(&b11));
-    assert!(!out.is_empty());
+    // issue 21 item 5: plan says apply will accept the root and revoke k1
+    let (k1, k2) = (s.key_id("k1"), s.key_id("k2"));
+    assert!(
+        out.contains(&format!(
+            "trust: apply will accept root version 1 -> 2: release keys added {}; revoked {}",
+            &k2[..16],
+            &k1[..16]
+        )),
+        "{out}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&ok(s.updater().args(["plan", "--json"]).arg(&b11))).unwrap();
+    assert_eq!(doc["trust_change"]["from_version"], 1, "{doc}");
+    assert_eq!(doc["trust_change"]["to_version"], 2, "{doc}");
+    assert_eq!(doc["trust_change"]["release_keys_added"][0], k2.as_str());
+    assert_eq!(doc["trust_change"]["release_keys_revoked"][0], k1.as_str());
     assert_eq!(s.show()["trust"]["version"], 1, "plan changes nothing");
     ok(s.updater().arg("apply").arg(&b11));
     let t = s.show();
@@ -199,18 +214,26 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     let cmds: Vec<&str> = a.iter().map(|l| l["command"].as_str().unwrap()).collect();
     assert_eq!(
         cmds,
-        ["trust init", "apply", "plan", "apply", "apply", "plan"],
+        [
+            "trust init",
+            "apply",
+            "plan",
+            "plan",
+            "apply",
+            "apply",
+            "plan"
+        ],
         "{a:?}"
     );
-    assert_eq!(a[3]["root_version"], 2);
-    assert_eq!(a[3]["result"], "ok");
-    assert_eq!(a[3]["release"], "stoa-platform 1.1.0");
-    let k2 = ok(bundler().args(["root", "show", "--json"]).arg(&v2));
-    let k2: serde_json::Value = serde_json::from_str(&k2).unwrap();
-    assert_eq!(a[3]["signing_key_ids"], k2["release_keys"]);
-    assert_eq!(a[4]["result"], "failed");
-    assert_eq!(a[4]["exit_code"], 1);
-    assert_eq!(a[4]["error_kind"], "untrusted");
+    assert_eq!(a[4]["root_version"], 2);
+    assert_eq!(a[4]["result"], "ok");
+    assert_eq!(a[4]["release"], "stoa-platform 1.1.0");
+    let shown = ok(bundler().args(["root", "show", "--json"]).arg(&v2));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(a[4]["signing_key_ids"], shown["release_keys"]);
+    assert_eq!(a[5]["result"], "failed");
+    assert_eq!(a[5]["exit_code"], 1);
+    assert_eq!(a[5]["error_kind"], "untrusted");
     let text = fs::read_to_string(s.p("state/audit.log")).unwrap();
     assert!(!text.contains("s3cret"), "secret in the audit log");
     let human = ok(s.updater().args(["history", "--audit"]));
@@ -222,8 +245,6 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let k1 = s.key_id("k1");
-    let k2 = s.key_id("k2");
     let i = raw
         .iter()
         .position(|l| l["result"] == "trust-change" && l["command"] == "apply")
@@ -242,7 +263,7 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
         .find(|l| l["run"] == raw[i]["run"])
         .unwrap();
     assert_eq!(end["result"], "ok", "{end}");
-    assert_eq!(a[3]["notes"][0], note, "{}", a[3]);
+    assert_eq!(a[4]["notes"][0], note, "{}", a[4]);
 }
 
 #[test]

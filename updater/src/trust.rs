@@ -188,27 +188,54 @@ pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
     write_atomic(&floor_path(sd), &bytes, Some(0o644))
 }
 
-/// `root version 1 -> 3: release keys added ab12…; revoked cd34…`.
-pub fn describe_change(cur: Option<&SignedRoot>, next: &SignedRoot) -> String {
+/// A change of the root in force: what `plan` announces and the audit log
+/// records before it takes effect. Displays as `root version 1 -> 3:
+/// release keys added ab12…; revoked cd34…` (key ids shortened).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustChange {
+    pub from_version: u64,
+    pub to_version: u64,
+    /// Full key ids.
+    pub release_keys_added: Vec<String>,
+    pub release_keys_revoked: Vec<String>,
+}
+
+impl std::fmt::Display for TrustChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.iter()
+                    .map(|k| &k[..k.len().min(16)])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        write!(
+            f,
+            "root version {} -> {}: release keys added {}; revoked {}",
+            self.from_version,
+            self.to_version,
+            list(&self.release_keys_added),
+            list(&self.release_keys_revoked)
+        )
+    }
+}
+
+/// The change from `cur` (None: a key folder or nothing) to `next`.
+pub fn describe_change(cur: Option<&SignedRoot>, next: &SignedRoot) -> TrustChange {
     use std::collections::BTreeSet;
     let before: BTreeSet<_> = cur
         .map(|c| c.release_key_ids().copied().collect())
         .unwrap_or_default();
     let after: BTreeSet<_> = next.release_key_ids().copied().collect();
-    let list = |v: Vec<String>| {
-        if v.is_empty() {
-            "none".to_owned()
-        } else {
-            v.join(", ")
-        }
-    };
-    format!(
-        "root version {} -> {}: release keys added {}; revoked {}",
-        cur.map_or(0, SignedRoot::version),
-        next.version(),
-        list(after.difference(&before).map(|k| k.short()).collect()),
-        list(before.difference(&after).map(|k| k.short()).collect()),
-    )
+    TrustChange {
+        from_version: cur.map_or(0, SignedRoot::version),
+        to_version: next.version(),
+        release_keys_added: after.difference(&before).map(|k| k.to_string()).collect(),
+        release_keys_revoked: before.difference(&after).map(|k| k.to_string()).collect(),
+    }
 }
 
 /// Records roots accepted on the way to a verified bundle (or a trust
@@ -224,7 +251,7 @@ pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<()> {
     if let Some(last) = chain.last() {
         let cur = read_root(&root_path(sd)).ok().flatten();
         if cur.as_ref().is_none_or(|c| c.version() < last.version()) {
-            crate::audit::trust_change(&sd.root, &describe_change(cur.as_ref(), last))?;
+            crate::audit::trust_change(&sd.root, &describe_change(cur.as_ref(), last).to_string())?;
         }
         persist(sd, last)?;
         crate::audit::note(format!("accepted root version {}", last.version()));
