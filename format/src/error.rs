@@ -78,6 +78,12 @@ pub enum FormatError {
     BadSignature { key_id: String },
     #[error("check signatures: no signature by a trusted key (signed by: {signers}; trusted: {trusted})")]
     NoTrustedSignature { signers: String, trusted: String },
+    #[error("check signatures: no signature by a trusted key: {key_id} was revoked in root version {version} (trusted: {trusted})")]
+    RevokedKey {
+        key_id: String,
+        version: u64,
+        trusted: String,
+    },
     #[error("check signatures: {valid} valid signature(s) by distinct trusted keys, the policy needs {required}")]
     ThresholdNotMet { valid: usize, required: usize },
     #[error(
@@ -286,7 +292,7 @@ impl FormatError {
             Self::EntryTooLarge { .. } => "too-large",
             Self::InvalidSignatureEntry { .. } => "signature-entry",
             Self::BadSignature { .. } => "bad-signature",
-            Self::NoTrustedSignature { .. } => "untrusted",
+            Self::NoTrustedSignature { .. } | Self::RevokedKey { .. } => "untrusted",
             Self::ThresholdNotMet { .. } => "threshold",
             Self::Expired { .. } => "expired",
             Self::CreatedAfterExpires { .. } => "created-after-expires",

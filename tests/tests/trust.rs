@@ -200,6 +200,11 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     let b12 = s.bundle("1.2.0", &["k1"], &[], None);
     let e = fails(s.updater().arg("apply").arg(&b12), 1);
     assert!(e.contains("no signature by a trusted key"), "{e}");
+    // issue 21 item 5: it says the key was revoked, and in which version
+    assert!(
+        e.contains(&format!("{} was revoked in root version 2", &k1[..16])),
+        "{e}"
+    );
     // and so is a bundle signed by k1 before the rotation
     let old = s.bundle("1.0.5", &["k1"], &[], None);
     fails(s.updater().args(["plan", "--allow-downgrade"]).arg(&old), 1);

@@ -116,6 +116,10 @@ pub fn persist(sd: &StateDir, root: &SignedRoot) -> Result<bool> {
     }
     let dir = sd.root.join("trust");
     fs::create_dir_all(&dir).map_err(|e| UpdaterError::io("create folder", &dir, e))?;
+    // every accepted version is kept beside it, so a refusal can say in
+    // which version a key was revoked
+    let kept = dir.join(format!("root-{}.json", root.version()));
+    write_atomic(&kept, &root.file_bytes, Some(0o644))?;
     write_atomic(&rp, &root.file_bytes, Some(0o644))?;
     Ok(true)
 }
@@ -186,6 +190,42 @@ pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
     fs::create_dir_all(&sd.root).map_err(|e| UpdaterError::io("create folder", &sd.root, e))?;
     write_atomic(&floor_path(sd), &bytes, Some(0o644))
+}
+
+/// `e` made precise when it is "no signature by a trusted key" and a signer
+/// was a release key of an earlier root (one kept under `trust/`, or one of
+/// `chain`): [`FormatError::RevokedKey`], naming the version that removed
+/// it. Anything else is returned as is.
+pub fn explain_revoked(sd: &StateDir, chain: &[SignedRoot], e: FormatError) -> FormatError {
+    let FormatError::NoTrustedSignature { signers, trusted } = &e else {
+        return e;
+    };
+    let mut roots: Vec<SignedRoot> = chain.to_vec();
+    if let Ok(rd) = fs::read_dir(sd.root.join("trust")) {
+        for ent in rd.flatten() {
+            if let Ok(Some(r)) = read_root(&ent.path()) {
+                if r.check_own_threshold().is_ok() {
+                    roots.push(r);
+                }
+            }
+        }
+    }
+    let newest = roots.iter().map(SignedRoot::version).max().unwrap_or(0);
+    for short in signers.split(", ") {
+        let last_with = roots
+            .iter()
+            .filter(|r| r.release_key_ids().any(|k| k.short() == short))
+            .map(SignedRoot::version)
+            .max();
+        if let Some(v) = last_with.filter(|v| *v < newest) {
+            return FormatError::RevokedKey {
+                key_id: short.to_owned(),
+                version: v + 1,
+                trusted: trusted.clone(),
+            };
+        }
+    }
+    e
 }
 
 /// A change of the root in force: what `plan` announces and the audit log

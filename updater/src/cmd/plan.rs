@@ -120,7 +120,8 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         &Site::verify_options(args.allow_expired),
         &mut sink,
         &mut |n| pb.inc(n),
-    )?;
+    )
+    .map_err(|e| crate::trust::explain_revoked(&site.sd, &chain, e))?;
     pb.finish_and_clear();
     crate::audit::note_bundle(&v);
     let root_version = chain.last().map_or(base.version(), |r| r.version());
