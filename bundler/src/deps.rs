@@ -10,6 +10,13 @@
 //! repacked deterministically (sorted paths, owner 0, the fixed
 //! [`chart::CHART_MTIME`]).
 //!
+//! Confinement: a `file://` dependency (and each `file://` dependency of
+//! it) must resolve, after `..` and symbolic links, inside the top chart's
+//! own folder or a folder the release manifest lists under the chart's
+//! `allow_paths` ([`DepScope`]); anything else (an absolute path, `..` out
+//! of the tree, a symlink pointing out) stops the build, so a chart cannot
+//! pull any folder of the build host into the signed bundle.
+//!
 //! Mirrors: a dependency is fetched like any other chart, so the build
 //! host's registries.conf (`oci://` dependencies, tag list and pull) and
 //! `--chart-repo-mirror` (classic repositories, index and pull) apply to it;
@@ -17,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use flate2::Compression;
@@ -27,6 +34,50 @@ use crate::error::{BundlerError, Result};
 use crate::plan::{puller, BuildSettings, PullSlot};
 use crate::sources::chart::{self, ArchiveFile as File, Dependency, PackagedChart, MAX_CHART_SIZE};
 use crate::sources::registry::chart_repo;
+
+/// Where `file://` dependencies may come from: the top chart's folder and
+/// the release manifest's `allow_paths` for it, each canonical (symbolic
+/// links and `..` resolved).
+#[derive(Debug, Clone, Default)]
+pub struct DepScope {
+    roots: Vec<PathBuf>,
+}
+
+impl DepScope {
+    /// The scope of a chart loaded from `chart_dir` (None: an archive, whose
+    /// `file://` dependencies are refused anyway) with `allowed` folders.
+    pub fn new(
+        chart_dir: Option<&Path>,
+        allowed: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<Self> {
+        let mut roots = Vec::new();
+        for p in chart_dir.map(Path::to_owned).into_iter().chain(allowed) {
+            let c = std::fs::canonicalize(&p).map_err(|e| BundlerError::Chart {
+                path: p.clone(),
+                message: format!("resolve folder: {e}"),
+            })?;
+            roots.push(c);
+        }
+        Ok(Self { roots })
+    }
+
+    /// `dir`, canonical, when it lies inside one of the roots.
+    fn admit(&self, dir: &Path) -> std::result::Result<PathBuf, String> {
+        let c = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if self.roots.iter().any(|r| c.starts_with(r)) {
+            return Ok(c);
+        }
+        Err(format!(
+            "it resolves to {}, outside the chart's folder{}; list the folder under this chart's allow_paths in the release manifest to allow it",
+            c.display(),
+            if self.roots.len() > 1 {
+                " and its allow_paths"
+            } else {
+                ""
+            }
+        ))
+    }
+}
 
 /// The most bytes a chart archive unpacks to while it is completed.
 const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
@@ -203,6 +254,7 @@ fn vendored(top: &str, files: &[File], dep: &Dependency) -> bool {
 pub fn complete(
     c: PackagedChart,
     source_dir: Option<&Path>,
+    scope: &DepScope,
     settings: &BuildSettings,
     pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
@@ -236,6 +288,7 @@ pub fn complete(
             &dep,
             lock.get(&dep.name),
             source_dir,
+            scope,
             settings,
             pull,
         )?;
@@ -266,6 +319,7 @@ fn fetch(
     dep: &Dependency,
     locked: Option<&String>,
     source_dir: Option<&Path>,
+    scope: &DepScope,
     settings: &BuildSettings,
     pull: &mut PullSlot,
 ) -> Result<PackagedChart> {
@@ -310,8 +364,11 @@ fn fetch(
                 "a file:// dependency needs the chart as a folder",
             )
         })?;
+        let dir = scope
+            .admit(&dir)
+            .map_err(|m| dep_err(chart, dep, format!("file://{rel} is not allowed: {m}")))?;
         let d = chart::load(&dir, settings.chart_gzip)?;
-        let d = complete(d, Some(&dir), settings, pull)?;
+        let d = complete(d, Some(&dir), scope, settings, pull)?;
         pick(std::slice::from_ref(&d.version))?;
         d
     } else if repo.starts_with("oci://") {
@@ -321,14 +378,14 @@ fn fetch(
         let v = pick(&versions)?;
         let (path, _) = p.pull_oci_chart(&url, &v)?;
         let d = chart::load(&path, settings.chart_gzip)?;
-        complete(d, None, settings, pull)?
+        complete(d, None, scope, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
         let versions = chart_repo::versions(p, repo, &dep.name)?;
         let v = pick(&versions)?;
         let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
         let d = chart::load(&path, settings.chart_gzip)?;
-        complete(d, None, settings, pull)?
+        complete(d, None, scope, settings, pull)?
     } else {
         return Err(dep_err(
             chart,

@@ -146,7 +146,11 @@ pub fn resolve_chart(
             });
         }
     }
-    crate::deps::complete(c, source_dir, settings, pull)
+    // file:// dependencies stay inside the chart's folder, or the folders
+    // the release manifest allows for it
+    let scope =
+        crate::deps::DepScope::new(source_dir, spec.allow_paths.iter().map(|a| rel.resolve(a)))?;
+    crate::deps::complete(c, source_dir, &scope, settings, pull)
 }
 
 /// What [`plan`] resolved: the writer, what was downloaded when something

@@ -86,6 +86,11 @@ pub struct ChartSpec {
     /// given to Helm in this order, beneath the site's own file.
     #[serde(default)]
     pub values: Vec<Spanned<String>>,
+    /// Folders (relative to the release manifest) outside the chart's own
+    /// folder that its `file://` dependencies may come from
+    /// (docs/RELEASE-MANIFEST.md, "Chart dependencies").
+    #[serde(default)]
+    pub allow_paths: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +151,10 @@ pub struct Chart {
     /// Vendor values files as written (relative to the release manifest),
     /// in Helm's order; each one's entry path is known to be safe.
     pub values: Vec<String>,
+    /// `allow_paths` as written (relative to the release manifest), each an
+    /// existing folder: where `file://` dependencies may come from besides
+    /// the chart's own folder.
+    pub allow_paths: Vec<String>,
 }
 
 /// An `[[image_exceptions]]` entry: an image the charts use that the
@@ -468,12 +477,22 @@ impl LoadedRelease {
                 ));
             }
         }
+        for (j, a) in c.allow_paths.iter().enumerate() {
+            if !self.resolve(a.get_ref()).is_dir() {
+                return Err(self.field_error(
+                    &field(&format!("allow_paths[{j}]")),
+                    a.span(),
+                    format!("{:?} is not a folder", a.get_ref()),
+                ));
+            }
+        }
         let source = self.parse_chart_source(i, c)?;
         Ok(Chart {
             source,
             release: c.release.get_ref().clone(),
             namespace: c.namespace.get_ref().clone(),
             values: c.values.iter().map(|v| v.get_ref().clone()).collect(),
+            allow_paths: c.allow_paths.iter().map(|a| a.get_ref().clone()).collect(),
         })
     }
 

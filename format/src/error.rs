@@ -78,12 +78,26 @@ pub enum FormatError {
     BadSignature { key_id: String },
     #[error("check signatures: no signature by a trusted key (signed by: {signers}; trusted: {trusted})")]
     NoTrustedSignature { signers: String, trusted: String },
+    #[error("check signatures: no signature by a trusted key: {key_id} was revoked in root version {version} (trusted: {trusted})")]
+    RevokedKey {
+        key_id: String,
+        version: u64,
+        trusted: String,
+    },
     #[error("check signatures: {valid} valid signature(s) by distinct trusted keys, the policy needs {required}")]
     ThresholdNotMet { valid: usize, required: usize },
     #[error(
         "check expiry: bundle expired at {expires} (now {now}); pass --allow-expired to accept it"
     )]
     Expired { expires: String, now: String },
+    #[error("check times: bundle created {created}, after its own expires {expires}")]
+    CreatedAfterExpires { created: String, expires: String },
+    #[error("check times: bundle created {created}, more than {skew} after the clock ({now}); fix the clock or the build host's")]
+    CreatedInFuture {
+        created: String,
+        now: String,
+        skew: String,
+    },
     #[error("load key {path}: {reason}")]
     LoadKey { path: PathBuf, reason: String },
     #[error("load trust {path}: {reason}")]
@@ -266,9 +280,11 @@ impl FormatError {
             Self::EntryTooLarge { .. } => "too-large",
             Self::InvalidSignatureEntry { .. } => "signature-entry",
             Self::BadSignature { .. } => "bad-signature",
-            Self::NoTrustedSignature { .. } => "untrusted",
+            Self::NoTrustedSignature { .. } | Self::RevokedKey { .. } => "untrusted",
             Self::ThresholdNotMet { .. } => "threshold",
             Self::Expired { .. } => "expired",
+            Self::CreatedAfterExpires { .. } => "created-after-expires",
+            Self::CreatedInFuture { .. } => "created-in-future",
             Self::LoadKey { .. } => "key",
             Self::LoadTrust { .. } => "trust",
             Self::WriteKey { .. } | Self::KeyExists { .. } => "key-write",

@@ -31,6 +31,7 @@ mod trust;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod delta;
+pub mod text;
 pub mod writer;
 
 // The public module paths (`stoa_format::manifest::…`, `stoa_format::source::…`),

@@ -268,6 +268,29 @@ pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
         kind: "parts-index-signature",
     });
 
+    // issue 17 item 7: an index signed by an untrusted key claiming
+    // part_size 2^64-1 (one part, so the part sizes agree): its parity size
+    // overflowed (a panic, exit 101, in debug builds; a wrap in release)
+    // while it was read, before any signature was checked
+    let d = mk("part_size_overflow");
+    resign_index(&d, V, &c.stranger, |i| {
+        i.part_size = u64::MAX;
+        i.parts.truncate(1);
+        i.bundle.size = i.parts[0].size;
+    });
+    for n in 2..=6 {
+        fs::remove_file(part(&d, V, n)).unwrap();
+    }
+    out.push(PartsFixture {
+        name: "part_size_overflow",
+        args: vec![d],
+        expect: vec![
+            "read parts index".into(),
+            format!("part_size {} is over the largest part size", u64::MAX),
+        ],
+        kind: "parts-index",
+    });
+
     let d = mk("parts_do_not_add_up");
     resign_index(&d, V, &c.signer, |i| i.bundle.size += 1);
     out.push(PartsFixture {

@@ -108,6 +108,8 @@ impl RootFixture {
                 serde_json::to_vec_pretty(&env).unwrap()
             }
             Self::Expired => {
+                // created before it expired (else created-after-expires)
+                b.created = "2019-01-01T00:00:00Z".into();
                 b.expires = "2020-01-01T00:00:00Z".into();
                 sign(&b, &[&r1])
             }

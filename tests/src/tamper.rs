@@ -447,13 +447,38 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
     );
 
     // 5. expired
-    let e = base.resigned(|m| m["release"]["expires"] = "2001-01-01T00:00:00Z".into());
+    let e = base.resigned(|m| {
+        m["release"]["created"] = "2000-01-01T00:00:00Z".into();
+        m["release"]["expires"] = "2001-01-01T00:00:00Z".into();
+    });
     add(
         "expired",
         "5 expired bundle",
         Base::pack(&e),
         Trust::Signer,
         &["expired"][..],
+    );
+
+    // issue 17: created in 2100 (its created time would lock the site's
+    // clock floor for 75 years), or after its own expiry
+    let e = base.resigned(|m| m["release"]["created"] = "2100-01-01T00:00:00Z".into());
+    add(
+        "created-in-future",
+        "issue 17 bundle created in the future",
+        Base::pack(&e),
+        Trust::Signer,
+        &["created-in-future"][..],
+    );
+    let e = base.resigned(|m| {
+        m["release"]["created"] = "2026-06-01T00:00:00Z".into();
+        m["release"]["expires"] = "2026-05-01T00:00:00Z".into();
+    });
+    add(
+        "created-after-expires",
+        "issue 17 bundle created after its own expiry",
+        Base::pack(&e),
+        Trust::Signer,
+        &["created-after-expires"][..],
     );
 
     // 7. a blob swapped in from another validly signed bundle

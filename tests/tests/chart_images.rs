@@ -671,7 +671,7 @@ fn a_file_dependency_beside_a_chart_folder_is_vendored() {
     let m = d.path().join("release.toml");
     fs::write(
         &m,
-        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\n",
+        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\nallow_paths = [\"charts/lib\"]\n",
     )
     .unwrap();
     let out = d.path().join("b.stoa");
@@ -691,6 +691,66 @@ fn a_file_dependency_beside_a_chart_folder_is_vendored() {
     let e = fails(&mut build(&m, &key, &out), 2);
     assert!(
         e.contains("chart app: dependency lib \"^2.0.0\" from file://../lib: no version matches"),
+        "{e}"
+    );
+}
+
+/// Issue 17 weak spot (fixture tests/fixtures/chart-file-dependency-outside):
+/// a `file://` dependency that leaves the chart's folder (`..`, an absolute
+/// path, a symbolic link) stops the build unless the release manifest lists
+/// the folder under the chart's `allow_paths`; `/etc` never gets in.
+#[test]
+fn file_dependency_outside_the_chart_is_refused_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let key = keygen(d.path());
+    let fx = stoa_e2e::harness::repo_root().join("tests/fixtures/chart-file-dependency-outside");
+    let w = d.path().join("w");
+    ok(Command::new("cp").arg("-a").arg(&fx).arg(&w));
+    let manifest = |chart: &str, allow: &str| {
+        let m = w.join(format!("release-{chart}.toml"));
+        fs::write(
+            &m,
+            format!("[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"{chart}\"\nrelease = \"app\"\nnamespace = \"app\"\n{allow}"),
+        )
+        .unwrap();
+        m
+    };
+    let out = d.path().join("b.stoa");
+    for chart in ["dotdot", "absolute", "symlink"] {
+        let e = fails(&mut build(&manifest(chart, ""), &key, &out), 2);
+        assert!(
+            e.contains(&format!("chart {chart}")) || e.contains(chart),
+            "{chart}: {e}"
+        );
+        assert!(e.contains("not allowed"), "{chart}: {e}");
+        assert!(!out.exists(), "{chart}");
+    }
+    let e = fails(&mut build(&manifest("dotdot", ""), &key, &out), 2);
+    assert!(e.contains("file://../outside-lib is not allowed"), "{e}");
+    assert!(e.contains("allow_paths"), "{e}");
+    let allow = "allow_paths = [\"outside-lib\"]\n";
+    let e = fails(&mut build(&manifest("absolute", allow), &key, &out), 2);
+    assert!(e.contains("file:///etc is not allowed"), "{e}");
+    fails(&mut build(&manifest("symlink", allow), &key, &out), 2);
+    // allowed: built and vendored
+    ok(&mut build(&manifest("dotdot", allow), &key, &out));
+    let tgz = bundled_chart(
+        &out,
+        "charts/dotdot-0.1.0.tgz",
+        &d.path().join("dotdot.tgz"),
+    );
+    assert!(tar_list(&tgz).contains("dotdot/charts/lib-1.0.3.tgz"));
+    // an allow_paths entry that is not a folder is a manifest error
+    let e = fails(
+        &mut build(
+            &manifest("dotdot", "allow_paths = [\"nowhere\"]\n"),
+            &key,
+            &out,
+        ),
+        2,
+    );
+    assert!(
+        e.contains("allow_paths[0]") && e.contains("is not a folder"),
         "{e}"
     );
 }

@@ -138,6 +138,45 @@ fn unknown_key_index() {
     check("unknown_key_index");
 }
 #[test]
+fn part_size_overflow() {
+    check("part_size_overflow");
+    // plan on a site: the verification code (1), never a panic (101), and
+    // the refusal is in the audit log
+    let s = setup();
+    let f = s
+        .fixtures
+        .iter()
+        .find(|f| f.name == "part_size_overflow")
+        .unwrap();
+    let site = s.root.join("site-part-size-overflow");
+    fs::create_dir_all(&site).unwrap();
+    let cfg = site.join("updater.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\ntrust = \"{}\"\n",
+            site.join("state").display(),
+            trust().display()
+        ),
+    )
+    .unwrap();
+    let out = run(updater()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("plan")
+        .args(&f.args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let log = fs::read_to_string(site.join("state/audit.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["command"], "plan", "{last}");
+    assert_eq!(last["result"], "failed", "{last}");
+    assert_eq!(last["exit_code"], 1, "{last}");
+    assert_eq!(last["error_kind"], "parts-index", "{last}");
+}
+
+#[test]
 fn parts_do_not_add_up() {
     check("parts_do_not_add_up");
 }

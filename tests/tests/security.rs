@@ -176,6 +176,9 @@ negative! {
     same_key_twice_does_not_meet_threshold_2 => "same-key-twice-for-threshold-2",
     duplicate_signature_entry => "duplicate-signature-entry",
     expired => "expired",
+    // issue 17 weak spot
+    created_in_future_is_refused => "created-in-future",
+    created_after_expires_is_refused => "created-after-expires",
     blob_from_other_signed_bundle => "blob-from-other-signed-bundle",
     extra_unlisted_entry => "extra-unlisted-entry",
     missing_entry => "missing-entry",

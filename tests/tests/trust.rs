@@ -103,6 +103,13 @@ impl Site {
             .arg(&out));
         out
     }
+    /// The key id of `<name>.pub` (hex).
+    fn key_id(&self, name: &str) -> String {
+        stoa_format::KeyId::of(
+            &stoa_format::keys::load_public_key(&self.p(&format!("{name}.pub"))).unwrap(),
+        )
+        .to_string()
+    }
     fn show(&self) -> serde_json::Value {
         serde_json::from_str(&ok(self.updater().args(["trust", "show", "--json"]))).unwrap()
     }
@@ -167,7 +174,22 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     // a bundle signed by k2 only, carrying v2: the chain is walked first
     let b11 = s.bundle("1.1.0", &["k2"], &[&v2], None);
     let out = ok(s.updater().arg("plan").arg(&b11));
-    assert!(!out.is_empty());
+    // issue 21 item 5: plan says apply will accept the root and revoke k1
+    let (k1, k2) = (s.key_id("k1"), s.key_id("k2"));
+    assert!(
+        out.contains(&format!(
+            "trust: apply will accept root version 1 -> 2: release keys added {}; revoked {}",
+            &k2[..16],
+            &k1[..16]
+        )),
+        "{out}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&ok(s.updater().args(["plan", "--json"]).arg(&b11))).unwrap();
+    assert_eq!(doc["trust_change"]["from_version"], 1, "{doc}");
+    assert_eq!(doc["trust_change"]["to_version"], 2, "{doc}");
+    assert_eq!(doc["trust_change"]["release_keys_added"][0], k2.as_str());
+    assert_eq!(doc["trust_change"]["release_keys_revoked"][0], k1.as_str());
     assert_eq!(s.show()["trust"]["version"], 1, "plan changes nothing");
     ok(s.updater().arg("apply").arg(&b11));
     let t = s.show();
@@ -178,6 +200,11 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     let b12 = s.bundle("1.2.0", &["k1"], &[], None);
     let e = fails(s.updater().arg("apply").arg(&b12), 1);
     assert!(e.contains("no signature by a trusted key"), "{e}");
+    // issue 21 item 5: it says the key was revoked, and in which version
+    assert!(
+        e.contains(&format!("{} was revoked in root version 2", &k1[..16])),
+        "{e}"
+    );
     // and so is a bundle signed by k1 before the rotation
     let old = s.bundle("1.0.5", &["k1"], &[], None);
     fails(s.updater().args(["plan", "--allow-downgrade"]).arg(&old), 1);
@@ -192,22 +219,56 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     let cmds: Vec<&str> = a.iter().map(|l| l["command"].as_str().unwrap()).collect();
     assert_eq!(
         cmds,
-        ["trust init", "apply", "plan", "apply", "apply", "plan"],
+        [
+            "trust init",
+            "apply",
+            "plan",
+            "plan",
+            "apply",
+            "apply",
+            "plan"
+        ],
         "{a:?}"
     );
-    assert_eq!(a[3]["root_version"], 2);
-    assert_eq!(a[3]["result"], "ok");
-    assert_eq!(a[3]["release"], "stoa-platform 1.1.0");
-    let k2 = ok(bundler().args(["root", "show", "--json"]).arg(&v2));
-    let k2: serde_json::Value = serde_json::from_str(&k2).unwrap();
-    assert_eq!(a[3]["signing_key_ids"], k2["release_keys"]);
-    assert_eq!(a[4]["result"], "failed");
-    assert_eq!(a[4]["exit_code"], 1);
-    assert_eq!(a[4]["error_kind"], "untrusted");
+    assert_eq!(a[4]["root_version"], 2);
+    assert_eq!(a[4]["result"], "ok");
+    assert_eq!(a[4]["release"], "stoa-platform 1.1.0");
+    let shown = ok(bundler().args(["root", "show", "--json"]).arg(&v2));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(a[4]["signing_key_ids"], shown["release_keys"]);
+    assert_eq!(a[5]["result"], "failed");
+    assert_eq!(a[5]["exit_code"], 1);
+    assert_eq!(a[5]["error_kind"], "untrusted");
     let text = fs::read_to_string(s.p("state/audit.log")).unwrap();
     assert!(!text.contains("s3cret"), "secret in the audit log");
     let human = ok(s.updater().args(["history", "--audit"]));
     assert!(human.contains("root v2"), "{human}");
+    // issue 21 item 2: the trust change has its own line, written before
+    // the root was persisted (before the run's end line), naming the
+    // revoked key; history folds it into the run
+    let raw: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let i = raw
+        .iter()
+        .position(|l| l["result"] == "trust-change" && l["command"] == "apply")
+        .unwrap_or_else(|| panic!("no trust-change line: {raw:?}"));
+    let note = raw[i]["notes"][0].as_str().unwrap();
+    assert_eq!(
+        note,
+        format!(
+            "root version 1 -> 2: release keys added {}; revoked {}",
+            &k2[..16],
+            &k1[..16]
+        )
+    );
+    let end = raw[i + 1..]
+        .iter()
+        .find(|l| l["run"] == raw[i]["run"])
+        .unwrap();
+    assert_eq!(end["result"], "ok", "{end}");
+    assert_eq!(a[4]["notes"][0], note, "{}", a[4]);
 }
 
 #[test]
@@ -300,9 +361,16 @@ fn key_folder_works_as_root_v0_and_a_disagreeing_root_is_refused() {
 fn clock_before_the_floor_is_refused_unless_overridden_and_logged() {
     let s = Site::new();
     s.config(&s.p("folder"));
-    // a bundle made in 2100: accepting it raises the floor beyond today
-    let future = s.bundle("1.0.0", &["k1"], &[], Some(4_102_444_800));
-    ok(s.updater().arg("apply").arg(&future));
+    ok(s.updater()
+        .arg("apply")
+        .arg(s.bundle("0.9.0", &["k1"], &[], None)));
+    // the floor a site set while its clock was right, and a clock set back
+    // since: written as the state holds it
+    fs::write(
+        s.p("state/clock-floor.json"),
+        r#"{"floor": "2100-01-01T00:00:00Z", "source": "bundle stoa-platform 0.9.0"}"#,
+    )
+    .unwrap();
     let t = s.show();
     assert_eq!(t["trust"]["clock_floor"]["floor"], "2100-01-01T00:00:00Z");
     let next = s.bundle("1.1.0", &["k1"], &[], None);
@@ -327,6 +395,231 @@ fn clock_before_the_floor_is_refused_unless_overridden_and_logged() {
         "{last}"
     );
     assert_eq!(a[a.len() - 2]["error_kind"], "clock-floor");
+    // issue 17 weak spot: each line holds the floor; lines dated before it
+    // are flagged, in JSON and in text
+    assert_eq!(last["clock_floor"], "2100-01-01T00:00:00Z", "{last}");
+    assert_eq!(last["before_clock_floor"], true, "{last}");
+    assert!(a[0].get("before_clock_floor").is_none(), "{}", a[0]);
+    let human = ok(s.updater().args(["history", "--audit"]));
+    assert!(
+        human.contains("BEFORE CLOCK FLOOR 2100-01-01T00:00:00Z"),
+        "{human}"
+    );
+}
+
+/// Issue 17 weak spot: a bundle created in 2100 is refused (it would have
+/// locked the site's clock floor until 2100); one created 12 hours ahead
+/// (within the 24 h skew) is accepted and the floor follows it, never
+/// further than the skew past the clock.
+#[test]
+fn bundle_created_in_the_future_is_refused_and_the_floor_jump_is_bounded() {
+    let s = Site::new();
+    s.config(&s.p("folder"));
+    let future = s.bundle("1.0.0", &["k1"], &[], Some(4_102_444_800));
+    let e = fails(s.updater().arg("plan").arg(&future), 1);
+    assert!(
+        e.contains("created 2100-01-01T00:00:00Z, more than 1day"),
+        "{e}"
+    );
+    let e = fails(s.updater().arg("apply").arg(&future), 1);
+    assert!(
+        e.contains("created-in-future") || e.contains("more than 1day"),
+        "{e}"
+    );
+    fails(
+        updater()
+            .arg("verify")
+            .arg(&future)
+            .arg("--trust")
+            .arg(s.p("k1.pub")),
+        1,
+    );
+    assert!(s.show()["trust"].get("clock_floor").is_none());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let soon = s.bundle("1.1.0", &["k1"], &[], Some(now + 12 * 3600));
+    ok(s.updater().arg("apply").arg(&soon));
+    let floor = s.show()["trust"]["clock_floor"]["floor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let floor = humantime::parse_rfc3339(&floor).unwrap();
+    let ahead = floor
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!(ahead > 11 * 3600 && ahead <= 24 * 3600, "{ahead}");
+    let a = s.audit();
+    assert_eq!(a[0]["error_kind"], "created-in-future", "{}", a[0]);
+}
+
+/// Issue 17 weak spot: an apply killed mid-way leaves its `started` line
+/// and a marker; the next audited command closes it with an `interrupted`
+/// line. (A panicking command ends the same way: no end line of its own.)
+#[test]
+fn killed_command_leaves_a_started_line_closed_by_the_next_run() {
+    let s = Site::new();
+    s.config(&s.p("folder"));
+    // a bundle path that is a FIFO nobody writes: plan blocks reading it
+    let fifo = s.p("stuck.tar.zst");
+    ok(Command::new("mkfifo").arg(&fifo));
+    let mut child = s.updater().arg("plan").arg(&fifo).spawn().unwrap();
+    let marker = s.p(&format!("state/audit.open/{}.json", child.id()));
+    let t0 = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(t0.elapsed().as_secs() < 60, "no start marker");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = fs::read_to_string(s.p("state/audit.log")).unwrap();
+    let started: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(started["result"], "started", "{started}");
+    assert_eq!(started["command"], "plan", "{started}");
+    assert!(started.get("exit_code").is_none(), "{started}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(marker.exists());
+    // the next audited run closes it
+    ok(s.updater()
+        .arg("plan")
+        .arg(s.bundle("1.0.0", &["k1"], &[], None)));
+    assert!(!marker.exists());
+    let a = s.audit();
+    let r: Vec<(&str, &str)> = a
+        .iter()
+        .map(|l| {
+            (
+                l["command"].as_str().unwrap(),
+                l["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(r, [("plan", "interrupted"), ("plan", "ok")], "{a:?}");
+    assert_eq!(a[0]["run"], started["run"]);
+    assert!(
+        a[0]["notes"][0].as_str().unwrap().contains("never ended"),
+        "{}",
+        a[0]
+    );
+    // the raw log: started, interrupted, started, ok
+    let raw: Vec<String> = fs::read_to_string(s.p("state/audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["result"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(raw, ["started", "interrupted", "started", "ok"]);
+}
+
+/// Issue 17 item 6 (fixture tests/fixtures/root-key-id-control-chars): a
+/// root whose key ids hold a newline, a forged audit line and `ESC [2J` is
+/// refused while it is parsed, by `trust update` and when carried in a
+/// bundle (verify, plan, apply), and neither the terminal nor the audit log
+/// gets a control character.
+#[test]
+fn root_key_id_with_control_characters_is_refused_and_never_printed_raw() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    s.config(&v1);
+    ok(s.updater().args(["trust", "init"]).arg(&v1));
+    let fixture =
+        stoa_e2e::harness::repo_root().join("tests/fixtures/root-key-id-control-chars/root-2.json");
+    let bad = fs::read(&fixture).unwrap();
+    let clean = |what: &str, out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let so = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            !err.contains('\x1b') && !so.contains('\x1b'),
+            "{what}: raw escape: {err:?}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err:?}");
+        assert!(
+            err.contains("is not 64 lowercase hex digits"),
+            "{what}: {err}"
+        );
+        assert!(err.contains("abc\\u{a}"), "{what}: {err}");
+    };
+    let run = stoa_e2e::harness::run;
+    clean(
+        "trust update",
+        &run(s.updater().args(["trust", "update"]).arg(&fixture)),
+    );
+    // carried in a bundle signed by the site's release key: a valid v2
+    // carried, then swapped for the fixture and the manifest re-signed
+    let v2 = s.p("root-2.json");
+    ok(bundler()
+        .args(["root", "rotate"])
+        .arg(&v1)
+        .arg("--sign-key")
+        .arg(s.p("r1.key"))
+        .arg("--out")
+        .arg(&v2));
+    let good = s.bundle("1.0.0", &["k1"], &[&v2], None);
+    let b = s.p("bad-key-id.tar.zst");
+    fs::write(
+        &b,
+        swap_entry(&good, "anchors/root-2.json", &bad, &s.p("k1.key")),
+    )
+    .unwrap();
+    clean(
+        "verify",
+        &run(updater().arg("verify").arg(&b).arg("--trust").arg(&v1)),
+    );
+    clean("plan", &run(s.updater().arg("plan").arg(&b)));
+    clean("apply", &run(s.updater().arg("apply").arg(&b)));
+    clean(
+        "apply --json",
+        &run(s.updater().args(["apply", "--json"]).arg(&b)),
+    );
+    let log = fs::read(s.p("state/audit.log")).unwrap();
+    assert!(!log.contains(&0x1b), "raw ESC in the audit log");
+    for l in s.audit().iter().skip(1) {
+        assert_eq!(l["result"], "failed", "{l}");
+        let e = l["error"].as_str().unwrap();
+        assert!(!e.chars().any(stoa_format::text::is_unsafe), "{e:?}");
+        assert!(e.contains("abc\\u{a}"), "{e}");
+    }
+    let human = ok(s.updater().args(["history", "--audit"]));
+    assert!(
+        !human.contains('\x1b') && human.lines().count() == 5,
+        "{human:?}"
+    );
+    assert_eq!(s.show()["trust"]["version"], 1);
+}
+
+/// `bundle` with entry `name` replaced by `data`, its manifest listing the
+/// new size and digest and re-signed with `key` (what a holder of the
+/// release key could ship).
+fn swap_entry(bundle: &Path, name: &str, data: &[u8], key: &Path) -> Vec<u8> {
+    use stoa_e2e::tamper::{compress, decompress, read_tar, write_tar, RawEntry};
+    let k = stoa_format::SigningKeyPair::load(key).unwrap();
+    let mut entries = read_tar(&decompress(&fs::read(bundle).unwrap()));
+    let mut m: serde_json::Value = serde_json::from_slice(&entries[0].data).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+    for e in m["entries"].as_array_mut().unwrap() {
+        if e["path"] == name {
+            e["size"] = data.len().into();
+            e["sha256"] = digest.clone().into();
+        }
+    }
+    let mut mb = serde_json::to_vec_pretty(&m).unwrap();
+    mb.push(b'\n');
+    let sig = k.sign(&mb);
+    entries[0].data = mb;
+    for e in entries.iter_mut() {
+        if e.name.starts_with("signatures/") {
+            *e = RawEntry::file(&format!("signatures/{}.sig", k.id()), &sig);
+        } else if e.name == name {
+            e.data = data.to_vec();
+        }
+    }
+    compress(&write_tar(&entries))
 }
 
 #[test]

@@ -68,10 +68,11 @@ fn wants_json(args: &[std::ffi::OsString]) -> bool {
     args.iter().skip(1).any(|a| a == "--json")
 }
 
-/// One line, whatever a tool or a registry wrote.
+/// One line, whatever a tool, a registry or a bundle wrote: its lines
+/// joined, control characters escaped by the one shared function.
 fn one_line(text: &str) -> String {
     text.lines()
-        .map(str::trim)
+        .map(|l| stoa_format::text::escape(l.trim()).into_owned())
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ")
@@ -106,6 +107,17 @@ fn main() -> ExitCode {
             format!("--config is not used by {name} (it reads no site config); use --trust")
         })
     };
+    // the audit log's started line, before any work (docs/OPERATIONS.md)
+    let audit_dir = cli
+        .command
+        .audit_name()
+        .and_then(|_| config::SiteConfig::load(c).ok())
+        .map(|cfg| cfg.state_dir);
+    if let (Some(name), Some(sd)) = (cli.command.audit_name(), &audit_dir) {
+        if let Err(e) = audit::start(sd, name) {
+            eprintln!("stoa-updater: warning: audit log: {e}");
+        }
+    }
     let (result, json) = match &cli.command {
         Command::Verify(a) => match no_config("verify") {
             Some(m) => return usage_error(&m, a.json),
@@ -134,12 +146,10 @@ fn main() -> ExitCode {
         Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
         Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
     };
-    if let Some(name) = cli.command.audit_name() {
+    if let (Some(name), Some(sd)) = (cli.command.audit_name(), &audit_dir) {
         // only where a site config names a state_dir (docs/OPERATIONS.md)
-        if let Ok(cfg) = config::SiteConfig::load(c) {
-            if let Err(e) = audit::record(&cfg.state_dir, name, result.as_ref().map(|_| ())) {
-                eprintln!("stoa-updater: warning: audit log: {e}");
-            }
+        if let Err(e) = audit::record(sd, name, result.as_ref().map(|_| ())) {
+            eprintln!("stoa-updater: warning: audit log: {e}");
         }
     }
     finish(result, json)

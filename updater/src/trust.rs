@@ -5,15 +5,17 @@
 //!   Without it the config's `trust` is used: a root file (the first root) or
 //!   a plain key folder (root version 0, threshold from the config).
 //! * `state_dir/clock-floor.json`: the newest `created` time of any bundle
-//!   or root accepted. A clock earlier than it is refused before any expiry
-//!   check, unless the operator passes `--ignore-clock-floor` (audited).
+//!   or root accepted, never more than [`MAX_CLOCK_SKEW`] past the clock
+//!   that accepted it (a bundle or root created later is refused). A clock
+//!   earlier than it is refused before any expiry check, unless the
+//!   operator passes `--ignore-clock-floor` (audited).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use stoa_format::root::{looks_like_root, SignedRoot, TrustBase};
+use stoa_format::root::{looks_like_root, SignedRoot, TrustBase, MAX_CLOCK_SKEW};
 use stoa_format::{FormatError, TrustStore};
 
 use crate::config::SiteConfig;
@@ -27,6 +29,13 @@ pub fn root_path(sd: &StateDir) -> PathBuf {
 
 pub fn floor_path(sd: &StateDir) -> PathBuf {
     sd.root.join("clock-floor.json")
+}
+
+/// Where [`raise_floor`] may set the floor at most: the clock plus
+/// [`MAX_CLOCK_SKEW`] (a bundle or root created later is refused anyway;
+/// this bounds the jump whatever the caller passes).
+pub fn floor_cap(now: SystemTime) -> SystemTime {
+    now + MAX_CLOCK_SKEW
 }
 
 /// True when `path` is a file holding a root (JSON), not a PEM key.
@@ -107,6 +116,10 @@ pub fn persist(sd: &StateDir, root: &SignedRoot) -> Result<bool> {
     }
     let dir = sd.root.join("trust");
     fs::create_dir_all(&dir).map_err(|e| UpdaterError::io("create folder", &dir, e))?;
+    // every accepted version is kept beside it, so a refusal can say in
+    // which version a key was revoked
+    let kept = dir.join(format!("root-{}.json", root.version()));
+    write_atomic(&kept, &root.file_bytes, Some(0o644))?;
     write_atomic(&rp, &root.file_bytes, Some(0o644))?;
     Ok(true)
 }
@@ -121,7 +134,12 @@ pub struct ClockFloor {
 }
 
 pub fn read_floor(sd: &StateDir) -> Result<Option<(SystemTime, ClockFloor)>> {
-    let p = floor_path(sd);
+    read_floor_in(&sd.root)
+}
+
+/// [`read_floor`] of the state folder at `state_dir`.
+pub fn read_floor_in(state_dir: &Path) -> Result<Option<(SystemTime, ClockFloor)>> {
+    let p = state_dir.join("clock-floor.json");
     let bytes = match fs::read(&p) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -156,8 +174,10 @@ pub fn checked_now(sd: &StateDir, ignore: bool) -> Result<SystemTime> {
     Ok(now)
 }
 
-/// Raises the floor to `t` (never lowers it).
+/// Raises the floor to `t` (never lowers it), at most to
+/// [`floor_cap`] of the machine clock.
 pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
+    let t = t.min(floor_cap(SystemTime::now()));
     if let Some((cur, _)) = read_floor(sd)? {
         if cur >= t {
             return Ok(());
@@ -172,13 +192,107 @@ pub fn raise_floor(sd: &StateDir, t: SystemTime, source: &str) -> Result<()> {
     write_atomic(&floor_path(sd), &bytes, Some(0o644))
 }
 
+/// `e` made precise when it is "no signature by a trusted key" and a signer
+/// was a release key of an earlier root (one kept under `trust/`, or one of
+/// `chain`): [`FormatError::RevokedKey`], naming the version that removed
+/// it. Anything else is returned as is.
+pub fn explain_revoked(sd: &StateDir, chain: &[SignedRoot], e: FormatError) -> FormatError {
+    let FormatError::NoTrustedSignature { signers, trusted } = &e else {
+        return e;
+    };
+    let mut roots: Vec<SignedRoot> = chain.to_vec();
+    if let Ok(rd) = fs::read_dir(sd.root.join("trust")) {
+        for ent in rd.flatten() {
+            if let Ok(Some(r)) = read_root(&ent.path()) {
+                if r.check_own_threshold().is_ok() {
+                    roots.push(r);
+                }
+            }
+        }
+    }
+    let newest = roots.iter().map(SignedRoot::version).max().unwrap_or(0);
+    for short in signers.split(", ") {
+        let last_with = roots
+            .iter()
+            .filter(|r| r.release_key_ids().any(|k| k.short() == short))
+            .map(SignedRoot::version)
+            .max();
+        if let Some(v) = last_with.filter(|v| *v < newest) {
+            return FormatError::RevokedKey {
+                key_id: short.to_owned(),
+                version: v + 1,
+                trusted: trusted.clone(),
+            };
+        }
+    }
+    e
+}
+
+/// A change of the root in force: what `plan` announces and the audit log
+/// records before it takes effect. Displays as `root version 1 -> 3:
+/// release keys added ab12…; revoked cd34…` (key ids shortened).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustChange {
+    pub from_version: u64,
+    pub to_version: u64,
+    /// Full key ids.
+    pub release_keys_added: Vec<String>,
+    pub release_keys_revoked: Vec<String>,
+}
+
+impl std::fmt::Display for TrustChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.iter()
+                    .map(|k| &k[..k.len().min(16)])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        write!(
+            f,
+            "root version {} -> {}: release keys added {}; revoked {}",
+            self.from_version,
+            self.to_version,
+            list(&self.release_keys_added),
+            list(&self.release_keys_revoked)
+        )
+    }
+}
+
+/// The change from `cur` (None: a key folder or nothing) to `next`.
+pub fn describe_change(cur: Option<&SignedRoot>, next: &SignedRoot) -> TrustChange {
+    use std::collections::BTreeSet;
+    let before: BTreeSet<_> = cur
+        .map(|c| c.release_key_ids().copied().collect())
+        .unwrap_or_default();
+    let after: BTreeSet<_> = next.release_key_ids().copied().collect();
+    TrustChange {
+        from_version: cur.map_or(0, SignedRoot::version),
+        to_version: next.version(),
+        release_keys_added: after.difference(&before).map(|k| k.to_string()).collect(),
+        release_keys_revoked: before.difference(&after).map(|k| k.to_string()).collect(),
+    }
+}
+
 /// Records roots accepted on the way to a verified bundle (or a trust
 /// update): the newest is persisted, the floor raised to their `created`.
+///
+/// The change is written to the audit log as its own line (`trust-change`:
+/// versions, release keys added and revoked) *before* the root is
+/// persisted, so an apply killed right after still leaves it recorded.
 pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<()> {
     for r in chain {
         raise_floor(sd, r.created, &format!("root version {}", r.version()))?;
     }
     if let Some(last) = chain.last() {
+        let cur = read_root(&root_path(sd)).ok().flatten();
+        if cur.as_ref().is_none_or(|c| c.version() < last.version()) {
+            crate::audit::trust_change(&sd.root, &describe_change(cur.as_ref(), last).to_string())?;
+        }
         persist(sd, last)?;
         crate::audit::note(format!("accepted root version {}", last.version()));
     }

@@ -163,9 +163,12 @@ fn remove_key(keys: &mut Vec<RootKey>, what: &str, sel: &str, root: &Path) -> Re
     let id = if p.is_file() {
         RootKey::of(&load_public_key(p)?).id
     } else {
-        let m: Vec<&RootKey> = keys.iter().filter(|k| k.id.starts_with(sel)).collect();
+        let m: Vec<&RootKey> = keys
+            .iter()
+            .filter(|k| k.id.to_string().starts_with(sel))
+            .collect();
         match (sel.len() >= 8, m.as_slice()) {
-            (true, [one]) => one.id.clone(),
+            (true, [one]) => one.id,
             _ => {
                 return Err(bad(
                     root,

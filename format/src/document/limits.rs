@@ -58,8 +58,20 @@ pub const MAX_ROOT_SIZE: u64 = 64 * 1024;
 /// roots in a bundle.
 pub const MAX_ROOT_ITEMS: usize = 32;
 
+/// How far a bundle's or a root's `created` may be ahead of the reader's
+/// clock (24 hours): beyond it the document is refused, so accepting it can
+/// raise a site's clock floor by at most this much past the site's clock.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The smallest part size: a part under 1 MiB is a usage error.
 pub const MIN_PART_SIZE: u64 = 1 << 20;
+/// The largest part size a parts index may claim (4 TiB, the default
+/// `max_total_size`): read before the index's signature is checked, so it
+/// bounds every size computed from it.
+pub const MAX_PART_SIZE: u64 = 4 << 40;
+/// The largest whole bundle a parts index may claim (MAX_PARTS parts of
+/// MAX_PART_SIZE fit in 64 bits; this is far below).
+pub const MAX_BUNDLE_SIZE: u64 = 64 << 40;
 /// At most this many data parts (and as many parity parts) in one set, so
 /// names keep three digits and `cat <bundle>.part[0-9]*` concatenates them
 /// in order.

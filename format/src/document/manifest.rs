@@ -296,9 +296,12 @@ impl BundleManifest {
             .collect()
     }
 
-    /// Sum of all content entry sizes.
+    /// Sum of all content entry sizes (saturating: sizes come from a
+    /// manifest that may not be checked yet; validation bounds them).
     pub fn content_size(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .fold(0u64, |a, e| a.saturating_add(e.size))
     }
 
     /// Parsed expiry time, if any.
@@ -319,7 +322,8 @@ impl BundleManifest {
                 Some("values") => "values",
                 _ => "other",
             };
-            *m.entry(kind).or_insert(0) += e.size;
+            let v = m.entry(kind).or_insert(0u64);
+            *v = v.saturating_add(e.size);
         }
         m
     }

@@ -36,9 +36,11 @@ pub const SCHEME: &str = "reed-solomon-gf16";
 /// Bytes per read of the XOR repair path.
 const XOR_CHUNK: usize = 1 << 20;
 
-/// Size of each parity part: the part size rounded up to whole stripes.
-pub fn parity_size(part_size: u64, stripe: u64) -> u64 {
-    part_size.div_ceil(stripe) * stripe
+/// Size of each parity part: the part size rounded up to whole stripes;
+/// None when that does not fit in 64 bits or `stripe` is 0 (an index that
+/// claims such sizes is refused, never wrapped).
+pub fn parity_size(part_size: u64, stripe: u64) -> Option<u64> {
+    part_size.checked_next_multiple_of(stripe)
 }
 
 /// The stripe for `n` data and `p` parity parts: 128 KiB (the coder's

@@ -18,7 +18,9 @@ use crate::keys::{KeyId, SigningKeyPair, TrustStore};
 use crate::document::limits::MAX_STRIPE;
 
 pub use super::split::{remove_partials, remove_stale, seal, PartWriter, SealInfo, WrittenParts};
-pub use crate::document::limits::{MAX_INDEX_BYTES, MAX_PARTS, MIN_PART_SIZE};
+pub use crate::document::limits::{
+    MAX_BUNDLE_SIZE, MAX_INDEX_BYTES, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE,
+};
 
 /// The `format` field of a parts index.
 pub const PARTS_FORMAT: &str = "stoa-parts";
@@ -215,6 +217,21 @@ impl PartsIndex {
         if self.part_size < MIN_PART_SIZE {
             return Err(format!("part_size {} is under 1 MiB", self.part_size));
         }
+        // read before any signature is checked: every size is bounded, and
+        // every sum below is checked, so a forged index is refused, never
+        // wrapped (docs/FORMAT.md, "Limits")
+        if self.part_size > MAX_PART_SIZE {
+            return Err(format!(
+                "part_size {} is over the largest part size {MAX_PART_SIZE}",
+                self.part_size
+            ));
+        }
+        if self.bundle.size > MAX_BUNDLE_SIZE {
+            return Err(format!(
+                "bundle size {} is over the largest bundle size {MAX_BUNDLE_SIZE}",
+                self.bundle.size
+            ));
+        }
         if self.parts.is_empty() || self.parts.len() > MAX_PARTS {
             return Err(format!(
                 "{} parts (1 to {MAX_PARTS} allowed)",
@@ -265,7 +282,12 @@ impl PartsIndex {
             if par.stripe == 0 || par.stripe % 64 != 0 || par.stripe > MAX_STRIPE {
                 return Err(format!("parity stripe {} is invalid", par.stripe));
             }
-            let want = crate::parity::parity_size(self.part_size, par.stripe);
+            let want = crate::parity::parity_size(self.part_size, par.stripe).ok_or_else(|| {
+                format!(
+                    "parity stripe {} of part_size {} overflows",
+                    par.stripe, self.part_size
+                )
+            })?;
             for (i, p) in par.parts.iter().enumerate() {
                 if p.number != i + 1 || p.name != parity_name(b, i + 1) || p.size != want {
                     return Err(format!(

@@ -17,7 +17,7 @@ use crate::archive::{EntryHeader, TarReader};
 use crate::codec::zframe::FrameGuard;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::document::limits::Limits;
-use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+use crate::document::limits::{MAX_CLOCK_SKEW, MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 use crate::document::ANCHORS_DIR;
 use crate::error::FormatError;
 use crate::keys::{KeyId, TrustStore};
@@ -420,10 +420,32 @@ pub fn verify_with<R: Read + Send + 'static>(
     })
 }
 
-/// The expiry rule: a bundle whose `expires` is at or before the reader's
-/// clock is refused unless `allow_expired`. A clock set back makes an expired
-/// bundle look valid; that is why the updater also keeps a version floor.
+/// The time rules: a bundle `created` after its own `expires`, or more than
+/// [`MAX_CLOCK_SKEW`] after the reader's clock, is refused (whatever
+/// `allow_expired` says: its creation time would raise a site's clock
+/// floor); a bundle whose `expires` is at or before the reader's clock is
+/// refused unless `allow_expired`. A clock set back makes an expired bundle
+/// look valid; that is why the updater also keeps a clock floor.
 pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), FormatError> {
+    let created = m.release.created.time();
+    if m.expires_at().is_some_and(|e| created > e) {
+        return Err(FormatError::CreatedAfterExpires {
+            created: m.release.created.to_string(),
+            expires: m
+                .release
+                .expires
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    if created > opts.now + MAX_CLOCK_SKEW {
+        return Err(FormatError::CreatedInFuture {
+            created: m.release.created.to_string(),
+            now: humantime::format_rfc3339_seconds(opts.now).to_string(),
+            skew: humantime::format_duration(MAX_CLOCK_SKEW).to_string(),
+        });
+    }
     let Some(exp) = m.expires_at() else {
         return Ok(());
     };

@@ -15,9 +15,39 @@ use crate::error::FormatError;
 
 /// A key id: SHA-256 of the public key's SPKI DER encoding, so that
 /// `openssl pkey -pubin -in k.pub -outform DER | openssl dgst -sha256`
-/// computes it independently.
+/// computes it independently. Written and read as exactly 64 lowercase hex
+/// digits; it cannot hold anything else, so an id read from a root, a parts
+/// signature file or a bundle is validated where it is parsed and is safe to
+/// print (docs/FORMAT.md, "Key ids").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub Sha256Digest);
+
+impl std::str::FromStr for KeyId {
+    type Err = String;
+    /// Parses 64 lowercase hex digits; the refusal never repeats the input
+    /// (it is untrusted and may hold control characters).
+    fn from_str(s: &str) -> Result<Self, String> {
+        Sha256Digest::from_hex(s).map(KeyId).ok_or_else(|| {
+            format!(
+                "key id \"{}\" is not 64 lowercase hex digits",
+                crate::text::escape(&s.chars().take(80).collect::<String>())
+            )
+        })
+    }
+}
+
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl KeyId {
     pub fn of(key: &VerifyingKey) -> Self {

@@ -14,7 +14,9 @@
 //! keys *and* a threshold of its own; chains are walked one version at a
 //! time; an expired root is refused; thresholds are at least 1 and at most
 //! the number of keys; a key id appears once; a key that signed twice counts
-//! once. Every refusal is a [`FormatError::Root`] naming the version and the
+//! once; a root created after its own expiry, or more than
+//! [`MAX_CLOCK_SKEW`] after the reader's clock, is refused; key ids are
+//! [`KeyId`]s, validated while parsing. Every refusal is a [`FormatError::Root`] naming the version and the
 //! rule.
 
 use std::collections::BTreeMap;
@@ -25,11 +27,10 @@ use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Sha256Digest;
 use crate::error::FormatError;
 use crate::keys::{KeyId, SigningKeyPair, TrustStore};
 
-pub use crate::document::limits::{MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
+pub use crate::document::limits::{MAX_CLOCK_SKEW, MAX_ROOT_ITEMS, MAX_ROOT_SIZE};
 pub use crate::document::ANCHORS_DIR;
 
 pub use super::base::{carried_roots, TrustBase};
@@ -46,7 +47,8 @@ pub fn anchor_path(version: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootKey {
-    pub id: String,
+    /// Validated while the root is parsed (64 lowercase hex digits).
+    pub id: KeyId,
     pub public_key: String,
 }
 
@@ -57,7 +59,7 @@ impl RootKey {
             .map(|d| d.as_bytes().to_vec())
             .unwrap_or_default();
         Self {
-            id: KeyId::of(key).to_string(),
+            id: KeyId::of(key),
             public_key: base64::engine::general_purpose::STANDARD.encode(der),
         }
     }
@@ -83,7 +85,8 @@ pub struct RootBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootSignatureRecord {
-    pub key_id: String,
+    /// Validated while the root is parsed (64 lowercase hex digits).
+    pub key_id: KeyId,
     pub sig: String,
 }
 
@@ -167,7 +170,7 @@ fn parse_keys(
             )
         })?;
         let id = KeyId::of(&key);
-        if id.to_string() != k.id {
+        if id != k.id {
             return Err(err(
                 v,
                 "key-id",
@@ -225,6 +228,16 @@ impl SignedRoot {
         }
         let created = parse_time(v, "created", &body.created)?;
         let expires = parse_time(v, "expires", &body.expires)?;
+        if created > expires {
+            return Err(err(
+                v,
+                "created-after-expires",
+                format!(
+                    "created {} is after its own expires {}",
+                    body.created, body.expires
+                ),
+            ));
+        }
         let release_keys = parse_keys(v, "release", &body.release_keys)?;
         let root_keys = parse_keys(v, "root", &body.root_keys)?;
         for (what, t, n) in [
@@ -259,15 +272,7 @@ impl SignedRoot {
         }
         let mut signatures = Vec::new();
         for s in &env.signatures {
-            let id = Sha256Digest::from_hex(&s.key_id)
-                .map(KeyId)
-                .ok_or_else(|| {
-                    err(
-                        v,
-                        "signature-entry",
-                        format!("key_id {:?} is not 64 hex digits", s.key_id),
-                    )
-                })?;
+            let id = s.key_id;
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(&s.sig)
                 .ok()
@@ -338,7 +343,21 @@ impl SignedRoot {
         Ok(good)
     }
 
+    /// Not created more than [`MAX_CLOCK_SKEW`] after `now` (its `created`
+    /// raises the site's clock floor), not expired.
     fn check_expiry(&self, now: SystemTime) -> Result<(), FormatError> {
+        if self.created > now + MAX_CLOCK_SKEW {
+            return Err(err(
+                self.version(),
+                "created-in-future",
+                format!(
+                    "created {}, more than {} after the clock ({})",
+                    self.body.created,
+                    humantime::format_duration(MAX_CLOCK_SKEW),
+                    humantime::format_rfc3339_seconds(now)
+                ),
+            ));
+        }
         if now >= self.expires {
             return Err(err(
                 self.version(),
@@ -458,13 +477,13 @@ impl SignedRoot {
 /// Makes a root file: the canonical signed bytes and one signature per key.
 pub fn sign_root(body: &RootBody, keys: &[&SigningKeyPair]) -> Result<Vec<u8>, FormatError> {
     let mut body = body.clone();
-    body.release_keys.sort_by(|a, b| a.id.cmp(&b.id));
-    body.root_keys.sort_by(|a, b| a.id.cmp(&b.id));
+    body.release_keys.sort_by_key(|a| a.id);
+    body.root_keys.sort_by_key(|a| a.id);
     let signed =
         serde_json::to_vec(&body).map_err(|e| err(body.version, "parse", e.to_string()))?;
     let mut sigs: Vec<RootSignatureRecord> = Vec::new();
     for k in keys {
-        let id = k.id().to_string();
+        let id = k.id();
         if sigs.iter().any(|s| s.key_id == id) {
             continue;
         }
@@ -473,7 +492,7 @@ pub fn sign_root(body: &RootBody, keys: &[&SigningKeyPair]) -> Result<Vec<u8>, F
             sig: base64::engine::general_purpose::STANDARD.encode(k.sign(&signed)),
         });
     }
-    sigs.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    sigs.sort_by_key(|a| a.key_id);
     let env = RootEnvelope {
         signed: String::from_utf8(signed).map_err(|e| err(body.version, "parse", e.to_string()))?,
         signatures: sigs,
@@ -664,5 +683,60 @@ mod tests {
         let e = SignedRoot::parse(&serde_json::to_vec(&env).unwrap()).unwrap_err();
         assert_eq!(rule(e), ("1".into(), "canonical"));
         assert_eq!(rule(SignedRoot::parse(b"{}").unwrap_err()).1, "parse");
+    }
+
+    /// Issue 17 item 6 (fixture tests/fixtures/root-key-id-control-chars):
+    /// a key id holding a newline, a forged audit line and `ESC [2J` is
+    /// refused while the root is parsed, and the message holds no control
+    /// character.
+    #[test]
+    fn root_key_id_with_control_characters_is_refused_escaped() {
+        let bytes = include_bytes!("../../../tests/fixtures/root-key-id-control-chars/root-2.json");
+        let e = SignedRoot::parse(bytes).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(rule(e).1, "parse");
+        assert!(msg.contains("is not 64 lowercase hex digits"), "{msg}");
+        assert!(msg.contains("abc\\u{a}"), "{msg}");
+        assert!(!msg.chars().any(crate::text::is_unsafe), "{msg:?}");
+        // the same id in the signed body alone (signature records good)
+        let mut env: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        env["signatures"][0]["key_id"] = "0".repeat(64).into();
+        let e = SignedRoot::parse(&serde_json::to_vec(&env).unwrap()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("signed document: key id"), "{msg}");
+        assert!(!msg.chars().any(crate::text::is_unsafe), "{msg:?}");
+    }
+
+    /// Issue 17 weak spot: created in the future (beyond the skew) or after
+    /// its own expiry.
+    #[test]
+    fn root_created_in_future_or_after_expires_refused() {
+        let (r1, k) = (SigningKeyPair::generate(), SigningKeyPair::generate());
+        let mut b = body(1, &[&k], 1, &[&r1], 1);
+        b.created = "2029-01-01T00:00:00Z".into();
+        b.expires = "2028-01-01T00:00:00Z".into();
+        let e = SignedRoot::parse(&sign_root(&b, &[&r1]).unwrap()).unwrap_err();
+        assert_eq!(rule(e), ("1".into(), "created-after-expires"));
+        // two days ahead of the clock: refused; within the skew: accepted
+        b.expires = "2030-01-01T00:00:00Z".into();
+        b.created = "2027-06-03T00:00:00Z".into();
+        let v = SignedRoot::parse(&sign_root(&b, &[&r1]).unwrap()).unwrap();
+        assert_eq!(
+            rule(v.check_self(t(NOW)).unwrap_err()),
+            ("1".into(), "created-in-future")
+        );
+        b.created = "2027-06-01T12:00:00Z".into();
+        let v = SignedRoot::parse(&sign_root(&b, &[&r1]).unwrap()).unwrap();
+        v.check_self(t(NOW)).unwrap();
+        // a successor created in the future is refused too
+        let v1 =
+            SignedRoot::parse(&sign_root(&body(1, &[&k], 1, &[&r1], 1), &[&r1]).unwrap()).unwrap();
+        let mut b2 = body(2, &[&k], 1, &[&r1], 1);
+        b2.created = "2027-07-01T00:00:00Z".into();
+        let v2 = SignedRoot::parse(&sign_root(&b2, &[&r1]).unwrap()).unwrap();
+        assert_eq!(
+            rule(v1.check_successor(&v2, t(NOW)).unwrap_err()),
+            ("2".into(), "created-in-future")
+        );
     }
 }

@@ -37,16 +37,23 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
 }
 
 fn audit(state_dir: &std::path::Path, json: bool) -> Result<()> {
-    let lines = crate::audit::read(state_dir)?;
+    let lines = crate::audit::runs(crate::audit::read(state_dir)?);
     if json {
         println!("{}", serde_json::json!({"ok": true, "audit": lines}));
         return Ok(());
     }
     for l in &lines {
+        let exit = l.exit_code.map_or("-".to_owned(), |c| c.to_string());
         let mut s = format!(
-            "{}  {:<12} {:<7} exit {}  user {} (uid {})",
-            l.time, l.command, l.result, l.exit_code, l.user, l.uid
+            "{}  {:<12} {:<7} exit {exit}  user {} (uid {})",
+            l.time, l.command, l.result, l.user, l.uid
         );
+        if l.before_clock_floor {
+            s.push_str(&format!(
+                "  BEFORE CLOCK FLOOR {}",
+                l.clock_floor.as_deref().unwrap_or("-")
+            ));
+        }
         if let Some(r) = &l.facts.release {
             s.push_str(&format!("  {r}"));
         }
@@ -71,7 +78,8 @@ fn audit(state_dir: &std::path::Path, json: bool) -> Result<()> {
         for n in &l.facts.notes {
             s.push_str(&format!("  [{n}]"));
         }
-        println!("{s}");
+        // the log is local, but its text came from bundles and roots
+        println!("{}", stoa_format::text::escape(&s));
     }
     if lines.is_empty() {
         println!("no audit entries");

@@ -99,10 +99,11 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     crate::tool::check_setpriv()?;
     let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
     let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
-    let mut root_version = 0;
     let src = BundleSource::resolve(&args.bundle)?;
     let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
     let index_trust = base.store();
+    // the roots the bundle carries that apply would accept (in memory only)
+    let mut chain: Vec<stoa_format::root::SignedRoot> = Vec::new();
     // the chart archives are kept (in a private temp folder: plan changes
     // nothing) to render them
     let tmp = TempDir::new()?;
@@ -111,14 +112,28 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let v = verify_source_with(
         &src,
         &index_trust,
-        &mut base.resolver(now, &mut root_version),
+        &mut |insp: &stoa_format::Inspection| {
+            let (store, c) = base.resolve(&insp.anchors, now)?;
+            chain = c;
+            Ok(store)
+        },
         &Site::verify_options(args.allow_expired),
         &mut sink,
         &mut |n| pb.inc(n),
-    )?;
+    )
+    .map_err(|e| crate::trust::explain_revoked(&site.sd, &chain, e))?;
     pb.finish_and_clear();
     crate::audit::note_bundle(&v);
+    let root_version = chain.last().map_or(base.version(), |r| r.version());
     crate::audit::note_root(root_version);
+    // what apply would change in the site's trust (issue 21 item 5)
+    let trust_change = chain.last().map(|last| {
+        let cur = match &base {
+            stoa_format::root::TrustBase::Root(r) => Some(&**r),
+            stoa_format::root::TrustBase::Keys(_) => None,
+        };
+        crate::trust::describe_change(cur, last)
+    });
     let m = &v.manifest;
     site.cfg.check_needs(m)?;
     // a plan of a long verify: the operation may have started meanwhile
@@ -188,6 +203,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         };
         let mut doc = serde_json::to_value(&out).unwrap_or_default();
         doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
+        doc["trust_change"] = serde_json::to_value(&trust_change).unwrap_or_default();
         println!("{doc}");
         preflight.error(true)?;
         return finish(render_error, refusal);
@@ -199,6 +215,9 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             d.omitted.len(),
             stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
         );
+    }
+    if let Some(t) = &trust_change {
+        println!("trust: apply will accept {t}");
     }
     print!("{plan}");
     preflight.print_text();

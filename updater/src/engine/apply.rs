@@ -42,7 +42,8 @@ impl Site {
         let head = inspect_source(bundle, &Limits::default())?;
         let (trust, chain) = base.resolve(&head.anchors, now)?;
         crate::audit::note_root(chain.last().map_or(base.version(), |r| r.version()));
-        head.check_signatures(&trust)?;
+        head.check_signatures(&trust)
+            .map_err(|e| crate::trust::explain_revoked(&self.sd, &chain, e))?;
         self.cfg.check_needs(&head.manifest)?;
         self.sd.ensure()?;
         // policy first on the state as read, again under the lock
