@@ -43,6 +43,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // stdout's reader gone (`| head`): exit 141 quietly (docs: README exit codes)
+    stoa_format::cli::pipe::exit_quietly_on_broken_pipe();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,

@@ -624,3 +624,71 @@ fn a_flipped_byte_inside_a_compressed_frame_names_the_entry() {
     }
     assert!(named_the_file > 0, "no flip hit a compressed block");
 }
+
+/// Runs `cmd` with stdout the write end of a pipe whose read end is already
+/// closed (`| head` after head exited): exit 141, no panic, no backtrace.
+fn exits_141_on_a_closed_stdout(what: &str, cmd: &mut Command) {
+    // the write end of a pipe whose only reader (a `true` that has exited)
+    // is gone: std::io::pipe() is newer than the MSRV
+    let mut gone = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = gone.stdin.take().unwrap();
+    assert!(gone.wait().unwrap().success());
+    let out = cmd
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{what}: {:?} {err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(!err.contains("backtrace"), "{what}: {err}");
+}
+
+/// Issue 21 item 15: `… --json | head` where head has gone: every command
+/// of both programs exits 141 quietly (README exit codes).
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_exit_141() {
+    let s = Site::start();
+    let b = s.bundle("2.1.0", None);
+    let release = fs::read_dir(s.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("release-2.1.0"))
+        })
+        .unwrap();
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler inspect",
+        bundler().arg("inspect").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler inspect (text)",
+        bundler().arg("inspect").arg(&b),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-updater inspect",
+        updater().arg("inspect").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler images",
+        bundler().arg("images").arg(&release).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler images (text)",
+        bundler().arg("images").arg(&release),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-updater plan",
+        s.updater().arg("plan").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout("stoa-updater status", s.updater().arg("status"));
+    // nothing was changed by the plan that could not print
+    assert_eq!(s.installed(), None);
+}

@@ -90,6 +90,8 @@ fn usage_error(msg: &str, json: bool) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // stdout's reader gone (`| head`): exit 141 quietly (docs: README exit codes)
+    stoa_format::cli::pipe::exit_quietly_on_broken_pipe();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = wants_json(&argv);
     let cli = match parse_cli(&argv, json) {

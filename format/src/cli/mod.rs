@@ -1,5 +1,6 @@
 //! The command-line pieces both programs share (feature `cli`): the trust
-//! flags, the `verify` and `inspect` subcommands, and progress bars. Both
+//! flags, the `verify` and `inspect` subcommands, progress bars, and the
+//! quiet exit on a closed stdout (`pipe`). Both
 //! binaries mount these, so a site and a build host run the very same check
 //! and print the very same report.
 
@@ -15,6 +16,7 @@ use crate::root::TrustBase;
 use crate::source::{inspect_source, parts_summary, verify_source_with, BundleSource};
 use crate::{Limits, TrustStore};
 
+pub mod pipe;
 pub mod report;
 
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
