@@ -379,3 +379,44 @@ fn a_re_release_delta_without_content_entries_verifies_everywhere() {
     ok(s.updater().arg("apply").arg(&d211));
     assert_eq!(s.installed().as_deref(), Some("2.1.1"));
 }
+
+/// Issue 21 item 12: `diff --json` without the bundles' blobs (no
+/// `--trust`) says the new/shared split is unknown (`null`), never 0; a
+/// chart whose version changed is reported as changed, with its kind.
+#[test]
+fn diff_json_reports_unknown_bytes_as_null_and_a_new_chart_version_as_changed() {
+    let s = Site::start();
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle("2.3.0", None);
+    let d = json(&ok(bundler()
+        .arg("diff")
+        .arg(&b210)
+        .arg(&b230)
+        .arg("--json")));
+    let changed = d["images"]["changed"].as_array().unwrap();
+    assert!(!changed.is_empty(), "{d}");
+    for c in changed {
+        assert!(c["bytes_shared"].is_null(), "unknown, not 0: {c}");
+        assert!(c["bytes_new"].is_null(), "unknown, not a guess: {c}");
+    }
+    let charts = d["charts"].as_array().unwrap();
+    assert!(!charts.is_empty(), "{d}");
+    for c in charts {
+        assert_ne!(c["old_version"], c["new_version"], "{c}");
+        assert_eq!(c["change"], "version", "{c}");
+        assert_eq!(c["version_changed"], true, "{c}");
+        assert_eq!(c["content_changed"], false, "{c}");
+    }
+    // with --trust the split is known
+    let d = json(&ok(bundler()
+        .arg("diff")
+        .arg(&b210)
+        .arg(&b230)
+        .arg("--trust")
+        .arg(s.path().join("release.pub"))
+        .arg("--json")));
+    for c in d["images"]["changed"].as_array().unwrap() {
+        assert!(c["bytes_shared"].is_u64(), "{c}");
+        assert!(c["bytes_new"].as_u64().unwrap() > 0, "{c}");
+    }
+}
