@@ -692,3 +692,141 @@ fn a_closed_stdout_ends_every_command_quietly_with_exit_141() {
     // nothing was changed by the plan that could not print
     assert_eq!(s.installed(), None);
 }
+
+/// Issue 21 item 22: both programs print completion scripts that their
+/// shell loads, man pages that render, a `--version` naming the bundle
+/// format versions read; the updater's `-v` shows every child command and
+/// its time and never a password (database URL, registry).
+#[test]
+fn completions_man_pages_version_and_verbose_children_without_secrets() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, prog) in [
+        ("stoa-bundler", bundler as fn() -> Command),
+        ("stoa-updater", updater),
+    ] {
+        let bash = ok(prog().args(["completions", "bash"]));
+        let f = t.path().join(format!("{name}.bash"));
+        fs::write(&f, &bash).unwrap();
+        let loaded = ok(Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {} && complete -p {name}", f.display())));
+        assert!(loaded.contains(name), "{name}: {loaded}");
+        let zsh = ok(prog().args(["completions", "zsh"]));
+        assert!(
+            zsh.starts_with(&format!("#compdef {name}")),
+            "{name}: {zsh}"
+        );
+        let fish = ok(prog().args(["completions", "fish"]));
+        assert!(fish.contains(&format!("complete -c {name}")), "{name}");
+        let e = fails(prog().args(["completions", "tcsh"]), 2);
+        assert!(e.contains("tcsh"), "{e}");
+
+        let page = ok(prog().arg("man"));
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
+        let pf = t.path().join(format!("{name}.1"));
+        fs::write(&pf, &page).unwrap();
+        let shown = ok(Command::new("man")
+            .arg("-l")
+            .arg(&pf)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"));
+        assert!(shown.contains("verify"), "{name}: {shown}");
+        let dir = t.path().join(format!("{name}-man"));
+        fs::create_dir(&dir).unwrap();
+        ok(prog().arg("man").arg("--out").arg(&dir));
+        assert!(dir.join(format!("{name}-verify.1")).is_file(), "{name}");
+
+        let v = ok(prog().arg("--version"));
+        assert!(
+            v.contains("format_version 1 (full) and 2 (delta)"),
+            "{name}: {v}"
+        );
+    }
+    assert!(t
+        .path()
+        .join("stoa-updater-man/stoa-updater-apply.1")
+        .is_file());
+
+    let s = Site::start_with(stoa_e2e::harness::RegistryOptions {
+        tls: false,
+        auth: Some(("robot".into(), "Reg-S3cret-9".into())),
+    });
+    // the database URL carries a password too (PostgreSQL here trusts
+    // loopback, so it is not checked, but the updater must hide it)
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        cfg.replace("postgres://postgres@", "postgres://postgres:Db-S3cret-7@"),
+    )
+    .unwrap();
+    let b = s.bundle("2.1.0", None);
+    let out = run(s.updater().arg("apply").arg(&b).arg("-v"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stoa-updater: run psql [at "), "{err}");
+    assert!(err.contains("stoa-updater: run helm [at "), "{err}");
+    assert!(err.contains("stoa-updater: helm ran "), "{err}");
+    assert!(!err.contains("Db-S3cret-7"), "{err}");
+    assert!(!err.contains("Reg-S3cret-9"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("S3cret"));
+    // without -v, no child is shown
+    let out = run(s.updater().arg("plan").arg(&b));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("stoa-updater: run "));
+}
+
+/// Issue 21 item 8: `--config` after the subcommand, `STOA_UPDATER_CONFIG`,
+/// and JSON usage errors that name the missing flags.
+#[test]
+fn config_after_the_subcommand_and_from_the_environment() {
+    let s = Site::start();
+    let b = s.bundle("2.1.0", None);
+    ok(s.updater().arg("apply").arg(&b));
+    let st = json(&ok(updater()
+        .arg("status")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--json")));
+    assert_eq!(st["installed"], "2.1.0", "{st}");
+    let h = ok(updater()
+        .arg("history")
+        .arg(format!("--config={}", s.config.display())));
+    assert!(h.contains("2.1.0"), "{h}");
+    let st = json(&ok(updater()
+        .args(["status", "--json"])
+        .env("STOA_UPDATER_CONFIG", &s.config)));
+    assert_eq!(st["installed"], "2.1.0", "{st}");
+    // --config wins over the environment
+    let e = fails(
+        updater()
+            .args(["status", "--config", "/nonexistent/updater.toml"])
+            .env("STOA_UPDATER_CONFIG", &s.config),
+        2,
+    );
+    assert!(e.contains("/nonexistent/updater.toml"), "{e}");
+    // the environment is a default, not a --config given to verify
+    let v = ok(updater()
+        .arg("verify")
+        .arg(&b)
+        .arg("--trust")
+        .arg(s.path().join("release.pub"))
+        .env("STOA_UPDATER_CONFIG", &s.config));
+    assert!(v.contains("OK") || v.contains("verified"), "{v}");
+    // still refused where it is ignored, before or after
+    let e = fails(
+        updater()
+            .arg("verify")
+            .arg(&b)
+            .args(["--trust", "t.pub", "--config"])
+            .arg(&s.config),
+        2,
+    );
+    assert!(e.contains("--config"), "{e}");
+    // usage errors under --json name every missing flag
+    for mut c in [updater(), bundler()] {
+        let out = run(c.args(["verify", "b.tar.zst", "--json"]));
+        assert_eq!(out.status.code(), Some(2));
+        let doc = json(&String::from_utf8_lossy(&out.stdout));
+        let msg = doc["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("--trust <PATH>"), "{msg}");
+    }
+}
