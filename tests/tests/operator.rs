@@ -830,3 +830,64 @@ fn config_after_the_subcommand_and_from_the_environment() {
         assert!(msg.contains("--trust <PATH>"), "{msg}");
     }
 }
+
+/// Issue 21 item 19: `rollback --dry-run` says what the rollback would undo
+/// (Helm revisions, down steps, snapshot, files) in text and `--json`, and
+/// changes nothing: the state folder is byte-for-byte the same, and the
+/// real rollback then undoes exactly what it said.
+#[test]
+fn rollback_dry_run_shows_what_it_would_undo_and_changes_nothing() {
+    let s = Site::start();
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle("2.3.0", None);
+    ok(s.updater().arg("apply").arg(&b210));
+    ok(s.updater().arg("apply").arg(&b230));
+    let before = stoa_e2e::delta_fixture::state_snapshot(&s.state_dir);
+    let tables = s.tables();
+    let p = json(&ok(s.updater().args(["rollback", "--dry-run", "--json"])));
+    let text = ok(s.updater().args(["rollback", "--dry-run"]));
+    assert_eq!(
+        stoa_e2e::delta_fixture::state_snapshot(&s.state_dir),
+        before
+    );
+    assert_eq!(s.tables(), tables);
+    assert_eq!(s.installed().as_deref(), Some("2.3.0"));
+    let r = &p["rollback"];
+    assert_eq!(p["dry_run"], true, "{p}");
+    assert_eq!(r["from"], "2.3.0", "{p}");
+    assert_eq!(r["to"], "2.1.0", "{p}");
+    assert_eq!(r["releases_undone"], serde_json::json!(["2.3.0"]), "{p}");
+    assert!(!r["helm"].as_array().unwrap().is_empty(), "{p}");
+    assert!(
+        r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "bin/stoactl"),
+        "{p}"
+    );
+    assert!(
+        text.contains("dry run: would roll back from 2.3.0 to 2.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("helm "), "{text}");
+    // the real rollback does what the dry run said
+    let done = json(&ok(s.updater().args([
+        "rollback",
+        "--json",
+        "--restore-snapshot",
+    ])));
+    let undone = &done["rollback"]["migrations_undone"];
+    let said = &r["down_steps"];
+    assert!(
+        said.as_object()
+            .unwrap()
+            .values()
+            .any(|v| !v.as_array().unwrap().is_empty()),
+        "{p}"
+    );
+    for (db, ids) in said.as_object().unwrap() {
+        assert_eq!(&undone[db], ids, "dry run {said}, rollback {undone}");
+    }
+    assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+}
