@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "stoa-bundler", version, about = "Build signed STOA offline bundles", long_about = None)]
+#[command(name = "stoa-bundler", version = stoa_format::cli::docs::version_text(env!("CARGO_PKG_VERSION")), about = "Build signed STOA offline bundles", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,9 +40,15 @@ enum Command {
     Split(cmd::split::Args),
     /// What changed between two releases, and the size of a delta.
     Diff(cmd::diff::Args),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(stoa_format::cli::docs::CompletionsArgs),
+    /// Print the man page, or write every command's page into --out DIR.
+    Man(stoa_format::cli::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
+    // stdout's reader gone (`| head`): exit 141 quietly (docs: README exit codes)
+    stoa_format::cli::pipe::exit_quietly_on_broken_pipe();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
@@ -53,14 +59,7 @@ fn main() -> ExitCode {
         }
         // a usage error under --json is JSON too, exit 2
         Err(e) if argv.iter().skip(1).any(|a| a == "--json") => {
-            let text = e.render().to_string();
-            let msg = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("usage error")
-                .trim_start_matches("error: ")
-                .to_owned();
+            let msg = stoa_format::cli::usage_message(&e);
             eprintln!("stoa-bundler: error: {msg}");
             println!(
                 "{}",
@@ -79,6 +78,15 @@ fn main() -> ExitCode {
         Command::Root(a) => (cmd::root::run(a), a.json()),
         Command::Split(a) => (cmd::split::run(a), a.json),
         Command::Diff(a) => (cmd::diff::run(a), a.json),
+        Command::Completions(a) => {
+            stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
+            (Ok(()), false)
+        }
+        Command::Man(a) => (
+            stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
+                .map_err(Into::into),
+            false,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -171,10 +171,13 @@ pub struct ImageChange {
     pub old: ImageSide,
     pub new: ImageSide,
     /// Bytes of the new image's blobs (manifests, config, layers) the old
-    /// release does not have: what a delta carries for it.
-    pub bytes_new: u64,
-    /// Bytes of the new image's blobs the old release has too.
-    pub bytes_shared: u64,
+    /// release does not have: what a delta carries for it. `None` (JSON
+    /// `null`) when the image's blobs are unknown (no `--trust`, or a bare
+    /// manifest): unknown, never a guessed 0.
+    pub bytes_new: Option<u64>,
+    /// Bytes of the new image's blobs the old release has too; `None` when
+    /// unknown, as `bytes_new`.
+    pub bytes_shared: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -193,8 +196,24 @@ pub struct ChartChange {
     pub chart: String,
     pub old_version: Option<String>,
     pub new_version: Option<String>,
+    /// What changed: `added`, `removed`, `version` (another chart
+    /// version) or `content` (same version, other archive bytes).
+    pub change: ChartChangeKind,
+    /// The chart's version differs between the releases (also true for an
+    /// added or removed release).
+    pub version_changed: bool,
     /// Same chart name and version, different archive bytes.
     pub content_changed: bool,
+}
+
+/// How a Helm release's chart changed between two releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartChangeKind {
+    Added,
+    Removed,
+    Version,
+    Content,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -240,8 +259,8 @@ pub struct ReleaseDiff {
 /// paired by repository (the name without tag or digest); an image's blobs
 /// are attributed through `image_blobs` (image digest → the digests and
 /// sizes of every blob it needs), which the caller reads from the bundles;
-/// without it (manifests only), an image's own manifest blob is all that
-/// is known and its size is counted as new or shared as a whole.
+/// without it (manifests only), the split is unknown and both byte counts
+/// are `None`.
 pub fn diff(
     old: &ReleaseHead,
     new: &ReleaseHead,
@@ -268,19 +287,20 @@ pub fn diff(
             None => images.added.push(side(n)),
             Some(o) if o.digest == n.digest => images.unchanged.push(n.name.to_string()),
             Some(o) => {
-                let (mut bytes_new, mut bytes_shared) = (0, 0);
-                match image_blobs.get(n.digest.as_str()) {
+                let (bytes_new, bytes_shared) = match image_blobs.get(n.digest.as_str()) {
                     Some(blobs) => {
+                        let (mut new_b, mut shared) = (0, 0);
                         for (d, size) in blobs {
                             if have.contains(d) {
-                                bytes_shared += size;
+                                shared += size;
                             } else {
-                                bytes_new += size;
+                                new_b += size;
                             }
                         }
+                        (Some(new_b), Some(shared))
                     }
-                    None => bytes_new = n.size,
-                }
+                    None => (None, None),
+                };
                 images.changed.push(ImageChange {
                     repository: r.clone(),
                     old: side(o),
@@ -320,6 +340,13 @@ pub fn diff(
             chart: n.or(o).map(|c| c.name.clone()).unwrap_or_default(),
             old_version: o.map(|c| c.version.clone()),
             new_version: n.map(|c| c.version.clone()),
+            change: match (o, n) {
+                (None, _) => ChartChangeKind::Added,
+                (_, None) => ChartChangeKind::Removed,
+                (Some(o), Some(n)) if o.version != n.version => ChartChangeKind::Version,
+                _ => ChartChangeKind::Content,
+            },
+            version_changed: !matches!((o, n), (Some(o), Some(n)) if o.version == n.version),
             content_changed: matches!((o, n), (Some(o), Some(n)) if o.version == n.version),
         });
     }

@@ -108,6 +108,12 @@ pub enum FormatError {
         #[source]
         source: io::Error,
     },
+    #[error("write man page {path}: {source}")]
+    WriteManPage {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("write key {path}: already exists, refusing to overwrite")]
     KeyExists { path: PathBuf },
     #[error("write bundle: {0}")]
@@ -289,6 +295,7 @@ impl FormatError {
             Self::LoadTrust { .. } => "trust",
             Self::WriteKey { .. } | Self::KeyExists { .. } => "key-write",
             Self::WriteBundle(_) => "write",
+            Self::WriteManPage { .. } => "man-write",
             Self::ReadSource { .. } => "source",
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",

@@ -121,3 +121,45 @@ proptest! {
         prop_assert!(check(bytes, &trust).is_err());
     }
 }
+
+/// A bundle with no content entries (a re-release delta of an unchanged
+/// release): the manifest and signature entries, then the end of the
+/// archive. It is a valid bundle: it verifies, and it inspects.
+#[test]
+fn a_bundle_without_content_entries_verifies() {
+    let key = SigningKeyPair::generate();
+    let trust = TrustStore::from_keys([key.verifying_key()]);
+    let manifest = BundleManifest {
+        format: stoa_format::FORMAT_NAME.into(),
+        format_version: stoa_format::FORMAT_VERSION,
+        release: Release {
+            name: "t".into(),
+            version: semver::Version::new(1, 0, 1),
+            upgrade_from: None,
+            created: "2026-01-01T00:00:00Z".parse().unwrap(),
+            expires: None,
+        },
+        images: vec![],
+        charts: vec![],
+        migrations: vec![],
+        files: vec![],
+        delta: None,
+        entries: vec![],
+    };
+    let w = BundleWriter::new(manifest, vec![], 1_767_225_600, &Limits::default()).unwrap();
+    let bytes = w
+        .write(Vec::new(), std::slice::from_ref(&key), &mut |_| {})
+        .unwrap()
+        .0;
+    check(bytes.clone(), &trust).unwrap();
+    let i = inspect(Cursor::new(bytes.clone()), &Limits::default()).unwrap();
+    assert!(i.manifest.entries.is_empty());
+    // one byte after the end-of-archive marker is still refused
+    let mut tar = zstd::decode_all(&bytes[..]).unwrap();
+    tar.push(0);
+    let extra = zstd::encode_all(&tar[..], 3).unwrap();
+    assert!(matches!(
+        check(extra, &trust),
+        Err(stoa_format::FormatError::TrailingData)
+    ));
+}

@@ -330,3 +330,93 @@ fn diff_lists_what_changed_and_the_delta_size() {
     let text = ok(bundler().arg("diff").arg(&b210).arg(&b230));
     assert!(text.contains("a delta would carry"), "{text}");
 }
+
+/// Issue 21 item 1: a re-release of an unchanged release (2.1.1 to extend
+/// `expires`, same content as 2.1.0) built as a delta on 2.1.0 holds no
+/// content entry at all: the manifest, its signature, the end of the
+/// archive. It is a valid bundle: both programs verify it, GNU tar lists it,
+/// and a site at 2.1.0 applies it from its store.
+#[test]
+fn a_re_release_delta_without_content_entries_verifies_everywhere() {
+    let s = Site::start();
+    let b210 = s.bundle("2.1.0", None);
+    let d211 = s.delta_bundle_with("2.1.0", &b210, &|t| {
+        t.replace(
+            "version = \"2.1.0\"",
+            "version = \"2.1.1\"\nexpires = \"2099-01-01T00:00:00Z\"",
+        )
+        .replace(
+            "upgrade_from = \">=2.0.0, <2.1.0\"",
+            "upgrade_from = \">=2.1.0, <2.1.1\"",
+        )
+    });
+    let listing = ok(std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-tf")
+        .arg(&d211));
+    let names: Vec<&str> = listing.lines().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| *n == "manifest.json" || n.starts_with("signatures/")),
+        "only the head: {listing}"
+    );
+    let i = json(&ok(updater().arg("inspect").arg(&d211).arg("--json")));
+    assert_eq!(i["version"], "2.1.1", "{i}");
+    assert_eq!(i["entries"], 0, "{i}");
+    assert_eq!(i["delta"]["base"]["version"], "2.1.0", "{i}");
+    let key = s.path().join("release.pub");
+    let v = ok(updater().arg("verify").arg(&d211).arg("--trust").arg(&key));
+    assert!(v.contains("a delta on stoa-platform 2.1.0"), "{v}");
+    let v = ok(bundler()
+        .arg("verify")
+        .arg(&d211)
+        .arg("--trust")
+        .arg(&key)
+        .arg("--quiet"));
+    assert!(v.contains("OK") || v.contains("verified"), "{v}");
+    ok(s.updater().arg("apply").arg(&b210));
+    ok(s.updater().arg("apply").arg(&d211));
+    assert_eq!(s.installed().as_deref(), Some("2.1.1"));
+}
+
+/// Issue 21 item 12: `diff --json` without the bundles' blobs (no
+/// `--trust`) says the new/shared split is unknown (`null`), never 0; a
+/// chart whose version changed is reported as changed, with its kind.
+#[test]
+fn diff_json_reports_unknown_bytes_as_null_and_a_new_chart_version_as_changed() {
+    let s = Site::start();
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle("2.3.0", None);
+    let d = json(&ok(bundler()
+        .arg("diff")
+        .arg(&b210)
+        .arg(&b230)
+        .arg("--json")));
+    let changed = d["images"]["changed"].as_array().unwrap();
+    assert!(!changed.is_empty(), "{d}");
+    for c in changed {
+        assert!(c["bytes_shared"].is_null(), "unknown, not 0: {c}");
+        assert!(c["bytes_new"].is_null(), "unknown, not a guess: {c}");
+    }
+    let charts = d["charts"].as_array().unwrap();
+    assert!(!charts.is_empty(), "{d}");
+    for c in charts {
+        assert_ne!(c["old_version"], c["new_version"], "{c}");
+        assert_eq!(c["change"], "version", "{c}");
+        assert_eq!(c["version_changed"], true, "{c}");
+        assert_eq!(c["content_changed"], false, "{c}");
+    }
+    // with --trust the split is known
+    let d = json(&ok(bundler()
+        .arg("diff")
+        .arg(&b210)
+        .arg(&b230)
+        .arg("--trust")
+        .arg(s.path().join("release.pub"))
+        .arg("--json")));
+    for c in d["images"]["changed"].as_array().unwrap() {
+        assert!(c["bytes_shared"].is_u64(), "{c}");
+        assert!(c["bytes_new"].as_u64().unwrap() > 0, "{c}");
+    }
+}

@@ -624,3 +624,270 @@ fn a_flipped_byte_inside_a_compressed_frame_names_the_entry() {
     }
     assert!(named_the_file > 0, "no flip hit a compressed block");
 }
+
+/// Runs `cmd` with stdout the write end of a pipe whose read end is already
+/// closed (`| head` after head exited): exit 141, no panic, no backtrace.
+fn exits_141_on_a_closed_stdout(what: &str, cmd: &mut Command) {
+    // the write end of a pipe whose only reader (a `true` that has exited)
+    // is gone: std::io::pipe() is newer than the MSRV
+    let mut gone = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = gone.stdin.take().unwrap();
+    assert!(gone.wait().unwrap().success());
+    let out = cmd
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{what}: {:?} {err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(!err.contains("backtrace"), "{what}: {err}");
+}
+
+/// Issue 21 item 15: `… --json | head` where head has gone: every command
+/// of both programs exits 141 quietly (README exit codes).
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_exit_141() {
+    let s = Site::start();
+    let b = s.bundle("2.1.0", None);
+    let release = fs::read_dir(s.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("release-2.1.0"))
+        })
+        .unwrap();
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler inspect",
+        bundler().arg("inspect").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler inspect (text)",
+        bundler().arg("inspect").arg(&b),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-updater inspect",
+        updater().arg("inspect").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler images",
+        bundler().arg("images").arg(&release).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-bundler images (text)",
+        bundler().arg("images").arg(&release),
+    );
+    exits_141_on_a_closed_stdout(
+        "stoa-updater plan",
+        s.updater().arg("plan").arg(&b).arg("--json"),
+    );
+    exits_141_on_a_closed_stdout("stoa-updater status", s.updater().arg("status"));
+    // nothing was changed by the plan that could not print
+    assert_eq!(s.installed(), None);
+}
+
+/// Issue 21 item 22: both programs print completion scripts that their
+/// shell loads, man pages that render, a `--version` naming the bundle
+/// format versions read; the updater's `-v` shows every child command and
+/// its time and never a password (database URL, registry).
+#[test]
+fn completions_man_pages_version_and_verbose_children_without_secrets() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, prog) in [
+        ("stoa-bundler", bundler as fn() -> Command),
+        ("stoa-updater", updater),
+    ] {
+        let bash = ok(prog().args(["completions", "bash"]));
+        let f = t.path().join(format!("{name}.bash"));
+        fs::write(&f, &bash).unwrap();
+        let loaded = ok(Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {} && complete -p {name}", f.display())));
+        assert!(loaded.contains(name), "{name}: {loaded}");
+        let zsh = ok(prog().args(["completions", "zsh"]));
+        assert!(
+            zsh.starts_with(&format!("#compdef {name}")),
+            "{name}: {zsh}"
+        );
+        let fish = ok(prog().args(["completions", "fish"]));
+        assert!(fish.contains(&format!("complete -c {name}")), "{name}");
+        let e = fails(prog().args(["completions", "tcsh"]), 2);
+        assert!(e.contains("tcsh"), "{e}");
+
+        let page = ok(prog().arg("man"));
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
+        let pf = t.path().join(format!("{name}.1"));
+        fs::write(&pf, &page).unwrap();
+        let shown = ok(Command::new("man")
+            .arg("-l")
+            .arg(&pf)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"));
+        assert!(shown.contains("verify"), "{name}: {shown}");
+        let dir = t.path().join(format!("{name}-man"));
+        fs::create_dir(&dir).unwrap();
+        ok(prog().arg("man").arg("--out").arg(&dir));
+        assert!(dir.join(format!("{name}-verify.1")).is_file(), "{name}");
+
+        let v = ok(prog().arg("--version"));
+        assert!(
+            v.contains("format_version 1 (full) and 2 (delta)"),
+            "{name}: {v}"
+        );
+    }
+    assert!(t
+        .path()
+        .join("stoa-updater-man/stoa-updater-apply.1")
+        .is_file());
+
+    let s = Site::start_with(stoa_e2e::harness::RegistryOptions {
+        tls: false,
+        auth: Some(("robot".into(), "Reg-S3cret-9".into())),
+    });
+    // the database URL carries a password too (PostgreSQL here trusts
+    // loopback, so it is not checked, but the updater must hide it)
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        cfg.replace("postgres://postgres@", "postgres://postgres:Db-S3cret-7@"),
+    )
+    .unwrap();
+    let b = s.bundle("2.1.0", None);
+    let out = run(s.updater().arg("apply").arg(&b).arg("-v"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stoa-updater: run psql [at "), "{err}");
+    assert!(err.contains("stoa-updater: run helm [at "), "{err}");
+    assert!(err.contains("stoa-updater: helm ran "), "{err}");
+    assert!(!err.contains("Db-S3cret-7"), "{err}");
+    assert!(!err.contains("Reg-S3cret-9"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("S3cret"));
+    // without -v, no child is shown
+    let out = run(s.updater().arg("plan").arg(&b));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("stoa-updater: run "));
+}
+
+/// Issue 21 item 8: `--config` after the subcommand, `STOA_UPDATER_CONFIG`,
+/// and JSON usage errors that name the missing flags.
+#[test]
+fn config_after_the_subcommand_and_from_the_environment() {
+    let s = Site::start();
+    let b = s.bundle("2.1.0", None);
+    ok(s.updater().arg("apply").arg(&b));
+    let st = json(&ok(updater()
+        .arg("status")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--json")));
+    assert_eq!(st["installed"], "2.1.0", "{st}");
+    let h = ok(updater()
+        .arg("history")
+        .arg(format!("--config={}", s.config.display())));
+    assert!(h.contains("2.1.0"), "{h}");
+    let st = json(&ok(updater()
+        .args(["status", "--json"])
+        .env("STOA_UPDATER_CONFIG", &s.config)));
+    assert_eq!(st["installed"], "2.1.0", "{st}");
+    // --config wins over the environment
+    let e = fails(
+        updater()
+            .args(["status", "--config", "/nonexistent/updater.toml"])
+            .env("STOA_UPDATER_CONFIG", &s.config),
+        2,
+    );
+    assert!(e.contains("/nonexistent/updater.toml"), "{e}");
+    // the environment is a default, not a --config given to verify
+    let v = ok(updater()
+        .arg("verify")
+        .arg(&b)
+        .arg("--trust")
+        .arg(s.path().join("release.pub"))
+        .env("STOA_UPDATER_CONFIG", &s.config));
+    assert!(v.contains("OK") || v.contains("verified"), "{v}");
+    // still refused where it is ignored, before or after
+    let e = fails(
+        updater()
+            .arg("verify")
+            .arg(&b)
+            .args(["--trust", "t.pub", "--config"])
+            .arg(&s.config),
+        2,
+    );
+    assert!(e.contains("--config"), "{e}");
+    // usage errors under --json name every missing flag
+    for mut c in [updater(), bundler()] {
+        let out = run(c.args(["verify", "b.tar.zst", "--json"]));
+        assert_eq!(out.status.code(), Some(2));
+        let doc = json(&String::from_utf8_lossy(&out.stdout));
+        let msg = doc["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("--trust <PATH>"), "{msg}");
+    }
+}
+
+/// Issue 21 item 19: `rollback --dry-run` says what the rollback would undo
+/// (Helm revisions, down steps, snapshot, files) in text and `--json`, and
+/// changes nothing: the state folder is byte-for-byte the same, and the
+/// real rollback then undoes exactly what it said.
+#[test]
+fn rollback_dry_run_shows_what_it_would_undo_and_changes_nothing() {
+    let s = Site::start();
+    let b210 = s.bundle("2.1.0", None);
+    let b230 = s.bundle("2.3.0", None);
+    ok(s.updater().arg("apply").arg(&b210));
+    ok(s.updater().arg("apply").arg(&b230));
+    let before = stoa_e2e::delta_fixture::state_snapshot(&s.state_dir);
+    let tables = s.tables();
+    let p = json(&ok(s.updater().args(["rollback", "--dry-run", "--json"])));
+    let text = ok(s.updater().args(["rollback", "--dry-run"]));
+    assert_eq!(
+        stoa_e2e::delta_fixture::state_snapshot(&s.state_dir),
+        before
+    );
+    assert_eq!(s.tables(), tables);
+    assert_eq!(s.installed().as_deref(), Some("2.3.0"));
+    let r = &p["rollback"];
+    assert_eq!(p["dry_run"], true, "{p}");
+    assert_eq!(r["from"], "2.3.0", "{p}");
+    assert_eq!(r["to"], "2.1.0", "{p}");
+    assert_eq!(r["releases_undone"], serde_json::json!(["2.3.0"]), "{p}");
+    assert!(!r["helm"].as_array().unwrap().is_empty(), "{p}");
+    assert!(
+        r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "bin/stoactl"),
+        "{p}"
+    );
+    assert!(
+        text.contains("dry run: would roll back from 2.3.0 to 2.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("helm "), "{text}");
+    // the real rollback does what the dry run said
+    let done = json(&ok(s.updater().args([
+        "rollback",
+        "--json",
+        "--restore-snapshot",
+    ])));
+    let undone = &done["rollback"]["migrations_undone"];
+    let said = &r["down_steps"];
+    assert!(
+        said.as_object()
+            .unwrap()
+            .values()
+            .any(|v| !v.as_array().unwrap().is_empty()),
+        "{p}"
+    );
+    for (db, ids) in said.as_object().unwrap() {
+        assert_eq!(&undone[db], ids, "dry run {said}, rollback {undone}");
+    }
+    assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+}

@@ -10,6 +10,10 @@ use crate::error::{Result, UpdaterError};
 
 pub const DEFAULT_CONFIG: &str = "/etc/stoa/updater.toml";
 
+/// The environment variable that names the site config when `--config` is
+/// not given (before [`DEFAULT_CONFIG`]).
+pub const CONFIG_ENV: &str = "STOA_UPDATER_CONFIG";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {

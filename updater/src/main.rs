@@ -8,13 +8,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "stoa-updater", version, about = "Verify and apply STOA offline bundles", long_about = None)]
+#[command(name = "stoa-updater", version = stoa_format::cli::docs::version_text(env!("CARGO_PKG_VERSION")), about = "Verify and apply STOA offline bundles", long_about = None)]
 struct Cli {
-    /// The site configuration, for plan, apply, rollback, status and history
-    /// [default: /etc/stoa/updater.toml]. Given before the subcommand;
-    /// verify, inspect and extract take none.
+    /// The site configuration, for plan, apply, rollback, status, history
+    /// and trust [default: $STOA_UPDATER_CONFIG, else /etc/stoa/updater.toml].
+    /// Before or after the subcommand of a site command; verify, inspect and
+    /// extract refuse it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Show every child command (psql, pg_dump, pg_restore, helm, kubectl)
+    /// on stderr with its time; never a password.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +46,10 @@ enum Command {
     History(cmd::history::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(stoa_format::cli::docs::CompletionsArgs),
+    /// Print the man page, or write every command's page into --out DIR.
+    Man(stoa_format::cli::docs::ManArgs),
     /// Helm's post-renderer: rewrites rendered manifests (stdin) so every pod
     /// image comes from the site registry (run by Helm, not by hand).
     #[command(name = "post-render", hide = true)]
@@ -58,7 +67,12 @@ impl Command {
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
             Self::Trust(a) => a.audit_name(),
-            Self::Inspect(_) | Self::Status(_) | Self::History(_) | Self::PostRender(_) => None,
+            Self::Inspect(_)
+            | Self::Status(_)
+            | Self::History(_)
+            | Self::PostRender(_)
+            | Self::Completions(_)
+            | Self::Man(_) => None,
         }
     }
 }
@@ -91,15 +105,20 @@ fn usage_error(msg: &str, json: bool) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // stdout's reader gone (`| head`): exit 141 quietly (docs: README exit codes)
+    stoa_format::cli::pipe::exit_quietly_on_broken_pipe();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = wants_json(&argv);
     let cli = match parse_cli(&argv, json) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    stoa_updater::tool::set_verbose(cli.verbose);
     let given = cli.config.clone();
+    // $STOA_UPDATER_CONFIG is a default, never a refusal for verify/inspect
     let c = given
         .clone()
+        .or_else(|| std::env::var_os(config::CONFIG_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
     let c = &c;
     let no_config = |name: &str| {
@@ -145,6 +164,16 @@ fn main() -> ExitCode {
         Command::Status(a) => (cmd::status::run(c, a), a.json),
         Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
         Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
+        Command::Completions(a) => {
+            stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
+            (Ok(0), false)
+        }
+        Command::Man(a) => (
+            stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
+                .map(|()| 0)
+                .map_err(Into::into),
+            false,
+        ),
     };
     if let (Some(name), Some(sd)) = (cli.command.audit_name(), &audit_dir) {
         // only where a site config names a state_dir (docs/OPERATIONS.md)
@@ -155,27 +184,61 @@ fn main() -> ExitCode {
     finish(result, json)
 }
 
+/// The commands that read the site config.
+const SITE_COMMANDS: [&str; 6] = ["plan", "apply", "rollback", "status", "history", "trust"];
+
+/// `--config FILE` (or `--config=FILE`) given after a site command's name
+/// moves before it, where clap reads it: `status --config x` is
+/// `--config x status`. After `--` nothing moves; verify, inspect and
+/// extract keep theirs, so clap refuses it there.
+fn config_first(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    // skip the options before the subcommand (only --config takes a value)
+    while i < argv.len() {
+        if argv[i] == "--config" {
+            i += 2;
+        } else if argv[i].to_string_lossy().starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let Some(sub) = argv.get(i) else {
+        return argv;
+    };
+    if !SITE_COMMANDS.iter().any(|c| sub == *c) {
+        return argv;
+    }
+    let sub_at = i;
+    let mut moved = Vec::new();
+    let mut j = sub_at + 1;
+    while j < argv.len() {
+        if argv[j] == "--" {
+            break;
+        }
+        if argv[j] == "--config" && j + 1 < argv.len() {
+            moved.extend(argv.drain(j..j + 2));
+        } else if argv[j].to_string_lossy().starts_with("--config=") {
+            moved.push(argv.remove(j));
+        } else {
+            j += 1;
+        }
+    }
+    argv.splice(sub_at..sub_at, moved);
+    argv
+}
+
 /// The command line, or how the process ends at once (help, version, a
 /// usage error).
 fn parse_cli(argv: &[std::ffi::OsString], json: bool) -> Result<Cli, ExitCode> {
-    match Cli::try_parse_from(argv) {
+    match Cli::try_parse_from(config_first(argv.to_vec())) {
         Ok(c) => Ok(c),
         Err(e) if !e.use_stderr() => {
             // --help, --version
             let _ = e.print();
             Err(ExitCode::SUCCESS)
         }
-        Err(e) if json => {
-            let text = e.render().to_string();
-            let msg = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("usage error")
-                .trim_start_matches("error: ")
-                .to_owned();
-            Err(usage_error(&msg, true))
-        }
+        Err(e) if json => Err(usage_error(&stoa_format::cli::usage_message(&e), true)),
         Err(e) => e.exit(),
     }
 }
@@ -246,8 +309,31 @@ mod tests {
                 "{sc} offers --config"
             );
         }
+        let argv = |v: &[&str]| config_first(v.iter().map(std::ffi::OsString::from).collect());
         assert!(
-            Cli::try_parse_from(["u", "verify", "b", "--trust", "t", "--config", "c"]).is_err()
+            Cli::try_parse_from(argv(&["u", "verify", "b", "--trust", "t", "--config", "c"]))
+                .is_err()
         );
+    }
+
+    /// `status --config c` is `--config c status`, `--config=c` too.
+    #[test]
+    fn config_after_a_site_command_moves_before_it() {
+        let argv = |v: &[&str]| config_first(v.iter().map(std::ffi::OsString::from).collect());
+        for v in [
+            argv(&["u", "status", "--config", "c", "--json"]),
+            argv(&["u", "status", "--json", "--config=c"]),
+            argv(&["u", "--config", "c", "status", "--json"]),
+        ] {
+            let cli = Cli::try_parse_from(&v).unwrap();
+            assert_eq!(
+                cli.config.as_deref(),
+                Some(std::path::Path::new("c")),
+                "{v:?}"
+            );
+        }
+        // after `--` it is an argument, not the flag
+        let v = argv(&["u", "apply", "--", "--config"]);
+        assert_eq!(v.last().unwrap(), "--config");
     }
 }

@@ -14,10 +14,16 @@
 //!   a resume or rollback continues, [`stop_leftovers`] makes sure no recorded
 //!   worker of the interrupted operation is still alive (it is killed and
 //!   waited for, and the operator is told).
+//! - **`-v/--verbose` shows every child.** With [`set_verbose`], each start
+//!   prints the command line on stderr (argv only, never the environment,
+//!   where `PGPASSWORD` is; a password in a URL or after a password flag is
+//!   shown as `***`, [`shown_arg`]) with the time since the updater began,
+//!   and [`output`] prints how long the tool ran.
 
 use std::ffi::OsStr;
 use std::process::{Child, Command};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, UpdaterError};
@@ -30,6 +36,84 @@ pub const SETPRIV: &str = "setpriv";
 /// Where started children are recorded: the state folder and the pending
 /// operation's id. None outside an operation (plan, status).
 static RECORDER: Mutex<Option<(StateDir, String)>> = Mutex::new(None);
+
+/// Whether every started child is shown on stderr (`-v/--verbose`).
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+/// When verbose output began: child start times are shown relative to it.
+static BEGAN: OnceLock<Instant> = OnceLock::new();
+
+/// Shows every child command from now on (`-v/--verbose`).
+pub fn set_verbose(on: bool) {
+    BEGAN.get_or_init(Instant::now);
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+/// Flags whose next argument is a secret.
+const SECRET_FLAGS: [&str; 6] = [
+    "--password",
+    "--pass",
+    "--token",
+    "--creds",
+    "--dest-creds",
+    "--src-creds",
+];
+
+/// One argument as `--verbose` shows it: the password of a URL
+/// (`scheme://user:password@host`), a `password=` conninfo value, the value
+/// of a secret flag (`--password x`, `--password=x`) become `***`.
+pub fn shown_arg(prev: Option<&str>, arg: &str) -> String {
+    if prev.is_some_and(|p| SECRET_FLAGS.contains(&p)) {
+        return "***".into();
+    }
+    for f in SECRET_FLAGS {
+        if let Some(rest) = arg.strip_prefix(f) {
+            if rest.starts_with('=') {
+                return format!("{f}=***");
+            }
+        }
+    }
+    let mut out = arg.to_owned();
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find([' ', '&'])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    if let Some(scheme) = out.find("://") {
+        let auth_start = scheme + 3;
+        let host_end = out[auth_start..]
+            .find('/')
+            .map_or(out.len(), |e| auth_start + e);
+        if let Some(at) = out[auth_start..host_end].rfind('@') {
+            let at = auth_start + at;
+            if let Some(colon) = out[auth_start..at].find(':') {
+                out.replace_range(auth_start + colon + 1..at, "***");
+            }
+        }
+    }
+    out
+}
+
+/// The command line of `cmd` as `--verbose` shows it (no environment).
+fn shown(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    let mut prev: Option<String> = None;
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        parts.push(shown_arg(prev.as_deref(), &a));
+        prev = Some(a.into_owned());
+    }
+    parts.join(" ")
+}
+
+fn since_start() -> f64 {
+    BEGAN.get().map_or(0.0, |b| b.elapsed().as_secs_f64())
+}
 
 /// Records children of operation `op_id` in `sd`'s journal from now on.
 pub fn record_children(sd: &StateDir, op_id: &str) {
@@ -69,6 +153,13 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 /// Spawns `cmd` (made by [`command`]) and records the child in the journal
 /// when an operation is pending.
 pub fn spawn(cmd: &mut Command, tool: &str) -> std::io::Result<Child> {
+    if verbose() {
+        eprintln!(
+            "stoa-updater: run {tool} [at {:.2}s]: {}",
+            since_start(),
+            shown(cmd)
+        );
+    }
     let child = cmd.spawn()?;
     let pid = child.id();
     let rec = RECORDER.lock().ok().and_then(|r| r.clone());
@@ -96,7 +187,16 @@ pub fn output(cmd: &mut Command, tool: &str) -> std::io::Result<std::process::Ou
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    spawn(cmd, tool)?.wait_with_output()
+    let began = Instant::now();
+    let out = spawn(cmd, tool)?.wait_with_output()?;
+    if verbose() {
+        eprintln!(
+            "stoa-updater: {tool} ran {:.2}s ({})",
+            began.elapsed().as_secs_f64(),
+            out.status
+        );
+    }
+    Ok(out)
 }
 
 /// The start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks
@@ -276,6 +376,29 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbose_never_shows_a_password() {
+        assert_eq!(
+            shown_arg(None, "postgres://app:s3cret@db:5432/stoa"),
+            "postgres://app:***@db:5432/stoa"
+        );
+        assert_eq!(
+            shown_arg(None, "host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(shown_arg(Some("--password"), "s3cret"), "***");
+        assert_eq!(shown_arg(None, "--password=s3cret"), "--password=***");
+        assert_eq!(shown_arg(None, "--dest-creds=u:s3cret"), "--dest-creds=***");
+        assert_eq!(
+            shown_arg(None, "postgres://app@db/stoa"),
+            "postgres://app@db/stoa"
+        );
+        let mut c = command("psql");
+        c.arg("postgres://app:s3cret@db/stoa")
+            .env("PGPASSWORD", "s3cret");
+        assert!(!shown(&c).contains("s3cret"), "{}", shown(&c));
+    }
 
     #[test]
     fn password_leaves_the_url_and_query_parameters_stay() {

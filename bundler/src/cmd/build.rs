@@ -353,7 +353,7 @@ fn print_summary(
         );
     } else {
         let mut o = std::io::stdout().lock();
-        let _ = writeln!(
+        stoa_format::cli::pipe::stdout_written(writeln!(
             o,
             "built {} ({} {}): {} entries, {} content, {} file",
             out.display(),
@@ -362,18 +362,22 @@ fn print_summary(
             s.entries,
             human_bytes(s.content_bytes),
             human_bytes(size)
-        );
-        let _ = writeln!(o, "manifest sha256:{}", s.manifest_sha256);
+        ));
+        stoa_format::cli::pipe::stdout_written(writeln!(
+            o,
+            "manifest sha256:{}",
+            s.manifest_sha256
+        ));
         drop(o);
         if let Some(d) = delta {
             print_delta(d);
         }
         let mut o = std::io::stdout().lock();
         for k in &signers {
-            let _ = writeln!(o, "signed by {k}");
+            stoa_format::cli::pipe::stdout_written(writeln!(o, "signed by {k}"));
         }
         if let Some(p) = pulled {
-            let _ = writeln!(
+            stoa_format::cli::pipe::stdout_written(writeln!(
                 o,
                 "pulled {} blobs ({}), {} from the cache, {} manifests fetched, {} retries",
                 p.blobs_downloaded,
@@ -381,7 +385,7 @@ fn print_summary(
                 p.blobs_cached,
                 p.manifests_fetched,
                 p.retries
-            );
+            ));
         }
     }
 }

@@ -176,12 +176,8 @@ fn text(d: &ReleaseDiff, split_known: bool, new_bundle: Option<u64>) -> String {
         line(format!("  - {}", i.name));
     }
     for c in &d.images.changed {
-        let split = if split_known {
-            format!(
-                "{} new, {} shared",
-                human_bytes(c.bytes_new),
-                human_bytes(c.bytes_shared)
-            )
+        let split = if let (true, Some(n), Some(sh)) = (split_known, c.bytes_new, c.bytes_shared) {
+            format!("{} new, {} shared", human_bytes(n), human_bytes(sh))
         } else {
             format!(
                 "{} (give --trust to split new/shared)",

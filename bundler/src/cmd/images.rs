@@ -115,11 +115,11 @@ pub fn run(args: &Args) -> Result<()> {
     for u in &uses {
         let f = &u.found;
         if last != Some((f.namespace.as_str(), f.release.as_str())) {
-            let _ = writeln!(
+            stoa_format::cli::pipe::stdout_written(writeln!(
                 o,
                 "chart {} (release {}/{})",
                 f.chart, f.namespace, f.release
-            );
+            ));
             last = Some((f.namespace.as_str(), f.release.as_str()));
         }
         let status = match &u.carried {
@@ -131,17 +131,17 @@ pub fn run(args: &Args) -> Result<()> {
             }
             images::Carried::Invalid { message } => format!("INVALID REFERENCE: {message}"),
         };
-        let _ = writeln!(
+        stoa_format::cli::pipe::stdout_written(writeln!(
             o,
             "  {}  {} {} {:?}  {status}",
             f.image, f.template, f.kind, f.field
-        );
+        ));
     }
-    let _ = writeln!(
+    stoa_format::cli::pipe::stdout_written(writeln!(
         o,
         "{} image uses in {} charts; {refused} would be refused by build",
         uses.len(),
         rel.charts.len()
-    );
+    ));
     Ok(())
 }

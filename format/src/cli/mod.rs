@@ -1,5 +1,7 @@
 //! The command-line pieces both programs share (feature `cli`): the trust
-//! flags, the `verify` and `inspect` subcommands, and progress bars. Both
+//! flags, the `verify` and `inspect` subcommands, progress bars, and the
+//! quiet exit on a closed stdout (`pipe`), completions, man pages and the
+//! version text (`docs`). Both
 //! binaries mount these, so a site and a build host run the very same check
 //! and print the very same report.
 
@@ -15,6 +17,8 @@ use crate::root::TrustBase;
 use crate::source::{inspect_source, parts_summary, verify_source_with, BundleSource};
 use crate::{Limits, TrustStore};
 
+pub mod docs;
+pub mod pipe;
 pub mod report;
 
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
@@ -197,4 +201,28 @@ pub fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
     );
     pb.set_message(message.to_owned());
     pb
+}
+
+/// A clap usage error as one line, for the error line and `--json`: clap's
+/// first line, and when that line announces a list ("the following required
+/// arguments were not provided:") the list too, so the message names every
+/// missing flag.
+pub fn usage_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim_end);
+    let first = lines
+        .by_ref()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("usage error")
+        .trim_start_matches("error: ")
+        .to_owned();
+    if !first.ends_with(':') {
+        return first;
+    }
+    let listed: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    format!("{first} {}", listed.join(", "))
 }

@@ -165,6 +165,10 @@ pub struct TarReader<R> {
     max_pax_size: u64,
     /// the first header's mtime: every header of a bundle has the same
     mtime: Option<u64>,
+    /// the end-of-archive marker and the end of the stream were read: every
+    /// further `next_header` is `Ok(None)` (a bundle without content
+    /// entries ends right after its manifest and signature entries)
+    ended: bool,
 }
 
 impl<R: Read> TarReader<R> {
@@ -175,6 +179,7 @@ impl<R: Read> TarReader<R> {
             pending: 0,
             max_pax_size,
             mtime: None,
+            ended: false,
         }
     }
 
@@ -184,7 +189,11 @@ impl<R: Read> TarReader<R> {
 
     /// Reads the next header, skipping what is left of the current entry.
     /// `Ok(None)` at a well-formed end of archive followed by end of stream.
+    /// Once the end was read, every further call is `Ok(None)` again.
     pub fn next_header(&mut self) -> Result<Option<EntryHeader>, FormatError> {
+        if self.ended {
+            return Ok(None);
+        }
         self.skip_pending()?;
         let mut pax_path: Option<String> = None;
         let mut pax_size: Option<u64> = None;
@@ -219,6 +228,7 @@ impl<R: Read> TarReader<R> {
                 if self.read_full(&mut probe)? != 0 {
                     return Err(FormatError::TrailingData);
                 }
+                self.ended = true;
                 return Ok(None);
             }
             let stored = parse_octal(&block[148..156])

@@ -1,4 +1,5 @@
-//! `stoa-updater --config F rollback [--to <version>] [--restore-snapshot]`.
+//! `stoa-updater --config F rollback [--to <version>] [--restore-snapshot]
+//! [--dry-run]`: a rollback, or (`--dry-run`) what it would undo.
 
 use crate::error::{Result, UpdaterError};
 use crate::records::{HistoryEntry, RollbackHistory};
@@ -41,9 +42,66 @@ pub struct Args {
     /// step. Data written since the snapshot is lost.
     #[arg(long)]
     pub restore_snapshot: bool,
+    /// Show what the rollback would undo (Helm revisions, down steps,
+    /// snapshot, files) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `rollback --dry-run`: the preview, in text or JSON.
+fn dry_run(site: &crate::engine::Site, to: Option<&semver::Version>, args: &Args) -> Result<()> {
+    let p = site.rollback_preview(to, args.restore_snapshot)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "dry_run": true, "rollback": p})
+        );
+        return Ok(());
+    }
+    let (from, to) = (
+        p.from.as_deref().unwrap_or("nothing installed"),
+        p.to.as_deref().unwrap_or("nothing installed"),
+    );
+    if p.reverts_interrupted_apply {
+        println!("dry run: would revert the interrupted apply of {from}, back to {to} (its journaled steps, in reverse)");
+        return Ok(());
+    }
+    println!("dry run: would roll back from {from} to {to}; nothing was changed");
+    println!("releases undone: {}", p.releases_undone.join(", "));
+    for h in &p.helm {
+        match h["revision"].as_u64() {
+            Some(r) => println!(
+                "helm {}/{}: back to revision {r}",
+                h["namespace"].as_str().unwrap_or(""),
+                h["release"].as_str().unwrap_or("")
+            ),
+            None => println!(
+                "helm {}/{}: uninstall (it did not exist before)",
+                h["namespace"].as_str().unwrap_or(""),
+                h["release"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    for (db, ids) in &p.down_steps {
+        println!("database {db}: down steps {}", ids.join(", "));
+    }
+    for (db, s) in &p.snapshots {
+        println!(
+            "database {db}: restore snapshot {} (data written since is lost)",
+            s.display()
+        );
+    }
+    if p.needs_restore_snapshot {
+        println!("the snapshot restore needs --restore-snapshot");
+    }
+    for f in &p.files {
+        println!("file {f}: reinstated from {to}");
+    }
+    println!("images stay in the registry");
+    Ok(())
 }
 
 pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
@@ -55,6 +113,9 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         })?),
         None => None,
     };
+    if args.dry_run {
+        return dry_run(&site, to.as_ref(), args);
+    }
     let r = match site.rollback(to.as_ref(), args.restore_snapshot) {
         Ok(r) => r,
         Err(e) => {

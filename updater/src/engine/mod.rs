@@ -37,6 +37,7 @@ pub mod step;
 mod undo;
 
 pub use drivers::Drivers;
+pub use rollback::RollbackPreview;
 pub use step::{Step, Undo};
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`

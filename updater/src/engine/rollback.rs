@@ -50,7 +50,74 @@ impl RollbackPlan {
     }
 }
 
+/// What `rollback --dry-run` shows: what a rollback would undo, decided
+/// the way the rollback decides it, with nothing changed (no lock, no
+/// journal, no state write; the database is only read).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RollbackPreview {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// An interrupted apply is pending: the rollback reverts it instead.
+    pub reverts_interrupted_apply: bool,
+    /// The retained releases undone, newest first.
+    pub releases_undone: Vec<String>,
+    /// Each Helm release and the revision it goes back to (`null`:
+    /// uninstalled, it did not exist before).
+    pub helm: Vec<serde_json::Value>,
+    /// database → migration ids whose verified down steps would run, newest
+    /// first (empty where a snapshot is restored instead).
+    pub down_steps: BTreeMap<String, Vec<String>>,
+    /// database → the snapshot that would be restored.
+    pub snapshots: BTreeMap<String, PathBuf>,
+    /// A snapshot restore needs `--restore-snapshot` (exit 7 without it).
+    pub needs_restore_snapshot: bool,
+    /// The files reinstated from the target release (dest paths).
+    pub files: Vec<String>,
+}
+
 impl Site {
+    /// `rollback --dry-run`: what [`Site::rollback`] would undo, changing
+    /// nothing.
+    pub fn rollback_preview(
+        &self,
+        to: Option<&semver::Version>,
+        restore_snapshot: bool,
+    ) -> Result<RollbackPreview> {
+        let state = self.sd.load()?;
+        let mut pv = RollbackPreview {
+            from: state.installed.as_ref().map(|v| v.to_string()),
+            ..RollbackPreview::default()
+        };
+        if let Some(p) = state.pending.as_ref().filter(|p| p.op == OpKind::Apply) {
+            pv.reverts_interrupted_apply = true;
+            pv.from = p.to.as_ref().map(|v| v.to_string());
+            pv.to = p.from.as_ref().map(|v| v.to_string());
+            return Ok(pv);
+        }
+        let rp = self.plan_rollback(&state, to, true)?;
+        pv.to = Some(rp.target.to_string());
+        pv.releases_undone = rp
+            .undone
+            .iter()
+            .rev()
+            .map(|r| r.version.to_string())
+            .collect();
+        pv.helm = rp
+            .helm
+            .iter()
+            .map(|(rel, ns, rev)| json!({"release": rel, "namespace": ns, "revision": rev}))
+            .collect();
+        for (db, ids) in &rp.db {
+            if !rp.use_snapshot.contains_key(db) {
+                pv.down_steps.insert(db.clone(), ids.clone());
+            }
+        }
+        pv.snapshots = rp.use_snapshot.clone();
+        pv.needs_restore_snapshot = !rp.use_snapshot.is_empty() && !restore_snapshot;
+        pv.files = rp.target_m.files.iter().map(|f| f.dest.clone()).collect();
+        Ok(pv)
+    }
+
     /// Rollback: revert an interrupted apply, or go back to a retained release.
     pub fn rollback(
         &self,
