@@ -354,7 +354,9 @@ impl PgConn {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes of a URL part decoded (an invalid escape stays as written);
+/// the database URL's parts for both the tools and the wire client.
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

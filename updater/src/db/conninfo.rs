@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::tool::percent_decode;
+
 /// How TLS is used (libpq's `sslmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -65,25 +67,6 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn pct(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn sslmode(v: &str) -> Result<SslMode, String> {
     Ok(match v {
         "disable" => SslMode::Disable,
@@ -117,11 +100,12 @@ impl ConnInfo {
         let mut host = u
             .host_str()
             .filter(|h| !h.is_empty())
-            .map(|h| host_of(&pct(h)));
+            .map(|h| host_of(&percent_decode(h)));
         let mut port = u.port();
-        let mut user = Some(pct(u.username())).filter(|s| !s.is_empty());
-        let mut password = u.password().map(pct);
-        let mut dbname = Some(pct(u.path().trim_start_matches('/'))).filter(|s| !s.is_empty());
+        let mut user = Some(percent_decode(u.username())).filter(|s| !s.is_empty());
+        let mut password = u.password().map(percent_decode);
+        let mut dbname =
+            Some(percent_decode(u.path().trim_start_matches('/'))).filter(|s| !s.is_empty());
         let mut mode = None;
         let mut rootcert = None;
         let mut passfile = None;
