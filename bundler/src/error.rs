@@ -125,6 +125,14 @@ pub enum BundlerError {
     SourceDateEpoch(String),
     #[error("root {path}: {message}")]
     RootFile { path: PathBuf, message: String },
+    /// `build --root`: the bundle's signing keys would not be trusted by the
+    /// newest root it carries (every site that accepts it would refuse it).
+    #[error("build --root {path}: {message}")]
+    RootSigners {
+        path: PathBuf,
+        version: u64,
+        message: String,
+    },
     /// `build --base`: the base release cannot serve as one.
     #[error("build --base {base}: {message}")]
     DeltaBase { base: String, message: String },
@@ -156,6 +164,7 @@ impl BundlerError {
             | Self::ChartImageDigest { .. }
             | Self::ChartImageInvalid { .. }
             | Self::RootFile { .. }
+            | Self::RootSigners { .. }
             | Self::DeltaBase { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
@@ -193,6 +202,7 @@ impl BundlerError {
             Self::NoSigningKey => "no-key",
             Self::SourceDateEpoch(_) => "source-date-epoch",
             Self::RootFile { .. } => "root-file",
+            Self::RootSigners { .. } => "root-signers",
             Self::DeltaBase { .. } => "delta-base",
         }
     }

@@ -347,8 +347,9 @@ fn key_folder_works_as_root_v0_and_a_disagreeing_root_is_refused() {
     let e = fails(s.updater().args(["trust", "init"]).arg(&other), 1);
     assert!(e.contains("root version 1: folder-disagrees"), "{e}");
     assert!(!s.p("state/trust/root.json").exists());
-    // roots carried by a bundle cannot extend a key folder: still v0
-    let b = s.bundle("1.1.0", &["k1"], &[&other], None);
+    // roots carried by a bundle cannot extend a key folder: still v0 (signed
+    // by k2 too, since build refuses a root that would not trust its keys)
+    let b = s.bundle("1.1.0", &["k1", "k2"], &[&other], None);
     ok(s.updater().arg("apply").arg(&b));
     assert_eq!(s.show()["trust"]["version"], 0);
     let v1 = s.root_v1();
@@ -662,4 +663,105 @@ fn accepted_root_altered_on_disk_fails_closed() {
             .arg(s.bundle("1.0.0", &["k1"], &[], None)),
         3,
     );
+}
+
+/// Issue 21 item 6: `build --root` refuses a bundle that the root it
+/// carries would not trust (a removed release key, one the root never had,
+/// too few release keys for its threshold): exit 2, one line naming the
+/// key and the root version, no bundle written. The check is the readers'
+/// own (the updater refuses the same bundles).
+#[test]
+fn build_refuses_a_carried_root_that_does_not_trust_its_signing_key() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    let v2 = s.p("root-2.json");
+    ok(bundler()
+        .args(["root", "rotate"])
+        .arg(&v1)
+        .arg("--add-release-key")
+        .arg(s.p("k2.pub"))
+        .arg("--remove-release-key")
+        .arg(s.p("k1.pub"))
+        .arg("--sign-key")
+        .arg(s.p("r1.key"))
+        .arg("--out")
+        .arg(&v2));
+    let (k1, k2) = (s.key_id("k1"), s.key_id("k2"));
+    let one_line = |e: &str| {
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    };
+
+    // v2 removes k1: a bundle signed by k1 alone would be dead at every rotated site
+    let (mut b, out) = s.bundle_cmd("1.1.0", &["k1"], &[&v1, &v2], None);
+    let e = fails(&mut b, 2);
+    one_line(&e);
+    assert!(
+        e.contains(&format!(
+            "signing key {} is not a release key of root version 2",
+            &k1[..16]
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("its release keys: {}", &k2[..16])),
+        "{e}"
+    );
+    assert!(!out.exists(), "no bundle is written");
+    // the same with --split: nothing written either
+    let (mut b, out) = s.bundle_cmd("1.1.0", &["k1"], &[&v2], None);
+    b.args(["--split", "1MiB"]);
+    fails(&mut b, 2);
+    assert!(fs::read_dir(s.dir.path()).unwrap().all(|f| !f
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("b-1.1.0")));
+    drop(out);
+
+    // a key the root never had (v1 names k1 only)
+    let (mut b, _) = s.bundle_cmd("1.0.1", &["k2"], &[&v1], None);
+    let e = fails(&mut b, 2);
+    one_line(&e);
+    assert!(
+        e.contains(&format!(
+            "signing key {} is not a release key of root version 1",
+            &k2[..16]
+        )),
+        "{e}"
+    );
+
+    // a root needing two release keys, signed by one of them
+    let both = s.p("root-both.json");
+    ok(bundler()
+        .args(["root", "init", "--root-key"])
+        .arg(s.p("r1.key"))
+        .arg("--release-key")
+        .arg(s.p("k1.pub"))
+        .arg("--release-key")
+        .arg(s.p("k2.pub"))
+        .args(["--threshold", "2", "--expires", "2099-01-01", "--out"])
+        .arg(&both));
+    let (mut b, _) = s.bundle_cmd("1.0.2", &["k1"], &[&both], None);
+    let e = fails(&mut b, 2);
+    one_line(&e);
+    assert!(
+        e.contains(
+            "1 of the signing keys are release keys of root version 1, its release_threshold is 2"
+        ),
+        "{e}"
+    );
+    ok(&mut s.bundle_cmd("1.0.2", &["k1", "k2"], &[&both], None).0);
+
+    // signed by the new key, carrying the chain: builds, and a site on v1 takes it
+    let good = s.bundle("1.1.0", &["k2"], &[&v1, &v2], None);
+    let out = ok(updater().arg("verify").arg(&good).arg("--trust").arg(&v1));
+    assert!(out.contains("trusted through root version 2"), "{out}");
+    // and the one the builder refused is what a rotated site refuses: build it
+    // without the root (which the builder cannot check) and verify with v2
+    let dead = s.bundle("1.1.0", &["k1"], &[], None);
+    let e = fails(
+        updater().arg("verify").arg(&dead).arg("--trust").arg(&v2),
+        1,
+    );
+    assert!(e.contains("no signature by a trusted key"), "{e}");
 }

@@ -10,7 +10,7 @@ use stoa_format::parts::{self, PartSize, PartsRelease};
 use stoa_format::pipe::{self, WriteBehind};
 use stoa_format::report::human_bytes;
 use stoa_format::root::{anchor_path, SignedRoot};
-use stoa_format::{ContentSource, Limits, PlannedEntry, SigningKeyPair};
+use stoa_format::{ContentSource, FormatError, Limits, PlannedEntry, SigningKeyPair};
 
 use crate::error::{BundlerError, Result};
 use crate::images::{self, CarriedImage, ChartJob};
@@ -127,9 +127,12 @@ fn make_delta(
 }
 
 /// The `--root` files, checked (structure, own signatures) and planned as
-/// `anchors/root-<version>.json` entries.
-fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
+/// `anchors/root-<version>.json` entries. The newest must trust `keys`
+/// (by the readers' own check, [`SignedRoot::check_bundle_signers`]): a
+/// site that accepts it would refuse a bundle signed otherwise.
+fn carried_roots(paths: &[PathBuf], keys: &[SigningKeyPair]) -> Result<Vec<PlannedEntry>> {
     let mut out: Vec<PlannedEntry> = Vec::new();
+    let mut newest: Option<(&PathBuf, SignedRoot)> = None;
     for p in paths {
         let bytes = fs::read(p).map_err(|e| BundlerError::RootFile {
             path: p.clone(),
@@ -150,8 +153,51 @@ fn carried_roots(paths: &[PathBuf]) -> Result<Vec<PlannedEntry>> {
             sha256: stoa_format::Sha256Digest::of(&bytes),
             source: ContentSource::Bytes(bytes),
         });
+        if newest
+            .as_ref()
+            .is_none_or(|(_, n)| n.version() < r.version())
+        {
+            newest = Some((p, r));
+        }
+    }
+    if let Some((p, r)) = newest {
+        check_signers(p, &r, keys)?;
     }
     Ok(out)
+}
+
+/// Refuses signing keys the root would not trust, naming them and the
+/// root version.
+fn check_signers(path: &Path, root: &SignedRoot, keys: &[SigningKeyPair]) -> Result<()> {
+    let Err(e) = root.check_bundle_signers(keys) else {
+        return Ok(());
+    };
+    let v = root.version();
+    let release: Vec<_> = root.release_key_ids().collect();
+    let outside: Vec<String> = keys
+        .iter()
+        .map(SigningKeyPair::id)
+        .filter(|id| !release.contains(&id))
+        .map(|id| id.short())
+        .collect();
+    let release: Vec<String> = release.iter().map(|id| id.short()).collect();
+    let why = match e {
+        FormatError::ThresholdNotMet { valid, required } => format!(
+            "{valid} of the signing keys are release keys of root version {v}, its release_threshold is {required}"
+        ),
+        _ => format!(
+            "signing key {} is not a release key of root version {v}",
+            outside.join(", ")
+        ),
+    };
+    Err(BundlerError::RootSigners {
+        path: path.to_owned(),
+        version: v,
+        message: format!(
+            "{why} (its release keys: {}); every site that accepts this root would refuse the bundle",
+            release.join(", ")
+        ),
+    })
 }
 
 /// Every image the charts use (rendered with real Helm) must be carried by
@@ -216,6 +262,8 @@ pub fn run(args: &Args) -> Result<()> {
             path: args.out.clone(),
         });
     }
+    // before any pull: a root that would not trust the keys fails fast
+    let roots = carried_roots(&args.roots, &keys)?;
     let release = LoadedRelease::load(&args.manifest)?;
     let (created, mtime) = build_time()?;
     let settings = BuildSettings {
@@ -233,7 +281,7 @@ pub fn run(args: &Args) -> Result<()> {
         charts,
     } = plan(&release, &settings)?;
     check_images(&release, &writer.manifest().images, charts, &args.render)?;
-    let writer = writer.add_entries(carried_roots(&args.roots)?, &settings.limits)?;
+    let writer = writer.add_entries(roots, &settings.limits)?;
     let (writer, delta) = if args.base.is_empty() {
         (writer, None)
     } else {

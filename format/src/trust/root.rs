@@ -467,6 +467,17 @@ impl SignedRoot {
         Ok(accepted)
     }
 
+    /// Would a bundle signed by `keys` be trusted by a site whose root in
+    /// force is this one? The reader's own check ([`TrustStore::check`] over
+    /// this root's release keys and threshold), run over a probe message
+    /// each key signs, so the builder and every reader apply one rule.
+    /// Returns the keys that count.
+    pub fn check_bundle_signers(&self, keys: &[SigningKeyPair]) -> Result<Vec<KeyId>, FormatError> {
+        const PROBE: &[u8] = b"stoa: would this root trust a bundle signed by these keys";
+        let sigs = keys.iter().map(|k| (k.id(), k.sign(PROBE))).collect();
+        self.trust_store().check(PROBE, &sigs)
+    }
+
     /// The release keys and threshold, as a bundle reader uses them.
     pub fn trust_store(&self) -> TrustStore {
         TrustStore::from_keys(self.release_keys.values().copied())
