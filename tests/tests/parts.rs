@@ -570,3 +570,97 @@ fn repair_finds_a_damaged_input_beside_a_lost_part_and_rebuilds_both() {
     assert_eq!(cat_parts(&d, V, 6), want);
     ok(updater().arg("verify").arg(&d).arg("--trust").arg(trust()));
 }
+
+/// Issue 21 item 14: `build --split` is a new build (its manifest's
+/// `created` differs from the bundle QA tested) and says so, naming the
+/// bundle it made (path, sha256, manifest digest); `split` of the tested
+/// file keeps its manifest, as the courier's checklist asks.
+#[test]
+fn build_split_names_the_new_bundle_and_split_keeps_the_tested_one() {
+    let s = setup();
+    let d = s.root.join("courier");
+    fs::create_dir_all(&d).unwrap();
+    let rel = s.root.join("src-2.3.0/release.toml");
+    // the bundle QA tested
+    let tested = d.join("tested").join("stoa-platform-2.3.0.tar.zst");
+    let mut c = bundler();
+    c.env("SOURCE_DATE_EPOCH", "1700000000");
+    let out = ok(c
+        .arg("build")
+        .arg(&rel)
+        .arg("--key")
+        .arg(&s.ctx.signer)
+        .arg("--out")
+        .arg(&tested)
+        .arg("-q"));
+    let tested_manifest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("manifest sha256:"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    // a rebuild with --split a little later: a new manifest, and it says so
+    let rebuilt = d.join("rebuilt").join("stoa-platform-2.3.0.tar.zst");
+    let mut c = bundler();
+    c.env("SOURCE_DATE_EPOCH", "1700000060");
+    let out = ok(c
+        .arg("build")
+        .arg(&rel)
+        .arg("--key")
+        .arg(&s.ctx.signer)
+        .arg("--out")
+        .arg(&rebuilt)
+        .args(["--split", "1MiB", "-q"]));
+    let idx: serde_json::Value =
+        serde_json::from_slice(&fs::read(pf::index(&d.join("rebuilt"), V)).unwrap()).unwrap();
+    let new_manifest = idx["manifest_sha256"].as_str().unwrap();
+    assert_ne!(new_manifest, tested_manifest, "created differs");
+    let line = format!(
+        "built a new bundle {} (stoa-platform {V}, created 2023-11-14T22:14:20Z): sha256:{}, manifest sha256:{new_manifest} (to carry a bundle already tested, split that file with `stoa-bundler split`)",
+        rebuilt.display(),
+        idx["bundle"]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(out.lines().next(), Some(line.as_str()), "{out}");
+    assert!(
+        out.contains(&format!("manifest sha256:{new_manifest}\n")),
+        "{out}"
+    );
+    let mut c = bundler();
+    c.env("SOURCE_DATE_EPOCH", "1700000060");
+    let doc: serde_json::Value = serde_json::from_str(&ok(c
+        .arg("build")
+        .arg(&rel)
+        .arg("--key")
+        .arg(&s.ctx.signer)
+        .arg("--out")
+        .arg(d.join("rebuilt-json").join("stoa-platform-2.3.0.tar.zst"))
+        .args(["--split", "1MiB", "--json"])))
+    .unwrap();
+    assert_eq!(doc["built"], true, "{doc}");
+    assert_eq!(doc["created"], "2023-11-14T22:14:20Z", "{doc}");
+    assert_eq!(doc["manifest_sha256"], new_manifest, "{doc}");
+
+    // split of the tested file: its own manifest, no "built" line
+    let out = ok(bundler()
+        .arg("split")
+        .arg(&tested)
+        .args(["--size", "1MiB", "--key"])
+        .arg(&s.ctx.signer));
+    assert!(!out.contains("built a new bundle"), "{out}");
+    assert!(
+        out.contains(&format!("manifest sha256:{tested_manifest}\n")),
+        "{out}"
+    );
+    let idx: serde_json::Value =
+        serde_json::from_slice(&fs::read(pf::index(&d.join("tested"), V)).unwrap()).unwrap();
+    assert_eq!(idx["manifest_sha256"], tested_manifest.as_str());
+    let doc: serde_json::Value = serde_json::from_str(&ok(bundler()
+        .arg("split")
+        .arg(&tested)
+        .args(["--size", "1MiB", "--json", "--key"])
+        .arg(&s.ctx.signer)
+        .arg("--out-dir")
+        .arg(d.join("tested-json"))))
+    .unwrap();
+    assert_eq!(doc["built"], false, "{doc}");
+    assert_eq!(doc["manifest_sha256"], tested_manifest.as_str(), "{doc}");
+}

@@ -304,6 +304,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(size) = args.split {
         let name = parts::file_name(out);
         let pb = bytes_bar(total, "build", args.quiet || args.json);
+        let created = m.release.created.to_string();
         let release = PartsRelease {
             name: m.release.name.clone(),
             version: m.release.version.clone(),
@@ -321,7 +322,7 @@ pub fn run(args: &Args) -> Result<()> {
             },
         )?;
         pb.finish_and_clear();
-        super::split::print_parts(args.json, &index, &ip);
+        super::split::print_parts(args.json, &index, &ip, Some(&created));
         if let (Some(d), false) = (&delta, args.json) {
             print_delta(d);
         }

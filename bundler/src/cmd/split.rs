@@ -145,24 +145,38 @@ pub fn run(args: &Args) -> Result<()> {
         },
     )?;
     pb.finish_and_clear();
-    print_parts(args.json, &index, &ip);
+    print_parts(args.json, &index, &ip, None);
     Ok(())
 }
 
 /// The parts summary (text or JSON), shared with `build --split`.
-pub fn print_parts(json: bool, index: &PartsIndex, ip: &Path) {
+/// `built` is the new bundle's `created` when `build --split` made it (the
+/// operator must see that it is a new build, not the bundle QA tested).
+pub fn print_parts(json: bool, index: &PartsIndex, ip: &Path, built: Option<&str>) {
     let parity = index.parity.as_ref().map(|p| p.parts.len()).unwrap_or(0);
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "index": ip, "bundle": index.bundle.name, "bundle_bytes": index.bundle.size,
-                "bundle_sha256": index.bundle.sha256.hex(), "part_size": index.part_size,
+                "bundle_sha256": index.bundle.sha256.hex(), "manifest_sha256": index.manifest_sha256.hex(),
+                "built": built.is_some(), "created": built,
+                "part_size": index.part_size,
                 "parts": index.parts.iter().map(|p| serde_json::json!({"name": p.name, "size": p.size, "sha256": p.sha256.hex()})).collect::<Vec<_>>(),
                 "parity": index.parity.as_ref().map(|p| p.parts.iter().map(|x| x.name.clone()).collect::<Vec<_>>()),
             })
         );
     } else {
+        if let Some(created) = built {
+            println!(
+                "built a new bundle {} ({} {}, created {created}): sha256:{}, manifest sha256:{} (to carry a bundle already tested, split that file with `stoa-bundler split`)",
+                ip.with_file_name(&index.bundle.name).display(),
+                index.release.name,
+                index.release.version,
+                index.bundle.sha256,
+                index.manifest_sha256
+            );
+        }
         println!(
             "split {} ({}) into {} part(s) of at most {}{}; signed index {}",
             index.bundle.name,
@@ -177,5 +191,6 @@ pub fn print_parts(json: bool, index: &PartsIndex, ip: &Path) {
             ip.display()
         );
         println!("bundle sha256:{}", index.bundle.sha256);
+        println!("manifest sha256:{}", index.manifest_sha256);
     }
 }
