@@ -428,15 +428,17 @@ pub fn verify_with<R: Read + Send + 'static>(
 /// look valid; that is why the updater also keeps a clock floor.
 pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), FormatError> {
     let created = m.release.created.time();
+    let expires_text = || {
+        m.release
+            .expires
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
     if m.expires_at().is_some_and(|e| created > e) {
         return Err(FormatError::CreatedAfterExpires {
             created: m.release.created.to_string(),
-            expires: m
-                .release
-                .expires
-                .as_ref()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            expires: expires_text(),
         });
     }
     if created > opts.now + MAX_CLOCK_SKEW {
@@ -451,12 +453,7 @@ pub fn check_expiry(m: &BundleManifest, opts: &VerifyOptions) -> Result<(), Form
     };
     if !opts.allow_expired && opts.now >= exp {
         return Err(FormatError::Expired {
-            expires: m
-                .release
-                .expires
-                .as_ref()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            expires: expires_text(),
             now: humantime::format_rfc3339_seconds(opts.now).to_string(),
         });
     }
