@@ -31,9 +31,10 @@ use flate2::Compression;
 use semver::{Version, VersionReq};
 
 use crate::error::{BundlerError, Result};
-use crate::plan::{puller, BuildSettings, PullSlot};
+use crate::settings::BuildSettings;
 use crate::sources::chart::{self, ArchiveFile as File, Dependency, PackagedChart, MAX_CHART_SIZE};
 use crate::sources::registry::chart_repo;
+use crate::sources::registry::slot::{puller, PullSlot};
 
 /// Where `file://` dependencies may come from: the top chart's folder and
 /// the release manifest's `allow_paths` for it, each canonical (symbolic

@@ -8,6 +8,7 @@ mod images;
 mod plan;
 mod progress;
 mod release;
+mod settings;
 mod sources;
 
 use std::process::ExitCode;

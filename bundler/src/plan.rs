@@ -1,83 +1,28 @@
 //! From a release manifest to a [`BundleWriter`]: resolve every source,
 //! hash what is not content-addressed already, and assemble the signed
-//! manifest's records.
+//! manifest's records. [`plan`] composes one function per section of the
+//! release manifest ([`plan_images`], [`plan_charts`], [`plan_migrations`],
+//! [`plan_files`]), each adding its entries in manifest order and returning
+//! the records of its section.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use stoa_format::manifest::{
-    self, ChartRecord, FileRecord, MigrationSet, MigrationStep, Release, ValuesRecord,
+    self, ChartRecord, FileRecord, ImageRecord, MigrationSet, MigrationStep, Release, ValuesRecord,
     OCI_INDEX_PATH, OCI_LAYOUT_PATH,
 };
-use stoa_format::{
-    oci, BundleManifest, BundleWriter, ContentSource, Limits, PlannedEntry, Sha256Digest,
-};
+use stoa_format::{oci, BundleManifest, BundleWriter, ContentSource, PlannedEntry, Sha256Digest};
 
+use crate::deps::{self, DepScope};
 use crate::error::{BundlerError, Result};
-use crate::release::{Chart, ChartSource, ImageFrom, LoadedRelease};
-use crate::sources::oci_layout::{self, ImageSource, LayoutStore};
-use crate::sources::registry::{chart_repo, PullOptions, PullStats, Puller};
+use crate::release::{Chart, ChartSource, Image, ImageFrom, LoadedRelease};
+use crate::settings::BuildSettings;
+use crate::sources::oci_layout::{self, ImageSource, LayoutStore, ResolvedImage};
+use crate::sources::registry::slot::{puller, PullSlot};
+use crate::sources::registry::{chart_repo, PullStats};
 use crate::sources::{chart, migrations};
-
-/// Build-time settings that are not in the release manifest.
-#[derive(Debug, Clone)]
-pub struct BuildSettings {
-    /// The `created` time, from SOURCE_DATE_EPOCH when set.
-    pub created: SystemTime,
-    /// The tar mtime of every entry (same source).
-    pub mtime: u64,
-    pub limits: Limits,
-    /// How to reach registries and Helm repositories (used only when the
-    /// release pulls something).
-    pub pull: PullOptions,
-    /// The gzip level of charts packaged from folders or completed with
-    /// their dependencies: [`chart::BUNDLE_GZIP`] for `build`.
-    pub chart_gzip: flate2::Compression,
-}
-
-/// The puller: made on first use so local-only builds need no cache, or
-/// started on another thread ahead of time ([`PullSlot::start`]: making one
-/// loads the system's CA roots and starts a runtime, which can overlap
-/// packaging the first charts).
-#[derive(Debug, Default)]
-pub struct PullSlot {
-    ready: Option<Puller>,
-    starting: Option<std::thread::JoinHandle<Result<Puller>>>,
-}
-
-impl PullSlot {
-    /// Starts making the puller now, on another thread; its errors (a bad
-    /// registries.conf, …) are reported at first use, as without it.
-    pub fn start(opts: &PullOptions) -> Self {
-        let opts = opts.clone();
-        Self {
-            ready: None,
-            starting: Some(std::thread::spawn(move || Puller::new(&opts))),
-        }
-    }
-
-    /// What was downloaded, when something was pulled.
-    pub fn stats(&self) -> Option<PullStats> {
-        self.ready.as_ref().map(Puller::stats)
-    }
-}
-
-/// The puller, made (or waited for) on first use.
-pub fn puller<'a>(p: &'a mut PullSlot, opts: &PullOptions) -> Result<&'a mut Puller> {
-    if p.ready.is_none() {
-        let made = match p.starting.take() {
-            Some(h) => h.join().unwrap_or_else(|_| Puller::new(opts)),
-            None => Puller::new(opts),
-        };
-        p.ready = Some(made?);
-    }
-    p.ready.as_mut().ok_or_else(|| BundlerError::Cache {
-        path: opts.cache_dir.clone(),
-        message: "no puller".into(),
-    })
-}
 
 /// Opens a file without following a symlink in its last component.
 fn open_no_follow(path: &Path) -> std::io::Result<File> {
@@ -148,9 +93,8 @@ pub fn resolve_chart(
     }
     // file:// dependencies stay inside the chart's folder, or the folders
     // the release manifest allows for it
-    let scope =
-        crate::deps::DepScope::new(source_dir, spec.allow_paths.iter().map(|a| rel.resolve(a)))?;
-    crate::deps::complete(c, source_dir, &scope, settings, pull)
+    let scope = DepScope::new(source_dir, spec.allow_paths.iter().map(|a| rel.resolve(a)))?;
+    deps::complete(c, source_dir, &scope, settings, pull)
 }
 
 /// What [`plan`] resolved: the writer, what was downloaded when something
@@ -166,65 +110,55 @@ pub struct Planned {
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull = PullSlot::default();
+    let images = plan_images(rel, settings, &mut pull, &mut planned)?;
+    let (charts, chart_archives) = plan_charts(rel, settings, &mut pull, &mut planned)?;
+    let migrations = plan_migrations(rel, &mut planned)?;
+    let files = plan_files(rel, &mut planned)?;
+    let r = &rel.release;
+    let bundle_manifest = BundleManifest {
+        format: stoa_format::FORMAT_NAME.into(),
+        format_version: stoa_format::FORMAT_VERSION,
+        release: Release {
+            name: r.name.to_string(),
+            version: r.version.clone(),
+            upgrade_from: r.upgrade_from.clone(),
+            created: stoa_format::fields::Timestamp::from_time(settings.created),
+            expires: r.expires.clone(),
+        },
+        images,
+        charts,
+        migrations,
+        files,
+        delta: None,
+        entries: Vec::new(),
+    };
+    let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
+    Ok(Planned {
+        writer,
+        pulled: pull.stats(),
+        charts: chart_archives,
+    })
+}
 
-    // images
+/// `[[images]]`: each image pulled or read from its layout; the bundle's
+/// `oci/index.json` and `oci/oci-layout`, then every image's blobs.
+fn plan_images(
+    rel: &LoadedRelease,
+    settings: &BuildSettings,
+    pull: &mut PullSlot,
+    planned: &mut Vec<PlannedEntry>,
+) -> Result<Vec<ImageRecord>> {
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
     for img in &rel.images {
-        let name = img.name.as_str();
-        let platforms = img.platforms.as_deref();
-        let parsed = match &img.source {
+        let resolved = match &img.source {
             ImageFrom::Registry { text, reference } => {
-                let p = puller(&mut pull, &settings.pull)?;
-                images.push(p.pull_image(name, text, reference, platforms)?);
-                continue;
+                let p = puller(pull, &settings.pull)?;
+                p.pull_image(img.name.as_str(), text, reference, img.platforms.as_deref())?
             }
-            ImageFrom::Local(parsed) => parsed,
+            ImageFrom::Local(parsed) => local_image(rel, img, parsed, &mut stores)?,
         };
-        let (is_archive, path, reference) = match &parsed {
-            ImageSource::Layout { path, reference } => {
-                (false, rel.resolve(path), reference.clone())
-            }
-            ImageSource::Archive { path, reference } => {
-                (true, rel.resolve(path), reference.clone())
-            }
-        };
-        // recorded relative to the release manifest's folder (never the
-        // build host's absolute layout)
-        let recorded = {
-            let (scheme, written, reference) = match &parsed {
-                ImageSource::Layout { path, reference } => ("oci", path, reference),
-                ImageSource::Archive { path, reference } => ("oci-archive", path, reference),
-            };
-            let mut t = format!("{scheme}:{}", rel.record_path(written));
-            if let Some(r) = reference {
-                t.push(':');
-                t.push_str(r);
-            }
-            t
-        };
-        let key = (is_archive, path.clone());
-        if !stores.contains_key(&key) {
-            let store = if is_archive {
-                LayoutStore::open_archive(&path)
-            } else {
-                LayoutStore::open_dir(&path)
-            }
-            .map_err(|e| BundlerError::OciLayout {
-                image: name.to_owned(),
-                layout: path.clone(),
-                message: e.to_string(),
-            })?;
-            stores.insert(key.clone(), store);
-        }
-        let img = oci_layout::resolve(
-            name,
-            &recorded,
-            &stores[&key],
-            reference.as_deref(),
-            platforms,
-        )?;
-        images.push(img);
+        images.push(resolved);
     }
     if !images.is_empty() {
         let index = oci_layout::bundle_index(&images);
@@ -246,33 +180,74 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         planned.extend(img.blobs);
         image_records.push(img.record);
     }
+    Ok(image_records)
+}
 
-    // charts
+/// One image from an OCI layout folder or archive (each opened once per
+/// build, in `stores`).
+fn local_image(
+    rel: &LoadedRelease,
+    img: &Image,
+    parsed: &ImageSource,
+    stores: &mut HashMap<(bool, PathBuf), LayoutStore>,
+) -> Result<ResolvedImage> {
+    let name = img.name.as_str();
+    let (is_archive, path, reference) = match parsed {
+        ImageSource::Layout { path, reference } => (false, rel.resolve(path), reference.clone()),
+        ImageSource::Archive { path, reference } => (true, rel.resolve(path), reference.clone()),
+    };
+    // recorded relative to the release manifest's folder (never the
+    // build host's absolute layout)
+    let recorded = {
+        let (scheme, written, reference) = match parsed {
+            ImageSource::Layout { path, reference } => ("oci", path, reference),
+            ImageSource::Archive { path, reference } => ("oci-archive", path, reference),
+        };
+        let mut t = format!("{scheme}:{}", rel.record_path(written));
+        if let Some(r) = reference {
+            t.push(':');
+            t.push_str(r);
+        }
+        t
+    };
+    let key = (is_archive, path.clone());
+    if !stores.contains_key(&key) {
+        let store = if is_archive {
+            LayoutStore::open_archive(&path)
+        } else {
+            LayoutStore::open_dir(&path)
+        }
+        .map_err(|e| BundlerError::OciLayout {
+            image: name.to_owned(),
+            layout: path.clone(),
+            message: e.to_string(),
+        })?;
+        stores.insert(key.clone(), store);
+    }
+    oci_layout::resolve(
+        name,
+        &recorded,
+        &stores[&key],
+        reference.as_deref(),
+        img.platforms.as_deref(),
+    )
+}
+
+/// `[[charts]]`: each chart's archive (completed with its dependencies)
+/// after its values files; the records and the archives (for the image
+/// check), in manifest order.
+fn plan_charts(
+    rel: &LoadedRelease,
+    settings: &BuildSettings,
+    pull: &mut PullSlot,
+    planned: &mut Vec<PlannedEntry>,
+) -> Result<(Vec<ChartRecord>, Vec<chart::PackagedChart>)> {
     let mut chart_records = Vec::new();
     let mut chart_archives = Vec::new();
     for spec in &rel.charts {
-        let c = resolve_chart(rel, spec, settings, &mut pull)?;
+        let c = resolve_chart(rel, spec, settings, pull)?;
         let entry_path = format!("charts/{}-{}.tgz", c.name, c.version);
-        let mut values = Vec::new();
-        for (j, v) in spec.values.iter().enumerate() {
-            let file = rel.resolve(v);
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let path = manifest::values_entry_path(&spec.namespace, &spec.release, j, &name);
-            let e = planned_file(path.clone(), &file, |m| BundlerError::ValuesFile {
-                release: spec.release.clone(),
-                path: file.clone(),
-                message: m,
-            })?;
-            values.push(ValuesRecord {
-                source: rel.record_path(v),
-                path,
-                sha256: e.sha256,
-            });
-            planned.push(e);
-        }
+        let values = plan_values(rel, spec, planned)?;
         chart_records.push(ChartRecord {
             name: c.name.clone(),
             version: c.version.clone(),
@@ -290,8 +265,43 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         });
         chart_archives.push(c);
     }
+    Ok((chart_records, chart_archives))
+}
 
-    // migrations
+/// One chart's `values` files, in the order given.
+fn plan_values(
+    rel: &LoadedRelease,
+    spec: &Chart,
+    planned: &mut Vec<PlannedEntry>,
+) -> Result<Vec<ValuesRecord>> {
+    let mut values = Vec::new();
+    for (j, v) in spec.values.iter().enumerate() {
+        let file = rel.resolve(v);
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = manifest::values_entry_path(&spec.namespace, &spec.release, j, &name);
+        let e = planned_file(path.clone(), &file, |m| BundlerError::ValuesFile {
+            release: spec.release.clone(),
+            path: file.clone(),
+            message: m,
+        })?;
+        values.push(ValuesRecord {
+            source: rel.record_path(v),
+            path,
+            sha256: e.sha256,
+        });
+        planned.push(e);
+    }
+    Ok(values)
+}
+
+/// `[[migrations]]`: each database's steps, up then down file, checked.
+fn plan_migrations(
+    rel: &LoadedRelease,
+    planned: &mut Vec<PlannedEntry>,
+) -> Result<Vec<MigrationSet>> {
     let mut migration_sets = Vec::new();
     for spec in &rel.migrations {
         let db = &spec.database;
@@ -338,8 +348,11 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
             steps,
         });
     }
+    Ok(migration_sets)
+}
 
-    // files
+/// `[[files]]`: each plain file, as `files/<dest>`.
+fn plan_files(rel: &LoadedRelease, planned: &mut Vec<PlannedEntry>) -> Result<Vec<FileRecord>> {
     let mut file_records = Vec::new();
     for spec in &rel.files {
         let src = rel.resolve(&spec.source);
@@ -357,29 +370,5 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
             path: entry_path,
         });
     }
-
-    let r = &rel.release;
-    let bundle_manifest = BundleManifest {
-        format: stoa_format::FORMAT_NAME.into(),
-        format_version: stoa_format::FORMAT_VERSION,
-        release: Release {
-            name: r.name.to_string(),
-            version: r.version.clone(),
-            upgrade_from: r.upgrade_from.clone(),
-            created: stoa_format::fields::Timestamp::from_time(settings.created),
-            expires: r.expires.clone(),
-        },
-        images: image_records,
-        charts: chart_records,
-        migrations: migration_sets,
-        files: file_records,
-        delta: None,
-        entries: Vec::new(),
-    };
-    let writer = BundleWriter::new(bundle_manifest, planned, settings.mtime, &settings.limits)?;
-    Ok(Planned {
-        writer,
-        pulled: pull.stats(),
-        charts: chart_archives,
-    })
+    Ok(file_records)
 }

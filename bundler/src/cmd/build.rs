@@ -14,9 +14,10 @@ use stoa_format::{ContentSource, FormatError, Limits, PlannedEntry, SigningKeyPa
 
 use crate::error::{BundlerError, Result};
 use crate::images::{self, CarriedImage, ChartJob};
-use crate::plan::{plan, BuildSettings, Planned};
+use crate::plan::{plan, Planned};
 use crate::progress::bytes_bar;
 use crate::release::LoadedRelease;
+use crate::settings::BuildSettings;
 use crate::sources::registry::PullStats;
 
 #[derive(Debug, clap::Args)]
@@ -288,64 +289,20 @@ pub fn run(args: &Args) -> Result<()> {
         let (w, d) = make_delta(args, writer, &settings.limits)?;
         (w, Some(d))
     };
-    let m = writer.manifest();
-    let total = m.content_size();
-
     let out = &args.out;
-    let werr = |e| BundlerError::WriteOutput {
-        path: out.clone(),
-        source: e,
-    };
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(werr)?;
+    fs::create_dir_all(&dir).map_err(|e| write_error(out, e))?;
     if let Some(size) = args.split {
-        let name = parts::file_name(out);
-        let pb = bytes_bar(total, "build", args.quiet || args.json);
-        let created = m.release.created.to_string();
-        let release = PartsRelease {
-            name: m.release.name.clone(),
-            version: m.release.version.clone(),
-        };
-        let (index, ip) = super::split::write_parts(
-            &dir,
-            &name,
-            size,
-            args.parity.map(usize::from).unwrap_or(0),
-            &keys,
-            args.fsync,
-            |w| {
-                let (_, summary) = writer.write(w, &keys, &mut |n| pb.inc(n))?;
-                Ok((release, summary.manifest_sha256))
-            },
-        )?;
-        pb.finish_and_clear();
-        super::split::print_parts(args.json, &index, &ip, Some(&created));
+        write_split(args, &dir, size, &writer, &keys)?;
         if let (Some(d), false) = (&delta, args.json) {
             print_delta(d);
         }
         return Ok(());
     }
-    let result = (|| -> Result<_> {
-        // temp beside `out`, renamed into place; fsynced (file, folder)
-        // only with --fsync. Dropped on an error, the temp goes.
-        let f = AtomicFile::options()
-            .sync(args.fsync)
-            .create(out)
-            .map_err(werr)?;
-        let pb = bytes_bar(total, "build", args.quiet || args.json);
-        let sync_every = args.fsync.then_some(64 << 20);
-        let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
-        let (w, summary) = writer.write(out_stream, &keys, &mut |n| pb.inc(n))?;
-        pb.finish_and_clear();
-        let f = w.finish().map_err(werr)?;
-        let size = f.file().and_then(|f| f.metadata()).map_err(werr)?.len();
-        f.commit().map_err(werr)?;
-        Ok((summary, size))
-    })();
-    let (summary, size) = result?;
+    let (summary, size) = write_bundle(args, &writer, &keys)?;
     if size > parts::FAT32_MAX_FILE {
         eprintln!(
             "stoa-bundler: hint: {} is {}, over FAT32's 4 GiB file limit; use --split 4GiB (or split) for FAT32 media",
@@ -353,8 +310,84 @@ pub fn run(args: &Args) -> Result<()> {
             human_bytes(size)
         );
     }
-    print_summary(args, out, m, &keys, &summary, size, pulled, delta.as_ref());
+    print_summary(
+        args,
+        out,
+        writer.manifest(),
+        &keys,
+        &summary,
+        size,
+        pulled,
+        delta.as_ref(),
+    );
     Ok(())
+}
+
+fn write_error(out: &Path, e: std::io::Error) -> BundlerError {
+    BundlerError::WriteOutput {
+        path: out.to_owned(),
+        source: e,
+    }
+}
+
+/// `--split`: the bundle written as parts (and parity) in `dir` with a
+/// signed index, which is printed.
+fn write_split(
+    args: &Args,
+    dir: &Path,
+    size: PartSize,
+    writer: &stoa_format::BundleWriter,
+    keys: &[SigningKeyPair],
+) -> Result<()> {
+    let m = writer.manifest();
+    let name = parts::file_name(&args.out);
+    let pb = bytes_bar(m.content_size(), "build", args.quiet || args.json);
+    let created = m.release.created.to_string();
+    let release = PartsRelease {
+        name: m.release.name.clone(),
+        version: m.release.version.clone(),
+    };
+    let (index, ip) = super::split::write_parts(
+        dir,
+        &name,
+        size,
+        args.parity.map(usize::from).unwrap_or(0),
+        keys,
+        args.fsync,
+        |w| {
+            let (_, summary) = writer.write(w, keys, &mut |n| pb.inc(n))?;
+            Ok((release, summary.manifest_sha256))
+        },
+    )?;
+    pb.finish_and_clear();
+    super::split::print_parts(args.json, &index, &ip, Some(&created));
+    Ok(())
+}
+
+/// The bundle written to `--out`: a temp beside it, renamed into place;
+/// fsynced (file, folder) only with --fsync. Dropped on an error, the temp
+/// goes. Returns the summary and the file's size.
+fn write_bundle(
+    args: &Args,
+    writer: &stoa_format::BundleWriter,
+    keys: &[SigningKeyPair],
+) -> Result<(stoa_format::WriteSummary, u64)> {
+    let out = &args.out;
+    let werr = |e| write_error(out, e);
+    let f = AtomicFile::options()
+        .sync(args.fsync)
+        .create(out)
+        .map_err(werr)?;
+    let total = writer.manifest().content_size();
+    let pb = bytes_bar(total, "build", args.quiet || args.json);
+    let sync_every = args.fsync.then_some(64 << 20);
+    let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
+    let (w, summary) = writer.write(out_stream, keys, &mut |n| pb.inc(n))?;
+    pb.finish_and_clear();
+    let f = w.finish().map_err(werr)?;
+    let size = f.file().and_then(|f| f.metadata()).map_err(werr)?.len();
+    f.commit().map_err(werr)?;
+    Ok((summary, size))
 }
 
 fn print_delta(d: &DeltaInfo) {

@@ -11,8 +11,10 @@ use stoa_format::Limits;
 
 use crate::error::Result;
 use crate::images::{self, CarriedImage, ChartJob, ImageUse};
-use crate::plan::{resolve_chart, BuildSettings, PullSlot};
+use crate::plan::resolve_chart;
 use crate::release::{Chart, ChartSource, LoadedRelease};
+use crate::settings::BuildSettings;
+use crate::sources::registry::slot::PullSlot;
 
 /// Where Helm is and what it renders for; shared with `build`.
 #[derive(Debug, Clone, clap::Args)]

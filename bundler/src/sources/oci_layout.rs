@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use stoa_format::fields::OciDigest;
 use stoa_format::manifest::{blob_path, ImageRecord};
 use stoa_format::oci::{self, Descriptor, ImageIndex, ImageManifest, MediaTypeProbe};
 use stoa_format::{ContentSource, PlannedEntry, Sha256Digest};
@@ -161,6 +162,10 @@ pub struct ResolvedImage {
     pub blobs: Vec<PlannedEntry>,
 }
 
+/// A filtered index: the source index's digest and the new index's
+/// descriptor.
+type Filtered = (OciDigest, Descriptor);
+
 struct Resolver<'a> {
     image: &'a str,
     store: &'a LayoutStore,
@@ -258,6 +263,108 @@ impl Resolver<'_> {
             Err(_) => None,
         };
         Ok(platform)
+    }
+
+    /// An index's manifests for `platforms` (each with its blobs), and the
+    /// index itself; returns the platforms kept and, when some were left
+    /// out, the source index's digest and the filtered index that replaces
+    /// it.
+    fn add_index(
+        &mut self,
+        top: &Descriptor,
+        top_bytes: &[u8],
+        media_type: &str,
+        platforms: Option<&[String]>,
+    ) -> Result<(Vec<String>, Option<Filtered>)> {
+        let idx: ImageIndex = serde_json::from_slice(top_bytes)
+            .map_err(|e| self.err(format!("index {}: {e}", top.digest)))?;
+        let keep = select_platforms(self.image, &idx, platforms)?;
+        let mut record_platforms = Vec::new();
+        for &i in &keep {
+            let child = &idx.manifests[i];
+            if oci::is_index(&child.media_type) {
+                return Err(self.err(format!("nested index {} is not supported", child.digest)));
+            }
+            self.add_manifest(child)?;
+            if let Some(p) = &child.platform {
+                record_platforms.push(p.id());
+            }
+        }
+        if keep.len() == idx.manifests.len() {
+            self.add_blob(top)?;
+            return Ok((record_platforms, None));
+        }
+        let filtered = self.add_filtered_index(top, top_bytes, media_type, &keep)?;
+        Ok((record_platforms, Some(filtered)))
+    }
+
+    /// A filtered index: the original document minus the other platforms,
+    /// planned as a new blob. Returns the source index's digest and the new
+    /// index's descriptor.
+    fn add_filtered_index(
+        &mut self,
+        top: &Descriptor,
+        top_bytes: &[u8],
+        media_type: &str,
+        keep: &[usize],
+    ) -> Result<Filtered> {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(top_bytes).map_err(|e| self.err(e.to_string()))?;
+        if let Some(arr) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+            let all = std::mem::take(arr);
+            *arr = all
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep.contains(i))
+                .map(|(_, x)| x)
+                .collect();
+        }
+        let bytes = serde_json::to_vec(&v).map_err(|e| self.err(e.to_string()))?;
+        let digest = Sha256Digest::of(&bytes);
+        let source_digest = top.digest.parse::<OciDigest>().map_err(|e| self.err(e))?;
+        let desc = Descriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.oci(),
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        self.blobs.insert(
+            digest,
+            PlannedEntry {
+                path: blob_path(&digest),
+                size: bytes.len() as u64,
+                sha256: digest,
+                source: ContentSource::Bytes(bytes),
+            },
+        );
+        Ok((source_digest, desc))
+    }
+
+    /// A single-platform top manifest, which must be one of `platforms`
+    /// when they are given; returns its platform (if its config names one).
+    fn add_single(
+        &mut self,
+        top: &Descriptor,
+        platforms: Option<&[String]>,
+    ) -> Result<Vec<String>> {
+        let platform = self.add_manifest(top)?;
+        if let (Some(want), Some(p)) = (platforms, &platform) {
+            if !want
+                .iter()
+                .any(|w| w == p || p.starts_with(&format!("{w}/")))
+            {
+                return Err(BundlerError::Image {
+                    image: self.image.to_owned(),
+                    message: format!(
+                        "the image is {p}, not one of the platforms asked for ({})",
+                        want.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(platform.into_iter().collect())
     }
 }
 
@@ -386,90 +493,28 @@ pub fn resolve_top(
         serde_json::from_slice(&top_bytes).map_err(|e| r.err(format!("{}: {e}", top.digest)))?;
     let media_type = probe.kind().unwrap_or(&top.media_type).to_owned();
 
-    let mut record_platforms = Vec::new();
-    let mut source_digest = None;
     let mut top_desc = Descriptor {
         annotations: None,
         platform: None,
         ..top.clone()
     };
-    if oci::is_index(&media_type) {
-        let idx: ImageIndex = serde_json::from_slice(&top_bytes)
-            .map_err(|e| r.err(format!("index {}: {e}", top.digest)))?;
-        let keep = select_platforms(name, &idx, platforms)?;
-        for &i in &keep {
-            let child = &idx.manifests[i];
-            if oci::is_index(&child.media_type) {
-                return Err(r.err(format!("nested index {} is not supported", child.digest)));
+    let (record_platforms, source_digest) = if oci::is_index(&media_type) {
+        let (kept, filtered) = r.add_index(&top, &top_bytes, &media_type, platforms)?;
+        match filtered {
+            Some((source, desc)) => {
+                top_desc = desc;
+                (kept, Some(source))
             }
-            r.add_manifest(child)?;
-            if let Some(p) = &child.platform {
-                record_platforms.push(p.id());
-            }
-        }
-        if keep.len() == idx.manifests.len() {
-            r.add_blob(&top)?;
-        } else {
-            // a filtered index: the original document minus the other platforms
-            let mut v: serde_json::Value =
-                serde_json::from_slice(&top_bytes).map_err(|e| r.err(e.to_string()))?;
-            if let Some(arr) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
-                let all = std::mem::take(arr);
-                *arr = all
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| keep.contains(i))
-                    .map(|(_, x)| x)
-                    .collect();
-            }
-            let bytes = serde_json::to_vec(&v).map_err(|e| r.err(e.to_string()))?;
-            let digest = Sha256Digest::of(&bytes);
-            source_digest = Some(
-                top.digest
-                    .parse::<stoa_format::fields::OciDigest>()
-                    .map_err(|e| r.err(e))?,
-            );
-            top_desc = Descriptor {
-                media_type: media_type.clone(),
-                digest: digest.oci(),
-                size: bytes.len() as u64,
-                platform: None,
-                annotations: None,
-                artifact_type: None,
-            };
-            r.blobs.insert(
-                digest,
-                PlannedEntry {
-                    path: blob_path(&digest),
-                    size: bytes.len() as u64,
-                    sha256: digest,
-                    source: ContentSource::Bytes(bytes),
-                },
-            );
+            None => (kept, None),
         }
     } else if oci::is_manifest(&media_type) {
-        let platform = r.add_manifest(&top)?;
-        if let (Some(want), Some(p)) = (platforms, &platform) {
-            if !want
-                .iter()
-                .any(|w| w == p || p.starts_with(&format!("{w}/")))
-            {
-                return Err(BundlerError::Image {
-                    image: name.to_owned(),
-                    message: format!(
-                        "the image is {p}, not one of the platforms asked for ({})",
-                        want.join(", ")
-                    ),
-                });
-            }
-        }
-        record_platforms.extend(platform);
+        (r.add_single(&top, platforms)?, None)
     } else {
         return Err(r.err(format!(
             "{}: media type {media_type:?} is neither an image manifest nor an index",
             top.digest
         )));
-    }
+    };
     top_desc.media_type = media_type.clone();
     let size = r.blobs.values().map(|b| b.size).sum();
     Ok(ResolvedImage {

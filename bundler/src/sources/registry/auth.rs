@@ -7,13 +7,19 @@
 //! not done). Credential helpers (`credsStore`, `credHelpers`) are not run.
 //!
 //! Credentials never leave this module except into the HTTP client: they are
-//! not printed, logged, or written anywhere (`Debug` hides them).
+//! not printed, logged, or written anywhere (`Debug` hides them). The
+//! [`Puller`] looks each registry's credential up here once per build, and
+//! asks the registry for its token realm before any credential is sent.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+
+use super::Puller;
+use crate::error::BundlerError;
 
 /// A credential for one registry.
 #[derive(Clone)]
@@ -184,6 +190,79 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>, (PathBuf, String)> {
         }
     }
     Ok(None)
+}
+
+/// Per build: the credential of each registry pulled from, remembered
+/// (for the hints of "not authorized" errors), after its token realm passed
+/// the URL rule.
+impl Puller {
+    /// The credential for the reference's registry, remembered per build.
+    pub(super) fn auth_for(&mut self, reference: &Reference) -> crate::error::Result<RegistryAuth> {
+        let reg = reference.resolve_registry().to_owned();
+        match lookup(&reg) {
+            Ok(Some(c)) => {
+                self.check_token_realm(&reg)?;
+                self.creds.insert(reg, Some(c.file.clone()));
+                Ok(c.auth)
+            }
+            Ok(None) => {
+                self.creds.insert(reg, None);
+                Ok(RegistryAuth::Anonymous)
+            }
+            Err((file, message)) => Err(BundlerError::AuthFile {
+                path: file,
+                message,
+            }),
+        }
+    }
+
+    /// Before credentials go anywhere: asks the registry for its challenge
+    /// and refuses a bearer token realm that breaks the URL rule
+    /// ([`check_realm`]: userinfo, or clear text off loopback). The
+    /// HTTP client would send the credentials to the host after an `@`.
+    fn check_token_realm(&self, reg: &str) -> crate::error::Result<()> {
+        let scheme = if self.is_insecure(reg) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{reg}/v2/");
+        let http = self.http().map_err(|message| BundlerError::RegistryPull {
+            image: reg.to_owned(),
+            reference: url.clone(),
+            message,
+        })?;
+        let challenge = self.rt.block_on(async {
+            let r = http.get(&url).send().await.ok()?;
+            if r.status() != reqwest::StatusCode::UNAUTHORIZED {
+                return None;
+            }
+            r.headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        // unreachable or no challenge: the pull itself reports what happens
+        let Some(realm) = challenge.as_deref().and_then(bearer_realm) else {
+            return Ok(());
+        };
+        check_realm(&realm).map_err(|message| BundlerError::RegistryPull {
+            image: reg.to_owned(),
+            reference: url.clone(),
+            message,
+        })
+    }
+
+    /// A hint added to "not authorized" errors.
+    pub(super) fn auth_hint(&self, reference: &Reference) -> String {
+        match self.creds.get(reference.resolve_registry()) {
+            Some(Some(f)) => format!(" (credentials from {} were refused)", f.display()),
+            _ => format!(
+                " (no credentials for {} in $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+                reference.resolve_registry()
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use stoa_format::Sha256Digest;
 
-use super::{classify_reqwest, Puller, RETRY};
+use super::transport::classify_reqwest;
+use super::{Puller, RETRY};
 use crate::error::{BundlerError, Result};
 use stoa_format::retry::{parse_retry_after, TransportError};
 
