@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{bundler, fails, ok, require, run, updater};
+use stoa_e2e::harness::{bundler, fails, json, ok, require, run, updater};
 use stoa_e2e::release_fixture::write_release;
 
 struct Built {
@@ -39,10 +39,6 @@ fn build(version: &str) -> Built {
         .arg(&bundle)
         .env("SOURCE_DATE_EPOCH", "1767225600"));
     Built { dir, bundle }
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 #[test]

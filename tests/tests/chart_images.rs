@@ -10,33 +10,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{self, fails, ok, real_helm, upstream_charts, HttpServer, Registry};
+use stoa_e2e::harness::{
+    self, copy_dir, fails, json, ok, real_helm, upstream_charts, HttpServer, Registry,
+};
 use stoa_e2e::release_fixture::write_release;
 use stoa_e2e::site::Site;
 
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
+/// A signing key `<dir>/k.key`.
 fn keygen(dir: &Path) -> PathBuf {
-    ok(harness::bundler()
-        .args(["keygen", "--out"])
-        .arg(dir.join("k")));
-    dir.join("k.key")
+    harness::keygen(&dir.join("k"))
 }
 
+/// `build --quiet --force`: these tests build to the same `--out` again.
 fn build(manifest: &Path, key: &Path, out: &Path) -> Command {
-    let mut c = harness::bundler();
-    c.arg("build")
-        .arg(manifest)
-        .arg("--key")
-        .arg(key)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .arg("--force");
+    let mut c = harness::bundler_build(manifest, key, out);
+    c.arg("--force");
     c
 }
 
@@ -454,19 +443,6 @@ fn hub_charts_mirror(work: &Path, reg: &Registry) -> PathBuf {
     )
     .unwrap();
     conf
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 /// postgresql-ha's images, excepted so these builds check only the
