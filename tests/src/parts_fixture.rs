@@ -12,6 +12,7 @@ use stoa_format::parts::{write_index, PartsIndex, SignedIndex};
 use stoa_format::SigningKeyPair;
 
 use crate::harness::{bundler, ok};
+use crate::release::Release;
 
 /// Incompressible, reproducible bytes, different per `seed` (xorshift).
 pub fn noise(bytes: usize, seed: &str) -> Vec<u8> {
@@ -35,15 +36,9 @@ pub fn noise(bytes: usize, seed: &str) -> Vec<u8> {
 pub fn write_big_release(dir: &Path, version: &str, bytes: usize) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("payload.bin"), noise(bytes, version)).unwrap();
-    let rel = dir.join("release.toml");
-    fs::write(
-        &rel,
-        format!(
-            "[release]\nname = \"stoa-platform\"\nversion = \"{version}\"\n[[files]]\nsource = \"payload.bin\"\ndest = \"data/payload.bin\"\n"
-        ),
-    )
-    .unwrap();
-    rel
+    Release::stoa(version)
+        .file("payload.bin", "data/payload.bin", None)
+        .write(dir)
 }
 
 /// Builds `<dir>/stoa-platform-<v>.tar.zst` split into 1 MiB parts with
