@@ -88,6 +88,54 @@ pub fn fails(cmd: &mut Command, code: i32) -> String {
     stderr
 }
 
+/// Parses a program's `--json` output, failing the test with the text when
+/// it is not JSON.
+#[track_caller]
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `stoa-bundler keygen --out <prefix>`; returns `<prefix>.key` (the public
+/// half is `<prefix>.pub`).
+pub fn keygen(prefix: &Path) -> PathBuf {
+    ok(bundler().args(["keygen", "--out"]).arg(prefix));
+    let mut key = prefix.as_os_str().to_owned();
+    key.push(".key");
+    PathBuf::from(key)
+}
+
+/// `stoa-bundler build <manifest> --key <key> --out <out> --quiet`; callers
+/// add what their tests need (`--force`, `SOURCE_DATE_EPOCH`, …).
+pub fn bundler_build(manifest: &Path, key: &Path, out: &Path) -> Command {
+    let mut c = bundler();
+    c.arg("build")
+        .arg(manifest)
+        .arg("--key")
+        .arg(key)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet");
+    c
+}
+
+/// Copies the tree `from` to `to` (created; merged into when it exists):
+/// folders, files with their modes, symbolic links as links.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = e.file_type().unwrap();
+        if kind.is_dir() {
+            copy_dir(&src, &dst);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else {
+            fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
 /// Requires an external program; fails (never skips) when it is missing.
 #[track_caller]
 pub fn require(program: &str, package: &str) {

@@ -8,6 +8,7 @@ pub mod harness;
 pub mod oci_fixture;
 pub mod parts_fixture;
 pub mod registry_fixture;
+pub mod release;
 pub mod release_fixture;
 pub mod root_fixture;
 pub mod site;

@@ -12,6 +12,7 @@ use stoa_format::parts::{write_index, PartsIndex, SignedIndex};
 use stoa_format::SigningKeyPair;
 
 use crate::harness::{bundler, ok};
+use crate::release::Release;
 
 /// Incompressible, reproducible bytes, different per `seed` (xorshift).
 pub fn noise(bytes: usize, seed: &str) -> Vec<u8> {
@@ -35,15 +36,9 @@ pub fn noise(bytes: usize, seed: &str) -> Vec<u8> {
 pub fn write_big_release(dir: &Path, version: &str, bytes: usize) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("payload.bin"), noise(bytes, version)).unwrap();
-    let rel = dir.join("release.toml");
-    fs::write(
-        &rel,
-        format!(
-            "[release]\nname = \"stoa-platform\"\nversion = \"{version}\"\n[[files]]\nsource = \"payload.bin\"\ndest = \"data/payload.bin\"\n"
-        ),
-    )
-    .unwrap();
-    rel
+    Release::stoa(version)
+        .file("payload.bin", "data/payload.bin", None)
+        .write(dir)
 }
 
 /// Builds `<dir>/stoa-platform-<v>.tar.zst` split into 1 MiB parts with
@@ -130,206 +125,240 @@ pub struct PartsCtx {
 
 pub const V: &str = "2.3.0";
 
-/// Every named bad part set.
-pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
-    let mk = |name: &str| {
-        let d = c.root.join(name);
-        copy_dir(&c.good, &d);
-        d
-    };
-    let pn = |n: usize| format!("part {n} of 6 (stoa-platform-{V}.tar.zst.part{n:03})");
-    let mut out = Vec::new();
+/// Damages the copy `d` of the good set and returns what to pass and the
+/// fragments the error must contain.
+type Make = fn(&PartsCtx, &Path) -> (Vec<PathBuf>, Vec<String>);
 
-    let d = mk("truncated_part");
-    let b = fs::read(part(&d, V, 3)).unwrap();
-    fs::write(part(&d, V, 3), &b[..b.len() - 1000]).unwrap();
-    out.push(PartsFixture {
+/// One row of the table: a named bad part set, its `--json` error kind, and
+/// how it is made from a copy of the good set.
+struct Case {
+    name: &'static str,
+    kind: &'static str,
+    make: Make,
+}
+
+/// `part <n> of 6 (<file name>)`, as the programs name a part.
+fn pn(n: usize) -> String {
+    format!("part {n} of 6 (stoa-platform-{V}.tar.zst.part{n:03})")
+}
+
+/// The table, in the order the fixtures are made.
+const CASES: &[Case] = &[
+    Case {
         name: "truncated_part",
-        args: vec![d],
-        expect: vec![pn(3), "(truncated)".into(), "repairable".into()],
         kind: "part",
-    });
-
-    let d = mk("zero_length_part");
-    fs::write(part(&d, V, 2), b"").unwrap();
-    out.push(PartsFixture {
+        make: |_, d| {
+            let b = fs::read(part(d, V, 3)).unwrap();
+            fs::write(part(d, V, 3), &b[..b.len() - 1000]).unwrap();
+            let expect = vec![pn(3), "(truncated)".into(), "repairable".into()];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
         name: "zero_length_part",
-        args: vec![d],
-        expect: vec![pn(2), "0 bytes, the signed index says 1048576".into()],
         kind: "part",
-    });
-
-    let d = mk("reordered_parts");
-    let (a, b) = (
-        fs::read(part(&d, V, 2)).unwrap(),
-        fs::read(part(&d, V, 3)).unwrap(),
-    );
-    fs::write(part(&d, V, 2), &b).unwrap();
-    fs::write(part(&d, V, 3), &a).unwrap();
-    out.push(PartsFixture {
+        make: |_, d| {
+            fs::write(part(d, V, 2), b"").unwrap();
+            let expect = vec![pn(2), "0 bytes, the signed index says 1048576".into()];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
         name: "reordered_parts",
-        args: vec![d],
-        expect: vec![
-            "2 parts bad".into(),
-            format!(
-                "{}: sha256 mismatch (it holds part 3: renamed or reordered)",
-                pn(2)
-            ),
-            format!("{}: sha256 mismatch (it holds part 2", pn(3)),
-            "parity can rebuild up to 1: not repairable".into(),
-        ],
         kind: "part",
-    });
-
-    let d = mk("renamed_part");
-    fs::rename(part(&d, V, 4), d.join("disc4.bin")).unwrap();
-    out.push(PartsFixture {
+        make: reordered,
+    },
+    Case {
         name: "renamed_part",
-        args: vec![d],
-        expect: vec![format!("{}: missing", pn(4))],
         kind: "part",
-    });
-
-    let d = mk("damaged_part");
-    flip(&part(&d, V, 3), 4242);
-    out.push(PartsFixture {
+        make: |_, d| {
+            fs::rename(part(d, V, 4), d.join("disc4.bin")).unwrap();
+            (vec![d.into()], vec![format!("{}: missing", pn(4))])
+        },
+    },
+    Case {
         name: "damaged_part",
-        args: vec![d],
-        expect: vec![format!("{}: sha256 mismatch", pn(3)), "repairable".into()],
         kind: "part",
-    });
-
-    let d = mk("duplicated_part");
-    fs::create_dir_all(d.join("copy")).unwrap();
-    fs::copy(part(&d, V, 5), part(&d.join("copy"), V, 5)).unwrap();
-    let mut args: Vec<PathBuf> = (1..=6).map(|n| part(&d, V, n)).collect();
-    args.push(part(&d.join("copy"), V, 5));
-    out.push(PartsFixture {
+        make: |_, d| {
+            flip(&part(d, V, 3), 4242);
+            let expect = vec![format!("{}: sha256 mismatch", pn(3)), "repairable".into()];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
         name: "duplicated_part",
-        args,
-        expect: vec!["part 5 given twice".into()],
         kind: "part-twice",
-    });
+        make: |_, d| {
+            fs::create_dir_all(d.join("copy")).unwrap();
+            fs::copy(part(d, V, 5), part(&d.join("copy"), V, 5)).unwrap();
+            let mut args: Vec<PathBuf> = (1..=6).map(|n| part(d, V, n)).collect();
+            args.push(part(&d.join("copy"), V, 5));
+            (args, vec!["part 5 given twice".into()])
+        },
+    },
+    Case {
+        name: "foreign_part",
+        kind: "part-foreign",
+        make: foreign,
+    },
+    Case {
+        name: "foreign_part_same_name",
+        kind: "part",
+        make: |c, d| {
+            fs::copy(part(&c.good_210, "2.1.0", 2), part(d, V, 2)).unwrap();
+            fs::copy(index(&c.good_210, "2.1.0"), index(d, "2.1.0")).unwrap();
+            let expect = vec![format!(
+                "{}: sha256 mismatch (it belongs to stoa-platform 2.1.0 (part 2))",
+                pn(2)
+            )];
+            (vec![index(d, V)], expect)
+        },
+    },
+    Case {
+        name: "unlisted_extra_part",
+        kind: "part-unlisted",
+        make: |_, d| {
+            fs::copy(part(d, V, 6), part(d, V, 7)).unwrap();
+            let expect = vec![format!(
+                "{} is an extra file, not listed in the signed parts index",
+                part(d, V, 7).display()
+            )];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
+        name: "unknown_key_index",
+        kind: "parts-index-signature",
+        make: |c, d| {
+            resign_index(d, V, &c.stranger, |_| {});
+            let expect = vec![
+                "check parts index".into(),
+                "no signature by a trusted key".into(),
+            ];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
+        name: "part_size_overflow",
+        kind: "parts-index",
+        make: part_size_overflow,
+    },
+    Case {
+        name: "parts_do_not_add_up",
+        kind: "parts-index",
+        make: |c, d| {
+            resign_index(d, V, &c.signer, |i| i.bundle.size += 1);
+            let expect = vec![
+                "the parts add up to".into(),
+                "the index says the bundle is".into(),
+            ];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
+        name: "parity_damaged_as_well",
+        kind: "part",
+        make: |_, d| {
+            flip(&part(d, V, 2), 10);
+            flip(&parity(d, V, 1), 10);
+            let expect = vec![
+                "2 parts bad".into(),
+                format!("{}: sha256 mismatch", pn(2)),
+                "parity part 1 of 1".into(),
+                "not repairable".into(),
+            ];
+            (vec![d.into()], expect)
+        },
+    },
+    Case {
+        name: "two_lost_one_parity",
+        kind: "part",
+        make: |_, d| {
+            fs::remove_file(part(d, V, 1)).unwrap();
+            fs::remove_file(part(d, V, 6)).unwrap();
+            let expect = vec![
+                format!("{}: missing", pn(1)),
+                format!("{}: missing", pn(6)),
+                "not repairable".into(),
+            ];
+            (vec![d.into()], expect)
+        },
+    },
+];
 
-    let d = mk("foreign_part");
-    copy_dir(&c.good_210, &d);
+/// Parts 2 and 3 swapped.
+fn reordered(_: &PartsCtx, d: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    let (a, b) = (
+        fs::read(part(d, V, 2)).unwrap(),
+        fs::read(part(d, V, 3)).unwrap(),
+    );
+    fs::write(part(d, V, 2), &b).unwrap();
+    fs::write(part(d, V, 3), &a).unwrap();
+    let expect = vec![
+        "2 parts bad".into(),
+        format!(
+            "{}: sha256 mismatch (it holds part 3: renamed or reordered)",
+            pn(2)
+        ),
+        format!("{}: sha256 mismatch (it holds part 2", pn(3)),
+        "parity can rebuild up to 1: not repairable".into(),
+    ];
+    (vec![d.into()], expect)
+}
+
+/// Part 2 of the 2.1.0 set given among the 2.3.0 parts.
+fn foreign(c: &PartsCtx, d: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    copy_dir(&c.good_210, d);
     let args: Vec<PathBuf> = (1..=6)
         .map(|n| {
             if n == 2 {
-                part(&d, "2.1.0", 2)
+                part(d, "2.1.0", 2)
             } else {
-                part(&d, V, n)
+                part(d, V, n)
             }
         })
         .collect();
-    out.push(PartsFixture {
-        name: "foreign_part",
-        args,
-        expect: vec![
-            "stoa-platform-2.1.0.tar.zst.part002 belongs to stoa-platform 2.1.0, not to stoa-platform 2.3.0".into(),
-        ],
-        kind: "part-foreign",
-    });
+    let expect = vec![
+        "stoa-platform-2.1.0.tar.zst.part002 belongs to stoa-platform 2.1.0, not to stoa-platform 2.3.0".into(),
+    ];
+    (args, expect)
+}
 
-    let d = mk("foreign_part_same_name");
-    fs::copy(part(&c.good_210, "2.1.0", 2), part(&d, V, 2)).unwrap();
-    fs::copy(index(&c.good_210, "2.1.0"), index(&d, "2.1.0")).unwrap();
-    out.push(PartsFixture {
-        name: "foreign_part_same_name",
-        args: vec![index(&d, V)],
-        expect: vec![format!(
-            "{}: sha256 mismatch (it belongs to stoa-platform 2.1.0 (part 2))",
-            pn(2)
-        )],
-        kind: "part",
-    });
-
-    let d = mk("unlisted_extra_part");
-    fs::copy(part(&d, V, 6), part(&d, V, 7)).unwrap();
-    out.push(PartsFixture {
-        name: "unlisted_extra_part",
-        args: vec![d.clone()],
-        expect: vec![format!(
-            "{} is an extra file, not listed in the signed parts index",
-            part(&d, V, 7).display()
-        )],
-        kind: "part-unlisted",
-    });
-
-    let d = mk("unknown_key_index");
-    resign_index(&d, V, &c.stranger, |_| {});
-    out.push(PartsFixture {
-        name: "unknown_key_index",
-        args: vec![d],
-        expect: vec![
-            "check parts index".into(),
-            "no signature by a trusted key".into(),
-        ],
-        kind: "parts-index-signature",
-    });
-
-    // issue 17 item 7: an index signed by an untrusted key claiming
-    // part_size 2^64-1 (one part, so the part sizes agree): its parity size
-    // overflowed (a panic, exit 101, in debug builds; a wrap in release)
-    // while it was read, before any signature was checked
-    let d = mk("part_size_overflow");
-    resign_index(&d, V, &c.stranger, |i| {
+/// Issue 17 item 7: an index signed by an untrusted key claiming part_size
+/// 2^64-1 (one part, so the part sizes agree): its parity size overflowed (a
+/// panic, exit 101, in debug builds; a wrap in release) while it was read,
+/// before any signature was checked.
+fn part_size_overflow(c: &PartsCtx, d: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    resign_index(d, V, &c.stranger, |i| {
         i.part_size = u64::MAX;
         i.parts.truncate(1);
         i.bundle.size = i.parts[0].size;
     });
     for n in 2..=6 {
-        fs::remove_file(part(&d, V, n)).unwrap();
+        fs::remove_file(part(d, V, n)).unwrap();
     }
-    out.push(PartsFixture {
-        name: "part_size_overflow",
-        args: vec![d],
-        expect: vec![
-            "read parts index".into(),
-            format!("part_size {} is over the largest part size", u64::MAX),
-        ],
-        kind: "parts-index",
-    });
+    let expect = vec![
+        "read parts index".into(),
+        format!("part_size {} is over the largest part size", u64::MAX),
+    ];
+    (vec![d.into()], expect)
+}
 
-    let d = mk("parts_do_not_add_up");
-    resign_index(&d, V, &c.signer, |i| i.bundle.size += 1);
-    out.push(PartsFixture {
-        name: "parts_do_not_add_up",
-        args: vec![d],
-        expect: vec![
-            "the parts add up to".into(),
-            "the index says the bundle is".into(),
-        ],
-        kind: "parts-index",
-    });
-
-    let d = mk("parity_damaged_as_well");
-    flip(&part(&d, V, 2), 10);
-    flip(&parity(&d, V, 1), 10);
-    out.push(PartsFixture {
-        name: "parity_damaged_as_well",
-        args: vec![d],
-        expect: vec![
-            "2 parts bad".into(),
-            format!("{}: sha256 mismatch", pn(2)),
-            "parity part 1 of 1".into(),
-            "not repairable".into(),
-        ],
-        kind: "part",
-    });
-
-    let d = mk("two_lost_one_parity");
-    fs::remove_file(part(&d, V, 1)).unwrap();
-    fs::remove_file(part(&d, V, 6)).unwrap();
-    out.push(PartsFixture {
-        name: "two_lost_one_parity",
-        args: vec![d],
-        expect: vec![
-            format!("{}: missing", pn(1)),
-            format!("{}: missing", pn(6)),
-            "not repairable".into(),
-        ],
-        kind: "part",
-    });
-    out
+/// Every named bad part set, each made in `<root>/<name>` from a copy of
+/// the good set.
+pub fn all(c: &PartsCtx) -> Vec<PartsFixture> {
+    CASES
+        .iter()
+        .map(|case| {
+            let d = c.root.join(case.name);
+            copy_dir(&c.good, &d);
+            let (args, expect) = (case.make)(c, &d);
+            PartsFixture {
+                name: case.name,
+                args,
+                expect,
+                kind: case.kind,
+            }
+        })
+        .collect()
 }

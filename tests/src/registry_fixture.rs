@@ -1,6 +1,6 @@
 //! Helpers for the registry tests: push fixture layouts into a test
-//! registry with skopeo, read a registry's own digests back, write release
-//! manifests, build, and look inside bundles.
+//! registry with skopeo, read a registry's own digests back, start a release
+//! manifest ([`release`]), build, and look inside bundles.
 
 use std::fs;
 use std::io::Read;
@@ -9,7 +9,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{bundler, ok, run, Registry};
+use crate::harness::{self, bundler, ok, run, Registry};
+use crate::release::Release;
 
 /// Pushes `oci:<layout>:<reference>` to `<registry>/<repo_tag>` with
 /// skopeo, keeping digests (all platforms of an index).
@@ -46,20 +47,13 @@ pub fn registry_digest(reg: &Registry, repo_tag: &str) -> String {
 
 /// A signing key in `dir` (`<dir>/release.key`).
 pub fn keygen(dir: &Path) -> PathBuf {
-    let prefix = dir.join("release");
-    ok(bundler().arg("keygen").arg("--out").arg(&prefix));
-    dir.join("release.key")
+    harness::keygen(&dir.join("release"))
 }
 
-/// Writes a release manifest with `body` after the `[release]` table.
-pub fn write_release(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("release.toml");
-    fs::write(
-        &p,
-        format!("[release]\nname = \"stoa-platform\"\nversion = \"2.3.0\"\n\n{body}"),
-    )
-    .expect("write release");
-    p
+/// The registry tests' release, `stoa-platform` 2.3.0, with no tables yet:
+/// add images or charts, then `.write(dir)` (`<dir>/release.toml`).
+pub fn release() -> Release {
+    Release::stoa("2.3.0")
 }
 
 /// `stoa-bundler build <manifest> --key <key> --out <out> --cache <cache>

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::oci_fixture::{sample_images, write_layout};
+use crate::release::Release;
 
 /// Writes the release for `version` under `dir` and returns the manifest path.
 pub fn write_release(dir: &Path, version: &str) -> PathBuf {
@@ -53,44 +54,16 @@ pub fn write_release(dir: &Path, version: &str) -> PathBuf {
         format!("#!/bin/sh\necho stoactl {version}\n"),
     )
     .unwrap();
-    let toml = format!(
-        r#"[release]
-name = "stoa-platform"
-version = "{version}"
-
-[[images]]
-name = "registry.gostoa.dev/stoa/api:{version}"
-source = "oci:images:api-{version}"
-
-[[images]]
-name = "registry.gostoa.dev/stoa/gateway:{version}"
-source = "oci:images:gateway-{version}"
-
-[[images]]
-name = "registry.gostoa.dev/stoa/portal:{version}"
-source = "oci:images:portal-{version}"
-
-[[charts]]
-path = "charts/stoa-api"
-release = "stoa-api"
-namespace = "stoa-system"
-
-[[charts]]
-path = "charts/stoa-gateway"
-release = "stoa-gateway"
-namespace = "stoa-system"
-
-[[migrations]]
-database = "stoa"
-dir = "migrations"
-
-[[files]]
-source = "tools/stoactl"
-dest = "bin/stoactl"
-mode = "0755"
-"#
-    );
-    let p = dir.join("release.toml");
-    fs::write(&p, toml).unwrap();
-    p
+    let mut r = Release::stoa(version);
+    for image in ["api", "gateway", "portal"] {
+        r = r.image(
+            &format!("registry.gostoa.dev/stoa/{image}:{version}"),
+            Some(&format!("oci:images:{image}-{version}")),
+        );
+    }
+    r.chart("charts/stoa-api", "stoa-api", "stoa-system")
+        .chart("charts/stoa-gateway", "stoa-gateway", "stoa-system")
+        .migration("stoa", "migrations")
+        .file("tools/stoactl", "bin/stoactl", Some("0755"))
+        .write(dir)
 }

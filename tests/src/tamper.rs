@@ -194,6 +194,18 @@ impl Base {
         compress(&write_tar(entries))
     }
 
+    /// The base's entries changed by `edit`, packed again (not re-signed).
+    fn edited(&self, edit: impl FnOnce(&mut Vec<RawEntry>)) -> Vec<u8> {
+        let mut e = self.entries.clone();
+        edit(&mut e);
+        Self::pack(&e)
+    }
+
+    /// The manifest changed by `edit` and re-signed with the base key, packed.
+    fn resigned_bundle(&self, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        Self::pack(&self.resigned(edit))
+    }
+
     /// Replaces the manifest and re-signs it with the base key.
     fn resigned(&self, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<RawEntry> {
         let mut entries = self.entries.clone();
@@ -266,38 +278,530 @@ pub struct Fixture {
     pub expect: &'static [&'static str],
 }
 
+/// Makes a case's bytes from the base bundle and `other` (a validly signed
+/// bundle of another version made with the same key).
+type Make = fn(&Base, &Base) -> Vec<u8>;
+
+/// One row of the table: a named negative fixture, the rule it breaks, the
+/// trust it is checked against, the checks that may refuse it, and how it
+/// is made.
+pub struct Case {
+    pub name: &'static str,
+    pub rule: &'static str,
+    pub trust: Trust,
+    /// any of these kinds (`FormatError::kind`) is a correct refusal
+    pub expect: &'static [&'static str],
+    make: Make,
+}
+
+/// A case checked against the key that signed the base bundle.
+const fn signer(
+    name: &'static str,
+    rule: &'static str,
+    expect: &'static [&'static str],
+    make: Make,
+) -> Case {
+    trusting(name, rule, Trust::Signer, expect, make)
+}
+
+const fn trusting(
+    name: &'static str,
+    rule: &'static str,
+    trust: Trust,
+    expect: &'static [&'static str],
+    make: Make,
+) -> Case {
+    Case {
+        name,
+        rule,
+        trust,
+        expect,
+        make,
+    }
+}
+
+/// A byte flipped somewhere in the compressed stream: any of these checks
+/// may be the first to see it.
+const ANY_DAMAGE: &[&str] = &[
+    "decompress",
+    "digest",
+    "bad-signature",
+    "corrupt-header",
+    "manifest-parse",
+    "truncated",
+    "read",
+    "size",
+    "trailing-data",
+    "unlisted",
+    "missing",
+    "wrong-format",
+    "unsafe-path",
+    "signature-entry",
+    "manifest-not-first",
+    "zstd-frame",
+    "header-field",
+];
+
+/// The manifest's name fields checked by parse or validation.
+const BAD_NAME: &[&str] = &["manifest-parse", "manifest-invalid"];
+
+/// Rules 1-3: flipped bytes, an edited manifest, truncation, empty, random.
+const DAMAGE: &[Case] = &[
+    signer(
+        "flipped-byte-in-blob",
+        "1 flipped byte",
+        &["digest"],
+        |b, _| {
+            let i = blob_i(b);
+            b.edited(|e| e[i].data[3] ^= 0x01)
+        },
+    ),
+    signer(
+        "flipped-byte-in-manifest",
+        "1 flipped byte",
+        &["bad-signature"],
+        |b, _| b.edited(|e| flip_manifest_digest(e)),
+    ),
+    signer(
+        "flipped-byte-in-signature",
+        "1 flipped byte",
+        &["bad-signature"],
+        |b, _| b.edited(|e| e[1].data[10] ^= 0x01),
+    ),
+    signer(
+        "flipped-byte-in-zstd-head",
+        "1 flipped byte",
+        ANY_DAMAGE,
+        |b, _| flip(b.bundle.clone(), 40),
+    ),
+    signer(
+        "flipped-byte-in-zstd-middle",
+        "1 flipped byte",
+        ANY_DAMAGE,
+        |b, _| flip(b.bundle.clone(), b.bundle.len() / 2),
+    ),
+    signer(
+        "flipped-byte-in-zstd-tail",
+        "1 flipped byte",
+        ANY_DAMAGE,
+        |b, _| flip(b.bundle.clone(), b.bundle.len() - 3),
+    ),
+    signer(
+        "edited-manifest-not-resigned",
+        "2 edited manifest",
+        &["bad-signature"],
+        |b, _| b.edited(|e| edit_version_unsigned(e)),
+    ),
+    signer(
+        "truncated-at-10-bytes",
+        "3 truncation",
+        &["truncated", "decompress"],
+        |b, _| b.bundle[..10].to_vec(),
+    ),
+    signer(
+        "truncated-in-head",
+        "3 truncation",
+        &["truncated", "decompress"],
+        |b, _| b.bundle[..300.min(b.bundle.len() / 4)].to_vec(),
+    ),
+    signer(
+        "truncated-at-half",
+        "3 truncation",
+        &["truncated", "decompress"],
+        |b, _| b.bundle[..b.bundle.len() / 2].to_vec(),
+    ),
+    signer(
+        "truncated-last-byte",
+        "3 truncation",
+        &["truncated", "decompress"],
+        |b, _| b.bundle[..b.bundle.len() - 1].to_vec(),
+    ),
+    signer("empty-file", "3 empty file", &["empty"], |_, _| Vec::new()),
+    signer(
+        "random-zstd-content",
+        "3 random file",
+        &["corrupt-header", "truncated"],
+        |_, _| compress(&random()),
+    ),
+    signer(
+        "random-file",
+        "3 random file",
+        &["decompress", "zstd-frame"],
+        |_, _| random(),
+    ),
+];
+
+/// Rules 4, 5, 7 and issue 17: keys, policy, time, a swapped blob.
+const TRUST_AND_TIME: &[Case] = &[
+    trusting(
+        "unknown-key",
+        "4 unknown key",
+        Trust::Stranger,
+        &["untrusted"],
+        |b, _| b.bundle.clone(),
+    ),
+    trusting(
+        "same-key-twice-for-threshold-2",
+        "4 same key counted twice",
+        Trust::SignerTwiceThreshold2,
+        &["threshold"],
+        |b, _| b.bundle.clone(),
+    ),
+    signer(
+        "duplicate-signature-entry",
+        "4 same key counted twice",
+        &["duplicate"],
+        |b, _| b.edited(|e| e.insert(2, e[1].clone())),
+    ),
+    signer("expired", "5 expired bundle", &["expired"], |b, _| {
+        b.resigned_bundle(|m| {
+            m["release"]["created"] = "2000-01-01T00:00:00Z".into();
+            m["release"]["expires"] = "2001-01-01T00:00:00Z".into();
+        })
+    }),
+    // created in 2100: its created time would lock the site's clock floor
+    // for 75 years
+    signer(
+        "created-in-future",
+        "issue 17 bundle created in the future",
+        &["created-in-future"],
+        |b, _| b.resigned_bundle(|m| m["release"]["created"] = "2100-01-01T00:00:00Z".into()),
+    ),
+    signer(
+        "created-after-expires",
+        "issue 17 bundle created after its own expiry",
+        &["created-after-expires"],
+        |b, _| {
+            b.resigned_bundle(|m| {
+                m["release"]["created"] = "2026-06-01T00:00:00Z".into();
+                m["release"]["expires"] = "2026-05-01T00:00:00Z".into();
+            })
+        },
+    ),
+    signer(
+        "blob-from-other-signed-bundle",
+        "7 swapped blob",
+        &["digest", "size"],
+        blob_from_other,
+    ),
+];
+/// Rules 9 and 10: names, entry types, order, sizes and what trails the end.
+const ENTRIES: &[Case] = &[
+    signer(
+        "extra-unlisted-entry",
+        "9 unlisted entry",
+        &["unlisted"],
+        |b, _| b.edited(|e| e.push(RawEntry::file("extra/unlisted.txt", b"surprise"))),
+    ),
+    signer("missing-entry", "9 missing entry", &["missing"], |b, _| {
+        let i = chart_i(b);
+        b.edited(|e| {
+            e.remove(i);
+        })
+    }),
+    signer(
+        "duplicate-entry",
+        "9 duplicate name",
+        &["duplicate"],
+        |b, _| {
+            let i = chart_i(b);
+            b.edited(|e| e.insert(i + 1, e[i].clone()))
+        },
+    ),
+    signer("dotdot-name", "9 .. in a name", &["unsafe-path"], |b, _| {
+        b.edited(|e| e.push(RawEntry::file("../escaped.txt", b"owned")))
+    }),
+    signer(
+        "dotdot-name-signed",
+        "9 .. in a name",
+        &["unsafe-path"],
+        |b, _| b.listed_and_signed(RawEntry::file("files/../../escaped.txt", b"owned")),
+    ),
+    signer(
+        "absolute-name",
+        "9 absolute path",
+        &["unsafe-path"],
+        |b, _| b.edited(|e| e.push(RawEntry::file("/tmp/stoa-absolute.txt", b"owned"))),
+    ),
+    signer("symlink-entry", "9 symlink", &["non-regular"], |b, _| {
+        b.edited(|e| e.insert(2, special(b'2', "files/link", "/etc/passwd")))
+    }),
+    signer("hardlink-entry", "9 hardlink", &["non-regular"], |b, _| {
+        b.edited(|e| e.insert(2, special(b'1', "files/hard", "manifest.json")))
+    }),
+    signer("device-entry", "9 device", &["non-regular"], |b, _| {
+        b.edited(|e| e.insert(2, special(b'3', "files/dev", "")))
+    }),
+    signer(
+        "very-long-name",
+        "9 very long name",
+        &["unsafe-path"],
+        |b, _| {
+            let name = format!("files/{}", "n".repeat(300));
+            b.edited(|e| e.push(RawEntry::file(&name, b"long")))
+        },
+    ),
+    signer(
+        "manifest-not-first",
+        "9 manifest first",
+        &["manifest-not-first"],
+        |b, _| b.edited(|e| e.swap(0, 2)),
+    ),
+    // declared size N, more data: stopped before reading
+    signer("size-lie-bigger-entry", "10 size lie", &["size"], |b, _| {
+        let i = blob_i(b);
+        b.edited(|e| e[i].data.extend(std::iter::repeat_n(0u8, 1 << 20)))
+    }),
+    // a zstd frame asking for a 1 GiB window: refused before allocating it
+    signer(
+        "huge-zstd-window",
+        "10 size lie",
+        &["decompress"],
+        |b, _| {
+            let mut raw = b.bundle.clone();
+            raw.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xA0, 0x01, 0x00, 0x00]);
+            raw
+        },
+    ),
+    signer(
+        "trailing-data",
+        "1 flipped byte",
+        &["trailing-data", "corrupt-header"],
+        |b, _| {
+            let mut tar_bytes = decompress(&b.bundle);
+            tar_bytes.extend_from_slice(b"trailing garbage after the end marker");
+            compress(&tar_bytes)
+        },
+    ),
+];
+
+/// Issue 7: psql meta-commands and transaction control in signed migrations
+/// (the entries by their number, whatever the release names them).
+const MIGRATIONS: &[Case] = &[
+    signer(
+        "migration-psql-shell",
+        "issue 7: migration SQL",
+        &["migration-sql"],
+        |b, _| {
+            let sql = "CREATE TABLE apis (id int);\n\\! touch /tmp/stoa-pwned\n";
+            b.content_signed(&migration(b, "0002", false), sql.as_bytes())
+        },
+    ),
+    signer(
+        "migration-psql-meta-mid-line",
+        "issue 7: migration SQL",
+        &["migration-sql"],
+        |b, _| {
+            let sql = "CREATE TABLE apis (id int); SELECT 'x' \\o /tmp/stoa-pwned\n";
+            b.content_signed(&migration(b, "0002", false), sql.as_bytes())
+        },
+    ),
+    signer(
+        "migration-down-psql-copy",
+        "issue 7: migration SQL",
+        &["migration-sql"],
+        |b, _| {
+            let sql = "DROP TABLE tenants;\n\\copy (SELECT 1) TO '/tmp/stoa-pwned'\n";
+            b.content_signed(&migration(b, "0001", true), sql.as_bytes())
+        },
+    ),
+    signer(
+        "migration-commit",
+        "issue 7: migration SQL",
+        &["migration-sql"],
+        |b, _| {
+            let sql = "CREATE TABLE apis (id int);\nCOMMIT;\nCREATE TABLE more (id int);\n";
+            b.content_signed(&migration(b, "0002", false), sql.as_bytes())
+        },
+    ),
+];
+
+/// Issue 7: names that end up in registry URLs, paths, Helm and history rows.
+const NAMES: &[Case] = &[
+    signer("image-name-dotdot", "issue 7: names", BAD_NAME, |b, _| {
+        b.resigned_bundle(|m| m["images"][0]["name"] = "registry.gostoa.dev/../victim/app:1".into())
+    }),
+    signer(
+        "image-name-query-fragment",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| {
+            b.resigned_bundle(|m| {
+                m["images"][0]["name"] = "registry.gostoa.dev/stoa/api:1?x=y#frag".into();
+            })
+        },
+    ),
+    signer(
+        "image-name-uppercase",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| {
+            b.resigned_bundle(|m| m["images"][0]["name"] = "registry.gostoa.dev/Stoa/API:1".into())
+        },
+    ),
+    signer(
+        "chart-version-dotdot",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| b.resigned_bundle(|m| m["charts"][0]["version"] = "1.0.0/../../../etc".into()),
+    ),
+    signer(
+        "chart-release-invalid",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| b.resigned_bundle(|m| m["charts"][0]["release"] = "Stoa_API".into()),
+    ),
+    signer(
+        "chart-namespace-invalid",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| b.resigned_bundle(|m| m["charts"][0]["namespace"] = "kube-system/../x".into()),
+    ),
+    signer(
+        "migration-name-newline",
+        "issue 7: names",
+        BAD_NAME,
+        |b, _| {
+            b.resigned_bundle(|m| m["migrations"][0]["steps"][0]["name"] = "init\n0002|apis".into())
+        },
+    ),
+];
+
+/// Issue 7: unsigned bytes riding along in zstd skippable frames, and unsigned
+/// tar header fields a courier can edit; a format version from the future.
+const FRAMES_AND_HEADERS: &[Case] = &[
+    signer(
+        "skippable-frame-before",
+        "issue 7: skippable zstd frames",
+        &["zstd-frame"],
+        |b, _| [&SKIPPABLE[..], &b.bundle].concat(),
+    ),
+    signer(
+        "skippable-frame-between",
+        "issue 7: skippable zstd frames",
+        &["zstd-frame"],
+        |b, _| {
+            let tar_bytes = decompress(&b.bundle);
+            let (head, tail) = tar_bytes.split_at(2048);
+            [compress(head), SKIPPABLE.to_vec(), compress(tail)].concat()
+        },
+    ),
+    signer(
+        "skippable-frame-after",
+        "issue 7: skippable zstd frames",
+        &["zstd-frame"],
+        |b, _| [&b.bundle, &SKIPPABLE[..]].concat(),
+    ),
+    signer(
+        "setuid-mode-header",
+        "issue 7: tar header fields",
+        &["header-field"],
+        |b, _| {
+            let i = file_i(b);
+            b.edited(|e| e[i].mode = Some(0o4755))
+        },
+    ),
+    signer(
+        "uid-gid-header",
+        "issue 7: tar header fields",
+        &["header-field"],
+        |b, _| {
+            let i = file_i(b);
+            b.edited(|e| e[i].uid = Some(1000))
+        },
+    ),
+    signer(
+        "pax-gnu-sparse",
+        "issue 7: tar header fields",
+        &["corrupt-header"],
+        |b, _| {
+            let i = file_i(b);
+            b.edited(|e| {
+                e[i].pax = vec![
+                    ("GNU.sparse.major".into(), "1".into()),
+                    ("GNU.sparse.minor".into(), "0".into()),
+                ];
+            })
+        },
+    ),
+    // 2 is a delta: one past the newest
+    signer(
+        "newer-format-version",
+        "format versioning",
+        &["format-version"],
+        |b, _| {
+            b.resigned_bundle(|m| {
+                m["format_version"] = (stoa_format::DELTA_FORMAT_VERSION + 1).into();
+                m["delta_base"] = "sha256:0".into();
+            })
+        },
+    ),
+];
+
+/// The table, in the order the fixtures are written.
+pub const CASES: &[&[Case]] = &[
+    DAMAGE,
+    TRUST_AND_TIME,
+    ENTRIES,
+    MIGRATIONS,
+    NAMES,
+    FRAMES_AND_HEADERS,
+];
+
+/// Every named fixture, built from `base` (and `other`, a validly signed
+/// bundle of another version made with the same key).
+pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
+    CASES
+        .iter()
+        .flat_map(|group| group.iter())
+        .map(|c| Fixture {
+            name: c.name,
+            rule: c.rule,
+            bytes: (c.make)(base, other),
+            trust: c.trust.clone(),
+            expect: c.expect,
+        })
+        .collect()
+}
+
+/// A zstd skippable frame carrying 4 unsigned bytes.
+const SKIPPABLE: [u8; 12] = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, b'e', b'v', b'i', b'l'];
+
 fn flip(mut v: Vec<u8>, at: usize) -> Vec<u8> {
     v[at] ^= 0x01;
     v
 }
 
-/// Every named fixture, built from `base` (and `other`, a validly signed
-/// bundle of another version made with the same key).
-pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
-    let mut v = Vec::new();
-    let mut add = |name, rule, bytes, trust, expect| {
-        v.push(Fixture {
-            name,
-            rule,
-            bytes,
-            trust,
-            expect,
-        })
-    };
-    let blob_i = base.index(|n| n.starts_with("oci/blobs/"));
-    let chart_i = base.index(|n| n.starts_with("charts/"));
+fn blob_i(b: &Base) -> usize {
+    b.index(|n| n.starts_with("oci/blobs/"))
+}
 
-    // 1. a flipped byte anywhere
-    let mut e = base.entries.clone();
-    e[blob_i].data = flip(e[blob_i].data.clone(), 3);
-    add(
-        "flipped-byte-in-blob",
-        "1 flipped byte",
-        Base::pack(&e),
-        Trust::Signer,
-        &["digest"][..],
-    );
-    let mut e = base.entries.clone();
+fn chart_i(b: &Base) -> usize {
+    b.index(|n| n.starts_with("charts/"))
+}
+
+fn file_i(b: &Base) -> usize {
+    b.index(|n| n.starts_with("files/"))
+}
+
+/// A link or device entry named `name` (typeflag `kind`, link target `link`).
+fn special(kind: u8, name: &str, link: &str) -> RawEntry {
+    RawEntry {
+        kind,
+        link: link.into(),
+        ..RawEntry::file(name, b"")
+    }
+}
+
+/// 64 KiB of seeded noise.
+fn random() -> Vec<u8> {
+    let mut random = vec![0u8; 64 << 10];
+    crate::oci_fixture::pseudo_random(42, &mut random);
+    random
+}
+
+/// One digit of the manifest's first `"sha256"` value changed, not re-signed.
+fn flip_manifest_digest(e: &mut [RawEntry]) {
     let pos = e[0]
         .data
         .windows(8)
@@ -305,56 +809,10 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
         .unwrap()
         + 12;
     e[0].data[pos] = if e[0].data[pos] == b'0' { b'1' } else { b'0' };
-    add(
-        "flipped-byte-in-manifest",
-        "1 flipped byte",
-        Base::pack(&e),
-        Trust::Signer,
-        &["bad-signature"][..],
-    );
-    let mut e = base.entries.clone();
-    e[1].data = flip(e[1].data.clone(), 10);
-    add(
-        "flipped-byte-in-signature",
-        "1 flipped byte",
-        Base::pack(&e),
-        Trust::Signer,
-        &["bad-signature"][..],
-    );
-    for (name, at) in [
-        ("flipped-byte-in-zstd-head", 40usize),
-        ("flipped-byte-in-zstd-middle", base.bundle.len() / 2),
-        ("flipped-byte-in-zstd-tail", base.bundle.len() - 3),
-    ] {
-        add(
-            name,
-            "1 flipped byte",
-            flip(base.bundle.clone(), at),
-            Trust::Signer,
-            &[
-                "decompress",
-                "digest",
-                "bad-signature",
-                "corrupt-header",
-                "manifest-parse",
-                "truncated",
-                "read",
-                "size",
-                "trailing-data",
-                "unlisted",
-                "missing",
-                "wrong-format",
-                "unsafe-path",
-                "signature-entry",
-                "manifest-not-first",
-                "zstd-frame",
-                "header-field",
-            ][..],
-        );
-    }
+}
 
-    // 2. edited manifest, not re-signed
-    let mut e = base.entries.clone();
+/// The manifest's release version edited in its text to 9.9.9, not re-signed.
+fn edit_version_unsigned(e: &mut [RawEntry]) {
     let text = String::from_utf8(e[0].data.clone()).unwrap();
     let ver = serde_json::from_str::<serde_json::Value>(&text).unwrap()["release"]["version"]
         .as_str()
@@ -367,466 +825,34 @@ pub fn all(base: &Base, other: &Base) -> Vec<Fixture> {
             1,
         )
         .into_bytes();
-    add(
-        "edited-manifest-not-resigned",
-        "2 edited manifest",
-        Base::pack(&e),
-        Trust::Signer,
-        &["bad-signature"][..],
-    );
+}
 
-    // 3. truncation, empty, random
-    for (name, frac) in [
-        ("truncated-at-10-bytes", 0usize),
-        ("truncated-in-head", 1),
-        ("truncated-at-half", 2),
-        ("truncated-last-byte", 3),
-    ] {
-        let len = match frac {
-            0 => 10,
-            1 => 300.min(base.bundle.len() / 4),
-            2 => base.bundle.len() / 2,
-            _ => base.bundle.len() - 1,
-        };
-        add(
-            name,
-            "3 truncation",
-            base.bundle[..len].to_vec(),
-            Trust::Signer,
-            &["truncated", "decompress"][..],
-        );
-    }
-    add(
-        "empty-file",
-        "3 empty file",
-        Vec::new(),
-        Trust::Signer,
-        &["empty"][..],
-    );
-    let mut random = vec![0u8; 64 << 10];
-    crate::oci_fixture::pseudo_random(42, &mut random);
-    add(
-        "random-zstd-content",
-        "3 random file",
-        compress(&random),
-        Trust::Signer,
-        &["corrupt-header", "truncated"][..],
-    );
-    add(
-        "random-file",
-        "3 random file",
-        random,
-        Trust::Signer,
-        &["decompress", "zstd-frame"][..],
-    );
-
-    // 4. keys and policy
-    add(
-        "unknown-key",
-        "4 unknown key",
-        base.bundle.clone(),
-        Trust::Stranger,
-        &["untrusted"][..],
-    );
-    add(
-        "same-key-twice-for-threshold-2",
-        "4 same key counted twice",
-        base.bundle.clone(),
-        Trust::SignerTwiceThreshold2,
-        &["threshold"][..],
-    );
-    let mut e = base.entries.clone();
-    let sig = e[1].clone();
-    e.insert(2, sig);
-    add(
-        "duplicate-signature-entry",
-        "4 same key counted twice",
-        Base::pack(&e),
-        Trust::Signer,
-        &["duplicate"][..],
-    );
-
-    // 5. expired
-    let e = base.resigned(|m| {
-        m["release"]["created"] = "2000-01-01T00:00:00Z".into();
-        m["release"]["expires"] = "2001-01-01T00:00:00Z".into();
-    });
-    add(
-        "expired",
-        "5 expired bundle",
-        Base::pack(&e),
-        Trust::Signer,
-        &["expired"][..],
-    );
-
-    // issue 17: created in 2100 (its created time would lock the site's
-    // clock floor for 75 years), or after its own expiry
-    let e = base.resigned(|m| m["release"]["created"] = "2100-01-01T00:00:00Z".into());
-    add(
-        "created-in-future",
-        "issue 17 bundle created in the future",
-        Base::pack(&e),
-        Trust::Signer,
-        &["created-in-future"][..],
-    );
-    let e = base.resigned(|m| {
-        m["release"]["created"] = "2026-06-01T00:00:00Z".into();
-        m["release"]["expires"] = "2026-05-01T00:00:00Z".into();
-    });
-    add(
-        "created-after-expires",
-        "issue 17 bundle created after its own expiry",
-        Base::pack(&e),
-        Trust::Signer,
-        &["created-after-expires"][..],
-    );
-
-    // 7. a blob swapped in from another validly signed bundle
-    let mut e = base.entries.clone();
+/// The base's chart entry with the content of `other`'s same chart (or its
+/// first chart).
+fn blob_from_other(base: &Base, other: &Base) -> Vec<u8> {
+    let chart_i = chart_i(base);
+    let mine = base.entries[chart_i]
+        .name
+        .replace(&version_of(base), &version_of(other));
     let theirs = other
         .entries
         .iter()
-        .find(|x| {
-            x.name
-                == e[chart_i]
-                    .name
-                    .replace(&version_of(base), &version_of(other))
-        })
-        .cloned();
-    let theirs = theirs.unwrap_or_else(|| {
-        other
-            .entries
-            .iter()
-            .find(|x| x.name.starts_with("charts/"))
-            .cloned()
-            .unwrap()
+        .find(|x| x.name == mine)
+        .or_else(|| other.entries.iter().find(|x| x.name.starts_with("charts/")))
+        .cloned()
+        .unwrap();
+    base.edited(|e| e[chart_i].data = theirs.data)
+}
+
+/// The entry name of migration `number` (its down step when `down`).
+fn migration(b: &Base, number: &str, down: bool) -> String {
+    let i = b.index(|n| {
+        n.starts_with("migrations/")
+            && n.contains(&format!("/{number}_"))
+            && n.ends_with(".sql")
+            && n.ends_with(".down.sql") == down
     });
-    e[chart_i].data = theirs.data;
-    add(
-        "blob-from-other-signed-bundle",
-        "7 swapped blob",
-        Base::pack(&e),
-        Trust::Signer,
-        &["digest", "size"][..],
-    );
-
-    // 9. names and entry types
-    let mut e = base.entries.clone();
-    e.push(RawEntry::file("extra/unlisted.txt", b"surprise"));
-    add(
-        "extra-unlisted-entry",
-        "9 unlisted entry",
-        Base::pack(&e),
-        Trust::Signer,
-        &["unlisted"][..],
-    );
-    let mut e = base.entries.clone();
-    e.remove(chart_i);
-    add(
-        "missing-entry",
-        "9 missing entry",
-        Base::pack(&e),
-        Trust::Signer,
-        &["missing"][..],
-    );
-    let mut e = base.entries.clone();
-    e.insert(chart_i + 1, e[chart_i].clone());
-    add(
-        "duplicate-entry",
-        "9 duplicate name",
-        Base::pack(&e),
-        Trust::Signer,
-        &["duplicate"][..],
-    );
-    let mut e = base.entries.clone();
-    e.push(RawEntry::file("../escaped.txt", b"owned"));
-    add(
-        "dotdot-name",
-        "9 .. in a name",
-        Base::pack(&e),
-        Trust::Signer,
-        &["unsafe-path"][..],
-    );
-    add(
-        "dotdot-name-signed",
-        "9 .. in a name",
-        base.listed_and_signed(RawEntry::file("files/../../escaped.txt", b"owned")),
-        Trust::Signer,
-        &["unsafe-path"][..],
-    );
-    let mut e = base.entries.clone();
-    e.push(RawEntry::file("/tmp/stoa-absolute.txt", b"owned"));
-    add(
-        "absolute-name",
-        "9 absolute path",
-        Base::pack(&e),
-        Trust::Signer,
-        &["unsafe-path"][..],
-    );
-    let mut e = base.entries.clone();
-    e.insert(
-        2,
-        RawEntry {
-            kind: b'2',
-            link: "/etc/passwd".into(),
-            ..RawEntry::file("files/link", b"")
-        },
-    );
-    add(
-        "symlink-entry",
-        "9 symlink",
-        Base::pack(&e),
-        Trust::Signer,
-        &["non-regular"][..],
-    );
-    let mut e = base.entries.clone();
-    e.insert(
-        2,
-        RawEntry {
-            kind: b'1',
-            link: "manifest.json".into(),
-            ..RawEntry::file("files/hard", b"")
-        },
-    );
-    add(
-        "hardlink-entry",
-        "9 hardlink",
-        Base::pack(&e),
-        Trust::Signer,
-        &["non-regular"][..],
-    );
-    let mut e = base.entries.clone();
-    e.insert(
-        2,
-        RawEntry {
-            kind: b'3',
-            ..RawEntry::file("files/dev", b"")
-        },
-    );
-    add(
-        "device-entry",
-        "9 device",
-        Base::pack(&e),
-        Trust::Signer,
-        &["non-regular"][..],
-    );
-    let mut e = base.entries.clone();
-    e.push(RawEntry::file(
-        &format!("files/{}", "n".repeat(300)),
-        b"long",
-    ));
-    add(
-        "very-long-name",
-        "9 very long name",
-        Base::pack(&e),
-        Trust::Signer,
-        &["unsafe-path"][..],
-    );
-    let mut e = base.entries.clone();
-    e.swap(0, 2);
-    add(
-        "manifest-not-first",
-        "9 manifest first",
-        Base::pack(&e),
-        Trust::Signer,
-        &["manifest-not-first"][..],
-    );
-
-    // 10. declared size N, more data: stopped before reading
-    let mut e = base.entries.clone();
-    let mut big = e[blob_i].data.clone();
-    big.extend(std::iter::repeat_n(0u8, 1 << 20));
-    e[blob_i].data = big;
-    add(
-        "size-lie-bigger-entry",
-        "10 size lie",
-        Base::pack(&e),
-        Trust::Signer,
-        &["size"][..],
-    );
-    let mut raw = base.bundle.clone();
-    // a zstd frame asking for a 1 GiB window: refused before allocating it
-    raw.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xA0, 0x01, 0x00, 0x00]);
-    add(
-        "huge-zstd-window",
-        "10 size lie",
-        raw,
-        Trust::Signer,
-        &["decompress"][..],
-    );
-    let mut tar_bytes = decompress(&base.bundle);
-    tar_bytes.extend_from_slice(b"trailing garbage after the end marker");
-    add(
-        "trailing-data",
-        "1 flipped byte",
-        compress(&tar_bytes),
-        Trust::Signer,
-        &["trailing-data", "corrupt-header"][..],
-    );
-
-    // issue 7: psql meta-commands and transaction control in signed migrations
-    // (the entries by their number, whatever the release names them)
-    let migration = |number: &str, down: bool| {
-        let i = base.index(|n| {
-            n.starts_with("migrations/")
-                && n.contains(&format!("/{number}_"))
-                && n.ends_with(".sql")
-                && n.ends_with(".down.sql") == down
-        });
-        base.entries[i].name.clone()
-    };
-    let (up2, down1) = (migration("0002", false), migration("0001", true));
-    for (name, path, sql) in [
-        (
-            "migration-psql-shell",
-            up2.as_str(),
-            "CREATE TABLE apis (id int);\n\\! touch /tmp/stoa-pwned\n",
-        ),
-        (
-            "migration-psql-meta-mid-line",
-            up2.as_str(),
-            "CREATE TABLE apis (id int); SELECT 'x' \\o /tmp/stoa-pwned\n",
-        ),
-        (
-            "migration-down-psql-copy",
-            down1.as_str(),
-            "DROP TABLE tenants;\n\\copy (SELECT 1) TO '/tmp/stoa-pwned'\n",
-        ),
-        (
-            "migration-commit",
-            up2.as_str(),
-            "CREATE TABLE apis (id int);\nCOMMIT;\nCREATE TABLE more (id int);\n",
-        ),
-    ] {
-        add(
-            name,
-            "issue 7: migration SQL",
-            base.content_signed(path, sql.as_bytes()),
-            Trust::Signer,
-            &["migration-sql"][..],
-        );
-    }
-
-    // issue 7: names that end up in registry URLs, paths, Helm and history rows
-    for (name, field, value) in [
-        (
-            "image-name-dotdot",
-            "image",
-            "registry.gostoa.dev/../victim/app:1",
-        ),
-        (
-            "image-name-query-fragment",
-            "image",
-            "registry.gostoa.dev/stoa/api:1?x=y#frag",
-        ),
-        (
-            "image-name-uppercase",
-            "image",
-            "registry.gostoa.dev/Stoa/API:1",
-        ),
-        (
-            "chart-version-dotdot",
-            "chart-version",
-            "1.0.0/../../../etc",
-        ),
-        ("chart-release-invalid", "chart-release", "Stoa_API"),
-        (
-            "chart-namespace-invalid",
-            "chart-namespace",
-            "kube-system/../x",
-        ),
-        (
-            "migration-name-newline",
-            "migration-name",
-            "init\n0002|apis",
-        ),
-    ] {
-        let e = base.resigned(|m| match field {
-            "image" => m["images"][0]["name"] = value.into(),
-            "chart-version" => m["charts"][0]["version"] = value.into(),
-            "chart-release" => m["charts"][0]["release"] = value.into(),
-            "chart-namespace" => m["charts"][0]["namespace"] = value.into(),
-            _ => m["migrations"][0]["steps"][0]["name"] = value.into(),
-        });
-        add(
-            name,
-            "issue 7: names",
-            Base::pack(&e),
-            Trust::Signer,
-            &["manifest-parse", "manifest-invalid"][..],
-        );
-    }
-
-    // issue 7: unsigned bytes riding along in zstd skippable frames
-    let skip = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, b'e', b'v', b'i', b'l'];
-    let tar_bytes = decompress(&base.bundle);
-    let mut before = skip.to_vec();
-    before.extend_from_slice(&base.bundle);
-    let mut between = compress(&tar_bytes[..2048]);
-    between.extend_from_slice(&skip);
-    between.extend(compress(&tar_bytes[2048..]));
-    let mut after = base.bundle.clone();
-    after.extend_from_slice(&skip);
-    for (name, bytes) in [
-        ("skippable-frame-before", before),
-        ("skippable-frame-between", between),
-        ("skippable-frame-after", after),
-    ] {
-        add(
-            name,
-            "issue 7: skippable zstd frames",
-            bytes,
-            Trust::Signer,
-            &["zstd-frame"][..],
-        );
-    }
-
-    // issue 7: unsigned tar header fields a courier can edit
-    let file_i = base.index(|n| n.starts_with("files/"));
-    let mut e = base.entries.clone();
-    e[file_i].mode = Some(0o4755);
-    add(
-        "setuid-mode-header",
-        "issue 7: tar header fields",
-        Base::pack(&e),
-        Trust::Signer,
-        &["header-field"][..],
-    );
-    let mut e = base.entries.clone();
-    e[file_i].uid = Some(1000);
-    add(
-        "uid-gid-header",
-        "issue 7: tar header fields",
-        Base::pack(&e),
-        Trust::Signer,
-        &["header-field"][..],
-    );
-    let mut e = base.entries.clone();
-    e[file_i].pax = vec![
-        ("GNU.sparse.major".into(), "1".into()),
-        ("GNU.sparse.minor".into(), "0".into()),
-    ];
-    add(
-        "pax-gnu-sparse",
-        "issue 7: tar header fields",
-        Base::pack(&e),
-        Trust::Signer,
-        &["corrupt-header"][..],
-    );
-
-    // format version from the future (2 is a delta: one past the newest)
-    let e = base.resigned(|m| {
-        m["format_version"] = (stoa_format::DELTA_FORMAT_VERSION + 1).into();
-        m["delta_base"] = "sha256:0".into();
-    });
-    add(
-        "newer-format-version",
-        "format versioning",
-        Base::pack(&e),
-        Trust::Signer,
-        &["format-version"][..],
-    );
-    v
+    b.entries[i].name.clone()
 }
 
 fn version_of(b: &Base) -> String {

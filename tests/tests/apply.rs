@@ -8,12 +8,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use stoa_e2e::harness::{fails, ok, RegistryOptions};
+use stoa_e2e::harness::{fails, json, ok, RegistryOptions};
 use stoa_e2e::site::{migrations, Site};
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
-}
 
 #[test]
 fn apply_upgrade_rollback_and_reapply_uploads_nothing() {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{bundler, fails, ok, require, run, updater};
+use stoa_e2e::harness::{bundler, fails, json, ok, require, run, updater};
+use stoa_e2e::release::Release;
 use stoa_e2e::release_fixture::write_release;
 
 struct Built {
@@ -39,10 +40,6 @@ fn build(version: &str) -> Built {
         .arg(&bundle)
         .env("SOURCE_DATE_EPOCH", "1767225600"));
     Built { dir, bundle }
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 #[test]
@@ -322,20 +319,16 @@ fn images_come_from_skopeo_written_layouts_and_oci_archives() {
         &format!("oci-archive:{}:api", b.p("api.tar").display()),
     ]));
     let rel = b.p("from-skopeo.toml");
-    fs::write(
-        &rel,
-        r#"[release]
-name = "stoa-platform"
-version = "2.3.1"
-[[images]]
-name = "registry.gostoa.dev/stoa/api:2.3.1"
-source = "oci:skopeo-layout:api"
-[[images]]
-name = "registry.gostoa.dev/stoa/api-archived:2.3.1"
-source = "oci-archive:api.tar:api"
-"#,
-    )
-    .unwrap();
+    Release::stoa("2.3.1")
+        .image(
+            "registry.gostoa.dev/stoa/api:2.3.1",
+            Some("oci:skopeo-layout:api"),
+        )
+        .image(
+            "registry.gostoa.dev/stoa/api-archived:2.3.1",
+            Some("oci-archive:api.tar:api"),
+        )
+        .write_to(&rel);
     let out = b.p("from-skopeo.tar.zst");
     ok(bundler()
         .arg("build")
@@ -470,6 +463,8 @@ fn keygen_refuses_to_overwrite_and_openssl_keys_work() {
         .arg(d.path().join("trust")));
 }
 
+/// Builds the release manifest `toml` (text, for tests about its lines) and
+/// returns the error of the refused build (exit 2).
 fn build_err(dir: &Path, toml: &str) -> String {
     let p = dir.join("bad.toml");
     fs::write(&p, toml).unwrap();
@@ -491,6 +486,7 @@ fn build_err(dir: &Path, toml: &str) -> String {
 #[test]
 fn a_bad_release_manifest_gets_one_error_naming_field_and_line() {
     let d = tempfile::tempdir().unwrap();
+    // inline TOML, not release::Release: the errors name lines of this text
     let e = build_err(d.path(), "[release]\nname = \"x\"\nversion = \"2.3\"\n");
     assert!(e.contains(":3:") && e.contains("release.version"), "{e}");
     let e = build_err(
@@ -516,6 +512,7 @@ fn a_bad_release_manifest_gets_one_error_naming_field_and_line() {
 #[test]
 fn a_bad_release_name_fails_at_parse_with_its_line() {
     let d = tempfile::tempdir().unwrap();
+    // inline TOML, not release::Release: `name` after `version`, on line 3
     for bad in ["-stoa", "Stoa", ".x"] {
         let e = build_err(
             d.path(),
@@ -645,6 +642,7 @@ fn build_refuses_a_symlinked_file_source() {
 #[test]
 fn build_refuses_bad_image_chart_and_migration_names_naming_field_and_line() {
     let d = tempfile::tempdir().unwrap();
+    // inline TOML, not release::Release: the errors name lines of this text
     for (name, line) in [
         ("registry.gostoa.dev/../victim/app:1", 5),
         ("registry.gostoa.dev/stoa/api:1?x=y#frag", 5),

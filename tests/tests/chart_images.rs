@@ -10,33 +10,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stoa_e2e::harness::{self, fails, ok, real_helm, upstream_charts, HttpServer, Registry};
+use stoa_e2e::harness::{
+    self, copy_dir, fails, json, ok, real_helm, upstream_charts, HttpServer, Registry,
+};
+use stoa_e2e::release::{Release, Table};
 use stoa_e2e::release_fixture::write_release;
 use stoa_e2e::site::Site;
 
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
+/// A signing key `<dir>/k.key`.
 fn keygen(dir: &Path) -> PathBuf {
-    ok(harness::bundler()
-        .args(["keygen", "--out"])
-        .arg(dir.join("k")));
-    dir.join("k.key")
+    harness::keygen(&dir.join("k"))
 }
 
+/// `build --quiet --force`: these tests build to the same `--out` again.
 fn build(manifest: &Path, key: &Path, out: &Path) -> Command {
-    let mut c = harness::bundler();
-    c.arg("build")
-        .arg(manifest)
-        .arg("--key")
-        .arg(key)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .arg("--force");
+    let mut c = harness::bundler_build(manifest, key, out);
+    c.arg("--force");
     c
 }
 
@@ -163,41 +153,19 @@ fn images_lists_every_image_of_upstream_charts_with_template_and_carried() {
         "server:\n  image:\n    tag: 9.9.9\n",
     )
     .unwrap();
-    let m = d.path().join("release.toml");
-    fs::write(
-        &m,
-        format!(
-            r#"[release]
-name = "stack"
-version = "1.0.0"
-
-[[images]]
-name = "docker.io/hashicorp/vault:9.9.9"
-source = "oci:unused"
-
-[[images]]
-name = "opensearchproject/opensearch:3.6.0"
-source = "oci:unused"
-
-[[image_exceptions]]
-image = "busybox"
-reason = "the site's policy admits busybox from its own mirror"
-
-[[charts]]
-path = "{up}/vault"
-release = "vault"
-namespace = "vault"
-values = ["vault.yaml"]
-
-[[charts]]
-path = "{up}/opensearch"
-release = "opensearch"
-namespace = "search"
-"#,
-            up = up.display()
-        ),
-    )
-    .unwrap();
+    let up = up.display();
+    let m = Release::new("stack", "1.0.0")
+        .image("docker.io/hashicorp/vault:9.9.9", Some("oci:unused"))
+        .image("opensearchproject/opensearch:3.6.0", Some("oci:unused"))
+        .table(Table::image_exception(
+            "busybox",
+            "the site's policy admits busybox from its own mirror",
+        ))
+        .table(
+            Table::chart(&format!("{up}/vault"), "vault", "vault").list("values", &["vault.yaml"]),
+        )
+        .chart(&format!("{up}/opensearch"), "opensearch", "search")
+        .write(d.path());
     let out = json(&ok(harness::bundler()
         .arg("images")
         .arg(&m)
@@ -456,53 +424,24 @@ fn hub_charts_mirror(work: &Path, reg: &Registry) -> PathBuf {
     conf
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 /// postgresql-ha's images, excepted so these builds check only the
 /// dependency (the image check has its own tests).
-const PG_EXCEPTIONS: &str = r#"
-[[image_exceptions]]
-image = "docker.io/bitnami/pgpool"
-reason = "dependency test"
-
-[[image_exceptions]]
-image = "docker.io/bitnami/postgresql-repmgr"
-reason = "dependency test"
-
-[[image_exceptions]]
-image = "docker.io/bitnami/os-shell"
-reason = "dependency test"
-
-[[image_exceptions]]
-image = "docker.io/bitnami/postgres-exporter"
-reason = "dependency test"
-"#;
+const PG_EXCEPTIONS: [&str; 4] = [
+    "docker.io/bitnami/pgpool",
+    "docker.io/bitnami/postgresql-repmgr",
+    "docker.io/bitnami/os-shell",
+    "docker.io/bitnami/postgres-exporter",
+];
 
 fn pg_release(path: &Path, chart: &Path) -> PathBuf {
-    let m = path.join(format!(
+    let mut r = Release::new("pg", "1.0.0").chart(&chart.display().to_string(), "pg", "data");
+    for image in PG_EXCEPTIONS {
+        r = r.table(Table::image_exception(image, "dependency test"));
+    }
+    r.write_to(&path.join(format!(
         "release-{}.toml",
         chart.file_name().unwrap().to_string_lossy()
-    ));
-    fs::write(
-        &m,
-        format!(
-            "[release]\nname = \"pg\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"{}\"\nrelease = \"pg\"\nnamespace = \"data\"\n{PG_EXCEPTIONS}",
-            chart.display()
-        ),
-    )
-    .unwrap();
-    m
+    )))
 }
 
 fn bundled_chart(bundle: &Path, entry: &str, to: &Path) -> PathBuf {
@@ -668,12 +607,9 @@ fn a_file_dependency_beside_a_chart_folder_is_vendored() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"lib.name\" . }}\n",
     )
     .unwrap();
-    let m = d.path().join("release.toml");
-    fs::write(
-        &m,
-        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\nallow_paths = [\"charts/lib\"]\n",
-    )
-    .unwrap();
+    let m = Release::new("app", "1.0.0")
+        .table(Table::chart("charts/app", "app", "app").list("allow_paths", &["charts/lib"]))
+        .write(d.path());
     let out = d.path().join("b.stoa");
     ok(&mut build(&m, &key, &out));
     let tgz = bundled_chart(&out, "charts/app-0.1.0.tgz", &d.path().join("app.tgz"));
@@ -706,18 +642,18 @@ fn file_dependency_outside_the_chart_is_refused_unless_allowed() {
     let fx = stoa_e2e::harness::repo_root().join("tests/fixtures/chart-file-dependency-outside");
     let w = d.path().join("w");
     ok(Command::new("cp").arg("-a").arg(&fx).arg(&w));
-    let manifest = |chart: &str, allow: &str| {
-        let m = w.join(format!("release-{chart}.toml"));
-        fs::write(
-            &m,
-            format!("[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"{chart}\"\nrelease = \"app\"\nnamespace = \"app\"\n{allow}"),
-        )
-        .unwrap();
-        m
+    let manifest = |chart: &str, allow: &[&str]| {
+        let mut t = Table::chart(chart, "app", "app");
+        if !allow.is_empty() {
+            t = t.list("allow_paths", allow);
+        }
+        Release::new("app", "1.0.0")
+            .table(t)
+            .write_to(&w.join(format!("release-{chart}.toml")))
     };
     let out = d.path().join("b.stoa");
     for chart in ["dotdot", "absolute", "symlink"] {
-        let e = fails(&mut build(&manifest(chart, ""), &key, &out), 2);
+        let e = fails(&mut build(&manifest(chart, &[]), &key, &out), 2);
         assert!(
             e.contains(&format!("chart {chart}")) || e.contains(chart),
             "{chart}: {e}"
@@ -725,10 +661,10 @@ fn file_dependency_outside_the_chart_is_refused_unless_allowed() {
         assert!(e.contains("not allowed"), "{chart}: {e}");
         assert!(!out.exists(), "{chart}");
     }
-    let e = fails(&mut build(&manifest("dotdot", ""), &key, &out), 2);
+    let e = fails(&mut build(&manifest("dotdot", &[]), &key, &out), 2);
     assert!(e.contains("file://../outside-lib is not allowed"), "{e}");
     assert!(e.contains("allow_paths"), "{e}");
-    let allow = "allow_paths = [\"outside-lib\"]\n";
+    let allow = &["outside-lib"][..];
     let e = fails(&mut build(&manifest("absolute", allow), &key, &out), 2);
     assert!(e.contains("file:///etc is not allowed"), "{e}");
     fails(&mut build(&manifest("symlink", allow), &key, &out), 2);
@@ -741,14 +677,7 @@ fn file_dependency_outside_the_chart_is_refused_unless_allowed() {
     );
     assert!(tar_list(&tgz).contains("dotdot/charts/lib-1.0.3.tgz"));
     // an allow_paths entry that is not a folder is a manifest error
-    let e = fails(
-        &mut build(
-            &manifest("dotdot", "allow_paths = [\"nowhere\"]\n"),
-            &key,
-            &out,
-        ),
-        2,
-    );
+    let e = fails(&mut build(&manifest("dotdot", &["nowhere"]), &key, &out), 2);
     assert!(
         e.contains("allow_paths[0]") && e.contains("is not a folder"),
         "{e}"
@@ -808,12 +737,9 @@ fn a_classic_repository_dependency_comes_through_the_chart_repo_mirror() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"lib.name\" . }}\n",
     )
     .unwrap();
-    let m = d.path().join("release.toml");
-    fs::write(
-        &m,
-        "[release]\nname = \"app\"\nversion = \"1.0.0\"\n\n[[charts]]\npath = \"charts/app\"\nrelease = \"app\"\nnamespace = \"app\"\n",
-    )
-    .unwrap();
+    let m = Release::new("app", "1.0.0")
+        .chart("charts/app", "app", "app")
+        .write(d.path());
     let out = d.path().join("b.stoa");
     ok(build(&m, &key, &out)
         .arg("--chart-repo-mirror")

@@ -14,13 +14,9 @@ use std::fs;
 
 use serde_json::Value;
 use stoa_e2e::delta_fixture as df;
-use stoa_e2e::harness::{bundler, fails, ok, updater};
+use stoa_e2e::harness::{bundler, fails, json, ok, updater};
 use stoa_e2e::site::Site;
 use stoa_e2e::tamper::{decompress, read_tar};
-
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
-}
 
 const IMAGES: [&str; 3] = ["api", "gateway", "portal"];
 

@@ -9,6 +9,7 @@ use std::fs;
 use std::process::Command;
 
 use stoa_e2e::harness::{bundler, ok, updater};
+use stoa_e2e::release::Release;
 
 #[test]
 fn an_entry_over_4_gib_round_trips() {
@@ -19,7 +20,9 @@ fn an_entry_over_4_gib_round_trips() {
     f.set_len(size).unwrap(); // sparse zeros: cheap to make, compresses to little
     drop(f);
     let rel = d.path().join("r.toml");
-    fs::write(&rel, "[release]\nname = \"large\"\nversion = \"1.0.0\"\n[[files]]\nsource = \"big.bin\"\ndest = \"data/big.bin\"\n").unwrap();
+    Release::new("large", "1.0.0")
+        .file("big.bin", "data/big.bin", None)
+        .write_to(&rel);
     ok(bundler().args(["keygen", "--out"]).arg(d.path().join("k")));
     let out = d.path().join("large.tar.zst");
     ok(bundler()

@@ -13,13 +13,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stoa_e2e::harness::{bundler, fails, ok, run, updater};
+use stoa_e2e::harness::{self, bundler, copy_dir, fails, json, ok, run, updater};
 use stoa_e2e::release_fixture::write_release;
 use stoa_e2e::site::Site;
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
-}
 
 fn snapshot_names(s: &Site) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(s.state_dir.join("snapshots"))
@@ -439,27 +435,11 @@ fn site_config_and_usage_errors_are_one_clean_line_and_json_under_json() {
 }
 
 /// Builds `manifest` to `out` with a fixed time (reproducible).
+/// `build --quiet` at a fixed `SOURCE_DATE_EPOCH`.
 fn build(manifest: &Path, key: &Path, out: &Path) -> Command {
-    let mut c = bundler();
-    c.arg("build")
-        .arg(manifest)
-        .arg("--key")
-        .arg(key)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .env("SOURCE_DATE_EPOCH", "1700000000");
+    let mut c = harness::bundler_build(manifest, key, out);
+    c.env("SOURCE_DATE_EPOCH", "1700000000");
     c
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use stoa_e2e::harness::{self, ok, real_helm};
+use stoa_e2e::release::Release;
 
 const SITE: &str = "127.0.0.1:5000";
 const DIGEST: &str = "sha256:5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
@@ -46,14 +47,10 @@ fn chart(dir: &Path) {
         "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {{ .Release.Name }}-listed\n  spec:\n    containers:\n    - name: p\n      image: quay.io/prometheus/busybox:latest\n",
     )
     .unwrap();
-    fs::write(
-        dir.join("release.toml"),
-        format!(
-            "[release]\nname = \"agree\"\nversion = \"1.0.0\"\n\n[[images]]\nname = \"busybox:1.36\"\nsource = \"oci:unused\"\n\n[[charts]]\npath = \"{}\"\nrelease = \"r\"\nnamespace = \"ns\"\n",
-            c.display()
-        ),
-    )
-    .unwrap();
+    Release::new("agree", "1.0.0")
+        .image("busybox:1.36", Some("oci:unused"))
+        .chart(&c.display().to_string(), "r", "ns")
+        .write(dir);
 }
 
 /// `helm template` with the updater's post-renderer serving `images`.

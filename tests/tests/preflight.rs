@@ -14,12 +14,8 @@
 use std::fs;
 use std::process::{Command, Stdio};
 
-use stoa_e2e::harness::{self, fails, ok, KubeApi, RegistryOptions};
+use stoa_e2e::harness::{self, fails, json, ok, KubeApi, RegistryOptions};
 use stoa_e2e::site::Site;
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
-}
 
 /// `plan --json` whatever its exit code (0 or 9): the document.
 fn plan_json(s: &Site, bundle: &std::path::Path) -> (i32, serde_json::Value) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use stoa_e2e::harness::{fails, free_port, ok, require, run};
 use stoa_e2e::oci_fixture::{layer_tgz, write_layout, FixtureImage};
 use stoa_e2e::registry_fixture::*;
+use stoa_e2e::release::Release;
 
 const TOKEN_SERVER: &str = r#"
 import base64, json, os, subprocess, sys, time, http.server
@@ -169,7 +170,9 @@ fn registry_bearer_token_flow() {
     let want = layout_digest(&layout, "app");
 
     let key = keygen(d);
-    let manifest = write_release(d, &format!("[[images]]\nname = \"{host}/stoa/app:1\"\n"));
+    let manifest = release()
+        .image(&format!("{host}/stoa/app:1"), None)
+        .write(d);
     let flags = vec!["--insecure-registry".to_owned(), host.clone()];
     let home = d.join("home");
     fs::create_dir_all(&home).unwrap();
@@ -250,13 +253,12 @@ fn bundler_refuses_a_token_realm_with_userinfo() {
     )
     .unwrap();
     let manifest = t.path().join("release.toml");
-    fs::write(
-        &manifest,
-        format!(
-            "[release]\nname = \"x\"\nversion = \"1.0.0\"\n\n[[images]]\nname = \"registry.gostoa.dev/stoa/api:1.0.0\"\nsource = \"docker://{host}/stoa/api:1.0.0\"\n"
-        ),
-    )
-    .unwrap();
+    Release::new("x", "1.0.0")
+        .image(
+            "registry.gostoa.dev/stoa/api:1.0.0",
+            Some(&format!("docker://{host}/stoa/api:1.0.0")),
+        )
+        .write_to(&manifest);
     ok(stoa_e2e::harness::bundler()
         .args(["keygen", "--out"])
         .arg(t.path().join("k")));

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use stoa_e2e::harness::{fails, HttpServer, Registry, RegistryOptions};
 use stoa_e2e::oci_fixture::put_blob;
 use stoa_e2e::registry_fixture::*;
+use stoa_e2e::release::Table;
 
 fn chart_repo(dir: &Path, digest_override: Option<&str>) -> Vec<u8> {
     fs::create_dir_all(dir.join("charts")).unwrap();
@@ -31,12 +32,15 @@ fn chart_repo(dir: &Path, digest_override: Option<&str>) -> Vec<u8> {
 }
 
 fn repo_release(t: &Path, url: &str, version: &str) -> std::path::PathBuf {
-    write_release(
-        t,
-        &format!(
-            "[[charts]]\nrepo = \"{url}\"\nname = \"stoa-api\"\nversion = \"{version}\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n"
-        ),
-    )
+    release()
+        .table(Table::repo_chart(
+            url,
+            "stoa-api",
+            version,
+            "stoa-api",
+            "stoa-system",
+        ))
+        .write(t)
 }
 
 #[test]
@@ -166,13 +170,14 @@ fn chart_from_oci_registry() {
     chart_layout(&layout, &tgz, "2.3.0");
     push(&reg, &layout, "2.3.0", "charts/stoa-api:2.3.0");
     let key = keygen(t.path());
-    let manifest = write_release(
-        t.path(),
-        &format!(
-            "[[charts]]\nchart = \"oci://{}/charts/stoa-api\"\nversion = \"2.3.0\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n",
-            reg.host
-        ),
-    );
+    let manifest = release()
+        .table(Table::chart_ref(
+            &format!("oci://{}/charts/stoa-api", reg.host),
+            "2.3.0",
+            "stoa-api",
+            "stoa-system",
+        ))
+        .write(t.path());
     let out = t.path().join("b.stoa");
     let flags = vec!["--insecure-registry".to_owned(), reg.host.clone()];
     build_ok(&manifest, &key, &out, &t.path().join("c"), &flags);
@@ -188,13 +193,14 @@ fn chart_from_oci_registry() {
         .any(|e| e["sha256"] == hex::encode(Sha256::digest(&tgz))));
 
     // a version that is not there
-    let manifest = write_release(
-        t.path(),
-        &format!(
-            "[[charts]]\nchart = \"oci://{}/charts/stoa-api\"\nversion = \"2.4.0\"\nrelease = \"stoa-api\"\nnamespace = \"stoa-system\"\n",
-            reg.host
-        ),
-    );
+    let manifest = release()
+        .table(Table::chart_ref(
+            &format!("oci://{}/charts/stoa-api", reg.host),
+            "2.4.0",
+            "stoa-api",
+            "stoa-system",
+        ))
+        .write(t.path());
     let err = fails(
         &mut build_cmd(&manifest, &key, &out, &t.path().join("c"), &flags),
         3,
@@ -209,34 +215,49 @@ fn chart_from_oci_registry() {
 fn pulled_chart_and_image_fields_are_checked_with_line_numbers() {
     let t = tempfile::tempdir().unwrap();
     let key = keygen(t.path());
+    let chart = || Table::new("charts");
     let cases = [
         (
-            "[[charts]]\npath = \"charts/x\"\nrepo = \"https://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            chart()
+                .str("path", "charts/x")
+                .str("repo", "https://c.example")
+                .str("name", "x")
+                .str("version", "1.0.0")
+                .str("release", "x")
+                .str("namespace", "n"),
             "charts[0]",
         ),
         (
-            "[[charts]]\nrepo = \"https://c.example\"\nname = \"x\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            chart()
+                .str("repo", "https://c.example")
+                .str("name", "x")
+                .str("release", "x")
+                .str("namespace", "n"),
             "charts[0].version",
         ),
         (
-            "[[charts]]\nrepo = \"https://c.example\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            chart()
+                .str("repo", "https://c.example")
+                .str("version", "1.0.0")
+                .str("release", "x")
+                .str("namespace", "n"),
             "charts[0].name",
         ),
         (
-            "[[charts]]\nchart = \"https://c.example/x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            Table::chart_ref("https://c.example/x", "1.0.0", "x", "n"),
             "charts[0].chart",
         ),
         (
-            "[[charts]]\nrepo = \"ftp://c.example\"\nname = \"x\"\nversion = \"1.0.0\"\nrelease = \"x\"\nnamespace = \"n\"\n",
+            Table::repo_chart("ftp://c.example", "x", "1.0.0", "x", "n"),
             "charts[0].repo",
         ),
         (
-            "[[images]]\nname = \"x\"\nsource = \"docker://UPPER/x::y\"\n",
+            Table::image("x").str("source", "docker://UPPER/x::y"),
             "images[0].source",
         ),
     ];
-    for (body, field) in cases {
-        let manifest = write_release(t.path(), body);
+    for (table, field) in cases {
+        let manifest = release().table(table).write(t.path());
         let err = fails(
             &mut build_cmd(
                 &manifest,

@@ -54,10 +54,10 @@ fn registries_conf_mirror_first_then_location_names_as_written() {
     push(&origin, &l, "b", "stoa/b:1");
     let key = keygen(t.path());
     let o = &origin.host;
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{o}/stoa/a:1\"\n\n[[images]]\nname = \"{o}/stoa/b:1\"\n"),
-    );
+    let manifest = release()
+        .image(&format!("{o}/stoa/a:1"), None)
+        .image(&format!("{o}/stoa/b:1"), None)
+        .write(t.path());
     let c = conf(t.path(), &origin, &mirror, "");
     let out = t.path().join("b.stoa");
     build_ok(
@@ -87,10 +87,9 @@ fn registries_conf_blocked_prefix_is_refused() {
     let l = layout(t.path());
     push(&origin, &l, "a", "stoa/a:1");
     let key = keygen(t.path());
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{}/stoa/a:1\"\n", origin.host),
-    );
+    let manifest = release()
+        .image(&format!("{}/stoa/a:1", origin.host), None)
+        .write(t.path());
     let c = t.path().join("blocked.conf");
     fs::write(
         &c,
@@ -123,7 +122,9 @@ fn registries_conf_blocked_prefix_is_refused() {
 fn registries_conf_unknown_field_or_missing_file_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let key = keygen(t.path());
-    let manifest = write_release(t.path(), "[[images]]\nname = \"127.0.0.1:1/stoa/a:1\"\n");
+    let manifest = release()
+        .image("127.0.0.1:1/stoa/a:1", None)
+        .write(t.path());
     let c = t.path().join("typo.conf");
     fs::write(
         &c,
@@ -166,10 +167,9 @@ fn registries_conf_image_nowhere_names_mirror_and_location() {
     let origin = Registry::start(&t.path().join("o"), RegistryOptions::default());
     let mirror = Registry::start(&t.path().join("m"), RegistryOptions::default());
     let key = keygen(t.path());
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{}/stoa/none:1\"\n", origin.host),
-    );
+    let manifest = release()
+        .image(&format!("{}/stoa/none:1", origin.host), None)
+        .write(t.path());
     let c = conf(t.path(), &origin, &mirror, "");
     let err = fails(
         &mut build_cmd(

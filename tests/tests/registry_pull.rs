@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use stoa_e2e::harness::{fails, ok, Registry, RegistryOptions};
 use stoa_e2e::oci_fixture::{layer_tgz, write_layout, write_random_layer, FixtureImage};
 use stoa_e2e::registry_fixture::*;
+use stoa_e2e::release::Table;
 
 fn amd64() -> Vec<(String, String)> {
     vec![("linux".into(), "amd64".into())]
@@ -70,13 +71,13 @@ fn registry_anonymous_by_tag_and_digest_shared_layers() {
     assert_eq!(api_digest, layout_digest(&layout, "api"));
     let key = keygen(t.path());
     let h = &reg.host;
-    let manifest = write_release(
-        t.path(),
-        &format!(
-            "[[images]]\nname = \"{h}/stoa/api:2.3.0\"\n\n\
-             [[images]]\nname = \"registry.gostoa.dev/stoa/portal:2.3.0\"\nsource = \"docker://{h}/stoa/portal@{portal_digest}\"\n"
-        ),
-    );
+    let manifest = release()
+        .image(&format!("{h}/stoa/api:2.3.0"), None)
+        .image(
+            "registry.gostoa.dev/stoa/portal:2.3.0",
+            Some(&format!("docker://{h}/stoa/portal@{portal_digest}")),
+        )
+        .write(t.path());
     let out = t.path().join("b.stoa");
     let cache = t.path().join("cache");
     let s = build_ok(&manifest, &key, &out, &cache, &insecure(&reg));
@@ -142,10 +143,9 @@ fn registry_plain_http_needs_insecure_flag() {
     let layout = sample_layout(t.path());
     push(&reg, &layout, "api", "stoa/api:2.3.0");
     let key = keygen(t.path());
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{}/stoa/api:2.3.0\"\n", reg.host),
-    );
+    let manifest = release()
+        .image(&format!("{}/stoa/api:2.3.0", reg.host), None)
+        .write(t.path());
     let err = fails(
         &mut build_cmd(
             &manifest,
@@ -169,7 +169,7 @@ fn registry_missing_image_is_named() {
     let key = keygen(t.path());
     for missing in ["stoa/api:9.9.9", "stoa/nothing:1.0"] {
         let name = format!("{}/{missing}", reg.host);
-        let manifest = write_release(t.path(), &format!("[[images]]\nname = \"{name}\"\n"));
+        let manifest = release().image(&name, None).write(t.path());
         let err = fails(
             &mut build_cmd(
                 &manifest,
@@ -195,13 +195,17 @@ fn registry_multi_platform_filtered_and_whole() {
     let index_digest = registry_digest(&reg, "stoa/gateway:2.3.0");
     let key = keygen(t.path());
     let h = &reg.host;
-    let manifest = write_release(
-        t.path(),
-        &format!(
-            "[[images]]\nname = \"whole/gateway:2.3.0\"\nsource = \"docker://{h}/stoa/gateway:2.3.0\"\n\n\
-             [[images]]\nname = \"arm/gateway:2.3.0\"\nsource = \"docker://{h}/stoa/gateway:2.3.0\"\nplatforms = [\"linux/arm64\"]\n"
-        ),
-    );
+    let manifest = release()
+        .image(
+            "whole/gateway:2.3.0",
+            Some(&format!("docker://{h}/stoa/gateway:2.3.0")),
+        )
+        .table(
+            Table::image("arm/gateway:2.3.0")
+                .str("source", &format!("docker://{h}/stoa/gateway:2.3.0"))
+                .list("platforms", &["linux/arm64"]),
+        )
+        .write(t.path());
     let out = t.path().join("b.stoa");
     build_ok(&manifest, &key, &out, &t.path().join("c"), &insecure(&reg));
     let whole = image_of(&out, "whole/gateway:2.3.0");
@@ -215,12 +219,13 @@ fn registry_multi_platform_filtered_and_whole() {
     assert!(arm["size"].as_u64().unwrap() < whole["size"].as_u64().unwrap());
 
     // filtered only: the amd64 child manifest is not even downloaded
-    let manifest = write_release(
-        t.path(),
-        &format!(
-            "[[images]]\nname = \"arm/gateway:2.3.0\"\nsource = \"docker://{h}/stoa/gateway:2.3.0\"\nplatforms = [\"linux/arm64\"]\n"
-        ),
-    );
+    let manifest = release()
+        .table(
+            Table::image("arm/gateway:2.3.0")
+                .str("source", &format!("docker://{h}/stoa/gateway:2.3.0"))
+                .list("platforms", &["linux/arm64"]),
+        )
+        .write(t.path());
     let out = t.path().join("arm.stoa");
     let s = build_ok(&manifest, &key, &out, &t.path().join("c2"), &insecure(&reg));
     // base + gateway app + arm marker + arm config
@@ -233,10 +238,9 @@ fn registry_multi_platform_filtered_and_whole() {
     );
 
     // a platform the index lacks is refused, naming what it has
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{h}/stoa/gateway:2.3.0\"\nplatforms = [\"linux/s390x\"]\n"),
-    );
+    let manifest = release()
+        .table(Table::image(&format!("{h}/stoa/gateway:2.3.0")).list("platforms", &["linux/s390x"]))
+        .write(t.path());
     let err = fails(
         &mut build_cmd(
             &manifest,
@@ -269,10 +273,9 @@ fn registry_htpasswd_over_tls_with_test_ca() {
     let digest = registry_digest(&reg, "stoa/gateway:2.3.0");
     let key = keygen(t.path());
     let ca = reg.tls.as_ref().unwrap().ca_cert.clone();
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{}/stoa/gateway:2.3.0\"\n", reg.host),
-    );
+    let manifest = release()
+        .image(&format!("{}/stoa/gateway:2.3.0", reg.host), None)
+        .write(t.path());
     let ca_flags = vec!["--ca-cert".to_owned(), ca.display().to_string()];
     let out = t.path().join("b.stoa");
     let home = t.path().join("home");
@@ -406,7 +409,7 @@ fn registry_lying_blob_is_refused_naming_image_and_blob() {
     fs::write(&f, b).unwrap();
     let key = keygen(t.path());
     let name = format!("{}/stoa/api:2.3.0", reg.host);
-    let manifest = write_release(t.path(), &format!("[[images]]\nname = \"{name}\"\n"));
+    let manifest = release().image(&name, None).write(t.path());
     let cache = t.path().join("c");
     let err = fails(
         &mut build_cmd(
@@ -461,10 +464,9 @@ fn registry_killed_build_resumes_with_only_missing_blobs() {
     let all = layout_blobs(&layout, &digest);
     assert_eq!(all.len(), 7);
     let key = keygen(t.path());
-    let manifest = write_release(
-        t.path(),
-        &format!("[[images]]\nname = \"{}/stoa/big:1\"\n", reg.host),
-    );
+    let manifest = release()
+        .image(&format!("{}/stoa/big:1", reg.host), None)
+        .write(t.path());
     let cache = t.path().join("cache");
     let cached = || {
         all.iter()

@@ -118,7 +118,9 @@ fn setup(t: &std::path::Path) -> (Registry, String) {
 
 fn build_through(t: &std::path::Path, proxy: &str) -> std::process::Command {
     let key = keygen(t);
-    let manifest = write_release(t, &format!("[[images]]\nname = \"{proxy}/stoa/app:1\"\n"));
+    let manifest = release()
+        .image(&format!("{proxy}/stoa/app:1"), None)
+        .write(t);
     build_cmd(
         &manifest,
         &key,

@@ -13,15 +13,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stoa_e2e::harness::{self, fails, ok, real_helm, upstream_charts};
+use stoa_e2e::harness::{self, fails, json, ok, real_helm, upstream_charts};
 use stoa_e2e::site::{manifests_dir, Site};
 
 const SITE: &str = "127.0.0.1:5000";
 const DIGEST: &str = "sha256:5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
 
 /// Every image each upstream chart runs with the values the test gives
 /// (minio with provisioning, whose Job is a post-install hook), as the

@@ -14,12 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stoa_e2e::harness::{fails, ok, run};
+use stoa_e2e::harness::{fails, json, ok, run};
 use stoa_e2e::site::{manifests_dir, migrations, Site};
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not json ({e}): {out}"))
-}
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p)

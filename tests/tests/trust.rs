@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use stoa_e2e::harness::{bundler, fails, ok, updater};
+use stoa_e2e::release::Release;
 use stoa_e2e::root_fixture::{self, RootFixture};
 
 struct Site {
@@ -70,13 +71,9 @@ impl Site {
         let src = self.p(&format!("src-{version}"));
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("motd"), format!("release {version}\n")).unwrap();
-        fs::write(
-            src.join("release.toml"),
-            format!(
-                "[release]\nname = \"stoa-platform\"\nversion = \"{version}\"\n\n[[files]]\nsource = \"motd\"\ndest = \"etc/motd\"\n"
-            ),
-        )
-        .unwrap();
+        Release::stoa(version)
+            .file("motd", "etc/motd", None)
+            .write(&src);
         let out = self.p(&format!("b-{version}-{}.tar.zst", keys.join("+")));
         let mut b = bundler();
         b.arg("build").arg(src.join("release.toml"));
