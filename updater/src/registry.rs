@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Serialize;
 use stoa_format::names::ImageRef;
 use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::retry::{parse_retry_after, RetryPolicy, TransportError};
@@ -29,16 +28,8 @@ type Sent = std::result::Result<ureq::Response, Box<ureq::Error>>;
 /// Builds and sends one request, given the agent and the Authorization value.
 type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
 
-/// What a push did; re-pushing the same images uploads no blob bytes.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct PushStats {
-    pub images: usize,
-    pub blobs_uploaded: u64,
-    pub bytes_uploaded: u64,
-    pub blobs_skipped: u64,
-    pub blobs_mounted: u64,
-    pub manifests_put: u64,
-}
+/// What a push did (the history's vocabulary, `crate::records`).
+pub use crate::records::PushStats;
 
 /// Where an image goes on site.
 #[derive(Debug, Clone, PartialEq, Eq)]
