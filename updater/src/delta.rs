@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{self, BufReader};
-
 use stoa_format::manifest::Entry;
 use stoa_format::report::human_bytes;
 use stoa_format::{BundleManifest, Sha256Digest};
