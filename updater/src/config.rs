@@ -275,8 +275,7 @@ impl SiteConfig {
             }
             // the same URL rule as token realms: a real parser, no userinfo,
             // plain http only to loopback
-            crate::registry::check_credential_url(&r.url)
-                .map_err(|e| bad(format!("[registry] url {e}")))?;
+            check_credential_url(&r.url).map_err(|e| bad(format!("[registry] url {e}")))?;
             r.prefix = r.prefix.trim_matches('/').to_owned();
             if !r.prefix.is_empty() {
                 for c in r.prefix.split('/') {
@@ -443,6 +442,31 @@ impl SiteConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The URL rule for everything credentials may be sent to (the site's
+/// `[registry] url`, a token realm): parsed with a real URL parser; http or
+/// https; no user name or password in it (`http://localhost:1@evil/` is a
+/// URL for host `evil`); plain http only to a loopback address.
+pub fn check_credential_url(s: &str) -> std::result::Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!("{s:?} has a user name or password in it"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err(format!("{s:?} has no host")),
+    };
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        "http" => Err(format!(
+            "{s:?} is plain http to a host that is not loopback (credentials only over https)"
+        )),
+        other => Err(format!("{s:?}: scheme {other:?} is not http or https")),
     }
 }
 

@@ -9,8 +9,6 @@
 
 use std::fs::File;
 use std::io::{self, BufReader};
-
-use serde::{Deserialize, Serialize};
 use stoa_format::manifest::Entry;
 use stoa_format::report::human_bytes;
 use stoa_format::{BundleManifest, Sha256Digest};
@@ -97,48 +95,9 @@ pub fn check_store(
     })))
 }
 
-/// Why a delta cannot be applied here: its blobs the store lacks (or holds
-/// damaged), the base it was built on, and what would provide them.
-#[derive(Debug)]
-pub struct Incomplete {
-    pub release: String,
-    /// One line per blob: path, digest, size and what is wrong.
-    pub missing: Vec<String>,
-    pub base: String,
-    pub remedy: String,
-}
-
-impl std::fmt::Display for Incomplete {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "refused: delta {} relies on {} blob(s) this site does not hold: {}; it was built on {}; {}",
-            self.release,
-            self.missing.len(),
-            self.missing.join("; "),
-            self.base,
-            self.remedy
-        )
-    }
-}
-
-/// A release a delta was built on, as history records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BaseHistory {
-    pub name: String,
-    pub version: String,
-    pub manifest_sha256: String,
-}
-
-/// The `delta` field of an apply's history line (and of plan's JSON): the
-/// base, the whole chain, and what the bundle left out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeltaHistory {
-    pub base: BaseHistory,
-    pub chain: Vec<BaseHistory>,
-    pub omitted_entries: usize,
-    pub omitted_bytes: u64,
-}
+/// Why a delta cannot be applied here, and the history's `delta` field
+/// (the vocabulary, in `crate::records`).
+pub use crate::records::delta::{BaseHistory, DeltaHistory, Incomplete};
 
 /// The delta record of a manifest (None for a full bundle).
 pub fn history_field(m: &BundleManifest) -> Option<DeltaHistory> {

@@ -85,12 +85,12 @@ pub enum UpdaterError {
     NothingToRollBack(String),
     /// A delta whose omitted entries the site's store does not hold whole.
     #[error("{0}")]
-    DeltaIncomplete(Box<crate::delta::Incomplete>),
+    DeltaIncomplete(Box<crate::records::delta::Incomplete>),
     /// A preflight check failed; nothing on site was changed. Carries every
     /// check; `reported`: already printed as JSON by the command.
     #[error("preflight failed, nothing was changed: {}", .report.summary())]
     PreflightFailed {
-        report: Box<crate::preflight::Preflight>,
+        report: Box<crate::records::preflight::Preflight>,
         reported: bool,
     },
 }

@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 
 use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
-use crate::postrender::PostRender;
 use crate::tool;
 
 /// One `helm upgrade --install`, as the engine asks for it (one value, so
@@ -576,6 +575,14 @@ fn one_line(msg: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+/// How Helm is told to use the post-renderer (`crate::postrender` writes its files): extra arguments and
+/// environment for `helm template` / `helm upgrade`.
+#[derive(Debug, Clone)]
+pub struct PostRender {
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, PathBuf)>,
 }
 
 #[cfg(test)]

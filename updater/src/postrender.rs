@@ -32,6 +32,8 @@ use stoa_podimages::{self as podimages, PodImage, PodImagesError, SiteImage, Sit
 use crate::config::SiteConfig;
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
+/// How Helm is told to use the post-renderer (a Helm argument set, in `crate::helm`).
+pub use crate::helm::PostRender;
 
 /// The plugin's name (and folder) for Helm 4.
 pub const PLUGIN_NAME: &str = "stoa-post-render";
@@ -39,14 +41,6 @@ pub const PLUGIN_NAME: &str = "stoa-post-render";
 /// Largest rendered input the post-renderer reads (Helm's own release limit
 /// is far below).
 const MAX_INPUT: u64 = 256 << 20;
-
-/// How Helm is told to use the post-renderer: extra arguments and
-/// environment for `helm template` / `helm upgrade`.
-#[derive(Debug, Clone)]
-pub struct PostRender {
-    pub args: Vec<OsString>,
-    pub env: Vec<(String, PathBuf)>,
-}
 
 /// What a Helm run needs to set the post-renderer up: where its files go
 /// and the images it serves (the Helm version picks the mode).

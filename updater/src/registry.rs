@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Serialize;
 use stoa_format::names::ImageRef;
 use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::retry::{parse_retry_after, RetryPolicy, TransportError};
@@ -29,16 +28,8 @@ type Sent = std::result::Result<ureq::Response, Box<ureq::Error>>;
 /// Builds and sends one request, given the agent and the Authorization value.
 type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
 
-/// What a push did; re-pushing the same images uploads no blob bytes.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct PushStats {
-    pub images: usize,
-    pub blobs_uploaded: u64,
-    pub bytes_uploaded: u64,
-    pub blobs_skipped: u64,
-    pub blobs_mounted: u64,
-    pub manifests_put: u64,
-}
+/// What a push did (the history's vocabulary, `crate::records`).
+pub use crate::records::PushStats;
 
 /// Where an image goes on site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,30 +57,8 @@ pub fn map_name(name: &ImageRef, prefix: &str) -> Target {
     Target { repo, tag }
 }
 
-/// The URL rule for everything credentials may be sent to (the site's
-/// `[registry] url`, a token realm): parsed with a real URL parser; http or
-/// https; no user name or password in it (`http://localhost:1@evil/` is a
-/// URL for host `evil`); plain http only to a loopback address.
-pub fn check_credential_url(s: &str) -> std::result::Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!("{s:?} has a user name or password in it"));
-    }
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => return Err(format!("{s:?} has no host")),
-    };
-    match u.scheme() {
-        "https" => Ok(u),
-        "http" if loopback => Ok(u),
-        "http" => Err(format!(
-            "{s:?} is plain http to a host that is not loopback (credentials only over https)"
-        )),
-        other => Err(format!("{s:?}: scheme {other:?} is not http or https")),
-    }
-}
+/// The URL rule for where credentials go (lives with the config it checks).
+pub use crate::config::check_credential_url;
 
 /// `host[:port]/prefix`, what charts get as the image registry.
 pub fn site_registry_ref(cfg: &RegistryConfig) -> String {

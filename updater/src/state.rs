@@ -24,9 +24,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::step::Step;
 use crate::error::{Result, UpdaterError};
+use crate::records::step::Step;
 use crate::records::{ChildLine, HistoryEntry, HistoryLine, HistoryRecord, JournalLine};
+
+/// The journal's vocabulary, in the leaf module (`crate::records`).
+pub use crate::records::{HelmRecord, OpKind};
 
 pub const STATE_FORMAT: u32 = 1;
 
@@ -79,28 +82,6 @@ impl Default for ReleaseRecord {
             allow_expired: false,
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HelmRecord {
-    pub release: String,
-    pub namespace: String,
-    /// The revision before the upgrade (None: not installed).
-    pub before: Option<u64>,
-    /// The revision the upgrade made.
-    pub after: Option<u64>,
-    /// This first install's `--create-namespace` created the namespace
-    /// (it did not exist before): the undo deletes it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub created_namespace: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Apply,
-    Rollback,
 }
 
 /// An operation in progress, with everything needed to undo it.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use stoa_format::reader::VerifyOptions;
 use stoa_format::source::BundleSource;
@@ -20,7 +20,7 @@ use crate::config::{hint, SiteConfig};
 use crate::db;
 use crate::error::{Result, UpdaterError};
 use crate::records::JournalLine;
-use crate::registry::PushStats;
+use crate::records::PushStats;
 use crate::state::{HelmRecord, OpKind, Pending, State, StateDir, StepRecord};
 
 mod apply;
@@ -33,12 +33,13 @@ mod kill_matrix;
 pub mod plan;
 mod prune;
 mod rollback;
-pub mod step;
 mod undo;
 
+pub use crate::records::step::{self, Step, Undo};
+/// What rollback did to one Helm release (the history's vocabulary).
+pub use crate::records::HelmBack;
 pub use drivers::Drivers;
 pub use rollback::RollbackPreview;
-pub use step::{Step, Undo};
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
 /// makes the process abort right after that step is recorded as done, as a
@@ -120,34 +121,6 @@ pub struct RollbackReport {
     /// History rows that disagreed with the verified release content
     /// (reported; their SQL was not run).
     pub edited_history_rows: Vec<db::RowMismatch>,
-}
-
-/// What rollback did to one Helm release.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HelmBack {
-    pub release: String,
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_back_to: Option<u64>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub uninstalled: bool,
-}
-
-impl std::fmt::Display for HelmBack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.rolled_back_to {
-            Some(rev) => write!(
-                f,
-                "{}/{}: rolled back to revision {rev}",
-                self.namespace, self.release
-            ),
-            None => write!(
-                f,
-                "{}/{}: uninstalled (it was not installed before)",
-                self.namespace, self.release
-            ),
-        }
-    }
 }
 
 /// A migration step as the release's verified content has it.

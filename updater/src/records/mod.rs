@@ -1,6 +1,9 @@
 //! Typed records of what the updater writes and prints: the history lines
 //! (`history.jsonl`, `history`) and the journal lines (`journal.jsonl`:
-//! steps, and the `child` lines of helper processes).
+//! steps, and the `child` lines of helper processes). This is the crate's
+//! leaf vocabulary: steps (`step`), Helm records (`helm`), op kinds, push
+//! counts, delta history (`delta`) and the preflight report (`preflight`);
+//! it imports nothing of the crate, and every layer above may use it.
 //! Field names are those the lines have always had (`docs/OPERATIONS.md`),
 //! so an existing history reads back unchanged; a line that does not parse
 //! (a torn last line after power loss) is kept as [`HistoryRecord::Unreadable`].
@@ -11,9 +14,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::HelmBack;
-use crate::registry::PushStats;
-use crate::state::{HelmRecord, OpKind};
+pub mod delta;
+pub mod helm;
+pub mod preflight;
+pub mod step;
+
+pub use helm::{HelmBack, HelmRecord};
+pub use step::{Step, Undo};
 
 /// One line of `history.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +63,7 @@ pub struct ApplyHistory {
     pub push: Option<PushCounts>,
     /// A delta bundle's base chain (absent for a full bundle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delta: Option<crate::delta::DeltaHistory>,
+    pub delta: Option<delta::DeltaHistory>,
     /// The step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -64,6 +71,24 @@ pub struct ApplyHistory {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Apply,
+    Rollback,
+}
+
+/// What a push did; re-pushing the same images uploads no blob bytes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PushStats {
+    pub images: usize,
+    pub blobs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub blobs_skipped: u64,
+    pub blobs_mounted: u64,
+    pub manifests_put: u64,
 }
 
 /// What a push did, as the history records it.
