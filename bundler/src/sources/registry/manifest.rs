@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Client, Reference};
 use stoa_format::oci::{self, Descriptor, ImageIndex, ImageManifest, MediaTypeProbe};
 use stoa_format::Sha256Digest;
 
@@ -108,15 +108,7 @@ impl Puller {
     ) -> Result<ResolvedImage> {
         let auth = self.auth_for(reference)?;
         let top = self.rt.block_on(async {
-            if !matches!(auth, RegistryAuth::Anonymous) {
-                with_retries(&self.counters, || async {
-                    self.client
-                        .auth(reference, &auth, RegistryOperation::Pull)
-                        .await
-                        .map_err(classify)
-                })
-                .await?;
-            }
+            self.login_for_pull(reference, &auth).await?;
             Self::fetch_manifest(
                 &self.client,
                 &self.cache,

@@ -5,8 +5,7 @@
 
 use std::path::PathBuf;
 
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Reference, RegistryOperation};
+use oci_client::Reference;
 use stoa_format::oci::{self, Descriptor, ImageManifest};
 use stoa_format::Sha256Digest;
 
@@ -14,6 +13,24 @@ use super::reference::reference;
 use super::transport::{classify, with_retries};
 use super::Puller;
 use crate::error::{BundlerError, Result};
+
+/// A chart pull's error, naming the `oci://` reference.
+fn chart_pull(url: &str, message: String) -> BundlerError {
+    BundlerError::ChartPull {
+        chart: url.to_owned(),
+        url: url.to_owned(),
+        message,
+    }
+}
+
+/// The registry reference of an `oci://host/repo/name` chart at `tag`.
+fn chart_reference(url: &str, tag: &str) -> Result<Reference> {
+    let base = url
+        .strip_prefix("oci://")
+        .ok_or_else(|| chart_pull(url, "not an oci:// reference".into()))?;
+    reference(&format!("{base}:{tag}"))
+        .map_err(|e| chart_pull(url, format!("not a chart reference: {e}")))
+}
 
 /// The layer media type of a Helm chart in an OCI registry.
 pub const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
@@ -24,41 +41,19 @@ impl Puller {
     /// (`application/vnd.cncf.helm.chart.content.v1.tar+gzip`) into the
     /// cache. Returns the cached `.tgz` path and the manifest digest.
     pub fn pull_oci_chart(&mut self, url: &str, version: &str) -> Result<(PathBuf, String)> {
-        let cerr = |m: String| BundlerError::ChartPull {
-            chart: url.to_owned(),
-            url: url.to_owned(),
-            message: m,
-        };
-        let base = url
-            .strip_prefix("oci://")
-            .ok_or_else(|| cerr("not an oci:// reference".into()))?;
         // Helm stores versions with '+' as '_' in tags
-        let tag = version.replace('+', "_");
-        let reference = reference(&format!("{base}:{tag}"))
-            .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let reference = chart_reference(url, &version.replace('+', "_"))?;
         let eps = self.endpoints(url, &reference)?;
         self.first_success(eps, |p, r| p.pull_oci_chart_at(url, r))
     }
 
     /// Pulls an OCI chart from one place.
     fn pull_oci_chart_at(&mut self, url: &str, reference: &Reference) -> Result<(PathBuf, String)> {
-        let cerr = |m: String| BundlerError::ChartPull {
-            chart: url.to_owned(),
-            url: url.to_owned(),
-            message: m,
-        };
+        let cerr = |m: String| chart_pull(url, m);
         let reference = reference.clone();
         let auth = self.auth_for(&reference)?;
         let got = self.rt.block_on(async {
-            if !matches!(auth, RegistryAuth::Anonymous) {
-                with_retries(&self.counters, || async {
-                    self.client
-                        .auth(&reference, &auth, RegistryOperation::Pull)
-                        .await
-                        .map_err(classify)
-                })
-                .await?;
-            }
+            self.login_for_pull(&reference, &auth).await?;
             Self::fetch_manifest(
                 &self.client,
                 &self.cache,
@@ -104,18 +99,9 @@ impl Puller {
     /// (the first that answers gives the list), with the same credentials
     /// and retries as pulls.
     pub fn list_oci_chart_versions(&mut self, url: &str) -> Result<Vec<String>> {
-        let cerr = |m: String| BundlerError::ChartPull {
-            chart: url.to_owned(),
-            url: url.to_owned(),
-            message: m,
-        };
-        let base = url
-            .strip_prefix("oci://")
-            .ok_or_else(|| cerr("not an oci:// reference".into()))?;
         // a tag reference: the listing is a tag lookup for the mirrors'
         // `pull-from-mirror` rules
-        let reference = reference(&format!("{base}:latest"))
-            .map_err(|e| cerr(format!("not a chart reference: {e}")))?;
+        let reference = chart_reference(url, "latest")?;
         let eps = self.endpoints(url, &reference)?;
         self.first_success(eps, |p, r| p.list_oci_chart_versions_at(url, r))
     }
@@ -126,11 +112,7 @@ impl Puller {
         url: &str,
         reference: &Reference,
     ) -> Result<Vec<String>> {
-        let cerr = |m: String| BundlerError::ChartPull {
-            chart: url.to_owned(),
-            url: url.to_owned(),
-            message: m,
-        };
+        let cerr = |m: String| chart_pull(url, m);
         let reference = reference.clone();
         let auth = self.auth_for(&reference)?;
         let got = self.rt.block_on(with_retries(&self.counters, || async {

@@ -7,7 +7,8 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::Reference;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
 use stoa_format::retry::TransportError;
 
 use super::{Counters, Puller, RETRY};
@@ -125,6 +126,25 @@ where
 }
 
 impl Puller {
+    /// Logs in for a pull of `reference` when there are credentials
+    /// (an anonymous pull needs none), under the one retry policy.
+    pub(super) async fn login_for_pull(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> std::result::Result<(), Failure> {
+        if !matches!(auth, RegistryAuth::Anonymous) {
+            with_retries(&self.counters, || async {
+                self.client
+                    .auth(reference, auth, RegistryOperation::Pull)
+                    .await
+                    .map_err(classify)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     pub(super) fn pull_error(
         &self,
         image: &str,
