@@ -22,7 +22,7 @@ use crate::postrender::{
     hook_refusal, prepare, registry_value, render_chart, site_images, ChartSink, RenderedChart,
 };
 use crate::progress::bytes_bar;
-use crate::state::{LockProbe, OpKind, SiteLock};
+use crate::state::{LockProbe, SiteLock};
 
 /// While an apply or rollback runs, its half-made changes are no base for a
 /// plan: refuse as busy (exit 4), naming it.
@@ -139,53 +139,16 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     // a plan of a long verify: the operation may have started meanwhile
     refuse_while_running(&site)?;
     let state = site.sd.load()?;
-    if let Some(p) = &state.pending {
-        let same = p.op == OpKind::Apply
-            && p.manifest_sha256.as_deref() == Some(v.manifest_sha256.hex().as_str());
-        if !same {
-            return Err(site.pending_refusal(p));
-        }
-    } else {
-        site.check_policy(&state, m, args.allow_downgrade)?;
-    }
-    // a delta: apply would refuse unless the store holds every omitted blob
-    crate::delta::check_store(&site.sd, &state, m, &mut |_| {})?;
+    // the same admission as apply's (pending, policy, a delta's store)
+    let sha = v.manifest_sha256.hex();
+    site.admit(&state, m, &sha, args.allow_downgrade, &mut |_| Ok(()))?;
     let plan = Plan::compute(&site, m, &state, Probe::Full);
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
     let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     // every chart through `helm template` and the post-renderer
     let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
-    let mut render_error: Option<UpdaterError> = None;
-    let mut rendered: Vec<RenderedChart> = Vec::new();
-    if let (Some(h), false) = (&helm, m.charts.is_empty()) {
-        let setup = site_images(&site.cfg, m)
-            .and_then(|imgs| Ok((prepare(&tmp.0.join("post-render"), &imgs, h.major)?, imgs)));
-        match setup {
-            Ok((pr, imgs)) => {
-                let reg = registry_value(&site.cfg);
-                for c in &m.charts {
-                    let files = sink
-                        .chart(m, c, &site.sd)
-                        .and_then(|p| Ok((p, sink.values(m, c, &site.sd)?)));
-                    match files
-                        .and_then(|(p, v)| render_chart(h, c, &p, &v, &pr, &imgs, reg.as_deref()))
-                    {
-                        Ok((mut r, text)) => {
-                            if args.render {
-                                r.manifests = Some(text);
-                            }
-                            rendered.push(r);
-                        }
-                        Err(e) => {
-                            render_error.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-            Err(e) => render_error = Some(e),
-        }
-    }
+    let (rendered, render_error) = render_charts(&site, m, helm.as_ref(), &tmp, &sink, args.render);
     let refusal = match &helm {
         Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&rendered),
         _ => None,
@@ -208,6 +171,66 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         preflight.error(true)?;
         return finish(render_error, refusal);
     }
+    print_text(m, &plan, &preflight, &rendered, trust_change.as_ref());
+    // a failed check first (exit 9), then a chart that did not render, then
+    // a hook refusal: all after everything was shown
+    preflight.error(false)?;
+    finish(render_error, refusal)
+}
+
+/// Every chart rendered through `helm template` and the post-renderer (the
+/// final manifests kept with `--render`), and the first chart that did not
+/// render.
+fn render_charts(
+    site: &Site,
+    m: &stoa_format::BundleManifest,
+    helm: Option<&Helm>,
+    tmp: &TempDir,
+    sink: &ChartSink,
+    keep_manifests: bool,
+) -> (Vec<RenderedChart>, Option<UpdaterError>) {
+    let mut render_error: Option<UpdaterError> = None;
+    let mut rendered: Vec<RenderedChart> = Vec::new();
+    if let (Some(h), false) = (helm, m.charts.is_empty()) {
+        let setup = site_images(&site.cfg, m)
+            .and_then(|imgs| Ok((prepare(&tmp.0.join("post-render"), &imgs, h.major)?, imgs)));
+        match setup {
+            Ok((pr, imgs)) => {
+                let reg = registry_value(&site.cfg);
+                for c in &m.charts {
+                    let files = sink
+                        .chart(m, c, &site.sd)
+                        .and_then(|p| Ok((p, sink.values(m, c, &site.sd)?)));
+                    match files
+                        .and_then(|(p, v)| render_chart(h, c, &p, &v, &pr, &imgs, reg.as_deref()))
+                    {
+                        Ok((mut r, text)) => {
+                            if keep_manifests {
+                                r.manifests = Some(text);
+                            }
+                            rendered.push(r);
+                        }
+                        Err(e) => {
+                            render_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => render_error = Some(e),
+        }
+    }
+    (rendered, render_error)
+}
+
+/// The text report: the delta's store check, the trust change, the plan,
+/// every preflight check and every chart's rendered images.
+fn print_text(
+    m: &stoa_format::BundleManifest,
+    plan: &Plan,
+    preflight: &crate::preflight::Preflight,
+    rendered: &[RenderedChart],
+    trust_change: Option<&crate::trust::TrustChange>,
+) {
     if let Some(d) = &m.delta {
         println!(
             "delta on {}: the store holds all {} omitted entries ({}), checked",
@@ -216,12 +239,12 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             stoa_format::report::human_bytes(d.omitted.iter().map(|e| e.size).sum())
         );
     }
-    if let Some(t) = &trust_change {
+    if let Some(t) = trust_change {
         println!("trust: apply will accept {t}");
     }
     print!("{plan}");
     preflight.print_text();
-    for c in &rendered {
+    for c in rendered {
         println!("render {}/{} ({}):", c.namespace, c.release, c.chart);
         for i in &c.images {
             println!(
@@ -254,10 +277,6 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             println!("--- end of {} ---", c.release);
         }
     }
-    // a failed check first (exit 9), then a chart that did not render, then
-    // a hook refusal: all after everything was shown
-    preflight.error(false)?;
-    finish(render_error, refusal)
 }
 
 /// After everything was shown: a chart that did not render, then a hook

@@ -50,9 +50,16 @@ impl Site {
         let _lock = SiteLock::take(&self.sd, "apply")?;
         let mut state = self.sd.load()?;
         let sha = head.manifest_sha256.hex();
-        let resumed = self.resume_or_check(&state, &head.manifest, &sha, opts)?;
-        // a delta: every omitted blob in the store, before any change
-        crate::delta::check_store(&self.sd, &state, &head.manifest, &mut |_| {})?;
+        // never race a worker of the interrupted run when resuming it
+        let resumed = self
+            .admit(
+                &state,
+                &head.manifest,
+                &sha,
+                opts.allow_downgrade,
+                &mut |p| tool::stop_leftovers(&self.sd, &p.op_id).map(drop),
+            )?
+            .resumed();
         // the site can take this release: checked before any change
         let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
 
@@ -103,30 +110,6 @@ impl Site {
         };
         self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
         Ok(report)
-    }
-
-    /// Whether this apply resumes the pending one (the same bundle; then
-    /// the interrupted run's workers are stopped first), else the policy
-    /// checks of a new apply; another pending operation is refused.
-    fn resume_or_check(
-        &self,
-        state: &State,
-        m: &BundleManifest,
-        sha: &str,
-        opts: &ApplyOptions,
-    ) -> Result<bool> {
-        match &state.pending {
-            Some(p) if p.op == OpKind::Apply && p.manifest_sha256.as_deref() == Some(sha) => {
-                // never race a worker of the interrupted run
-                tool::stop_leftovers(&self.sd, &p.op_id)?;
-                Ok(true)
-            }
-            Some(p) => Err(self.pending_refusal(p)),
-            None => {
-                self.check_policy(state, m, opts.allow_downgrade)?;
-                Ok(false)
-            }
-        }
     }
 
     /// Runs the apply of a verified, staged release: records it as pending

@@ -23,6 +23,7 @@ use crate::records::JournalLine;
 use crate::records::PushStats;
 use crate::state::{HelmRecord, OpKind, Pending, State, StateDir, StepRecord};
 
+mod admission;
 mod apply;
 pub mod drivers;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod undo;
 pub use crate::records::step::{self, Step, Undo};
 /// What rollback did to one Helm release (the history's vocabulary).
 pub use crate::records::HelmBack;
+pub use admission::Admitted;
 pub use drivers::Drivers;
 pub use rollback::RollbackPreview;
 
