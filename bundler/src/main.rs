@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stoa-bundler", version = stoa_format::cli::docs::version_text(env!("CARGO_PKG_VERSION")), about = "Build signed STOA offline bundles", long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    out: stoa_format::cli::Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,30 +72,28 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let (result, json) = match &cli.command {
-        Command::Keygen(a) => (cmd::keygen::run(a), a.json),
-        Command::Build(a) => (cmd::build::run(a), a.json),
-        Command::Verify(a) => (cmd::verify::run(a), a.json),
-        Command::Images(a) => (cmd::images::run(a), a.json),
-        Command::Inspect(a) => (cmd::inspect::run(a), a.json),
-        Command::Root(a) => (cmd::root::run(a), a.json()),
-        Command::Split(a) => (cmd::split::run(a), a.json),
-        Command::Diff(a) => (cmd::diff::run(a), a.json),
+    let out = cli.out;
+    let result = match &cli.command {
+        Command::Keygen(a) => cmd::keygen::run(a, out),
+        Command::Build(a) => cmd::build::run(a, out),
+        Command::Verify(a) => cmd::verify::run(a, out),
+        Command::Images(a) => cmd::images::run(a, out),
+        Command::Inspect(a) => cmd::inspect::run(a, out),
+        Command::Root(a) => cmd::root::run(a, out),
+        Command::Split(a) => cmd::split::run(a, out),
+        Command::Diff(a) => cmd::diff::run(a, out),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
-            (Ok(()), false)
+            Ok(())
         }
-        Command::Man(a) => (
-            stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
-                .map_err(Into::into),
-            false,
-        ),
+        Command::Man(a) => stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stoa-bundler: error: {e}");
-            if json {
+            if out.json {
                 println!(
                     "{}",
                     serde_json::json!({"ok": false, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})

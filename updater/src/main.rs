@@ -1,5 +1,6 @@
 //! stoa-updater: verifies STOA bundles at an air-gapped site and applies them.
 
+use stoa_updater::error::Result;
 use stoa_updater::{audit, cmd, config, postrender};
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ struct Cli {
     /// on stderr with its time; never a password.
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
+    #[command(flatten)]
+    out: stoa_format::cli::Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,62 +129,75 @@ fn main() -> ExitCode {
             format!("--config is not used by {name} (it reads no site config); use --trust")
         })
     };
-    // the audit log's started line, before any work (docs/OPERATIONS.md)
-    let audit_dir = cli
-        .command
-        .audit_name()
-        .and_then(|_| config::SiteConfig::load(c).ok())
-        .map(|cfg| cfg.state_dir);
-    if let (Some(name), Some(sd)) = (cli.command.audit_name(), &audit_dir) {
-        if let Err(e) = audit::start(sd, name) {
-            eprintln!("stoa-updater: warning: audit log: {e}");
-        }
-    }
-    let (result, json) = match &cli.command {
+    let out = cli.out;
+    let name = cli.command.audit_name();
+    // a site command: the site config loaded once, here, and handed to it
+    let on_site = |run: &dyn Fn(&stoa_updater::engine::Site) -> Result<u8>| -> Result<u8> {
+        let site = cmd::site(c)?;
+        audited(name, Some(&site.cfg.state_dir), &|| run(&site))
+    };
+    // verify, extract, repair: audited where a site config is found
+    let off_site = |run: &dyn Fn() -> Result<u8>| -> Result<u8> {
+        let cfg = name.and_then(|_| config::SiteConfig::load(c).ok());
+        audited(name, cfg.as_ref().map(|c| c.state_dir.as_path()), run)
+    };
+    let result = match &cli.command {
         Command::Verify(a) => match no_config("verify") {
-            Some(m) => return usage_error(&m, a.json),
-            None => (cmd::verify::run(a).map(|()| 0), a.json),
+            Some(m) => return usage_error(&m, out.json),
+            None => off_site(&|| cmd::verify::run(a, out).map(|()| 0)),
         },
         Command::Inspect(a) => match no_config("inspect") {
-            Some(m) => return usage_error(&m, a.json),
-            None => (cmd::inspect::run(a).map(|()| 0), a.json),
+            Some(m) => return usage_error(&m, out.json),
+            None => cmd::inspect::run(a, out).map(|()| 0),
         },
         Command::Extract(a) => match no_config("extract") {
-            Some(m) => return usage_error(&m, a.json),
-            None => (cmd::extract::run(a).map(|()| 0), a.json),
+            Some(m) => return usage_error(&m, out.json),
+            None => off_site(&|| cmd::extract::run(a, out).map(|()| 0)),
         },
         Command::Repair(a) => match no_config("repair") {
-            Some(m) => return usage_error(&m, a.json),
-            None => (cmd::repair::run(a).map(|()| 0), a.json),
+            Some(m) => return usage_error(&m, out.json),
+            None => off_site(&|| cmd::repair::run(a, out).map(|()| 0)),
         },
         Command::PostRender(a) => match no_config("post-render") {
             Some(m) => return usage_error(&m, false),
-            None => (postrender::run(a).map(|()| 0), false),
+            None => postrender::run(a).map(|()| 0),
         },
-        Command::Plan(a) => (cmd::plan::run(c, a).map(|()| 0), a.json),
-        Command::Apply(a) => (cmd::apply::run(c, a).map(|()| 0), a.json),
-        Command::Rollback(a) => (cmd::rollback::run(c, a).map(|()| 0), a.json),
-        Command::Status(a) => (cmd::status::run(c, a), a.json),
-        Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
-        Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
+        Command::Plan(a) => on_site(&|s| cmd::plan::run(s, a, out).map(|()| 0)),
+        Command::Apply(a) => on_site(&|s| cmd::apply::run(s, a, out).map(|()| 0)),
+        Command::Rollback(a) => on_site(&|s| cmd::rollback::run(s, a, out).map(|()| 0)),
+        Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
+        Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
+        Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
-            (Ok(0), false)
+            Ok(0)
         }
-        Command::Man(a) => (
-            stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
-                .map(|()| 0)
-                .map_err(Into::into),
-            false,
-        ),
+        Command::Man(a) => stoa_format::cli::docs::man(<Cli as clap::CommandFactory>::command(), a)
+            .map(|()| 0)
+            .map_err(Into::into),
     };
-    if let (Some(name), Some(sd)) = (cli.command.audit_name(), &audit_dir) {
-        // only where a site config names a state_dir (docs/OPERATIONS.md)
-        if let Err(e) = audit::record(sd, name, result.as_ref().map(|_| ())) {
-            eprintln!("stoa-updater: warning: audit log: {e}");
-        }
+    finish(result, out.json)
+}
+
+/// An audited command between its `started` line and its result line, only
+/// where a site config names a state_dir (docs/OPERATIONS.md); a failure to
+/// write the audit log is a warning, never the command's result.
+fn audited(
+    name: Option<&'static str>,
+    state_dir: Option<&std::path::Path>,
+    run: &dyn Fn() -> Result<u8>,
+) -> Result<u8> {
+    let (Some(name), Some(sd)) = (name, state_dir) else {
+        return run();
+    };
+    if let Err(e) = audit::start(sd, name) {
+        eprintln!("stoa-updater: warning: audit log: {e}");
     }
-    finish(result, json)
+    let result = run();
+    if let Err(e) = audit::record(sd, name, result.as_ref().map(|_| ())) {
+        eprintln!("stoa-updater: warning: audit log: {e}");
+    }
+    result
 }
 
 /// The commands that read the site config.
@@ -230,7 +246,7 @@ fn config_first(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 
 /// The command line, or how the process ends at once (help, version, a
 /// usage error).
-fn parse_cli(argv: &[std::ffi::OsString], json: bool) -> Result<Cli, ExitCode> {
+fn parse_cli(argv: &[std::ffi::OsString], json: bool) -> std::result::Result<Cli, ExitCode> {
     match Cli::try_parse_from(config_first(argv.to_vec())) {
         Ok(c) => Ok(c),
         Err(e) if !e.use_stderr() => {

@@ -4,6 +4,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use stoa_format::cli::Output;
 
 use stoa_format::durable::AtomicFile;
 use stoa_format::parts::{self, PartSize, PartsRelease};
@@ -30,12 +31,6 @@ pub struct Args {
     /// Where to write the bundle (written beside it first, renamed at the end).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Print a JSON summary instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
     #[command(flatten)]
     pub pull: super::PullArgs,
     /// Parallel blob downloads.
@@ -249,7 +244,7 @@ fn build_time() -> Result<(SystemTime, u64)> {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, output: Output) -> Result<()> {
     if args.keys.is_empty() {
         return Err(BundlerError::NoSigningKey);
     }
@@ -271,9 +266,7 @@ pub fn run(args: &Args) -> Result<()> {
         created,
         mtime,
         limits: Limits::default(),
-        pull: args
-            .pull
-            .options(usize::from(args.jobs), args.quiet || args.json),
+        pull: args.pull.options(usize::from(args.jobs), !output.bars()),
         chart_gzip: crate::sources::chart::BUNDLE_GZIP,
     };
     let Planned {
@@ -296,13 +289,13 @@ pub fn run(args: &Args) -> Result<()> {
     };
     fs::create_dir_all(&dir).map_err(|e| write_error(out, e))?;
     if let Some(size) = args.split {
-        write_split(args, &dir, size, &writer, &keys)?;
-        if let (Some(d), false) = (&delta, args.json) {
+        write_split(args, output, &dir, size, &writer, &keys)?;
+        if let (Some(d), false) = (&delta, output.json) {
             print_delta(d);
         }
         return Ok(());
     }
-    let (summary, size) = write_bundle(args, &writer, &keys)?;
+    let (summary, size) = write_bundle(args, output, &writer, &keys)?;
     if size > parts::FAT32_MAX_FILE {
         eprintln!(
             "stoa-bundler: hint: {} is {}, over FAT32's 4 GiB file limit; use --split 4GiB (or split) for FAT32 media",
@@ -311,7 +304,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     print_summary(
-        args,
+        output,
         out,
         writer.manifest(),
         &keys,
@@ -334,6 +327,7 @@ fn write_error(out: &Path, e: std::io::Error) -> BundlerError {
 /// signed index, which is printed.
 fn write_split(
     args: &Args,
+    output: Output,
     dir: &Path,
     size: PartSize,
     writer: &stoa_format::BundleWriter,
@@ -341,7 +335,7 @@ fn write_split(
 ) -> Result<()> {
     let m = writer.manifest();
     let name = parts::file_name(&args.out);
-    let pb = bytes_bar(m.content_size(), "build", args.quiet || args.json);
+    let pb = bytes_bar(m.content_size(), "build", !output.bars());
     let created = m.release.created.to_string();
     let release = PartsRelease {
         name: m.release.name.clone(),
@@ -360,7 +354,7 @@ fn write_split(
         },
     )?;
     pb.finish_and_clear();
-    super::split::print_parts(args.json, &index, &ip, Some(&created));
+    super::split::print_parts(output.json, &index, &ip, Some(&created));
     Ok(())
 }
 
@@ -369,6 +363,7 @@ fn write_split(
 /// goes. Returns the summary and the file's size.
 fn write_bundle(
     args: &Args,
+    output: Output,
     writer: &stoa_format::BundleWriter,
     keys: &[SigningKeyPair],
 ) -> Result<(stoa_format::WriteSummary, u64)> {
@@ -379,7 +374,7 @@ fn write_bundle(
         .create(out)
         .map_err(werr)?;
     let total = writer.manifest().content_size();
-    let pb = bytes_bar(total, "build", args.quiet || args.json);
+    let pb = bytes_bar(total, "build", !output.bars());
     let sync_every = args.fsync.then_some(64 << 20);
     let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
     let (w, summary) = writer.write(out_stream, keys, &mut |n| pb.inc(n))?;
@@ -408,7 +403,7 @@ fn print_delta(d: &DeltaInfo) {
 
 #[allow(clippy::too_many_arguments)]
 fn print_summary(
-    args: &Args,
+    output: Output,
     out: &Path,
     m: &stoa_format::BundleManifest,
     keys: &[SigningKeyPair],
@@ -418,7 +413,7 @@ fn print_summary(
     delta: Option<&DeltaInfo>,
 ) {
     let signers: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
-    if args.json {
+    if output.json {
         println!(
             "{}",
             serde_json::json!({

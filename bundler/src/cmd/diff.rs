@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use stoa_format::delta::{diff, read_release_head, ReleaseDiff};
 use stoa_format::manifest::Entry;
@@ -29,9 +30,6 @@ pub struct Args {
     /// verified, to split each changed image into new and shared bytes.
     #[arg(long, value_name = "PATH")]
     pub trust: Option<PathBuf>,
-    /// Print a JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// OCI manifests and indexes are small; larger blobs are layers.
@@ -114,7 +112,7 @@ impl OciDocs {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let limits = Limits::default();
     let old = read_release_head(std::slice::from_ref(&args.old), &limits)?;
     let new = read_release_head(std::slice::from_ref(&args.new), &limits)?;
@@ -140,7 +138,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     let d = diff(&old, &new, &image_blobs);
-    if args.json {
+    if out.json {
         println!(
             "{}",
             serde_json::to_string(&d).unwrap_or_else(|_| "{}".into())

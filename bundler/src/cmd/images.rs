@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
+use stoa_format::cli::Output;
 
 use serde::Serialize;
 use stoa_format::Limits;
@@ -33,9 +34,6 @@ pub struct RenderArgs {
 pub struct Args {
     /// The release manifest (TOML).
     pub manifest: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub render: RenderArgs,
     #[command(flatten)]
@@ -67,7 +65,7 @@ fn may_pull(rel: &LoadedRelease, chart: &Chart) -> bool {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let rel = LoadedRelease::load(&args.manifest)?;
     let settings = BuildSettings {
         created: UNIX_EPOCH,
@@ -99,7 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let refused = uses.iter().filter(|u| u.carried.refused()).count();
     let version = rel.release.version.to_string();
-    if args.json {
+    if out.json {
         let r = Report {
             ok: true,
             release: rel.release.name.as_str(),

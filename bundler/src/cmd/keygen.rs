@@ -1,6 +1,7 @@
 //! `stoa-bundler keygen --out <prefix>`: a new Ed25519 signing key pair.
 
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use stoa_format::SigningKeyPair;
 
@@ -11,15 +12,12 @@ pub struct Args {
     /// Writes <prefix>.key (PKCS#8 PEM, mode 0600) and <prefix>.pub (SPKI PEM).
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
-    /// Print a JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let pair = SigningKeyPair::generate();
     let (key, public) = pair.write_pair(&args.out)?;
-    if args.json {
+    if out.json {
         println!(
             "{}",
             serde_json::json!({"key_id": pair.id().to_string(), "private_key": key, "public_key": public})

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+use stoa_format::cli::Output;
 
 use stoa_format::keys::load_public_key;
 use stoa_format::root::{sign_root, RootBody, RootKey, SignedRoot, ROOT_TYPE};
@@ -46,8 +47,6 @@ pub struct InitArgs {
     pub expires: String,
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,25 +76,11 @@ pub struct RotateArgs {
     pub sign_keys: Vec<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     pub root: PathBuf,
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl Args {
-    pub fn json(&self) -> bool {
-        match &self.command {
-            RootCommand::Init(a) => a.json,
-            RootCommand::Rotate(a) => a.json,
-            RootCommand::Show(a) => a.json,
-        }
-    }
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> BundlerError {
@@ -196,7 +181,7 @@ fn add_key(keys: &mut Vec<RootKey>, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     match &args.command {
         RootCommand::Init(a) => {
             let expires = parse_date(&a.expires).ok_or_else(|| {
@@ -235,7 +220,7 @@ pub fn run(args: &Args) -> Result<()> {
             let r = SignedRoot::parse(&bytes)?;
             r.check_self(SystemTime::now())?;
             write_out(&a.out, &bytes)?;
-            show(&r, &a.out, a.json);
+            show(&r, &a.out, out.json);
             Ok(())
         }
         RootCommand::Rotate(a) => {
@@ -280,13 +265,13 @@ pub fn run(args: &Args) -> Result<()> {
             // the same rule a site applies: old threshold and new threshold
             cur.check_successor(&next, SystemTime::now())?;
             write_out(&a.out, &bytes)?;
-            show(&next, &a.out, a.json);
+            show(&next, &a.out, out.json);
             Ok(())
         }
         RootCommand::Show(a) => {
             let r = read_root(&a.root)?;
             let own = r.check_own_threshold();
-            show(&r, &a.root, a.json);
+            show(&r, &a.root, out.json);
             own?;
             Ok(())
         }

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use stoa_format::cli::Output;
 
 use stoa_format::parts::{self, PartSize, PartWriter, PartsIndex, PartsRelease, SealInfo};
 use stoa_format::pipe::{self, WriteBehind};
@@ -35,12 +36,6 @@ pub struct Args {
     /// Where to write the parts (default: beside the bundle).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// Streams `input` into parts in `dir`, then seals them (parity, rename,
@@ -84,7 +79,7 @@ where
     res
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let keys: Vec<SigningKeyPair> = args
         .keys
         .iter()
@@ -113,7 +108,7 @@ pub fn run(args: &Args) -> Result<()> {
     })?;
     let mut f = open()?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let pb = bytes_bar(total, "split", args.quiet || args.json);
+    let pb = bytes_bar(total, "split", !out.bars());
     let release = PartsRelease {
         name: m.release.name.clone(),
         version: m.release.version.clone(),
@@ -145,7 +140,7 @@ pub fn run(args: &Args) -> Result<()> {
         },
     )?;
     pb.finish_and_clear();
-    print_parts(args.json, &index, &ip, None);
+    print_parts(out.json, &index, &ip, None);
     Ok(())
 }
 

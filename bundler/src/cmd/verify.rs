@@ -3,10 +3,11 @@
 //! (`stoa_format::cli`).
 
 use crate::error::Result;
+use stoa_format::cli::Output;
 
 pub use stoa_format::cli::VerifyArgs as Args;
 
-pub fn run(args: &Args) -> Result<()> {
-    stoa_format::cli::run_verify(args)?;
+pub fn run(args: &Args, out: Output) -> Result<()> {
+    stoa_format::cli::run_verify(args, out)?;
     Ok(())
 }

@@ -21,6 +21,26 @@ pub mod docs;
 pub mod pipe;
 pub mod report;
 
+/// The output flags of every subcommand of both programs: global, parsed
+/// once by clap in each `main` and handed to the command that runs
+/// (ripgrep's habit: arguments parsed once, then passed as values).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Output {
+    /// Print a JSON object on stdout instead of text (an error too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+impl Output {
+    /// Whether progress bars may draw: neither --quiet nor --json.
+    pub fn bars(self) -> bool {
+        !self.quiet && !self.json
+    }
+}
+
 /// How a bundle is checked: the flags of verify, extract, plan and apply.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrustArgs {
@@ -62,12 +82,6 @@ pub struct VerifyArgs {
     pub bundle: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// Print a JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// `inspect <bundle> [--trust <pub|dir>]`
@@ -80,9 +94,6 @@ pub struct InspectArgs {
     /// Also check the signatures against these keys (.pub file or folder).
     #[arg(long, value_name = "PATH")]
     pub trust: Option<PathBuf>,
-    /// Print a JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Opens a bundle file, naming it on failure.
@@ -97,10 +108,10 @@ pub fn open_bundle(path: &Path) -> Result<File, FormatError> {
 /// part set, the signed index and every part first. Returns the verified
 /// bundle and the version of the root its keys came from (0 for a key
 /// folder).
-pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatError> {
+pub fn run_verify(args: &VerifyArgs, out: Output) -> Result<(VerifiedBundle, u64), FormatError> {
     let (base, opts) = args.trust.base()?;
     let src = BundleSource::resolve(&args.bundle)?;
-    let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
+    let pb = bytes_bar(src.size(), "verify", !out.bars());
     let mut root_version = 0;
     let index_trust = base.store();
     let v = verify_source_with(
@@ -112,7 +123,7 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
         &mut |n| pb.inc(n),
     )?;
     pb.finish_and_clear();
-    if args.json {
+    if out.json {
         let mut doc = report::verified(&v);
         doc.parts = parts_summary(&src);
         println!("{}", report::to_json(&doc));
@@ -152,7 +163,7 @@ pub fn run_verify(args: &VerifyArgs) -> Result<(VerifiedBundle, u64), FormatErro
 
 /// Runs `inspect`: the signed manifest's account of the bundle (content is
 /// not read; signatures are checked only with `--trust`).
-pub fn run_inspect(args: &InspectArgs) -> Result<(), FormatError> {
+pub fn run_inspect(args: &InspectArgs, out: Output) -> Result<(), FormatError> {
     let src = BundleSource::resolve(&args.bundle)?;
     let size = Some(src.size());
     let i = inspect_source(&src, &Limits::default())?;
@@ -168,7 +179,7 @@ pub fn run_inspect(args: &InspectArgs) -> Result<(), FormatError> {
     };
     let mut doc = report::inspection(&i, trusted.as_deref(), size);
     doc.parts = parts_summary(&src);
-    if args.json {
+    if out.json {
         println!("{}", report::to_json(&doc));
     } else {
         print!("{doc}");

@@ -1,6 +1,7 @@
 //! `stoa-updater --config F apply <bundle> [--allow-downgrade] [--no-auto-rollback]`.
 
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use stoa_format::source::BundleSource;
 
@@ -33,17 +34,10 @@ pub struct Args {
     /// never sees) from outside the site registry; plan names them.
     #[arg(long)]
     pub accept_hook_images: bool,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
-    let site = super::site(config)?;
-    let quiet = args.quiet || args.json;
+pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
+    let quiet = !out.bars();
     let mut bar: Option<(String, indicatif::ProgressBar)> = None;
     let opts = ApplyOptions {
         allow_downgrade: args.allow_downgrade,
@@ -72,9 +66,9 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             // every check, then the error; nothing was changed
             let e = UpdaterError::PreflightFailed {
                 report: report.clone(),
-                reported: args.json,
+                reported: out.json,
             };
-            if args.json {
+            if out.json {
                 println!(
                     "{}",
                     serde_json::json!({"ok": false, "preflight": report.checks, "error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()}})
@@ -86,7 +80,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         }
         r => r?,
     };
-    if args.json {
+    if out.json {
         println!("{}", serde_json::json!({"ok": true, "apply": r}));
     } else {
         print_text(&r);

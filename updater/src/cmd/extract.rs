@@ -3,6 +3,7 @@
 //! delta, the entries it omits are named (the JSON's `delta.omitted`).
 
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use stoa_format::source::BundleSource;
 use stoa_format::{extract, report};
@@ -21,21 +22,15 @@ pub struct Args {
     /// The folder to create (must not exist).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let (trust, opts) = args.trust.load()?;
     let src = BundleSource::resolve(&args.bundle)?;
-    let pb = bytes_bar(src.size(), "extract", args.quiet || args.json);
+    let pb = bytes_bar(src.size(), "extract", !out.bars());
     let v = extract::extract(&src, &trust, &opts, &args.to, &mut |n| pb.inc(n))?;
     pb.finish_and_clear();
-    if args.json {
+    if out.json {
         let mut doc = report::verified(&v);
         doc.extracted_to = Some(args.to.clone());
         println!("{}", report::to_json(&doc));

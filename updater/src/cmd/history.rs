@@ -3,27 +3,24 @@
 //! it reads the state first and fails closed when it is corrupt (exit 3).
 
 use crate::error::Result;
+use stoa_format::cli::Output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
     /// Show the audit log (every verify, plan, apply, rollback and trust
     /// change, with its user, bundle, keys, root version and result).
     #[arg(long)]
     pub audit: bool,
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
-    let site = super::site(config)?;
+pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     // fail closed like every other command: a corrupt state is not hidden
     site.sd.load()?;
     if args.audit {
-        return audit(&site.cfg.state_dir, args.json);
+        return audit(&site.cfg.state_dir, out.json);
     }
     let h = site.sd.read_history()?;
-    if args.json {
+    if out.json {
         println!("{}", serde_json::json!({"ok": true, "history": h}));
         return Ok(());
     }

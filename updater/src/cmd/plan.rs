@@ -9,6 +9,7 @@
 //! that would leave the site registry (exit 5 unless accepted).
 
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use std::os::unix::fs::DirBuilderExt;
 
@@ -85,22 +86,15 @@ pub struct Args {
     /// the site registry (as `apply --accept-hook-images`).
     #[arg(long)]
     pub accept_hook_images: bool,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
-    let site = super::site(config)?;
-    refuse_while_running(&site)?;
+pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
+    refuse_while_running(site)?;
     crate::tool::check_setpriv()?;
     let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
     let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
     let src = BundleSource::resolve(&args.bundle)?;
-    let pb = bytes_bar(src.size(), "verify", args.quiet || args.json);
+    let pb = bytes_bar(src.size(), "verify", !out.bars());
     let index_trust = base.store();
     // the roots the bundle carries that apply would accept (in memory only)
     let mut chain: Vec<stoa_format::root::SignedRoot> = Vec::new();
@@ -137,23 +131,23 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
     let m = &v.manifest;
     site.cfg.check_needs(m)?;
     // a plan of a long verify: the operation may have started meanwhile
-    refuse_while_running(&site)?;
+    refuse_while_running(site)?;
     let state = site.sd.load()?;
     // the same admission as apply's (pending, policy, a delta's store)
     let sha = v.manifest_sha256.hex();
     site.admit(&state, m, &sha, args.allow_downgrade, &mut |_| Ok(()))?;
-    let plan = Plan::compute(&site, m, &state, Probe::Full);
+    let plan = Plan::compute(site, m, &state, Probe::Full);
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
     let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     // every chart through `helm template` and the post-renderer
     let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
-    let (rendered, render_error) = render_charts(&site, m, helm.as_ref(), &tmp, &sink, args.render);
+    let (rendered, render_error) = render_charts(site, m, helm.as_ref(), &tmp, &sink, args.render);
     let refusal = match &helm {
         Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&rendered),
         _ => None,
     };
-    if args.json {
+    if out.json {
         let error = preflight.clone().error(true).err().map(|e| {
             serde_json::json!({"kind": e.kind(), "exit_code": e.exit_code(), "message": e.to_string()})
         });

@@ -4,6 +4,7 @@
 //! folder (damaged parts are replaced there).
 
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use stoa_format::parity;
 use stoa_format::source::BundleSource;
@@ -21,9 +22,6 @@ pub struct Args {
     /// Where to write the rebuilt parts (and a copy of the index).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
     /// Flush the rebuilt parts to disk before renaming them into place (for
     /// repairing straight onto removable media). Off by default, as for
     /// `stoa-bundler build`: a part damaged by a power cut fails verify, and
@@ -32,7 +30,7 @@ pub struct Args {
     pub fsync: bool,
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, out: Output) -> Result<()> {
     let (trust, _) = args.trust.load()?;
     let src = BundleSource::resolve(&args.parts)?;
     let BundleSource::Parts(set) = &src else {
@@ -44,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     set.index.check_signatures(&trust)?;
     let r = parity::repair(set, &args.out, parity::RepairOptions { fsync: args.fsync })?;
-    if args.json {
+    if out.json {
         println!("{}", serde_json::json!({"ok": true, "repair": r}));
     } else if r.rebuilt.is_empty() {
         println!("nothing to rebuild: every data part matches the signed index");

@@ -4,6 +4,7 @@
 use crate::error::{Result, UpdaterError};
 use crate::records::{HistoryEntry, RollbackHistory};
 use crate::state::OpKind;
+use stoa_format::cli::Output;
 
 /// A rollback that started and failed is a history line like a failed
 /// apply's (`outcome: failed`, the step and the error); refusals before
@@ -46,15 +47,17 @@ pub struct Args {
     /// snapshot, files) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `rollback --dry-run`: the preview, in text or JSON.
-fn dry_run(site: &crate::engine::Site, to: Option<&semver::Version>, args: &Args) -> Result<()> {
+fn dry_run(
+    site: &crate::engine::Site,
+    to: Option<&semver::Version>,
+    args: &Args,
+    out: Output,
+) -> Result<()> {
     let p = site.rollback_preview(to, args.restore_snapshot)?;
-    if args.json {
+    if out.json {
         println!(
             "{}",
             serde_json::json!({"ok": true, "dry_run": true, "rollback": p})
@@ -104,8 +107,7 @@ fn dry_run(site: &crate::engine::Site, to: Option<&semver::Version>, args: &Args
     Ok(())
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
-    let site = super::site(config)?;
+pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     let to = match &args.to {
         Some(t) => Some(semver::Version::parse(t).map_err(|e| UpdaterError::Config {
             path: "--to".into(),
@@ -114,16 +116,16 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
         None => None,
     };
     if args.dry_run {
-        return dry_run(&site, to.as_ref(), args);
+        return dry_run(site, to.as_ref(), args, out);
     }
     let r = match site.rollback(to.as_ref(), args.restore_snapshot) {
         Ok(r) => r,
         Err(e) => {
-            record_failure(&site, &e);
+            record_failure(site, &e);
             return Err(e);
         }
     };
-    if args.json {
+    if out.json {
         println!("{}", serde_json::json!({"ok": true, "rollback": r}));
     } else {
         if r.reverted_interrupted_apply {

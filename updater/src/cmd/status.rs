@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use serde::Serialize;
 
@@ -27,14 +28,9 @@ pub const EXIT_RUNNING: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 8;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
+pub struct Args {}
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
-    let site = super::site(config)?;
+pub fn run(site: &crate::engine::Site, _args: &Args, out: Output) -> Result<u8> {
     let state = site.sd.load()?;
     let lock = SiteLock::probe(&site.sd)?;
     let report = StatusReport {
@@ -52,7 +48,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<u8> {
             lock: site.sd.root.join("lock"),
         },
     };
-    if args.json {
+    if out.json {
         println!("{}", serde_json::to_value(&report).unwrap_or_default());
     } else {
         print!("{report}");

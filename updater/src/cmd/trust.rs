@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use stoa_format::cli::Output;
 
 use serde::Serialize;
 use stoa_format::root::{SignedRoot, TrustBase};
@@ -37,9 +38,6 @@ pub struct InitArgs {
     /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,27 +49,12 @@ pub struct UpdateArgs {
     /// clock floor (logged in the audit log).
     #[arg(long)]
     pub ignore_clock_floor: bool,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
+pub struct ShowArgs {}
 
 impl Args {
-    pub fn json(&self) -> bool {
-        match &self.command {
-            TrustCommand::Init(a) => a.json,
-            TrustCommand::Update(a) => a.json,
-            TrustCommand::Show(a) => a.json,
-        }
-    }
-
     /// The audit log's command name, or None for read-only `show`.
     pub fn audit_name(&self) -> Option<&'static str> {
         match &self.command {
@@ -168,14 +151,13 @@ fn read_root(path: &std::path::Path) -> Result<SignedRoot> {
     Ok(SignedRoot::parse(&bytes)?)
 }
 
-pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
-    let site = super::site(config)?;
+pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     let sd = &site.sd;
     match &args.command {
-        TrustCommand::Show(a) => {
+        TrustCommand::Show(_) => {
             let t = trust::load(&site.cfg, sd, std::time::SystemTime::now())?;
             let floor = trust::read_floor(sd)?.map(|(_, f)| f);
-            print(&report(&t, floor), a.json, "");
+            print(&report(&t, floor), out.json, "");
             Ok(())
         }
         TrustCommand::Init(a) => {
@@ -208,7 +190,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             trust::accept_roots(sd, std::slice::from_ref(&r))?;
             let t = trust::load(&site.cfg, sd, now)?;
             let floor = trust::read_floor(sd)?.map(|(_, f)| f);
-            print(&report(&t, floor), a.json, "installed ");
+            print(&report(&t, floor), out.json, "installed ");
             Ok(())
         }
         TrustCommand::Update(a) => {
@@ -238,7 +220,7 @@ pub fn run(config: &std::path::Path, args: &Args) -> Result<()> {
             }
             let t = trust::load(&site.cfg, sd, now)?;
             let floor = trust::read_floor(sd)?.map(|(_, f)| f);
-            print(&report(&t, floor), a.json, "accepted ");
+            print(&report(&t, floor), out.json, "accepted ");
             Ok(())
         }
     }
