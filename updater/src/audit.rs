@@ -78,12 +78,29 @@ pub struct AuditLine {
     pub exit_code: Option<u8>,
 }
 
-static FACTS: Mutex<Option<Facts>> = Mutex::new(None);
+/// This process's run: its id and command (set by [`start`]) and what the
+/// command learnt. The one piece of audit state, like a logger's: every
+/// fact is noted through the functions below and read only by [`record`]
+/// and [`trust_change`], so the trust functions that verify, plan, apply
+/// and trust share need no audit parameter.
+#[derive(Debug, Default)]
+struct Run {
+    id: Option<String>,
+    command: Option<String>,
+    facts: Facts,
+}
+
+static RUN: Mutex<Option<Run>> = Mutex::new(None);
+
+/// This run's state, changed in one place.
+fn with_run<T>(f: impl FnOnce(&mut Run) -> T) -> Option<T> {
+    RUN.lock()
+        .ok()
+        .map(|mut g| f(g.get_or_insert_with(Run::default)))
+}
 
 fn with(f: impl FnOnce(&mut Facts)) {
-    if let Ok(mut g) = FACTS.lock() {
-        f(g.get_or_insert_with(Facts::default));
-    }
+    with_run(|r| f(&mut r.facts));
 }
 
 /// The bundle a command verified.
@@ -106,21 +123,14 @@ pub fn note(s: String) {
     with(|x| x.notes.push(s));
 }
 
-/// This process's run id, set by [`start`].
-static RUN: Mutex<Option<String>> = Mutex::new(None);
-/// This run's command name, set by [`start`].
-static COMMAND: Mutex<Option<String>> = Mutex::new(None);
-
 /// A trust change about to take effect (a root about to be persisted): its
 /// own line, `result: "trust-change"`, written at once (before the change,
 /// so a run killed after it still leaves it in the log). Needs [`start`]
 /// to have named the state folder's run; without it (no site config) the
 /// line is still written to `state_dir`.
 pub fn trust_change(state_dir: &Path, what: &str) -> Result<()> {
-    let cmd = COMMAND
-        .lock()
-        .ok()
-        .and_then(|g| g.clone())
+    let cmd = with_run(|r| r.command.clone())
+        .flatten()
         .unwrap_or_else(|| "-".into());
     let mut l = line(state_dir, &cmd, "trust-change");
     l.facts
@@ -130,7 +140,7 @@ pub fn trust_change(state_dir: &Path, what: &str) -> Result<()> {
 }
 
 fn run_id() -> Option<String> {
-    RUN.lock().ok().and_then(|g| g.clone())
+    with_run(|r| r.id.clone()).flatten()
 }
 
 fn open_dir(state_dir: &Path) -> PathBuf {
@@ -171,12 +181,10 @@ pub fn start(state_dir: &Path, command: &str) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    if let Ok(mut g) = RUN.lock() {
-        *g = Some(format!("{pid}-{nanos}"));
-    }
-    if let Ok(mut g) = COMMAND.lock() {
-        *g = Some(command.to_owned());
-    }
+    with_run(|r| {
+        r.id = Some(format!("{pid}-{nanos}"));
+        r.command = Some(command.to_owned());
+    });
     let l = line(state_dir, command, "started");
     append(state_dir, &l)?;
     let dir = open_dir(state_dir);
@@ -253,11 +261,7 @@ pub fn record(
     command: &str,
     result: std::result::Result<(), &UpdaterError>,
 ) -> Result<()> {
-    let facts = FACTS
-        .lock()
-        .ok()
-        .and_then(|mut g| g.take())
-        .unwrap_or_default();
+    let facts = with_run(|r| std::mem::take(&mut r.facts)).unwrap_or_default();
     // text from bundles and roots: escaped, like every terminal line
     let esc = |s: String| stoa_format::text::escape(&s).into_owned();
     let facts = Facts {
