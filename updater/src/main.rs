@@ -46,6 +46,8 @@ enum Command {
     History(cmd::history::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
+    /// Serve the site store as a read-only OCI registry (every retained release's images).
+    Serve(cmd::serve::Args),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(stoa_format::cli::docs::CompletionsArgs),
     /// Print the man page, or write every command's page into --out DIR.
@@ -70,6 +72,7 @@ impl Command {
             Self::Inspect(_)
             | Self::Status(_)
             | Self::History(_)
+            | Self::Serve(_)
             | Self::PostRender(_)
             | Self::Completions(_)
             | Self::Man(_) => None,
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         Command::Status(a) => (cmd::status::run(c, a), a.json),
         Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
         Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
+        Command::Serve(a) => (cmd::serve::run(c, a, cli.verbose).map(|()| 0), a.json),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
             (Ok(0), false)
@@ -185,7 +189,9 @@ fn main() -> ExitCode {
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 6] = ["plan", "apply", "rollback", "status", "history", "trust"];
+const SITE_COMMANDS: [&str; 7] = [
+    "plan", "apply", "rollback", "status", "history", "trust", "serve",
+];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name
 /// moves before it, where clap reads it: `status --config x` is
