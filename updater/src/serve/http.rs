@@ -64,16 +64,39 @@ pub enum HeadError {
     Io(io::Error),
 }
 
+/// The longest method token accepted (`OPTIONS` is 7).
+const MAX_METHOD: usize = 16;
+
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+pub const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Reads one request head from `r`, at most [`MAX_HEAD`] bytes, within
-/// `deadline` of its first byte (a client that trickles a head is cut).
-pub fn read_head(r: &mut impl BufRead, deadline: Duration) -> Result<Request, HeadError> {
+/// `deadline` of the call (a client that trickles a head is cut with 408).
+/// `set_timeout` is called before every read with the time left, so a
+/// silent client is cut at the deadline too, not at the socket's own
+/// timeout. The head is checked as it arrives: bytes that cannot start an
+/// HTTP request line (a TLS ClientHello on the plain port, binary noise)
+/// are answered 400 at once instead of waiting for a `CRLF CRLF` that never
+/// comes.
+pub fn read_head(
+    r: &mut impl BufRead,
+    deadline: Duration,
+    set_timeout: &mut dyn FnMut(Duration),
+) -> Result<Request, HeadError> {
     let mut head: Vec<u8> = Vec::with_capacity(1024);
-    let mut started: Option<Instant> = None;
+    let t0 = Instant::now();
     loop {
+        let Some(left) = deadline.checked_sub(t0.elapsed()).filter(|d| !d.is_zero()) else {
+            return Err(HeadError::Bad(408, "the request head took too long"));
+        };
+        set_timeout(left);
         let buf = match r.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if head.is_empty() && is_timeout(&e) => return Err(HeadError::Closed),
+            Err(e) if is_timeout(&e) && head.is_empty() => return Err(HeadError::Closed),
+            Err(e) if is_timeout(&e) => {
+                return Err(HeadError::Bad(408, "the request head took too long"))
+            }
             Err(e) => return Err(HeadError::Io(e)),
         };
         if buf.is_empty() {
@@ -86,7 +109,6 @@ pub fn read_head(r: &mut impl BufRead, deadline: Duration) -> Result<Request, He
                 ))
             };
         }
-        let t0 = *started.get_or_insert_with(Instant::now);
         // take up to the end of the head, never past it (the next request
         // of a pipelining client stays in the buffer)
         let before = head.len();
@@ -103,14 +125,31 @@ pub fn read_head(r: &mut impl BufRead, deadline: Duration) -> Result<Request, He
         }
         head.truncate(before + take);
         r.consume(take);
+        check_method_prefix(&head)?;
         if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
             break;
         }
-        if t0.elapsed() > deadline {
-            return Err(HeadError::Bad(408, "the request head took too long"));
-        }
     }
     parse_head(&head)
+}
+
+/// Refuses, from its first bytes, what cannot be an HTTP request: the
+/// method is one to [`MAX_METHOD`] upper-case letters followed by a space.
+fn check_method_prefix(head: &[u8]) -> Result<(), HeadError> {
+    if head.first() == Some(&TLS_HANDSHAKE) {
+        return Err(HeadError::Bad(
+            400,
+            "a TLS handshake on a plain-HTTP port: this registry is served over http://",
+        ));
+    }
+    let method_len = head.iter().position(|&b| b == b' ').unwrap_or(head.len());
+    if method_len > MAX_METHOD
+        || !head[..method_len].iter().all(u8::is_ascii_uppercase)
+        || (method_len == 0 && !head.is_empty())
+    {
+        return Err(HeadError::Bad(400, "not an HTTP/1.1 request"));
+    }
+    Ok(())
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -374,7 +413,11 @@ mod tests {
     use std::io::BufReader;
 
     fn head(s: &str) -> Result<Request, HeadError> {
-        read_head(&mut BufReader::new(s.as_bytes()), Duration::from_secs(5))
+        read_head(
+            &mut BufReader::new(s.as_bytes()),
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
     }
 
     #[test]
@@ -390,12 +433,12 @@ mod tests {
     #[test]
     fn a_pipelined_request_stays_in_the_buffer() {
         let mut r = BufReader::new(&b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.0\r\n\r\n"[..]);
-        let a = read_head(&mut r, Duration::from_secs(5)).unwrap();
-        let b = read_head(&mut r, Duration::from_secs(5)).unwrap();
+        let a = read_head(&mut r, Duration::from_secs(5), &mut |_| {}).unwrap();
+        let b = read_head(&mut r, Duration::from_secs(5), &mut |_| {}).unwrap();
         assert_eq!((a.target.as_str(), b.target.as_str()), ("/a", "/b"));
         assert!(!b.keep_alive(), "HTTP/1.0 closes by default");
         assert!(matches!(
-            read_head(&mut r, Duration::from_secs(5)),
+            read_head(&mut r, Duration::from_secs(5), &mut |_| {}),
             Err(HeadError::Closed)
         ));
     }
@@ -422,6 +465,90 @@ mod tests {
         ));
         let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_TARGET));
         assert!(matches!(head(&long), Err(HeadError::Bad(414, _))));
+    }
+
+    /// Gives `chunks` one per read, then blocks (a timeout error) like a
+    /// client that sent them and waits; sleeps `pause` before each read.
+    struct Trickle {
+        chunks: Vec<Vec<u8>>,
+        pause: Duration,
+    }
+    impl std::io::Read for Trickle {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.pause);
+            if self.chunks.is_empty() {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let c = self.chunks.remove(0);
+            b[..c.len()].copy_from_slice(&c);
+            Ok(c.len())
+        }
+    }
+
+    #[test]
+    fn a_tls_client_hello_or_binary_noise_is_refused_at_its_first_bytes() {
+        // a client that sent its ClientHello and waits for the server's
+        // answer gets one at once, not at the head deadline
+        let hello = vec![
+            TLS_HANDSHAKE,
+            0x03,
+            0x01,
+            0x02,
+            0x00,
+            0x01,
+            0x00,
+            0x01,
+            0xfc,
+        ];
+        for first in [hello, b"\x00\x01".to_vec(), b"GE\tT / HTTP/1.1".to_vec()] {
+            let mut r = BufReader::new(Trickle {
+                chunks: vec![first.clone()],
+                pause: Duration::ZERO,
+            });
+            let t = Instant::now();
+            let got = read_head(&mut r, Duration::from_secs(30), &mut |_| {});
+            assert!(matches!(got, Err(HeadError::Bad(400, _))), "{first:?}");
+            assert!(t.elapsed() < Duration::from_secs(1));
+        }
+        let mut r = BufReader::new(Trickle {
+            chunks: vec![b"VERYLONGMETHODNAMEX".to_vec()],
+            pause: Duration::ZERO,
+        });
+        let got = read_head(&mut r, Duration::from_secs(30), &mut |_| {});
+        assert!(matches!(got, Err(HeadError::Bad(400, _))));
+        // the start of a real request waits for the rest
+        let mut r = BufReader::new(Trickle {
+            chunks: vec![b"GE".to_vec(), b"T /v2/ HTTP/1.1\r\n\r\n".to_vec()],
+            pause: Duration::ZERO,
+        });
+        assert!(read_head(&mut r, Duration::from_secs(30), &mut |_| {}).is_ok());
+    }
+
+    #[test]
+    fn a_trickled_or_stalled_head_is_cut_at_the_deadline_with_408() {
+        let deadline = Duration::from_millis(300);
+        let mut timeouts = Vec::new();
+        let mut r = BufReader::new(Trickle {
+            chunks: std::iter::once(b"GET /".to_vec())
+                .chain((0..100).map(|_| b"a".to_vec()))
+                .collect(),
+            pause: Duration::from_millis(50),
+        });
+        let t = Instant::now();
+        let got = read_head(&mut r, deadline, &mut |d| timeouts.push(d));
+        assert!(matches!(got, Err(HeadError::Bad(408, _))), "{got:?}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(timeouts.iter().all(|d| *d <= deadline), "{timeouts:?}");
+        assert!(timeouts.windows(2).all(|w| w[1] <= w[0]), "{timeouts:?}");
+        // a head begun, then silence: 408, the socket timeout is the time left
+        let mut timeouts = Vec::new();
+        let mut r = BufReader::new(Trickle {
+            chunks: vec![b"GET /v2/ HT".to_vec()],
+            pause: Duration::ZERO,
+        });
+        let got = read_head(&mut r, deadline, &mut |d| timeouts.push(d));
+        assert!(matches!(got, Err(HeadError::Bad(408, _))), "{got:?}");
+        assert!(timeouts.iter().all(|d| *d <= deadline));
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Connections: one acceptor thread, a fixed pool of worker threads and a
 //! bounded queue between them. A worker owns one connection at a time
 //! (plain TCP or rustls TLS), reads requests with read and write timeouts
-//! (a slow or silent client is dropped), and closes an idle keep-alive
-//! connection at once when other connections are waiting. When the queue
+//! (a slow or silent client is dropped; a request head must be whole within
+//! the head deadline), and closes an idle keep-alive connection at once
+//! when other connections are waiting. Bytes that are not HTTP are refused
+//! at once: a TLS ClientHello on the plain port gets a 400 instead of a
+//! wait (a client that tries `https://` first, as skopeo and containerd do
+//! for an insecure registry, falls back to `http://` without waiting out
+//! its TLS handshake timeout), and a plain request on the TLS port a plain
+//! 400 before any handshake. When the queue
 //! is full a new connection gets a 503 `TOOMANYREQUESTS` and is closed.
 //! Memory is bounded: each worker holds a 16 KiB read buffer and the two
 //! 64 KiB blob buffers, whatever the number of clients.
@@ -14,7 +20,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::http::{self, error_response, read_head, HeadError};
+use super::http::{self, error_response, read_head, HeadError, TLS_HANDSHAKE};
 use super::routes::{handle, After, Shared};
 
 /// Timeouts and sizes of the pool.
@@ -46,15 +52,6 @@ impl Default for Limits {
 enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
-}
-
-impl Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(s) => s,
-            Self::Tls(t) => &t.sock,
-        }
-    }
 }
 
 impl Read for Conn {
@@ -164,55 +161,69 @@ fn serve_conn(
         .unwrap_or_else(|_| "?".into());
     let _ = s.set_nodelay(true);
     let _ = s.set_write_timeout(Some(limits.io_timeout));
+    // a second handle on the socket, to set its read timeout while the
+    // reader owns the stream
+    let Ok(ctl) = s.try_clone() else { return };
     let conn = match tls {
         None => Conn::Plain(s),
-        Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
-            Ok(c) => Conn::Tls(Box::new(rustls::StreamOwned::new(c, s))),
-            Err(e) => {
-                eprintln!("stoa-updater: serve: TLS: {e}");
+        Some(cfg) => {
+            // the client's first byte says whether it speaks TLS: a plain
+            // HTTP request gets a plain answer at once, not a TLS alert
+            let mut first = [0u8; 1];
+            if !wait_idle(&ctl, limits, waiting, &mut || s.peek(&mut first)) {
                 return;
             }
-        },
+            if first[0] != TLS_HANDSHAKE {
+                if sh.verbose {
+                    eprintln!("stoa-updater: serve: {peer}: plain HTTP on the TLS port; refused");
+                }
+                let (mut h, body) = error_response(
+                    400,
+                    "UNSUPPORTED",
+                    "this registry is served over TLS: use https://",
+                );
+                h.close = true;
+                let mut s = s;
+                let _ = http::write_small(&mut s, h, &body, false);
+                linger_close(&ctl);
+                return;
+            }
+            match rustls::ServerConnection::new(cfg.clone()) {
+                Ok(c) => Conn::Tls(Box::new(rustls::StreamOwned::new(c, s))),
+                Err(e) => {
+                    eprintln!("stoa-updater: serve: TLS: {e}");
+                    return;
+                }
+            }
+        }
     };
     let mut io = Both(BufReader::with_capacity(http::MAX_HEAD, conn));
     loop {
-        // idle: wait for the next request in short steps, and give the
-        // worker up when other connections wait
-        let poll = Duration::from_millis(200);
-        let _ = io.0.get_ref().tcp().set_read_timeout(Some(poll));
-        let idle_since = Instant::now();
-        loop {
-            match io.0.fill_buf() {
-                Ok([]) => return,
-                Ok(_) => break,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if waiting.load(Ordering::SeqCst) > 0 || idle_since.elapsed() > limits.idle {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
+        // idle: wait for the next request (the TLS handshake, for the
+        // first) in short steps, and give the worker up when other
+        // connections wait
+        if !wait_idle(&ctl, limits, waiting, &mut || {
+            io.0.fill_buf().map(<[u8]>::len)
+        }) {
+            return;
         }
-        let _ =
-            io.0.get_ref()
-                .tcp()
-                .set_read_timeout(Some(limits.io_timeout));
-        let req = match read_head(&mut io.0, limits.head_deadline) {
+        let req = match read_head(&mut io.0, limits.head_deadline, &mut |left| {
+            let _ = ctl.set_read_timeout(Some(left.min(limits.io_timeout)));
+        }) {
             Ok(r) => r,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
             Err(HeadError::Bad(status, why)) => {
+                if sh.verbose {
+                    eprintln!("stoa-updater: serve: {peer}: bad request head ({status}): {why}");
+                }
                 let (mut h, body) = error_response(status, "UNSUPPORTED", why);
                 h.close = true;
                 let _ = http::write_small(&mut io, h, &body, false);
+                linger_close(&ctl);
                 return;
             }
         };
+        let _ = ctl.set_read_timeout(Some(limits.io_timeout));
         let started = Instant::now();
         let res = handle(sh, &req, &mut io);
         if sh.verbose {
@@ -230,6 +241,59 @@ fn serve_conn(
         match res {
             Ok(After::KeepAlive) => {}
             Ok(After::Close) | Err(_) => return,
+        }
+    }
+}
+
+/// Waits, in steps of [`POLL`], until `ready` (a read or peek on the
+/// connection) has bytes: `true`. `false`: the client closed, failed, or
+/// stayed idle past `limits.idle`, or other connections wait for a worker
+/// (an idle connection gives its worker up at once then).
+fn wait_idle(
+    ctl: &TcpStream,
+    limits: Limits,
+    waiting: &AtomicUsize,
+    ready: &mut dyn FnMut() -> io::Result<usize>,
+) -> bool {
+    let _ = ctl.set_read_timeout(Some(POLL));
+    let idle_since = Instant::now();
+    loop {
+        match ready() {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if waiting.load(Ordering::SeqCst) > 0 || idle_since.elapsed() > limits.idle {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// How long one idle wait step blocks before the worker looks whether
+/// other connections wait.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Closes after a refusal so the client reads it: no more writes, then
+/// what the client still sends is read and dropped (at most 64 KiB, 1 s),
+/// as closing with unread bytes would reset the connection and could
+/// discard the answer before the client saw it.
+fn linger_close(ctl: &TcpStream) {
+    let _ = ctl.shutdown(std::net::Shutdown::Write);
+    let _ = ctl.set_read_timeout(Some(Duration::from_millis(250)));
+    let t = Instant::now();
+    let (mut buf, mut left) = ([0u8; 4096], 64usize << 10);
+    while left > 0 && t.elapsed() < Duration::from_secs(1) {
+        match (&*ctl).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
