@@ -1,12 +1,13 @@
 //! Sending a stored blob so that wrong bytes are never sent as good.
 //!
-//! The whole stored file is read and hashed on every GET, in one fixed
-//! buffer; the bytes inside the asked range (the whole blob without a
-//! `Range`) are written as they pass, except the range's last piece, which
-//! is held back (a second fixed buffer) until the file's size and SHA-256
-//! are known to be the signed ones. If they are not, the held piece is
-//! never written and the connection is closed: the client gets fewer bytes
-//! than `Content-Length` said, a cut response it cannot take for the blob.
+//! The whole stored file is read and hashed on every GET, through two
+//! fixed buffers; the bytes inside the asked range (the whole blob without
+//! a `Range`) are written as they pass, except the range's last piece,
+//! which is held back (the two buffers are swapped, so nothing is copied)
+//! until the file's size and SHA-256 are known to be the signed ones. If
+//! they are not, the held piece is never written and the connection is
+//! closed: the client gets fewer bytes than `Content-Length` said, a cut
+//! response it cannot take for the blob.
 //! A file whose size is already wrong is refused before any byte is sent.
 //!
 //! So a range costs a read of the whole blob from disk (never more memory):
@@ -44,33 +45,36 @@ pub fn send_blob(
     range: ByteRange,
     w: &mut impl Write,
 ) -> io::Result<Sent> {
-    let mut buf = vec![0u8; BUF];
-    let mut held: Vec<u8> = Vec::with_capacity(BUF);
+    // two buffers, swapped: the piece read last is held in place (no copy)
+    // while the next one is read; it goes out once another piece of the
+    // range follows it, or at the end once the whole blob verified
+    let mut cur = vec![0u8; BUF];
+    let mut held = vec![0u8; BUF];
+    let mut held_part: Option<(usize, usize)> = None;
     let mut hasher = Hasher::default();
     let mut off: u64 = 0;
     let mut sent: u64 = 0;
     // one byte past the signed size shows a file that grew
     let mut r = f.take(size + 1);
     loop {
-        let n = match r.read(&mut buf) {
+        let n = match r.read(&mut cur) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let chunk = &buf[..n];
-        hasher.update(chunk);
+        hasher.update(&cur[..n]);
         let (lo, hi) = (off, off + n as u64);
         off = hi;
         let (s, e) = (range.start.max(lo), (range.end + 1).min(hi));
         if s < e && e <= size {
             // the piece held so far was not the last one: it goes out now
-            if !held.is_empty() {
-                w.write_all(&held)?;
-                sent += held.len() as u64;
-                held.clear();
+            if let Some((a, b)) = held_part.take() {
+                w.write_all(&held[a..b])?;
+                sent += (b - a) as u64;
             }
-            held.extend_from_slice(&chunk[(s - lo) as usize..(e - lo) as usize]);
+            std::mem::swap(&mut cur, &mut held);
+            held_part = Some(((s - lo) as usize, (e - lo) as usize));
         }
     }
     let (got, len) = hasher.finish();
@@ -82,7 +86,9 @@ pub fn send_blob(
         };
         return Ok(Sent::Damaged { sent, reason });
     }
-    w.write_all(&held)?;
+    if let Some((a, b)) = held_part {
+        w.write_all(&held[a..b])?;
+    }
     w.flush()?;
     Ok(Sent::Whole)
 }
