@@ -5,7 +5,7 @@
 #   verify vs  zstd -dc <bundle> | openssl dgst -sha256
 # and peak RSS of build and verify at two sizes (default 1 GiB and 4 GiB).
 # Writes BENCHMARKS.md. Usage: scripts/bench.sh [sizes in MiB…]
-# (BENCH_ALL=1 also runs bench-parts.sh, bench-delta.sh and the issue-9 benches.)
+# (BENCH_ALL=1 also runs bench-parts.sh, bench-delta.sh, the issue-9 benches and bench-serve.sh.)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -101,11 +101,12 @@ mv "$root/BENCHMARKS.md.new" "$root/BENCHMARKS.md"
 echo "bench: wrote BENCHMARKS.md"
 # The other benchmarks keep their own sections under "## Other benchmarks":
 # BENCH_ALL=1 runs them too, at the same sizes (issue 10: parts, parity,
-# repair and deltas; issue 9: images and the post-renderer, when present).
+# repair and deltas; issue 9: images and the post-renderer, when present;
+# issue 19: serve vs docker-registry, its figures on stdout).
 if [ "${BENCH_ALL:-0}" = 1 ]; then
   "$root/scripts/bench-parts.sh" "${sizes[@]}"
   "$root/scripts/bench-delta.sh" "${sizes[-1]}"
-  for s in bench-images.sh bench-render.sh; do
+  for s in bench-images.sh bench-render.sh bench-serve.sh; do
     [ ! -x "$root/scripts/$s" ] || "$root/scripts/$s"
   done
 fi

@@ -40,6 +40,24 @@ pub struct SiteConfig {
     /// What `plan` and `apply` check on site before any change.
     #[serde(default)]
     pub preflight: PreflightConfig,
+    /// `[serve]`: how `stoa-updater serve` listens (crate::serve).
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[serve]`: the address `serve` listens on, its TLS files, and `url`,
+/// the address nodes use (default: from `listen`, `https://` with TLS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `[preflight]`: the site's requirements checked before any change
@@ -283,6 +301,15 @@ impl SiteConfig {
                         .map_err(|e| bad(format!("[registry] prefix {:?}: {e}", r.prefix)))?;
                 }
             }
+        }
+        for p in [&mut c.serve.tls_cert, &mut c.serve.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            abs(p);
+        }
+        if c.serve.tls_cert.is_some() != c.serve.tls_key.is_some() {
+            return Err(bad("[serve] tls_cert and tls_key go together".into()));
         }
         if let Some(h) = &mut c.helm {
             h.keep_releases = c.keep_releases;

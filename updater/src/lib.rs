@@ -16,6 +16,7 @@ pub mod preflight;
 pub mod progress;
 pub mod records;
 pub mod registry;
+pub mod serve;
 pub mod stage;
 pub mod state;
 pub mod tool;

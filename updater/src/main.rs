@@ -49,6 +49,8 @@ enum Command {
     History(cmd::history::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
+    /// Serve the site store as a read-only OCI registry (every retained release's images).
+    Serve(cmd::serve::Args),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(stoa_format::cli::docs::CompletionsArgs),
     /// Print the man page, or write every command's page into --out DIR.
@@ -73,6 +75,7 @@ impl Command {
             Self::Inspect(_)
             | Self::Status(_)
             | Self::History(_)
+            | Self::Serve(_)
             | Self::PostRender(_)
             | Self::Completions(_)
             | Self::Man(_) => None,
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
+        Command::Serve(a) => on_site(&|s| cmd::serve::run(s, a, out, cli.verbose).map(|()| 0)),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
             Ok(0)
@@ -201,7 +205,9 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 6] = ["plan", "apply", "rollback", "status", "history", "trust"];
+const SITE_COMMANDS: [&str; 7] = [
+    "plan", "apply", "rollback", "status", "history", "trust", "serve",
+];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name
 /// moves before it, where clap reads it: `status --config x` is

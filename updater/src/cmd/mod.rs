@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod plan;
 pub mod repair;
 pub mod rollback;
+pub mod serve;
 pub mod status;
 pub mod trust;
 pub mod verify;
