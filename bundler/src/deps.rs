@@ -313,6 +313,20 @@ fn dep_err(chart: &str, dep: &Dependency, message: impl Into<String>) -> Bundler
     }
 }
 
+/// A failed pull of a dependency (its repository unreachable, refusing, or
+/// serving something else) as the dependency's error: the parent chart, the
+/// dependency, its constraint and repository, then `pull <url>: <why>`.
+/// Other errors (a blocked registry, credentials, the cache) keep their own
+/// kind.
+fn pull_err(chart: &str, dep: &Dependency, e: BundlerError) -> BundlerError {
+    match e {
+        BundlerError::ChartPull { url, message, .. } => {
+            dep_err(chart, dep, format!("pull {url}: {message}"))
+        }
+        other => other,
+    }
+}
+
 /// Fetches one dependency at the version Chart.lock or the constraint
 /// chooses.
 fn fetch(
@@ -375,16 +389,22 @@ fn fetch(
     } else if repo.starts_with("oci://") {
         let url = format!("{repo}/{}", dep.name);
         let p = puller(pull, &settings.pull)?;
-        let versions = p.list_oci_chart_versions(&url)?;
+        let versions = p
+            .list_oci_chart_versions(&url)
+            .map_err(|e| pull_err(chart, dep, e))?;
         let v = pick(&versions)?;
-        let (path, _) = p.pull_oci_chart(&url, &v)?;
+        let (path, _) = p
+            .pull_oci_chart(&url, &v)
+            .map_err(|e| pull_err(chart, dep, e))?;
         let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, scope, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
-        let versions = chart_repo::versions(p, repo, &dep.name)?;
+        let versions =
+            chart_repo::versions(p, repo, &dep.name).map_err(|e| pull_err(chart, dep, e))?;
         let v = pick(&versions)?;
-        let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
+        let (path, _) =
+            chart_repo::pull(p, repo, &dep.name, &v).map_err(|e| pull_err(chart, dep, e))?;
         let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, scope, settings, pull)?
     } else {
