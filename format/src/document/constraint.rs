@@ -89,3 +89,26 @@ fn fill(v: &str) -> String {
         _ => v,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admits(c: &str, v: &str) -> bool {
+        let v = semver::Version::parse(v).unwrap();
+        helm_constraint(c).unwrap().iter().any(|r| r.matches(&v))
+    }
+
+    /// Chart.yaml `kubeVersion` forms as upstream charts write them (vault:
+    /// `>= 1.20.0-0`), against plain server versions.
+    #[test]
+    fn kube_version_constraints_read_like_helm() {
+        assert!(admits(">= 1.20.0-0", "1.30.4"));
+        assert!(admits(">=1.28.0-0 <1.30.0-0", "1.29.9"));
+        assert!(!admits(">=1.28.0-0 <1.30.0-0", "1.30.4"));
+        assert!(!admits(">=1.31.0-0", "1.30.4"));
+        assert!(admits("1.27.x || >=1.29", "1.27.3"));
+        assert!(!admits("1.27.x || >=1.29", "1.28.0"));
+        assert!(helm_constraint("not a version").is_err());
+    }
+}
