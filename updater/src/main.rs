@@ -40,6 +40,9 @@ enum Command {
     Apply(cmd::apply::Args),
     /// Go back to the previous retained release, or revert an interrupted apply.
     Rollback(cmd::rollback::Args),
+    /// Remove what no retained release needs: store blobs, staged folders,
+    /// snapshots, post-render folders (--dry-run: list them).
+    Prune(cmd::prune::Args),
     /// The installed release and any interrupted operation.
     Status(cmd::status::Args),
     /// Every apply and rollback made on this site (--audit: every audited command).
@@ -66,6 +69,7 @@ impl Command {
             Self::Plan(_) => Some("plan"),
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
+            Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
             Self::Inspect(_)
             | Self::Status(_)
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => (cmd::plan::run(c, a).map(|()| 0), a.json),
         Command::Apply(a) => (cmd::apply::run(c, a).map(|()| 0), a.json),
         Command::Rollback(a) => (cmd::rollback::run(c, a).map(|()| 0), a.json),
+        Command::Prune(a) => (cmd::prune::run(c, a).map(|()| 0), a.json),
         Command::Status(a) => (cmd::status::run(c, a), a.json),
         Command::History(a) => (cmd::history::run(c, a).map(|()| 0), a.json),
         Command::Trust(a) => (cmd::trust::run(c, a).map(|()| 0), a.json()),
@@ -185,7 +190,9 @@ fn main() -> ExitCode {
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 6] = ["plan", "apply", "rollback", "status", "history", "trust"];
+const SITE_COMMANDS: [&str; 7] = [
+    "plan", "apply", "rollback", "prune", "status", "history", "trust",
+];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name
 /// moves before it, where clap reads it: `status --config x` is

@@ -32,6 +32,7 @@ mod files;
 mod kill_matrix;
 pub mod plan;
 mod prune;
+pub use prune::PruneReport;
 mod rollback;
 mod undo;
 
