@@ -928,4 +928,13 @@ fn prune_dry_run_lists_and_prune_removes_what_no_kept_release_needs() {
     let doc = json(&ok(s.updater().args(["prune", "--json"])));
     assert_eq!(doc["prune"]["store_blobs"], 0, "{doc}");
     assert_eq!(doc["prune"]["staged"], serde_json::json!([]), "{doc}");
+    // every prune is audited
+    let audit = json(&ok(s.updater().args(["history", "--audit", "--json"])));
+    let pruned = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.to_string().contains("\"prune\""))
+        .count();
+    assert!(pruned >= 4, "{audit}");
 }
