@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::Compression;
 use semver::{Version, VersionReq};
+pub use stoa_format::constraint::helm_constraint;
 
 use crate::error::{BundlerError, Result};
 use crate::settings::BuildSettings;
@@ -82,89 +83,6 @@ impl DepScope {
 
 /// The most bytes a chart archive unpacks to while it is completed.
 const MAX_UNPACKED: u64 = 4 * MAX_CHART_SIZE;
-
-/// A Helm (Masterminds semver) constraint as Rust `semver` requirements,
-/// one per `||` alternative.
-pub fn helm_constraint(s: &str) -> std::result::Result<Vec<VersionReq>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(vec![VersionReq::STAR]);
-    }
-    let mut out = Vec::new();
-    for alt in s.split("||") {
-        let alt = alt.trim();
-        // `a - b`
-        if let Some((lo, hi)) = alt.split_once(" - ") {
-            let r = format!(">={}, <={}", fill(lo.trim()), fill(hi.trim()));
-            out.push(VersionReq::parse(&r).map_err(|e| format!("{alt:?}: {e}"))?);
-            continue;
-        }
-        let mut parts = Vec::new();
-        let mut rest = alt.replace(',', " ");
-        rest = rest.trim().to_owned();
-        let toks: Vec<&str> = rest.split_whitespace().collect();
-        let mut i = 0;
-        while i < toks.len() {
-            let mut t = toks[i].to_owned();
-            // `>= 1.2`: the operator apart from its version
-            if t.bytes().all(|b| b"<>=!~^".contains(&b)) && i + 1 < toks.len() {
-                t.push_str(toks[i + 1]);
-                i += 1;
-            }
-            i += 1;
-            let op_len = t.bytes().take_while(|b| b"<>=!~^".contains(b)).count();
-            let (op, ver) = t.split_at(op_len);
-            let ver = ver.trim_start_matches('v');
-            let op = match op {
-                "" | "=" | "==" => "=",
-                "~>" => "~",
-                "!=" => return Err(format!("{alt:?}: != is not supported")),
-                o => o,
-            };
-            let ver = strip_wildcards(ver);
-            if ver.is_empty() {
-                continue; // `*`, `x`: anything
-            }
-            parts.push(format!("{op}{ver}"));
-        }
-        let r = if parts.is_empty() {
-            "*".to_owned()
-        } else {
-            parts.join(", ")
-        };
-        out.push(VersionReq::parse(&r).map_err(|e| format!("{alt:?}: {e}"))?);
-    }
-    Ok(out)
-}
-
-/// `2.x.x` → `2`, `1.2.*` → `1.2`, `*` → `` (what `=` then means in Rust's
-/// semver: any version with those leading parts, as in Helm).
-fn strip_wildcards(v: &str) -> String {
-    let (core, pre) = match v.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (v, None),
-    };
-    let kept: Vec<&str> = core
-        .split('.')
-        .take_while(|p| !matches!(*p, "x" | "X" | "*"))
-        .collect();
-    let mut s = kept.join(".");
-    if let (Some(p), 3) = (pre, kept.len()) {
-        s.push('-');
-        s.push_str(p);
-    }
-    s
-}
-
-/// `1.2` → `1.2.0` (for `a - b` ranges).
-fn fill(v: &str) -> String {
-    let v = strip_wildcards(v.trim_start_matches('v'));
-    match v.split('.').count() {
-        1 => format!("{v}.0.0"),
-        2 => format!("{v}.0"),
-        _ => v,
-    }
-}
 
 /// The highest version matching the constraint.
 pub fn best<'a>(
@@ -313,6 +231,20 @@ fn dep_err(chart: &str, dep: &Dependency, message: impl Into<String>) -> Bundler
     }
 }
 
+/// A failed pull of a dependency (its repository unreachable, refusing, or
+/// serving something else) as the dependency's error: the parent chart, the
+/// dependency, its constraint and repository, then `pull <url>: <why>`.
+/// Other errors (a blocked registry, credentials, the cache) keep their own
+/// kind.
+fn pull_err(chart: &str, dep: &Dependency, e: BundlerError) -> BundlerError {
+    match e {
+        BundlerError::ChartPull { url, message, .. } => {
+            dep_err(chart, dep, format!("pull {url}: {message}"))
+        }
+        other => other,
+    }
+}
+
 /// Fetches one dependency at the version Chart.lock or the constraint
 /// chooses.
 fn fetch(
@@ -375,16 +307,22 @@ fn fetch(
     } else if repo.starts_with("oci://") {
         let url = format!("{repo}/{}", dep.name);
         let p = puller(pull, &settings.pull)?;
-        let versions = p.list_oci_chart_versions(&url)?;
+        let versions = p
+            .list_oci_chart_versions(&url)
+            .map_err(|e| pull_err(chart, dep, e))?;
         let v = pick(&versions)?;
-        let (path, _) = p.pull_oci_chart(&url, &v)?;
+        let (path, _) = p
+            .pull_oci_chart(&url, &v)
+            .map_err(|e| pull_err(chart, dep, e))?;
         let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, scope, settings, pull)?
     } else if repo.starts_with("https://") || repo.starts_with("http://") {
         let p = puller(pull, &settings.pull)?;
-        let versions = chart_repo::versions(p, repo, &dep.name)?;
+        let versions =
+            chart_repo::versions(p, repo, &dep.name).map_err(|e| pull_err(chart, dep, e))?;
         let v = pick(&versions)?;
-        let (path, _) = chart_repo::pull(p, repo, &dep.name, &v)?;
+        let (path, _) =
+            chart_repo::pull(p, repo, &dep.name, &v).map_err(|e| pull_err(chart, dep, e))?;
         let d = chart::load(&path, settings.chart_gzip)?;
         complete(d, None, scope, settings, pull)?
     } else {

@@ -252,6 +252,7 @@ fn plan_charts(
             name: c.name.clone(),
             version: c.version.clone(),
             app_version: c.app_version.clone(),
+            kube_version: c.kube_version.clone(),
             release: spec.release.clone(),
             namespace: spec.namespace.clone(),
             path: entry_path.clone(),

@@ -761,3 +761,68 @@ fn a_classic_repository_dependency_comes_through_the_chart_repo_mirror() {
     let rendered = ok(&mut c);
     assert!(rendered.contains("name: lib-1.0.3"), "{rendered}");
 }
+
+/// Issue 21 item 16: a dependency whose repository cannot be reached (an
+/// `oci://` registry and a classic `https://` repository on a closed
+/// loopback port) stops the build as a dependency error (exit 2, kind
+/// `chart-dependency`) naming the parent chart, the dependency, its
+/// constraint and the repository, then the pull that failed.
+#[test]
+fn an_unreachable_dependency_names_the_chart_dependency_constraint_and_repository() {
+    let d = tempfile::tempdir().unwrap();
+    let key = keygen(d.path());
+    let port = harness::free_port();
+    let conf = d.path().join("registries.conf");
+    fs::write(&conf, "").unwrap();
+    let app = d.path().join("charts/app");
+    fs::create_dir_all(app.join("templates")).unwrap();
+    let m = Release::new("app", "1.0.0")
+        .chart("charts/app", "app", "app")
+        .write(d.path());
+    let out = d.path().join("b.stoa");
+    for repo in [
+        format!("oci://127.0.0.1:{port}/charts"),
+        format!("https://127.0.0.1:{port}/stable"),
+    ] {
+        fs::write(
+            app.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: lib\n  version: ~1.0.0\n  repository: {repo}\n"),
+        )
+        .unwrap();
+        let with_flags = |c: &mut Command| {
+            c.arg("--registries-conf")
+                .arg(&conf)
+                .arg("--insecure-registry")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--cache")
+                .arg(d.path().join("cache"));
+        };
+        let mut c = build(&m, &key, &out);
+        with_flags(&mut c);
+        let e = fails(&mut c, 2);
+        let lines: Vec<&str> = e.lines().filter(|l| l.contains("error:")).collect();
+        assert_eq!(lines.len(), 1, "{e}");
+        let want =
+            format!("stoa-bundler: error: chart app: dependency lib \"~1.0.0\" from {repo}: pull ");
+        assert!(lines[0].starts_with(&want), "{repo}: {e}");
+        assert!(lines[0].contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!out.exists(), "{repo}");
+
+        let mut c = build(&m, &key, &out);
+        with_flags(&mut c);
+        c.arg("--json");
+        let o = harness::run(&mut c);
+        assert_eq!(o.status.code(), Some(2), "{repo}");
+        let v = json(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["error"]["kind"], "chart-dependency", "{v}");
+        assert_eq!(v["error"]["exit_code"], 2, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!(
+                "chart app: dependency lib \"~1.0.0\" from {repo}: pull "
+            )),
+            "{msg}"
+        );
+    }
+}

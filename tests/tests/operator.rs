@@ -872,3 +872,69 @@ fn rollback_dry_run_shows_what_it_would_undo_and_changes_nothing() {
     }
     assert_eq!(s.installed().as_deref(), Some("2.1.0"));
 }
+
+/// Issue 21 item 20 (first step): `prune --dry-run` lists what no retained
+/// release needs — a staged folder of a release no longer kept, a store
+/// blob nothing uses, a snapshot no release records, the post-render
+/// folders — in text and `--json`, and changes nothing; `prune` removes
+/// exactly those, and the installed release stays intact (status, its
+/// staged folder and blobs).
+#[test]
+fn prune_dry_run_lists_and_prune_removes_what_no_kept_release_needs() {
+    let s = Site::start();
+    ok(s.updater().arg("apply").arg(s.bundle("2.0.0", None)));
+    let sd = &s.state_dir;
+    let stale = sd.join("releases/9.9.9");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("manifest.json"), "{}").unwrap();
+    let orphan = sd.join("store/sha256").join("ab".repeat(32));
+    fs::write(&orphan, b"orphan blob").unwrap();
+    fs::create_dir_all(sd.join("snapshots")).unwrap();
+    let snap = sd.join("snapshots/stale.dump");
+    fs::write(&snap, b"old snapshot").unwrap();
+    let post = sd.join("post-render");
+    assert!(post.is_dir(), "apply made post-render folders");
+    let kept_blobs = fs::read_dir(sd.join("store/sha256")).unwrap().count() - 1;
+
+    let doc = json(&ok(s.updater().args(["prune", "--dry-run", "--json"])));
+    let p = &doc["prune"];
+    assert_eq!(p["dry_run"], true, "{doc}");
+    assert_eq!(p["releases"], serde_json::json!([]), "{doc}");
+    assert_eq!(p["staged"], serde_json::json!([stale]), "{doc}");
+    assert_eq!(p["store_blobs"], 1, "{doc}");
+    assert_eq!(p["store_bytes"], 11, "{doc}");
+    assert_eq!(p["snapshots"], serde_json::json!([snap]), "{doc}");
+    assert!(!p["post_render"].as_array().unwrap().is_empty(), "{doc}");
+    let text = ok(s.updater().args(["prune", "--dry-run"]));
+    assert!(text.contains("dry run: nothing was changed"), "{text}");
+    assert!(
+        text.contains(&format!("staged folders to remove: {}", stale.display())),
+        "{text}"
+    );
+    assert!(text.contains("store blobs to remove: 1 (11 B)"), "{text}");
+    assert!(stale.exists() && orphan.exists() && snap.exists() && post.is_dir());
+
+    let text = ok(s.updater().arg("prune"));
+    assert!(text.contains("store blobs removed: 1 (11 B)"), "{text}");
+    assert!(!stale.exists() && !orphan.exists() && !snap.exists());
+    assert_eq!(fs::read_dir(&post).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(sd.join("store/sha256")).unwrap().count(),
+        kept_blobs
+    );
+    assert!(sd.join("releases/2.0.0").is_dir());
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+    // nothing left: a second prune removes nothing
+    let doc = json(&ok(s.updater().args(["prune", "--json"])));
+    assert_eq!(doc["prune"]["store_blobs"], 0, "{doc}");
+    assert_eq!(doc["prune"]["staged"], serde_json::json!([]), "{doc}");
+    // every prune is audited
+    let audit = json(&ok(s.updater().args(["history", "--audit", "--json"])));
+    let pruned = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.to_string().contains("\"prune\""))
+        .count();
+    assert!(pruned >= 4, "{audit}");
+}

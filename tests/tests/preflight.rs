@@ -66,6 +66,7 @@ fn plan_shows_every_preflight_check_in_text_and_json() {
             "kubeconfig",
             "helm",
             "kubernetes",
+            "kube-version",
             "releases",
             "registry",
             "database:stoa",
@@ -97,6 +98,7 @@ fn plan_shows_every_preflight_check_in_text_and_json() {
         "kubeconfig",
         "helm",
         "kubernetes",
+        "kube-version",
         "releases",
         "registry",
         "database:stoa",
@@ -112,7 +114,7 @@ fn plan_shows_every_preflight_check_in_text_and_json() {
     let r = json(&ok(s.updater().arg("apply").arg(&b).arg("--json")));
     assert_eq!(
         r["apply"]["preflight"]["checks"].as_array().unwrap().len(),
-        7,
+        8,
         "{r}"
     );
 }
@@ -237,6 +239,61 @@ fn kubernetes_outside_the_required_range_fails_preflight() {
     )
     .unwrap();
     assert_eq!(plan_json(&s, &b).0, 0);
+}
+
+/// Issue 21 item 17: a chart whose Chart.yaml `kubeVersion` the server
+/// (the stand-in, v1.30.4, within the site's `>=1.28`) does not meet fails
+/// the `kube-version` check naming the chart and its constraint (a chart
+/// that supports only up to 1.29): plan exits
+/// 9 after its report, apply exits 9 before any change. A constraint the
+/// server meets passes.
+#[test]
+fn a_chart_kube_version_the_server_does_not_meet_fails_preflight_naming_the_chart() {
+    let s = Site::start();
+    let m = stoa_e2e::site::manifests_dir();
+    let chart = s.path().join("kube-chart/stoa-api");
+    harness::copy_dir(&m.join("charts-2.0.0/stoa-api"), &chart);
+    let orig = m.join("charts-2.0.0/stoa-api").display().to_string();
+    let cy = fs::read_to_string(chart.join("Chart.yaml")).unwrap();
+    let bundle = |constraint: &str| {
+        fs::write(
+            chart.join("Chart.yaml"),
+            format!("{cy}kubeVersion: \"{constraint}\"\n"),
+        )
+        .unwrap();
+        let to = chart.display().to_string();
+        s.bundle_with("2.0.0", None, &|t| t.replace(&orig, &to))
+    };
+    // built (and rendered) at the platform minimum 1.28, which it meets
+    let b = bundle(">=1.28.0-0 <1.30.0-0");
+    let (code, doc) = plan_json(&s, &b);
+    assert_eq!(code, 9, "{doc}");
+    assert_eq!(check(&doc, "kubernetes")["outcome"], "ok", "{doc}");
+    let k = check(&doc, "kube-version");
+    assert_eq!(k["outcome"], "failed", "{doc}");
+    let detail = k["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("chart stoa-api 2.0.0 (release ")
+            && detail
+                .contains("/stoa-api) kubeVersion \">=1.28.0-0 <1.30.0-0\": the server is 1.30.4"),
+        "{detail}"
+    );
+    let e = fails(s.updater().arg("apply").arg(&b), 9);
+    assert!(e.contains("kube-version: chart stoa-api 2.0.0"), "{e}");
+    nothing_changed(&s, None, &[]);
+
+    let b = bundle(">=1.28.0-0");
+    let (code, doc) = plan_json(&s, &b);
+    assert_eq!(code, 0, "{doc}");
+    let k = check(&doc, "kube-version");
+    assert_eq!(k["outcome"], "ok", "{doc}");
+    assert!(
+        k["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kubeVersion \">=1.28.0-0\""),
+        "{k}"
+    );
 }
 
 /// Bad input: a Helm version outside the supported range is one clear

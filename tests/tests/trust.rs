@@ -762,3 +762,91 @@ fn build_refuses_a_carried_root_that_does_not_trust_its_signing_key() {
     );
     assert!(e.contains("no signature by a trusted key"), "{e}");
 }
+
+/// Issue 21 item 7: `inspect` shows the roots a bundle carries (version,
+/// keys, thresholds, expiry) in text and `--json`, and `inspect --trust`
+/// takes a signed root as `verify --trust` does (it walks the carried
+/// roots: a bundle signed by the rotated-in key checks against root 1);
+/// the key folder of the retired key does not trust it.
+#[test]
+fn inspect_shows_carried_roots_and_takes_a_signed_root_as_trust() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    let v2 = s.p("root-2.json");
+    ok(bundler()
+        .args(["root", "rotate"])
+        .arg(&v1)
+        .arg("--add-release-key")
+        .arg(s.p("k2.pub"))
+        .arg("--remove-release-key")
+        .arg(s.p("k1.pub"))
+        .arg("--sign-key")
+        .arg(s.p("r1.key"))
+        .arg("--out")
+        .arg(&v2));
+    let b = s.bundle("1.1.0", &["k2"], &[&v2], None);
+    let (k2, r1) = (s.key_id("k2"), s.key_id("r1"));
+    for prog in [bundler, updater] {
+        // no --trust: the carried root is shown, signatures not checked
+        let doc: serde_json::Value =
+            serde_json::from_str(&ok(prog().args(["inspect", "--json"]).arg(&b))).unwrap();
+        let roots = doc["roots"].as_array().unwrap();
+        assert_eq!(roots.len(), 1, "{doc}");
+        let r = &roots[0];
+        assert_eq!(r["entry"], "anchors/root-2.json", "{doc}");
+        assert_eq!(r["version"], 2, "{doc}");
+        assert_eq!(r["release_threshold"], 1, "{doc}");
+        assert_eq!(r["release_keys"], serde_json::json!([k2]), "{doc}");
+        assert_eq!(r["root_threshold"], 1, "{doc}");
+        assert_eq!(r["root_keys"], serde_json::json!([r1]), "{doc}");
+        assert_eq!(r["signed_by"], serde_json::json!([r1]), "{doc}");
+        assert!(
+            r["expires"].as_str().unwrap().starts_with("2099-01-01"),
+            "{doc}"
+        );
+        assert_eq!(doc["trusted_through_root"], serde_json::Value::Null);
+
+        let text = ok(prog().arg("inspect").arg(&b));
+        assert!(text.contains("trust roots  (1 carried)"), "{text}");
+        assert!(
+            text.contains("  root version 2 (anchors/root-2.json): created "),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("    release keys (threshold 1): {k2}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("    root keys (threshold 1): {r1}")),
+            "{text}"
+        );
+
+        // --trust root.json: the chain 1 -> 2 is walked, k2 is trusted
+        let text = ok(prog().arg("inspect").arg(&b).arg("--trust").arg(&v1));
+        assert!(
+            text.contains(&format!("signed by    {k2} (trusted, verified)")),
+            "{text}"
+        );
+        assert!(text.contains("trusted via  root version 2"), "{text}");
+        let doc: serde_json::Value = serde_json::from_str(&ok(prog()
+            .args(["inspect", "--json"])
+            .arg(&b)
+            .arg("--trust")
+            .arg(&v1)))
+        .unwrap();
+        assert_eq!(doc["trusted_through_root"], 2, "{doc}");
+        assert_eq!(doc["signatures_checked"], true, "{doc}");
+        assert_eq!(doc["signers"][0]["trusted"], true, "{doc}");
+
+        // the retired key's folder does not trust it (as verify)
+        let e = fails(
+            prog()
+                .arg("inspect")
+                .arg(&b)
+                .arg("--trust")
+                .arg(s.p("folder")),
+            1,
+        );
+        assert!(e.contains("no signature by a trusted key"), "{e}");
+    }
+}

@@ -43,6 +43,9 @@ enum Command {
     Apply(cmd::apply::Args),
     /// Go back to the previous retained release, or revert an interrupted apply.
     Rollback(cmd::rollback::Args),
+    /// Remove what no retained release needs: store blobs, staged folders,
+    /// snapshots, post-render folders (--dry-run: list them).
+    Prune(cmd::prune::Args),
     /// The installed release and any interrupted operation.
     Status(cmd::status::Args),
     /// Every apply and rollback made on this site (--audit: every audited command).
@@ -71,6 +74,7 @@ impl Command {
             Self::Plan(_) => Some("plan"),
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
+            Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
             Self::Inspect(_)
             | Self::Status(_)
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => on_site(&|s| cmd::plan::run(s, a, out).map(|()| 0)),
         Command::Apply(a) => on_site(&|s| cmd::apply::run(s, a, out).map(|()| 0)),
         Command::Rollback(a) => on_site(&|s| cmd::rollback::run(s, a, out).map(|()| 0)),
+        Command::Prune(a) => on_site(&|s| cmd::prune::run(s, a, out).map(|()| 0)),
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
@@ -205,8 +210,8 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 7] = [
-    "plan", "apply", "rollback", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 8] = [
+    "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

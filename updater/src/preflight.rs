@@ -1,7 +1,8 @@
 //! Preflight: the named checks `plan` and `apply` run on site before any
 //! change (docs/OPERATIONS.md, "Preflight"): the kubeconfig exists, Helm is
 //! present and supported, the Kubernetes server's version is within
-//! `[preflight] kubernetes`, no chart's release is left pending by a Helm
+//! `[preflight] kubernetes` and meets each chart's own Chart.yaml
+//! `kubeVersion` (`kube-version`), no chart's release is left pending by a Helm
 //! operation the updater did not start, the site registry takes pushes with the
 //! configured credentials, each database grants what migrations need, and
 //! `state_dir` has room to stage the bundle. Each check is only run when the
@@ -41,12 +42,24 @@ pub fn run(cfg: &SiteConfig, sd: &StateDir, m: &BundleManifest) -> Preflight {
     let mut p = Preflight::default();
     match (&cfg.helm, m.charts.is_empty()) {
         (_, true) => {
-            for n in ["kubeconfig", "helm", "kubernetes", "releases"] {
+            for n in [
+                "kubeconfig",
+                "helm",
+                "kubernetes",
+                "kube-version",
+                "releases",
+            ] {
                 p.skip(n, "the bundle has no charts");
             }
         }
         (None, false) => {
-            for n in ["kubeconfig", "helm", "kubernetes", "releases"] {
+            for n in [
+                "kubeconfig",
+                "helm",
+                "kubernetes",
+                "kube-version",
+                "releases",
+            ] {
                 p.push(n, Err("the site config has no [helm] section".into()));
             }
         }
@@ -64,12 +77,19 @@ pub fn run(cfg: &SiteConfig, sd: &StateDir, m: &BundleManifest) -> Preflight {
                 ))
             };
             if have_kc {
-                p.push(
-                    "kubernetes",
-                    check_kubernetes(h, &kc, &cfg.preflight.kubernetes),
-                );
+                let k = check_kubernetes(h, &kc, &cfg.preflight.kubernetes);
+                let server = k.as_ref().ok().map(|(_, v)| v.clone());
+                p.push("kubernetes", k.map(|(d, _)| d));
+                match server {
+                    Some(v) => p.push("kube-version", check_chart_kube_versions(m, &v)),
+                    None => p.push(
+                        "kube-version",
+                        Err("not asked: the kubernetes check failed".into()),
+                    ),
+                }
             } else {
                 p.push("kubernetes", missing());
+                p.push("kube-version", missing());
             }
             match (&helm, have_kc) {
                 (Ok(helm), true) => p.push("releases", check_releases(helm, sd, m)),
@@ -185,9 +205,45 @@ fn check_releases(
     Ok(seen.join(", "))
 }
 
+/// Each chart's own `kubeVersion` (Chart.yaml, recorded in the signed
+/// manifest) against the server's version, read as Helm reads it: the
+/// first chart that needs another server fails the check, naming it and its
+/// constraint.
+fn check_chart_kube_versions(
+    m: &BundleManifest,
+    server: &semver::Version,
+) -> std::result::Result<String, String> {
+    let mut seen = Vec::new();
+    for c in &m.charts {
+        let Some(k) = &c.kube_version else { continue };
+        let what = format!(
+            "chart {} {} (release {}/{}) kubeVersion {k:?}",
+            c.name, c.version, c.namespace, c.release
+        );
+        let reqs = stoa_format::constraint::helm_constraint(k)
+            .map_err(|e| format!("{what}: not a version constraint: {e}"))?;
+        if !reqs.iter().any(|r| r.matches(server)) {
+            return Err(format!(
+                "{what}: the server is {server}, which the chart does not support"
+            ));
+        }
+        seen.push(what);
+    }
+    if seen.is_empty() {
+        return Ok(format!("server {server}; no chart sets kubeVersion"));
+    }
+    Ok(format!("server {server} meets {}", seen.join(", ")))
+}
+
 /// `kubectl version -o json --kubeconfig K`: the server's version, as a
 /// plain `major.minor.patch` (a `+k3s1` or `-gke.100` suffix dropped).
-fn check_kubernetes(h: &HelmConfig, kc: &Path, range: &str) -> std::result::Result<String, String> {
+/// Returns the detail and the version (the charts' own constraints are
+/// checked against it next).
+fn check_kubernetes(
+    h: &HelmConfig,
+    kc: &Path,
+    range: &str,
+) -> std::result::Result<(String, semver::Version), String> {
     let req = semver::VersionReq::parse(range)
         .map_err(|e| format!("[preflight] kubernetes {range:?}: {e}"))?;
     let Some(kubectl) = find_program(&h.kubectl) else {
@@ -218,7 +274,7 @@ fn check_kubernetes(h: &HelmConfig, kc: &Path, range: &str) -> std::result::Resu
     let parsed = parse_server_version(git)
         .ok_or_else(|| format!("cannot read the server version {git:?}"))?;
     if req.matches(&parsed) {
-        Ok(format!("server {git}, required {range}"))
+        Ok((format!("server {git}, required {range}"), parsed))
     } else {
         Err(format!(
             "server {git} is outside the required range {range} ([preflight] kubernetes)"

@@ -24,6 +24,8 @@ struct ChartYaml {
     #[serde(default)]
     app_version: Option<serde_yaml::Value>,
     #[serde(default)]
+    kube_version: Option<String>,
+    #[serde(default)]
     annotations: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
     dependencies: Vec<Dependency>,
@@ -45,6 +47,8 @@ pub struct PackagedChart {
     pub name: String,
     pub version: String,
     pub app_version: Option<String>,
+    /// Chart.yaml `kubeVersion` (checked to be a Helm constraint).
+    pub kube_version: Option<String>,
     /// Chart.yaml `annotations` whose values are strings.
     pub annotations: BTreeMap<String, String>,
     /// Chart.yaml `dependencies`.
@@ -57,6 +61,7 @@ struct ChartMeta {
     name: String,
     version: String,
     app_version: Option<String>,
+    kube_version: Option<String>,
     annotations: BTreeMap<String, String>,
     dependencies: Vec<Dependency>,
 }
@@ -98,6 +103,14 @@ fn parse_chart_yaml(path: &Path, text: &[u8]) -> Result<ChartMeta> {
             .trim()
             .to_owned(),
     });
+    if let Some(k) = &c.kube_version {
+        stoa_format::constraint::helm_constraint(k).map_err(|m| {
+            err(
+                path,
+                format!("Chart.yaml: kubeVersion {k:?} is not a version constraint: {m}"),
+            )
+        })?;
+    }
     let annotations = c
         .annotations
         .into_iter()
@@ -110,6 +123,7 @@ fn parse_chart_yaml(path: &Path, text: &[u8]) -> Result<ChartMeta> {
         name: c.name,
         version: c.version,
         app_version: app,
+        kube_version: c.kube_version.filter(|k| !k.trim().is_empty()),
         annotations,
         dependencies: c.dependencies,
     })
@@ -121,6 +135,7 @@ impl ChartMeta {
             name: self.name,
             version: self.version,
             app_version: self.app_version,
+            kube_version: self.kube_version,
             annotations: self.annotations,
             dependencies: self.dependencies,
             bytes,

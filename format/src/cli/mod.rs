@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::FormatError;
 use crate::reader::{NullSink, VerifiedBundle, VerifyOptions};
-use crate::root::TrustBase;
+use crate::root::{carried_roots, TrustBase};
 use crate::source::{inspect_source, parts_summary, verify_source_with, BundleSource};
 use crate::{Limits, TrustStore};
 
@@ -84,14 +84,16 @@ pub struct VerifyArgs {
     pub trust: TrustArgs,
 }
 
-/// `inspect <bundle> [--trust <pub|dir>]`
+/// `inspect <bundle> [--trust <pub|dir|root.json>]`
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     /// The bundle file; or its parts: the `.parts.json` index, a folder
     /// holding it, or the part files.
     #[arg(required = true, num_args = 1..)]
     pub bundle: Vec<PathBuf>,
-    /// Also check the signatures against these keys (.pub file or folder).
+    /// Also check the signatures: a trusted public key (.pub), a folder of
+    /// them, or a signed trust root (root.json; roots the bundle carries
+    /// extend it), as `verify --trust` takes it.
     #[arg(long, value_name = "PATH")]
     pub trust: Option<PathBuf>,
 }
@@ -167,18 +169,30 @@ pub fn run_inspect(args: &InspectArgs, out: Output) -> Result<(), FormatError> {
     let src = BundleSource::resolve(&args.bundle)?;
     let size = Some(src.size());
     let i = inspect_source(&src, &Limits::default())?;
-    let trusted = match &args.trust {
+    let roots = carried_roots(&i.anchors)?;
+    let (trusted, reached) = match &args.trust {
         Some(t) => {
-            let t = TrustStore::load(t)?;
+            // the loader verify uses: a key, a key folder or a signed root
+            let now = VerifyOptions::default().now;
+            let base = TrustBase::load(t, 1, now)?;
             if let BundleSource::Parts(s) = &src {
-                s.index.check_signatures(&t)?;
+                s.index.check_signatures(&base.store())?;
             }
-            Some(i.check_signatures(&t)?)
+            let (store, chain) = base.resolve(&i.anchors, now)?;
+            let reached = chain.last().map_or(base.version(), |r| r.version());
+            (Some(i.check_signatures(&store)?), Some(reached))
         }
-        None => None,
+        None => (None, None),
     };
     let mut doc = report::inspection(&i, trusted.as_deref(), size);
     doc.parts = parts_summary(&src);
+    doc.roots = i
+        .anchors
+        .iter()
+        .zip(&roots)
+        .map(|((e, _), r)| report::RootSummary::of(&e.path, r))
+        .collect();
+    doc.trusted_through_root = reached;
     if out.json {
         println!("{}", report::to_json(&doc));
     } else {

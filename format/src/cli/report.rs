@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::keys::KeyId;
 use crate::manifest::{BaseRelease, BundleManifest};
 use crate::reader::{Inspection, VerifiedBundle};
+use crate::root::SignedRoot;
 
 /// The inspect document.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,48 @@ pub struct InspectReport {
     /// A split bundle's parts (`source::parts_summary`); absent for a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parts: Option<serde_json::Value>,
+    /// The trust roots the bundle carries (`anchors/root-<v>.json`), oldest
+    /// first; empty when it carries none.
+    pub roots: Vec<RootSummary>,
+    /// With `--trust`: the version of the root whose release keys the
+    /// signatures were checked against (0 for a key folder; a signed root
+    /// walks the carried roots first). None without `--trust`.
+    pub trusted_through_root: Option<u64>,
+}
+
+/// A trust root the bundle carries, as its signed body says.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootSummary {
+    /// The bundle entry.
+    pub entry: String,
+    pub version: u64,
+    pub created: String,
+    pub expires: String,
+    pub release_threshold: usize,
+    pub release_keys: Vec<String>,
+    pub root_threshold: usize,
+    pub root_keys: Vec<String>,
+    /// The key ids of its signatures (not checked here; `verify` and a
+    /// signed root given to `--trust` check them).
+    pub signed_by: Vec<String>,
+}
+
+impl RootSummary {
+    /// The summary of `root`, carried as `entry`.
+    pub fn of(entry: &str, root: &SignedRoot) -> Self {
+        let ids = |it: &mut dyn Iterator<Item = &KeyId>| it.map(ToString::to_string).collect();
+        Self {
+            entry: entry.to_owned(),
+            version: root.version(),
+            created: root.body.created.clone(),
+            expires: root.body.expires.clone(),
+            release_threshold: root.body.release_threshold,
+            release_keys: ids(&mut root.release_key_ids()),
+            root_threshold: root.body.root_threshold,
+            root_keys: ids(&mut root.root_key_ids()),
+            signed_by: ids(&mut root.signer_ids()),
+        }
+    }
 }
 
 /// One signature entry; `trusted` is None when not checked.
@@ -233,6 +276,8 @@ pub fn inspection(
         bundle_bytes: bundle_size,
         delta: delta(m),
         parts: None,
+        roots: Vec::new(),
+        trusted_through_root: None,
     }
 }
 
@@ -361,11 +406,49 @@ impl fmt::Display for InspectReport {
         if let Some(d) = &self.delta {
             d.fmt_text(f)?;
         }
+        self.fmt_roots(f)?;
         self.fmt_content(f)
     }
 }
 
 impl InspectReport {
+    /// The carried roots and, with `--trust`, the root the keys came from.
+    fn fmt_roots(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "trust roots  ({} carried)", self.roots.len())?;
+        for r in &self.roots {
+            writeln!(
+                f,
+                "  root version {} ({}): created {}, expires {}",
+                r.version, r.entry, r.created, r.expires
+            )?;
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    v.join(", ")
+                }
+            };
+            writeln!(
+                f,
+                "    release keys (threshold {}): {}",
+                r.release_threshold,
+                list(&r.release_keys)
+            )?;
+            writeln!(
+                f,
+                "    root keys (threshold {}): {}",
+                r.root_threshold,
+                list(&r.root_keys)
+            )?;
+            writeln!(f, "    signed by {}", list(&r.signed_by))?;
+        }
+        match self.trusted_through_root {
+            Some(0) => writeln!(f, "trusted via  the --trust key folder (root version 0)"),
+            Some(v) => writeln!(f, "trusted via  root version {v}"),
+            None => Ok(()),
+        }
+    }
+
     /// The images, charts, migrations and files.
     fn fmt_content(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "images ({})", self.images.len())?;

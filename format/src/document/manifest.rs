@@ -135,6 +135,10 @@ pub struct ChartRecord {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_version: Option<String>,
+    /// Chart.yaml's `kubeVersion` as written (a Helm constraint on the
+    /// Kubernetes server, e.g. `>=1.29.0-0`); the site's preflight checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
     /// The Helm release name on site.
     pub release: String,
     pub namespace: String,

@@ -4,6 +4,7 @@
 //! the OCI layout documents, the migration SQL rule, and every size cap of
 //! the format ([`limits`]). The rules here are pure: no I/O, no keys.
 
+pub mod constraint;
 pub mod fields;
 pub mod limits;
 pub mod manifest;

@@ -344,6 +344,7 @@ mod tests {
             name: "stoa-api".into(),
             version: "2.3.0".into(),
             app_version: None,
+            kube_version: None,
             release: "stoa-api".into(),
             namespace: "stoa-system".into(),
             path: "charts/stoa-api-2.3.0.tgz".into(),

@@ -5,6 +5,7 @@ pub mod extract;
 pub mod history;
 pub mod inspect;
 pub mod plan;
+pub mod prune;
 pub mod repair;
 pub mod rollback;
 pub mod serve;

@@ -215,6 +215,7 @@ fn release_manifest(
             name: "api".into(),
             version: v.into(),
             app_version: None,
+            kube_version: None,
             release: "api".into(),
             namespace: "stoa".into(),
             path: format!("charts/api-{v}.tgz"),

@@ -33,6 +33,7 @@ mod files;
 mod kill_matrix;
 pub mod plan;
 mod prune;
+pub use prune::PruneReport;
 mod rollback;
 mod undo;
 

@@ -16,7 +16,8 @@ pub enum Outcome {
 /// One named check and what it saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `kubeconfig`, `helm`, `kubernetes`, `registry`, `database:<name>`,
+    /// `kubeconfig`, `helm`, `kubernetes`, `kube-version`, `releases`,
+    /// `registry`, `database:<name>`,
     /// `disk`.
     pub name: String,
     pub outcome: Outcome,
