@@ -84,31 +84,71 @@ pub enum After {
     Close,
 }
 
-/// Answers one request on `w`.
-pub fn handle(sh: &Shared, req: &Request, w: &mut impl Write) -> io::Result<After> {
-    let is_head = req.method == "HEAD";
-    let close = !req.keep_alive() || req.has_body();
-    let small = |w: &mut dyn Write, mut h: Head, body: &[u8]| -> io::Result<After> {
-        h.close = close;
-        write_small(&mut WriteRef(w), h, body, is_head)?;
-        Ok(if close {
+/// One response being written: whether the request was a HEAD and whether
+/// the connection closes after it.
+struct Answer<'w> {
+    w: &'w mut dyn Write,
+    is_head: bool,
+    close: bool,
+}
+
+impl Answer<'_> {
+    /// What the connection does once this response is written whole.
+    fn after(&self) -> After {
+        if self.close {
             After::Close
         } else {
             After::KeepAlive
-        })
-    };
-    let error = |w: &mut dyn Write, status: u16, code: &str, msg: &str| -> io::Result<After> {
+        }
+    }
+
+    /// A response held in memory (JSON, a manifest, an error).
+    fn small(&mut self, mut h: Head, body: &[u8]) -> io::Result<After> {
+        h.close = self.close;
+        write_small(&mut WriteRef(self.w), h, body, self.is_head)?;
+        Ok(self.after())
+    }
+
+    /// The OCI error JSON.
+    fn error(&mut self, status: u16, code: &str, msg: &str) -> io::Result<After> {
         let (h, body) = error_response(status, code, msg);
         let h = if status == 405 {
             h.with("Allow", "GET, HEAD")
         } else {
             h
         };
-        small(w, h, &body)
+        self.small(h, &body)
+    }
+
+    /// A JSON list page, with its `Link` to the next page.
+    fn page(&mut self, doc: serde_json::Value, link: Option<String>) -> io::Result<After> {
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        let mut h = Head::new(200, body.len() as u64).with("Content-Type", "application/json");
+        if let Some(l) = link {
+            h = h.with("Link", l);
+        }
+        self.small(h, &body)
+    }
+
+    /// 404 `NAME_UNKNOWN`.
+    fn no_repo(&mut self, name: &str) -> io::Result<After> {
+        self.error(
+            404,
+            "NAME_UNKNOWN",
+            &format!("repository {name} is not served"),
+        )
+    }
+}
+
+/// Answers one request on `w`.
+pub fn handle(sh: &Shared, req: &Request, w: &mut impl Write) -> io::Result<After> {
+    let mut a = Answer {
+        w,
+        is_head: req.method == "HEAD",
+        close: !req.keep_alive() || req.has_body(),
     };
-    if req.method != "GET" && !is_head {
-        return error(
-            w,
+    if req.method != "GET" && !a.is_head {
+        return a.error(
             405,
             "UNSUPPORTED",
             "this registry is read-only (stoa-updater serve): only GET and HEAD",
@@ -116,267 +156,254 @@ pub fn handle(sh: &Shared, req: &Request, w: &mut impl Write) -> io::Result<Afte
     }
     let (segs, query) = match http::split_target(&req.target) {
         Ok(s) => s,
-        Err(why) => return error(w, 400, "NAME_INVALID", why),
+        Err(why) => return a.error(400, "NAME_INVALID", why),
     };
     let route = match Route::parse(&segs) {
         Ok(r) => r,
-        Err((status, code, msg)) => return error(w, status, code, &msg),
+        Err((status, code, msg)) => return a.error(status, code, &msg),
     };
     let cat = sh.catalog();
     match route {
-        Route::Base => small(
-            w,
+        Route::Base => a.small(
             Head::new(200, 2).with("Content-Type", "application/json"),
             b"{}",
         ),
         Route::Catalog => {
             let names: Vec<&String> = cat.repos.keys().collect();
             match paginate(&names, query, "/v2/_catalog") {
-                Err(m) => error(w, 400, "UNSUPPORTED", &m),
-                Ok((page, link)) => {
-                    let body = serde_json::to_vec(&serde_json::json!({ "repositories": page }))
-                        .unwrap_or_default();
-                    let mut h =
-                        Head::new(200, body.len() as u64).with("Content-Type", "application/json");
-                    if let Some(l) = link {
-                        h = h.with("Link", l);
-                    }
-                    small(w, h, &body)
-                }
+                Err(m) => a.error(400, "UNSUPPORTED", &m),
+                Ok((page, link)) => a.page(serde_json::json!({ "repositories": page }), link),
             }
         }
         Route::Tags(name) => {
             let Some(repo) = cat.repos.get(&name) else {
-                return error(
-                    w,
-                    404,
-                    "NAME_UNKNOWN",
-                    &format!("repository {name} is not served"),
-                );
+                return a.no_repo(&name);
             };
             let tags: Vec<&String> = repo.tags.keys().collect();
             match paginate(&tags, query, &format!("/v2/{name}/tags/list")) {
-                Err(m) => error(w, 400, "UNSUPPORTED", &m),
-                Ok((page, link)) => {
-                    let body = serde_json::to_vec(&serde_json::json!({"name": name, "tags": page}))
-                        .unwrap_or_default();
-                    let mut h =
-                        Head::new(200, body.len() as u64).with("Content-Type", "application/json");
-                    if let Some(l) = link {
-                        h = h.with("Link", l);
-                    }
-                    small(w, h, &body)
-                }
+                Err(m) => a.error(400, "UNSUPPORTED", &m),
+                Ok((page, link)) => a.page(serde_json::json!({"name": name, "tags": page}), link),
             }
         }
-        Route::Manifest(name, reference) => {
-            let Some(repo) = cat.repos.get(&name) else {
-                return error(
-                    w,
-                    404,
-                    "NAME_UNKNOWN",
-                    &format!("repository {name} is not served"),
-                );
-            };
-            let d = match reference {
-                Ref::Tag(t) => match repo.tags.get(&t) {
-                    Some(d) => *d,
-                    None => {
-                        return error(
-                            w,
-                            404,
-                            "MANIFEST_UNKNOWN",
-                            &format!("{name}:{t} is not served"),
-                        )
-                    }
-                },
-                Ref::Digest(d) => d,
-            };
-            let Some(info) = repo.manifests.get(&d) else {
-                return error(
-                    w,
+        Route::Manifest(name, reference) => manifest(sh, &cat, &mut a, &name, reference),
+        Route::Referrers(name, d) => referrers(&cat, &mut a, &name, &d, query),
+        Route::Blob(name, d) => blob(sh, &cat, &mut a, req, &name, &d),
+    }
+}
+
+/// `GET|HEAD /v2/<name>/manifests/<tag|digest>`.
+fn manifest(
+    sh: &Shared,
+    cat: &Catalog,
+    a: &mut Answer<'_>,
+    name: &str,
+    reference: Ref,
+) -> io::Result<After> {
+    let Some(repo) = cat.repos.get(name) else {
+        return a.no_repo(name);
+    };
+    let d = match reference {
+        Ref::Tag(t) => match repo.tags.get(&t) {
+            Some(d) => *d,
+            None => {
+                return a.error(
                     404,
                     "MANIFEST_UNKNOWN",
-                    &format!("{name}@{} is not served", d.oci()),
-                );
-            };
-            match sh.store.read_manifest(&cat.sizes, &d) {
-                Ok(bytes) => small(
-                    w,
-                    Head::new(200, bytes.len() as u64)
-                        .with("Content-Type", info.media_type.clone())
-                        .with("Docker-Content-Digest", d.oci())
-                        .with("ETag", format!("\"{}\"", d.oci())),
-                    &bytes,
-                ),
-                Err(why) => {
-                    eprintln!(
-                        "stoa-updater: serve: manifest {} of {name} not served: {why}",
-                        d.oci()
-                    );
-                    error(
-                        w,
-                        500,
-                        "UNKNOWN",
-                        &format!("manifest {} in the store is damaged; not served", d.oci()),
-                    )
-                }
+                    &format!("{name}:{t} is not served"),
+                )
             }
+        },
+        Ref::Digest(d) => d,
+    };
+    let Some(info) = repo.manifests.get(&d) else {
+        return a.error(
+            404,
+            "MANIFEST_UNKNOWN",
+            &format!("{name}@{} is not served", d.oci()),
+        );
+    };
+    match sh.store.read_manifest(&cat.sizes, &d) {
+        Ok(bytes) => a.small(
+            Head::new(200, bytes.len() as u64)
+                .with("Content-Type", info.media_type.clone())
+                .with("Docker-Content-Digest", d.oci())
+                .with("ETag", format!("\"{}\"", d.oci())),
+            &bytes,
+        ),
+        Err(why) => {
+            eprintln!(
+                "stoa-updater: serve: manifest {} of {name} not served: {why}",
+                d.oci()
+            );
+            a.error(
+                500,
+                "UNKNOWN",
+                &format!("manifest {} in the store is damaged; not served", d.oci()),
+            )
         }
-        Route::Referrers(name, d) => {
-            let Some(repo) = cat.repos.get(&name) else {
-                return error(
-                    w,
-                    404,
-                    "NAME_UNKNOWN",
-                    &format!("repository {name} is not served"),
-                );
-            };
-            let filter = http::query_param(query, "artifactType").map(crate::tool::percent_decode);
-            let mut found: Vec<(&Sha256Digest, &super::store::ManifestInfo)> = repo
-                .manifests
-                .iter()
-                .filter(|(_, m)| m.subject == Some(d))
-                .filter(|(_, m)| {
-                    filter
-                        .as_ref()
-                        .is_none_or(|f| m.artifact_type.as_deref() == Some(f.as_str()))
-                })
-                .collect();
-            found.sort_by_key(|(k, _)| **k);
-            let manifests: Vec<serde_json::Value> = found
-                .iter()
-                .map(|(k, m)| {
-                    let mut v = serde_json::json!({"mediaType": m.media_type, "digest": k.oci(), "size": m.size});
-                    if let Some(a) = &m.artifact_type {
-                        v["artifactType"] = a.clone().into();
-                    }
-                    if let Some(a) = &m.annotations {
-                        v["annotations"] = a.clone();
-                    }
-                    v
-                })
-                .collect();
-            let body = serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests
-            }))
-            .unwrap_or_default();
-            let mut h = Head::new(200, body.len() as u64).with("Content-Type", MT_OCI_INDEX);
-            if filter.is_some() {
-                h = h.with("OCI-Filters-Applied", "artifactType");
+    }
+}
+
+/// `GET /v2/<name>/referrers/<digest>[?artifactType=…]`: an OCI index.
+fn referrers(
+    cat: &Catalog,
+    a: &mut Answer<'_>,
+    name: &str,
+    d: &Sha256Digest,
+    query: &str,
+) -> io::Result<After> {
+    let Some(repo) = cat.repos.get(name) else {
+        return a.no_repo(name);
+    };
+    let filter = http::query_param(query, "artifactType").map(crate::tool::percent_decode);
+    let mut found: Vec<(&Sha256Digest, &super::store::ManifestInfo)> = repo
+        .manifests
+        .iter()
+        .filter(|(_, m)| m.subject == Some(*d))
+        .filter(|(_, m)| {
+            filter
+                .as_ref()
+                .is_none_or(|f| m.artifact_type.as_deref() == Some(f.as_str()))
+        })
+        .collect();
+    found.sort_by_key(|(k, _)| **k);
+    let manifests: Vec<serde_json::Value> = found
+        .iter()
+        .map(|(k, m)| {
+            let mut v =
+                serde_json::json!({"mediaType": m.media_type, "digest": k.oci(), "size": m.size});
+            if let Some(a) = &m.artifact_type {
+                v["artifactType"] = a.clone().into();
             }
-            small(w, h, &body)
+            if let Some(a) = &m.annotations {
+                v["annotations"] = a.clone();
+            }
+            v
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests
+    }))
+    .unwrap_or_default();
+    let mut h = Head::new(200, body.len() as u64).with("Content-Type", MT_OCI_INDEX);
+    if filter.is_some() {
+        h = h.with("OCI-Filters-Applied", "artifactType");
+    }
+    a.small(h, &body)
+}
+
+/// `GET|HEAD /v2/<name>/blobs/<digest>` with `Range`: the store's file,
+/// re-hashed as it is sent (a damaged blob is never sent whole).
+fn blob(
+    sh: &Shared,
+    cat: &Catalog,
+    a: &mut Answer<'_>,
+    req: &Request,
+    name: &str,
+    d: &Sha256Digest,
+) -> io::Result<After> {
+    let Some(repo) = cat.repos.get(name) else {
+        return a.no_repo(name);
+    };
+    let size = match cat.sizes.get(d) {
+        Some(s) if repo.blobs.contains(d) || repo.manifests.contains_key(d) => *s,
+        _ => {
+            return a.error(
+                404,
+                "BLOB_UNKNOWN",
+                &format!("blob {} is not in {name}", d.oci()),
+            )
         }
-        Route::Blob(name, d) => {
-            let Some(repo) = cat.repos.get(&name) else {
-                return error(
-                    w,
-                    404,
-                    "NAME_UNKNOWN",
-                    &format!("repository {name} is not served"),
-                );
-            };
-            let size = match cat.sizes.get(&d) {
-                Some(s) if repo.blobs.contains(&d) || repo.manifests.contains_key(&d) => *s,
-                _ => {
-                    return error(
-                        w,
-                        404,
-                        "BLOB_UNKNOWN",
-                        &format!("blob {} is not in {name}", d.oci()),
-                    )
-                }
-            };
-            let range = match http::parse_range(req.header("range"), size) {
-                Ok(r) => r,
-                Err(()) => {
-                    let (h, body) = error_response(
-                        416,
-                        "SIZE_INVALID",
-                        &format!("Range {:?} cannot be served for a blob of {size} bytes (one range of bytes=START-END, START-, or -N)", req.header("range").unwrap_or("")),
-                    );
-                    return small(w, h.with("Content-Range", format!("bytes */{size}")), &body);
-                }
-            };
-            let path = sh.store.blob_path(&d);
-            let opened = std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m)));
-            let (mut f, meta) = match opened {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!(
-                        "stoa-updater: serve: blob {} not served: {}: {e}",
-                        d.oci(),
-                        path.display()
-                    );
-                    return error(
-                        w,
-                        500,
-                        "UNKNOWN",
-                        &format!("blob {} cannot be read from the store", d.oci()),
-                    );
-                }
-            };
-            if meta.len() != size {
-                eprintln!(
-                    "stoa-updater: serve: blob {} is damaged in the store ({}: {} bytes, the release signed {size}); not served",
-                    d.oci(),
-                    path.display(),
-                    meta.len()
-                );
-                return error(
-                    w,
-                    500,
-                    "UNKNOWN",
-                    &format!("blob {} in the store is damaged; not served", d.oci()),
-                );
-            }
-            let (status, r) = match range {
-                Some(r) => (206, r),
-                None if size == 0 => {
-                    // the empty blob: nothing to send, its digest is checked
-                    if d != Sha256Digest::of(b"") {
-                        return error(w, 500, "UNKNOWN", "damaged empty blob");
-                    }
-                    return small(w, blob_head(200, 0, &d), b"");
-                }
-                None => (
-                    200,
-                    ByteRange {
-                        start: 0,
-                        end: size - 1,
-                    },
-                ),
-            };
-            let mut h = blob_head(status, r.end - r.start + 1, &d);
-            if status == 206 {
-                h = h.with(
-                    "Content-Range",
-                    format!("bytes {}-{}/{size}", r.start, r.end),
-                );
-            }
-            if is_head {
-                return small(w, h, b"");
-            }
-            h.close = close;
-            w.write_all(&h.to_bytes())?;
-            match send_blob(&mut f, &d, size, r, w)? {
-                Sent::Whole => Ok(if close {
-                    After::Close
-                } else {
-                    After::KeepAlive
-                }),
-                Sent::Damaged { sent, reason } => {
-                    eprintln!(
-                        "stoa-updater: serve: blob {} is damaged in the store ({}: {reason}); response to {} cut after {sent} of {} bytes",
-                        d.oci(),
-                        path.display(),
-                        req.target,
-                        r.end - r.start + 1
-                    );
-                    Ok(After::Close)
-                }
-            }
+    };
+    let range = match http::parse_range(req.header("range"), size) {
+        Ok(r) => r,
+        Err(()) => {
+            let (h, body) = error_response(
+                416,
+                "SIZE_INVALID",
+                &format!("Range {:?} cannot be served for a blob of {size} bytes (one range of bytes=START-END, START-, or -N)", req.header("range").unwrap_or("")),
+            );
+            return a.small(h.with("Content-Range", format!("bytes */{size}")), &body);
         }
+    };
+    let path = sh.store.blob_path(d);
+    let Some(mut f) = open_blob(&path, d, size) else {
+        return a.error(
+            500,
+            "UNKNOWN",
+            &format!(
+                "blob {} cannot be read from the store, or is damaged; not served",
+                d.oci()
+            ),
+        );
+    };
+    let (status, r) = match range {
+        Some(r) => (206, r),
+        None if size == 0 => {
+            // the empty blob: nothing to send, its digest is checked
+            if *d != Sha256Digest::of(b"") {
+                return a.error(500, "UNKNOWN", "damaged empty blob");
+            }
+            return a.small(blob_head(200, 0, d), b"");
+        }
+        None => (
+            200,
+            ByteRange {
+                start: 0,
+                end: size - 1,
+            },
+        ),
+    };
+    let mut h = blob_head(status, r.end - r.start + 1, d);
+    if status == 206 {
+        h = h.with(
+            "Content-Range",
+            format!("bytes {}-{}/{size}", r.start, r.end),
+        );
+    }
+    if a.is_head {
+        return a.small(h, b"");
+    }
+    h.close = a.close;
+    a.w.write_all(&h.to_bytes())?;
+    match send_blob(&mut f, d, size, r, &mut WriteRef(a.w))? {
+        Sent::Whole => Ok(a.after()),
+        Sent::Damaged { sent, reason } => {
+            eprintln!(
+                "stoa-updater: serve: blob {} is damaged in the store ({}: {reason}); response to {} cut after {sent} of {} bytes",
+                d.oci(),
+                path.display(),
+                req.target,
+                r.end - r.start + 1
+            );
+            Ok(After::Close)
+        }
+    }
+}
+
+/// The store's file of blob `d`, when it opens and has the signed size;
+/// else None, the failure logged with the digest and the path.
+fn open_blob(path: &std::path::Path, d: &Sha256Digest, size: u64) -> Option<std::fs::File> {
+    let opened = std::fs::File::open(path).and_then(|f| f.metadata().map(|m| (f, m)));
+    match opened {
+        Err(e) => {
+            eprintln!(
+                "stoa-updater: serve: blob {} not served: {}: {e}",
+                d.oci(),
+                path.display()
+            );
+            None
+        }
+        Ok((_, meta)) if meta.len() != size => {
+            eprintln!(
+                "stoa-updater: serve: blob {} is damaged in the store ({}: {} bytes, the release signed {size}); not served",
+                d.oci(),
+                path.display(),
+                meta.len()
+            );
+            None
+        }
+        Ok((f, _)) => Some(f),
     }
 }
 
