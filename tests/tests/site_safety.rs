@@ -284,6 +284,27 @@ fn build_metadata_is_not_newer() {
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
 }
 
+/// Issue 21 item 18: a bundle of another release is refused as such, naming
+/// both releases, even at a newer version; the installed one stays.
+#[test]
+fn a_bundle_of_another_release_is_refused_naming_both() {
+    let s = Site::start();
+    let a200 = s.bundle("2.0.0", None);
+    let b210 = s.bundle_with("2.1.0", None, &|t| {
+        t.replacen("name = \"stoa-platform\"", "name = \"other-product\"", 1)
+    });
+    ok(s.updater().arg("apply").arg(&a200));
+    for cmd in ["plan", "apply"] {
+        let e = fails(s.updater().arg(cmd).arg(&b210), 5);
+        assert!(
+            e.contains("release other-product 2.1.0")
+                && e.contains("runs release stoa-platform 2.0.0"),
+            "{cmd}: {e}"
+        );
+    }
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+}
+
 #[test]
 fn upgrade_from_does_not_block_a_first_install() {
     let s = Site::start();

@@ -51,6 +51,10 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRecord {
+    /// The release's name (`[release] name`); absent in records written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub version: semver::Version,
     pub manifest_sha256: String,
     pub applied_at: String,
@@ -72,6 +76,7 @@ pub struct ReleaseRecord {
 impl Default for ReleaseRecord {
     fn default() -> Self {
         Self {
+            name: None,
             version: semver::Version::new(0, 0, 0),
             manifest_sha256: String::new(),
             applied_at: String::new(),

@@ -170,6 +170,7 @@ impl Site {
                 done: true,
             }],
             record: ReleaseRecord {
+                name: Some(m.release.name.clone()),
                 version: m.release.version.clone(),
                 manifest_sha256: sha.to_owned(),
                 applied_at: String::new(),

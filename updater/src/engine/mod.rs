@@ -241,6 +241,17 @@ impl Site {
         allow_downgrade: bool,
     ) -> Result<()> {
         let new = &m.release.version;
+        // one release per site: another product's bundle is not an upgrade
+        // (the state folder, history and rollback are one release's)
+        let installed = state.releases.last().and_then(|r| r.name.as_deref());
+        if let (Some(name), Some(cur)) = (installed, &state.installed) {
+            if name != m.release.name {
+                return Err(UpdaterError::Refused(format!(
+                    "this bundle is release {} {new}, and this site runs release {name} {cur}: one release per site (another release needs its own site config and state_dir)",
+                    m.release.name
+                )));
+            }
+        }
         // a first install is not an upgrade: upgrade_from applies only when
         // a release is installed (docs/RELEASE-MANIFEST.md)
         if let Some(cur) = &state.installed {
