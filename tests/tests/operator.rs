@@ -419,7 +419,7 @@ fn site_config_and_usage_errors_are_one_clean_line_and_json_under_json() {
     assert!(e.contains("--bogus"), "{e}");
 
     // --config is neither offered nor accepted where it is ignored
-    for sc in ["verify", "inspect", "extract"] {
+    for sc in ["inspect", "extract"] {
         let help = ok(updater().args([sc, "--help"]));
         assert!(!help.contains("--config"), "{sc}: {help}");
     }
@@ -428,10 +428,19 @@ fn site_config_and_usage_errors_are_one_clean_line_and_json_under_json() {
         updater()
             .arg("--config")
             .arg(&cfg)
+            .args(["inspect", "b.tar.zst", "--trust", "t.pub"]),
+        2,
+    );
+    assert!(e.contains("--config is not used by inspect"), "{e}");
+    // verify reads it without --trust (the root in force), and refuses both
+    let e = fails(
+        updater()
+            .arg("--config")
+            .arg(&cfg)
             .args(["verify", "b.tar.zst", "--trust", "t.pub"]),
         2,
     );
-    assert!(e.contains("--config is not used by verify"), "{e}");
+    assert!(e.contains("not both"), "{e}");
 }
 
 /// Builds `manifest` to `out` with a fixed time (reproducible).
@@ -792,7 +801,7 @@ fn config_after_the_subcommand_and_from_the_environment() {
         .arg(s.path().join("release.pub"))
         .env("STOA_UPDATER_CONFIG", &s.config));
     assert!(v.contains("OK") || v.contains("verified"), "{v}");
-    // still refused where it is ignored, before or after
+    // --trust and --config together are refused (which one?), after too
     let e = fails(
         updater()
             .arg("verify")

@@ -268,6 +268,90 @@ fn rotation_shipped_in_a_bundle_trusts_the_new_key_and_revokes_the_old() {
     assert_eq!(a[4]["notes"][0], note, "{}", a[4]);
 }
 
+/// Issue 21 item 4: after a rotation the config's own trust (the key folder
+/// given at install) refuses a bundle signed by the new key; `verify
+/// --config` (and `verify` with `$STOA_UPDATER_CONFIG`) checks against the
+/// root in force, as apply does; `--trust` and `--config` together are a
+/// usage error.
+#[test]
+fn verify_with_the_site_config_uses_the_root_in_force() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    let config = s.config(&s.p("folder"));
+    ok(s.updater().args(["trust", "init"]).arg(&v1));
+    let v2 = s.p("root-2.json");
+    ok(bundler()
+        .args(["root", "rotate"])
+        .arg(&v1)
+        .arg("--add-release-key")
+        .arg(s.p("k2.pub"))
+        .arg("--remove-release-key")
+        .arg(s.p("k1.pub"))
+        .arg("--sign-key")
+        .arg(s.p("r1.key"))
+        .arg("--out")
+        .arg(&v2));
+    ok(s.updater()
+        .arg("apply")
+        .arg(s.bundle("1.0.0", &["k2"], &[&v2], None)));
+    assert_eq!(s.show()["trust"]["version"], 2);
+    // a later bundle signed by k2 that carries no root
+    let b11 = s.bundle("1.1.0", &["k2"], &[], None);
+    // the desk check with the install-time trust refuses it ...
+    let e = fails(
+        updater()
+            .arg("verify")
+            .arg(&b11)
+            .arg("--trust")
+            .arg(s.p("folder")),
+        1,
+    );
+    assert!(e.contains("no signature by a trusted key"), "{e}");
+    // ... the site's trust in force accepts it, the flag before or after
+    for argv in [
+        vec![
+            "--config".into(),
+            config.clone(),
+            "verify".into(),
+            b11.clone(),
+        ],
+        vec![
+            "verify".into(),
+            b11.clone(),
+            "--config".into(),
+            config.clone(),
+        ],
+    ] {
+        let out = ok(updater().args(&argv));
+        assert!(out.contains("OK stoa-platform 1.1.0"), "{out}");
+        assert!(out.contains("trusted through root version 2"), "{out}");
+    }
+    let out = ok(updater()
+        .env(stoa_updater::config::CONFIG_ENV, &config)
+        .args(["verify", "--json"])
+        .arg(&b11));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    // it is audited in the site's log
+    assert!(
+        s.audit()
+            .iter()
+            .any(|l| l["command"] == "verify" && l["root_version"] == 2),
+        "{:?}",
+        s.audit()
+    );
+    // both ways at once: which one? a usage error
+    let e = fails(
+        s.updater()
+            .arg("verify")
+            .arg(&b11)
+            .arg("--trust")
+            .arg(s.p("folder")),
+        2,
+    );
+    assert!(e.contains("not both"), "{e}");
+}
+
 #[test]
 fn bad_roots_are_refused_naming_version_and_rule_state_unchanged() {
     let s = Site::new();

@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stoa-updater", version = stoa_format::cli::docs::version_text(env!("CARGO_PKG_VERSION")), about = "Verify and apply STOA offline bundles", long_about = None)]
 struct Cli {
-    /// The site configuration, for plan, apply, rollback, status, history
-    /// and trust [default: $STOA_UPDATER_CONFIG, else /etc/stoa/updater.toml].
-    /// Before or after the subcommand of a site command; verify, inspect and
-    /// extract refuse it.
+    /// The site configuration, for plan, apply, rollback, prune, status,
+    /// history, trust, serve, and verify without --trust [default:
+    /// $STOA_UPDATER_CONFIG, else /etc/stoa/updater.toml]. Before or after
+    /// the subcommand of a site command; inspect, extract and repair refuse
+    /// it, and verify with --trust.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Show every child command (psql, pg_dump, pg_restore, helm, kubectl)
@@ -149,9 +150,27 @@ fn main() -> ExitCode {
         audited(name, cfg.as_ref().map(|c| c.state_dir.as_path()), run)
     };
     let result = match &cli.command {
-        Command::Verify(a) => match no_config("verify") {
-            Some(m) => return usage_error(&m, out.json),
-            None => off_site(&|| cmd::verify::run(a, out).map(|()| 0)),
+        // --trust: the desk check; else the site's trust in force
+        Command::Verify(a) => match (&a.trust, &given) {
+            (Some(_), Some(_)) => {
+                return usage_error(
+                    "verify takes --trust (a key, a key folder or a root) or --config (the site's trust in force), not both",
+                    out.json,
+                )
+            }
+            (Some(_), None) => off_site(&|| cmd::verify::run(a, None, out).map(|()| 0)),
+            // nothing says where the site is, and its default is not there
+            (None, None) if std::env::var_os(config::CONFIG_ENV).is_none() && !c.exists() => {
+                return usage_error(
+                    &format!(
+                        "verify needs --trust <PATH> (a key, a key folder or a root), or a site config: --config FILE, ${}, or {} (not found)",
+                        config::CONFIG_ENV,
+                        config::DEFAULT_CONFIG
+                    ),
+                    out.json,
+                )
+            }
+            (None, _) => on_site(&|s| cmd::verify::run(a, Some(s), out).map(|()| 0)),
         },
         Command::Inspect(a) => match no_config("inspect") {
             Some(m) => return usage_error(&m, out.json),
@@ -210,14 +229,14 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 8] = [
-    "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 9] = [
+    "verify", "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name
 /// moves before it, where clap reads it: `status --config x` is
-/// `--config x status`. After `--` nothing moves; verify, inspect and
-/// extract keep theirs, so clap refuses it there.
+/// `--config x status`. After `--` nothing moves; inspect, extract and
+/// repair keep theirs, so clap refuses it there.
 fn config_first(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut i = 1;
     // skip the options before the subcommand (only --config takes a value)
@@ -329,7 +348,7 @@ mod tests {
     #[test]
     fn config_is_not_offered_where_it_is_ignored() {
         let cli = Cli::command();
-        for sc in ["verify", "inspect", "extract"] {
+        for sc in ["inspect", "extract"] {
             let c = cli.find_subcommand(sc).unwrap();
             assert!(
                 c.get_arguments().all(|a| a.get_id() != "config"),
@@ -337,10 +356,10 @@ mod tests {
             );
         }
         let argv = |v: &[&str]| config_first(v.iter().map(std::ffi::OsString::from).collect());
-        assert!(
-            Cli::try_parse_from(argv(&["u", "verify", "b", "--trust", "t", "--config", "c"]))
-                .is_err()
-        );
+        assert!(Cli::try_parse_from(argv(&[
+            "u", "inspect", "b", "--trust", "t", "--config", "c"
+        ]))
+        .is_err());
     }
 
     /// `status --config c` is `--config c status`, `--config=c` too.

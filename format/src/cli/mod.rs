@@ -112,7 +112,18 @@ pub fn open_bundle(path: &Path) -> Result<File, FormatError> {
 /// folder).
 pub fn run_verify(args: &VerifyArgs, out: Output) -> Result<(VerifiedBundle, u64), FormatError> {
     let (base, opts) = args.trust.base()?;
-    let src = BundleSource::resolve(&args.bundle)?;
+    verify_with_base(&args.bundle, &base, &opts, out)
+}
+
+/// `verify` from a given trust (the `--trust` flag's, or a site's root in
+/// force): the check and the report, in text or JSON.
+pub fn verify_with_base(
+    bundle: &[PathBuf],
+    base: &TrustBase,
+    opts: &VerifyOptions,
+    out: Output,
+) -> Result<(VerifiedBundle, u64), FormatError> {
+    let src = BundleSource::resolve(bundle)?;
     let pb = bytes_bar(src.size(), "verify", !out.bars());
     let mut root_version = 0;
     let index_trust = base.store();
@@ -120,7 +131,7 @@ pub fn run_verify(args: &VerifyArgs, out: Output) -> Result<(VerifiedBundle, u64
         &src,
         &index_trust,
         &mut base.resolver(opts.now, &mut root_version),
-        &opts,
+        opts,
         &mut NullSink,
         &mut |n| pb.inc(n),
     )?;
