@@ -136,22 +136,34 @@ fn hints_say_what_works_and_carry_the_config() {
     ok(s.updater().arg("rollback"));
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
 
-    // an interrupted apply: resume with the same bundle, or revert
+    // an interrupted apply: resume with the same bundle, or revert; the
+    // hint is the command to paste, with the bundle's path as it was given
+    // (issue 21 item 10), and status names the bundle's manifest digest
+    let b = b210.display().to_string();
     s.crash_after(&["apply".as_ref(), b210.as_os_str()], "migrate:stoa");
     let e = fails(s.updater().arg("apply").arg(&b230), 5);
     assert_eq!(
         e.trim(),
         format!(
-            "stoa-updater: error: refused: an interrupted apply to 2.1.0 is pending (stopped at migrate:stoa): to resume it, apply that same bundle (`stoa-updater --config {cfg} apply <the same bundle>`); to revert it, `stoa-updater --config {cfg} rollback`"
+            "stoa-updater: error: refused: an interrupted apply to 2.1.0 is pending (stopped at migrate:stoa): to resume it, apply that same bundle (`stoa-updater --config {cfg} apply {b}`); to revert it, `stoa-updater --config {cfg} rollback`"
         )
     );
     let text = s.status_text();
     assert!(
         text.contains(&format!(
-            "to resume: stoa-updater --config {cfg} apply <the same bundle>; to revert: stoa-updater --config {cfg} rollback\n"
+            "to resume: stoa-updater --config {cfg} apply {b}; to revert: stoa-updater --config {cfg} rollback\n"
         )),
         "{text}"
     );
+    assert!(text.contains("bundle: manifest sha256:"), "{text}");
+    let doc = s.status_json();
+    assert!(
+        doc["pending"]["manifest_sha256"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64),
+        "{doc}"
+    );
+    assert_eq!(doc["pending"]["bundle"][0], b.as_str(), "{doc}");
     ok(s.updater().arg("rollback"));
 
     // a failed apply left for inspection
@@ -166,7 +178,7 @@ fn hints_say_what_works_and_carry_the_config() {
     );
     assert!(
         e.contains(&format!(
-            "left for inspection (--no-auto-rollback): to resume, `stoa-updater --config {cfg} apply <the same bundle>`; to revert, `stoa-updater --config {cfg} rollback`"
+            "left for inspection (--no-auto-rollback): to resume, `stoa-updater --config {cfg} apply {b}`; to revert, `stoa-updater --config {cfg} rollback`"
         )),
         "{e}"
     );

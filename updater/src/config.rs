@@ -206,7 +206,23 @@ impl HelmConfig {
 
 /// `--config <path>` as a hint prints it: the command an operator can paste.
 pub fn hint(config: &Path, subcommand: &str) -> String {
-    format!("stoa-updater --config {} {subcommand}", config.display())
+    format!(
+        "stoa-updater --config {} {subcommand}",
+        shell_word(&config.to_string_lossy())
+    )
+}
+
+/// `s` as one shell word to paste: as it is when it holds only characters
+/// no shell treats specially, else in single quotes (a `'` as `'\''`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@=,%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// A TOML error on one line: `line 4: unknown field ...` (no source excerpt).
@@ -500,6 +516,32 @@ pub fn check_credential_url(s: &str) -> std::result::Result<url::Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21 item 10: a hint is a command to paste, whatever the paths
+    /// hold, and a confirmed snapshot restore is resumed confirmed.
+    #[test]
+    fn hints_are_commands_to_paste() {
+        use crate::state::{resume_hint, OpKind};
+        use std::path::PathBuf;
+        assert_eq!(shell_word("/srv/b-2.1.0.tar.zst"), "/srv/b-2.1.0.tar.zst");
+        assert_eq!(shell_word("/media/USB disk/b"), "'/media/USB disk/b'");
+        assert_eq!(shell_word("it's;rm -rf"), "'it'\\''s;rm -rf'");
+        assert_eq!(shell_word(""), "''");
+        let cfg = Path::new("/etc/stoa/updater.toml");
+        let parts = [PathBuf::from("/m/p 1"), PathBuf::from("/m/p2")];
+        assert_eq!(
+            resume_hint(cfg, OpKind::Apply, &parts, false),
+            "stoa-updater --config /etc/stoa/updater.toml apply '/m/p 1' /m/p2"
+        );
+        assert_eq!(
+            resume_hint(cfg, OpKind::Apply, &[], false),
+            "stoa-updater --config /etc/stoa/updater.toml apply <the same bundle>"
+        );
+        assert_eq!(
+            resume_hint(cfg, OpKind::Rollback, &[], true),
+            "stoa-updater --config /etc/stoa/updater.toml rollback --restore-snapshot"
+        );
+    }
 
     fn load(text: &str) -> Result<SiteConfig> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

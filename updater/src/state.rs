@@ -115,6 +115,14 @@ pub struct Pending {
     /// The last failure, if the operation failed and was left.
     #[serde(default)]
     pub failed: Option<String>,
+    /// For apply: the bundle's paths as they were given (a file, or the
+    /// parts), so that a hint to resume is a command to paste.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundle: Vec<PathBuf>,
+    /// For rollback: it was confirmed with `--restore-snapshot`, which its
+    /// resume needs again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore_snapshot: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -125,7 +133,37 @@ pub struct StepRecord {
     pub done: bool,
 }
 
+/// The command that finishes a pending operation `op` (see
+/// [`Pending::resume_hint`]).
+pub fn resume_hint(
+    config: &Path,
+    op: OpKind,
+    bundle: &[PathBuf],
+    restore_snapshot: bool,
+) -> String {
+    let sub = match op {
+        OpKind::Apply if bundle.is_empty() => "apply <the same bundle>".to_owned(),
+        OpKind::Apply => {
+            let paths: Vec<String> = bundle
+                .iter()
+                .map(|p| crate::config::shell_word(&p.to_string_lossy()))
+                .collect();
+            format!("apply {}", paths.join(" "))
+        }
+        OpKind::Rollback if restore_snapshot => "rollback --restore-snapshot".into(),
+        OpKind::Rollback => "rollback".into(),
+    };
+    crate::config::hint(config, &sub)
+}
+
 impl Pending {
+    /// The command that finishes this operation, to paste: apply of the same
+    /// bundle (its paths as given), or rollback (with `--restore-snapshot`
+    /// when it was confirmed so).
+    pub fn resume_hint(&self, config: &Path) -> String {
+        resume_hint(config, self.op, &self.bundle, self.restore_snapshot)
+    }
+
     pub fn step_done(&self, name: &Step) -> bool {
         self.steps.iter().any(|s| &s.name == name && s.done)
     }

@@ -45,6 +45,7 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
         allow_expired: args.allow_expired,
         ignore_clock_floor: args.ignore_clock_floor,
         accept_hook_images: args.accept_hook_images,
+        bundle: args.bundle.clone(),
     };
     let src = BundleSource::resolve(&args.bundle)?;
     let r = site.apply(&src, &opts, &mut |phase, done, total| {

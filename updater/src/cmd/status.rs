@@ -179,6 +179,15 @@ pub struct PendingStatus {
     pub step_finished: Option<bool>,
     pub steps_done: Vec<String>,
     pub failed: Option<String>,
+    /// For apply: the bundle's manifest digest (resume needs the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// For apply: the bundle's paths as they were given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundle: Vec<std::path::PathBuf>,
+    /// For rollback: confirmed with `--restore-snapshot`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restore_snapshot: bool,
 }
 
 impl From<&Pending> for PendingStatus {
@@ -198,6 +207,9 @@ impl From<&Pending> for PendingStatus {
                 .map(|s| s.name.to_string())
                 .collect(),
             failed: p.failed.clone(),
+            manifest_sha256: p.manifest_sha256.clone(),
+            bundle: p.bundle.clone(),
+            restore_snapshot: p.restore_snapshot,
         }
     }
 }
@@ -289,14 +301,17 @@ impl StatusReport {
             writeln!(f, "failure: {e}")?;
         }
         let cfg = &self.paths.config;
+        if let Some(sha) = &p.manifest_sha256 {
+            writeln!(f, "bundle: manifest sha256:{sha}")?;
+        }
+        let resume = crate::state::resume_hint(cfg, p.op, &p.bundle, p.restore_snapshot);
         match p.op {
             OpKind::Apply => writeln!(
                 f,
-                "to resume: {}; to revert: {}",
-                hint(cfg, "apply <the same bundle>"),
+                "to resume: {resume}; to revert: {}",
                 hint(cfg, "rollback")
             ),
-            OpKind::Rollback => writeln!(f, "to finish it: {}", hint(cfg, "rollback")),
+            OpKind::Rollback => writeln!(f, "to finish it: {resume}"),
         }
     }
 }

@@ -165,6 +165,8 @@ impl Site {
             from: state.installed.clone(),
             to: Some(m.release.version.clone()),
             manifest_sha256: Some(sha.to_owned()),
+            bundle: opts.bundle.clone(),
+            restore_snapshot: false,
             steps: vec![StepRecord {
                 name: Step::Stage,
                 done: true,
@@ -531,7 +533,7 @@ impl Site {
         let (outcome, history, rollback_error) = if opts.no_auto_rollback {
             let o = format!(
                 "left for inspection (--no-auto-rollback): to resume, `{}`; to revert, `{}`",
-                hint(cfg, "apply <the same bundle>"),
+                p.resume_hint(cfg),
                 hint(cfg, "rollback")
             );
             (o, "failed, left for inspection", None)

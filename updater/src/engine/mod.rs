@@ -82,6 +82,8 @@ pub struct ApplyOptions {
     /// Apply although Helm 3 would run hook images from outside the site
     /// registry (its post-renderer does not see hooks).
     pub accept_hook_images: bool,
+    /// The bundle's paths as given, kept in the pending apply for hints.
+    pub bundle: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -288,12 +290,12 @@ impl Site {
         UpdaterError::Refused(match p.op {
             OpKind::Apply => format!(
                 "an interrupted apply to {to} is pending (stopped at {at}): to resume it, apply that same bundle (`{}`); to revert it, `{}`",
-                hint(&self.cfg.path, "apply <the same bundle>"),
+                p.resume_hint(&self.cfg.path),
                 hint(&self.cfg.path, "rollback")
             ),
             OpKind::Rollback => format!(
                 "an interrupted rollback to {to} is pending (stopped at {at}): finish it first with `{}`",
-                hint(&self.cfg.path, "rollback")
+                p.resume_hint(&self.cfg.path)
             ),
         })
     }

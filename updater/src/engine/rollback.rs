@@ -143,7 +143,7 @@ impl Site {
             return Ok(report);
         }
         let rp = self.plan_rollback(&state, to, restore_snapshot)?;
-        self.begin_rollback(&mut state, &rp.target)?;
+        self.begin_rollback(&mut state, &rp.target, restore_snapshot)?;
         report.to = Some(rp.target.to_string());
         let mut edited = RollbackReport::default();
         let res = self.rollback_steps(&mut state, &rp, &mut report, &mut edited);
@@ -349,7 +349,12 @@ impl Site {
     }
 
     /// Records the rollback as pending (unless resuming one).
-    fn begin_rollback(&self, state: &mut State, target: &semver::Version) -> Result<()> {
+    fn begin_rollback(
+        &self,
+        state: &mut State,
+        target: &semver::Version,
+        restore_snapshot: bool,
+    ) -> Result<()> {
         if state.pending.is_some() {
             return Ok(());
         }
@@ -364,6 +369,8 @@ impl Site {
             record: ReleaseRecord::default(),
             migrations_before: BTreeMap::new(),
             failed: None,
+            bundle: Vec::new(),
+            restore_snapshot,
         };
         let op_id = p.op_id.clone();
         state.pending = Some(p);
