@@ -100,6 +100,22 @@ impl Site {
             .arg(&out));
         out
     }
+    /// Root version 2 of `v1`: release key k1 retired for k2, signed by r1.
+    fn root_v2_k2(&self, v1: &Path) -> PathBuf {
+        let v2 = self.p("root-2.json");
+        ok(bundler()
+            .args(["root", "rotate"])
+            .arg(v1)
+            .arg("--add-release-key")
+            .arg(self.p("k2.pub"))
+            .arg("--remove-release-key")
+            .arg(self.p("k1.pub"))
+            .arg("--sign-key")
+            .arg(self.p("r1.key"))
+            .arg("--out")
+            .arg(&v2));
+        v2
+    }
     /// The key id of `<name>.pub` (hex).
     fn key_id(&self, name: &str) -> String {
         stoa_format::KeyId::of(
@@ -279,18 +295,7 @@ fn verify_with_the_site_config_uses_the_root_in_force() {
     let v1 = s.root_v1();
     let config = s.config(&s.p("folder"));
     ok(s.updater().args(["trust", "init"]).arg(&v1));
-    let v2 = s.p("root-2.json");
-    ok(bundler()
-        .args(["root", "rotate"])
-        .arg(&v1)
-        .arg("--add-release-key")
-        .arg(s.p("k2.pub"))
-        .arg("--remove-release-key")
-        .arg(s.p("k1.pub"))
-        .arg("--sign-key")
-        .arg(s.p("r1.key"))
-        .arg("--out")
-        .arg(&v2));
+    let v2 = s.root_v2_k2(&v1);
     ok(s.updater()
         .arg("apply")
         .arg(s.bundle("1.0.0", &["k2"], &[&v2], None)));
@@ -755,18 +760,7 @@ fn accepted_root_altered_on_disk_fails_closed() {
 fn build_refuses_a_carried_root_that_does_not_trust_its_signing_key() {
     let s = Site::new();
     let v1 = s.root_v1();
-    let v2 = s.p("root-2.json");
-    ok(bundler()
-        .args(["root", "rotate"])
-        .arg(&v1)
-        .arg("--add-release-key")
-        .arg(s.p("k2.pub"))
-        .arg("--remove-release-key")
-        .arg(s.p("k1.pub"))
-        .arg("--sign-key")
-        .arg(s.p("r1.key"))
-        .arg("--out")
-        .arg(&v2));
+    let v2 = s.root_v2_k2(&v1);
     let (k1, k2) = (s.key_id("k1"), s.key_id("k2"));
     let one_line = |e: &str| {
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
@@ -856,18 +850,7 @@ fn build_refuses_a_carried_root_that_does_not_trust_its_signing_key() {
 fn inspect_shows_carried_roots_and_takes_a_signed_root_as_trust() {
     let s = Site::new();
     let v1 = s.root_v1();
-    let v2 = s.p("root-2.json");
-    ok(bundler()
-        .args(["root", "rotate"])
-        .arg(&v1)
-        .arg("--add-release-key")
-        .arg(s.p("k2.pub"))
-        .arg("--remove-release-key")
-        .arg(s.p("k1.pub"))
-        .arg("--sign-key")
-        .arg(s.p("r1.key"))
-        .arg("--out")
-        .arg(&v2));
+    let v2 = s.root_v2_k2(&v1);
     let b = s.bundle("1.1.0", &["k2"], &[&v2], None);
     let (k2, r1) = (s.key_id("k2"), s.key_id("r1"));
     for prog in [bundler, updater] {

@@ -36,30 +36,27 @@ impl Preflight {
     }
 }
 
+/// The checks that need the cluster (skipped without charts).
+const CLUSTER_CHECKS: [&str; 5] = [
+    "kubeconfig",
+    "helm",
+    "kubernetes",
+    "kube-version",
+    "releases",
+];
+
 /// Runs every check for bundle `m` on this site. Reads only: nothing on
 /// site changes (the registry check's test upload is cancelled).
 pub fn run(cfg: &SiteConfig, sd: &StateDir, m: &BundleManifest) -> Preflight {
     let mut p = Preflight::default();
     match (&cfg.helm, m.charts.is_empty()) {
         (_, true) => {
-            for n in [
-                "kubeconfig",
-                "helm",
-                "kubernetes",
-                "kube-version",
-                "releases",
-            ] {
+            for n in CLUSTER_CHECKS {
                 p.skip(n, "the bundle has no charts");
             }
         }
         (None, false) => {
-            for n in [
-                "kubeconfig",
-                "helm",
-                "kubernetes",
-                "kube-version",
-                "releases",
-            ] {
+            for n in CLUSTER_CHECKS {
                 p.push(n, Err("the site config has no [helm] section".into()));
             }
         }
