@@ -72,11 +72,25 @@ pub fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs and asserts failure with exit `code`, returning stderr.
+/// The progress lines a piped apply writes on stderr as it goes
+/// (`stoa-updater: apply: …`; docs/OPERATIONS.md), which are not its error.
+pub const PROGRESS_PREFIX: &str = "stoa-updater: apply: ";
+
+/// `stderr` without the progress lines: what the command said went wrong.
+pub fn without_progress(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with(PROGRESS_PREFIX))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Runs and asserts failure with exit `code`, returning stderr without its
+/// progress lines.
 #[track_caller]
 pub fn fails(cmd: &mut Command, code: i32) -> String {
     let out = run(cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stderr = without_progress(&String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         out.status.code(),
         Some(code),

@@ -959,3 +959,69 @@ fn prune_dry_run_lists_and_prune_removes_what_no_kept_release_needs() {
         .count();
     assert!(pruned >= 4, "{audit}");
 }
+
+/// Issue 21 item 9: with stderr piped, apply writes one line as each phase
+/// begins (verify+stage, push-images with its size, migrate, each Helm
+/// release, files) and as it ends, as it goes: the line of a slow Helm
+/// upgrade arrives while that upgrade still runs, not at the end. Under
+/// `--quiet` there is none.
+#[test]
+fn piped_apply_prints_each_step_as_it_begins() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let s = Site::start();
+    let b200 = s.bundle("2.0.0", None);
+    let b210 = s.bundle("2.1.0", None);
+    let mut child = s
+        .updater()
+        .arg("apply")
+        .arg(&b200)
+        .env("FAKE_HELM_SLEEP_MS", "2500")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let stderr = child.stderr.take().unwrap();
+    let lines: Vec<(Duration, String)> = std::io::BufReader::new(stderr)
+        .lines()
+        .map(|l| (t0.elapsed(), l.unwrap()))
+        .collect();
+    assert!(child.wait().unwrap().success(), "{lines:?}");
+    let end = t0.elapsed();
+    let at = |begin: &str| {
+        lines
+            .iter()
+            .find(|(_, l)| {
+                l.starts_with(&format!("stoa-updater: apply: {begin}")) && l.ends_with("...")
+            })
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no line for {begin}: {lines:?}"))
+    };
+    for phase in [
+        "verify+stage",
+        "push-images (",
+        "migrate:stoa",
+        "helm:stoa-api",
+        "files",
+    ] {
+        at(phase);
+    }
+    // three slow upgrades follow the first one's line: it came as it began
+    assert!(
+        end - at("helm:stoa-api") >= Duration::from_secs(5),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.starts_with("stoa-updater: apply: helm:stoa-api done in ")),
+        "{lines:?}"
+    );
+    // --quiet: no progress at all
+    let out = run(s.updater().arg("apply").arg(&b210).arg("--quiet"));
+    assert!(out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!e.contains(harness::PROGRESS_PREFIX), "{e}");
+}

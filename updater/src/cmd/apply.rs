@@ -7,7 +7,6 @@ use stoa_format::source::BundleSource;
 
 use crate::engine::{ApplyOptions, ApplyReport};
 use crate::error::{Result, UpdaterError};
-use crate::progress::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,8 +36,7 @@ pub struct Args {
 }
 
 pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
-    let quiet = !out.bars();
-    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+    let mut progress = crate::progress::Reporter::new("apply", out);
     let opts = ApplyOptions {
         allow_downgrade: args.allow_downgrade,
         no_auto_rollback: args.no_auto_rollback,
@@ -49,19 +47,9 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     };
     let src = BundleSource::resolve(&args.bundle)?;
     let r = site.apply(&src, &opts, &mut |phase, done, total| {
-        if bar.as_ref().map(|(p, _)| p.as_str()) != Some(phase) {
-            if let Some((_, b)) = bar.take() {
-                b.finish_and_clear();
-            }
-            bar = Some((phase.to_owned(), bytes_bar(total, phase, quiet)));
-        }
-        if let Some((_, b)) = &bar {
-            b.set_position(done);
-        }
+        progress.update(phase, done, total)
     });
-    if let Some((_, b)) = bar.take() {
-        b.finish_and_clear();
-    }
+    progress.finish();
     let r = match r {
         Err(UpdaterError::PreflightFailed { report, .. }) => {
             // every check, then the error; nothing was changed

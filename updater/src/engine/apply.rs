@@ -207,6 +207,12 @@ impl Site {
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> std::result::Result<(), (String, UpdaterError)> {
         for step in steps {
+            // each step announced as it begins (a byte count for the push)
+            let total = match step {
+                Step::PushImages => m.images.iter().map(|i| i.size).sum(),
+                _ => 0,
+            };
+            progress(&step.to_string(), 0, total);
             self.apply_step(state, m, step, report, progress)
                 .map_err(|e| (step.to_string(), e))?;
         }
@@ -231,7 +237,7 @@ impl Site {
                     let mut done = 0u64;
                     site.drivers.registry.push_release(&site.sd, m, &mut |n| {
                         done += n;
-                        progress("push", done, total);
+                        progress(&Step::PushImages.to_string(), done, total);
                     })
                 })?;
                 report.push_seconds = t0.elapsed().as_secs_f64();
