@@ -917,3 +917,96 @@ fn inspect_shows_carried_roots_and_takes_a_signed_root_as_trust() {
         assert!(e.contains("no signature by a trusted key"), "{e}");
     }
 }
+
+/// Issue 21 item 2: a carried root is accepted by apply's journaled
+/// `trust` step, the first step after stage. An apply killed right after it
+/// leaves the change in the journal (versions, the revoked key) and in the
+/// audit log; the resume completes without accepting it twice; rollback
+/// (and its dry run) says the root stays in force, and the revoked key
+/// stays refused.
+#[test]
+fn an_apply_killed_after_accepting_a_root_is_journaled_resumed_and_kept_by_rollback() {
+    let s = Site::new();
+    let v1 = s.root_v1();
+    s.config(&s.p("folder"));
+    ok(s.updater().args(["trust", "init"]).arg(&v1));
+    ok(s.updater()
+        .arg("apply")
+        .arg(s.bundle("1.0.0", &["k1"], &[], None)));
+    let v2 = s.root_v2_k2(&v1);
+    let b11 = s.bundle("1.1.0", &["k2"], &[&v2], None);
+    // plan lists the step
+    let doc: serde_json::Value =
+        serde_json::from_str(&ok(s.updater().args(["plan", "--json"]).arg(&b11))).unwrap();
+    assert_eq!(doc["steps"][0], "trust", "{doc}");
+
+    let st = s
+        .updater()
+        .env("STOA_UPDATER_TEST_CRASH_AFTER", "trust")
+        .arg("apply")
+        .arg(&b11)
+        .output()
+        .unwrap();
+    assert!(!st.status.success(), "the crash hook did not fire");
+    assert_eq!(s.show()["trust"]["version"], 2);
+    let (k1, k2) = (s.key_id("k1"), s.key_id("k2"));
+    // the journal holds the change, before its step is done
+    let journal = fs::read_to_string(s.p("state/journal.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let accept = lines
+        .iter()
+        .position(|l| l["step"] == "trust" && l["event"] == "accept")
+        .unwrap_or_else(|| panic!("no trust accept line: {journal}"));
+    let d = &lines[accept];
+    assert_eq!(d["from_version"], 1, "{d}");
+    assert_eq!(d["to_version"], 2, "{d}");
+    assert_eq!(d["release_keys_revoked"][0], k1, "{d}");
+    assert_eq!(d["release_keys_added"][0], k2, "{d}");
+    let done = lines
+        .iter()
+        .position(|l| l["step"] == "trust" && l["event"] == "done")
+        .expect("trust step done");
+    assert!(accept < done);
+    // ... and the audit log, from the killed run
+    assert!(
+        s.audit().iter().any(|l| l["result"] == "trust-change"),
+        "{:?}",
+        s.audit()
+    );
+
+    // the resume finishes the apply; the root is not accepted twice
+    ok(s.updater().arg("apply").arg(&b11));
+    let changes = fs::read_to_string(s.p("state/audit.log"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"trust-change\"") && l.contains("\"command\":\"apply\""))
+        .count();
+    assert_eq!(changes, 1, "the root was accepted twice");
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(s.p("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["releases"][1]["trust_root"], 2, "{state}");
+
+    // rollback knows: the dry run and the rollback say the root stays
+    let dry = ok(s.updater().args(["rollback", "--dry-run"]));
+    assert!(
+        dry.contains("trust: root version 2 stays in force"),
+        "{dry}"
+    );
+    let out = ok(s.updater().arg("rollback"));
+    assert!(
+        out.contains("trust: root version 2 stays in force"),
+        "{out}"
+    );
+    assert_eq!(s.show()["trust"]["version"], 2);
+    // k1 is still revoked: its bundle is refused
+    let e = fails(
+        s.updater()
+            .arg("apply")
+            .arg(s.bundle("1.2.0", &["k1"], &[], None)),
+        1,
+    );
+    assert!(e.contains("was revoked in root version 2"), "{e}");
+}

@@ -71,6 +71,10 @@ pub struct ReleaseRecord {
     /// Applied with --allow-expired past the bundle's expiry.
     #[serde(default)]
     pub allow_expired: bool,
+    /// The trust root version this apply accepted from the bundle (None:
+    /// the root in force was not changed). Rollback keeps it in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<u64>,
 }
 
 impl Default for ReleaseRecord {
@@ -85,6 +89,7 @@ impl Default for ReleaseRecord {
             snapshots: BTreeMap::new(),
             allow_downgrade: false,
             allow_expired: false,
+            trust_root: None,
         }
     }
 }

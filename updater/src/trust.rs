@@ -278,23 +278,43 @@ pub fn describe_change(cur: Option<&SignedRoot>, next: &SignedRoot) -> TrustChan
     }
 }
 
+/// The version of the root persisted in `sd` (None: none accepted yet).
+pub fn persisted_version(sd: &StateDir) -> Option<u64> {
+    read_root(&root_path(sd))
+        .ok()
+        .flatten()
+        .map(|r| r.version())
+}
+
+/// The change accepting `chain` makes to the root persisted in `sd` (None:
+/// no root newer than the one in force).
+pub fn change_of(sd: &StateDir, chain: &[SignedRoot]) -> Option<TrustChange> {
+    let last = chain.last()?;
+    let cur = read_root(&root_path(sd)).ok().flatten();
+    cur.as_ref()
+        .is_none_or(|c| c.version() < last.version())
+        .then(|| describe_change(cur.as_ref(), last))
+}
+
 /// Records roots accepted on the way to a verified bundle (or a trust
 /// update): the newest is persisted, the floor raised to their `created`.
+/// Returns the change made, if any.
 ///
 /// The change is written to the audit log as its own line (`trust-change`:
 /// versions, release keys added and revoked) *before* the root is
-/// persisted, so an apply killed right after still leaves it recorded.
-pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<()> {
+/// persisted, so an apply killed right after still leaves it recorded
+/// (apply journals it first too: its `trust` step).
+pub fn accept_roots(sd: &StateDir, chain: &[SignedRoot]) -> Result<Option<TrustChange>> {
     for r in chain {
         raise_floor(sd, r.created, &format!("root version {}", r.version()))?;
     }
+    let change = change_of(sd, chain);
+    if let Some(c) = &change {
+        crate::audit::trust_change(&sd.root, &c.to_string())?;
+    }
     if let Some(last) = chain.last() {
-        let cur = read_root(&root_path(sd)).ok().flatten();
-        if cur.as_ref().is_none_or(|c| c.version() < last.version()) {
-            crate::audit::trust_change(&sd.root, &describe_change(cur.as_ref(), last).to_string())?;
-        }
         persist(sd, last)?;
         crate::audit::note(format!("accepted root version {}", last.version()));
     }
-    Ok(())
+    Ok(change)
 }

@@ -136,7 +136,10 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     // the same admission as apply's (pending, policy, a delta's store)
     let sha = v.manifest_sha256.hex();
     site.admit(&state, m, &sha, args.allow_downgrade, &mut |_| Ok(()))?;
-    let plan = Plan::compute(site, m, &state, Probe::Full);
+    let mut plan = Plan::compute(site, m, &state, Probe::Full);
+    if trust_change.is_some() {
+        plan.accept_trust();
+    }
     // the same refusal, and exit code, as apply's
     plan.refuse_edited()?;
     let preflight = crate::preflight::run(&site.cfg, &site.sd, m);

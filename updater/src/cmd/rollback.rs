@@ -49,6 +49,13 @@ pub struct Args {
     pub dry_run: bool,
 }
 
+/// The trust root accepted by what is undone stays in force.
+fn print_trust_kept(v: Option<u64>) {
+    if let Some(v) = v {
+        println!("trust: root version {v} stays in force (a root never goes back; a key it revoked stays revoked)");
+    }
+}
+
 /// `rollback --dry-run`: the preview, in text or JSON.
 fn dry_run(
     site: &crate::engine::Site,
@@ -70,6 +77,7 @@ fn dry_run(
     );
     if p.reverts_interrupted_apply {
         println!("dry run: would revert the interrupted apply of {from}, back to {to} (its journaled steps, in reverse)");
+        print_trust_kept(p.trust_kept);
         return Ok(());
     }
     println!("dry run: would roll back from {from} to {to}; nothing was changed");
@@ -103,6 +111,7 @@ fn dry_run(
     for f in &p.files {
         println!("file {f}: reinstated from {to}");
     }
+    print_trust_kept(p.trust_kept);
     println!("images stay in the registry");
     Ok(())
 }
@@ -159,6 +168,7 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
                 r.database, r.id
             );
         }
+        print_trust_kept(r.trust_kept);
         println!("images stay in the registry");
     }
     Ok(())

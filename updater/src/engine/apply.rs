@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use stoa_format::root::SignedRoot;
 use stoa_format::source::{inspect_source, BundleSource};
 use stoa_format::{BundleManifest, Limits};
 
@@ -83,8 +84,8 @@ impl Site {
             ));
         }
         crate::audit::note_bundle(&staged.verified);
-        // verified: its roots and its creation time are accepted
-        crate::trust::accept_roots(&self.sd, &chain)?;
+        // verified: its creation time is accepted; its roots are, by the
+        // journaled `trust` step
         let r = &staged.verified.manifest.release;
         let t = r.created.time();
         crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
@@ -108,25 +109,37 @@ impl Site {
             preflight,
             ..ApplyReport::default()
         };
-        self.execute_apply(&mut state, &m, &sha, opts, &mut report, progress)?;
+        self.execute_apply(&mut state, &m, &sha, &chain, opts, &mut report, progress)?;
         Ok(report)
     }
 
     /// Runs the apply of a verified, staged release: records it as pending
     /// (or resumes the pending one), runs the plan's steps, commits, then
     /// prunes. On failure: the automatic revert, or the state left for
-    /// inspection. The unit tests' kill matrix enters here.
+    /// inspection. `roots` are the verified roots the bundle carries beyond
+    /// the site's (accepted by the `trust` step). The unit tests' kill
+    /// matrix enters here.
+    #[allow(clippy::too_many_arguments)]
     pub fn execute_apply(
         &self,
         state: &mut State,
         m: &BundleManifest,
         sha: &str,
+        roots: &[SignedRoot],
         opts: &ApplyOptions,
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<()> {
         // the same computation `plan` prints; apply runs exactly its steps
-        let plan = Plan::compute(self, m, state, Probe::Databases);
+        let mut plan = Plan::compute(self, m, state, Probe::Databases);
+        // a trust change begun by an interrupted run is finished by its resume
+        let begun = state
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.step_begun(&Step::Trust));
+        if crate::trust::change_of(&self.sd, roots).is_some() || begun {
+            plan.accept_trust();
+        }
         if report.resumed {
             let p = pending(state)?;
             p.failed = None;
@@ -138,7 +151,7 @@ impl Site {
             plan.refuse_edited()?;
             self.begin_apply(state, m, sha, opts)?;
         }
-        if let Err((step, e)) = self.apply_steps(state, m, &plan.steps, report, progress) {
+        if let Err((step, e)) = self.apply_steps(state, m, &plan.steps, roots, report, progress) {
             return Err(self.apply_failed(state, m, step, e, opts));
         }
         // prune (after commit; a failure here is reported, not fatal)
@@ -197,12 +210,26 @@ impl Site {
         Ok(())
     }
 
+    /// The `trust` step: the change journaled (versions, keys added and
+    /// revoked), then audited and the newest root persisted; the version in
+    /// force is recorded in the release record.
+    fn accept_trust(&self, state: &mut State, roots: &[SignedRoot]) -> Result<()> {
+        if let Some(c) = crate::trust::change_of(&self.sd, roots) {
+            let detail = serde_json::to_value(&c).unwrap_or_default();
+            self.journal(pending(state)?, &Step::Trust, "accept", detail)?;
+        }
+        crate::trust::accept_roots(&self.sd, roots)?;
+        pending(state)?.record.trust_root = crate::trust::persisted_version(&self.sd);
+        Ok(())
+    }
+
     /// The plan's steps, each journaled, then the commit.
     fn apply_steps(
         &self,
         state: &mut State,
         m: &BundleManifest,
         steps: &[Step],
+        roots: &[SignedRoot],
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> std::result::Result<(), (String, UpdaterError)> {
@@ -213,7 +240,7 @@ impl Site {
                 _ => 0,
             };
             progress(&step.to_string(), 0, total);
-            self.apply_step(state, m, step, report, progress)
+            self.apply_step(state, m, step, roots, report, progress)
                 .map_err(|e| (step.to_string(), e))?;
         }
         self.commit_apply(state, m, report)
@@ -226,10 +253,12 @@ impl Site {
         state: &mut State,
         m: &BundleManifest,
         step: &Step,
+        roots: &[SignedRoot],
         report: &mut ApplyReport,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<()> {
         match step {
+            Step::Trust => self.step(state, step, |site, st| site.accept_trust(st, roots))?,
             Step::PushImages => {
                 let total: u64 = m.images.iter().map(|i| i.size).sum();
                 let t0 = std::time::Instant::now();

@@ -130,6 +130,7 @@ impl TestSite {
             &mut state,
             m,
             sha,
+            &[],
             &ApplyOptions::default(),
             &mut report,
             &mut |_, _, _| {},

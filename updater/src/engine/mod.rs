@@ -126,6 +126,9 @@ pub struct RollbackReport {
     /// History rows that disagreed with the verified release content
     /// (reported; their SQL was not run).
     pub edited_history_rows: Vec<db::RowMismatch>,
+    /// The trust root version accepted by what was undone: it stays in
+    /// force (a root never goes back).
+    pub trust_kept: Option<u64>,
 }
 
 /// A migration step as the release's verified content has it.

@@ -141,6 +141,14 @@ impl Plan {
         }
     }
 
+    /// Apply accepts the roots the bundle carries: its `trust` step comes
+    /// first, before any change to images, databases, charts or files.
+    pub fn accept_trust(&mut self) {
+        if !self.steps.contains(&Step::Trust) {
+            self.steps.insert(0, Step::Trust);
+        }
+    }
+
     /// An applied migration whose checksum differs from the bundle's
     /// (someone edited it) is refused the same way by plan and apply, exit
     /// 5, before anything on the site changes.

@@ -73,6 +73,9 @@ pub struct RollbackPreview {
     pub needs_restore_snapshot: bool,
     /// The files reinstated from the target release (dest paths).
     pub files: Vec<String>,
+    /// The trust root version accepted by what is undone: it stays in
+    /// force (a root never goes back).
+    pub trust_kept: Option<u64>,
 }
 
 impl Site {
@@ -92,6 +95,7 @@ impl Site {
             pv.reverts_interrupted_apply = true;
             pv.from = p.to.as_ref().map(|v| v.to_string());
             pv.to = p.from.as_ref().map(|v| v.to_string());
+            pv.trust_kept = p.record.trust_root;
             return Ok(pv);
         }
         let rp = self.plan_rollback(&state, to, true)?;
@@ -115,6 +119,7 @@ impl Site {
         pv.snapshots = rp.use_snapshot.clone();
         pv.needs_restore_snapshot = !rp.use_snapshot.is_empty() && !restore_snapshot;
         pv.files = rp.target_m.files.iter().map(|f| f.dest.clone()).collect();
+        pv.trust_kept = rp.undone.iter().filter_map(|r| r.trust_root).max();
         Ok(pv)
     }
 
@@ -145,6 +150,7 @@ impl Site {
         let rp = self.plan_rollback(&state, to, restore_snapshot)?;
         self.begin_rollback(&mut state, &rp.target, restore_snapshot)?;
         report.to = Some(rp.target.to_string());
+        report.trust_kept = rp.undone.iter().filter_map(|r| r.trust_root).max();
         let mut edited = RollbackReport::default();
         let res = self.rollback_steps(&mut state, &rp, &mut report, &mut edited);
         report.edited_history_rows = edited.edited_history_rows;
@@ -192,6 +198,7 @@ impl Site {
             eprintln!("stoa-updater: warning: prune: {e}");
         }
         report.reverted_interrupted_apply = true;
+        report.trust_kept = p.record.trust_root;
         report.from = p.to.as_ref().map(|v| v.to_string());
         report.to = p.from.as_ref().map(|v| v.to_string());
         Ok(())

@@ -71,7 +71,12 @@ impl Site {
         }
         self.journal(&p, &Step::Undo, "begin", json!({}))?;
         for s in p.steps.iter().rev() {
-            self.journal(&p, &s.name, "undo", json!({}))?;
+            // an accepted root is not undone: the journal says it stays
+            let detail = match (&s.name, p.record.trust_root) {
+                (Step::Trust, Some(v)) => json!({"kept_root_version": v}),
+                _ => json!({}),
+            };
+            self.journal(&p, &s.name, "undo", detail)?;
             let Some(undo) = s.name.undo() else { continue };
             self.undo_step(&p, &undo, &new_m, &old_m, restore_snapshot, report)
                 .map_err(|e| match e {

@@ -13,6 +13,10 @@ use std::str::FromStr;
 pub enum Step {
     /// Verify and stage the bundle (recorded done when the apply starts).
     Stage,
+    /// Accept the trust roots the bundle carries: the root in force moves
+    /// forward (keys added, keys revoked). Journaled and audited before it
+    /// takes effect; never undone (a root does not go back).
+    Trust,
     /// Push every image to the site registry.
     PushImages,
     /// `pg_dump` the database before migrating it.
@@ -77,6 +81,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Stage => f.write_str("stage"),
+            Self::Trust => f.write_str("trust"),
             Self::PushImages => f.write_str("push-images"),
             Self::Snapshot(db) => write!(f, "snapshot:{db}"),
             Self::Migrate(db) => write!(f, "migrate:{db}"),
@@ -111,6 +116,7 @@ impl FromStr for Step {
         };
         Ok(match s {
             "stage" => Self::Stage,
+            "trust" => Self::Trust,
             "push-images" => Self::PushImages,
             "files" => Self::Files,
             "commit" => Self::Commit,
@@ -171,6 +177,7 @@ mod tests {
     fn step_names_round_trip_exactly() {
         for name in [
             "stage",
+            "trust",
             "push-images",
             "snapshot:stoa",
             "migrate:stoa",
