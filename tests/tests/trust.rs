@@ -1010,3 +1010,98 @@ fn an_apply_killed_after_accepting_a_root_is_journaled_resumed_and_kept_by_rollb
     );
     assert!(e.contains("was revoked in root version 2"), "{e}");
 }
+
+/// Issue 21 item 13: the audit log records the bundle file's SHA-256 (every
+/// byte, as `build` and `split` print it) beside the manifest digest, for a
+/// file and for a part set; `verify` is audited through a config at any
+/// path; lines written before `manifest_sha256` existed read as before.
+#[test]
+fn the_audit_log_records_the_bundle_files_sha256_beside_the_manifest_digest() {
+    let s = Site::new();
+    // a config far from the default path
+    let cfg_dir = s.p("elsewhere/conf.d");
+    fs::create_dir_all(&cfg_dir).unwrap();
+    let c = s.config(&s.p("folder"));
+    let cfg = cfg_dir.join("site-a.toml");
+    fs::rename(&c, &cfg).unwrap();
+    let (mut b, bundle) = s.bundle_cmd("1.0.0", &["k1"], &[], None);
+    let built = ok(&mut b);
+    let file_sha = stoa_format::Sha256Digest::of(&fs::read(&bundle).unwrap()).hex();
+    assert!(
+        built.contains(&format!("bundle sha256:{file_sha}")),
+        "{built}"
+    );
+    let v = ok(updater()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("verify")
+        .arg(&bundle));
+    assert!(v.contains(&format!("bundle sha256:{file_sha}")), "{v}");
+    ok(updater()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("apply")
+        .arg(&bundle));
+    let lines: Vec<serde_json::Value> = fs::read_to_string(s.p("state/audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ends: Vec<&serde_json::Value> = lines.iter().filter(|l| l["result"] == "ok").collect();
+    assert_eq!(ends.len(), 2, "{lines:?}");
+    assert_eq!(ends[0]["command"], "verify");
+    assert_eq!(ends[1]["command"], "apply");
+    let manifest = ends[1]["manifest_sha256"].as_str().unwrap().to_owned();
+    assert_ne!(manifest, file_sha);
+    for e in &ends {
+        assert_eq!(e["bundle_sha256"], file_sha, "{e}");
+        assert_eq!(e["manifest_sha256"], manifest, "{e}");
+    }
+    // a part set: the signed index's digest, the one split printed
+    let parts = s.p("parts");
+    fs::create_dir_all(&parts).unwrap();
+    let split = ok(bundler()
+        .args(["split", "--size", "1MiB", "--key"])
+        .arg(s.p("k1.key"))
+        .arg("--out-dir")
+        .arg(&parts)
+        .arg(&bundle));
+    assert!(
+        split.contains(&format!("bundle sha256:{file_sha}")),
+        "{split}"
+    );
+    ok(updater()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("verify")
+        .arg(&parts));
+    let last: serde_json::Value = serde_json::from_str(
+        fs::read_to_string(s.p("state/audit.log"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["bundle_sha256"], file_sha, "{last}");
+    // an old line: its bundle_sha256 was the manifest's digest
+    let mut log = fs::OpenOptions::new()
+        .append(true)
+        .open(s.p("state/audit.log"))
+        .unwrap();
+    use std::io::Write;
+    writeln!(log, "{{\"time\":\"2026-11-01T00:00:00Z\",\"run\":\"1-1\",\"user\":\"-\",\"uid\":0,\"command\":\"apply\",\"bundle_sha256\":\"{manifest}\",\"signing_key_ids\":[],\"result\":\"ok\",\"exit_code\":0}}").unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&ok(updater()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["history", "--audit", "--json"])))
+    .unwrap();
+    let old = doc["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["run"] == "1-1")
+        .unwrap();
+    assert_eq!(old["manifest_sha256"], manifest, "{old}");
+    assert!(old.get("bundle_sha256").is_none(), "{old}");
+}

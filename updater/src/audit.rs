@@ -32,6 +32,13 @@ use crate::error::{Result, UpdaterError};
 /// What a command learnt, for its audit line.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Facts {
+    /// The SHA-256 of the bundle's signed manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// The SHA-256 of the bundle file as read, every byte (what `build` and
+    /// `split` print as `bundle sha256:`). Lines written before
+    /// `manifest_sha256` existed held the manifest's digest here:
+    /// [`Facts::upgrade`] moves it on reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +49,17 @@ pub struct Facts {
     pub root_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl Facts {
+    /// A line written before `manifest_sha256` existed: its
+    /// `bundle_sha256` was the manifest's digest.
+    fn upgrade(mut self) -> Self {
+        if self.manifest_sha256.is_none() {
+            self.manifest_sha256 = self.bundle_sha256.take();
+        }
+        self
+    }
 }
 
 /// One line of `audit.log`.
@@ -106,7 +124,8 @@ fn with(f: impl FnOnce(&mut Facts)) {
 /// The bundle a command verified.
 pub fn note_bundle(v: &stoa_format::VerifiedBundle) {
     with(|x| {
-        x.bundle_sha256 = Some(v.manifest_sha256.hex());
+        x.manifest_sha256 = Some(v.manifest_sha256.hex());
+        x.bundle_sha256 = v.file_sha256.map(|d| d.hex());
         x.release = Some(format!(
             "{} {}",
             v.manifest.release.name, v.manifest.release.version
@@ -369,10 +388,15 @@ pub fn read(state_dir: &Path) -> Result<Vec<AuditLine>> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| UpdaterError::StateCorrupt {
-                path: path.clone(),
-                reason: format!("line {}: {e}", i + 1),
-            })
+            serde_json::from_str::<AuditLine>(l)
+                .map(|mut a| {
+                    a.facts = std::mem::take(&mut a.facts).upgrade();
+                    a
+                })
+                .map_err(|e| UpdaterError::StateCorrupt {
+                    path: path.clone(),
+                    reason: format!("line {}: {e}", i + 1),
+                })
         })
         .collect()
 }

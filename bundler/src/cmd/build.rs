@@ -295,7 +295,7 @@ pub fn run(args: &Args, output: Output) -> Result<()> {
         }
         return Ok(());
     }
-    let (summary, size) = write_bundle(args, output, &writer, &keys)?;
+    let (summary, size, sha) = write_bundle(args, output, &writer, &keys)?;
     if size > parts::FAT32_MAX_FILE {
         eprintln!(
             "stoa-bundler: hint: {} is {}, over FAT32's 4 GiB file limit; use --split 4GiB (or split) for FAT32 media",
@@ -309,7 +309,7 @@ pub fn run(args: &Args, output: Output) -> Result<()> {
         writer.manifest(),
         &keys,
         &summary,
-        size,
+        (size, sha),
         pulled,
         delta.as_ref(),
     );
@@ -360,13 +360,14 @@ fn write_split(
 
 /// The bundle written to `--out`: a temp beside it, renamed into place;
 /// fsynced (file, folder) only with --fsync. Dropped on an error, the temp
-/// goes. Returns the summary and the file's size.
+/// goes. Returns the summary, the file's size and its SHA-256 (hashed as it
+/// is written, on the writer thread).
 fn write_bundle(
     args: &Args,
     output: Output,
     writer: &stoa_format::BundleWriter,
     keys: &[SigningKeyPair],
-) -> Result<(stoa_format::WriteSummary, u64)> {
+) -> Result<(stoa_format::WriteSummary, u64, stoa_format::Sha256Digest)> {
     let out = &args.out;
     let werr = |e| write_error(out, e);
     let f = AtomicFile::options()
@@ -376,13 +377,14 @@ fn write_bundle(
     let total = writer.manifest().content_size();
     let pb = bytes_bar(total, "build", !output.bars());
     let sync_every = args.fsync.then_some(64 << 20);
-    let out_stream = WriteBehind::new(f, pipe::CHUNK, pipe::DEPTH, sync_every);
+    let hashed = stoa_format::digest::HashingWriter::new(f);
+    let out_stream = WriteBehind::new(hashed, pipe::CHUNK, pipe::DEPTH, sync_every);
     let (w, summary) = writer.write(out_stream, keys, &mut |n| pb.inc(n))?;
     pb.finish_and_clear();
-    let f = w.finish().map_err(werr)?;
-    let size = f.file().and_then(|f| f.metadata()).map_err(werr)?.len();
-    f.commit().map_err(werr)?;
-    Ok((summary, size))
+    let hashed = w.finish().map_err(werr)?;
+    let (sha, size) = hashed.hasher.finish();
+    hashed.inner.commit().map_err(werr)?;
+    Ok((summary, size, sha))
 }
 
 fn print_delta(d: &DeltaInfo) {
@@ -408,7 +410,7 @@ fn print_summary(
     m: &stoa_format::BundleManifest,
     keys: &[SigningKeyPair],
     s: &stoa_format::WriteSummary,
-    size: u64,
+    (size, sha): (u64, stoa_format::Sha256Digest),
     pulled: Option<PullStats>,
     delta: Option<&DeltaInfo>,
 ) {
@@ -420,6 +422,7 @@ fn print_summary(
                 "bundle": out, "name": m.release.name, "version": m.release.version.to_string(),
                 "manifest_sha256": s.manifest_sha256.hex(), "signers": signers, "entries": s.entries,
                 "content_bytes": s.content_bytes, "stored_raw_bytes": s.raw_bytes, "bundle_bytes": size,
+                "bundle_sha256": sha.hex(),
                 "pulled": pulled,
                 "delta": delta.map(|d| serde_json::json!({
                     "base": {"name": d.base.name, "version": d.base.version.to_string(),
@@ -445,6 +448,7 @@ fn print_summary(
             "manifest sha256:{}",
             s.manifest_sha256
         ));
+        stoa_format::cli::pipe::stdout_written(writeln!(o, "bundle sha256:{sha}"));
         drop(o);
         if let Some(d) = delta {
             print_delta(d);

@@ -149,6 +149,9 @@ pub fn verify_with_base(
             report::human_bytes(v.content_bytes),
             v.manifest_sha256
         );
+        if let Some(b) = v.file_sha256 {
+            println!("bundle sha256:{b}");
+        }
         if let Some(b) = v.manifest.base() {
             println!(
                 "a delta on {b}: {} omitted entries ({}) are not in it; a site must hold them",

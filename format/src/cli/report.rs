@@ -182,6 +182,10 @@ pub struct VerifyReport {
     pub name: String,
     pub version: String,
     pub manifest_sha256: String,
+    /// The bundle file's SHA-256, every byte (for a part set, the signed
+    /// index's): what build and split print as `bundle sha256:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_sha256: Option<String>,
     pub trusted_signers: Vec<String>,
     pub signers: Vec<String>,
     pub entries: usize,
@@ -345,6 +349,7 @@ pub fn verified(v: &VerifiedBundle) -> VerifyReport {
         name: v.manifest.release.name.clone(),
         version: v.manifest.release.version.to_string(),
         manifest_sha256: v.manifest_sha256.hex(),
+        bundle_sha256: v.file_sha256.map(|d| d.hex()),
         trusted_signers: v.trusted_signers.iter().map(ToString::to_string).collect(),
         signers: v.signers.iter().map(ToString::to_string).collect(),
         entries: v.manifest.entries.len(),

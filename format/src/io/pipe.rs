@@ -184,6 +184,12 @@ impl SyncData for File {
     }
 }
 
+impl<W: SyncData> SyncData for crate::digest::HashingWriter<W> {
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+}
+
 /// A file writer that does the writing on its own thread. With
 /// `sync_every`, it also flushes written data to disk every that many bytes,
 /// so that the final fsync has little left to do.

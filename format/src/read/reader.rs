@@ -108,6 +108,11 @@ pub struct VerifiedBundle {
     /// Every signature entry present, trusted or not.
     pub signers: Vec<KeyId>,
     pub content_bytes: u64,
+    /// The SHA-256 of the bundle file as read, every byte of it (what
+    /// `build` and `split` print as `bundle sha256:`); for a part set, the
+    /// signed index's, every part having matched it. None until the source
+    /// was read to its end ([`crate::source::verify_source_with`] sets it).
+    pub file_sha256: Option<Sha256Digest>,
 }
 
 /// Decompression runs on a helper thread (see [`ReadAhead`]) so that it
@@ -417,6 +422,7 @@ pub fn verify_with<R: Read + Send + 'static>(
         trusted_signers,
         signers: inspection.signers,
         content_bytes,
+        file_sha256: None,
     })
 }
 

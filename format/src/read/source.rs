@@ -10,8 +10,11 @@
 //! re-checks the parts not yet confirmed and names the bad ones.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::digest::Hasher;
 
 use crate::digest::Sha256Digest;
 use crate::error::FormatError;
@@ -285,7 +288,10 @@ impl BundleSource {
                     path: p.clone(),
                     source: e,
                 })?;
-                Ok(SourceReader::File(f))
+                Ok(SourceReader::File(HashedFile {
+                    file: f,
+                    hasher: Arc::default(),
+                }))
             }
             Self::Parts(s) => Ok(SourceReader::Parts(Box::new(PartsReader::new(
                 (**s).clone(),
@@ -317,42 +323,104 @@ impl BundleSource {
     /// failure into its part-level cause. For a part set, success means every
     /// part was read and matched the index, and that the index names this
     /// bundle's manifest (`sha_of` gives the manifest SHA-256 of the result).
+    /// Also returns the SHA-256 of the bundle file, every byte of it (for a
+    /// part set, the signed index's).
     pub fn read_all<T>(
         &self,
         f: impl FnOnce(SourceReader) -> Result<T, FormatError>,
         sha_of: impl Fn(&T) -> Sha256Digest,
-    ) -> Result<T, FormatError> {
+    ) -> Result<(T, Sha256Digest), FormatError> {
         let r = self.open()?;
         let progress = r.progress();
+        let file_hash = match &r {
+            SourceReader::File(h) => Some(h.hasher.clone()),
+            SourceReader::Parts(_) => None,
+        };
         let t = f(r).map_err(|e| self.explain(progress.as_ref(), e))?;
-        if let Self::Parts(s) = self {
-            let done = progress.as_ref().is_some_and(PartsProgress::all_confirmed);
-            if !done {
-                let confirmed = progress.as_ref().map(|p| p.confirmed()).unwrap_or_default();
-                let bad = s.full_problems(&confirmed);
-                if bad.iter().any(|b| !b.parity) {
-                    return Err(s.bad_parts_error(bad));
-                }
+        match self {
+            Self::File(p) => {
+                let hasher = file_hash.unwrap_or_default();
+                let sha = finish_file_hash(p, &hasher).map_err(|e| FormatError::OpenBundle {
+                    path: p.clone(),
+                    source: e,
+                })?;
+                Ok((t, sha))
             }
-            let sha = sha_of(&t);
-            if sha != s.index.index.manifest_sha256 {
-                return Err(FormatError::PartsIndex {
-                    path: s.index.path.clone(),
-                    reason: format!(
-                        "the index names manifest sha256:{}, the parts hold sha256:{sha}",
-                        s.index.index.manifest_sha256
-                    ),
-                });
+            Self::Parts(s) => {
+                let done = progress.as_ref().is_some_and(PartsProgress::all_confirmed);
+                if !done {
+                    let confirmed = progress.as_ref().map(|p| p.confirmed()).unwrap_or_default();
+                    let bad = s.full_problems(&confirmed);
+                    if bad.iter().any(|b| !b.parity) {
+                        return Err(s.bad_parts_error(bad));
+                    }
+                }
+                let sha = sha_of(&t);
+                if sha != s.index.index.manifest_sha256 {
+                    return Err(FormatError::PartsIndex {
+                        path: s.index.path.clone(),
+                        reason: format!(
+                            "the index names manifest sha256:{}, the parts hold sha256:{sha}",
+                            s.index.index.manifest_sha256
+                        ),
+                    });
+                }
+                Ok((t, s.index.index.bundle.sha256))
             }
         }
-        Ok(t)
     }
+}
+
+/// A bundle file that hashes what is read from it, on the reading thread
+/// (the decompressor's helper thread, which has time to spare: the content
+/// hashes are the slower side). The hasher is shared so that the reader,
+/// once done, takes it and hashes the bytes the decompressor never asked
+/// for (the end of the last frame, anything after it): [`finish_file_hash`].
+#[derive(Debug)]
+pub struct HashedFile {
+    file: File,
+    /// None once taken by [`finish_file_hash`]: later reads are not hashed.
+    hasher: Arc<Mutex<Option<Hasher>>>,
+}
+
+impl Read for HashedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if let Ok(mut h) = self.hasher.lock() {
+            if let Some(h) = h.as_mut() {
+                h.update(&buf[..n]);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Takes the hasher of a [`HashedFile`] (the bytes hashed so far are the
+/// file's first `len` bytes) and hashes the rest of the file from there.
+fn finish_file_hash(path: &Path, hasher: &Mutex<Option<Hasher>>) -> io::Result<Sha256Digest> {
+    let mut h = hasher
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .unwrap_or_default();
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(h.len()))?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(h.finish().0)
 }
 
 /// The stream of a [`BundleSource`].
 #[derive(Debug)]
 pub enum SourceReader {
-    File(File),
+    File(HashedFile),
     Parts(Box<PartsReader>),
 }
 
@@ -403,10 +471,12 @@ pub fn verify_source_with(
     for w in src.check(index_trust)? {
         eprintln!("warning: {w}");
     }
-    src.read_all(
+    let (mut v, file_sha256) = src.read_all(
         |r| crate::reader::verify_with(r, resolve, opts, sink, progress),
         |v| v.manifest_sha256,
-    )
+    )?;
+    v.file_sha256 = Some(file_sha256);
+    Ok(v)
 }
 
 /// Reads the head (manifest and signatures) from any source.

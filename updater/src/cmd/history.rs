@@ -54,8 +54,11 @@ fn audit(state_dir: &std::path::Path, json: bool) -> Result<()> {
         if let Some(r) = &l.facts.release {
             s.push_str(&format!("  {r}"));
         }
-        if let Some(b) = &l.facts.bundle_sha256 {
+        if let Some(b) = &l.facts.manifest_sha256 {
             s.push_str(&format!("  manifest sha256:{}", &b[..b.len().min(16)]));
+        }
+        if let Some(b) = &l.facts.bundle_sha256 {
+            s.push_str(&format!("  bundle sha256:{}", &b[..b.len().min(16)]));
         }
         if let Some(v) = l.facts.root_version {
             s.push_str(&format!("  root v{v}"));
