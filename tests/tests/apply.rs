@@ -567,3 +567,98 @@ fn rollback_to_an_older_retained_release_undoes_every_later_one() {
     let e = fails(s.updater().arg("rollback"), 5);
     assert!(e.contains("nothing to roll back"), "{e}");
 }
+
+/// Issue 21 item 21: `remove` takes the site to nothing installed the way
+/// rollback goes back: needs `--yes` (exit 7, nothing changed), shows its
+/// plan with `--dry-run`, undoes newest first (verified down steps of every
+/// migration, Helm releases uninstalled, files removed; images stay),
+/// journaled as a `remove` operation that a kill leaves resumable and that
+/// `rollback` will not take over.
+#[test]
+fn remove_takes_the_site_to_nothing_installed_and_resumes_after_a_kill() {
+    let s = Site::start();
+    let b20 = s.bundle("2.0.0", None);
+    ok(s.updater().arg("apply").arg(&b20));
+    ok(s.updater().arg("apply").arg(s.bundle("2.1.0", None)));
+    assert_eq!(s.migration_ids(), ["0001", "0002"]);
+    let stoactl = s.state_dir.join("files/bin/stoactl");
+    assert!(stoactl.exists());
+    let api = s.registry_digest("site/stoa/api:2.1.0");
+    assert!(api.is_some());
+
+    // without --yes: refused, nothing changed
+    let e = fails(s.updater().arg("remove"), 7);
+    assert!(e.contains("remove --yes"), "{e}");
+    assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+    // the dry run: what it would undo
+    let d = json(&ok(s.updater().args(["remove", "--dry-run", "--json"])));
+    let p = &d["remove"];
+    assert_eq!(p["to"], serde_json::Value::Null, "{d}");
+    assert_eq!(
+        p["releases_undone"],
+        serde_json::json!(["2.1.0", "2.0.0"]),
+        "{d}"
+    );
+    assert_eq!(
+        p["down_steps"]["stoa"],
+        serde_json::json!(["0002", "0001"]),
+        "{d}"
+    );
+    assert_eq!(
+        p["files_removed"],
+        serde_json::json!(["bin/stoactl"]),
+        "{d}"
+    );
+    assert!(
+        p["helm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["revision"].is_null()),
+        "{d}"
+    );
+    let text = ok(s.updater().args(["remove", "--dry-run"]));
+    assert!(
+        text.contains("helm stoa-system/stoa-api: uninstall"),
+        "{text}"
+    );
+    assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+
+    // killed after the first Helm uninstall: a pending remove
+    s.crash_after(
+        &["remove".as_ref(), "--yes".as_ref()],
+        "rollback:helm:stoa-api",
+    );
+    let st = s.status_text();
+    assert!(
+        st.contains("INTERRUPTED: Remove from 2.1.0 to nothing installed"),
+        "{st}"
+    );
+    assert!(st.contains("remove --yes"), "{st}");
+    // rollback does not take it over; apply neither
+    let e = fails(s.updater().arg("rollback"), 5);
+    assert!(e.contains("an interrupted remove is pending"), "{e}");
+    // the resume finishes it
+    let out = ok(s.updater().args(["remove", "--yes"]));
+    assert!(out.contains("removed 2.1.0; nothing is installed"), "{out}");
+    assert!(out.contains("images stay in the registry"), "{out}");
+    assert_eq!(s.installed(), None);
+    assert_eq!(s.migration_ids(), Vec::<String>::new());
+    assert_eq!(s.tables(), ["stoa_schema_migrations"]);
+    assert!(
+        s.helm_status("stoa-api").is_null(),
+        "{}",
+        s.helm_status("stoa-api")
+    );
+    assert!(!stoactl.exists());
+    assert_eq!(s.registry_digest("site/stoa/api:2.1.0"), api, "images stay");
+    let journal = fs::read_to_string(s.state_dir.join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"op\":\"remove\""), "{journal}");
+    let h = ok(s.updater().args(["history", "--json"]));
+    assert!(h.contains("\"outcome\":\"removed\""), "{h}");
+    // nothing left to remove; the site takes a first install again
+    let e = fails(s.updater().args(["remove", "--yes"]), 5);
+    assert!(e.contains("nothing is installed"), "{e}");
+    ok(s.updater().arg("apply").arg(&b20));
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+}

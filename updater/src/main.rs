@@ -44,6 +44,9 @@ enum Command {
     Apply(cmd::apply::Args),
     /// Go back to the previous retained release, or revert an interrupted apply.
     Rollback(cmd::rollback::Args),
+    /// Take the site back to nothing installed, as rollback does (needs --yes;
+    /// --dry-run shows what it would undo).
+    Remove(cmd::remove::Args),
     /// Remove what no retained release needs: store blobs, staged folders,
     /// snapshots, post-render folders (--dry-run: list them).
     Prune(cmd::prune::Args),
@@ -75,6 +78,7 @@ impl Command {
             Self::Plan(_) => Some("plan"),
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
+            Self::Remove(_) => Some("remove"),
             Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
             Self::Inspect(_)
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => on_site(&|s| cmd::plan::run(s, a, out).map(|()| 0)),
         Command::Apply(a) => on_site(&|s| cmd::apply::run(s, a, out).map(|()| 0)),
         Command::Rollback(a) => on_site(&|s| cmd::rollback::run(s, a, out).map(|()| 0)),
+        Command::Remove(a) => on_site(&|s| cmd::remove::run(s, a, out).map(|()| 0)),
         Command::Prune(a) => on_site(&|s| cmd::prune::run(s, a, out).map(|()| 0)),
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
@@ -229,8 +234,8 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 9] = [
-    "verify", "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 10] = [
+    "verify", "plan", "apply", "rollback", "remove", "prune", "status", "history", "trust", "serve",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

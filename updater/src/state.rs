@@ -157,6 +157,8 @@ pub fn resume_hint(
         }
         OpKind::Rollback if restore_snapshot => "rollback --restore-snapshot".into(),
         OpKind::Rollback => "rollback".into(),
+        OpKind::Remove if restore_snapshot => "remove --yes --restore-snapshot".into(),
+        OpKind::Remove => "remove --yes".into(),
     };
     crate::config::hint(config, &sub)
 }

@@ -6,6 +6,7 @@ pub mod history;
 pub mod inspect;
 pub mod plan;
 pub mod prune;
+pub mod remove;
 pub mod repair;
 pub mod rollback;
 pub mod serve;

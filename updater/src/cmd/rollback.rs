@@ -1,6 +1,7 @@
 //! `stoa-updater --config F rollback [--to <version>] [--restore-snapshot]
 //! [--dry-run]`: a rollback, or (`--dry-run`) what it would undo.
 
+use crate::engine::{RollbackPreview, RollbackReport};
 use crate::error::{Result, UpdaterError};
 use crate::records::{HistoryEntry, RollbackHistory};
 use crate::state::OpKind;
@@ -10,7 +11,7 @@ use stoa_format::cli::Output;
 /// apply's (`outcome: failed`, the step and the error); refusals before
 /// anything started (busy, nothing to roll back, needs confirmation) are
 /// not history.
-fn record_failure(site: &crate::engine::Site, e: &UpdaterError) {
+pub(super) fn record_failure(site: &crate::engine::Site, e: &UpdaterError) {
     let UpdaterError::RollbackFailed { step, cause } = e else {
         return;
     };
@@ -63,13 +64,20 @@ fn dry_run(
     args: &Args,
     out: Output,
 ) -> Result<()> {
-    let p = site.rollback_preview(to, args.restore_snapshot)?;
+    let p = site.rollback_preview(to, false, args.restore_snapshot)?;
+    print_preview(&p, "rollback", "roll back", out);
+    Ok(())
+}
+
+/// A preview (`rollback --dry-run`, `remove --dry-run`) in text or JSON;
+/// `key` names the JSON object, `verb` the text's action.
+pub(super) fn print_preview(p: &RollbackPreview, key: &str, verb: &str, out: Output) {
     if out.json {
         println!(
             "{}",
-            serde_json::json!({"ok": true, "dry_run": true, "rollback": p})
+            serde_json::json!({"ok": true, "dry_run": true, key: p})
         );
-        return Ok(());
+        return;
     }
     let (from, to) = (
         p.from.as_deref().unwrap_or("nothing installed"),
@@ -78,22 +86,18 @@ fn dry_run(
     if p.reverts_interrupted_apply {
         println!("dry run: would revert the interrupted apply of {from}, back to {to} (its journaled steps, in reverse)");
         print_trust_kept(p.trust_kept);
-        return Ok(());
+        return;
     }
-    println!("dry run: would roll back from {from} to {to}; nothing was changed");
+    println!("dry run: would {verb} from {from} to {to}; nothing was changed");
     println!("releases undone: {}", p.releases_undone.join(", "));
     for h in &p.helm {
+        let (ns, rel) = (
+            h["namespace"].as_str().unwrap_or(""),
+            h["release"].as_str().unwrap_or(""),
+        );
         match h["revision"].as_u64() {
-            Some(r) => println!(
-                "helm {}/{}: back to revision {r}",
-                h["namespace"].as_str().unwrap_or(""),
-                h["release"].as_str().unwrap_or("")
-            ),
-            None => println!(
-                "helm {}/{}: uninstall (it did not exist before)",
-                h["namespace"].as_str().unwrap_or(""),
-                h["release"].as_str().unwrap_or("")
-            ),
+            Some(r) => println!("helm {ns}/{rel}: back to revision {r}"),
+            None => println!("helm {ns}/{rel}: uninstall (it did not exist before)"),
         }
     }
     for (db, ids) in &p.down_steps {
@@ -111,9 +115,11 @@ fn dry_run(
     for f in &p.files {
         println!("file {f}: reinstated from {to}");
     }
+    for f in &p.files_removed {
+        println!("file {f}: removed");
+    }
     print_trust_kept(p.trust_kept);
     println!("images stay in the registry");
-    Ok(())
 }
 
 pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
@@ -134,42 +140,52 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
             return Err(e);
         }
     };
-    if out.json {
-        println!("{}", serde_json::json!({"ok": true, "rollback": r}));
-    } else {
-        if r.reverted_interrupted_apply {
-            println!(
-                "reverted the interrupted apply of {}; the site is on {}",
-                r.from.as_deref().unwrap_or("?"),
-                r.to.as_deref().unwrap_or("nothing installed")
-            );
-        } else {
-            println!(
-                "rolled back from {} to {}",
-                r.from.as_deref().unwrap_or("?"),
-                r.to.as_deref().unwrap_or("?")
-            );
-        }
-        for h in &r.helm {
-            println!("helm {h}");
-        }
-        for (db, ids) in &r.migrations_undone {
-            println!("database {db}: down migrations {}", ids.join(", "));
-        }
-        for (db, s) in &r.snapshots_restored {
-            println!(
-                "database {db}: restored snapshot {} (data written since it was taken is lost)",
-                s.display()
-            );
-        }
-        for r in &r.edited_history_rows {
-            println!(
-                "database {}: migration {}: its history row was edited (not executed; the verified down step ran)",
-                r.database, r.id
-            );
-        }
-        print_trust_kept(r.trust_kept);
-        println!("images stay in the registry");
-    }
+    print_report(&r, "rollback", out);
     Ok(())
+}
+
+/// What a rollback (or `remove`) did, in text or JSON under `key`.
+pub(super) fn print_report(r: &RollbackReport, key: &str, out: Output) {
+    if out.json {
+        println!("{}", serde_json::json!({"ok": true, key: r}));
+        return;
+    }
+    if r.reverted_interrupted_apply {
+        println!(
+            "reverted the interrupted apply of {}; the site is on {}",
+            r.from.as_deref().unwrap_or("?"),
+            r.to.as_deref().unwrap_or("nothing installed")
+        );
+    } else if r.to.is_none() {
+        println!(
+            "removed {}; nothing is installed",
+            r.from.as_deref().unwrap_or("?")
+        );
+    } else {
+        println!(
+            "rolled back from {} to {}",
+            r.from.as_deref().unwrap_or("?"),
+            r.to.as_deref().unwrap_or("?")
+        );
+    }
+    for h in &r.helm {
+        println!("helm {h}");
+    }
+    for (db, ids) in &r.migrations_undone {
+        println!("database {db}: down migrations {}", ids.join(", "));
+    }
+    for (db, s) in &r.snapshots_restored {
+        println!(
+            "database {db}: restored snapshot {} (data written since it was taken is lost)",
+            s.display()
+        );
+    }
+    for m in &r.edited_history_rows {
+        println!(
+            "database {}: migration {}: its history row was edited (not executed; the verified down step ran)",
+            m.database, m.id
+        );
+    }
+    print_trust_kept(r.trust_kept);
+    println!("images stay in the registry");
 }

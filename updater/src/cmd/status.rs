@@ -283,12 +283,17 @@ impl StatusReport {
         let op = match p.op {
             OpKind::Apply => "Apply",
             OpKind::Rollback => "Rollback",
+            OpKind::Remove => "Remove",
         };
         writeln!(
             f,
             "INTERRUPTED: {op} from {} to {} (started {}) stopped at step {} ({})",
             p.from.as_deref().unwrap_or("nothing"),
-            p.to.as_deref().unwrap_or("?"),
+            p.to.as_deref().unwrap_or(if p.op == OpKind::Remove {
+                "nothing installed"
+            } else {
+                "?"
+            }),
             p.started_at,
             p.stopped_at_step.as_deref().unwrap_or("start"),
             if p.step_finished == Some(true) {
@@ -311,7 +316,7 @@ impl StatusReport {
                 "to resume: {resume}; to revert: {}",
                 hint(cfg, "rollback")
             ),
-            OpKind::Rollback => writeln!(f, "to finish it: {resume}"),
+            OpKind::Rollback | OpKind::Remove => writeln!(f, "to finish it: {resume}"),
         }
     }
 }

@@ -300,6 +300,10 @@ impl Site {
                 "an interrupted rollback to {to} is pending (stopped at {at}): finish it first with `{}`",
                 p.resume_hint(&self.cfg.path)
             ),
+            OpKind::Remove => format!(
+                "an interrupted remove is pending (stopped at {at}): finish it first with `{}`",
+                p.resume_hint(&self.cfg.path)
+            ),
         })
     }
 }

@@ -1,7 +1,8 @@
-//! Rollback to a retained release: plan it ([`RollbackPlan`]: the releases
-//! undone, Helm targets, down steps or a confirmed snapshot per database),
-//! then the journaled rollback steps, then commit. A pending apply is
-//! reverted instead (`undo.rs`).
+//! Rollback to a retained release, and `remove` (a rollback to nothing
+//! installed): plan it ([`RollbackPlan`]: the releases undone, Helm
+//! targets, down steps or a confirmed snapshot per database), then the
+//! journaled rollback steps, then commit. A pending apply is reverted
+//! instead (`undo.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,10 +22,11 @@ use super::*;
 
 /// What a rollback to a retained release will do, decided before any step.
 struct RollbackPlan {
-    target: semver::Version,
-    /// Index of the target in `state.releases`.
-    ti: usize,
-    target_m: BundleManifest,
+    /// None: `remove`, nothing installed after.
+    target: Option<semver::Version>,
+    /// How many of `state.releases` stay (the target and those before it).
+    keep: usize,
+    target_m: Option<BundleManifest>,
     /// The releases after the target, oldest first, and their manifests.
     undone: Vec<ReleaseRecord>,
     undone_m: Vec<BundleManifest>,
@@ -39,6 +41,31 @@ struct RollbackPlan {
 }
 
 impl RollbackPlan {
+    /// The undone releases' files the target has not: removed.
+    fn files_removed(&self) -> Vec<String> {
+        let keep: std::collections::BTreeSet<&str> = self
+            .target_m
+            .iter()
+            .flat_map(|m| &m.files)
+            .map(|f| f.dest.as_str())
+            .collect();
+        let gone: std::collections::BTreeSet<String> = self
+            .undone_m
+            .iter()
+            .flat_map(|m| &m.files)
+            .filter(|f| !keep.contains(f.dest.as_str()))
+            .map(|f| f.dest.clone())
+            .collect();
+        gone.into_iter().collect()
+    }
+
+    /// The target as the operator reads it.
+    fn target_name(&self) -> String {
+        self.target
+            .as_ref()
+            .map_or_else(|| "nothing installed".into(), |v| v.to_string())
+    }
+
     /// The verified down step of `id` from the undone release that ran it.
     fn verified(&self, site: &Site, dbname: &str, id: &str) -> Result<Option<VerifiedStep>> {
         match self.ran_by.get(&(dbname.to_owned(), id.to_owned())) {
@@ -73,6 +100,8 @@ pub struct RollbackPreview {
     pub needs_restore_snapshot: bool,
     /// The files reinstated from the target release (dest paths).
     pub files: Vec<String>,
+    /// The files of the undone releases that the target has not (removed).
+    pub files_removed: Vec<String>,
     /// The trust root version accepted by what is undone: it stays in
     /// force (a root never goes back).
     pub trust_kept: Option<u64>,
@@ -84,6 +113,7 @@ impl Site {
     pub fn rollback_preview(
         &self,
         to: Option<&semver::Version>,
+        remove: bool,
         restore_snapshot: bool,
     ) -> Result<RollbackPreview> {
         let state = self.sd.load()?;
@@ -92,14 +122,17 @@ impl Site {
             ..RollbackPreview::default()
         };
         if let Some(p) = state.pending.as_ref().filter(|p| p.op == OpKind::Apply) {
+            if remove {
+                return Err(self.pending_refusal(p));
+            }
             pv.reverts_interrupted_apply = true;
             pv.from = p.to.as_ref().map(|v| v.to_string());
             pv.to = p.from.as_ref().map(|v| v.to_string());
             pv.trust_kept = p.record.trust_root;
             return Ok(pv);
         }
-        let rp = self.plan_rollback(&state, to, true)?;
-        pv.to = Some(rp.target.to_string());
+        let rp = self.plan_rollback(&state, to, remove, true)?;
+        pv.to = rp.target.as_ref().map(|v| v.to_string());
         pv.releases_undone = rp
             .undone
             .iter()
@@ -118,7 +151,13 @@ impl Site {
         }
         pv.snapshots = rp.use_snapshot.clone();
         pv.needs_restore_snapshot = !rp.use_snapshot.is_empty() && !restore_snapshot;
-        pv.files = rp.target_m.files.iter().map(|f| f.dest.clone()).collect();
+        pv.files = rp
+            .target_m
+            .iter()
+            .flat_map(|m| &m.files)
+            .map(|f| f.dest.clone())
+            .collect();
+        pv.files_removed = rp.files_removed();
         pv.trust_kept = rp.undone.iter().filter_map(|r| r.trust_root).max();
         Ok(pv)
     }
@@ -129,10 +168,40 @@ impl Site {
         to: Option<&semver::Version>,
         restore_snapshot: bool,
     ) -> Result<RollbackReport> {
+        self.go_back(to, false, restore_snapshot)
+    }
+
+    /// `remove`: the site back to nothing installed, the way rollback goes
+    /// back (newest release first; Helm releases uninstalled, every
+    /// migration's verified down step or the confirmed first snapshot, the
+    /// files removed; images stay). Journaled as a `remove` operation and
+    /// resumed by running it again. An interrupted apply must be reverted
+    /// first (`rollback`).
+    pub fn remove(&self, restore_snapshot: bool) -> Result<RollbackReport> {
+        self.go_back(None, true, restore_snapshot)
+    }
+
+    fn go_back(
+        &self,
+        to: Option<&semver::Version>,
+        remove: bool,
+        restore_snapshot: bool,
+    ) -> Result<RollbackReport> {
         tool::check_setpriv()?;
         self.sd.ensure()?;
-        let _lock = SiteLock::take(&self.sd, "rollback")?;
+        let _lock = SiteLock::take(&self.sd, if remove { "remove" } else { "rollback" })?;
         let mut state = self.sd.load()?;
+        // the other kind of pending operation is finished first
+        if let Some(p) = &state.pending {
+            // rollback reverts an interrupted apply; nothing else crosses over
+            let takes = match p.op {
+                OpKind::Apply | OpKind::Rollback => !remove,
+                OpKind::Remove => remove,
+            };
+            if !takes {
+                return Err(self.pending_refusal(p));
+            }
+        }
         if let Some(p) = &state.pending {
             // never race a worker of the interrupted operation; the undo
             // records its own children under the same operation
@@ -147,9 +216,9 @@ impl Site {
             self.revert_interrupted(&mut state, &p, to, restore_snapshot, &mut report)?;
             return Ok(report);
         }
-        let rp = self.plan_rollback(&state, to, restore_snapshot)?;
-        self.begin_rollback(&mut state, &rp.target, restore_snapshot)?;
-        report.to = Some(rp.target.to_string());
+        let rp = self.plan_rollback(&state, to, remove, restore_snapshot)?;
+        self.begin_rollback(&mut state, &rp, remove, restore_snapshot)?;
+        report.to = rp.target.as_ref().map(|v| v.to_string());
         report.trust_kept = rp.undone.iter().filter_map(|r| r.trust_root).max();
         let mut edited = RollbackReport::default();
         let res = self.rollback_steps(&mut state, &rp, &mut report, &mut edited);
@@ -210,7 +279,16 @@ impl Site {
         &self,
         state: &State,
         to: Option<&semver::Version>,
-    ) -> Result<(semver::Version, usize)> {
+        remove: bool,
+    ) -> Result<(Option<semver::Version>, usize)> {
+        if remove {
+            if state.releases.is_empty() {
+                return Err(UpdaterError::NothingToRollBack(
+                    "nothing is installed".into(),
+                ));
+            }
+            return Ok((None, 0));
+        }
         let target = match (&state.pending, to) {
             (Some(p), _) => p.to.clone().ok_or_else(|| {
                 UpdaterError::NothingToRollBack("pending rollback without target".into())
@@ -242,7 +320,7 @@ impl Site {
                 "{target} is already installed"
             )));
         }
-        Ok((target, ti))
+        Ok((Some(target), ti + 1))
     }
 
     /// Everything the rollback will do, read and checked before any step:
@@ -252,18 +330,22 @@ impl Site {
         &self,
         state: &State,
         to: Option<&semver::Version>,
+        remove: bool,
         restore_snapshot: bool,
     ) -> Result<RollbackPlan> {
-        let (target, ti) = self.rollback_target(state, to)?;
-        let undone: Vec<ReleaseRecord> = state.releases[ti + 1..].to_vec();
-        let target_m = stage::load_release(&self.sd, &target)?;
+        let (target, keep) = self.rollback_target(state, to, remove)?;
+        let undone: Vec<ReleaseRecord> = state.releases[keep..].to_vec();
+        let target_m = match &target {
+            Some(t) => Some(stage::load_release(&self.sd, t)?),
+            None => None,
+        };
         let undone_m: Vec<BundleManifest> = undone
             .iter()
             .map(|r| stage::load_release_checked(&self.sd, &r.version, &r.manifest_sha256))
             .collect::<Result<_>>()?;
         let mut rp = RollbackPlan {
             target,
-            ti,
+            keep,
             target_m,
             undone_m,
             ran_by: BTreeMap::new(),
@@ -299,6 +381,7 @@ impl Site {
             }
         }
         let again = match (&state.pending, to) {
+            _ if remove => "remove --yes --restore-snapshot".to_owned(),
             (None, Some(t)) => format!("rollback --to {t} --restore-snapshot"),
             _ => "rollback --restore-snapshot".to_owned(),
         };
@@ -345,9 +428,9 @@ impl Site {
             })?;
         if !restore_snapshot {
             return Err(UpdaterError::NeedsConfirmation(format!(
-                "database {dbname}: migration(s) {} have no down step; rolling back to {} restores the snapshot {} taken before they ran. Data written since then is LOST. To confirm: `{}`",
+                "database {dbname}: migration(s) {} have no down step; going back to {} restores the snapshot {} taken before they ran. Data written since then is LOST. To confirm: `{}`",
                 missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                rp.target,
+                rp.target_name(),
                 snap.display(),
                 hint(&self.cfg.path, again)
             )));
@@ -359,18 +442,23 @@ impl Site {
     fn begin_rollback(
         &self,
         state: &mut State,
-        target: &semver::Version,
+        rp: &RollbackPlan,
+        remove: bool,
         restore_snapshot: bool,
     ) -> Result<()> {
         if state.pending.is_some() {
             return Ok(());
         }
         let p = Pending {
-            op: OpKind::Rollback,
+            op: if remove {
+                OpKind::Remove
+            } else {
+                OpKind::Rollback
+            },
             op_id: format!("{}-{}", now_rfc3339(), std::process::id()),
             started_at: now_rfc3339(),
             from: state.installed.clone(),
-            to: Some(target.clone()),
+            to: rp.target.clone(),
             manifest_sha256: None,
             steps: Vec::new(),
             record: ReleaseRecord::default(),
@@ -429,7 +517,7 @@ impl Site {
         }
         let name = Step::RollbackFiles;
         self.step(state, &name, |site, _| {
-            site.restore_files(Some(&rp.target_m), &rp.undone_m)
+            site.restore_files(rp.target_m.as_ref(), &rp.undone_m)
         })
         .map_err(failed(&name))
     }
@@ -475,15 +563,20 @@ impl Site {
     ) -> Result<()> {
         let p = pending(state)?.clone();
         self.journal(&p, &Step::RollbackCommit, "begin", json!({}))?;
-        state.releases.truncate(rp.ti + 1);
-        state.installed = Some(rp.target.clone());
+        state.releases.truncate(rp.keep);
+        state.installed = rp.target.clone();
         state.pending = None;
         self.save(state)?;
         self.journal(&p, &Step::RollbackCommit, "done", json!({}))?;
         self.sd.history(HistoryEntry::Rollback(RollbackHistory {
             from: p.from.as_ref().map(|v| v.to_string()),
-            to: Some(rp.target.to_string()),
-            outcome: "rolled back".into(),
+            to: rp.target.as_ref().map(|v| v.to_string()),
+            outcome: if rp.target.is_some() {
+                "rolled back"
+            } else {
+                "removed"
+            }
+            .into(),
             helm: Some(report.helm.clone()),
             migrations_undone: Some(report.migrations_undone.clone()),
             snapshots_restored: Some(report.snapshots_restored.clone()),

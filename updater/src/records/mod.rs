@@ -78,6 +78,8 @@ pub struct ApplyHistory {
 pub enum OpKind {
     Apply,
     Rollback,
+    /// `remove`: a rollback to nothing installed.
+    Remove,
 }
 
 /// What a push did; re-pushing the same images uploads no blob bytes.
