@@ -560,3 +560,41 @@ fn kill_during_slow_helm_step_leaves_no_worker() {
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
     assert_eq!(s.migration_ids(), ["0001"]);
 }
+
+/// Issue 21 item 3: a lost state folder does not let an older bundle
+/// downgrade the site "over nothing installed": plan and apply read what
+/// the site itself records (the migration table's `release` values, the
+/// Helm releases' charts) and refuse (exit 5, `site-ahead`) naming it;
+/// nothing changes. `--allow-downgrade` is the knowing override.
+#[test]
+fn a_lost_state_folder_does_not_downgrade_the_site_silently() {
+    let s = Site::start();
+    let b20 = s.bundle("2.0.0", None);
+    ok(s.updater().arg("apply").arg(&b20));
+    ok(s.updater().arg("apply").arg(s.bundle("2.1.0", None)));
+    let rev = s.helm_revision("stoa-api");
+    // the admin host is lost: a fresh state folder on the same site
+    fs::remove_dir_all(&s.state_dir).unwrap();
+    assert_eq!(s.installed(), None);
+    for cmd in ["plan", "apply"] {
+        let e = fails(s.updater().arg(cmd).arg(&b20), 5);
+        assert!(
+            e.contains("the site is ahead of stoa-platform 2.0.0"),
+            "{e}"
+        );
+        assert!(
+            e.contains("database stoa: migration 0002_") && e.contains("applied by release 2.1.0"),
+            "{e}"
+        );
+        assert!(e.contains("state rebuild"), "{e}");
+        assert!(e.contains("helm stoa-system/stoa-api: chart stoa-api-2.1.0 is deployed, newer than the bundle's stoa-api-2.0.0"), "{e}");
+        let out = run(s.updater().args([cmd, "--json"]).arg(&b20));
+        let doc = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(doc["error"]["kind"], "site-ahead", "{doc}");
+        assert_eq!(doc["error"]["exit_code"], 5, "{doc}");
+    }
+    // nothing changed on the site
+    assert_eq!(s.migration_ids(), ["0001", "0002"]);
+    assert_eq!(s.helm_revision("stoa-api"), rev);
+    assert_eq!(s.installed(), None);
+}

@@ -81,6 +81,10 @@ pub enum UpdaterError {
         step: String,
         cause: Box<UpdaterError>,
     },
+    /// The site holds more than the state folder knows (a lost or restored
+    /// `state_dir`): migrations or Helm charts newer than the bundle.
+    #[error("check the site against the state folder: {0}")]
+    SiteAhead(String),
     #[error("nothing to roll back to: {0}")]
     NothingToRollBack(String),
     /// A delta whose omitted entries the site's store does not hold whole.
@@ -106,6 +110,7 @@ impl UpdaterError {
             Self::BundleNotRegular { .. } => 2,
             Self::Busy { .. } | Self::Running(_) => 4,
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
+            Self::SiteAhead(_) => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
             Self::PreflightFailed { .. } => 9,
@@ -138,6 +143,7 @@ impl UpdaterError {
             Self::ApplyFailed { .. } => "apply-failed",
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",
+            Self::SiteAhead(_) => "site-ahead",
             Self::DeltaIncomplete(_) => "delta-incomplete",
             Self::PreflightFailed { .. } => "preflight-failed",
         }

@@ -493,6 +493,32 @@ impl Helm {
         )
     }
 
+    /// The chart of the release's latest revision (`<name>-<version>`, from
+    /// `helm history -o json --max 1`), None when it is not installed.
+    pub fn latest_chart(&self, release: &str, ns: &str) -> Result<Option<String>> {
+        let out = tool::output(
+            self.command()
+                .args(["history", release, "-n", ns, "-o", "json", "--max", "1"])
+                .arg("--kubeconfig")
+                .arg(self.cfg.kubeconfig_path()),
+            "helm",
+        )
+        .map_err(|e| herr(release, "history", e.to_string()))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            if is_release_not_found(&msg) {
+                return Ok(None);
+            }
+            return Err(herr(release, "history", error_text(&msg)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| herr(release, "history", format!("unreadable output: {e}")))?;
+        Ok(v.as_array()
+            .and_then(|a| a.last())
+            .and_then(|r| r["chart"].as_str())
+            .map(str::to_owned))
+    }
+
     fn last_failed_revision(&self, release: &str, ns: &str) -> Option<u64> {
         let out = self
             .run(

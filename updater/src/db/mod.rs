@@ -48,6 +48,9 @@ pub const TABLE: &str = "stoa_schema_migrations";
 pub struct Applied {
     pub name: String,
     pub checksum: String,
+    /// The release version that ran it (the history row's `release`;
+    /// None in rows written without it).
+    pub release: Option<String>,
 }
 
 fn dberr(db: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
@@ -199,15 +202,16 @@ pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
         &mut c,
         db,
         step,
-        &format!("SELECT id, name, checksum FROM {TABLE} ORDER BY id"),
+        &format!("SELECT id, name, checksum, coalesce(release, '') FROM {TABLE} ORDER BY id"),
     )?;
     let mut m = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.len() == 3) {
+    for r in rows.iter().filter(|r| r.len() == 4) {
         m.insert(
             text(&r[0]).to_owned(),
             Applied {
                 name: text(&r[1]).to_owned(),
                 checksum: text(&r[2]).to_owned(),
+                release: Some(text(&r[3]).to_owned()).filter(|s| !s.is_empty()),
             },
         );
     }

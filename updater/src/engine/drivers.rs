@@ -48,6 +48,11 @@ pub trait Charts {
     fn version(&self) -> Option<String>;
     /// The deployed revision, None when the release is not installed.
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>>;
+    /// The chart (`<name>-<version>`, as `helm history` shows it) of the
+    /// release's latest revision, None when it is not installed.
+    fn latest_chart(&self, _release: &str, _ns: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// `post`: the post-renderer serving every image from the site
     /// registry (set up for the Helm version found).
     fn upgrade(&self, up: &ChartUpgrade<'_>, post: &PostRenderSetup) -> Result<()>;
@@ -190,6 +195,9 @@ impl HelmCli {
 impl Charts for HelmCli {
     fn version(&self) -> Option<String> {
         self.helm().ok().map(|h| h.version.clone())
+    }
+    fn latest_chart(&self, release: &str, ns: &str) -> Result<Option<String>> {
+        self.helm()?.latest_chart(release, ns)
     }
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
         self.helm()?.revision(release, ns)

@@ -59,6 +59,7 @@ impl Database for FakeDb {
                     Applied {
                         name: up.name.into(),
                         checksum: up.checksum.into(),
+                        release: Some(up.release.into()),
                     },
                     up.down.map(str::to_owned),
                 ),
@@ -101,7 +102,14 @@ impl Database for FakeDb {
             })?;
         let map = rows
             .into_iter()
-            .map(|(k, name, checksum, d)| (k, (Applied { name, checksum }, d)))
+            .map(|(k, name, checksum, d)| {
+                let a = Applied {
+                    name,
+                    checksum,
+                    release: None,
+                };
+                (k, (a, d))
+            })
             .collect();
         self.0.borrow_mut().insert(db.into(), map);
         Ok(())
