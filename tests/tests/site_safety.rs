@@ -570,8 +570,9 @@ fn kill_during_slow_helm_step_leaves_no_worker() {
 fn a_lost_state_folder_does_not_downgrade_the_site_silently() {
     let s = Site::start();
     let b20 = s.bundle("2.0.0", None);
+    let b21 = s.bundle("2.1.0", None);
     ok(s.updater().arg("apply").arg(&b20));
-    ok(s.updater().arg("apply").arg(s.bundle("2.1.0", None)));
+    ok(s.updater().arg("apply").arg(&b21));
     let rev = s.helm_revision("stoa-api");
     // the admin host is lost: a fresh state folder on the same site
     fs::remove_dir_all(&s.state_dir).unwrap();
@@ -597,4 +598,35 @@ fn a_lost_state_folder_does_not_downgrade_the_site_silently() {
     assert_eq!(s.migration_ids(), ["0001", "0002"]);
     assert_eq!(s.helm_revision("stoa-api"), rev);
     assert_eq!(s.installed(), None);
+
+    // the procedure for a lost admin host: rebuild from the site and the
+    // bundles installed on it, every inference printed
+    let out = ok(s.updater().args(["state", "rebuild"]).arg(&b21).arg(&b20));
+    for want in [
+        "database stoa: 2 migration(s) applied: 0001 (by 2.0.0), 0002 (by 2.1.0)",
+        "helm stoa-system/stoa-api: revision 2, chart stoa-api-2.1.0",
+        "2.1.0: the site matches it (every migration and chart)",
+        "2.1.0: helm stoa-system/stoa-api revision 2 (before it: 1)",
+        "state rebuilt: 2.1.0 installed; retained releases 2.0.0, 2.1.0",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
+    assert_eq!(s.installed().as_deref(), Some("2.1.0"));
+    // a second rebuild needs --force, and keeps the file it replaces
+    let e = fails(s.updater().args(["state", "rebuild"]).arg(&b21), 5);
+    assert!(e.contains("--force"), "{e}");
+    let out = ok(s
+        .updater()
+        .args(["state", "rebuild", "--force"])
+        .arg(&b21)
+        .arg(&b20));
+    assert!(out.contains("the previous state file is kept as"), "{out}");
+    // the site works from the rebuilt state: the older bundle is refused
+    // as a downgrade, and rollback goes back to 2.0.0 with its down steps
+    let e = fails(s.updater().arg("plan").arg(&b20), 5);
+    assert!(e.contains("not newer"), "{e}");
+    let out = ok(s.updater().arg("rollback"));
+    assert!(out.contains("rolled back from 2.1.0 to 2.0.0"), "{out}");
+    assert_eq!(s.migration_ids(), ["0001"]);
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
 }

@@ -496,9 +496,20 @@ impl Helm {
     /// The chart of the release's latest revision (`<name>-<version>`, from
     /// `helm history -o json --max 1`), None when it is not installed.
     pub fn latest_chart(&self, release: &str, ns: &str) -> Result<Option<String>> {
+        Ok(self.history_charts(release, ns, 1)?.pop().map(|(_, c)| c))
+    }
+
+    /// Every kept revision and its chart, oldest first (`helm history -o
+    /// json`); empty when the release is not installed.
+    pub fn chart_history(&self, release: &str, ns: &str) -> Result<Vec<(u64, String)>> {
+        self.history_charts(release, ns, 10_000)
+    }
+
+    fn history_charts(&self, release: &str, ns: &str, max: usize) -> Result<Vec<(u64, String)>> {
+        let max = max.to_string();
         let out = tool::output(
             self.command()
-                .args(["history", release, "-n", ns, "-o", "json", "--max", "1"])
+                .args(["history", release, "-n", ns, "-o", "json", "--max", &max])
                 .arg("--kubeconfig")
                 .arg(self.cfg.kubeconfig_path()),
             "helm",
@@ -507,16 +518,20 @@ impl Helm {
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
             if is_release_not_found(&msg) {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             return Err(herr(release, "history", error_text(&msg)));
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| herr(release, "history", format!("unreadable output: {e}")))?;
-        Ok(v.as_array()
-            .and_then(|a| a.last())
-            .and_then(|r| r["chart"].as_str())
-            .map(str::to_owned))
+        let mut revs: Vec<(u64, String)> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r["revision"].as_u64()?, r["chart"].as_str()?.to_owned())))
+            .collect();
+        revs.sort();
+        Ok(revs)
     }
 
     fn last_failed_revision(&self, release: &str, ns: &str) -> Option<u64> {

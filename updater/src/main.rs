@@ -47,6 +47,9 @@ enum Command {
     /// Take the site back to nothing installed, as rollback does (needs --yes;
     /// --dry-run shows what it would undo).
     Remove(cmd::remove::Args),
+    /// The state folder: `state rebuild` makes it again from the site and
+    /// the bundles installed on it.
+    State(cmd::state::Args),
     /// Remove what no retained release needs: store blobs, staged folders,
     /// snapshots, post-render folders (--dry-run: list them).
     Prune(cmd::prune::Args),
@@ -79,6 +82,7 @@ impl Command {
             Self::Apply(_) => Some("apply"),
             Self::Rollback(_) => Some("rollback"),
             Self::Remove(_) => Some("remove"),
+            Self::State(a) => a.audit_name(),
             Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
             Self::Inspect(_)
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => on_site(&|s| cmd::apply::run(s, a, out).map(|()| 0)),
         Command::Rollback(a) => on_site(&|s| cmd::rollback::run(s, a, out).map(|()| 0)),
         Command::Remove(a) => on_site(&|s| cmd::remove::run(s, a, out).map(|()| 0)),
+        Command::State(a) => on_site(&|s| cmd::state::run(s, a, out).map(|()| 0)),
         Command::Prune(a) => on_site(&|s| cmd::prune::run(s, a, out).map(|()| 0)),
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
@@ -234,8 +239,9 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 10] = [
-    "verify", "plan", "apply", "rollback", "remove", "prune", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 11] = [
+    "verify", "plan", "apply", "rollback", "remove", "prune", "status", "history", "trust",
+    "serve", "state",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

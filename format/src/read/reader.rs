@@ -111,7 +111,8 @@ pub struct VerifiedBundle {
     /// The SHA-256 of the bundle file as read, every byte of it (what
     /// `build` and `split` print as `bundle sha256:`); for a part set, the
     /// signed index's, every part having matched it. None until the source
-    /// was read to its end ([`crate::source::verify_source_with`] sets it).
+    /// was read to its end ([`crate::source::verify_source_with`] sets it),
+    /// and for a bundle read from a pipe.
     pub file_sha256: Option<Sha256Digest>,
 }
 

@@ -324,12 +324,13 @@ impl BundleSource {
     /// part was read and matched the index, and that the index names this
     /// bundle's manifest (`sha_of` gives the manifest SHA-256 of the result).
     /// Also returns the SHA-256 of the bundle file, every byte of it (for a
-    /// part set, the signed index's).
+    /// part set, the signed index's); None for a pipe, which cannot be read
+    /// again for the bytes after the archive's end.
     pub fn read_all<T>(
         &self,
         f: impl FnOnce(SourceReader) -> Result<T, FormatError>,
         sha_of: impl Fn(&T) -> Sha256Digest,
-    ) -> Result<(T, Sha256Digest), FormatError> {
+    ) -> Result<(T, Option<Sha256Digest>), FormatError> {
         let r = self.open()?;
         let progress = r.progress();
         let file_hash = match &r {
@@ -338,13 +339,14 @@ impl BundleSource {
         };
         let t = f(r).map_err(|e| self.explain(progress.as_ref(), e))?;
         match self {
+            Self::File(p) if !fs::metadata(p).is_ok_and(|m| m.is_file()) => Ok((t, None)),
             Self::File(p) => {
                 let hasher = file_hash.unwrap_or_default();
                 let sha = finish_file_hash(p, &hasher).map_err(|e| FormatError::OpenBundle {
                     path: p.clone(),
                     source: e,
                 })?;
-                Ok((t, sha))
+                Ok((t, Some(sha)))
             }
             Self::Parts(s) => {
                 let done = progress.as_ref().is_some_and(PartsProgress::all_confirmed);
@@ -365,7 +367,7 @@ impl BundleSource {
                         ),
                     });
                 }
-                Ok((t, s.index.index.bundle.sha256))
+                Ok((t, Some(s.index.index.bundle.sha256)))
             }
         }
     }
@@ -475,7 +477,7 @@ pub fn verify_source_with(
         |r| crate::reader::verify_with(r, resolve, opts, sink, progress),
         |v| v.manifest_sha256,
     )?;
-    v.file_sha256 = Some(file_sha256);
+    v.file_sha256 = file_sha256;
     Ok(v)
 }
 

@@ -10,6 +10,7 @@ pub mod remove;
 pub mod repair;
 pub mod rollback;
 pub mod serve;
+pub mod state;
 pub mod status;
 pub mod trust;
 pub mod verify;

@@ -53,6 +53,11 @@ pub trait Charts {
     fn latest_chart(&self, _release: &str, _ns: &str) -> Result<Option<String>> {
         Ok(None)
     }
+    /// Every kept revision and its chart, oldest first (empty when the
+    /// release is not installed).
+    fn chart_history(&self, _release: &str, _ns: &str) -> Result<Vec<(u64, String)>> {
+        Ok(Vec::new())
+    }
     /// `post`: the post-renderer serving every image from the site
     /// registry (set up for the Helm version found).
     fn upgrade(&self, up: &ChartUpgrade<'_>, post: &PostRenderSetup) -> Result<()>;
@@ -198,6 +203,9 @@ impl Charts for HelmCli {
     }
     fn latest_chart(&self, release: &str, ns: &str) -> Result<Option<String>> {
         self.helm()?.latest_chart(release, ns)
+    }
+    fn chart_history(&self, release: &str, ns: &str) -> Result<Vec<(u64, String)>> {
+        self.helm()?.chart_history(release, ns)
     }
     fn revision(&self, release: &str, ns: &str) -> Result<Option<u64>> {
         self.helm()?.revision(release, ns)

@@ -33,6 +33,7 @@ mod files;
 mod kill_matrix;
 pub mod plan;
 mod prune;
+mod rebuild;
 pub use prune::PruneReport;
 mod rollback;
 mod undo;
@@ -42,6 +43,7 @@ pub use crate::records::step::{self, Step, Undo};
 pub use crate::records::HelmBack;
 pub use admission::Admitted;
 pub use drivers::Drivers;
+pub use rebuild::RebuildReport;
 pub use rollback::RollbackPreview;
 
 /// Test hook (debug builds only): `STOA_UPDATER_TEST_CRASH_AFTER=<step>`
