@@ -55,6 +55,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> 
 pub struct Options {
     pub state_dir: PathBuf,
     pub prefix: String,
+    pub layout: crate::registry::Layout,
     pub listen: String,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub url: String,
@@ -69,7 +70,7 @@ pub fn run(opts: &Options, ready: &mut dyn FnMut(&store::Catalog)) -> Result<()>
         Some((c, k)) => Some(tls_config(c, k)?),
         None => None,
     };
-    let st = store::Store::new(opts.state_dir.clone(), &opts.prefix);
+    let st = store::Store::new(opts.state_dir.clone(), &opts.prefix, opts.layout);
     let catalog = st.load()?;
     let listener = TcpListener::bind(&opts.listen)
         .map_err(|e| UpdaterError::io("listen on", &opts.listen, e))?;
