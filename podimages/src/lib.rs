@@ -61,7 +61,7 @@ mod site;
 mod yaml;
 
 pub use error::PodImagesError;
-pub use site::{site_repository, Layout, SiteImage, SiteImages};
+pub use site::{mirror_namespace, site_repository, Layout, SiteImage, SiteImages};
 
 pub use rule::valid_kind;
 

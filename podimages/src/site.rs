@@ -34,17 +34,32 @@ impl Layout {
     }
 }
 
+/// `a/b`, `b` alone when `a` is empty.
+fn join(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{prefix}/{path}")
+    }
+}
+
+/// Where a source registry's images are held on site in the mirror
+/// layout: `<prefix>/<source host>` (`docker.io` with no prefix). A node's
+/// mirror for that host points here (`mirror-config`).
+pub fn mirror_namespace(source_host: &str, prefix: &str) -> String {
+    join(prefix, source_host)
+}
+
 /// The repository an image is held in on site (pushed by apply, served by
 /// `serve`), under `prefix` (may be empty) in `layout`: the one rule.
 pub fn site_repository(name: &ImageRef, prefix: &str, layout: Layout) -> String {
-    let path = match layout {
-        Layout::Prefix => name.path().to_owned(),
-        Layout::Mirror => name.source_repository(),
-    };
-    if prefix.is_empty() {
-        path
-    } else {
-        format!("{prefix}/{path}")
+    match layout {
+        Layout::Prefix => join(prefix, name.path()),
+        Layout::Mirror => format!(
+            "{}/{}",
+            mirror_namespace(name.source_host(), prefix),
+            name.source_path()
+        ),
     }
 }
 

@@ -31,6 +31,20 @@ pub struct Args {
     pub workers: u16,
 }
 
+/// The address nodes use for `serve`: `[serve] url`, else
+/// `http(s)://<listen>` (`listen` given, else `[serve] listen`, else the
+/// default; https with `[serve] tls_cert`). `mirror-config --serve` too.
+pub fn node_url(cfg: &crate::config::SiteConfig, listen: Option<&str>) -> String {
+    let tls = cfg.serve.tls_cert.is_some();
+    cfg.serve.url.clone().unwrap_or_else(|| {
+        let listen = listen
+            .map(str::to_owned)
+            .or(cfg.serve.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        format!("{}://{listen}", if tls { "https" } else { "http" })
+    })
+}
+
 pub fn run(site: &crate::engine::Site, args: &Args, out: Output, verbose: bool) -> Result<()> {
     let cfg = &site.cfg;
     let listen = args
