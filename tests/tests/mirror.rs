@@ -377,7 +377,7 @@ fn skopeo_copies_through_registries_conf(s: &Site, listen: &str, w: &Want) {
                 w.nginx,
             ),
             (
-                format!("docker://nginx:1.27"),
+                "docker://nginx:1.27".to_owned(),
                 vec!["--override-arch", "arm64"],
                 w.arm64,
             ),
