@@ -235,8 +235,17 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 9] = [
-    "verify", "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 10] = [
+    "verify",
+    "plan",
+    "apply",
+    "rollback",
+    "prune",
+    "status",
+    "history",
+    "trust",
+    "serve",
+    "mirror-config",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name
