@@ -347,6 +347,14 @@ impl SiteConfig {
                 abs(&mut h.kubectl);
             }
         }
+        let mirror = c.registry.as_ref().map(|r| r.layout) == Some(stoa_podimages::Layout::Mirror);
+        if mirror
+            && c.helm
+                .as_ref()
+                .is_some_and(|h| h.image_registry_value.is_some())
+        {
+            return Err(bad("[helm] image_registry_value does not go with [registry] layout = \"mirror\" (pods keep their images' own names)".into()));
+        }
         c.check_database_urls().map_err(bad)?;
         c.check_paths().map_err(bad)?;
         c.warn_readable_secrets(path);
@@ -669,6 +677,10 @@ mod tests {
             e.contains("line 5") && e.contains("flat") && e.contains("mirror"),
             "{e}"
         );
+        let e = load(&format!("{BASE}[registry]\nurl = \"https://r\"\nlayout = \"mirror\"\n[helm]\nbin = \"/bin/sh\"\nimage_registry_value = \"global.imageRegistry\"\n"))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("image_registry_value"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,11 @@ mod tests {
             port.contains("[host.\"http://site.example:5000/v2/stoa/localhost:5001\"]"),
             "{port}"
         );
+        // TOML that reads back with the same meaning
+        let v: toml::Value = toml::from_str(port).unwrap_or_else(|e| panic!("{e}"));
+        let h = &v["host"]["http://site.example:5000/v2/stoa/localhost:5001"];
+        assert_eq!(h["override_path"].as_bool(), Some(true));
+        assert_eq!(h["capabilities"].as_array().map(Vec::len), Some(2));
         // no prefix: the source host is the first path component
         let files = render(&target("http", "", false));
         assert!(text(&files, "registry.gostoa.dev/hosts.toml")
