@@ -13,7 +13,7 @@ use crate::error::{Result, UpdaterError};
 use crate::serve::{self, pool::Limits, routes::versions};
 
 /// The default listen address (loopback only).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+pub use crate::serve::DEFAULT_LISTEN;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,20 +29,6 @@ pub struct Args {
     /// Worker threads, each serving one connection at a time.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
-}
-
-/// The address nodes use for `serve`: `[serve] url`, else
-/// `http(s)://<listen>` (`listen` given, else `[serve] listen`, else the
-/// default; https with `[serve] tls_cert`). `mirror-config --serve` too.
-pub fn node_url(cfg: &crate::config::SiteConfig, listen: Option<&str>) -> String {
-    let tls = cfg.serve.tls_cert.is_some();
-    cfg.serve.url.clone().unwrap_or_else(|| {
-        let listen = listen
-            .map(str::to_owned)
-            .or(cfg.serve.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        format!("{}://{listen}", if tls { "https" } else { "http" })
-    })
 }
 
 pub fn run(site: &crate::engine::Site, args: &Args, out: Output, verbose: bool) -> Result<()> {

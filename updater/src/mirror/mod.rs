@@ -145,7 +145,7 @@ pub fn target(cfg: &SiteConfig, serve: bool, ca: Option<&Path>) -> Result<Target
             bad("mirror-config needs [registry] layout = \"mirror\" (in the prefix layout pods are named on the site registry and nodes need no mirror)".into())
         })?;
     let url = if serve {
-        crate::cmd::serve::node_url(cfg, None)
+        crate::serve::node_url(cfg, None)
     } else {
         r.url.clone()
     };
@@ -218,6 +218,49 @@ pub(crate) mod tests {
             .find(|f| f.path == Path::new(path))
             .unwrap_or_else(|| panic!("no {path} in {files:?}"));
         std::str::from_utf8(&f.bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn cfg(extra: &str) -> SiteConfig {
+        toml::from_str(&format!("state_dir = \"/s\"\ntrust = \"/t\"\n{extra}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The site is `[registry] url` or, with `--serve`, `[serve] url` (else
+    /// its listen address); only in the mirror layout; a CA that cannot be
+    /// read is named.
+    #[test]
+    fn the_site_is_the_registry_or_serve_and_only_in_the_mirror_layout() {
+        let e = super::target(
+            &cfg("[registry]\nurl = \"https://r.site:5000\"\n"),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("layout = \"mirror\""), "{e}");
+        let reg =
+            "[registry]\nurl = \"https://r.site:5000\"\nprefix = \"stoa\"\nlayout = \"mirror\"\n";
+        let c = cfg(&format!("{reg}[serve]\nlisten = \"10.0.0.5:5001\"\n"));
+        let t = super::target(&c, false, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (t.scheme.as_str(), t.host.as_str(), t.prefix.as_str()),
+            ("https", "r.site:5000", "stoa")
+        );
+        assert_eq!(t.ca, None);
+        let t = super::target(&c, true, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (t.scheme.as_str(), t.host.as_str()),
+            ("http", "10.0.0.5:5001")
+        );
+        let c = cfg(&format!("{reg}[serve]\nurl = \"https://store.site\"\n"));
+        let t = super::target(&c, true, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (t.scheme.as_str(), t.host.as_str()),
+            ("https", "store.site")
+        );
+        let e = super::target(&c, true, Some(Path::new("/nope/ca.pem"))).unwrap_err();
+        assert_eq!((e.exit_code(), e.kind()), (2, "mirror-config"));
+        assert!(e.to_string().contains("/nope/ca.pem"), "{e}");
     }
 
     #[test]
