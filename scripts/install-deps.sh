@@ -11,6 +11,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have skopeo          || need+=(skopeo)
 have docker-registry || need+=(docker-registry)
+have ctr             || need+=(containerd)   # node mirror configs pulled through a real containerd (tests/tests/mirror.rs)
 have htpasswd        || need+=(apache2-utils)
 have openssl         || need+=(openssl)
 have jq              || need+=(jq)        # reads a trust root's signed string (tests, demo)

@@ -61,7 +61,7 @@ mod site;
 mod yaml;
 
 pub use error::PodImagesError;
-pub use site::{SiteImage, SiteImages};
+pub use site::{mirror_namespace, site_repository, Layout, SiteImage, SiteImages};
 
 pub use rule::valid_kind;
 
@@ -388,6 +388,7 @@ mod tests {
         SiteImages {
             registry: "reg.site:5000".into(),
             prefix: "stoa".into(),
+            layout: Layout::Prefix,
             images: vec![
                 img("docker.io/bitnami/postgresql:17.5.0", D1),
                 img("docker.io/library/busybox:latest", D2),

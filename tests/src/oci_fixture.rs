@@ -53,6 +53,37 @@ pub fn put_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> io::Result<ser
     Ok(json!({"mediaType": media_type, "digest": format!("sha256:{d}"), "size": bytes.len()}))
 }
 
+/// A layer's diff id: the digest of its uncompressed content, as a
+/// runtime checks it when it unpacks the layer (containerd refuses "wrong
+/// diff id calculated on extraction" otherwise).
+fn diff_id(layout: &Path, layer: &serde_json::Value) -> io::Result<String> {
+    let d = layer["digest"].as_str().unwrap_or("");
+    let f = fs::File::open(
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:")),
+    )?;
+    let mut h = Sha256::new();
+    io::copy(
+        &mut flate2::read::GzDecoder::new(io::BufReader::new(f)),
+        &mut HashWriter(&mut h),
+    )?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// Hashes what is written to it.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn image_manifest(
     layout: &Path,
     os: &str,
@@ -62,8 +93,8 @@ fn image_manifest(
 ) -> io::Result<serde_json::Value> {
     let diff_ids: Vec<String> = layers
         .iter()
-        .map(|l| l["digest"].as_str().unwrap_or("").to_owned())
-        .collect();
+        .map(|l| diff_id(layout, l))
+        .collect::<io::Result<_>>()?;
     let config = json!({
         "architecture": arch, "os": os,
         "config": {"Labels": {"org.opencontainers.image.title": tag}},

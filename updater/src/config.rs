@@ -101,6 +101,10 @@ pub struct RegistryConfig {
     pub url: String,
     #[serde(default)]
     pub prefix: String,
+    /// How repositories are named on site (`"prefix"`, the default, or
+    /// `"mirror"`: `<prefix>/<source host>/<path>`, names kept in pods).
+    #[serde(default)]
+    pub layout: stoa_podimages::Layout,
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
     #[serde(default)]
@@ -342,6 +346,14 @@ impl SiteConfig {
             if h.kubectl.components().count() > 1 {
                 abs(&mut h.kubectl);
             }
+        }
+        let mirror = c.registry.as_ref().map(|r| r.layout) == Some(stoa_podimages::Layout::Mirror);
+        if mirror
+            && c.helm
+                .as_ref()
+                .is_some_and(|h| h.image_registry_value.is_some())
+        {
+            return Err(bad("[helm] image_registry_value does not go with [registry] layout = \"mirror\" (pods keep their images' own names)".into()));
         }
         c.check_database_urls().map_err(bad)?;
         c.check_paths().map_err(bad)?;
@@ -643,6 +655,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("prefix"), "{e}");
+    }
+
+    #[test]
+    fn registry_layout_is_prefix_or_mirror() {
+        use stoa_podimages::Layout;
+        let c = load(&format!("{BASE}[registry]\nurl = \"https://r\"\n")).unwrap();
+        assert_eq!(c.registry.unwrap().layout, Layout::Prefix);
+        let c = load(&format!(
+            "{BASE}[registry]\nurl = \"https://r\"\nlayout = \"mirror\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.registry.unwrap().layout, Layout::Mirror);
+        let e = load(&format!(
+            "{BASE}[registry]\nurl = \"https://r\"\nlayout = \"flat\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = e.to_string();
+        assert!(
+            e.contains("line 5") && e.contains("flat") && e.contains("mirror"),
+            "{e}"
+        );
+        let e = load(&format!("{BASE}[registry]\nurl = \"https://r\"\nlayout = \"mirror\"\n[helm]\nbin = \"/bin/sh\"\nimage_registry_value = \"global.imageRegistry\"\n"))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("image_registry_value"), "{e}");
     }
 
     #[test]

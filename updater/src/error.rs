@@ -67,6 +67,9 @@ pub enum UpdaterError {
         step: String,
         reason: String,
     },
+    /// `mirror-config`: a file it reads or a folder it writes (exit 2).
+    #[error("mirror-config {path}: {reason}")]
+    MirrorConfig { path: PathBuf, reason: String },
     #[error("install file {dest}: {reason}")]
     InstallFile { dest: String, reason: String },
     #[error("apply {version} failed at step {step}: {cause}; {outcome}")]
@@ -106,7 +109,7 @@ impl UpdaterError {
             Self::Format(e) if e.is_verification_failure() => 1,
             Self::DeltaIncomplete(_) => 1,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
-            Self::Config { .. } | Self::MissingSection { .. } => 2,
+            Self::Config { .. } | Self::MissingSection { .. } | Self::MirrorConfig { .. } => 2,
             Self::BundleNotRegular { .. } => 2,
             Self::Busy { .. } | Self::Running(_) => 4,
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
@@ -140,6 +143,7 @@ impl UpdaterError {
             Self::Database { .. } => "database",
             Self::Helm { .. } => "helm",
             Self::InstallFile { .. } => "install-file",
+            Self::MirrorConfig { .. } => "mirror-config",
             Self::ApplyFailed { .. } => "apply-failed",
             Self::RollbackFailed { .. } => "rollback-failed",
             Self::NothingToRollBack(_) => "nothing-to-roll-back",

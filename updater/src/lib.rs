@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod helm;
 pub mod kube;
+pub mod mirror;
 pub mod postrender;
 pub mod preflight;
 pub mod progress;

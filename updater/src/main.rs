@@ -61,6 +61,10 @@ enum Command {
     Trust(cmd::trust::Args),
     /// Serve the site store as a read-only OCI registry (every retained release's images).
     Serve(cmd::serve::Args),
+    /// Write the nodes' mirror configuration (containerd, CRI-O, k3s,
+    /// OpenShift) sending the releases' source registries to the site.
+    #[command(name = "mirror-config")]
+    MirrorConfig(cmd::mirror_config::Args),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(stoa_format::cli::docs::CompletionsArgs),
     /// Print the man page, or write every command's page into --out DIR.
@@ -89,6 +93,7 @@ impl Command {
             | Self::Status(_)
             | Self::History(_)
             | Self::Serve(_)
+            | Self::MirrorConfig(_)
             | Self::PostRender(_)
             | Self::Completions(_)
             | Self::Man(_) => None,
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
         Command::Serve(a) => on_site(&|s| cmd::serve::run(s, a, out, cli.verbose).map(|()| 0)),
+        Command::MirrorConfig(a) => on_site(&|s| cmd::mirror_config::run(s, a, out).map(|()| 0)),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
             Ok(0)
@@ -239,9 +245,19 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 11] = [
-    "verify", "plan", "apply", "rollback", "remove", "prune", "status", "history", "trust",
-    "serve", "state",
+const SITE_COMMANDS: [&str; 12] = [
+    "verify",
+    "plan",
+    "apply",
+    "rollback",
+    "remove",
+    "prune",
+    "status",
+    "history",
+    "trust",
+    "serve",
+    "state",
+    "mirror-config",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

@@ -60,13 +60,13 @@ pub struct Args {
 
 /// Where the bundle's images are on site.
 pub fn site_images(cfg: &SiteConfig, m: &BundleManifest) -> Result<SiteImages> {
-    let (registry, prefix) = match &cfg.registry {
+    let (registry, prefix, layout) = match &cfg.registry {
         Some(r) => {
             let host_prefix = crate::registry::site_registry_ref(r);
             let host = host_prefix.split('/').next().unwrap_or("").to_owned();
-            (host, r.prefix.clone())
+            (host, r.prefix.clone(), r.layout)
         }
-        None if m.images.is_empty() => (String::new(), String::new()),
+        None if m.images.is_empty() => Default::default(),
         None => {
             return Err(UpdaterError::MissingSection {
                 section: "registry".into(),
@@ -76,6 +76,7 @@ pub fn site_images(cfg: &SiteConfig, m: &BundleManifest) -> Result<SiteImages> {
     Ok(SiteImages {
         registry,
         prefix,
+        layout,
         images: m
             .images
             .iter()
@@ -437,6 +438,7 @@ mod tests {
         SiteImages {
             registry: "127.0.0.1:5000".into(),
             prefix: "site".into(),
+            layout: stoa_podimages::Layout::Prefix,
             images: vec![SiteImage {
                 name: stoa_format::names::ImageRef::parse("busybox:1").unwrap(),
                 digest: format!("sha256:{}", "1".repeat(64)),

@@ -102,7 +102,7 @@ pub fn run(cfg: &SiteConfig, sd: &StateDir, m: &BundleManifest) -> Preflight {
             Err("the site config has no [registry] section".into()),
         ),
         (Some(rc), Some(img)) => {
-            let repo = crate::registry::map_name(&img.name, &rc.prefix).repo;
+            let repo = crate::registry::map_name(&img.name, &rc.prefix, rc.layout).repo;
             let r = crate::registry::Client::new(rc)
                 .map_err(|e| e.to_string())
                 .and_then(|mut c| c.check_push(&repo))

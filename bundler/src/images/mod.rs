@@ -107,21 +107,12 @@ impl Canon {
     /// `nginx` is `docker.io/library/nginx:latest`, as a container runtime
     /// pulls it.
     pub fn of(r: &ImageRef) -> Self {
-        let domain = match r.domain() {
-            None | Some("index.docker.io") | Some("registry-1.docker.io") => "docker.io",
-            Some(d) => d,
-        };
-        let path = if domain == "docker.io" && !r.path().contains('/') {
-            format!("library/{}", r.path())
-        } else {
-            r.path().to_owned()
-        };
         let tag = r
             .tag()
             .map(str::to_owned)
             .or_else(|| r.digest().is_none().then(|| "latest".to_owned()));
         Self {
-            repo: format!("{domain}/{path}"),
+            repo: r.source_repository(),
             tag,
             digest: r.digest().copied(),
         }

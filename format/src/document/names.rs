@@ -100,6 +100,35 @@ impl ImageRef {
     pub fn digest(&self) -> Option<&Sha256Digest> {
         self.digest.as_ref()
     }
+
+    /// The registry a container runtime pulls this name from: `docker.io`
+    /// for no domain and for Docker Hub's other spellings
+    /// (`index.docker.io`, `registry-1.docker.io`), else the domain as
+    /// written (`host[:port]`). With [`ImageRef::source_path`], the one
+    /// normaliser of Docker Hub's short forms.
+    pub fn source_host(&self) -> &str {
+        match self.domain() {
+            None | Some("docker.io" | "index.docker.io" | "registry-1.docker.io") => "docker.io",
+            Some(d) => d,
+        }
+    }
+
+    /// The repository path on [`ImageRef::source_host`]: Docker Hub's
+    /// official images get `library/` (`nginx` is `library/nginx`).
+    pub fn source_path(&self) -> std::borrow::Cow<'_, str> {
+        if self.source_host() == "docker.io" && !self.path.contains('/') {
+            format!("library/{}", self.path).into()
+        } else {
+            self.path.as_str().into()
+        }
+    }
+
+    /// `<source host>/<source path>`, the name a runtime pulls:
+    /// `bitnami/pgpool` is `docker.io/bitnami/pgpool`, `nginx`
+    /// `docker.io/library/nginx`, `localhost:5000/a/b` itself.
+    pub fn source_repository(&self) -> String {
+        format!("{}/{}", self.source_host(), self.source_path())
+    }
 }
 
 impl TryFrom<String> for ImageRef {
@@ -330,6 +359,46 @@ pub fn check_migration_name(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One normaliser: Docker Hub's short forms, a registry with a port,
+    /// and a digest reference.
+    #[test]
+    fn source_names_normalise_docker_hub_short_forms() {
+        let d = format!("@sha256:{}", "b".repeat(64));
+        for (name, host, repo) in [
+            ("nginx", "docker.io", "docker.io/library/nginx"),
+            ("nginx:1.27", "docker.io", "docker.io/library/nginx"),
+            (
+                "bitnami/pgpool:4.6.3",
+                "docker.io",
+                "docker.io/bitnami/pgpool",
+            ),
+            ("docker.io/nginx", "docker.io", "docker.io/library/nginx"),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io",
+                "docker.io/library/nginx",
+            ),
+            (
+                "registry-1.docker.io/bitnami/pgpool",
+                "docker.io",
+                "docker.io/bitnami/pgpool",
+            ),
+            (
+                "registry.gostoa.dev/stoa/api:2.3.0",
+                "registry.gostoa.dev",
+                "registry.gostoa.dev/stoa/api",
+            ),
+            ("localhost:5000/x:1", "localhost:5000", "localhost:5000/x"),
+            ("quay.io:443/a/b", "quay.io:443", "quay.io:443/a/b"),
+        ] {
+            for n in [name.to_owned(), format!("{name}{d}")] {
+                let r = ImageRef::parse(&n).unwrap();
+                assert_eq!(r.source_host(), host, "{n}");
+                assert_eq!(r.source_repository(), repo, "{n}");
+            }
+        }
+    }
 
     #[test]
     fn image_refs() {

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod extract;
 pub mod history;
 pub mod inspect;
+pub mod mirror_config;
 pub mod plan;
 pub mod prune;
 pub mod remove;

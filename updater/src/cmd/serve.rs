@@ -13,7 +13,7 @@ use crate::error::{Result, UpdaterError};
 use crate::serve::{self, pool::Limits, routes::versions};
 
 /// The default listen address (loopback only).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+pub use crate::serve::DEFAULT_LISTEN;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,14 +54,15 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output, verbose: bool) 
         .url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{listen}"));
-    let prefix = cfg
+    let (prefix, layout) = cfg
         .registry
         .as_ref()
-        .map(|r| r.prefix.clone())
+        .map(|r| (r.prefix.clone(), r.layout))
         .unwrap_or_default();
     let opts = serve::Options {
         state_dir: cfg.state_dir.clone(),
         prefix,
+        layout,
         listen: listen.clone(),
         tls,
         url: url.clone(),

@@ -168,10 +168,10 @@ impl Plan {
 }
 
 fn planned_images(cfg: &SiteConfig, m: &BundleManifest) -> Vec<PlannedImage> {
-    let prefix = cfg
+    let (prefix, layout) = cfg
         .registry
         .as_ref()
-        .map(|r| r.prefix.clone())
+        .map(|r| (r.prefix.clone(), r.layout))
         .unwrap_or_default();
     let host = cfg
         .registry
@@ -182,7 +182,7 @@ fn planned_images(cfg: &SiteConfig, m: &BundleManifest) -> Vec<PlannedImage> {
     m.images
         .iter()
         .map(|i| {
-            let t = map_name(&i.name, &prefix);
+            let t = map_name(&i.name, &prefix, layout);
             PlannedImage {
                 name: i.name.to_string(),
                 digest: i.digest.to_string(),

@@ -22,6 +22,7 @@ use stoa_format::names::ImageRef;
 use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::retry::{parse_retry_after, RetryPolicy, TransportError};
 use stoa_format::{BundleManifest, Sha256Digest};
+pub use stoa_podimages::Layout;
 
 use crate::config::RegistryConfig;
 use crate::error::{Result, UpdaterError};
@@ -48,16 +49,15 @@ pub struct Target {
     pub tag: Option<String>,
 }
 
-/// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api`, tag
-/// `2.3.0`. Built from the parsed reference's parts (repository path, tag),
-/// which the format validated: no part can carry `..`, `?`, `#` or `/` where
-/// it does not belong. A name with only a digest gets no tag.
-pub fn map_name(name: &ImageRef, prefix: &str) -> Target {
-    let repo = if prefix.is_empty() {
-        name.path().to_owned()
-    } else {
-        format!("{prefix}/{}", name.path())
-    };
+/// `registry.gostoa.dev/stoa/api:2.3.0` → repo `<prefix>/stoa/api` (prefix
+/// layout) or `<prefix>/registry.gostoa.dev/stoa/api` (mirror layout), tag
+/// `2.3.0`: the repository from [`stoa_podimages::site_repository`], the
+/// one rule push, `serve`, the post-renderer and `mirror-config` share.
+/// Built from the parsed reference's parts (repository path, tag), which
+/// the format validated: no part can carry `..`, `?`, `#` or `/` where it
+/// does not belong. A name with only a digest gets no tag.
+pub fn map_name(name: &ImageRef, prefix: &str, layout: Layout) -> Target {
+    let repo = stoa_podimages::site_repository(name, prefix, layout);
     let tag = match (name.tag(), name.digest()) {
         (Some(t), _) => Some(t.to_owned()),
         (None, Some(_)) => None,
@@ -315,16 +315,32 @@ mod tests {
     #[test]
     fn maps_names() {
         assert_eq!(
-            map_name(&r("registry.gostoa.dev/stoa/api:2.3.0"), "stoa"),
+            map_name(
+                &r("registry.gostoa.dev/stoa/api:2.3.0"),
+                "stoa",
+                Layout::Prefix
+            ),
             Target {
                 repo: "stoa/stoa/api".into(),
                 tag: Some("2.3.0".into())
             }
         );
-        assert_eq!(map_name(&r("localhost:5000/x:1"), "").repo, "x");
-        assert_eq!(map_name(&r("stoa/api"), "p").tag.as_deref(), Some("latest"));
+        let m = |n: &str, p: &str| map_name(&r(n), p, Layout::Prefix);
+        assert_eq!(m("localhost:5000/x:1", "").repo, "x");
+        assert_eq!(m("stoa/api", "p").tag.as_deref(), Some("latest"));
         let d = format!("stoa/api@sha256:{}", "a".repeat(64));
-        assert_eq!(map_name(&r(&d), "p").tag, None);
+        assert_eq!(m(&d, "p").tag, None);
+        let mirror = |n: &str, p: &str| map_name(&r(n), p, Layout::Mirror);
+        assert_eq!(
+            mirror("bitnami/pgpool:4.6.3", "site"),
+            Target {
+                repo: "site/docker.io/bitnami/pgpool".into(),
+                tag: Some("4.6.3".into())
+            }
+        );
+        assert_eq!(mirror("nginx", "").repo, "docker.io/library/nginx");
+        assert_eq!(mirror("localhost:5000/x:1", "").repo, "localhost:5000/x");
+        assert_eq!(mirror(&d, "p").tag, None);
     }
 
     /// The bearer-token flow against a minimal registry: 401 with a Bearer
@@ -383,6 +399,7 @@ mod tests {
         let cfg = RegistryConfig {
             url: format!("http://127.0.0.1:{port}"),
             prefix: "p".into(),
+            layout: Layout::Prefix,
             ca_cert: None,
             username: Some("user".into()),
             password_file: Some(pass),
@@ -454,6 +471,7 @@ mod tests {
         let cfg = RegistryConfig {
             url: "http://127.0.0.1:5000".into(),
             prefix: String::new(),
+            layout: Layout::Prefix,
             ca_cert: None,
             username: None,
             password_file: None,

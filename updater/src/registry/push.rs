@@ -13,10 +13,11 @@ impl Client {
         sd: &StateDir,
         m: &BundleManifest,
         prefix: &str,
+        layout: Layout,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PushStats> {
         for img in &m.images {
-            let t = map_name(&img.name, prefix);
+            let t = map_name(&img.name, prefix, layout);
             let d = img.digest.digest();
             self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
             if let Some(tag) = &t.tag {

@@ -50,11 +50,30 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> 
     Ok(Arc::new(cfg))
 }
 
+/// The default listen address (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+
+/// The address nodes use for `serve`: `[serve] url`, else
+/// `http(s)://<listen>` (`listen` given, else `[serve] listen`, else the
+/// default; https with `[serve] tls_cert`), as `mirror-config --serve`
+/// writes it for nodes.
+pub fn node_url(cfg: &crate::config::SiteConfig, listen: Option<&str>) -> String {
+    let tls = cfg.serve.tls_cert.is_some();
+    cfg.serve.url.clone().unwrap_or_else(|| {
+        let listen = listen
+            .map(str::to_owned)
+            .or(cfg.serve.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        format!("{}://{listen}", if tls { "https" } else { "http" })
+    })
+}
+
 /// What `serve` needs, resolved from the flags and the config.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub state_dir: PathBuf,
     pub prefix: String,
+    pub layout: crate::registry::Layout,
     pub listen: String,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub url: String,
@@ -69,7 +88,7 @@ pub fn run(opts: &Options, ready: &mut dyn FnMut(&store::Catalog)) -> Result<()>
         Some((c, k)) => Some(tls_config(c, k)?),
         None => None,
     };
-    let st = store::Store::new(opts.state_dir.clone(), &opts.prefix);
+    let st = store::Store::new(opts.state_dir.clone(), &opts.prefix, opts.layout);
     let catalog = st.load()?;
     let listener = TcpListener::bind(&opts.listen)
         .map_err(|e| UpdaterError::io("listen on", &opts.listen, e))?;

@@ -1,7 +1,8 @@
 //! What `serve` serves, read from the state folder: every image of every
 //! retained release (`state.json`'s `releases`, each release manifest
 //! checked against its recorded digest), under the names apply pushes them
-//! to (`[registry] prefix` + the image's path, its tag). For each
+//! to (`[registry] prefix` and `layout`, [`map_name`]: `<prefix>/<path>`,
+//! or `<prefix>/<source host>/<path>` in the mirror layout; its tag). For each
 //! repository: its tags, the manifests reachable from them (the index and
 //! each platform manifest the bundle carried) and the blobs those name,
 //! each with the size and digest the signed release manifest gives it.
@@ -19,7 +20,7 @@ use stoa_format::oci::{is_index, ImageIndex, ImageManifest};
 use stoa_format::{BundleManifest, Sha256Digest};
 
 use crate::error::Result;
-use crate::registry::map_name;
+use crate::registry::{map_name, Layout};
 use crate::state::StateDir;
 
 /// The largest manifest or index served (read whole into memory to hash).
@@ -62,6 +63,7 @@ pub struct Catalog {
 pub struct Store {
     pub sd: StateDir,
     pub prefix: String,
+    pub layout: Layout,
 }
 
 /// What `state.json` looked like when the catalog was built.
@@ -69,10 +71,11 @@ pub struct Store {
 pub struct Stamp(Option<(u64, SystemTime, u64)>);
 
 impl Store {
-    pub fn new(state_dir: PathBuf, prefix: &str) -> Self {
+    pub fn new(state_dir: PathBuf, prefix: &str, layout: Layout) -> Self {
         Self {
             sd: StateDir::new(&state_dir),
             prefix: prefix.trim_matches('/').to_owned(),
+            layout,
         }
     }
 
@@ -114,7 +117,7 @@ impl Store {
             }
         }
         for img in &m.images {
-            let t = map_name(&img.name, &self.prefix);
+            let t = map_name(&img.name, &self.prefix, self.layout);
             let d = img.digest.digest();
             let mut repo = cat.repos.get(&t.repo).cloned().unwrap_or_default();
             match self.add_tree(&cat.sizes, &mut repo, &d, &img.media_type, 0) {
