@@ -39,7 +39,10 @@ impl Serve {
 
     /// With `tls`: `--tls-cert`, `--tls-key` (PEM files).
     fn start_with(config: &Path, dir: &Path, tls: Option<(&Path, &Path)>) -> Self {
-        let port = harness::free_port();
+        Self::start_on(config, dir, tls, harness::free_port())
+    }
+
+    fn start_on(config: &Path, dir: &Path, tls: Option<(&Path, &Path)>, port: u16) -> Self {
         let log = dir.join(format!("serve-{port}.log"));
         let mut cmd = harness::updater();
         cmd.arg("--config")
@@ -876,4 +879,85 @@ fn platforms_over_tls(srv: &Serve, ca_dir: &Path, index: &str) -> (String, Strin
         m["platform"]["architecture"].as_str().unwrap().to_owned(),
         m["digest"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Issue 19 item 2: `[registry] mode = "serve"`, a site with no registry.
+/// Plan and apply push nothing (no `push-images` step; the docker-registry
+/// the harness runs receives no image); preflight says what serves the
+/// images; the charts name images at `serve`'s address; a running `serve`
+/// answers for each release as soon as its apply commits, and after a
+/// rollback for the release rolled back to, without a restart.
+#[test]
+fn a_site_without_a_registry_applies_in_serve_mode_and_serve_follows_each_commit() {
+    let s = Site::start();
+    let port = harness::free_port();
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let reg = format!("url = \"http://{}\"", s.registry.host);
+    assert!(cfg.contains(&reg), "{cfg}");
+    fs::write(
+        &s.config,
+        cfg.replace(
+            &reg,
+            &format!("url = \"http://127.0.0.1:{port}\"\nmode = \"serve\""),
+        ),
+    )
+    .unwrap();
+    let b20 = s.bundle("2.0.0", None);
+    let b21 = s.bundle("2.1.0", None);
+    let plan = harness::json(&ok(s.updater().args(["plan", "--json"]).arg(&b20)));
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(!steps.contains(&"push-images"), "{steps:?}");
+    let reg_check = plan["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "registry")
+        .unwrap()
+        .clone();
+    assert_eq!(reg_check["outcome"], "ok", "{reg_check}");
+    assert!(
+        reg_check["detail"].as_str().unwrap().contains("mode serve"),
+        "{reg_check}"
+    );
+    ok(s.updater().arg("apply").arg(&b20));
+    assert_eq!(s.registry_digest("site/stoa/api:2.0.0"), None, "pushed");
+    let manifest = s.helm_manifest("stoa-api");
+    assert!(
+        manifest.contains(&format!("127.0.0.1:{port}/site/stoa/api")),
+        "{manifest}"
+    );
+    let srv = Serve::start_on(&s.config, s.path(), None, port);
+    let digest = |tag: &str| {
+        let r = http(
+            srv.port,
+            "HEAD",
+            &format!("/v2/site/stoa/api/manifests/{tag}"),
+            "",
+        );
+        (
+            r.status,
+            r.header("docker-content-digest").map(str::to_owned),
+        )
+    };
+    let api20 = Site::bundle_image_digest(&b20, "registry.gostoa.dev/stoa/api:2.0.0");
+    assert_eq!(digest("2.0.0"), (200, Some(api20.clone())));
+    assert_eq!(digest("2.1.0").0, 404);
+    // the next apply, while serve runs: answered once it commits
+    ok(s.updater().arg("apply").arg(&b21));
+    let api21 = Site::bundle_image_digest(&b21, "registry.gostoa.dev/stoa/api:2.1.0");
+    let t = std::time::Instant::now();
+    while digest("2.1.0").0 != 200 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(digest("2.1.0"), (200, Some(api21)), "{}", srv.log());
+    assert_eq!(digest("2.0.0"), (200, Some(api20.clone())));
+    // rolled back: what the older release needs is still served
+    ok(s.updater().arg("rollback"));
+    assert_eq!(digest("2.0.0"), (200, Some(api20)));
+    assert_eq!(s.registry_digest("site/stoa/api:2.1.0"), None, "pushed");
 }

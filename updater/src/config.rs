@@ -105,6 +105,12 @@ pub struct RegistryConfig {
     /// `"mirror"`: `<prefix>/<source host>/<path>`, names kept in pods).
     #[serde(default)]
     pub layout: stoa_podimages::Layout,
+    /// `"push"` (the default): apply pushes every image to the registry at
+    /// `url`. `"serve"`: a site with no registry: apply pushes nothing, the
+    /// images stay in the store and `stoa-updater serve` serves them; `url`
+    /// is where nodes reach that `serve`.
+    #[serde(default)]
+    pub mode: RegistryMode,
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
     #[serde(default)]
@@ -114,6 +120,26 @@ pub struct RegistryConfig {
     /// Uploads larger than this go in chunks (PATCH); default 64 MiB.
     #[serde(default)]
     pub chunk_size: Option<u64>,
+}
+
+/// How images reach the site's nodes (`[registry] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryMode {
+    /// Apply pushes every image to the site registry.
+    #[default]
+    Push,
+    /// No registry: the store is served by `stoa-updater serve`.
+    Serve,
+}
+
+impl SiteConfig {
+    /// A site without a registry: images are served from the store.
+    pub fn serves_images(&self) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|r| r.mode == RegistryMode::Serve)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -101,6 +101,13 @@ pub fn run(cfg: &SiteConfig, sd: &StateDir, m: &BundleManifest) -> Preflight {
             "registry",
             Err("the site config has no [registry] section".into()),
         ),
+        (Some(rc), Some(_)) if rc.mode == crate::config::RegistryMode::Serve => p.push(
+            "registry",
+            Ok(format!(
+                "mode serve: nothing is pushed; `stoa-updater serve` serves the store's images at {} (the new release as soon as apply commits)",
+                rc.url
+            )),
+        ),
         (Some(rc), Some(img)) => {
             let repo = crate::registry::map_name(&img.name, &rc.prefix, rc.layout).repo;
             let r = crate::registry::Client::new(rc)

@@ -300,7 +300,8 @@ fn planned_charts(
 /// `stage`, which is recorded when the apply starts; before `commit`).
 pub fn apply_steps(m: &BundleManifest, cfg: &SiteConfig) -> Vec<Step> {
     let mut steps = Vec::new();
-    if !m.images.is_empty() {
+    // in `serve` mode the staged store is what nodes pull from: no push
+    if !m.images.is_empty() && !cfg.serves_images() {
         steps.push(Step::PushImages);
     }
     for set in &m.migrations {
