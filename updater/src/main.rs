@@ -51,6 +51,9 @@ enum Command {
     Status(cmd::status::Args),
     /// Every apply and rollback made on this site (--audit: every audited command).
     History(cmd::history::Args),
+    /// What the vendor needs to help this site, redacted and encrypted to
+    /// the vendor (reads only: no lock, nothing written into state_dir).
+    SupportBundle(cmd::support_bundle::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
     /// Serve the site store as a read-only OCI registry (every retained release's images).
@@ -81,6 +84,7 @@ impl Command {
             | Self::Status(_)
             | Self::History(_)
             | Self::Serve(_)
+            | Self::SupportBundle(_)
             | Self::PostRender(_)
             | Self::Completions(_)
             | Self::Man(_) => None,
@@ -195,6 +199,8 @@ fn main() -> ExitCode {
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
+        // reads the config itself: it must work when it does not load
+        Command::SupportBundle(a) => cmd::support_bundle::run(c, a, out),
         Command::Serve(a) => on_site(&|s| cmd::serve::run(s, a, out, cli.verbose).map(|()| 0)),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
@@ -229,8 +235,17 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 9] = [
-    "verify", "plan", "apply", "rollback", "prune", "status", "history", "trust", "serve",
+const SITE_COMMANDS: [&str; 10] = [
+    "verify",
+    "plan",
+    "apply",
+    "rollback",
+    "prune",
+    "status",
+    "history",
+    "trust",
+    "serve",
+    "support-bundle",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

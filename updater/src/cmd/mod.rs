@@ -10,6 +10,7 @@ pub mod repair;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod support_bundle;
 pub mod trust;
 pub mod verify;
 
