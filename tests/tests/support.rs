@@ -21,6 +21,8 @@ const DB_PASS: &str = "Db-pa55-URL-7731";
 const PGPASS_PASS: &str = "Pgpass-file-4410";
 const REG_PASS: &str = "Reg-cred-9925";
 const ADMIN_PASS: &str = "Adm1n-chart-5512";
+/// Known to no one: only its key name (`API_TOKEN`) gives it away.
+const TOKEN: &str = "tok-unknown-8841";
 
 /// An age identity made now (age-keygen); returns (identity file, recipient).
 fn age_identity(dir: &Path) -> (PathBuf, String) {
@@ -106,9 +108,11 @@ fn plant_pod(s: &Site, ns: &str, name: &str, ready: bool, env: &[(&str, &str)], 
     fs::write(dir.join(format!("{name}.c.log")), log).unwrap();
 }
 
-/// A site at 2.0.0, then 2.1.0 failed at helm:stoa-gateway and left.
-fn failed_site(opts: RegistryOptions) -> Site {
+/// A site at 2.0.0, then 2.1.0 failed at helm:stoa-gateway and left;
+/// `before` runs before the first apply.
+fn failed_site(opts: RegistryOptions, before: &dyn Fn(&Site)) -> Site {
     let mut s = Site::start_with(opts);
+    before(&s);
     let b200 = s.bundle("2.0.0", None);
     let b210 = s.bundle("2.1.0", None);
     ok(s.updater().arg("apply").arg(&b200));
@@ -151,9 +155,11 @@ fn plant_secrets(s: &Site, recipient: &str) {
         s.pg.port,
         pgpass.display()
     ));
-    let cfg = fs::read_to_string(&s.config).unwrap().replace(
+    // the password in [databases.stoa] url only ([databases.other] uses its passfile)
+    let cfg = fs::read_to_string(&s.config).unwrap().replacen(
         "url = \"postgres://postgres@127.0.0.1",
         &format!("url = \"postgres://postgres:{DB_PASS}@127.0.0.1"),
+        1,
     );
     fs::write(&s.config, cfg).unwrap();
     let env = [
@@ -163,6 +169,7 @@ fn plant_secrets(s: &Site, recipient: &str) {
             "DB_URL",
             &format!("postgres://app:{DB_PASS}@db/stoa") as &str,
         ),
+        ("API_TOKEN", TOKEN),
         ("MODE", "fast"),
     ];
     let log = format!(
@@ -189,12 +196,13 @@ fn plant_secrets(s: &Site, recipient: &str) {
 #[test]
 fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() {
     harness::require("age", "age");
-    let s = failed_site(RegistryOptions {
+    let keys = tempfile::tempdir().unwrap();
+    let (id, recipient) = age_identity(keys.path());
+    let opts = RegistryOptions {
         tls: false,
         auth: Some(("stoa".into(), REG_PASS.into())),
-    });
-    let (id, recipient) = age_identity(s.path());
-    plant_secrets(&s, &recipient);
+    };
+    let s = failed_site(opts, &|s| plant_secrets(s, &recipient));
     let before = tree(&s.state_dir);
     let out = s.path().join("out/support.age");
     fs::create_dir_all(out.parent().unwrap()).unwrap();
@@ -228,9 +236,13 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
         .read_to_end(&mut all)
         .unwrap();
     let m = members(&raw[..]);
-    for secret in [DB_PASS, PGPASS_PASS, REG_PASS, ADMIN_PASS] {
-        let hit = all.windows(secret.len()).any(|w| w == secret.as_bytes());
-        assert!(!hit, "{secret} is in the decrypted archive");
+    for secret in [DB_PASS, PGPASS_PASS, REG_PASS, ADMIN_PASS, TOKEN] {
+        let has = |b: &[u8]| b.windows(secret.len()).any(|w| w == secret.as_bytes());
+        let files: Vec<&String> = m.iter().filter(|(_, b)| has(b)).map(|(n, _)| n).collect();
+        assert!(
+            !has(&all),
+            "{secret} is in the decrypted archive: {files:?}"
+        );
     }
     for name in [
         "SUMMARY.json",
@@ -261,18 +273,42 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
         m.keys()
     );
     let red = text(&m, "REDACTIONS.txt");
-    for place in [
-        "config/updater.toml: line",
-        "helm/stoa-system/stoa-gateway/values.yaml: line 2: value of key `adminPassword`",
-        "cluster/stoa-system/pods/stoa-gateway-5d9f-abcde/c.log: line 2: known secret: the password in [databases.stoa] url",
-        "c.log: line 3: known secret: the registry password ([registry] password_file)",
-        "c.log: line 4: known secret: the password [databases.other] connects with",
-        "c.log: line 5: known secret: `adminPassword` in the site's values file stoa-gateway.yaml",
-        "cluster/stoa-system/pods.json: line",
-        "describe.txt: line",
+    // (file, kind): a line of REDACTIONS.txt names each place
+    let stoa_url = "known secret: the password in [databases.stoa] url";
+    let gw = "cluster/stoa-system/pods/stoa-gateway-5d9f-abcde/";
+    for (file, kind) in [
+        ("config/updater.toml", stoa_url),
+        (
+            "helm/stoa-system/stoa-gateway/values.yaml",
+            "known secret: `adminPassword` in the site's values file stoa-gateway.yaml",
+        ),
+        (&format!("{gw}c.log: line 2:") as &str, stoa_url),
+        (
+            &format!("{gw}c.log: line 3:"),
+            "known secret: the registry password ([registry] password_file)",
+        ),
+        (
+            &format!("{gw}c.log: line 4:"),
+            "known secret: the password [databases.other] connects with",
+        ),
+        (
+            &format!("{gw}c.log: line 5:"),
+            "known secret: `adminPassword` in the site's values file",
+        ),
+        ("cluster/stoa-system/pods.json", stoa_url),
+        (
+            "cluster/stoa-system/pods.json",
+            "value of an env var named as a secret",
+        ),
+        (&format!("{gw}describe.txt"), stoa_url),
+        (&format!("{gw}describe.txt"), "value of key `API_TOKEN`"),
     ] {
-        assert!(red.contains(place), "REDACTIONS.txt does not name {place:?}:\n{red}");
+        assert!(
+            red.lines().any(|l| l.starts_with(file) && l.contains(kind)),
+            "REDACTIONS.txt does not name {file} {kind:?}:\n{red}"
+        );
     }
+    assert!(!red.contains("tok-unknown"), "{red}");
     let values = text(&m, "helm/stoa-system/stoa-gateway/values.yaml");
     assert!(values.contains("adminPassword: \"[REDACTED]\""), "{values}");
     let cfg = text(&m, "config/updater.toml");
@@ -299,7 +335,8 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
     for want in [
         "LAST FAILURE: apply 2.0.0 -> 2.1.0 (left for inspection)",
         "  step: helm:stoa-gateway",
-        "evidence: helm stoa-system/stoa-gateway: revision 2 failed",
+        "evidence: helm stoa-system/stoa-gateway: revision 3 deployed: Rollback to 1",
+        "evidence: helm stoa-system/stoa-gateway: revision 2 failed: ",
         "evidence: pod stoa-system/stoa-gateway-5d9f-abcde (c: CrashLoopBackOff); last log line c: panic: upstream stoa-api not reachable",
         "history  apply nothing -> 2.0.0: applied",
         "journal  apply helm:stoa-gateway failed",
@@ -324,7 +361,7 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
 
 #[test]
 fn a_hanging_kubectl_is_cut_at_its_time_limit_and_the_bundle_still_written() {
-    let s = failed_site(RegistryOptions::default());
+    let s = failed_site(RegistryOptions::default(), &|_| {});
     // an API server that takes the connection and never answers
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
@@ -361,16 +398,15 @@ fn a_hanging_kubectl_is_cut_at_its_time_limit_and_the_bundle_still_written() {
     let sum = text(&m, "SUMMARY.json");
     assert!(sum.contains("timed-out"), "{sum}");
     let o = ok(bundler().args(["support", "open"]).arg(&out));
-    assert!(
-        o.contains("collectors not ok:\n  kubernetes stoa-system: timed-out"),
-        "{o}"
-    );
+    assert!(o.contains("collectors not ok:\n"), "{o}");
+    assert!(o.contains("\n  kubernetes stoa-system: timed-out: "), "{o}");
+    assert!(o.contains("\n  versions: timed-out: kubectl: "), "{o}");
     drop(dead);
 }
 
 #[test]
 fn a_huge_log_is_bounded_and_the_cut_is_in_the_summary() {
-    let s = failed_site(RegistryOptions::default());
+    let s = failed_site(RegistryOptions::default(), &|_| {});
     // 200 lines of 40 KiB: 8 MiB of log for one container
     let line = "x".repeat(40 * 1024);
     let mut log = String::new();
@@ -448,7 +484,7 @@ fn an_interrupted_operation_is_left_as_it_is_and_the_lock_is_not_taken() {
     assert_eq!(code, 8);
     // another process holds the site lock the whole time
     let mut holder = std::process::Command::new("flock")
-        .arg("--exclusive")
+        .args(["--exclusive", "--no-fork"])
         .arg(s.state_dir.join("lock"))
         .args(["sleep", "120"])
         .spawn()

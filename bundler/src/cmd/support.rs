@@ -37,7 +37,8 @@ fn wanted(path: &str) -> bool {
     top.contains(&path)
         || (path.starts_with("cluster/")
             && (path.ends_with("/pods.json") || path.ends_with(".log")))
-        || (path.starts_with("helm/") && path.ends_with("/status.json"))
+        || (path.starts_with("helm/")
+            && (path.ends_with("/status.json") || path.ends_with("/history.json")))
         || path.starts_with("databases/")
 }
 

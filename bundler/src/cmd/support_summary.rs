@@ -364,6 +364,24 @@ fn evidence(files: &BTreeMap<String, String>, step: &str) -> Vec<String> {
                 s(&v["info"]["status"]),
                 s(&v["info"]["description"])
             ));
+            let hist: Value = files
+                .get(&name.replace("/status.json", "/history.json"))
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            if let Some(r) = hist
+                .as_array()
+                .into_iter()
+                .flatten()
+                .rev()
+                .find(|r| r["status"] == "failed")
+            {
+                ev.push(format!(
+                    "helm {}/{target}: revision {} failed: {}",
+                    parts[1],
+                    s(&r["revision"]),
+                    s(&r["description"])
+                ));
+            }
             let ns = parts[1];
             ev.extend(
                 pods_not_ready(files)

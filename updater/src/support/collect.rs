@@ -121,8 +121,9 @@ pub fn run_all(
         match got {
             Ok(Ok(g)) => {
                 rec.notes = g.notes;
-                if rec.notes.iter().any(|n| n.contains("time limit")) {
+                if let Some(n) = rec.notes.iter().find(|n| n.contains("time limit")) {
                     rec.outcome = "timed-out".into();
+                    rec.error = Some(n.clone());
                 }
                 g.items.into_iter().for_each(&mut *sink);
             }

@@ -272,19 +272,22 @@ fn fit(files: &mut [FileEntry], max: u64) -> Result<Vec<String>> {
     // room for SUMMARY.json and REDACTIONS.txt
     let max = max.saturating_sub(256 * 1024).max(MIN_KEPT);
     for logs_only in [true, false] {
-        loop {
+        // each file is cut at most twice a round: the loop always ends
+        for _ in 0..2 * files.len() {
             let total: u64 = files.iter().map(|f| f.size).sum();
             if total <= max {
                 return Ok(cut);
             }
+            // a file at the minimum (its header line included) stays
             let Some(f) = files
                 .iter_mut()
-                .filter(|f| (f.log || !logs_only) && f.size > MIN_KEPT)
+                .filter(|f| (f.log || !logs_only) && f.size > MIN_KEPT + 1024)
                 .max_by_key(|f| f.size)
             else {
                 break;
             };
-            let keep = f.size.saturating_sub(total - max).max(MIN_KEPT);
+            // 128: room for the line saying what was cut
+            let keep = f.size.saturating_sub(total - max + 128).max(MIN_KEPT);
             cut_to(f, keep)?;
             cut.push(format!(
                 "{}: cut from {} to {} bytes (its end kept) to fit --max-size",
@@ -375,6 +378,7 @@ fn finish(
         redactions: 0,
         archive_bytes: None,
     };
+    report.redactions = log.len();
     // the collectors' errors hold tools' stderr: redacted like the rest
     let summary = known.redact(
         "SUMMARY.json",
@@ -405,4 +409,85 @@ fn finish(
         report.archive_bytes = Some(n);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dir: &Path, name: &str, size: usize, log: bool) -> FileEntry {
+        let src = dir.join(name.replace('/', "_"));
+        let text: String = (0..size)
+            .map(|i| if i % 100 == 99 { '\n' } else { 'a' })
+            .collect();
+        std::fs::write(&src, &text).unwrap();
+        FileEntry {
+            path: name.into(),
+            size: size as u64,
+            cut_from: None,
+            log,
+            src,
+        }
+    }
+
+    #[test]
+    fn the_biggest_logs_are_cut_first_keeping_their_end() {
+        let d = tempfile::tempdir().unwrap();
+        let mut files = vec![
+            entry(d.path(), "state/state.json", 200_000, false),
+            entry(d.path(), "a.log", 900_000, true),
+            entry(d.path(), "b.log", 300_000, true),
+        ];
+        let max = 256 * 1024 + 600_000;
+        let cut = fit(&mut files, max).unwrap();
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        assert!(total <= 600_000, "{total}");
+        assert_eq!(files[0].size, 200_000, "not a log: kept whole");
+        assert_eq!(files[1].cut_from, Some(900_000));
+        assert_eq!(files[2].cut_from, None, "the smaller log was not needed");
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].starts_with("a.log: cut from 900000 to "), "{cut:?}");
+        let kept = std::fs::read_to_string(&files[1].src).unwrap();
+        assert!(kept.starts_with("[stoa: the first "), "{}", &kept[..60]);
+        assert!(kept.ends_with("a\n"), "the end is kept");
+        // nothing fits but the minimum: every file is cut to it, logs first
+        let cut = fit(&mut files, 0).unwrap();
+        assert!(files.iter().all(|f| f.size < MIN_KEPT + 200), "{cut:?}");
+    }
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::*;
+
+    #[test]
+    fn the_config_s_secrets_are_known() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("trust")).unwrap();
+        std::fs::write(
+            p.join("pgpass"),
+            "127.0.0.1:*:other:postgres:Pgpass-file-1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(p.join("pgpass"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(p.join("reg.pass"), "Reg-pass-2\n").unwrap();
+        let cfg = format!(
+            "state_dir = \"{d}/state\"\ntrust = \"{d}/trust\"\n\n[registry]\nurl = \"http://127.0.0.1:5000\"\nusername = \"u\"\npassword_file = \"{d}/reg.pass\"\n\n\
+             [databases.stoa]\nurl = \"postgres://app:Url%40pass-3@127.0.0.1:5432/stoa\"\n\n\
+             [databases.other]\nurl = \"postgres://postgres@127.0.0.1:5432/other?passfile={d}/pgpass\"\n",
+            d = p.display()
+        );
+        std::fs::write(p.join("u.toml"), cfg).unwrap();
+        let c = SiteConfig::load(&p.join("u.toml")).unwrap();
+        let r = known_secrets(&c);
+        let mut log = Vec::new();
+        let out = r.redact(
+            "x",
+            "a Pgpass-file-1 b Reg-pass-2 c Url@pass-3 d Url%40pass-3",
+            &mut log,
+        );
+        assert_eq!(out, "a [REDACTED] b [REDACTED] c [REDACTED] d [REDACTED]");
+    }
 }
