@@ -9,7 +9,7 @@
 //! `[helm]`, never `KUBECONFIG` from the environment.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use super::collect::{tool_text, Collector, Ctx, Got, Item};
@@ -100,11 +100,7 @@ fn kubeconfig(h: &HelmConfig) -> String {
 
 /// Runs each `(file, args)` and keeps what answers; the failures are notes
 /// (all failing is the collector's error).
-fn each(
-    program: &PathBuf,
-    asks: &[(String, Vec<String>)],
-    deadline: Instant,
-) -> Result<Got, String> {
+fn each(program: &Path, asks: &[(String, Vec<String>)], deadline: Instant) -> Result<Got, String> {
     let mut got = Got::default();
     for (file, args) in asks {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -100,7 +100,7 @@ impl Redactor {
                 self.known.push((v, what.to_owned()));
             }
         }
-        self.known.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.known.sort_by_key(|k| std::cmp::Reverse(k.0.len()));
     }
 
     /// How many secret strings are known.
