@@ -51,9 +51,7 @@
 //! (scripts/install-deps.sh puts it there); missing, it fails saying so.
 //!
 //! Commands: version, template, upgrade --install, rollback, history -o json,
-//! status -o json, get values -o yaml (the revision's values file and
-//! `--set`s, `null` when none, as Helm prints user-supplied values), get
-//! manifest, uninstall.
+//! status -o json, get values|manifest (`stoa_e2e::fake_helm_get`), uninstall.
 
 #![allow(clippy::unwrap_used)]
 
@@ -399,38 +397,6 @@ fn set_deployed(h: &mut [Value]) {
     }
 }
 
-/// `get values|manifest <release>` of the latest revision.
-fn get(ns: &str, pos: &[String]) -> ExitCode {
-    let (Some(what), Some(rel)) = (pos.first(), pos.get(1)) else {
-        return fail("\"helm get\" requires a subcommand and 1 argument");
-    };
-    let h = load(ns, rel);
-    let Some(last) = h.last() else {
-        return fail("release: not found");
-    };
-    match what.as_str() {
-        "values" => {
-            let mut text = last["values"].as_str().unwrap_or_default().to_owned();
-            for set in last["set"].as_array().into_iter().flatten() {
-                if let Some((k, v)) = set.as_str().and_then(|s| s.split_once('=')) {
-                    text.push_str(&format!("{k}: {v}\n"));
-                }
-            }
-            if text.trim().is_empty() {
-                println!("null");
-            } else {
-                print!("{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        "manifest" => {
-            print!("{}", last["manifest"].as_str().unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        other => fail(&format!("unknown command \"{other}\" for \"helm get\"")),
-    }
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let _ = fs::create_dir_all(state_dir());
@@ -709,7 +675,11 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        "get" => get(&ns, &pos),
+        "get" => {
+            let h = pos.get(1).map(|r| load(&ns, r)).unwrap_or_default();
+            stoa_e2e::fake_helm_get::answer(&pos, &h)
+                .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
         "uninstall" => {
             let Some(rel) = pos.first() else {
                 return fail("\"helm uninstall\" requires at least 1 argument");
