@@ -244,6 +244,17 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
             "{secret} is in the decrypted archive: {files:?}"
         );
     }
+    assert_members(&m);
+    assert_redactions(&s, &m);
+    assert_vendor_summary(&s, &out, &id);
+    eprintln!(
+        "support-bundle took {took:?}, {} bytes",
+        fs::metadata(&out).unwrap().len()
+    );
+}
+
+/// The files a support bundle of the failed site holds.
+fn assert_members(m: &BTreeMap<String, Vec<u8>>) {
     for name in [
         "SUMMARY.json",
         "REDACTIONS.txt",
@@ -272,6 +283,10 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
         "{:?}",
         m.keys()
     );
+}
+
+/// REDACTIONS.txt names each planted place; what was redacted and what the cluster was asked.
+fn assert_redactions(s: &Site, m: &BTreeMap<String, Vec<u8>>) {
     let red = text(&m, "REDACTIONS.txt");
     // (file, kind): a line of REDACTIONS.txt names each place
     let stoa_url = "known secret: the password in [databases.stoa] url";
@@ -325,7 +340,10 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
         "{asked}"
     );
     assert!(!asked.contains("/secrets"), "{asked}");
+}
 
+/// The vendor's side: `support open` names the failing step and its evidence.
+fn assert_vendor_summary(s: &Site, out: &Path, id: &Path) {
     // the vendor's side: the summary names the failing step and its evidence
     let sum = ok(bundler()
         .args(["support", "open"])
@@ -353,10 +371,6 @@ fn a_failed_apply_gives_a_bundle_age_decrypts_and_support_open_names_the_step() 
         .arg(&ex)));
     assert_eq!(j["last_failure"]["step"], "helm:stoa-gateway", "{j}");
     assert!(ex.join("cluster/stoa-system/pods.json").is_file());
-    eprintln!(
-        "support-bundle took {took:?}, {} bytes",
-        fs::metadata(&out).unwrap().len()
-    );
 }
 
 #[test]
@@ -551,6 +565,25 @@ fn a_recipient_that_is_not_an_age_key_is_a_usage_error() {
         "{j}"
     );
     assert!(!out.exists());
+    // an --out that exists, or inside state_dir: refused, nothing written
+    fs::write(&out, "keep me").unwrap();
+    let e = fails(
+        s.updater()
+            .args(["support-bundle", "--no-encrypt", "--out"])
+            .arg(&out),
+        2,
+    );
+    assert!(e.contains("exists"), "{e}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "keep me");
+    let inside = s.state_dir.join("support.tar.zst");
+    let e = fails(
+        s.updater()
+            .args(["support-bundle", "--no-encrypt", "--out"])
+            .arg(&inside),
+        2,
+    );
+    assert!(e.contains("inside state_dir"), "{e}");
+    assert!(!s.state_dir.exists());
     // --dry-run lists what would go, and writes nothing
     let l = ok(s.updater().args(["support-bundle", "--dry-run"]));
     assert!(
