@@ -287,7 +287,7 @@ fn assert_members(m: &BTreeMap<String, Vec<u8>>) {
 
 /// REDACTIONS.txt names each planted place; what was redacted and what the cluster was asked.
 fn assert_redactions(s: &Site, m: &BTreeMap<String, Vec<u8>>) {
-    let red = text(&m, "REDACTIONS.txt");
+    let red = text(m, "REDACTIONS.txt");
     // (file, kind): a line of REDACTIONS.txt names each place
     let stoa_url = "known secret: the password in [databases.stoa] url";
     let gw = "cluster/stoa-system/pods/stoa-gateway-5d9f-abcde/";
@@ -324,14 +324,14 @@ fn assert_redactions(s: &Site, m: &BTreeMap<String, Vec<u8>>) {
         );
     }
     assert!(!red.contains("tok-unknown"), "{red}");
-    let values = text(&m, "helm/stoa-system/stoa-gateway/values.yaml");
+    let values = text(m, "helm/stoa-system/stoa-gateway/values.yaml");
     assert!(values.contains("adminPassword: \"[REDACTED]\""), "{values}");
-    let cfg = text(&m, "config/updater.toml");
+    let cfg = text(m, "config/updater.toml");
     assert!(
         cfg.contains("postgres://postgres:[REDACTED]@127.0.0.1"),
         "{cfg}"
     );
-    let mig = json(&text(&m, "databases/stoa.json"));
+    let mig = json(&text(m, "databases/stoa.json"));
     assert!(mig.as_array().is_some_and(|a| !a.is_empty()), "{mig}");
     // the cluster was asked for pods, events, logs; never a Secret
     let asked = fs::read_to_string(s.helm_state.join("kube-requests.log")).unwrap();
@@ -347,9 +347,9 @@ fn assert_vendor_summary(s: &Site, out: &Path, id: &Path) {
     // the vendor's side: the summary names the failing step and its evidence
     let sum = ok(bundler()
         .args(["support", "open"])
-        .arg(&out)
+        .arg(out)
         .arg("--identity")
-        .arg(&id));
+        .arg(id));
     for want in [
         "LAST FAILURE: apply 2.0.0 -> 2.1.0 (left for inspection)",
         "  step: helm:stoa-gateway",
@@ -364,9 +364,9 @@ fn assert_vendor_summary(s: &Site, out: &Path, id: &Path) {
     let ex = s.path().join("extracted");
     let j = json(&ok(bundler()
         .args(["support", "open", "--json"])
-        .arg(&out)
+        .arg(out)
         .arg("--identity")
-        .arg(&id)
+        .arg(id)
         .arg("--extract")
         .arg(&ex)));
     assert_eq!(j["last_failure"]["step"], "helm:stoa-gateway", "{j}");
