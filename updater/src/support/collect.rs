@@ -297,11 +297,21 @@ fn older_than(line: &str, since: SystemTime) -> bool {
         .is_some_and(|t| t < since)
 }
 
-/// `state.json`, the journal and audit log (lines since `--since`), the
-/// history, the trust root in force and the clock floor.
+/// `state.json`, the journal and audit log (lines since `--since`, and
+/// every journal line of the pending operation), the history, the trust
+/// root in force and the clock floor.
 pub fn state(ctx: &Ctx, _: Instant) -> Result<Got, String> {
     let sd = state_dir(ctx)?;
     let mut got = Got::default();
+    // the pending operation's journal lines are kept whatever their age
+    let pending = sd
+        .load()
+        .ok()
+        .and_then(|s| s.pending)
+        .map(|p| format!("\"op_id\":\"{}\"", p.op_id));
+    let keep = |l: &str| {
+        !older_than(l, ctx.since) || pending.as_ref().is_some_and(|p| l.contains(p.as_str()))
+    };
     let files: [(PathBuf, &str, bool); 6] = [
         (sd.state_path(), "state/state.json", false),
         (sd.journal_path(), "state/journal.jsonl", true),
@@ -317,7 +327,7 @@ pub fn state(ctx: &Ctx, _: Instant) -> Result<Got, String> {
     for (path, name, bounded) in files {
         match std::fs::read_to_string(&path) {
             Ok(t) if bounded => {
-                let kept: Vec<&str> = t.lines().filter(|l| !older_than(l, ctx.since)).collect();
+                let kept: Vec<&str> = t.lines().filter(|l| keep(l)).collect();
                 let mut t = kept.join("\n");
                 t.push('\n');
                 got.items.push(Item::log(name, t));
@@ -434,4 +444,23 @@ pub fn migrations(ctx: &Ctx, _: Instant) -> Result<Got, String> {
         return Err(got.notes.join("; "));
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_older_than_since_are_told_by_their_time() {
+        let since = humantime::parse_rfc3339("2026-01-02T00:00:00Z").unwrap();
+        assert!(older_than(r#"{"time":"2026-01-01T00:00:00Z"}"#, since));
+        assert!(!older_than(r#"{"time":"2026-01-03T00:00:00Z"}"#, since));
+        assert!(older_than(
+            r#"{"started_at":"2026-01-01T23:59:59Z"}"#,
+            since
+        ));
+        // no time, or one that does not parse: kept
+        assert!(!older_than(r#"{"x":1}"#, since));
+        assert!(!older_than("not json", since));
+    }
 }
