@@ -358,6 +358,7 @@ fn assert_vendor_summary(s: &Site, out: &Path, id: &Path) {
         "evidence: pod stoa-system/stoa-gateway-5d9f-abcde (c: CrashLoopBackOff); last log line c: panic: upstream stoa-api not reachable",
         "history  apply nothing -> 2.0.0: applied",
         "journal  apply helm:stoa-gateway failed",
+        "version mismatches:\n  helm stoa-system/stoa-gateway runs chart stoa-gateway-2.0.0; release 2.1.0 needs stoa-gateway-2.1.0\n",
     ] {
         assert!(sum.contains(want), "support open lacks {want:?}:\n{sum}");
     }

@@ -137,6 +137,7 @@ impl Summary {
                 }
             }
         }
+        self.chart_mismatches(files, &v["release"]);
         let pf = json(files, "preflight.json");
         for c in pf["checks"].as_array().into_iter().flatten() {
             let name = s(&c["name"]);
@@ -145,6 +146,33 @@ impl Summary {
             {
                 self.version_mismatches
                     .push(format!("{name}: {}", s(&c["detail"])));
+            }
+        }
+    }
+}
+
+impl Summary {
+    /// Each Helm release running another chart than the release needs.
+    fn chart_mismatches(&mut self, files: &BTreeMap<String, String>, release: &Value) {
+        for c in release["charts"].as_array().into_iter().flatten() {
+            let (rel, ns) = (s(&c["release"]), s(&c["namespace"]));
+            let st = json(files, &format!("helm/{ns}/{rel}/status.json"));
+            // Helm's own answer has an object; the stand-in's a `name-version`
+            let running = match &st["chart"] {
+                Value::Null => continue,
+                Value::String(x) => x.clone(),
+                o => format!(
+                    "{}-{}",
+                    s(&o["metadata"]["name"]),
+                    s(&o["metadata"]["version"])
+                ),
+            };
+            let want = format!("{}-{}", s(&c["chart"]), s(&c["version"]));
+            if running != want {
+                self.version_mismatches.push(format!(
+                    "helm {ns}/{rel} runs chart {running}; release {} needs {want}",
+                    s(&release["version"])
+                ));
             }
         }
     }

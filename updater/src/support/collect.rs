@@ -255,11 +255,32 @@ pub fn versions(ctx: &Ctx, deadline: Instant) -> Result<Got, String> {
     if let Some(c) = &ctx.cfg {
         v["requires"] = serde_json::json!({"kubernetes": c.preflight.kubernetes});
     }
+    if let Some(r) = ctx.sd.as_ref().and_then(release_needs) {
+        v["release"] = r;
+    }
     let text = serde_json::to_string_pretty(&v).unwrap_or_default();
     Ok(Got {
         items: vec![Item::new("versions.json", text)],
         notes,
     })
+}
+
+/// What the release of interest (pending, else installed) needs: its
+/// format version and each chart's version and `kubeVersion`.
+fn release_needs(sd: &StateDir) -> Option<serde_json::Value> {
+    let v = release_of_interest(sd).ok()?;
+    let m = crate::stage::load_release(sd, &v).ok()?;
+    let charts: Vec<serde_json::Value> = m
+        .charts
+        .iter()
+        .map(|c| {
+            serde_json::json!({"release": c.release, "namespace": c.namespace, "chart": c.name,
+                "version": c.version, "kube_version": c.kube_version})
+        })
+        .collect();
+    Some(
+        serde_json::json!({"version": v.to_string(), "format_version": m.format_version, "charts": charts}),
+    )
 }
 
 /// The OS: `/etc/os-release`'s PRETTY_NAME and the kernel release.
