@@ -631,6 +631,17 @@ fn support_open_refuses_a_truncated_or_tampered_bundle_with_one_line() {
     assert!(e.contains("cannot decrypt"), "{e}");
     let e = open(&s.config, &id);
     assert!(e.contains("not a support bundle"), "{e}");
+    // an identity file that is not one: exit 2, one line
+    let e = fails(
+        bundler()
+            .args(["support", "open"])
+            .arg(&out)
+            .arg("--identity")
+            .arg(&s.config),
+        2,
+    );
+    assert!(e.contains("not an age X25519 identity"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
     // the right identity opens it
     ok(bundler()
         .args(["support", "open"])
