@@ -295,4 +295,18 @@ echo "(refused, exit $rc)"
 say "site: the audit log"
 "${S[@]}" history --audit
 
+# --- support bundle (issue 22): a failed apply, carried back to the vendor ----
+say "site: back to 2.1.0, then 2.3.0 fails at stoa-gateway and is left (--no-auto-rollback, exit 6)"
+"${S[@]}" rollback --quiet
+rc=0; FAKE_HELM_FAIL_RELEASE=stoa-gateway "${S[@]}" apply "$work/dist/stoa-platform-2.3.0-rotated.tar.zst" \
+  --no-auto-rollback --quiet || rc=$?
+[ "$rc" -eq 6 ] || { echo "expected exit 6, got $rc"; exit 1; }
+say "site: support-bundle for the vendor: redacted, encrypted to the vendor's age key (no private key on site)"
+age-keygen -o "$work/vendor-identity.txt" 2>/dev/null
+"${S[@]}" support-bundle --recipient "$(age-keygen -y "$work/vendor-identity.txt")" --out "$work/site-support.age"
+say "vendor: support open prints the failing step and its evidence"
+"$B" support open "$work/site-support.age" --identity "$work/vendor-identity.txt" > "$work/support-open.txt"
+sed -n '1,/^failed preflight/p' "$work/support-open.txt"
+grep -q '^  step: helm:stoa-gateway$' "$work/support-open.txt"
+
 say "done: $work"

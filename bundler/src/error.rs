@@ -133,6 +133,13 @@ pub enum BundlerError {
         version: u64,
         message: String,
     },
+    /// `support open`: the file is not a readable support bundle (not one,
+    /// not for this identity, truncated or tampered) (exit 3).
+    #[error("support bundle {path}: {reason}")]
+    SupportOpen { path: PathBuf, reason: String },
+    /// `support open --identity`: not an age identity file (exit 2).
+    #[error("support identity {path}: {reason}")]
+    SupportIdentity { path: PathBuf, reason: String },
     /// `build --base`: the base release cannot serve as one.
     #[error("build --base {base}: {message}")]
     DeltaBase { base: String, message: String },
@@ -165,7 +172,8 @@ impl BundlerError {
             | Self::ChartImageInvalid { .. }
             | Self::RootFile { .. }
             | Self::RootSigners { .. }
-            | Self::DeltaBase { .. } => 2,
+            | Self::DeltaBase { .. }
+            | Self::SupportIdentity { .. } => 2,
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             _ => 3,
         }
@@ -204,6 +212,8 @@ impl BundlerError {
             Self::RootFile { .. } => "root-file",
             Self::RootSigners { .. } => "root-signers",
             Self::DeltaBase { .. } => "delta-base",
+            Self::SupportOpen { .. } => "support-open",
+            Self::SupportIdentity { .. } => "support-identity",
         }
     }
 }

@@ -43,6 +43,8 @@ enum Command {
     Split(cmd::split::Args),
     /// What changed between two releases, and the size of a delta.
     Diff(cmd::diff::Args),
+    /// A site's support bundle: open (decrypt, summarise, --extract).
+    Support(cmd::support::Args),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(stoa_format::cli::docs::CompletionsArgs),
     /// Print the man page, or write every command's page into --out DIR.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Root(a) => cmd::root::run(a, out),
         Command::Split(a) => cmd::split::run(a, out),
         Command::Diff(a) => cmd::diff::run(a, out),
+        Command::Support(a) => cmd::support::run(a, out),
         Command::Completions(a) => {
             stoa_format::cli::docs::print_completions(<Cli as clap::CommandFactory>::command(), a);
             Ok(())

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 pub mod delta_fixture;
+pub mod fake_helm_get;
 pub mod harness;
 pub mod oci_fixture;
 pub mod parts_fixture;

@@ -43,6 +43,18 @@ pub struct SiteConfig {
     /// `[serve]`: how `stoa-updater serve` listens (crate::serve).
     #[serde(default)]
     pub serve: ServeConfig,
+    /// `[support]`: where support bundles go (crate::support).
+    #[serde(default)]
+    pub support: SupportConfig,
+}
+
+/// `[support]`: `recipient`, the vendor's age X25519 public key (`age1…`)
+/// support bundles are encrypted to (`support-bundle --recipient` wins).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportConfig {
+    #[serde(default)]
+    pub recipient: Option<String>,
 }
 
 /// `[serve]`: the address `serve` listens on, its TLS files, and `url`,

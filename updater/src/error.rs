@@ -93,6 +93,16 @@ pub enum UpdaterError {
     /// A delta whose omitted entries the site's store does not hold whole.
     #[error("{0}")]
     DeltaIncomplete(Box<crate::records::delta::Incomplete>),
+    /// `support-bundle`: the vendor's recipient is not an age X25519 key,
+    /// or none is given without `--no-encrypt` (exit 2).
+    #[error("support-bundle recipient: {reason}")]
+    SupportRecipient { reason: String },
+    /// `support-bundle --out`: a place the bundle is never written (exit 2).
+    #[error("support-bundle --out {path}: {reason}")]
+    SupportOut { path: PathBuf, reason: String },
+    /// `support-bundle`: the archive could not be written (exit 3).
+    #[error("write support bundle {path}: {reason}")]
+    SupportBundle { path: PathBuf, reason: String },
     /// A preflight check failed; nothing on site was changed. Carries every
     /// check; `reported`: already printed as JSON by the command.
     #[error("preflight failed, nothing was changed: {}", .report.summary())]
@@ -111,6 +121,7 @@ impl UpdaterError {
             Self::Format(FormatError::LoadKey { .. } | FormatError::LoadTrust { .. }) => 2,
             Self::Config { .. } | Self::MissingSection { .. } | Self::MirrorConfig { .. } => 2,
             Self::BundleNotRegular { .. } => 2,
+            Self::SupportRecipient { .. } | Self::SupportOut { .. } => 2,
             Self::Busy { .. } | Self::Running(_) => 4,
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
             Self::SiteAhead(_) => 5,
@@ -150,6 +161,9 @@ impl UpdaterError {
             Self::SiteAhead(_) => "site-ahead",
             Self::DeltaIncomplete(_) => "delta-incomplete",
             Self::PreflightFailed { .. } => "preflight-failed",
+            Self::SupportRecipient { .. } => "support-recipient",
+            Self::SupportOut { .. } => "support-out",
+            Self::SupportBundle { .. } => "support-bundle",
         }
     }
 

@@ -20,5 +20,6 @@ pub mod registry;
 pub mod serve;
 pub mod stage;
 pub mod state;
+pub mod support;
 pub mod tool;
 pub mod trust;

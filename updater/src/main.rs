@@ -57,6 +57,9 @@ enum Command {
     Status(cmd::status::Args),
     /// Every apply and rollback made on this site (--audit: every audited command).
     History(cmd::history::Args),
+    /// What the vendor needs to help this site, redacted and encrypted to
+    /// the vendor (reads only: no lock, nothing written into state_dir).
+    SupportBundle(cmd::support_bundle::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
     /// Serve the site store as a read-only OCI registry (every retained release's images).
@@ -94,6 +97,7 @@ impl Command {
             | Self::History(_)
             | Self::Serve(_)
             | Self::MirrorConfig(_)
+            | Self::SupportBundle(_)
             | Self::PostRender(_)
             | Self::Completions(_)
             | Self::Man(_) => None,
@@ -210,6 +214,8 @@ fn main() -> ExitCode {
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
+        // reads the config itself: it must work when it does not load
+        Command::SupportBundle(a) => cmd::support_bundle::run(c, a, out),
         Command::Serve(a) => on_site(&|s| cmd::serve::run(s, a, out, cli.verbose).map(|()| 0)),
         Command::MirrorConfig(a) => on_site(&|s| cmd::mirror_config::run(s, a, out).map(|()| 0)),
         Command::Completions(a) => {
@@ -245,7 +251,7 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 12] = [
+const SITE_COMMANDS: [&str; 13] = [
     "verify",
     "plan",
     "apply",
@@ -258,6 +264,7 @@ const SITE_COMMANDS: [&str; 12] = [
     "serve",
     "state",
     "mirror-config",
+    "support-bundle",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

@@ -19,6 +19,10 @@
 //!   where `PGPASSWORD` is; a password in a URL or after a password flag is
 //!   shown as `***`, [`shown_arg`]) with the time since the updater began,
 //!   and [`output`] prints how long the tool ran.
+//! - **A tool that may hang has a time limit.** [`output_within`] kills a
+//!   child still running at its limit (and reaps it) and keeps only the end
+//!   of what it wrote, so neither a dead API server nor an endless log can
+//!   stall or swell the caller (the support bundle's collectors).
 
 use std::ffi::OsStr;
 use std::process::{Child, Command};
@@ -197,6 +201,110 @@ pub fn output(cmd: &mut Command, tool: &str) -> std::io::Result<std::process::Ou
         );
     }
     Ok(out)
+}
+
+/// What [`output_within`] got from a child: its exit status (None when it
+/// was killed at the time limit), the last `max_bytes` of each stream, and
+/// whether anything was cut.
+#[derive(Debug)]
+pub struct Bounded {
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Killed at the time limit.
+    pub timed_out: bool,
+    /// Bytes dropped from the start of stdout (only the end was kept).
+    pub stdout_dropped: u64,
+}
+
+/// Reads `r` to its end keeping only the last `max` bytes; returns them and
+/// how many were dropped. Memory stays at `2 * max` whatever the child writes.
+fn read_tail(mut r: impl std::io::Read, max: usize) -> (Vec<u8>, u64) {
+    let mut keep: Vec<u8> = Vec::new();
+    let mut dropped = 0u64;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                keep.extend_from_slice(&buf[..n]);
+                if keep.len() > 2 * max.max(1) {
+                    let cut = keep.len() - max;
+                    dropped += cut as u64;
+                    keep.drain(..cut);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if keep.len() > max {
+        let cut = keep.len() - max;
+        dropped += cut as u64;
+        keep.drain(..cut);
+    }
+    (keep, dropped)
+}
+
+/// `spawn` then wait at most `limit`: a child still running then is killed
+/// (SIGKILL) and reaped, and the answer says so (`timed_out`). Each stream
+/// keeps its last `max_bytes`. The generic bound for a tool that may hang
+/// (kubectl against a dead API server) or write without end.
+pub fn output_within(
+    cmd: &mut Command,
+    tool: &str,
+    limit: Duration,
+    max_bytes: usize,
+) -> std::io::Result<Bounded> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let began = Instant::now();
+    let mut child = spawn(cmd, tool)?;
+    let out = child
+        .stdout
+        .take()
+        .map(|o| std::thread::spawn(move || read_tail(o, max_bytes)));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_tail(e, max_bytes.min(64 * 1024))));
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if began.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // a grandchild may hold the pipes open: the readers are only waited for
+    // when the child ended by itself
+    let join = |h: Option<std::thread::JoinHandle<(Vec<u8>, u64)>>| {
+        h.filter(|h| !timed_out || h.is_finished())
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    };
+    let (stdout, stdout_dropped) = join(out);
+    let (stderr, _) = join(err);
+    if verbose() {
+        eprintln!(
+            "stoa-updater: {tool} ran {:.2}s ({})",
+            began.elapsed().as_secs_f64(),
+            status.map_or_else(|| "killed at its time limit".to_owned(), |s| s.to_string())
+        );
+    }
+    Ok(Bounded {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+        stdout_dropped,
+    })
 }
 
 /// The start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks
@@ -431,6 +539,31 @@ mod tests {
         assert_eq!(c.url(), "postgres://app@%2Frun%2Fpostgresql/stoa");
         assert!(PgConn::parse("mysql://a:b@c/d").is_err());
         assert!(PgConn::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn a_child_past_its_time_limit_is_killed_and_output_is_bounded() {
+        let t = Instant::now();
+        let b = output_within(
+            command("sleep").arg("30"),
+            "sleep",
+            Duration::from_millis(300),
+            1024,
+        )
+        .unwrap();
+        assert!(b.timed_out && b.status.is_none());
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let b = output_within(
+            command("sh").args(["-c", "yes 0123456789 | head -c 1000000; echo END"]),
+            "sh",
+            Duration::from_secs(30),
+            4096,
+        )
+        .unwrap();
+        assert!(!b.timed_out && b.status.is_some_and(|s| s.success()));
+        assert_eq!(b.stdout.len(), 4096);
+        assert!(b.stdout.ends_with(b"END\n"));
+        assert_eq!(b.stdout_dropped, 1_000_004 - 4096);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod inspect;
 pub mod keygen;
 pub mod root;
 pub mod split;
+pub mod support;
+pub mod support_summary;
 pub mod verify;
 
 /// How registries and chart repositories are reached: the same flags, with

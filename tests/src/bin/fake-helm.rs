@@ -51,7 +51,7 @@
 //! (scripts/install-deps.sh puts it there); missing, it fails saying so.
 //!
 //! Commands: version, template, upgrade --install, rollback, history -o json,
-//! status -o json, uninstall.
+//! status -o json, get values|manifest (`stoa_e2e::fake_helm_get`), uninstall.
 
 #![allow(clippy::unwrap_used)]
 
@@ -674,6 +674,11 @@ fn main() -> ExitCode {
                 json!({"name": rel, "namespace": ns, "version": last["revision"], "info": {"status": last["status"], "description": last["description"]}, "chart": last["chart"], "config": {"set": last["set"]}, "manifest": last["manifest"], "hooks": last["hooks"]})
             );
             ExitCode::SUCCESS
+        }
+        "get" => {
+            let h = pos.get(1).map(|r| load(&ns, r)).unwrap_or_default();
+            stoa_e2e::fake_helm_get::answer(&pos, &h)
+                .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
         }
         "uninstall" => {
             let Some(rel) = pos.first() else {

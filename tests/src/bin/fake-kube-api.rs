@@ -8,6 +8,14 @@
 //! everything else is 404. No cluster behind it: for installs, Helm itself
 //! is the stand-in.
 //!
+//! Pods and events, for the support bundle's collectors: the pods of
+//! namespace `<ns>` are the files `<namespaces-dir>/../pods/<ns>/<pod>.json`
+//! (a Pod object as the API returns it), each container's log
+//! `<pod>.<container>.log` (served by `pods/<pod>/log`, `tailLines` kept),
+//! the events `<ns>/events.json` (an EventList; none: empty). Every request
+//! is appended to `<namespaces-dir>/../kube-requests.log` (`METHOD path`),
+//! so a test can tell what was asked (never a Secret by the updater).
+//!
 //! Usage: `fake-kube-api <git-version> <port-file> [kubeconfig-out
 //! [namespaces-dir]]`: listens on 127.0.0.1 (a free port), writes the port
 //! to `<port-file>` once listening, and, when given, a kubeconfig pointing
@@ -66,10 +74,33 @@ fn main() -> ExitCode {
         let method = line.split_whitespace().next().unwrap_or("GET");
         let full = line.split_whitespace().nth(1).unwrap_or("/");
         let path = full.split('?').next().unwrap_or("/");
-        let (status, text) = answer(method, path, &body, ns_dir.as_deref());
+        if let Some(d) = ns_dir.as_deref().and_then(|d| d.parent()) {
+            if let Ok(mut log) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(d.join("kube-requests.log"))
+            {
+                let _ = writeln!(log, "{method} {full}");
+            }
+        }
+        let query = full.split_once('?').map_or("", |(_, q)| q);
+        let pods = ns_dir
+            .as_deref()
+            .and_then(|d| d.parent())
+            .map(|d| d.join("pods"));
+        let (status, text, kind) = match pods
+            .as_deref()
+            .and_then(|p| pod_answer(method, path, query, p))
+        {
+            Some((st, t, k)) => (st, t, k),
+            None => {
+                let (st, t) = answer(method, path, &body, ns_dir.as_deref());
+                (st, t, "application/json")
+            }
+        };
         let _ = write!(
             s,
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
             text.len()
         );
     }
@@ -111,7 +142,12 @@ fn answer(
             {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
              "verbs": ["create", "delete", "get", "list"], "shortNames": ["ns"]},
             {"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret",
-             "verbs": ["create", "delete", "get", "list"]}]}),
+             "verbs": ["create", "delete", "get", "list"]},
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+             "verbs": ["get", "list"], "shortNames": ["po"]},
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
+             "verbs": ["get", "list"], "shortNames": ["ev"]}]}),
         ),
         ("GET", p) if p.ends_with("/secrets") => ok(serde_json::json!({"kind": "SecretList",
             "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})),
@@ -140,6 +176,82 @@ fn answer(
             "404 Not Found",
             "{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":404}".to_owned(),
         ),
+    }
+}
+
+/// Pods, their logs and events of a namespace, from the pods folder; None
+/// for any other path.
+fn pod_answer(
+    method: &str,
+    path: &str,
+    query: &str,
+    pods: &std::path::Path,
+) -> Option<(&'static str, String, &'static str)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    if method != "GET" || parts.len() < 2 {
+        return None;
+    }
+    let (ns, what) = (parts[0], parts[1]);
+    let dir = pods.join(ns);
+    let json = "application/json";
+    let read = |f: &std::path::Path| std::fs::read_to_string(f).ok();
+    match (what, parts.get(2), parts.get(3)) {
+        ("events", None, None) => {
+            let list = read(&dir.join("events.json")).unwrap_or_else(|| {
+                serde_json::json!({"kind": "EventList", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "1"}, "items": []})
+                .to_string()
+            });
+            Some(("200 OK", list, json))
+        }
+        ("pods", None, None) => {
+            let mut items: Vec<serde_json::Value> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "json") && !p.ends_with("events.json")
+                })
+                .filter_map(|p| read(&p).and_then(|t| serde_json::from_str(&t).ok()))
+                .collect();
+            items.sort_by_key(|p: &serde_json::Value| {
+                p["metadata"]["name"].as_str().unwrap_or("").to_owned()
+            });
+            let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"}, "items": items});
+            Some(("200 OK", list.to_string(), json))
+        }
+        ("pods", Some(name), None) => Some(match read(&dir.join(format!("{name}.json"))) {
+            Some(t) => ("200 OK", t, json),
+            None => {
+                let (st, t) = not_found("pods", name);
+                (st, t, json)
+            }
+        }),
+        ("pods", Some(name), Some(&"log")) => {
+            let container = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("container="))
+                .unwrap_or_default();
+            let tail: Option<usize> = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("tailLines="))
+                .and_then(|n| n.parse().ok());
+            let text = read(&dir.join(format!("{name}.{container}.log"))).unwrap_or_default();
+            let text = match tail {
+                Some(n) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let mut t = lines[lines.len().saturating_sub(n)..].join("\n");
+                    t.push('\n');
+                    t
+                }
+                None => text,
+            };
+            Some(("200 OK", text, "text/plain"))
+        }
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod rollback;
 pub mod serve;
 pub mod state;
 pub mod status;
+pub mod support_bundle;
 pub mod trust;
 pub mod verify;
 

@@ -218,6 +218,39 @@ pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
     Ok(m)
 }
 
+/// The migration table as the support bundle shows it: per row its id,
+/// name, checksum, time and release (never `down_sql`, never any data);
+/// empty when the table is missing. Reads only.
+pub fn migration_table(db: &str, url: &str) -> Result<Vec<serde_json::Value>> {
+    let step = "read migration table";
+    let mut c = open(db, url, step)?;
+    let exists = run(
+        &mut c,
+        db,
+        step,
+        &format!("SELECT to_regclass('{TABLE}') IS NOT NULL"),
+    )?;
+    if !matches!(exists.as_slice(), [r] if r.first().is_some_and(|v| text(v) == "t")) {
+        return Ok(Vec::new());
+    }
+    let rows = run(
+        &mut c,
+        db,
+        step,
+        &format!(
+            "SELECT id, name, checksum, applied_at::text, coalesce(release, '') FROM {TABLE} ORDER BY id"
+        ),
+    )?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.len() == 5)
+        .map(|r| {
+            serde_json::json!({"id": text(&r[0]), "name": text(&r[1]), "checksum": text(&r[2]),
+                "applied_at": text(&r[3]), "release": text(&r[4])})
+        })
+        .collect())
+}
+
 /// One up step to run, and what its history row records: the one argument of
 /// [`migrate_up`] and of `Database::migrate_up`.
 #[derive(Clone, Copy)]
