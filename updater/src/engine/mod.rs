@@ -34,6 +34,8 @@ mod kill_matrix;
 pub mod plan;
 mod prune;
 pub use prune::PruneReport;
+mod registry_prune;
+pub use registry_prune::{RegistryPruneReport, RegistryTag};
 mod rollback;
 mod undo;
 
