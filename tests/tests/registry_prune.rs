@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use stoa_e2e::harness::{json, ok, run};
+use stoa_e2e::harness::{fails, json, ok, run};
 use stoa_e2e::site::Site;
 
 /// `repo:tag` of each entry of a report list.
@@ -284,8 +284,8 @@ fn hostile_catalog_names_are_refused_never_requested_and_printed_escaped() {
     // three repositories and two tags refused
     assert_eq!(r["invalid"].as_array().unwrap().len(), 5, "{v}");
     assert_eq!(r["repositories"], 1, "{v}");
-    let log = log.lock().unwrap();
-    for l in log.iter() {
+    let seen = log.lock().unwrap().clone();
+    for l in &seen {
         for bad in [
             "..",
             "other",
@@ -299,8 +299,19 @@ fn hostile_catalog_names_are_refused_never_requested_and_printed_escaped() {
         }
     }
     assert!(
-        log.iter()
+        seen.iter()
             .any(|l| l.starts_with("DELETE /v2/site/ok/manifests/sha256:")),
-        "{log:?}"
+        "{seen:?}"
+    );
+    // without a prefix every repository would be a candidate: refused
+    // before the registry is asked
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replace("prefix = \"site\"\n", "")).unwrap();
+    let e = fails(updater().args(["prune", "--registry"]), 2);
+    assert!(e.contains("prune --registry needs a prefix"), "{e}");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        seen.len(),
+        "the registry was asked"
     );
 }

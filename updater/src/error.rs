@@ -69,12 +69,12 @@ pub enum UpdaterError {
         reason: String,
     },
     /// `prune --registry`: a delete the registry failed (other than 405,
-    /// which is reported per tag, not an error).
-    #[error("site registry: delete {repo}:{tag} ({digest}): {reason}")]
+    /// which is reported per tag, not an error); `reason` starts with the
+    /// manifest digest.
+    #[error("site registry: delete {repo}:{tag}: {reason}")]
     RegistryDelete {
         repo: String,
         tag: String,
-        digest: String,
         reason: String,
     },
     #[error("database {database}: {step}: {reason}")]

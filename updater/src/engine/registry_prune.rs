@@ -78,8 +78,8 @@ fn under_prefix(repo: &str, prefix: &str) -> bool {
 impl Site {
     /// The site repositories, tags and digests the `retained` releases'
     /// images are pushed to (the index's platform manifests too, pushed by
-    /// digest): push's own mapping. A release that cannot be read fails the
-    /// whole prune (nothing could be known safe to delete).
+    /// digest): push's own mapping. A release (or index) that cannot be
+    /// read fails the whole prune (nothing could be known safe to delete).
     fn registry_needed(&self, retained: &[semver::Version], prefix: &str) -> Result<Needed> {
         let mut n = Needed::default();
         for v in retained {
@@ -90,12 +90,13 @@ impl Site {
                 let digests = n.digests.entry(t.repo.clone()).or_default();
                 digests.insert(format!("sha256:{}", d.hex()));
                 if is_index(&img.media_type) {
-                    if let Some(idx) = std::fs::read(self.sd.blob(&d.hex()))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<ImageIndex>(&b).ok())
-                    {
-                        digests.extend(idx.manifests.into_iter().map(|c| c.digest));
-                    }
+                    let p = self.sd.blob(&d.hex());
+                    let bytes = std::fs::read(&p)
+                        .map_err(|e| UpdaterError::io("read staged index", &p, e))?;
+                    let idx: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+                        UpdaterError::io("read staged index", &p, std::io::Error::other(e))
+                    })?;
+                    digests.extend(idx.manifests.into_iter().map(|c| c.digest));
                 }
                 let tags = n.tags.entry(t.repo).or_default();
                 tags.extend(t.tag);

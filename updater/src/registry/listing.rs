@@ -107,11 +107,14 @@ fn page_size() -> usize {
 impl Client {
     /// Every page of a listing that starts at `first` (a path on the
     /// registry): the strings of `field` in each page's JSON body, in order.
+    /// `missing_ok`: a 404 on the first page is an empty list (a repository
+    /// whose last tag went).
     fn list_pages(
         &mut self,
         scope: &str,
         first: String,
         field: &str,
+        missing_ok: bool,
     ) -> std::result::Result<Vec<String>, String> {
         let mut out = Vec::new();
         let mut next = Some(first);
@@ -124,15 +127,20 @@ impl Client {
                 ));
             }
             let url = self.url(&path)?;
-            let resp = self
-                .call(scope, &mut |a, auth| {
-                    let mut r = a.get(&url).set("Accept", "application/json");
-                    if let Some(h) = auth {
-                        r = r.set("Authorization", h);
-                    }
-                    r.call().map_err(Box::new)
-                })
-                .map_err(|e| escape(&e.to_string()).into_owned())?;
+            let resp = self.call(scope, &mut |a, auth| {
+                let mut r = a.get(&url).set("Accept", "application/json");
+                if let Some(h) = auth {
+                    r = r.set("Authorization", h);
+                }
+                r.call().map_err(Box::new)
+            });
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) if missing_ok && out.is_empty() && e.status_code() == Some(404) => {
+                    return Ok(out)
+                }
+                Err(e) => return Err(escape(&e.to_string()).into_owned()),
+            };
             next = next_link(resp.header("link"));
             let mut body = Vec::new();
             resp.into_reader()
@@ -159,7 +167,7 @@ impl Client {
     /// Names are returned as the registry sent them: check them.
     pub fn catalog(&mut self) -> Result<Vec<String>> {
         let first = format!("/v2/_catalog?n={}", page_size());
-        self.list_pages("registry:catalog:*", first, "repositories")
+        self.list_pages("registry:catalog:*", first, "repositories", false)
             .map_err(|reason| UpdaterError::RegistryCatalog { reason })
     }
 
@@ -171,7 +179,7 @@ impl Client {
         };
         check_repo(repo).map_err(fail)?;
         let first = format!("/v2/{repo}/tags/list?n={}", page_size());
-        self.list_pages(&format!("repository:{repo}:pull"), first, "tags")
+        self.list_pages(&format!("repository:{repo}:pull"), first, "tags", true)
             .map_err(fail)
     }
 
@@ -216,8 +224,7 @@ impl Client {
         let fail = |reason: String| UpdaterError::RegistryDelete {
             repo: escape(repo).into_owned(),
             tag: escape(tag).into_owned(),
-            digest: digest.clone(),
-            reason,
+            reason: format!("manifest {digest}: {reason}"),
         };
         check_repo(repo).map_err(fail)?;
         let url = self
