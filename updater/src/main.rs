@@ -48,7 +48,8 @@ enum Command {
     /// --dry-run shows what it would undo).
     Remove(cmd::remove::Args),
     /// Remove what no retained release needs: store blobs, staged folders,
-    /// snapshots, post-render folders (--dry-run: list them).
+    /// snapshots, post-render folders; --registry: the site registry's tags
+    /// (--dry-run: list them).
     Prune(cmd::prune::Args),
     /// The installed release and any interrupted operation.
     Status(cmd::status::Args),

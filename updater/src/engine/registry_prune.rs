@@ -143,16 +143,17 @@ impl Site {
                 continue;
             }
             if let Err(e) = check_repo(&repo) {
-                report.invalid.push(format!("{}: {e}", escape(&repo)));
+                report
+                    .invalid
+                    .push(escape(&format!("{repo}: {e}")).into_owned());
                 continue;
             }
             report.repositories += 1;
             let keep = needed.tags.get(&repo);
             for tag in c.tags(&repo)? {
                 if let Err(e) = check_tag(&tag) {
-                    report
-                        .invalid
-                        .push(format!("{}:{}: {e}", repo, escape(&tag)));
+                    let n = escape(&format!("{repo}:{tag}: {e}")).into_owned();
+                    report.invalid.push(n);
                 } else if keep.is_some_and(|k| k.contains(&tag)) {
                     report.needed_tags += 1;
                 } else {
@@ -191,12 +192,12 @@ fn prune_tag(
     let digest = format!("sha256:{}", d.hex());
     t.digest = Some(digest.clone());
     if kept.is_some_and(|k| k.contains(&digest)) {
-        t.reason = Some(format!(
-            "its digest {digest} is also a retained release's image in {}: \
-                 deleting it would delete that one too (the distribution API deletes \
-                 manifests, not tags)",
-            t.repo
-        ));
+        t.reason = Some(
+            "a retained release's image in this repository has the same digest: \
+             deleting it would delete that one too (the distribution API deletes \
+             manifests, not tags)"
+                .into(),
+        );
         report.skipped.push(t);
         return Ok(());
     }

@@ -67,8 +67,7 @@ pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
     if !ok_first || !ok_rest || b.len() > 128 {
         return Err(format!(
-            "tag {:?} is not [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}",
-            escape(tag)
+            "tag {tag:?} is not [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}"
         ));
     }
     Ok(())
