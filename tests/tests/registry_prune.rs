@@ -9,13 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use stoa_e2e::harness::{fails, json, ok, run};
+use stoa_e2e::harness::{fails, json, ok, run, RegistryOptions};
 use stoa_e2e::site::Site;
 
 /// `repo:tag` of each entry of a report list.
@@ -314,4 +315,42 @@ fn hostile_catalog_names_are_refused_never_requested_and_printed_escaped() {
         seen.len(),
         "the registry was asked"
     );
+}
+
+/// Over TLS with the test CA and Basic credentials (the password never
+/// printed), and refused while an apply is pending: its pushed images may
+/// be the ones a resume needs.
+#[test]
+fn prune_registry_over_tls_with_credentials_and_refused_while_pending() {
+    let pass = "Prune-S3cret-7";
+    let s = Site::start_with(RegistryOptions {
+        tls: true,
+        auth: Some(("robot".into(), pass.into())),
+    });
+    let text = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        text.replace("keep_releases = 3", "keep_releases = 1"),
+    )
+    .unwrap();
+    for v in ["2.0.0", "2.1.0"] {
+        let b = s.bundle(v, None);
+        ok(s.updater().arg("apply").arg(&b));
+    }
+    let out = run(s.updater().args(["prune", "--registry", "--json"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains(pass) && !stderr.contains(pass));
+    let v = json(&stdout);
+    assert_eq!(tags(&v["registry"]["deleted"]), set(&OLD), "{v}");
+    assert_eq!(s.registry_digest("site/stoa/api:2.0.0"), None);
+    assert!(s.registry_digest("site/stoa/api:2.1.0").is_some());
+
+    let b230 = s.bundle("2.3.0", None);
+    s.crash_after(&[OsStr::new("apply"), b230.as_os_str()], "push-images");
+    let e = fails(s.updater().args(["prune", "--registry"]), 5);
+    assert!(e.contains("pending"), "{e}");
+    assert!(s.registry_digest("site/stoa/api:2.3.0").is_some());
+    assert!(s.registry_digest("site/stoa/api:2.1.0").is_some());
 }
