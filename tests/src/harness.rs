@@ -283,13 +283,21 @@ pub struct RegistryOptions {
 
 impl Registry {
     pub fn start(dir: &Path, opts: RegistryOptions) -> Self {
+        Self::start_deletes(dir, opts, true)
+    }
+
+    /// As [`Registry::start`]; `deletes: false` refuses deletes
+    /// (`storage.delete.enabled: false`, the registry's own default: a
+    /// manifest DELETE answers 405 UNSUPPORTED). A separate constructor so
+    /// that `RegistryOptions { tls, auth }` literals stay as they are.
+    pub fn start_deletes(dir: &Path, opts: RegistryOptions, deletes: bool) -> Self {
         require("docker-registry", "docker-registry");
         let root = dir.join("registry");
         fs::create_dir_all(root.join("data")).expect("registry dir");
         let port = free_port();
         let tls = opts.tls.then(|| TestCa::create(&root.join("pki")));
         let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {deletes}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             root.join("data").display()
         );
         if let Some(ca) = &tls {

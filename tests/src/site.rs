@@ -83,11 +83,21 @@ impl Site {
     }
 
     pub fn start_with(opts: RegistryOptions) -> Self {
+        Self::start_registry(opts, true)
+    }
+
+    /// A site whose registry refuses deletes (405), as docker-registry
+    /// does unless `storage.delete.enabled` is set.
+    pub fn start_without_registry_deletes() -> Self {
+        Self::start_registry(RegistryOptions::default(), false)
+    }
+
+    fn start_registry(opts: RegistryOptions, deletes: bool) -> Self {
         harness::require("psql", "postgresql-client");
         harness::require("pg_dump", "postgresql-client");
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().to_owned();
-        let registry = Registry::start(&d, opts);
+        let registry = Registry::start_deletes(&d, opts, deletes);
         let pg = Postgres::start(&d);
         pg.create_db("stoa");
         let kube =

@@ -55,6 +55,28 @@ pub enum UpdaterError {
     NeedsConfirmation(String),
     #[error("push {image}: {reason}")]
     Push { image: String, reason: String },
+    /// `prune --registry`: the site registry's catalog could not be read.
+    #[error("site registry: list the repositories (GET /v2/_catalog): {reason}")]
+    RegistryCatalog { reason: String },
+    /// `prune --registry`: a repository's tags could not be read.
+    #[error("site registry: list the tags of {repo}: {reason}")]
+    RegistryTags { repo: String, reason: String },
+    /// `prune --registry`: the digest of `repo:tag` could not be read.
+    #[error("site registry: read the manifest of {repo}:{tag}: {reason}")]
+    RegistryManifest {
+        repo: String,
+        tag: String,
+        reason: String,
+    },
+    /// `prune --registry`: a delete the registry failed (other than 405,
+    /// which is reported per tag, not an error); `reason` starts with the
+    /// manifest digest.
+    #[error("site registry: delete {repo}:{tag}: {reason}")]
+    RegistryDelete {
+        repo: String,
+        tag: String,
+        reason: String,
+    },
     #[error("database {database}: {step}: {reason}")]
     Database {
         database: String,
@@ -151,6 +173,10 @@ impl UpdaterError {
             Self::MigrationEdited { .. } => "migration-edited",
             Self::NeedsConfirmation(_) => "needs-confirmation",
             Self::Push { .. } => "push",
+            Self::RegistryCatalog { .. } => "registry-catalog",
+            Self::RegistryTags { .. } => "registry-tags",
+            Self::RegistryManifest { .. } => "registry-manifest",
+            Self::RegistryDelete { .. } => "registry-delete",
             Self::Database { .. } => "database",
             Self::Helm { .. } => "helm",
             Self::InstallFile { .. } => "install-file",

@@ -51,7 +51,8 @@ enum Command {
     /// the bundles installed on it.
     State(cmd::state::Args),
     /// Remove what no retained release needs: store blobs, staged folders,
-    /// snapshots, post-render folders (--dry-run: list them).
+    /// snapshots, post-render folders; --registry: the site registry's tags
+    /// (--dry-run: list them).
     Prune(cmd::prune::Args),
     /// The installed release and any interrupted operation.
     Status(cmd::status::Args),

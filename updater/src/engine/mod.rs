@@ -35,6 +35,8 @@ pub mod plan;
 mod prune;
 mod rebuild;
 pub use prune::PruneReport;
+mod registry_prune;
+pub use registry_prune::{RegistryPruneReport, RegistryTag};
 mod rollback;
 mod undo;
 

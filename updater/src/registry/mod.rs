@@ -8,7 +8,8 @@
 //! `mod.rs` holds the client (TLS, the one request path with its retry
 //! policy and auth retry) and the site names; `auth.rs` the challenge
 //! negotiation (Basic, the bearer-token flow); `push.rs` the push of a
-//! release and the preflight push check.
+//! release and the preflight push check; `listing.rs` the catalog, tag
+//! lists, manifest digests and deletes of `prune --registry`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,7 +39,10 @@ type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
 pub use crate::records::PushStats;
 
 mod auth;
+mod listing;
 mod push;
+
+pub use listing::{check_repo, check_tag, Deleted};
 
 /// Where an image goes on site.
 #[derive(Debug, Clone, PartialEq, Eq)]
