@@ -85,7 +85,13 @@ impl Site {
         for v in retained {
             let m = stage::load_release(&self.sd, v)?;
             for img in &m.images {
-                let t = map_name(&img.name, prefix);
+                let layout = self
+                    .cfg
+                    .registry
+                    .as_ref()
+                    .map(|r| r.layout)
+                    .unwrap_or_default();
+                let t = map_name(&img.name, prefix, layout);
                 let d = img.digest.digest();
                 let digests = n.digests.entry(t.repo.clone()).or_default();
                 digests.insert(format!("sha256:{}", d.hex()));
