@@ -185,17 +185,22 @@ pub fn privileges(db: &str, url: &str) -> Result<(String, String, bool, bool)> {
     }
 }
 
-/// Migrations recorded in the database (empty when the table is missing).
-pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
-    let step = "read migration history";
-    let mut c = open(db, url, step)?;
-    let exists = run(
-        &mut c,
+/// Whether the history table exists (the one probe of its readers).
+fn history_table_exists(c: &mut Conn, db: &str, step: &str) -> Result<bool> {
+    let rows = run(
+        c,
         db,
         step,
         &format!("SELECT to_regclass('{TABLE}') IS NOT NULL"),
     )?;
-    if !matches!(exists.as_slice(), [r] if r.first().is_some_and(|v| text(v) == "t")) {
+    Ok(matches!(rows.as_slice(), [r] if r.first().is_some_and(|v| text(v) == "t")))
+}
+
+/// Migrations recorded in the database (empty when the table is missing).
+pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
+    let step = "read migration history";
+    let mut c = open(db, url, step)?;
+    if !history_table_exists(&mut c, db, step)? {
         return Ok(BTreeMap::new());
     }
     let rows = run(
@@ -224,13 +229,7 @@ pub fn applied(db: &str, url: &str) -> Result<BTreeMap<String, Applied>> {
 pub fn migration_table(db: &str, url: &str) -> Result<Vec<serde_json::Value>> {
     let step = "read migration table";
     let mut c = open(db, url, step)?;
-    let exists = run(
-        &mut c,
-        db,
-        step,
-        &format!("SELECT to_regclass('{TABLE}') IS NOT NULL"),
-    )?;
-    if !matches!(exists.as_slice(), [r] if r.first().is_some_and(|v| text(v) == "t")) {
+    if !history_table_exists(&mut c, db, step)? {
         return Ok(Vec::new());
     }
     let rows = run(
