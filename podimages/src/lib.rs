@@ -38,6 +38,14 @@
 //! a controller or injector starts later, e.g. Vault's
 //! `AGENT_INJECT_VAULT_IMAGE`; an empty value names none).
 //!
+//! **Images named elsewhere** ([`Origin::Referenced`], [`referenced`]):
+//! then every other string value of the object that is under a key naming
+//! an image, or is a full image reference (registry host, path, tag or
+//! digest), or is `--flag=<full reference>`. An operator hands such names
+//! to the pods it creates; [`rewrite`] rewrites them as it rewrites pod
+//! images, so the operator is given site names and nothing is mutated
+//! after the fact.
+//!
 //! **What [`rewrite`] emits.** A document with no image passes through byte
 //! for byte. A document with one (a `List` counts as one document) is
 //! emitted again from its parsed events: the comment lines before it
@@ -56,6 +64,7 @@
 //! document's kind and name, the container and the image.
 
 mod error;
+pub mod referenced;
 mod rule;
 mod site;
 mod yaml;
@@ -124,6 +133,10 @@ pub enum Origin {
     EphemeralContainers,
     /// The value of a container's env variable named `*_IMAGE`.
     Env,
+    /// Named outside a pod's images: a value under a key naming an image,
+    /// or a full image reference anywhere in the object
+    /// ([`referenced`]).
+    Referenced,
 }
 
 /// One image of one container of a rendered document.
@@ -136,15 +149,18 @@ pub struct PodImage {
     /// `metadata.name`.
     pub name: String,
     /// `containers/<name>`, `initContainers/<name>` or
-    /// `ephemeralContainers/<name>`; an env value adds `/env/<VARIABLE>`.
+    /// `ephemeralContainers/<name>`; an env value adds `/env/<VARIABLE>`;
+    /// a [`Origin::Referenced`] image: the field path in the object
+    /// (`spec.imageName`, `spec.template.spec.containers[0].args[1]`).
     pub container: String,
     /// The image as rendered.
     pub image: String,
     /// A Helm hook: its `metadata.annotations."helm.sh/hook"` value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
-    /// Where it was named (also in `container`).
-    #[serde(skip)]
+    /// Where it was named: `containers`, `init-containers`,
+    /// `ephemeral-containers`, `env`, or `referenced` (`container` is then
+    /// the field path).
     pub origin: Origin,
 }
 
@@ -152,9 +168,14 @@ impl PodImage {
     /// `Deployment/vault-injector container containers/sidecar-injector`.
     pub fn describe(&self) -> String {
         format!(
-            "{}/{} container {}{}",
+            "{}/{} {} {}{}",
             self.kind,
             clean(&self.name),
+            if self.origin == Origin::Referenced {
+                "field"
+            } else {
+                "container"
+            },
             clean(&self.container),
             self.template
                 .as_deref()
@@ -212,7 +233,12 @@ pub fn rewrite(
         let before = images.len();
         visit_doc(&mut d, &mut |img, node| match resolve(&img.image) {
             Ok(n) => {
-                *node = Node::quoted(&n);
+                // a referenced image may end a value (`--flag=<image>`)
+                let lead = node
+                    .as_str()
+                    .and_then(|t| t.strip_suffix(img.image.as_str()))
+                    .unwrap_or_default();
+                *node = Node::quoted(&format!("{lead}{n}"));
                 images.push((img, n));
             }
             Err(why) => refused.push(format!(
@@ -408,7 +434,7 @@ kind: ConfigMap
 metadata:
   name: cm   # a comment that stays
 data:
-  image: busybox
+  greeting: busybox
 ---
 # Source: c/templates/pod.yaml
 apiVersion: v1
@@ -502,11 +528,140 @@ spec:
         );
         // the ConfigMap passes through byte for byte, comment and all
         assert!(r.text.starts_with(
-            "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm   # a comment that stays\ndata:\n  image: busybox\n---\n# Source: c/templates/pod.yaml\n"
+            "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm   # a comment that stays\ndata:\n  greeting: busybox\n---\n# Source: c/templates/pod.yaml\n"
         ));
         // rewriting again changes nothing more (already site names)
         let again = rewrite(&r.text, &resolve).unwrap();
         assert_eq!(list(&again.text).unwrap(), l);
+    }
+
+    const OPERATOR: &str = r#"# Source: op/templates/op.yaml
+kind: Deployment
+metadata: {name: operator}
+spec:
+  template:
+    spec:
+      containers:
+      - name: manager
+        image: busybox
+        args:
+        - --leader-elect
+        - --controller-image=registry.k8s.io/ingress-nginx/controller:v1.13.0
+        - http://quay.io/x/y:1
+---
+# Source: op/templates/cm.yaml
+kind: ConfigMap
+metadata: {name: op-config}
+data:
+  AGENT_IMAGE: docker.io/bitnami/postgresql:17.5.0
+  url: https://vault.example:8200/v1
+  replicas: "3"
+---
+# Source: op/templates/cluster.yaml
+kind: Cluster
+metadata: {name: pg}
+spec:
+  instances: 3
+  imageName: hashicorp/vault:1.20.4
+  sidecars: [{name: X_IMAGE, value: busybox:latest}]
+"#;
+
+    #[test]
+    fn images_named_outside_pod_specs_are_found_and_rewritten() {
+        let l = list(OPERATOR).unwrap();
+        let got: Vec<(&str, &str, Origin, &str)> = l
+            .iter()
+            .map(|i| {
+                (
+                    i.kind.as_str(),
+                    i.container.as_str(),
+                    i.origin,
+                    i.image.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "Deployment",
+                    "containers/manager",
+                    Origin::Containers,
+                    "busybox"
+                ),
+                (
+                    "Deployment",
+                    "spec.template.spec.containers[0].args[1]",
+                    Origin::Referenced,
+                    "registry.k8s.io/ingress-nginx/controller:v1.13.0"
+                ),
+                (
+                    "ConfigMap",
+                    "data.AGENT_IMAGE",
+                    Origin::Referenced,
+                    "docker.io/bitnami/postgresql:17.5.0"
+                ),
+                (
+                    "Cluster",
+                    "spec.imageName",
+                    Origin::Referenced,
+                    "hashicorp/vault:1.20.4"
+                ),
+                (
+                    "Cluster",
+                    "spec.sidecars[0].value",
+                    Origin::Referenced,
+                    "busybox:latest"
+                ),
+            ]
+        );
+        assert_eq!(
+            l[3].describe(),
+            "Cluster/pg field spec.imageName (op/templates/cluster.yaml)"
+        );
+        // prefix layout: every one handed to the operator as a site name
+        let r = rewrite(OPERATOR, &resolve).unwrap();
+        assert!(
+            r.text.contains(&format!(
+                "- \"--controller-image=reg.site:5000/stoa/ingress-nginx/controller:v1.13.0@{D2}\"\n"
+            )),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains(&format!(
+            "AGENT_IMAGE: \"reg.site:5000/stoa/bitnami/postgresql:17.5.0@{D1}\"\n"
+        )));
+        assert!(r.text.contains(&format!(
+            "imageName: \"reg.site:5000/stoa/hashicorp/vault:1.20.4@{D1}\"\n"
+        )));
+        assert!(r.text.contains("- http://quay.io/x/y:1\n"), "{}", r.text);
+        assert!(r.text.contains("url: https://vault.example:8200/v1\n"));
+        assert!(r.text.contains("instances: 3\n"));
+        // once rewritten, the same names come back (site names resolve to themselves)
+        let again = rewrite(&r.text, &resolve).unwrap();
+        assert_eq!(again.text, r.text);
+        // mirror layout: the names kept, pinned
+        let mut m = site();
+        m.layout = Layout::Mirror;
+        let r = rewrite(OPERATOR, &|i| m.resolve(i)).unwrap();
+        assert!(
+            r.text.contains(&format!(
+                "imageName: \"docker.io/hashicorp/vault:1.20.4@{D1}\"\n"
+            )),
+            "{}",
+            r.text
+        );
+        // one the bundle lacks is refused, named with its field
+        let e = rewrite(
+            "kind: Cluster\nmetadata: {name: pg}\nspec: {imageName: ghcr.io/cloudnative-pg/postgresql:17.5}\n",
+            &resolve,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Cluster/pg field spec.imageName: image ghcr.io/cloudnative-pg/postgresql:17.5 is not carried"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The pod-image rule itself, on a parsed document: which objects hold a
 //! pod spec (the kinds of [`POD_SPECS`], custom resources embedding a pod
 //! template, the items of a `*List`), which kinds are valid, and every
-//! image origin of a pod spec, in the order the crate header gives. One
+//! image origin of a pod spec, in the order the crate header gives, then
+//! the images named elsewhere in the object ([`crate::referenced`]). One
 //! walk serves [`crate::list`] and [`crate::rewrite`], so they cannot
 //! disagree.
 
+use std::collections::HashSet;
+
+use crate::referenced;
 use crate::yaml::{clean, Node};
 use crate::{
     refusal, Doc, Origin, PodImage, PodImagesError, CONTAINER_LISTS, EMBEDDED_POD_SPECS, MAX_KIND,
@@ -112,9 +116,6 @@ fn visit_object(
             at(obj, p).is_some_and(|s| CONTAINER_LISTS.iter().any(|(l, _)| s.get(l).is_some()))
         }),
     };
-    let Some(spec) = path.and_then(|p| at_mut(obj, p)) else {
-        return Ok(());
-    };
     let base = PodImage {
         template: template.map(str::to_owned),
         kind,
@@ -124,7 +125,24 @@ fn visit_object(
         hook,
         origin: Origin::Containers,
     };
-    visit_pod_spec(spec, &base, found).map_err(err)
+    let mut seen: HashSet<*const Node> = HashSet::new();
+    if let Some(spec) = path.and_then(|p| at_mut(obj, p)) {
+        visit_pod_spec(spec, &base, &mut |img, node| {
+            seen.insert(node as *const Node);
+            found(img, node);
+        })
+        .map_err(err)?;
+    }
+    referenced::visit(obj, &seen, &mut |hit, node| {
+        let img = PodImage {
+            container: hit.path,
+            image: hit.image,
+            origin: Origin::Referenced,
+            ..base.clone()
+        };
+        found(img, node);
+    });
+    Ok(())
 }
 
 /// The images of one pod spec; `base` carries the object's fields. Err: why.

@@ -95,16 +95,26 @@ fn merge_keys_are_refused_in_any_document() {
 fn list_kinds_items_are_read_as_objects() {
     let text = fixture("list-kinds", "list.yaml");
     let l = list(&text).unwrap();
-    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l.len(), 2, "{l:?}");
     assert_eq!(
         (l[0].kind.as_str(), l[0].name.as_str()),
         ("Deployment", "hidden")
     );
     assert_eq!(l[0].image, "busybox:1.36");
+    // the ConfigMap item is no pod, but its `image` key names an image
+    // (an operator's setting): a referenced image of its own object
+    assert_eq!(
+        (l[1].kind.as_str(), l[1].origin, l[1].container.as_str()),
+        ("ConfigMap", Origin::Referenced, "data.image")
+    );
     let r = rewrite(&text, &to_site).unwrap();
     let again = list(&r.text).unwrap();
     assert_eq!(again[0].image, "reg.site/busybox:1.36", "{}", r.text);
-    assert!(r.text.contains("image: not-an-image"), "{}", r.text);
+    assert!(
+        r.text.contains("image: \"reg.site/not-an-image\""),
+        "{}",
+        r.text
+    );
 
     let pods = list(&fixture("list-kinds", "pod-list.yaml")).unwrap();
     let got: Vec<(&str, &str, &str)> = pods
@@ -196,17 +206,21 @@ fn custom_resources_embedding_a_pod_template_are_read_as_pods() {
                 "containers/run",
                 "registry.k8s.io/pause:3.10"
             ),
+            // no pod spec, but a key naming an image: referenced
+            ("Widget", "spec.template.image", "not-a-pod-image"),
         ]
     );
+    assert_eq!(l[3].origin, Origin::Referenced);
     let r = rewrite(&text, &to_site).unwrap();
-    assert_eq!(r.images.len(), 3);
+    assert_eq!(r.images.len(), 4);
     assert!(list(&r.text)
         .unwrap()
         .iter()
         .all(|i| i.image.starts_with("reg.site/")));
-    // the Widget holds no pod spec: byte for byte
+    // the Widget holds no pod spec; its image value is rewritten all the same
     assert!(
-        r.text.contains("  template:\n    image: not-a-pod-image\n"),
+        r.text
+            .contains("  template:\n    image: \"reg.site/not-a-pod-image\"\n"),
         "{}",
         r.text
     );

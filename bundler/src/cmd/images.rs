@@ -133,8 +133,12 @@ pub fn run(args: &Args, out: Output) -> Result<()> {
         };
         stoa_format::cli::pipe::stdout_written(writeln!(
             o,
-            "  {}  {} {} {:?}  {status}",
-            f.image, f.template, f.kind, f.field
+            "  {}  {} {} {:?} {}  {status}",
+            f.image,
+            f.template,
+            f.kind,
+            f.field,
+            stoa_format::text::escape(&f.path)
         ));
     }
     stoa_format::cli::pipe::stdout_written(writeln!(

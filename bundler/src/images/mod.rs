@@ -4,8 +4,11 @@
 //! in parallel, and the pod specs of every pod-bearing kind are read
 //! (containers, initContainers, ephemeralContainers of Pod, Deployment,
 //! StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; hook templates are in
-//! `helm template`'s output too), plus the images a chart names in its
-//! Chart.yaml annotations (`images`, `artifacthub.io/images`).
+//! `helm template`'s output too), the images named outside pod specs
+//! (operators' arguments, ConfigMap values, custom resources:
+//! [`stoa_podimages::referenced`], the rule the site's post-renderer
+//! rewrites with), plus the images a chart names in its Chart.yaml
+//! annotations (`images`, `artifacthub.io/images`).
 //!
 //! [`check`] compares what was found with what the release carries: used by
 //! `stoa-bundler images` (by name) and by `build` (by name and by the digest
@@ -39,6 +42,10 @@ pub enum Field {
     Env,
     /// A Chart.yaml annotation (`images` or `artifacthub.io/images`).
     Annotation,
+    /// Named outside a pod's images (an operator's argument, a ConfigMap
+    /// value, a custom resource's `imageName`): the rule of
+    /// [`stoa_podimages::referenced`]; `path` gives the field.
+    Referenced,
 }
 
 /// One image reference a chart uses, where it was found.
@@ -54,6 +61,10 @@ pub struct Found {
     /// The object's kind (`Deployment`, …; `Chart` for an annotation).
     pub kind: String,
     pub field: Field,
+    /// Where in the object: `containers/<name>` (an env value adds
+    /// `/env/<VARIABLE>`), or a referenced image's field path
+    /// (`spec.imageName`, `data.AGENT_IMAGE`).
+    pub path: String,
     /// As the chart wrote it.
     pub image: String,
 }
@@ -317,22 +328,33 @@ pub fn refusal(uses: &[ImageUse]) -> Option<BundlerError> {
         String::new()
     };
     let f = &first.found;
+    // a referenced image: say which field names it
+    let template = if f.field == Field::Referenced {
+        format!(
+            "{} ({} field {})",
+            f.template,
+            f.kind,
+            stoa_format::text::escape(&f.path)
+        )
+    } else {
+        f.template.clone()
+    };
     Some(match &first.carried {
         Carried::Invalid { message } => BundlerError::ChartImageInvalid {
             chart: f.chart.clone(),
-            template: f.template.clone(),
+            template: template.clone(),
             image: f.image.clone(),
             message: format!("{message}{more}"),
         },
         Carried::DigestMismatch { by, has } => BundlerError::ChartImageDigest {
             chart: f.chart.clone(),
-            template: f.template.clone(),
+            template: template.clone(),
             image: f.image.clone(),
             message: format!("the bundle's {by} is {has}{more}"),
         },
         _ => BundlerError::ChartImageMissing {
             chart: f.chart.clone(),
-            template: f.template.clone(),
+            template: template.clone(),
             image: f.image.clone(),
             more,
         },

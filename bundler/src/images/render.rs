@@ -69,19 +69,21 @@ pub fn find(helm: &Path, kube_version: &str, job: &ChartJob) -> Result<Vec<Found
     found.extend(annotated(job).map_err(|m| render_err(job, m))?);
     Ok(found
         .into_iter()
-        .map(|(template, kind, field, image)| Found {
+        .map(|(template, kind, field, path, image)| Found {
             chart: job.chart.name.clone(),
             release: job.release.clone(),
             namespace: job.namespace.clone(),
             template,
             kind,
             field,
+            path,
             image,
         })
         .collect())
 }
 
-type Hit = (String, String, Field, String);
+/// template, kind, field, field path, image.
+type Hit = (String, String, Field, String, String);
 
 /// The images named by Chart.yaml's image annotations.
 fn annotated(job: &ChartJob) -> std::result::Result<Vec<Hit>, String> {
@@ -102,6 +104,7 @@ fn annotated(job: &ChartJob) -> std::result::Result<Vec<Hit>, String> {
                 format!("{}/Chart.yaml", job.chart.name),
                 format!("Chart (annotation {key})"),
                 Field::Annotation,
+                format!("annotations.{key:?}"),
                 i.image.trim().to_owned(),
             ));
         }
@@ -123,11 +126,13 @@ pub fn scan(text: &str) -> std::result::Result<Vec<Hit>, String> {
                 Origin::InitContainers => Field::InitContainers,
                 Origin::EphemeralContainers => Field::EphemeralContainers,
                 Origin::Env => Field::Env,
+                Origin::Referenced => Field::Referenced,
             };
             (
                 i.template.unwrap_or_default(),
                 i.kind,
                 field,
+                i.container,
                 i.image.trim().to_owned(),
             )
         })
@@ -139,12 +144,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_pod_bearing_kind_and_container_list() {
+    fn every_pod_bearing_kind_container_list_and_referenced_image() {
         let text = "---\n# Source: c/templates/a.yaml\napiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: i\n        image: busybox:1\n      containers:\n      - name: a\n        image: \"a.io/x:1\"\n        env:\n        - name: AGENT_IMAGE\n          value: a.io/agent:2\n---\n# Source: c/templates/cron.yaml\nkind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - image: b.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000\n---\n# Source: c/templates/pod.yaml\nkind: Pod\nspec:\n  ephemeralContainers:\n  - image: dbg:2\n---\n# Source: c/templates/cm.yaml\nkind: ConfigMap\ndata:\n  image: not-me:1\n";
         let hits = scan(text).unwrap();
         let got: Vec<(&str, &str, Field, &str)> = hits
             .iter()
-            .map(|(t, k, f, i)| (t.as_str(), k.as_str(), *f, i.as_str()))
+            .map(|(t, k, f, _, i)| (t.as_str(), k.as_str(), *f, i.as_str()))
             .collect();
         assert_eq!(
             got,
@@ -159,8 +164,11 @@ mod tests {
                     "b.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"
                 ),
                 ("c/templates/pod.yaml", "Pod", Field::EphemeralContainers, "dbg:2"),
+                ("c/templates/cm.yaml", "ConfigMap", Field::Referenced, "not-me:1"),
             ]
         );
+        assert_eq!(hits[1].3, "containers/a/env/AGENT_IMAGE");
+        assert_eq!(hits[5].3, "data.image");
     }
 
     #[test]
