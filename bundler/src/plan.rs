@@ -158,7 +158,7 @@ fn plan_images(
             }
             ImageFrom::Local(parsed) => local_image(rel, img, parsed, &mut stores)?,
         };
-        images.push(resolved);
+        images.push(mark_artifact(img, resolved)?);
     }
     if !images.is_empty() {
         let index = oci_layout::bundle_index(&images);
@@ -181,6 +181,34 @@ fn plan_images(
         image_records.push(img.record);
     }
     Ok(image_records)
+}
+
+/// An `[[artifacts]]` item is recorded with its artifact type (and listed
+/// with it in `oci/index.json`); a container image listed there is refused.
+fn mark_artifact(img: &Image, mut resolved: ResolvedImage) -> Result<ResolvedImage> {
+    if !img.artifact {
+        return Ok(resolved);
+    }
+    let Some(t) = resolved.artifact_type.clone() else {
+        return Err(BundlerError::Image {
+            image: img.name.to_string(),
+            message: "[[artifacts]]: this is a container image or an index, not an artifact \
+                      (no artifactType, an image config); list it under [[images]]"
+                .into(),
+        });
+    };
+    if !oci::valid_media_type(&t) {
+        return Err(BundlerError::Image {
+            image: img.name.to_string(),
+            message: format!(
+                "[[artifacts]]: artifact type {:?} is not a media type",
+                stoa_format::text::escape(&t)
+            ),
+        });
+    }
+    resolved.top.artifact_type = Some(t.clone());
+    resolved.record.artifact_type = Some(t);
+    Ok(resolved)
 }
 
 /// One image from an OCI layout folder or archive (each opened once per

@@ -37,6 +37,19 @@ pub struct ReleaseManifest {
     /// Images the charts use that the release deliberately does not carry.
     #[serde(default)]
     pub image_exceptions: Vec<ImageExceptionSpec>,
+    /// Non-image OCI artifacts, carried by reference like images.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactSpec>,
+}
+
+/// `[[artifacts]]`: a non-image OCI artifact (a scanner's vulnerability
+/// database, a policy bundle), pulled and carried as an image is, with no
+/// platforms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    pub name: Spanned<String>,
+    pub source: Option<Spanned<String>>,
 }
 
 /// `[[image_exceptions]]`: an image a chart uses that the bundle does not
@@ -129,6 +142,9 @@ pub struct Image {
     pub source: ImageFrom,
     /// `os/arch[/variant]` to keep; None keeps every platform.
     pub platforms: Option<Vec<String>>,
+    /// From `[[artifacts]]`: not a container image (recorded with its
+    /// artifact type; build refuses one that is an image).
+    pub artifact: bool,
 }
 
 /// Where an image comes from.
@@ -277,8 +293,18 @@ impl LoadedRelease {
     /// Every section but `[release]` into typed values, in manifest order.
     fn parse_sections(&mut self, m: &ReleaseManifest) -> Result<()> {
         self.images = (m.images.iter().enumerate())
-            .map(|(i, x)| self.parse_image(i, x))
+            .map(|(i, x)| self.parse_image("images", i, x))
             .collect::<Result<_>>()?;
+        for (i, a) in m.artifacts.iter().enumerate() {
+            let spec = ImageSpec {
+                name: a.name.clone(),
+                source: a.source.clone(),
+                platforms: None,
+            };
+            let mut img = self.parse_image("artifacts", i, &spec)?;
+            img.artifact = true;
+            self.images.push(img);
+        }
         self.charts = (m.charts.iter().enumerate())
             .map(|(i, c)| self.parse_chart(i, c))
             .collect::<Result<_>>()?;
@@ -347,8 +373,9 @@ impl LoadedRelease {
         }
     }
 
-    fn parse_image(&self, i: usize, img: &ImageSpec) -> Result<Image> {
-        let field = |f: &str| format!("images[{i}].{f}");
+    /// An `[[images]]` item, or an `[[artifacts]]` one (`section`).
+    fn parse_image(&self, section: &str, i: usize, img: &ImageSpec) -> Result<Image> {
+        let field = |f: &str| format!("{section}[{i}].{f}");
         let name = ImageRef::parse(img.name.get_ref()).map_err(|e| {
             self.field_error(
                 &field("name"),
@@ -396,6 +423,7 @@ impl LoadedRelease {
             name,
             source,
             platforms: img.platforms.as_ref().map(|p| p.get_ref().clone()),
+            artifact: false,
         })
     }
 

@@ -12,5 +12,6 @@ pub mod registry_fixture;
 pub mod release;
 pub mod release_fixture;
 pub mod root_fixture;
+pub mod serve;
 pub mod site;
 pub mod tamper;

@@ -364,3 +364,41 @@ pub fn stack_images() -> Vec<(String, FixtureImage)> {
         })
         .collect()
 }
+
+/// Adds a non-image OCI artifact to the layout at `layout` (OCI image spec
+/// 1.1: an image manifest with `artifactType`, the empty config
+/// `application/vnd.oci.empty.v1+json` and one layer of `layer_media_type`
+/// holding `content`), named `ref_name` in `index.json`; returns its
+/// manifest digest.
+pub fn write_artifact(
+    layout: &Path,
+    ref_name: &str,
+    artifact_type: &str,
+    layer_media_type: &str,
+    content: &[u8],
+) -> io::Result<String> {
+    write_layout(layout, &[])?;
+    let config = put_blob(layout, "application/vnd.oci.empty.v1+json", b"{}")?;
+    let layer = put_blob(layout, layer_media_type, content)?;
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": config,
+        "layers": [layer],
+    });
+    let mut desc = put_blob(
+        layout,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&m)?,
+    )?;
+    desc["artifactType"] = json!(artifact_type);
+    desc["annotations"] = json!({"org.opencontainers.image.ref.name": ref_name});
+    let index_path = layout.join("index.json");
+    let mut idx: serde_json::Value = serde_json::from_slice(&fs::read(&index_path)?)?;
+    if let Some(list) = idx["manifests"].as_array_mut() {
+        list.push(desc.clone());
+    }
+    fs::write(index_path, serde_json::to_vec_pretty(&idx)?)?;
+    Ok(desc["digest"].as_str().unwrap_or_default().to_owned())
+}

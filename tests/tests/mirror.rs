@@ -15,12 +15,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stoa_e2e::harness::{self, fails, json, ok, real_helm, upstream_charts};
+use stoa_e2e::serve::Serve;
 use stoa_e2e::site::Site;
 
 const PGPOOL: &str = "docker.io/bitnami/pgpool:4.6.3-debian-12-r0";
@@ -121,47 +121,6 @@ impl Containerd {
             .and_then(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
             .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{out}"))
             .to_owned()
-    }
-}
-
-/// A running `serve` on a loopback port, killed on drop.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(s: &Site, listen: &str) -> Self {
-        let log = s.path().join("serve.log");
-        let mut child = s
-            .updater()
-            .args([
-                "-v",
-                "serve",
-                "--json",
-                "--workers",
-                "4",
-                "--listen",
-                listen,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("\"serving\""), "serve: {line:?}");
-        Self { child, log }
     }
 }
 
@@ -293,7 +252,7 @@ fn containerd_pulls_from_the_registry_and_from_serve(s: &Site, listen: &str, w: 
     pulls_by_tag_index_digest_and_platform_digest(&c, &hosts, w);
 
     // the same names from `serve`, through its own hosts.toml
-    let srv = Serve::start(s, listen);
+    let srv = Serve::start_verbose(&s.config, s.path(), listen);
     let hosts = s.path().join("certs.d-serve");
     mirror_config(s, "containerd", &hosts, &["--serve"]);
     let toml = fs::read_to_string(hosts.join("docker.io/hosts.toml")).unwrap();
@@ -357,7 +316,7 @@ fn skopeo_copies_through_registries_conf(s: &Site, listen: &str, w: &Want) {
             )),
             "{text}"
         );
-        let _srv = (!extra.is_empty()).then(|| Serve::start(s, listen));
+        let _srv = (!extra.is_empty()).then(|| Serve::start_verbose(&s.config, s.path(), listen));
         let skopeo = |args: &[&str]| {
             let mut c = Command::new("skopeo");
             c.arg("--registries-conf").arg(&conf).args(args);

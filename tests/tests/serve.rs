@@ -12,71 +12,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stoa_e2e::harness::{self, ok};
+use stoa_e2e::serve::Serve;
 use stoa_e2e::site::Site;
-
-/// A running `serve`, killed on drop; its stderr goes to `log`.
-struct Serve {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(config: &Path, dir: &Path) -> Self {
-        Self::start_with(config, dir, None)
-    }
-
-    /// With `tls`: `--tls-cert`, `--tls-key` (PEM files).
-    fn start_with(config: &Path, dir: &Path, tls: Option<(&Path, &Path)>) -> Self {
-        Self::start_on(config, dir, tls, harness::free_port())
-    }
-
-    fn start_on(config: &Path, dir: &Path, tls: Option<(&Path, &Path)>, port: u16) -> Self {
-        let log = dir.join(format!("serve-{port}.log"));
-        let mut cmd = harness::updater();
-        cmd.arg("--config")
-            .arg(config)
-            .args(["serve", "--json", "--workers", "4", "--listen"])
-            .arg(format!("127.0.0.1:{port}"));
-        if let Some((cert, key)) = tls {
-            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "startup line {line:?}: {e}; {}",
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        assert_eq!(v["serving"]["url"], format!("{scheme}://127.0.0.1:{port}"));
-        Self { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap()
-    }
-}
 
 /// One response: status, headers (lower-case names), body, and whether
 /// the body was as long as `Content-Length` said.

@@ -160,6 +160,9 @@ pub struct ResolvedImage {
     pub record: ImageRecord,
     pub top: Descriptor,
     pub blobs: Vec<PlannedEntry>,
+    /// The top manifest's artifact type ([`oci::artifact_type_of`]): None
+    /// for a container image or an index.
+    pub artifact_type: Option<String>,
 }
 
 /// A filtered index: the source index's digest and the new index's
@@ -531,9 +534,11 @@ pub fn resolve_top(
             size,
             source: Some(source_text.to_owned()),
             source_digest,
+            artifact_type: None,
         },
         top: top_desc,
         blobs: r.blobs.into_values().collect(),
+        artifact_type: oci::artifact_type_of(&top_bytes),
     })
 }
 

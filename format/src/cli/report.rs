@@ -101,6 +101,9 @@ pub struct ImageSummary {
     pub platforms: Vec<String>,
     pub size: u64,
     pub source_digest: Option<String>,
+    /// An `[[artifacts]]` item's artifact type (not a container image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,6 +243,7 @@ pub fn inspection(
                 platforms: x.platforms.clone(),
                 size: x.size,
                 source_digest: x.source_digest.as_ref().map(ToString::to_string),
+                artifact_type: x.artifact_type.clone(),
             })
             .collect(),
         charts: m
@@ -458,14 +462,24 @@ impl InspectReport {
     fn fmt_content(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "images ({})", self.images.len())?;
         for i in &self.images {
-            writeln!(
-                f,
-                "  {}  {}  [{}]  {}",
-                i.name,
-                i.digest,
-                i.platforms.join(", "),
-                human_bytes(i.size)
-            )?;
+            match &i.artifact_type {
+                Some(t) => writeln!(
+                    f,
+                    "  {}  {}  artifact {}  {}",
+                    i.name,
+                    i.digest,
+                    crate::text::escape(t),
+                    human_bytes(i.size)
+                )?,
+                None => writeln!(
+                    f,
+                    "  {}  {}  [{}]  {}",
+                    i.name,
+                    i.digest,
+                    i.platforms.join(", "),
+                    human_bytes(i.size)
+                )?,
+            }
         }
         writeln!(f, "charts ({})", self.charts.len())?;
         for c in &self.charts {

@@ -126,6 +126,12 @@ pub struct ImageRecord {
     /// The source index digest when the index was filtered by platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_digest: Option<OciDigest>,
+    /// Only for an `[[artifacts]]` item (a non-image OCI artifact: a
+    /// scanner's database, a policy bundle): its artifact type, the
+    /// manifest's `artifactType` or else its config's media type. No
+    /// platforms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,6 +373,7 @@ pub(crate) mod tests {
                 size: 5,
                 source: None,
                 source_digest: None,
+                artifact_type: None,
             }],
             charts: vec![],
             migrations: vec![],

@@ -11,6 +11,36 @@ pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manife
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const OCI_LAYOUT_CONTENT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 
+pub const MT_OCI_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MT_DOCKER_IMAGE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Longest artifact type accepted (a media type: RFC 6838 caps each half at 127).
+pub const MAX_MEDIA_TYPE: usize = 255;
+
+/// The artifact type of a manifest (OCI image spec 1.1, *Guidelines for
+/// artifact usage*): its `artifactType`, else its config's media type when
+/// that is not an image config. None for a container image, an index, or
+/// bytes that are not a manifest.
+pub fn artifact_type_of(manifest: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    if let Some(t) = v.get("artifactType").and_then(|t| t.as_str()) {
+        return Some(t.to_owned());
+    }
+    let config = v.get("config")?.get("mediaType")?.as_str()?;
+    (config != MT_OCI_IMAGE_CONFIG && config != MT_DOCKER_IMAGE_CONFIG).then(|| config.to_owned())
+}
+
+/// A media type as the OCI specs write one: `type/subtype`, each of RFC
+/// 6838's restricted-name characters, at most [`MAX_MEDIA_TYPE`] bytes.
+pub fn valid_media_type(t: &str) -> bool {
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    t.len() <= MAX_MEDIA_TYPE && t.split_once('/').is_some_and(|(a, b)| name(a) && name(b))
+}
+
 /// True for the media types of an index (manifest list).
 pub fn is_index(media_type: &str) -> bool {
     media_type == MT_OCI_INDEX || media_type == MT_DOCKER_LIST

@@ -126,6 +126,21 @@ impl BundleManifest {
             )?;
             need(&format!("image {:?}", img.name), OCI_INDEX_PATH)?;
             need(&format!("image {:?}", img.name), OCI_LAYOUT_PATH)?;
+            if let Some(t) = &img.artifact_type {
+                if !crate::oci::valid_media_type(t) {
+                    return bad(format!(
+                        "artifact {:?}: artifact_type {:?} is not a media type (type/subtype)",
+                        img.name,
+                        crate::text::escape(t)
+                    ));
+                }
+                if !img.platforms.is_empty() {
+                    return bad(format!(
+                        "artifact {:?} lists platforms; an artifact has none",
+                        img.name
+                    ));
+                }
+            }
         }
 
         // The site registry keeps an image under `<prefix>/<path>` with no
@@ -477,5 +492,26 @@ mod tests {
         // another tag of the same path is another site tag
         m.images[1].name = ImageRef::parse("quay.io/stoa/api:2.3.1").unwrap();
         m.validate(&Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn an_artifact_record_has_a_media_type_and_no_platforms() {
+        let mut m = sample();
+        m.images[0].platforms.clear();
+        m.images[0].artifact_type = Some("application/vnd.example.vulndb.v1".into());
+        m.validate(&Limits::default()).unwrap();
+        for bad in ["", "vulndb", "application/", "a/b\nforged: line", "/x"] {
+            m.images[0].artifact_type = Some(bad.into());
+            let err = m.validate(&Limits::default()).unwrap_err().to_string();
+            assert!(err.contains("is not a media type"), "{bad:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        m.images[0].artifact_type = Some("application/vnd.example.vulndb.v1".into());
+        m.images[0].platforms = vec!["linux/amd64".into()];
+        let err = m.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("lists platforms; an artifact has none"),
+            "{err}"
+        );
     }
 }

@@ -211,6 +211,7 @@ fn release_manifest(
             size: img.len() as u64,
             source: None,
             source_digest: None,
+            artifact_type: None,
         }],
         charts: vec![ChartRecord {
             name: "api".into(),
