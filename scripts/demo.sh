@@ -47,6 +47,7 @@ STOA_BIN_DIR="$root/target/debug" scripts/package.sh "$work/deb"
 debroot="$work/debroot"
 mkdir -p "$debroot/var/lib/dpkg/info" "$debroot/var/lib/dpkg/updates" "$debroot/var/log"
 : > "$debroot/var/lib/dpkg/status"
+echo "(the scratch root's dpkg database is empty: its Depends are the host's, hence --force-depends and dpkg's notes)"
 PATH="$PATH:/usr/sbin:/sbin" dpkg --root="$debroot" --admindir="$debroot/var/lib/dpkg" --log="$debroot/var/log/dpkg.log" \
   --force-not-root --force-depends --force-script-chrootless -i "$work"/deb/stoa-updater_*.deb
 dpkg-deb --field "$work"/deb/stoa-updater_*.deb Package Version Architecture Depends
