@@ -38,6 +38,22 @@ U="$root/target/debug/stoa-updater"
 # (scripts/install-deps.sh puts Helm in target/helm-bin)
 export STOA_HELM="${STOA_HELM:-$root/target/helm-bin/helm3}"
 
+say "site operator: install the updater from its Debian package (scripts/package.sh; dpkg into a scratch root)"
+# The demo's binaries packaged as they are (STOA_BIN_DIR), the updater's .deb
+# installed with real dpkg into $work/debroot (its own admindir and log: the
+# host's dpkg database is not touched); from here on the demo runs the
+# installed /usr/bin/stoa-updater of that root.
+STOA_BIN_DIR="$root/target/debug" scripts/package.sh "$work/deb"
+debroot="$work/debroot"
+mkdir -p "$debroot/var/lib/dpkg/info" "$debroot/var/lib/dpkg/updates" "$debroot/var/log"
+: > "$debroot/var/lib/dpkg/status"
+echo "(the scratch root's dpkg database is empty: its Depends are the host's, hence --force-depends and dpkg's notes)"
+PATH="$PATH:/usr/sbin:/sbin" dpkg --root="$debroot" --admindir="$debroot/var/lib/dpkg" --log="$debroot/var/log/dpkg.log" \
+  --force-not-root --force-depends --force-script-chrootless -i "$work"/deb/stoa-updater_*.deb
+dpkg-deb --field "$work"/deb/stoa-updater_*.deb Package Version Architecture Depends
+U="$debroot/usr/bin/stoa-updater"
+"$U" --version
+
 say "sample images for the example release (an OCI layout made in code)"
 scripts/make-sample-images.sh "$root/manifests/vendor/images" 2.0.0 2.1.0 2.3.0
 

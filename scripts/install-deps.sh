@@ -28,6 +28,7 @@ have flock           || need+=(util-linux)
 have setpriv         || need+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
+have strip           || need+=(binutils)  # scripts/package.sh strips the programs (dpkg-deb and dpkg are Essential)
 have age             || need+=(age)       # an independent reader of support bundles (tests: age -d; age-keygen)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps.sh: installing ${need[*]}"
