@@ -129,6 +129,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         charts,
         migrations,
         files,
+        sbom: None,
         delta: None,
         entries: Vec::new(),
     };

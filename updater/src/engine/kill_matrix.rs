@@ -227,6 +227,7 @@ fn release_manifest(
             steps,
         }],
         files,
+        sbom: None,
         delta: None,
         entries,
     }
