@@ -12,6 +12,7 @@ pub mod images;
 pub mod inspect;
 pub mod keygen;
 pub mod root;
+pub mod sbom;
 pub mod split;
 pub mod support;
 pub mod support_summary;

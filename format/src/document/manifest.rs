@@ -329,6 +329,7 @@ impl BundleManifest {
                 Some("migrations") => "migrations",
                 Some("files") => "files",
                 Some("values") => "values",
+                Some(super::sbom::SBOM_PATH) => "sbom",
                 _ => "other",
             };
             let v = m.entry(kind).or_insert(0u64);
