@@ -8,6 +8,7 @@ use crate::sources::registry::{cache, PullOptions};
 
 pub mod build;
 pub mod diff;
+pub mod diff_sbom;
 pub mod images;
 pub mod inspect;
 pub mod keygen;
