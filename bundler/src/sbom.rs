@@ -113,7 +113,11 @@ fn read_doc(blobs: &[PlannedEntry], digest: &Sha256Digest) -> Option<Vec<u8>> {
     match &e.source {
         ContentSource::Bytes(b) => out.extend_from_slice(b),
         ContentSource::File(p) => {
-            File::open(p).ok()?.take(MAX_DOC).read_to_end(&mut out).ok()?;
+            File::open(p)
+                .ok()?
+                .take(MAX_DOC)
+                .read_to_end(&mut out)
+                .ok()?;
         }
         ContentSource::FileRange { path, offset, len } => {
             let mut f = File::open(path).ok()?;
@@ -165,7 +169,7 @@ pub fn attestations(record: &ImageRecord, blobs: &[PlannedEntry]) -> Vec<Attesta
             predicate_types,
         });
     }
-    out.sort_by(|a, b| a.digest.cmp(&b.digest));
+    out.sort_by_key(|a| a.digest);
     out
 }
 

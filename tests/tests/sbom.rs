@@ -74,7 +74,11 @@ fn write_rich_release(dir: &Path, version: &str) -> PathBuf {
     assert!(text.contains(marker), "{text}");
     fs::write(
         &rel,
-        text.replacen(marker, &format!("{marker}\nvalues = [\"values/prod.yaml\"]"), 1),
+        text.replacen(
+            marker,
+            &format!("{marker}\nvalues = [\"values/prod.yaml\"]"),
+            1,
+        ),
     )
     .unwrap();
     rel
@@ -179,7 +183,10 @@ fn both_programs_print_the_signed_sbom_and_it_validates_as_cyclonedx_1_6() {
         .arg(&key)
         .arg("--out")
         .arg(&out));
-    assert!(said.contains("wrote the SBOM of stoa-platform 2.3.0"), "{said}");
+    assert!(
+        said.contains("wrote the SBOM of stoa-platform 2.3.0"),
+        "{said}"
+    );
     assert_eq!(fs::read_to_string(&out).unwrap(), entry);
 
     // the CycloneDX project's schema, through cyclonedx-python-lib
@@ -203,7 +210,11 @@ fn both_programs_print_the_signed_sbom_and_it_validates_as_cyclonedx_1_6() {
     // every image: purl pkg:oci with the digest, the platforms
     for img in m["images"].as_array().unwrap() {
         let name = img["name"].as_str().unwrap();
-        let hex = img["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap();
+        let hex = img["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
         let c = component(&bom, &format!("image:{name}"));
         assert_eq!(c["type"], "container");
         let (repo, tag) = name.rsplit_once(':').unwrap();
@@ -220,7 +231,15 @@ fn both_programs_print_the_signed_sbom_and_it_validates_as_cyclonedx_1_6() {
             .filter(|p| p["name"] == "stoa:image:platform")
             .map(|p| p["value"].as_str().unwrap())
             .collect();
-        assert_eq!(platforms, img["platforms"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            platforms,
+            img["platforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+        );
     }
     // charts, with the vendored dependency nested; the values file
     let api = component(&bom, "chart:stoa-system/stoa-api");
@@ -235,7 +254,9 @@ fn both_programs_print_the_signed_sbom_and_it_validates_as_cyclonedx_1_6() {
         sha256_of(redis),
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&vendored))
     );
-    assert!(redis.to_string().contains("https://charts.example.invalid/stable"));
+    assert!(redis
+        .to_string()
+        .contains("https://charts.example.invalid/stable"));
     component(&bom, "chart:stoa-system/stoa-gateway");
     let values = "values/stoa-system/stoa-api/00-prod.yaml";
     assert_eq!(
@@ -258,7 +279,10 @@ fn both_programs_print_the_signed_sbom_and_it_validates_as_cyclonedx_1_6() {
         entry_sha(&m, "files/bin/stoactl")
     );
     // nothing of the build machine: no absolute path of it
-    assert!(!entry.contains(&b.dir.path().display().to_string()), "{entry}");
+    assert!(
+        !entry.contains(&b.dir.path().display().to_string()),
+        "{entry}"
+    );
 
     // --json: a summary holding the document
     let j = json(&ok(bundler()
@@ -311,7 +335,10 @@ fn a_bundle_whose_sbom_was_altered_is_refused() {
     // the entry's bytes changed, the manifest not re-signed
     let bad = b.p("tampered.tar.zst");
     let mut entries = base.entries.clone();
-    let i = entries.iter().position(|e| e.name == "sbom.cdx.json").unwrap();
+    let i = entries
+        .iter()
+        .position(|e| e.name == "sbom.cdx.json")
+        .unwrap();
     let mut flipped = entries[i].data.clone();
     let last = flipped.len() - 2;
     flipped[last] ^= 0x20;
@@ -329,7 +356,11 @@ fn a_bundle_whose_sbom_was_altered_is_refused() {
 
     // re-signed with the forged SBOM: the SBOM's rule refuses it
     let resigned = b.p("resigned.tar.zst");
-    fs::write(&resigned, base.content_signed("sbom.cdx.json", forged.as_bytes())).unwrap();
+    fs::write(
+        &resigned,
+        base.content_signed("sbom.cdx.json", forged.as_bytes()),
+    )
+    .unwrap();
     for prog in [updater, bundler] {
         let mut c = prog();
         let out = c
@@ -352,7 +383,11 @@ fn a_bundle_whose_sbom_was_altered_is_refused() {
         );
     }
     let e = fails(
-        updater().arg("verify").arg(&resigned).arg("--trust").arg(&key),
+        updater()
+            .arg("verify")
+            .arg(&resigned)
+            .arg("--trust")
+            .arg(&key),
         1,
     );
     assert!(e.contains("check SBOM \"sbom.cdx.json\""), "{e}");

@@ -116,9 +116,8 @@ fn pair_retagged_images(d: &mut SbomDiff) {
     while i < d.added.len() {
         let a = &d.added[i];
         let name = a.name.clone();
-        let pairable = a.kind == "container"
-            && count(&d.added, &name) == 1
-            && count(&d.removed, &name) == 1;
+        let pairable =
+            a.kind == "container" && count(&d.added, &name) == 1 && count(&d.removed, &name) == 1;
         let at = d
             .removed
             .iter()

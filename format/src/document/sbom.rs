@@ -323,7 +323,12 @@ pub fn document(m: &BundleManifest, extras: &SbomExtras) -> Bom {
         if let Some(s) = &img.source_digest {
             c = c.prop("stoa:image:source-digest", s.as_str());
         }
-        for a in extras.attestations.get(img.name.as_str()).into_iter().flatten() {
+        for a in extras
+            .attestations
+            .get(img.name.as_str())
+            .into_iter()
+            .flatten()
+        {
             let is_bom = a.predicate_types.iter().any(|t| {
                 let t = t.to_ascii_lowercase();
                 t.contains("spdx") || t.contains("cyclonedx")
@@ -428,7 +433,10 @@ pub fn document(m: &BundleManifest, extras: &SbomExtras) -> Bom {
     }
     components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
     let root = release_ref(m);
-    let mut top: Vec<String> = components.iter().filter_map(|c| c.bom_ref.clone()).collect();
+    let mut top: Vec<String> = components
+        .iter()
+        .filter_map(|c| c.bom_ref.clone())
+        .collect();
     top.sort();
     deps.push(Dependency {
         reference: root.clone(),
@@ -469,8 +477,8 @@ pub fn document(m: &BundleManifest, extras: &SbomExtras) -> Bom {
 
 /// Parses SBOM bytes (any CycloneDX 1.6 JSON document this format wrote).
 pub fn parse(bytes: &[u8]) -> Result<Bom, String> {
-    let bom: Bom = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a CycloneDX JSON document: {e}"))?;
+    let bom: Bom =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a CycloneDX JSON document: {e}"))?;
     if bom.bom_format != BOM_FORMAT {
         return Err(format!(
             "bomFormat is {:?}, not {BOM_FORMAT:?}",

@@ -24,7 +24,10 @@ pub(crate) fn rich() -> BundleManifest {
     m.entries.extend([
         entry("charts/stoa-api-2.3.0.tgz", b"chart"),
         entry("values/stoa-system/stoa-api/00-prod.yaml", vals),
-        entry("migrations/stoa/0001_init.sql", b"CREATE TABLE t (id int);\n"),
+        entry(
+            "migrations/stoa/0001_init.sql",
+            b"CREATE TABLE t (id int);\n",
+        ),
         entry("migrations/stoa/0001_init.down.sql", b"DROP TABLE t;\n"),
         entry("files/bin/stoactl", b"#!/bin/sh\n"),
     ]);
@@ -138,7 +141,10 @@ fn generated_sbom_passes_the_readers_check_and_lists_every_record() {
     // deterministic: the same manifest, the same bytes
     assert_eq!(generate(&rich(), &extras()), bytes);
     let serial = serial_number(&m);
-    assert!(serial.starts_with("urn:uuid:") && serial.len() == 45, "{serial}");
+    assert!(
+        serial.starts_with("urn:uuid:") && serial.len() == 45,
+        "{serial}"
+    );
     assert_eq!(&serial[23..24], "5");
 }
 
@@ -175,7 +181,11 @@ fn an_sbom_field_naming_another_entry_is_refused() {
     let mut m = rich();
     m.sbom = Some("files/bin/stoactl".into());
     let e = m.validate(&Limits::default()).unwrap_err();
-    assert!(e.to_string().contains("the SBOM entry is \"sbom.cdx.json\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the SBOM entry is \"sbom.cdx.json\""),
+        "{e}"
+    );
 }
 
 /// Security rule: a bundle whose SBOM disagrees with its own manifest is
@@ -204,7 +214,10 @@ fn every_disagreement_is_named() {
         assert!(e.to_string().contains(want), "{want}: {e}");
     };
     refused(&|v| v["bomFormat"] = "SPDX".into(), "bomFormat is \"SPDX\"");
-    refused(&|v| v["specVersion"] = "1.4".into(), "specVersion is \"1.4\"");
+    refused(
+        &|v| v["specVersion"] = "1.4".into(),
+        "specVersion is \"1.4\"",
+    );
     refused(
         &|v| v["serialNumber"] = "urn:uuid:00000000-0000-5000-8000-000000000000".into(),
         "serialNumber is",
@@ -231,7 +244,10 @@ fn every_disagreement_is_named() {
         "no component for entry \"oci/blobs/sha256/",
     );
     let e = check(b"not json", &m).unwrap_err();
-    assert!(e.to_string().contains("not a CycloneDX JSON document"), "{e}");
+    assert!(
+        e.to_string().contains("not a CycloneDX JSON document"),
+        "{e}"
+    );
 }
 
 /// A bundle without an SBOM keeps its bytes (no `sbom` key), and a delta
@@ -247,4 +263,3 @@ fn without_an_sbom_the_manifest_is_unchanged_and_a_delta_carries_it() {
     assert_eq!(back, m);
     assert!(!crate::delta::omittable(m.entry(SBOM_PATH).unwrap()));
 }
-
