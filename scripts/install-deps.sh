@@ -30,6 +30,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
 have strip           || need+=(binutils)  # scripts/package.sh strips the programs (dpkg-deb and dpkg are Essential)
 have age             || need+=(age)       # an independent reader of support bundles (tests: age -d; age-keygen)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # the CycloneDX validator's venv (below)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps.sh: installing ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
@@ -43,3 +44,13 @@ fi
 # them through STOA_HELM_DIR, default target/helm-bin).
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/get-helm.sh" "${STOA_HELM_DIR:-$root/target/helm-bin}" >/dev/null
+
+# cyclonedx-python-lib with its JSON schema validator, the independent check
+# of the SBOM (tests/tests/sbom.rs finds it through STOA_CYCLONEDX_VENV,
+# default target/cyclonedx-venv). A venv: Debian's python3 is externally
+# managed (PEP 668).
+venv="${STOA_CYCLONEDX_VENV:-$root/target/cyclonedx-venv}"
+if ! "$venv/bin/python" -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'cyclonedx-python-lib[json-validation]'
+fi

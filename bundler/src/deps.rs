@@ -97,7 +97,7 @@ pub fn best<'a>(
 }
 
 /// The files of a chart archive, to complete it and pack it again.
-fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
+pub(crate) fn unpack(name: &str, bytes: &[u8]) -> Result<Vec<File>> {
     let cerr = |m: String| BundlerError::Chart {
         path: name.into(),
         message: m,

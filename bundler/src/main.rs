@@ -8,6 +8,7 @@ mod images;
 mod plan;
 mod progress;
 mod release;
+mod sbom;
 mod settings;
 mod sources;
 
@@ -37,6 +38,8 @@ enum Command {
     Images(cmd::images::Args),
     /// Show what a bundle holds.
     Inspect(cmd::inspect::Args),
+    /// Verify a bundle, then print its signed CycloneDX SBOM (sbom.cdx.json).
+    Sbom(cmd::sbom::Args),
     /// Make, rotate and show signed trust roots.
     Root(cmd::root::Args),
     /// Cut an existing bundle into media-sized parts with a signed index.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a, out),
         Command::Images(a) => cmd::images::run(a, out),
         Command::Inspect(a) => cmd::inspect::run(a, out),
+        Command::Sbom(a) => cmd::sbom::run(a, out),
         Command::Root(a) => cmd::root::run(a, out),
         Command::Split(a) => cmd::split::run(a, out),
         Command::Diff(a) => cmd::diff::run(a, out),

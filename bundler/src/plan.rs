@@ -104,13 +104,15 @@ pub struct Planned {
     pub writer: BundleWriter,
     pub pulled: Option<PullStats>,
     pub charts: Vec<chart::PackagedChart>,
+    /// Per image name: the upstream attestations it carries (for the SBOM).
+    pub attestations: ImageAttestations,
 }
 
 /// Resolves everything the release manifest names.
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull = PullSlot::default();
-    let images = plan_images(rel, settings, &mut pull, &mut planned)?;
+    let (images, attestations) = plan_images(rel, settings, &mut pull, &mut planned)?;
     let (charts, chart_archives) = plan_charts(rel, settings, &mut pull, &mut planned)?;
     let migrations = plan_migrations(rel, &mut planned)?;
     let files = plan_files(rel, &mut planned)?;
@@ -129,6 +131,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         charts,
         migrations,
         files,
+        sbom: None,
         delta: None,
         entries: Vec::new(),
     };
@@ -137,8 +140,12 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         writer,
         pulled: pull.stats(),
         charts: chart_archives,
+        attestations,
     })
 }
+
+/// The attestations each image carries, by image name.
+type ImageAttestations = std::collections::BTreeMap<String, Vec<stoa_format::sbom::Attestation>>;
 
 /// `[[images]]`: each image pulled or read from its layout; the bundle's
 /// `oci/index.json` and `oci/oci-layout`, then every image's blobs.
@@ -147,7 +154,7 @@ fn plan_images(
     settings: &BuildSettings,
     pull: &mut PullSlot,
     planned: &mut Vec<PlannedEntry>,
-) -> Result<Vec<ImageRecord>> {
+) -> Result<(Vec<ImageRecord>, ImageAttestations)> {
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
     for img in &rel.images {
@@ -176,11 +183,16 @@ fn plan_images(
         });
     }
     let mut image_records = Vec::new();
+    let mut attestations = ImageAttestations::new();
     for img in images {
+        let found = crate::sbom::attestations(&img.record, &img.blobs);
+        if !found.is_empty() {
+            attestations.insert(img.record.name.to_string(), found);
+        }
         planned.extend(img.blobs);
         image_records.push(img.record);
     }
-    Ok(image_records)
+    Ok((image_records, attestations))
 }
 
 /// An `[[artifacts]]` item is recorded with its artifact type (and listed

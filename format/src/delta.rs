@@ -128,7 +128,7 @@ fn read_capped(p: &Path, cap: u64) -> Result<Vec<u8>, FormatError> {
 /// every content entry except the trust roots the bundle carries (a reader
 /// needs them before the signature check).
 pub fn omittable(e: &Entry) -> bool {
-    !e.path.starts_with(ANCHORS_DIR)
+    !e.path.starts_with(ANCHORS_DIR) && e.path != crate::sbom::SBOM_PATH
 }
 
 /// The release a bundle stands for, named.

@@ -153,6 +153,8 @@ pub enum FormatError {
         line: u64,
         reason: String,
     },
+    #[error("check SBOM {path:?}: {message}")]
+    Sbom { path: String, message: String },
     #[error("check root version {version}: {rule}: {detail}")]
     Root {
         version: String,
@@ -300,6 +302,7 @@ impl FormatError {
             Self::SourceDigestMismatch { .. } | Self::SourceSizeMismatch { .. } => "source-digest",
             Self::Sink { .. } => "sink",
             Self::UnsafeMigration { .. } => "migration-sql",
+            Self::Sbom { .. } => "sbom",
             Self::Root { .. } => "root",
             Self::ClockBeforeFloor { .. } => "clock-floor",
             Self::ExtractTarget { .. } => "extract-target",

@@ -39,7 +39,7 @@ pub mod writer;
 #[cfg(feature = "cli")]
 pub use cli::report;
 pub use codec::{archive, digest};
-pub use document::{constraint, fields, manifest, names, oci, paths, sql};
+pub use document::{constraint, fields, manifest, names, oci, paths, sbom, sql};
 pub use io::{durable, pipe, retry};
 pub use media::{parity, parts};
 pub use read::{extract, reader, source};

@@ -145,6 +145,26 @@ impl BundleWriter {
         Self::new(self.manifest, planned, self.mtime, limits)
     }
 
+    /// Adds the SBOM entry ([`crate::sbom::SBOM_PATH`], the bytes
+    /// [`crate::sbom::generate`] made of this manifest) and names it in the
+    /// manifest's `sbom` field; the bytes are checked by the reader's own
+    /// rule ([`crate::sbom::check`]) first, so no bundle carries an SBOM
+    /// that disagrees with it.
+    pub fn add_sbom(self, bytes: Vec<u8>, limits: &Limits) -> Result<Self, FormatError> {
+        let path = crate::sbom::SBOM_PATH.to_owned();
+        let entry = PlannedEntry {
+            path: path.clone(),
+            size: bytes.len() as u64,
+            sha256: Sha256Digest::of(&bytes),
+            source: ContentSource::Bytes(bytes.clone()),
+        };
+        let mut w = self.add_entries(vec![entry], limits)?;
+        w.manifest.sbom = Some(path);
+        w.manifest.validate(limits)?;
+        crate::sbom::check(&bytes, &w.manifest)?;
+        Ok(w)
+    }
+
     /// Makes this bundle a delta on `bases[0]` (the chain after it are that
     /// release's own bases): every entry whose digest is in `have` (what a
     /// site holds once it has applied the base) and that a delta may leave

@@ -329,8 +329,8 @@ fn diff_lists_what_changed_and_the_delta_size() {
 
 /// Issue 21 item 1: a re-release of an unchanged release (2.1.1 to extend
 /// `expires`, same content as 2.1.0) built as a delta on 2.1.0 holds no
-/// content entry at all: the manifest, its signature, the end of the
-/// archive. It is a valid bundle: both programs verify it, GNU tar lists it,
+/// content entry but its own SBOM (issue 20): the manifest, its signature,
+/// `sbom.cdx.json`, the end of the archive. It is a valid bundle: both programs verify it, GNU tar lists it,
 /// and a site at 2.1.0 applies it from its store.
 #[test]
 fn a_re_release_delta_without_content_entries_verifies_everywhere() {
@@ -351,15 +351,16 @@ fn a_re_release_delta_without_content_entries_verifies_everywhere() {
         .arg("-tf")
         .arg(&d211));
     let names: Vec<&str> = listing.lines().collect();
+    // the head and the release's own SBOM (issue 20: every release has one)
     assert!(
-        names
-            .iter()
-            .all(|n| *n == "manifest.json" || n.starts_with("signatures/")),
-        "only the head: {listing}"
+        names.iter().all(|n| *n == "manifest.json"
+            || n.starts_with("signatures/")
+            || *n == "sbom.cdx.json"),
+        "only the head and the SBOM: {listing}"
     );
     let i = json(&ok(updater().arg("inspect").arg(&d211).arg("--json")));
     assert_eq!(i["version"], "2.1.1", "{i}");
-    assert_eq!(i["entries"], 0, "{i}");
+    assert_eq!(i["entries"], 1, "{i}");
     assert_eq!(i["delta"]["base"]["version"], "2.1.0", "{i}");
     let key = s.path().join("release.pub");
     let v = ok(updater().arg("verify").arg(&d211).arg("--trust").arg(&key));

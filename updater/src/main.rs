@@ -34,6 +34,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Show what a bundle holds.
     Inspect(cmd::inspect::Args),
+    /// Verify a bundle, then print its signed CycloneDX SBOM (sbom.cdx.json).
+    Sbom(cmd::sbom::Args),
     /// Verify and extract a bundle's content into a new folder.
     Extract(cmd::extract::Args),
     /// Rebuild missing or damaged parts of a split bundle from its parity parts.
@@ -94,6 +96,7 @@ impl Command {
             Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
             Self::Inspect(_)
+            | Self::Sbom(_)
             | Self::Status(_)
             | Self::History(_)
             | Self::Serve(_)
@@ -189,6 +192,27 @@ fn main() -> ExitCode {
                 )
             }
             (None, _) => on_site(&|s| cmd::verify::run(a, Some(s), out).map(|()| 0)),
+        },
+        // as verify: --trust, else the site's trust in force
+        Command::Sbom(a) => match (&a.trust, &given) {
+            (Some(_), Some(_)) => {
+                return usage_error(
+                    "sbom takes --trust (a key, a key folder or a root) or --config (the site's trust in force), not both",
+                    out.json,
+                )
+            }
+            (Some(_), None) => cmd::sbom::run(a, None, out).map(|()| 0),
+            (None, None) if std::env::var_os(config::CONFIG_ENV).is_none() && !c.exists() => {
+                return usage_error(
+                    &format!(
+                        "sbom needs --trust <PATH> (a key, a key folder or a root), or a site config: --config FILE, ${}, or {} (not found)",
+                        config::CONFIG_ENV,
+                        config::DEFAULT_CONFIG
+                    ),
+                    out.json,
+                )
+            }
+            (None, _) => on_site(&|s| cmd::sbom::run(a, Some(s), out).map(|()| 0)),
         },
         Command::Inspect(a) => match no_config("inspect") {
             Some(m) => return usage_error(&m, out.json),

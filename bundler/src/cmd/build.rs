@@ -273,9 +273,14 @@ pub fn run(args: &Args, output: Output) -> Result<()> {
         writer,
         pulled,
         charts,
+        attestations,
     } = plan(&release, &settings)?;
+    let extras = crate::sbom::extras(&writer.manifest().charts, &charts, attestations)?;
     check_images(&release, &writer.manifest().images, charts, &args.render)?;
     let writer = writer.add_entries(roots, &settings.limits)?;
+    // the SBOM last, of the final entries (a delta keeps it: a reader checks it)
+    let sbom = stoa_format::sbom::generate(writer.manifest(), &extras);
+    let writer = writer.add_sbom(sbom, &settings.limits)?;
     let (writer, delta) = if args.base.is_empty() {
         (writer, None)
     } else {

@@ -1,8 +1,9 @@
 //! `stoa-bundler diff <old> <new> [--json] [--trust K]`: what changed
 //! between two releases (bundles, parts or manifests): images added,
 //! removed and changed, charts and versions, migrations added, files
-//! changed, and the size a delta of the new release on the old one would
-//! have. With `--trust`, the new bundle is read in full (verified) to
+//! changed, the SBOM's components added, removed and changed
+//! ([`super::diff_sbom`]), and the size a delta of the new release on the
+//! old one would have. With `--trust`, the new bundle is read in full (verified) to
 //! attribute every changed image's blobs as new or shared.
 
 use std::collections::BTreeMap;
@@ -138,13 +139,14 @@ pub fn run(args: &Args, out: Output) -> Result<()> {
         }
     }
     let d = diff(&old, &new, &image_blobs);
+    let sbom = super::diff_sbom::sbom_diff(&old.manifest, &new.manifest);
     if out.json {
-        println!(
-            "{}",
-            serde_json::to_string(&d).unwrap_or_else(|_| "{}".into())
-        );
+        let mut doc = serde_json::to_value(&d).unwrap_or_default();
+        doc["sbom"] = serde_json::to_value(&sbom).unwrap_or_default();
+        println!("{doc}");
     } else {
         print!("{}", text(&d, args.trust.is_some(), new.bundle_bytes));
+        print!("{}", super::diff_sbom::text(&sbom));
     }
     Ok(())
 }

@@ -8,10 +8,12 @@ use crate::sources::registry::{cache, PullOptions};
 
 pub mod build;
 pub mod diff;
+pub mod diff_sbom;
 pub mod images;
 pub mod inspect;
 pub mod keygen;
 pub mod root;
+pub mod sbom;
 pub mod split;
 pub mod support;
 pub mod support_summary;

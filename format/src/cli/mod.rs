@@ -20,6 +20,7 @@ use crate::{Limits, TrustStore};
 pub mod docs;
 pub mod pipe;
 pub mod report;
+pub mod sbom;
 
 /// The output flags of every subcommand of both programs: global, parsed
 /// once by clap in each `main` and handed to the command that runs

@@ -342,6 +342,7 @@ pub fn kind_of(path: &str) -> &'static str {
         Some("migrations") => "migration",
         Some("files") => "file",
         Some("anchors") => "root",
+        Some(crate::sbom::SBOM_PATH) => "sbom",
         _ => "other",
     }
 }

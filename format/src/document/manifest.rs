@@ -47,6 +47,11 @@ pub struct BundleManifest {
     pub migrations: Vec<MigrationSet>,
     #[serde(default)]
     pub files: Vec<FileRecord>,
+    /// The entry holding the release's CycloneDX SBOM: always
+    /// [`crate::sbom::SBOM_PATH`] (docs/FORMAT.md, "The SBOM"). Absent in
+    /// bundles built without one, whose bytes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
     /// Only in a delta bundle (format version 2): the release it was built
     /// against and the entries it relies on without carrying them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +335,7 @@ impl BundleManifest {
                 Some("migrations") => "migrations",
                 Some("files") => "files",
                 Some("values") => "values",
+                Some(super::sbom::SBOM_PATH) => "sbom",
                 _ => "other",
             };
             let v = m.entry(kind).or_insert(0u64);
@@ -378,6 +384,7 @@ pub(crate) mod tests {
             charts: vec![],
             migrations: vec![],
             files: vec![],
+            sbom: None,
             delta: None,
             entries: vec![
                 Entry {

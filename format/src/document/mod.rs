@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod names;
 pub mod oci;
 pub mod paths;
+pub mod sbom;
 pub mod sql;
 mod validate;
 

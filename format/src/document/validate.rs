@@ -17,6 +17,7 @@ use super::names::{
     check_chart_version, check_helm_release, check_migration_name, check_namespace,
 };
 use super::paths::check_entry_path;
+use super::sbom::{MAX_SBOM_SIZE, SBOM_PATH};
 use super::{
     ANCHORS_DIR, DELTA_FORMAT_VERSION, FORMAT_NAME, FORMAT_VERSION, MANIFEST_PATH, SIGNATURES_DIR,
 };
@@ -236,7 +237,31 @@ impl BundleManifest {
             }
             need(&format!("file {:?}", f.dest), &f.path)?;
         }
-        Ok(())
+        self.validate_sbom()
+    }
+
+    /// The `sbom` field names exactly [`SBOM_PATH`], an entry the bundle
+    /// carries (never omitted by a delta: a reader checks its bytes) of at
+    /// most [`MAX_SBOM_SIZE`] bytes. Its content is checked as it streams
+    /// ([`crate::sbom::check`]).
+    fn validate_sbom(&self) -> Result<(), FormatError> {
+        let Some(path) = &self.sbom else {
+            return Ok(());
+        };
+        let bad = |m: String| Err(FormatError::InvalidManifest(m));
+        if path != SBOM_PATH {
+            return bad(format!("sbom is {path:?}; the SBOM entry is {SBOM_PATH:?}"));
+        }
+        match self.entry(path) {
+            None => bad(format!(
+                "sbom refers to {path:?}, which is not an entry the bundle carries"
+            )),
+            Some(e) if e.size > MAX_SBOM_SIZE => bad(format!(
+                "sbom entry {path:?} is {} bytes, over the limit of {MAX_SBOM_SIZE}",
+                e.size
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The delta section's rules: a bounded chain of well-formed bases, and

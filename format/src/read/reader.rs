@@ -6,8 +6,9 @@
 //! follow must include enough valid signatures by trusted keys; only then is
 //! content read, each entry checked against the manifest (listed, in order,
 //! not duplicated, regular, same size before a byte is read, same SHA-256 at
-//! its end); at the end every listed entry must have been seen and nothing
-//! may follow the end-of-archive marker.
+//! its end; a migration's SQL and the SBOM checked by their rules); at the
+//! end every listed entry must have been seen and nothing may follow the
+//! end-of-archive marker.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
@@ -380,6 +381,9 @@ pub fn verify_with<R: Read + Send + 'static>(
             .contains(entry.path.as_str())
             .then(SqlChecker::new);
         let mut sql_result = Ok(());
+        // the SBOM is parsed whole once its digest holds (its size is capped
+        // by the manifest's rules, `sbom::MAX_SBOM_SIZE`)
+        let mut sbom = (manifest.sbom.as_deref() == Some(entry.path.as_str())).then(Vec::new);
         while hasher.len() < entry.size {
             let n = tar
                 .read_content(&mut buf, entry.size - hasher.len())
@@ -389,6 +393,9 @@ pub fn verify_with<R: Read + Send + 'static>(
                 if sql_result.is_ok() {
                     sql_result = c.feed(&buf[..n]);
                 }
+            }
+            if let Some(b) = sbom.as_mut() {
+                b.extend_from_slice(&buf[..n]);
             }
             sink.write(&buf[..n]).map_err(sink_err)?;
             progress(n as u64);
@@ -405,6 +412,9 @@ pub fn verify_with<R: Read + Send + 'static>(
             sql_result
                 .and_then(|()| c.finish())
                 .map_err(|v| crate::sql::violation(&entry.path, v))?;
+        }
+        if let Some(b) = sbom {
+            crate::sbom::check(&b, manifest)?;
         }
         sink.end(entry).map_err(sink_err)?;
         content_bytes += entry.size;

@@ -228,6 +228,7 @@ fn release_manifest(
             steps,
         }],
         files,
+        sbom: None,
         delta: None,
         entries,
     }
