@@ -325,4 +325,49 @@ say "vendor: support open prints the failing step and its evidence"
 sed -n '1,/^failed preflight/p' "$work/support-open.txt"
 grep -q '^  step: helm:stoa-gateway$' "$work/support-open.txt"
 
+# --- day 0 (issue 19): a site with no registry; nodes pull by original names ---
+say "day 0: a second site with NO registry: [registry] mode = \"serve\", layout = \"mirror\""
+site0="$work/site0"; mkdir -p "$site0/trust" "$site0/values"
+cp "$work/release.pub" "$site0/trust/"
+psql -X -q "$db/postgres" -c 'CREATE DATABASE stoa0'
+serve_port="$(free_port)"
+{
+  printf 'state_dir = "%s"\ntrust = "%s"\nkeep_releases = 3\n\n' "$site0/state" "$site0/trust"
+  printf '[registry]\nmode = "serve"\nlayout = "mirror"\nurl = "http://127.0.0.1:%s"\nprefix = "stoa"\n\n' "$serve_port"
+  printf '[serve]\nlisten = "127.0.0.1:%s"\n\n' "$serve_port"
+  printf '[databases.stoa]\nurl = "%s/stoa0"\nsnapshot = true\n\n' "$db"
+  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\nkubeconfig = "%s"\nkubectl = "%s"\n' \
+    "$root/target/debug/fake-helm" "$site0/values" "$site/kubeconfig" "$helm_bin/kubectl"
+} > "$site0/updater.toml"
+sed 's/^/  /' "$site0/updater.toml"
+S0=("$U" --config "$site0/updater.toml")
+say "day 0: apply 2.3.0: nothing pushed, the images published into the store"
+FAKE_HELM_STATE="$site0/helm" "${S0[@]}" apply "$work/dist/stoa-platform-2.3.0.tar.zst" --quiet
+FAKE_HELM_STATE="$site0/helm" "${S0[@]}" status
+say "day 0: stoa-updater serve answers as a registry; mirror-config writes the nodes' containerd hosts.toml"
+"${S0[@]}" -v serve --listen "127.0.0.1:$serve_port" > "$site0/serve.out" 2> "$site0/serve.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$serve_port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+"${S0[@]}" mirror-config --for containerd --out "$site0/certs.d"
+for f in "$site0"/certs.d/*/hosts.toml; do echo "-- $f"; sed 's/^/   /' "$f"; done
+say "day 0: a node's containerd (real, private socket) pulls the 2.3.0 stack by its ORIGINAL names through the mirror"
+ctd="$site0/containerd"; mkdir -p "$ctd"
+printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/t.sock"\n' \
+  "$ctd" "$ctd" "$ctd" "$ctd" > "$ctd/config.toml"
+containerd --config "$ctd/config.toml" > "$ctd/log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do [ -S "$ctd/c.sock" ] && break; sleep 0.1; done
+mapfile -t stack_images < <("$U" inspect "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub" --json \
+  | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)["images"]]')
+for img in "${stack_images[@]}"; do
+  ctr --address "$ctd/c.sock" images pull --snapshotter native --hosts-dir "$site0/certs.d" "$img" > "$ctd/pull.log" 2>&1 \
+    || { echo "FAILED: containerd could not pull $img"; cat "$ctd/pull.log"; exit 1; }
+done
+ctr --address "$ctd/c.sock" images ls | awk '{print "   " $1 "  " $3}'
+n_pulled=$(ctr --address "$ctd/c.sock" images ls -q | wc -l)
+n_served=$(grep -c '/manifests/' "$site0/serve.log" || true)
+[ "$n_pulled" -eq "${#stack_images[@]}" ] && [ "$n_served" -gt 0 ] \
+  || { echo "FAILED: $n_pulled of ${#stack_images[@]} images pulled, $n_served manifests served"; exit 1; }
+echo "checked: containerd holds all $n_pulled images under their own names; serve answered $n_served manifest requests (nothing mutated, nothing pushed)"
+
 say "done: $work"
