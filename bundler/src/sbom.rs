@@ -223,6 +223,7 @@ mod tests {
             size: 0,
             source: None,
             source_digest: None,
+            artifact_type: None,
         };
         let blobs = vec![blob(index.as_bytes()), blob(att.as_bytes())];
         let found = attestations(&record, &blobs);

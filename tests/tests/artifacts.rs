@@ -92,6 +92,28 @@ fn an_artifact_is_carried_listed_pushed_and_its_references_rewritten() {
         .clone();
     assert_eq!(d["artifactType"], TYPE, "{d}");
 
+    // the SBOM lists it as data, with its artifact type
+    let bom = json(&ok(harness::bundler()
+        .args(["sbom", "--quiet", "--trust"])
+        .arg(s.path().join("trust"))
+        .arg(&b)));
+    let c = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["bom-ref"] == format!("image:{NAME}"))
+        .unwrap_or_else(|| panic!("no {NAME} in the SBOM"))
+        .clone();
+    assert_eq!(c["type"], "data", "{c}");
+    assert!(
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "stoa:artifact:type" && p["value"] == TYPE),
+        "{c}"
+    );
+
     // apply: pushed beside the images, and read back by skopeo
     ok(s.updater().arg("apply").arg(&b));
     assert_eq!(

@@ -308,10 +308,19 @@ pub fn document(m: &BundleManifest, extras: &SbomExtras) -> Bom {
     for img in &m.images {
         let d = img.digest.digest();
         let repo = img.name.source_repository();
-        let mut c = Component::new("container", format!("image:{}", img.name), repo.clone())
+        // an `[[artifacts]]` item (a scanner's database, a policy bundle) is data
+        let kind = if img.artifact_type.is_some() {
+            "data"
+        } else {
+            "container"
+        };
+        let mut c = Component::new(kind, format!("image:{}", img.name), repo.clone())
             .of_entry(&blob_path(&d), &d)
             .prop("stoa:image:name", img.name.as_str())
             .prop("stoa:image:media-type", &img.media_type);
+        if let Some(t) = &img.artifact_type {
+            c = c.prop("stoa:artifact:type", t);
+        }
         c.version = Some(img.name.tag().map_or_else(|| d.oci(), str::to_owned));
         c.purl = Some(oci_purl(&repo, &d, img.name.tag()));
         for p in &img.platforms {
