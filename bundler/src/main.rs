@@ -10,6 +10,7 @@ mod progress;
 mod release;
 mod settings;
 mod sources;
+mod tools;
 
 use std::process::ExitCode;
 

@@ -51,6 +51,7 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
                 path: "files/layer.gz".into(),
             },
         ],
+        tools: vec![],
         delta: None,
         entries: vec![],
     };
@@ -143,6 +144,7 @@ fn a_bundle_without_content_entries_verifies() {
         charts: vec![],
         migrations: vec![],
         files: vec![],
+        tools: vec![],
         delta: None,
         entries: vec![],
     };

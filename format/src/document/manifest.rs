@@ -18,6 +18,8 @@ use crate::names::ImageRef;
 
 use super::{DELTA_FORMAT_VERSION, FORMAT_NAME};
 
+pub use super::tools::ToolRecord;
+
 pub use super::limits::MAX_DELTA_CHAIN;
 
 /// Paths of the OCI image layout inside a bundle.
@@ -47,6 +49,11 @@ pub struct BundleManifest {
     pub migrations: Vec<MigrationSet>,
     #[serde(default)]
     pub files: Vec<FileRecord>,
+    /// Tool binaries carried as signed entries (`tools/<os>/<arch>/<name>`,
+    /// docs/FORMAT.md "tools"); absent when none, so such manifests are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolRecord>,
     /// Only in a delta bundle (format version 2): the release it was built
     /// against and the entries it relies on without carrying them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,6 +331,7 @@ impl BundleManifest {
                 Some("migrations") => "migrations",
                 Some("files") => "files",
                 Some("values") => "values",
+                Some("tools") => "tools",
                 _ => "other",
             };
             let v = m.entry(kind).or_insert(0u64);
@@ -371,6 +379,7 @@ pub(crate) mod tests {
             charts: vec![],
             migrations: vec![],
             files: vec![],
+            tools: vec![],
             delta: None,
             entries: vec![
                 Entry {

@@ -12,6 +12,7 @@ pub mod names;
 pub mod oci;
 pub mod paths;
 pub mod sql;
+pub mod tools;
 mod validate;
 
 /// The name of the first entry of every bundle: the signed manifest.

@@ -10,6 +10,7 @@ pub mod prune;
 pub mod remove;
 pub mod repair;
 pub mod rollback;
+pub mod self_update;
 pub mod serve;
 pub mod state;
 pub mod status;

@@ -227,6 +227,7 @@ fn release_manifest(
             steps,
         }],
         files,
+        tools: vec![],
         delta: None,
         entries,
     }
