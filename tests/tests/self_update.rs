@@ -50,8 +50,9 @@ struct Desk {
 
 impl Desk {
     fn new() -> Self {
-        assert!(
-            cfg!(all(target_os = "linux", target_arch = "x86_64")),
+        assert_eq!(
+            stoa_format::tools::host_platform().map(|p| p.name),
+            Some("linux/amd64"),
             "these tests carry linux/amd64 binaries"
         );
         let dir = tempfile::tempdir().unwrap();

@@ -89,7 +89,7 @@ pub fn self_update(check: &'static str, reason: String) -> UpdaterError {
 }
 
 /// The carried updater for `platform` in a bundle's tool records.
-pub fn pick<'a>(tools_: &'a [ToolRecord], platform: Platform) -> Result<&'a ToolRecord> {
+pub fn pick(tools_: &[ToolRecord], platform: Platform) -> Result<&ToolRecord> {
     tools_
         .iter()
         .find(|t| t.name == tools::UPDATER && t.platform == platform.name)
