@@ -83,6 +83,13 @@ pub enum BundlerError {
     },
     #[error("file {path}: {message}")]
     File { path: PathBuf, message: String },
+    /// A `[[tools]]` binary that is not what its table says (exit 2).
+    #[error("tool {name} {path}: {message}")]
+    Tool {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("build --out {path}: the file exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error("write bundle {path}: {source}")]
@@ -171,6 +178,7 @@ impl BundlerError {
             | Self::ChartImageDigest { .. }
             | Self::ChartImageInvalid { .. }
             | Self::RootFile { .. }
+            | Self::Tool { .. }
             | Self::RootSigners { .. }
             | Self::DeltaBase { .. }
             | Self::SupportIdentity { .. } => 2,
@@ -198,6 +206,7 @@ impl BundlerError {
             Self::Migrations { .. } => "migrations",
             Self::UnsafeMigration { .. } => "migration-sql",
             Self::File { .. } => "file",
+            Self::Tool { .. } => "tool",
             Self::ValuesFile { .. } => "values-file",
             Self::HelmNotFound { .. } => "helm",
             Self::Render { .. } => "render",

@@ -11,6 +11,7 @@ mod release;
 mod sbom;
 mod settings;
 mod sources;
+mod tools;
 
 use std::process::ExitCode;
 

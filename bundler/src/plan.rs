@@ -2,8 +2,8 @@
 //! hash what is not content-addressed already, and assemble the signed
 //! manifest's records. [`plan`] composes one function per section of the
 //! release manifest ([`plan_images`], [`plan_charts`], [`plan_migrations`],
-//! [`plan_files`]), each adding its entries in manifest order and returning
-//! the records of its section.
+//! [`plan_files`], `tools::plan_tools`), each adding its entries in manifest
+//! order and returning the records of its section.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,7 +33,7 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn planned_file(
+pub(crate) fn planned_file(
     entry_path: String,
     file: &Path,
     err: impl Fn(String) -> BundlerError,
@@ -116,6 +116,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let (charts, chart_archives) = plan_charts(rel, settings, &mut pull, &mut planned)?;
     let migrations = plan_migrations(rel, &mut planned)?;
     let files = plan_files(rel, &mut planned)?;
+    let tools = crate::tools::plan_tools(rel, &mut planned)?;
     let r = &rel.release;
     let bundle_manifest = BundleManifest {
         format: stoa_format::FORMAT_NAME.into(),
@@ -132,6 +133,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         migrations,
         files,
         sbom: None,
+        tools,
         delta: None,
         entries: Vec::new(),
     };

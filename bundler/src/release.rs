@@ -34,6 +34,9 @@ pub struct ReleaseManifest {
     pub migrations: Vec<MigrationSpec>,
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Tool binaries the bundle carries (crate::tools).
+    #[serde(default)]
+    pub tools: Vec<crate::tools::ToolSpec>,
     /// Images the charts use that the release deliberately does not carry.
     #[serde(default)]
     pub image_exceptions: Vec<ImageExceptionSpec>,
@@ -247,6 +250,7 @@ pub struct LoadedRelease {
     pub charts: Vec<Chart>,
     pub migrations: Vec<Migration>,
     pub files: Vec<File>,
+    pub tools: Vec<crate::tools::Tool>,
     pub image_exceptions: Vec<ImageException>,
 }
 
@@ -284,6 +288,7 @@ impl LoadedRelease {
             charts: Vec::new(),
             migrations: Vec::new(),
             files: Vec::new(),
+            tools: Vec::new(),
             image_exceptions: Vec::new(),
         };
         me.parse_sections(&manifest)?;
@@ -313,6 +318,9 @@ impl LoadedRelease {
             .collect::<Result<_>>()?;
         self.files = (m.files.iter().enumerate())
             .map(|(i, f)| self.parse_file(i, f))
+            .collect::<Result<_>>()?;
+        self.tools = (m.tools.iter().enumerate())
+            .map(|(i, t)| self.parse_tool(i, t))
             .collect::<Result<_>>()?;
         self.migrations = (m.migrations.iter())
             .map(|x| Migration {

@@ -126,9 +126,13 @@ fn read_capped(p: &Path, cap: u64) -> Result<Vec<u8>, FormatError> {
 
 /// Whether a delta may leave this entry out when the base has its digest:
 /// every content entry except the trust roots the bundle carries (a reader
-/// needs them before the signature check).
+/// needs them before the signature check) and the tools (an updater too old
+/// for the release installs its successor from them, docs/FORMAT.md
+/// *Versioning*).
 pub fn omittable(e: &Entry) -> bool {
-    !e.path.starts_with(ANCHORS_DIR) && e.path != crate::sbom::SBOM_PATH
+    !e.path.starts_with(ANCHORS_DIR)
+        && e.path != crate::sbom::SBOM_PATH
+        && !e.path.starts_with(crate::tools::TOOLS_DIR)
 }
 
 /// The release a bundle stands for, named.

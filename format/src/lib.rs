@@ -39,7 +39,7 @@ pub mod writer;
 #[cfg(feature = "cli")]
 pub use cli::report;
 pub use codec::{archive, digest};
-pub use document::{constraint, fields, manifest, names, oci, paths, sbom, sql};
+pub use document::{constraint, fields, manifest, names, oci, paths, sbom, sql, tools};
 pub use io::{durable, pipe, retry};
 pub use media::{parity, parts};
 pub use read::{extract, reader, source};
@@ -50,7 +50,9 @@ pub use document::limits::Limits;
 pub use error::{BadPart, FormatError, PartProblem};
 pub use keys::{KeyId, SigningKeyPair, TrustStore};
 pub use manifest::BundleManifest;
-pub use reader::{ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions};
+pub use reader::{
+    BootstrapVerified, ContentSink, Inspection, NullSink, VerifiedBundle, VerifyOptions,
+};
 pub use writer::{BundleWriter, ContentSource, PlannedEntry, WriteSummary};
 
 pub use document::{

@@ -52,6 +52,7 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
             },
         ],
         sbom: None,
+        tools: vec![],
         delta: None,
         entries: vec![],
     };
@@ -145,6 +146,7 @@ fn a_bundle_without_content_entries_verifies() {
         migrations: vec![],
         files: vec![],
         sbom: None,
+        tools: vec![],
         delta: None,
         entries: vec![],
     };

@@ -51,6 +51,10 @@ pub enum UpdaterError {
     },
     #[error("refused: {0}")]
     Refused(String),
+    /// `self-update`: the carried updater failed a check (`elf`,
+    /// `smoke-test`); the running one is unchanged (exit 5).
+    #[error("self-update refused: the new updater failed the {check} check: {reason}; the running updater was not changed")]
+    SelfUpdate { check: &'static str, reason: String },
     #[error("{0}")]
     NeedsConfirmation(String),
     #[error("push {image}: {reason}")]
@@ -146,7 +150,7 @@ impl UpdaterError {
             Self::SupportRecipient { .. } | Self::SupportOut { .. } => 2,
             Self::Busy { .. } | Self::Running(_) => 4,
             Self::Refused(_) | Self::NothingToRollBack(_) | Self::MigrationEdited { .. } => 5,
-            Self::SiteAhead(_) => 5,
+            Self::SiteAhead(_) | Self::SelfUpdate { .. } => 5,
             Self::ApplyFailed { .. } | Self::RollbackFailed { .. } => 6,
             Self::NeedsConfirmation(_) => 7,
             Self::PreflightFailed { .. } => 9,
@@ -170,6 +174,7 @@ impl UpdaterError {
             Self::Io { .. } => "io",
             Self::Busy { .. } | Self::Running(_) => "busy",
             Self::Refused(_) => "refused",
+            Self::SelfUpdate { .. } => "self-update",
             Self::MigrationEdited { .. } => "migration-edited",
             Self::NeedsConfirmation(_) => "needs-confirmation",
             Self::Push { .. } => "push",

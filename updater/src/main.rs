@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "stoa-updater", version = stoa_format::cli::docs::version_text(env!("CARGO_PKG_VERSION")), about = "Verify and apply STOA offline bundles", long_about = None)]
 struct Cli {
     /// The site configuration, for plan, apply, rollback, prune, status,
-    /// history, trust, serve, and verify without --trust [default:
+    /// history, trust, serve, self-update, and verify without --trust [default:
     /// $STOA_UPDATER_CONFIG, else /etc/stoa/updater.toml]. Before or after
     /// the subcommand of a site command; inspect, extract and repair refuse
     /// it, and verify with --trust.
@@ -65,6 +65,10 @@ enum Command {
     SupportBundle(cmd::support_bundle::Args),
     /// The site's signed trust root: init, update, show.
     Trust(cmd::trust::Args),
+    /// Replace this updater with the stoa-updater a verified bundle carries
+    /// (--revert: put the previous one back).
+    #[command(name = "self-update")]
+    SelfUpdate(cmd::self_update::Args),
     /// Serve the site store as a read-only OCI registry (every retained release's images).
     Serve(cmd::serve::Args),
     /// Write the nodes' mirror configuration (containerd, CRI-O, k3s,
@@ -95,6 +99,7 @@ impl Command {
             Self::State(a) => a.audit_name(),
             Self::Prune(_) => Some("prune"),
             Self::Trust(a) => a.audit_name(),
+            Self::SelfUpdate(_) => Some("self-update"),
             Self::Inspect(_)
             | Self::Sbom(_)
             | Self::Status(_)
@@ -239,6 +244,7 @@ fn main() -> ExitCode {
         Command::Status(a) => on_site(&|s| cmd::status::run(s, a, out)),
         Command::History(a) => on_site(&|s| cmd::history::run(s, a, out).map(|()| 0)),
         Command::Trust(a) => on_site(&|s| cmd::trust::run(s, a, out).map(|()| 0)),
+        Command::SelfUpdate(a) => on_site(&|s| cmd::self_update::run(s, a, out).map(|()| 0)),
         // reads the config itself: it must work when it does not load
         Command::SupportBundle(a) => cmd::support_bundle::run(c, a, out),
         Command::Serve(a) => on_site(&|s| cmd::serve::run(s, a, out, cli.verbose).map(|()| 0)),
@@ -276,7 +282,7 @@ fn audited(
 }
 
 /// The commands that read the site config.
-const SITE_COMMANDS: [&str; 13] = [
+const SITE_COMMANDS: [&str; 14] = [
     "verify",
     "plan",
     "apply",
@@ -290,6 +296,7 @@ const SITE_COMMANDS: [&str; 13] = [
     "state",
     "mirror-config",
     "support-bundle",
+    "self-update",
 ];
 
 /// `--config FILE` (or `--config=FILE`) given after a site command's name

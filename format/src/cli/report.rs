@@ -31,6 +31,8 @@ pub struct InspectReport {
     pub charts: Vec<ChartSummary>,
     pub migrations: Vec<MigrationSummary>,
     pub files: Vec<FileSummary>,
+    /// The tool binaries it carries (`[[tools]]`).
+    pub tools: Vec<ToolSummary>,
     /// Content bytes by kind (`image`, `chart`, …).
     pub sizes: BTreeMap<&'static str, u64>,
     /// How many entries the bundle carries.
@@ -148,6 +150,20 @@ pub struct FileSummary {
     pub dest: String,
     pub mode: String,
     pub size: u64,
+}
+
+/// A carried tool binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolSummary {
+    pub name: String,
+    pub platform: String,
+    pub version: String,
+    /// The entry.
+    pub path: String,
+    pub mode: String,
+    pub size: u64,
+    /// `sha256:<hex>` of the binary.
+    pub sha256: String,
 }
 
 /// The `delta` object of inspect and verify.
@@ -278,6 +294,22 @@ pub fn inspection(
                 size: entry_size(m, &f.path),
             })
             .collect(),
+        tools: m
+            .tools
+            .iter()
+            .map(|t| ToolSummary {
+                name: t.name.clone(),
+                platform: t.platform.clone(),
+                version: t.version.to_string(),
+                path: t.path.clone(),
+                mode: t.mode.to_string(),
+                size: entry_size(m, &t.path),
+                sha256: m
+                    .listed(&t.path)
+                    .map(|e| e.sha256.oci())
+                    .unwrap_or_default(),
+            })
+            .collect(),
         sizes: m.sizes_by_kind(),
         entries: m.entries.len(),
         content_bytes: m.content_size(),
@@ -343,6 +375,7 @@ pub fn kind_of(path: &str) -> &'static str {
         Some("files") => "file",
         Some("anchors") => "root",
         Some(crate::sbom::SBOM_PATH) => "sbom",
+        Some("tools") => "tool",
         _ => "other",
     }
 }
@@ -512,6 +545,19 @@ impl InspectReport {
         writeln!(f, "files ({})", self.files.len())?;
         for x in &self.files {
             writeln!(f, "  {}  mode {}  {}", x.dest, x.mode, human_bytes(x.size))?;
+        }
+        writeln!(f, "tools ({})", self.tools.len())?;
+        for t in &self.tools {
+            writeln!(
+                f,
+                "  {} {}  {}  mode {}  {}  {}",
+                t.name,
+                t.version,
+                t.platform,
+                t.mode,
+                human_bytes(t.size),
+                t.sha256
+            )?;
         }
         Ok(())
     }

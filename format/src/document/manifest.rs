@@ -18,6 +18,8 @@ use crate::names::ImageRef;
 
 use super::{DELTA_FORMAT_VERSION, FORMAT_NAME};
 
+pub use super::tools::ToolRecord;
+
 pub use super::limits::MAX_DELTA_CHAIN;
 
 /// Paths of the OCI image layout inside a bundle.
@@ -52,6 +54,11 @@ pub struct BundleManifest {
     /// bundles built without one, whose bytes are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<String>,
+    /// Tool binaries carried as signed entries (`tools/<os>/<arch>/<name>`,
+    /// docs/FORMAT.md "tools"); absent when none, so such manifests are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolRecord>,
     /// Only in a delta bundle (format version 2): the release it was built
     /// against and the entries it relies on without carrying them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +343,7 @@ impl BundleManifest {
                 Some("files") => "files",
                 Some("values") => "values",
                 Some(super::sbom::SBOM_PATH) => "sbom",
+                Some("tools") => "tools",
                 _ => "other",
             };
             let v = m.entry(kind).or_insert(0u64);
@@ -385,6 +393,7 @@ pub(crate) mod tests {
             migrations: vec![],
             files: vec![],
             sbom: None,
+            tools: vec![],
             delta: None,
             entries: vec![
                 Entry {

@@ -13,6 +13,7 @@ pub mod oci;
 pub mod paths;
 pub mod sbom;
 pub mod sql;
+pub mod tools;
 mod validate;
 
 /// The name of the first entry of every bundle: the signed manifest.

@@ -440,6 +440,19 @@ pub fn document(m: &BundleManifest, extras: &SbomExtras) -> Bom {
         }
         components.push(c.prop("stoa:file:mode", f.mode.as_str()));
     }
+    // the tools the bundle carries (`[[tools]]`: stoa-updater, helm, kubectl)
+    for t in &m.tools {
+        let mut c = Component::new(
+            "application",
+            format!("tool:{}:{}", t.platform, t.name),
+            t.name.as_str(),
+        );
+        c.version = Some(t.version.to_string());
+        if let Some(d) = sha_of(&t.path) {
+            c = c.of_entry(&t.path, &d);
+        }
+        components.push(c.prop("stoa:tool:platform", &t.platform));
+    }
     components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
     let root = release_ref(m);
     let mut top: Vec<String> = components

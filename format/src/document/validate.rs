@@ -2,9 +2,9 @@
 //! "manifest.json"): entries safe, sorted, unique and bounded; every record
 //! names an entry the release has; blob entries named by their digest; no two
 //! images on one site tag; names, versions and migration ids well formed; a
-//! delta's bases and omitted entries as strict as carried ones. The writer
-//! and the reader both run it, so no bundle that breaks a rule is written or
-//! read.
+//! delta's bases and omitted entries as strict as carried ones; tool
+//! records as `tools::check_tools` says. The writer and the reader both run
+//! it, so no bundle that breaks a rule is written or read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -237,6 +237,7 @@ impl BundleManifest {
             }
             need(&format!("file {:?}", f.dest), &f.path)?;
         }
+        super::tools::check_tools(self)?;
         self.validate_sbom()
     }
 

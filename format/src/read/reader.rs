@@ -148,7 +148,20 @@ struct Head {
     next: Option<EntryHeader>,
 }
 
-fn read_head<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Head, FormatError> {
+/// How the manifest is read: in full (every command), or as the frozen
+/// subset a newer format keeps ([`crate::tools::bootstrap_view`], only
+/// `self-update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Full,
+    Bootstrap,
+}
+
+fn read_head<R: Read + Send + 'static>(
+    r: R,
+    limits: &Limits,
+    reading: Reading,
+) -> Result<Head, FormatError> {
     let mut tar = open(r, limits)?;
     let first = tar.next_header()?.ok_or(FormatError::EmptyBundle)?;
     if first.path != MANIFEST_PATH {
@@ -161,7 +174,10 @@ fn read_head<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Head, Fo
         });
     }
     let manifest_bytes = read_small(&mut tar, first.size)?;
-    let manifest = BundleManifest::from_bytes(&manifest_bytes, limits)?;
+    let manifest = match reading {
+        Reading::Full => BundleManifest::from_bytes(&manifest_bytes, limits)?,
+        Reading::Bootstrap => crate::tools::bootstrap_view(&manifest_bytes, limits)?.0,
+    };
 
     let mut signatures = BTreeMap::new();
     let mut next = None;
@@ -268,7 +284,43 @@ fn read_small(tar: &mut Stream, size: u64) -> Result<Vec<u8>, FormatError> {
 /// Reads the head of a bundle: manifest and signature entries. Checks the
 /// manifest's structure but not the signatures or the content.
 pub fn inspect<R: Read + Send + 'static>(r: R, limits: &Limits) -> Result<Inspection, FormatError> {
-    read_head(r, limits).map(|h| h.inspection)
+    read_head(r, limits, Reading::Full).map(|h| h.inspection)
+}
+
+/// [`inspect`] for `self-update`: a manifest of a newer format version is
+/// read as its frozen subset ([`crate::tools::bootstrap_view`]).
+pub fn inspect_bootstrap<R: Read + Send + 'static>(
+    r: R,
+    limits: &Limits,
+) -> Result<Inspection, FormatError> {
+    read_head(r, limits, Reading::Bootstrap).map(|h| h.inspection)
+}
+
+/// What [`verify_bootstrap_with`] verified: every check of [`verify_with`]
+/// passed. When `newer_format`, `verified.manifest` holds only the frozen
+/// subset (release, tools, entries) of a format this library does not
+/// read: only the `stoa-updater` tool may be used from it.
+#[derive(Debug, Clone)]
+pub struct BootstrapVerified {
+    pub verified: VerifiedBundle,
+    pub newer_format: bool,
+}
+
+/// [`verify_with`] for `self-update`, reading the manifest as
+/// [`inspect_bootstrap`] does; signatures, expiry and every carried entry
+/// are checked exactly as for any bundle.
+pub fn verify_bootstrap_with<R: Read + Send + 'static>(
+    r: R,
+    resolve: &mut dyn FnMut(&Inspection) -> Result<TrustStore, FormatError>,
+    opts: &VerifyOptions,
+    sink: &mut dyn ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BootstrapVerified, FormatError> {
+    let verified = verify_reading(r, Reading::Bootstrap, resolve, opts, sink, progress)?;
+    Ok(BootstrapVerified {
+        newer_format: verified.manifest.format_version > crate::DELTA_FORMAT_VERSION,
+        verified,
+    })
 }
 
 /// Verifies a whole bundle against `trust`, streaming content into `sink`.
@@ -293,11 +345,22 @@ pub fn verify_with<R: Read + Send + 'static>(
     sink: &mut dyn ContentSink,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifiedBundle, FormatError> {
+    verify_reading(r, Reading::Full, resolve, opts, sink, progress)
+}
+
+fn verify_reading<R: Read + Send + 'static>(
+    r: R,
+    reading: Reading,
+    resolve: &mut dyn FnMut(&Inspection) -> Result<TrustStore, FormatError>,
+    opts: &VerifyOptions,
+    sink: &mut dyn ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifiedBundle, FormatError> {
     let Head {
         mut tar,
         mut inspection,
         mut next,
-    } = read_head(r, &opts.limits)?;
+    } = read_head(r, &opts.limits, reading)?;
     let trust = resolve(&inspection)?;
     let trusted_signers = inspection.check_signatures(&trust)?;
     check_expiry(&inspection.manifest, opts)?;

@@ -481,6 +481,38 @@ pub fn verify_source_with(
     Ok(v)
 }
 
+/// [`verify_source_with`] for `self-update`
+/// ([`crate::reader::verify_bootstrap_with`]): a bundle of a newer format
+/// version is verified as its frozen subset.
+pub fn verify_source_bootstrap(
+    src: &BundleSource,
+    index_trust: &TrustStore,
+    resolve: &mut dyn FnMut(&crate::reader::Inspection) -> Result<TrustStore, FormatError>,
+    opts: &crate::reader::VerifyOptions,
+    sink: &mut dyn crate::reader::ContentSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<crate::reader::BootstrapVerified, FormatError> {
+    for w in src.check(index_trust)? {
+        eprintln!("warning: {w}");
+    }
+    let (mut v, file_sha256) = src.read_all(
+        |r| crate::reader::verify_bootstrap_with(r, resolve, opts, sink, progress),
+        |v| v.verified.manifest_sha256,
+    )?;
+    v.verified.file_sha256 = file_sha256;
+    Ok(v)
+}
+
+/// [`inspect_source`] for `self-update` ([`crate::reader::inspect_bootstrap`]).
+pub fn inspect_source_bootstrap(
+    src: &BundleSource,
+    limits: &crate::Limits,
+) -> Result<crate::reader::Inspection, FormatError> {
+    let r = src.open()?;
+    let progress = r.progress();
+    crate::reader::inspect_bootstrap(r, limits).map_err(|e| src.explain(progress.as_ref(), e))
+}
+
 /// Reads the head (manifest and signatures) from any source.
 pub fn inspect_source(
     src: &BundleSource,

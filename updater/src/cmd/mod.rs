@@ -11,6 +11,7 @@ pub mod remove;
 pub mod repair;
 pub mod rollback;
 pub mod sbom;
+pub mod self_update;
 pub mod serve;
 pub mod state;
 pub mod status;

@@ -229,6 +229,7 @@ fn release_manifest(
         }],
         files,
         sbom: None,
+        tools: vec![],
         delta: None,
         entries,
     }
