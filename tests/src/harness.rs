@@ -693,3 +693,24 @@ impl Drop for KubeApi {
         let _ = self.child.wait();
     }
 }
+
+/// `stoa-updater post-render --map MAP` (the hidden subcommand Helm runs)
+/// over `input`: its whole output.
+pub fn post_render(map: &Path, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin_dir().join("stoa-updater"))
+        .args(["post-render", "--map"])
+        .arg(map)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stoa-updater post-render");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the manifests");
+    child.wait_with_output().expect("post-render output")
+}

@@ -11,9 +11,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use stoa_e2e::harness::{self, fails, json, ok, real_helm};
 use stoa_e2e::release_fixture::write_release;
@@ -140,23 +139,9 @@ fn chart_with_operator(dir: &Path) -> std::path::PathBuf {
     c
 }
 
-/// `stoa-updater post-render --map MAP` over `text`.
+/// `stoa-updater post-render --map MAP` over `text`, which must succeed.
 fn post_render(map: &Path, text: &str) -> String {
-    let mut child = Command::new(harness::bin_dir().join("stoa-updater"))
-        .args(["post-render", "--map"])
-        .arg(map)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = harness::post_render(map, text);
     assert!(
         out.status.success(),
         "{}",

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use stoa_e2e::harness::{self, fails, json, ok, real_helm, upstream_charts};
 use stoa_e2e::site::{manifests_dir, Site};
@@ -256,23 +256,7 @@ fn post_renderer_fed_invalid_yaml_or_a_foreign_image_fails_in_one_line() {
     let map = args[4]
         .trim_start_matches("--post-renderer-args=")
         .to_owned();
-    let run = |input: &str| {
-        let mut child = Command::new(harness::bin_dir().join("stoa-updater"))
-            .args(["post-render", "--map", &map])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let run = |input: &str| harness::post_render(Path::new(&map), input);
     let out = run("---\n# Source: c/templates/d.yaml\nkind: Deployment\nspec: {template: [\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");

@@ -8,11 +8,10 @@
 use std::path::PathBuf;
 
 use stoa_format::cli::sbom::{print_sbom, verified_sbom, SbomOut};
-use stoa_format::cli::{Output, TrustArgs};
-use stoa_format::VerifyOptions;
+use stoa_format::cli::Output;
 
 use crate::engine::Site;
-use crate::error::{Result, UpdaterError};
+use crate::error::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,29 +36,13 @@ pub struct Args {
 /// Verifies against `--trust`, else against `site`'s trust in force, and
 /// prints the SBOM.
 pub fn run(args: &Args, site: Option<&Site>, out: Output) -> Result<()> {
-    let (base, opts) = match (&args.trust, site) {
-        (Some(trust), _) => TrustArgs {
-            trust: trust.clone(),
-            threshold: args.threshold,
-            allow_expired: args.allow_expired,
-        }
-        .base()?,
-        (None, Some(s)) => {
-            let now = crate::trust::checked_now(&s.sd, false)?;
-            let t = crate::trust::load(&s.cfg, &s.sd, now)?;
-            let opts = VerifyOptions {
-                allow_expired: args.allow_expired,
-                now,
-                ..VerifyOptions::default()
-            };
-            (t.base, opts)
-        }
-        (None, None) => {
-            return Err(UpdaterError::Refused(
-                "sbom needs --trust or a site config".into(),
-            ))
-        }
-    };
+    let (base, opts) = super::verify::trust_for(
+        args.trust.as_deref(),
+        args.threshold,
+        args.allow_expired,
+        site,
+        "sbom",
+    )?;
     let (v, bytes) = verified_sbom(&args.bundle, &base, &opts, out)?;
     print_sbom(&v, &bytes, &args.out, out)?;
     Ok(())

@@ -36,31 +36,49 @@ pub struct Args {
 
 /// Verifies against `--trust`, else against `site`'s trust in force.
 pub fn run(args: &Args, site: Option<&Site>, out: Output) -> Result<()> {
-    let (base, opts) = match (&args.trust, site) {
+    let (base, opts) = trust_for(
+        args.trust.as_deref(),
+        args.threshold,
+        args.allow_expired,
+        site,
+        "verify",
+    )?;
+    let (v, root) = stoa_format::cli::verify_with_base(&args.bundle, &base, &opts, out)?;
+    crate::audit::note_bundle(&v);
+    crate::audit::note_root(root);
+    Ok(())
+}
+
+/// The trust a bundle is checked with by `command` (verify, sbom):
+/// `--trust` (with its threshold), else the site's trust in force.
+pub fn trust_for(
+    trust: Option<&std::path::Path>,
+    threshold: usize,
+    allow_expired: bool,
+    site: Option<&Site>,
+    command: &str,
+) -> Result<(stoa_format::root::TrustBase, VerifyOptions)> {
+    Ok(match (trust, site) {
         (Some(trust), _) => TrustArgs {
-            trust: trust.clone(),
-            threshold: args.threshold,
-            allow_expired: args.allow_expired,
+            trust: trust.to_owned(),
+            threshold,
+            allow_expired,
         }
         .base()?,
         (None, Some(s)) => {
             let now = crate::trust::checked_now(&s.sd, false)?;
             let t = crate::trust::load(&s.cfg, &s.sd, now)?;
             let opts = VerifyOptions {
-                allow_expired: args.allow_expired,
+                allow_expired,
                 now,
                 ..VerifyOptions::default()
             };
             (t.base, opts)
         }
         (None, None) => {
-            return Err(crate::error::UpdaterError::Refused(
-                "verify needs --trust or a site config".into(),
-            ))
+            return Err(crate::error::UpdaterError::Refused(format!(
+                "{command} needs --trust or a site config"
+            )))
         }
-    };
-    let (v, root) = stoa_format::cli::verify_with_base(&args.bundle, &base, &opts, out)?;
-    crate::audit::note_bundle(&v);
-    crate::audit::note_root(root);
-    Ok(())
+    })
 }
