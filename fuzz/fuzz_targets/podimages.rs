@@ -13,16 +13,22 @@ fuzz_target!(|data: &[u8]| {
     // a site name as the real resolver writes one: host, path and tag (a
     // referenced image outside `image:` fields is read back as a full
     // reference, so a name without a tag would not be)
-    let rewritten =
-        stoa_podimages::rewrite(text, &|i| Ok(format!("reg.site/x/y{}:t", i.len())));
+    let rewritten = stoa_podimages::rewrite(text, &|i| Ok(format!("reg.site/x/y{}:t", i.len())));
     match (&listed, &rewritten) {
         (Ok(l), Ok(r)) => {
-            assert_eq!(l.len(), r.images.len(), "list and rewrite see the same images");
+            assert_eq!(
+                l.len(),
+                r.images.len(),
+                "list and rewrite see the same images"
+            );
             // what rewrite emits is read again, with the same images
             let again = stoa_podimages::list(&r.text).expect("rewrite output reads back");
             assert_eq!(again.len(), l.len());
         }
         (Err(_), Err(_)) => {}
-        _ => panic!("list and rewrite disagree: {listed:?} / {:?}", rewritten.as_ref().map(|r| r.images.len())),
+        _ => panic!(
+            "list and rewrite disagree: {listed:?} / {:?}",
+            rewritten.as_ref().map(|r| r.images.len())
+        ),
     }
 });

@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
         &mut NullSink,
         &mut |_| {},
     );
-    assert!(r.is_err(), "a bundle verified against a key that signed nothing");
+    assert!(
+        r.is_err(),
+        "a bundle verified against a key that signed nothing"
+    );
 });
