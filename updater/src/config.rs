@@ -192,6 +192,49 @@ pub struct HelmConfig {
     /// The site's `keep_releases`, copied at load (sizes `--history-max`).
     #[serde(skip)]
     pub keep_releases: usize,
+    /// Which of `bin` and `kubectl` are `"bundled"` (the release's carried
+    /// binaries, crate::bundled), and what they are bound to.
+    #[serde(skip)]
+    pub bundled: crate::bundled::Binding,
+}
+
+impl HelmConfig {
+    /// How `bin` is named in reports: the carried Helm and its release, or
+    /// the path.
+    pub fn bin_name(&self) -> String {
+        self.bundled
+            .describe("helm")
+            .unwrap_or_else(|| self.bin.display().to_string())
+    }
+
+    /// How `kubectl` is named in reports.
+    pub fn kubectl_name(&self) -> String {
+        self.bundled
+            .describe("kubectl")
+            .unwrap_or_else(|| self.kubectl.display().to_string())
+    }
+
+    /// The helm to run (bound when bundled; else found at its path or on
+    /// PATH), or why there is none.
+    pub fn helm_program(&self) -> std::result::Result<PathBuf, String> {
+        program("bin", &self.bin, self.bundled.ready("helm"))
+    }
+
+    /// The kubectl to run, or why there is none.
+    pub fn kubectl_program(&self) -> std::result::Result<PathBuf, String> {
+        program("kubectl", &self.kubectl, self.bundled.ready("kubectl"))
+    }
+}
+
+fn program(
+    key: &str,
+    p: &Path,
+    ready: std::result::Result<(), String>,
+) -> std::result::Result<PathBuf, String> {
+    if let Err(why) = ready {
+        return Err(format!("[helm] {key} = \"bundled\": {why}"));
+    }
+    find_program(p).ok_or_else(|| format!("[helm] {key} {}: no such program", p.display()))
 }
 
 fn helm_bin() -> PathBuf {
@@ -378,6 +421,8 @@ impl SiteConfig {
             if let Some(p) = &mut h.kubeconfig {
                 abs(p);
             }
+            h.bundled.helm = h.bin.as_os_str() == crate::bundled::BUNDLED;
+            h.bundled.kubectl = h.kubectl.as_os_str() == crate::bundled::BUNDLED;
             if h.bin.components().count() > 1 {
                 abs(&mut h.bin);
             }
@@ -449,7 +494,7 @@ impl SiteConfig {
             }
         }
         if let Some(h) = &self.helm {
-            if find_program(&h.bin).is_none() {
+            if !h.bundled.helm && find_program(&h.bin).is_none() {
                 return Err(format!(
                     "[helm] bin {}: no such program{}",
                     h.bin.display(),
@@ -526,6 +571,9 @@ impl SiteConfig {
             return Err(UpdaterError::MissingSection {
                 section: "helm".into(),
             });
+        }
+        if let (Some(h), false) = (&self.helm, m.charts.is_empty()) {
+            crate::bundled::check_carried(h, m)?;
         }
         for set in &m.migrations {
             if !self.databases.contains_key(&set.database) {
@@ -738,6 +786,24 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.helm.unwrap().timeout_secs(), 90);
+    }
+
+    #[test]
+    fn bundled_tools_need_no_program_at_load_and_name_why_they_cannot_run_unbound() {
+        let c = load(&format!(
+            "{BASE}[helm]\nbin = \"bundled\"\nkubectl = \"bundled\"\n"
+        ))
+        .unwrap();
+        let h = c.helm.unwrap();
+        assert!(h.bundled.helm && h.bundled.kubectl);
+        for e in [h.helm_program().unwrap_err(), h.kubectl_program().unwrap_err()] {
+            assert!(e.contains("= \"bundled\": no release is installed"), "{e}");
+        }
+        let e = crate::helm::Helm::new(&h).unwrap_err();
+        assert_eq!(e.kind(), "bundled-tool");
+        // a program named otherwise is still looked up as one
+        let c = load(&format!("{BASE}[helm]\nbin = \"/bin/sh\"\n")).unwrap();
+        assert!(!c.helm.unwrap().bundled.any());
     }
 
     #[test]

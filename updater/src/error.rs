@@ -25,6 +25,9 @@ pub enum UpdaterError {
     StoreMismatch { path: PathBuf, entry: String },
     #[error("{tool} not found: {reason}")]
     MissingTool { tool: String, reason: String },
+    /// `[helm] bin` or `kubectl` = "bundled" and the release cannot give it.
+    #[error("[helm] {tool} = \"bundled\": {reason}")]
+    BundledTool { tool: &'static str, reason: String },
     #[error("site config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("the bundle needs [{section}] in the site config, which has none")]
@@ -168,6 +171,7 @@ impl UpdaterError {
             Self::Config { .. } => "config",
             Self::BundleNotRegular { .. } => "bundle-not-regular",
             Self::MissingTool { .. } => "missing-tool",
+            Self::BundledTool { .. } => "bundled-tool",
             Self::StoreMismatch { .. } => "store-mismatch",
             Self::MissingSection { .. } => "config-missing-section",
             Self::StateCorrupt { .. } => "state-corrupt",

@@ -196,6 +196,13 @@ fn is_release_not_found(stderr: &str) -> bool {
 
 impl Helm {
     pub fn new(cfg: &HelmConfig) -> Result<Self> {
+        // a `"bundled"` Helm: its runnable copy, re-hashed (crate::bundled)
+        cfg.bundled
+            .ready("helm")
+            .map_err(|reason| UpdaterError::BundledTool {
+                tool: "bin",
+                reason,
+            })?;
         let mut h = Self {
             cfg: cfg.clone(),
             major: 0,

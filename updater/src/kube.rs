@@ -6,7 +6,7 @@
 
 use std::process::Stdio;
 
-use crate::config::{find_program, HelmConfig};
+use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
 use crate::tool;
 
@@ -19,13 +19,7 @@ fn kerr(ns: &str, step: &str, reason: impl Into<String>) -> UpdaterError {
 }
 
 fn kubectl(h: &HelmConfig, ns: &str, step: &str, args: &[&str]) -> Result<std::process::Output> {
-    let bin = find_program(&h.kubectl).ok_or_else(|| {
-        kerr(
-            ns,
-            step,
-            format!("[helm] kubectl {}: no such program", h.kubectl.display()),
-        )
-    })?;
+    let bin = h.kubectl_program().map_err(|e| kerr(ns, step, e))?;
     let mut c = tool::command(&bin);
     c.env_remove("KUBECONFIG")
         .args(args)

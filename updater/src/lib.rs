@@ -3,6 +3,7 @@
 //! thin command line over it.
 
 pub mod audit;
+pub mod bundled;
 pub mod cmd;
 pub mod config;
 pub mod db;

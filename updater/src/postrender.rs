@@ -340,7 +340,8 @@ pub fn registry_value(cfg: &SiteConfig) -> Option<String> {
 
 /// Keeps the chart archives and vendor values of a bundle being verified
 /// (for `plan`, which stages nothing): every `charts/….tgz` entry as
-/// `dir/<sha256>.tgz`, every `values/…` entry as `dir/<sha256>.yaml`. The
+/// `dir/<sha256>.tgz`, every `values/…` entry as `dir/<sha256>.yaml`, and
+/// this host's carried `helm` and `kubectl` as `dir/<sha256>.tool`. The
 /// manifest's chart list is not known before verification; a chart used
 /// afterwards is one the verification accepted.
 #[derive(Debug)]
@@ -404,6 +405,15 @@ impl ChartSink {
     }
 }
 
+/// `tools/<this host's platform>/{helm,kubectl}`.
+fn is_runnable_tool(path: &str) -> bool {
+    stoa_format::tools::host_platform().is_some_and(|p| {
+        ["helm", "kubectl"]
+            .iter()
+            .any(|n| path == stoa_format::tools::tool_entry_path(p.name, n))
+    })
+}
+
 impl stoa_format::ContentSink for ChartSink {
     fn begin(&mut self, entry: &stoa_format::manifest::Entry) -> std::io::Result<()> {
         self.file = None;
@@ -412,6 +422,10 @@ impl stoa_format::ContentSink for ChartSink {
             self.file = Some(std::fs::File::create(p)?);
         } else if entry.path.starts_with("values/") {
             let p = self.dir.join(format!("{}.yaml", entry.sha256.hex()));
+            self.file = Some(std::fs::File::create(p)?);
+        } else if is_runnable_tool(&entry.path) {
+            // a `"bundled"` Helm or kubectl (crate::bundled) for this host
+            let p = self.dir.join(format!("{}.tool", entry.sha256.hex()));
             self.file = Some(std::fs::File::create(p)?);
         }
         Ok(())

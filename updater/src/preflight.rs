@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use stoa_format::BundleManifest;
 
-use crate::config::{find_program, HelmConfig, SiteConfig};
+use crate::config::{HelmConfig, SiteConfig};
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
 use crate::state::StateDir;
@@ -160,12 +160,12 @@ fn check_helm(h: &HelmConfig, helm: &Result<Helm>) -> std::result::Result<String
     match helm {
         Ok(helm) => Ok(format!(
             "{} {} (Helm {}; supported: {})",
-            h.bin.display(),
+            h.bin_name(),
             helm.version,
             helm.major,
             crate::helm::SUPPORTED
         )),
-        Err(UpdaterError::Helm { reason, .. }) => Err(format!("{}: {reason}", h.bin.display())),
+        Err(UpdaterError::Helm { reason, .. }) => Err(format!("{}: {reason}", h.bin_name())),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -250,12 +250,9 @@ fn check_kubernetes(
 ) -> std::result::Result<(String, semver::Version), String> {
     let req = semver::VersionReq::parse(range)
         .map_err(|e| format!("[preflight] kubernetes {range:?}: {e}"))?;
-    let Some(kubectl) = find_program(&h.kubectl) else {
-        return Err(format!(
-            "[helm] kubectl {}: no such program (needed to ask the server's version)",
-            h.kubectl.display()
-        ));
-    };
+    let kubectl = h
+        .kubectl_program()
+        .map_err(|e| format!("{e} (needed to ask the server's version)"))?;
     let mut c = crate::tool::command(&kubectl);
     c.env_remove("KUBECONFIG")
         .args(["version", "-o", "json", "--request-timeout", "20s"])

@@ -10,6 +10,7 @@
 //! state_dir/store/sha256/    verified content, by digest, shared between releases
 //! state_dir/releases/<v>/    manifest.json of each staged release, chart links
 //! state_dir/snapshots/       pg_dump -Fc files
+//! state_dir/tools/<sha256>/  runnable copies of carried helm/kubectl (crate::bundled)
 //! ```
 //!
 //! The folder is the operator's alone: created 0700, and an existing one

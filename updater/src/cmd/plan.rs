@@ -130,6 +130,15 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     });
     let m = &v.manifest;
     site.cfg.check_needs(m)?;
+    // `"bundled"` Helm and kubectl: the bundle's own, run from the temp folder
+    let tools = tmp.0.join("tools");
+    let at = crate::bundled::Place {
+        sd: &site.sd,
+        kept: Some(&tmp.0),
+        into: &tools,
+    };
+    let bound = site.with_tools_of(m, at)?;
+    let site = bound.as_ref().unwrap_or(site);
     // a plan of a long verify: the operation may have started meanwhile
     refuse_while_running(site)?;
     let state = site.sd.load()?;

@@ -91,6 +91,9 @@ fn print_prune(r: &crate::engine::PruneReport) {
         stoa_format::report::human_bytes(r.store_bytes)
     );
     println!("snapshots {verb}: {}", list(&paths(&r.snapshots)));
+    if !r.tools.is_empty() {
+        println!("carried tool copies {verb}: {}", list(&paths(&r.tools)));
+    }
     println!(
         "post-render folders {verb}: {}",
         list(&paths(&r.post_render))

@@ -61,8 +61,25 @@ impl Site {
                 &mut |p| tool::stop_leftovers(&self.sd, &p.op_id).map(drop),
             )?
             .resumed();
+        // `"bundled"` Helm and kubectl are the bundle's own: from the store
+        // when it already holds them (the signed digest re-checked), else
+        // the preflight waits until they are verified and staged
+        let tools_dir = crate::bundled::tools_dir(&self.sd);
+        let at = crate::bundled::Place::site(&self.sd, &tools_dir);
+        let early = self.with_tools_of(&head.manifest, at)?;
+        let waiting = early
+            .as_ref()
+            .and_then(|s| s.cfg.helm.as_ref())
+            .is_some_and(|h| h.bundled.waiting());
         // the site can take this release: checked before any change
-        let preflight = crate::preflight::gate(&self.cfg, &self.sd, &head.manifest)?;
+        let preflight = match waiting {
+            false => Some(crate::preflight::gate(
+                &early.as_ref().unwrap_or(self).cfg,
+                &self.sd,
+                &head.manifest,
+            )?),
+            true => None,
+        };
 
         // verify fully while staging; nothing on site has changed yet
         let size = bundle.size();
@@ -90,10 +107,15 @@ impl Site {
         let t = r.created.time();
         crate::trust::raise_floor(&self.sd, t, &format!("bundle {} {}", r.name, r.version))?;
         let m = staged.verified.manifest.clone();
+        let site = early.as_ref().unwrap_or(self);
+        let preflight = match preflight {
+            Some(p) => p,
+            None => crate::preflight::gate(&site.cfg, &self.sd, &m)?,
+        };
         // every chart renders with every image from the site registry, and
         // (Helm 3) no hook image leaves it unless accepted: before any change
         crate::postrender::preflight(
-            &self.cfg,
+            &site.cfg,
             &self.sd,
             &m,
             &self.sd.release_dir(&m.release.version).join("charts"),
@@ -109,7 +131,7 @@ impl Site {
             preflight,
             ..ApplyReport::default()
         };
-        self.execute_apply(&mut state, &m, &sha, &chain, opts, &mut report, progress)?;
+        site.execute_apply(&mut state, &m, &sha, &chain, opts, &mut report, progress)?;
         Ok(report)
     }
 

@@ -144,8 +144,12 @@ pub(crate) struct VerifiedStep {
 }
 
 impl Site {
-    pub fn new(cfg: SiteConfig) -> Self {
+    pub fn new(mut cfg: SiteConfig) -> Self {
         let sd = StateDir::new(&cfg.state_dir);
+        // `"bundled"` tools: those of the release the state names
+        if let Some(h) = &mut cfg.helm {
+            crate::bundled::bind_from_state(h, &sd);
+        }
         let drivers = Drivers::real(cfg.helm.clone(), cfg.registry.clone(), cfg.files_dir());
         Self {
             cfg,
@@ -153,6 +157,27 @@ impl Site {
             drivers,
             kill_after: None,
         }
+    }
+
+    /// This site with its `"bundled"` Helm and kubectl bound to release
+    /// `m`'s carried ones (crate::bundled), or None when it uses none.
+    pub fn with_tools_of(
+        &self,
+        m: &BundleManifest,
+        at: crate::bundled::Place<'_>,
+    ) -> Result<Option<Site>> {
+        let mut cfg = self.cfg.clone();
+        let Some(h) = cfg.helm.as_mut().filter(|h| h.bundled.any()) else {
+            return Ok(None);
+        };
+        crate::bundled::bind(h, m, at)?;
+        let drivers = Drivers::real(cfg.helm.clone(), cfg.registry.clone(), cfg.files_dir());
+        Ok(Some(Site {
+            cfg,
+            sd: self.sd.clone(),
+            drivers,
+            kill_after: self.kill_after.clone(),
+        }))
     }
 
     /// A site acting through `drivers` (the unit tests' fakes).

@@ -30,6 +30,9 @@ pub struct PruneReport {
     pub store_bytes: u64,
     /// Snapshot files no retained release records.
     pub snapshots: Vec<PathBuf>,
+    /// Runnable copies of carried tools (`state_dir/tools/<sha256>`,
+    /// crate::bundled) no retained release carries.
+    pub tools: Vec<PathBuf>,
     /// Post-render folders (Helm's image maps; only needed while an apply
     /// runs Helm). Only the `prune` command removes them.
     pub post_render: Vec<PathBuf>,
@@ -117,6 +120,11 @@ impl Site {
             }
         }
         report.store_blobs = blobs.len();
+        for e in entries(&crate::bundled::tools_dir(&self.sd)) {
+            if !used.contains(&*e.file_name().to_string_lossy()) {
+                report.tools.push(e.path());
+            }
+        }
         report.snapshots = self.snapshot_usage(&work).removable;
         if dry_run {
             // the dropped releases' snapshots are gone once they are dropped
@@ -136,7 +144,12 @@ impl Site {
         if dry_run {
             return Ok(report);
         }
-        for d in report.staged.iter().chain(&report.post_render) {
+        for d in report
+            .staged
+            .iter()
+            .chain(&report.tools)
+            .chain(&report.post_render)
+        {
             let _ = fs::remove_dir_all(d);
         }
         for f in blobs.iter().chain(&report.snapshots) {

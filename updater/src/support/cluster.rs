@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::collect::{tool_text, Collector, Ctx, Got, Item};
-use crate::config::{find_program, HelmConfig};
+use crate::config::HelmConfig;
 use crate::state::StateDir;
 
 /// The last lines of each container's log kept.
@@ -117,8 +117,7 @@ fn each(program: &Path, asks: &[(String, Vec<String>)], deadline: Instant) -> Re
 
 /// `helm status`, `history`, `get values`, `get manifest` of one release.
 fn helm_release(h: &HelmConfig, rel: &str, ns: &str, deadline: Instant) -> Result<Got, String> {
-    let bin =
-        find_program(&h.bin).ok_or_else(|| format!("[helm] bin {}: not found", h.bin.display()))?;
+    let bin = h.helm_program()?;
     let kc = kubeconfig(h);
     let dir = format!("helm/{}/{}", safe(ns), safe(rel));
     let asks: Vec<(String, Vec<String>)> = [
@@ -163,8 +162,7 @@ fn containers(pod: &serde_json::Value) -> Vec<String> {
 /// Events and pods of namespace `ns`; for each pod not Ready, `describe`
 /// and the end of each container's log.
 fn namespace(h: &HelmConfig, ns: &str, deadline: Instant) -> Result<Got, String> {
-    let bin = find_program(&h.kubectl)
-        .ok_or_else(|| format!("[helm] kubectl {}: not found", h.kubectl.display()))?;
+    let bin = h.kubectl_program()?;
     let kc = kubeconfig(h);
     let dir = format!("cluster/{}", safe(ns));
     let mut got = Got::default();

@@ -238,11 +238,11 @@ pub fn versions(ctx: &Ctx, deadline: Instant) -> Result<Got, String> {
     ask("psql", find(Path::new("psql")), &["--version"]);
     ask("pg_dump", find(Path::new("pg_dump")), &["--version"]);
     if let Some(h) = ctx.cfg.as_ref().and_then(|c| c.helm.as_ref()) {
-        ask("helm", find(&h.bin), &["version", "--short"]);
+        ask("helm", h.helm_program().ok(), &["version", "--short"]);
         let kc = h.kubeconfig_path().to_string_lossy().into_owned();
         ask(
             "kubectl",
-            find(&h.kubectl),
+            h.kubectl_program().ok(),
             &["version", "-o", "json", "--kubeconfig", &kc],
         );
     }
