@@ -19,7 +19,12 @@
 # and show the schema, the registry tags and the Helm releases at each point.
 # Then trust: move the site to a signed root, rotate the release key once (the
 # new root shipped inside the next bundle), and show the site refusing a
-# bundle signed only by the removed key; print the audit log.
+# bundle signed only by the removed key; print the audit log. Then a failed
+# apply carried back as a support bundle; a 2.3.0 that carries the next
+# updater, Helm and kubectl ([[tools]]); a day-0 site with no registry and
+# `[helm] bin = "bundled"` applies it, a real containerd pulls the stack by
+# its original names from `serve`; the installed updater self-updates from
+# the bundle and reverts.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -325,8 +330,41 @@ say "vendor: support open prints the failing step and its evidence"
 sed -n '1,/^failed preflight/p' "$work/support-open.txt"
 grep -q '^  step: helm:stoa-gateway$' "$work/support-open.txt"
 
+# --- the tools travel with the release (issue 24) ----------------------------
+say "release engineer: 2.3.0 carrying the site's tools: the next stoa-updater, and the Helm and kubectl it was tested with"
+# The next updater: this build with its version text patched to a newer one
+# of the same length (as tests/tests/self_update.rs makes it), so it is a
+# real updater for this platform that reports a newer version. The carried
+# Helm is this demo's Helm stand-in (there is no cluster here), the carried
+# kubectl is real kubectl.
+cur_v="$("$U" --version | awk '{print $2}')"
+next_v="$(echo "$cur_v" | tr '0-8' '1-9')"
+mkdir -p "$work/next"
+python3 - "$root/target/debug/stoa-updater" "$work/next/stoa-updater" "$cur_v" "$next_v" <<'PY'
+import sys
+src, dst, old, new = sys.argv[1:]
+b = open(src, "rb").read().replace(old.encode(), new.encode())
+open(dst, "wb").write(b)
+PY
+chmod 0755 "$work/next/stoa-updater"
+"$work/next/stoa-updater" --version
+tools_rel="$work/release-2.3.0-tools.toml"
+sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/charts#" \
+    -e "s#^source = \"tools/#source = \"$m/tools/#" -e "s#^dir = \"migrations/#dir = \"$m/migrations/#" \
+    -e "s#^values = \\[\"values/#values = [\"$m/values/#" \
+    "$m/stoa-platform.toml" > "$tools_rel"
+kubectl_v="$("$helm_bin/kubectl" version --client | awk '/Client Version/ {sub("^v", "", $3); print $3}')"
+printf '\n[[tools]]\nname = "%s"\nsource = "%s"\nplatform = "linux/amd64"\nversion = "%s"\n' \
+  stoa-updater "$work/next/stoa-updater" "$next_v" \
+  helm "$root/target/debug/fake-helm" 3.18.0 \
+  kubectl "$helm_bin/kubectl" "$kubectl_v" >> "$tools_rel"
+tail -15 "$tools_rel"
+tools_bundle="$work/dist/stoa-platform-2.3.0-tools.tar.zst"
+"${BUILD[@]}" "$tools_rel" --key "$work/release.key" --out "$tools_bundle" --quiet
+"$U" inspect "$tools_bundle" | sed -n '/^tools/,/^[a-z]/p' | head -6
+
 # --- day 0 (issue 19): a site with no registry; nodes pull by original names ---
-say "day 0: a second site with NO registry: [registry] mode = \"serve\", layout = \"mirror\""
+say "day 0: a second site with NO registry: [registry] mode = \"serve\", layout = \"mirror\"; Helm and kubectl: bundled"
 site0="$work/site0"; mkdir -p "$site0/trust" "$site0/values"
 cp "$work/release.pub" "$site0/trust/"
 psql -X -q "$db/postgres" -c 'CREATE DATABASE stoa0'
@@ -336,14 +374,19 @@ serve_port="$(free_port)"
   printf '[registry]\nmode = "serve"\nlayout = "mirror"\nurl = "http://127.0.0.1:%s"\nprefix = "stoa"\n\n' "$serve_port"
   printf '[serve]\nlisten = "127.0.0.1:%s"\n\n' "$serve_port"
   printf '[databases.stoa]\nurl = "%s/stoa0"\nsnapshot = true\n\n' "$db"
-  printf '[helm]\nbin = "%s"\nvalues_dir = "%s"\ntimeout = "5m"\nkubeconfig = "%s"\nkubectl = "%s"\n' \
-    "$root/target/debug/fake-helm" "$site0/values" "$site/kubeconfig" "$helm_bin/kubectl"
+  printf '[helm]\nbin = "bundled"\nvalues_dir = "%s"\ntimeout = "5m"\nkubeconfig = "%s"\nkubectl = "bundled"\n' \
+    "$site0/values" "$site/kubeconfig"
 } > "$site0/updater.toml"
 sed 's/^/  /' "$site0/updater.toml"
 S0=("$U" --config "$site0/updater.toml")
-say "day 0: apply 2.3.0: nothing pushed, the images published into the store"
-FAKE_HELM_STATE="$site0/helm" "${S0[@]}" apply "$work/dist/stoa-platform-2.3.0.tar.zst" --quiet
+# the carried stand-in renders with real Helm (it looks beside itself otherwise)
+export STOA_REAL_HELM="$helm_bin/helm3"
+say "day 0: plan 2.3.0: preflight names the carried Helm and kubectl it runs"
+FAKE_HELM_STATE="$site0/helm" "${S0[@]}" plan "$tools_bundle" | grep -E '^  (ok|FAILED) +(helm|kubernetes) '
+say "day 0: apply 2.3.0: nothing pushed, the images published into the store, the charts through the bundled Helm"
+FAKE_HELM_STATE="$site0/helm" "${S0[@]}" apply "$tools_bundle" --quiet
 FAKE_HELM_STATE="$site0/helm" "${S0[@]}" status
+ls -l "$site0"/state/tools/*/
 say "day 0: stoa-updater serve answers as a registry; mirror-config writes the nodes' containerd hosts.toml"
 "${S0[@]}" -v serve --listen "127.0.0.1:$serve_port" > "$site0/serve.out" 2> "$site0/serve.log" &
 pids+=($!)
@@ -357,7 +400,7 @@ printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["
 containerd --config "$ctd/config.toml" > "$ctd/log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do [ -S "$ctd/c.sock" ] && break; sleep 0.1; done
-mapfile -t stack_images < <("$U" inspect "$work/dist/stoa-platform-2.3.0.tar.zst" --trust "$work/release.pub" --json \
+mapfile -t stack_images < <("$U" inspect "$tools_bundle" --trust "$work/release.pub" --json \
   | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)["images"]]')
 for img in "${stack_images[@]}"; do
   ctr --address "$ctd/c.sock" images pull --snapshotter native --hosts-dir "$site0/certs.d" "$img" > "$ctd/pull.log" 2>&1 \
@@ -369,5 +412,15 @@ n_served=$(grep -c '/manifests/' "$site0/serve.log" || true)
 [ "$n_pulled" -eq "${#stack_images[@]}" ] && [ "$n_served" -gt 0 ] \
   || { echo "FAILED: $n_pulled of ${#stack_images[@]} images pulled, $n_served manifests served"; exit 1; }
 echo "checked: containerd holds all $n_pulled images under their own names; serve answered $n_served manifest requests (nothing mutated, nothing pushed)"
+
+say "site operator: self-update from the 2.3.0 bundle (verified, smoke-tested, swapped), then --revert"
+"${S0[@]}" self-update "$tools_bundle"
+got="$("$U" --version | awk '{print $2}')"
+[ "$got" = "$next_v" ] || { echo "FAILED: after self-update the updater reports $got, not $next_v"; exit 1; }
+echo "the installed updater now reports $got"
+"${S0[@]}" self-update --revert
+got="$("$U" --version | awk '{print $2}')"
+[ "$got" = "$cur_v" ] || { echo "FAILED: after --revert the updater reports $got, not $cur_v"; exit 1; }
+echo "reverted: the installed updater reports $got again"
 
 say "done: $work"

@@ -137,6 +137,14 @@ fn plan_and_apply_run_the_helm_and_kubectl_the_release_carries() {
         "the carried kubectl asked the server: {k}"
     );
     assert!(
+        k["detail"].as_str().unwrap().ends_with(&format!(
+            "(asked with the kubectl of release 2.3.0 ({KUBECTL_ENTRY}, sha256:{}, v{}))",
+            &kubectl_sha[..12],
+            kubectl_version(&harness::real_kubectl())
+        )),
+        "{k}"
+    );
+    assert!(
         s.helm_calls("template") > calls_before,
         "plan rendered with the carried Helm"
     );

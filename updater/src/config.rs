@@ -796,7 +796,10 @@ mod tests {
         .unwrap();
         let h = c.helm.unwrap();
         assert!(h.bundled.helm && h.bundled.kubectl);
-        for e in [h.helm_program().unwrap_err(), h.kubectl_program().unwrap_err()] {
+        for e in [
+            h.helm_program().unwrap_err(),
+            h.kubectl_program().unwrap_err(),
+        ] {
             assert!(e.contains("= \"bundled\": no release is installed"), "{e}");
         }
         let e = crate::helm::Helm::new(&h).unwrap_err();

@@ -275,7 +275,12 @@ fn check_kubernetes(
     let parsed = parse_server_version(git)
         .ok_or_else(|| format!("cannot read the server version {git:?}"))?;
     if req.matches(&parsed) {
-        Ok((format!("server {git}, required {range}"), parsed))
+        let by = h
+            .bundled
+            .describe("kubectl")
+            .map(|k| format!(" (asked with {k})"))
+            .unwrap_or_default();
+        Ok((format!("server {git}, required {range}{by}"), parsed))
     } else {
         Err(format!(
             "server {git} is outside the required range {range} ([preflight] kubernetes)"

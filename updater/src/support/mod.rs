@@ -174,7 +174,14 @@ fn work_dir(out: Option<&Path>) -> Result<tempfile::TempDir> {
 pub fn build(config_path: &Path, opts: &Options) -> Result<Report> {
     let loaded = SiteConfig::load(config_path);
     let (cfg, cfg_error) = match loaded {
-        Ok(c) => (Some(c), None),
+        Ok(mut c) => {
+            // `"bundled"` Helm and kubectl: the installed release's
+            let sd = StateDir::new(&c.state_dir);
+            if let Some(h) = &mut c.helm {
+                crate::bundled::bind_from_state(h, &sd);
+            }
+            (Some(c), None)
+        }
         Err(e) => (None, Some(e.to_string())),
     };
     let redactor = cfg.as_ref().map(known_secrets).unwrap_or_default();
