@@ -132,6 +132,9 @@ pub struct RegistryConfig {
     /// Uploads larger than this go in chunks (PATCH); default 64 MiB.
     #[serde(default)]
     pub chunk_size: Option<u64>,
+    /// Blobs pushed at once, each on its own connection (1 to 16).
+    #[serde(default = "four")]
+    pub parallel: usize,
 }
 
 /// How images reach the site's nodes (`[registry] mode`).
@@ -165,6 +168,13 @@ pub struct DatabaseConfig {
 fn yes() -> bool {
     true
 }
+
+fn four() -> usize {
+    4
+}
+
+/// The most blobs `[registry] parallel` may push at once.
+pub const MAX_PARALLEL: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -408,6 +418,14 @@ impl SiteConfig {
             .flatten()
         {
             abs(p);
+        }
+        if let Some(r) = &c.registry {
+            if !(1..=MAX_PARALLEL).contains(&r.parallel) {
+                return Err(bad(format!(
+                    "[registry] parallel = {}: from 1 to {MAX_PARALLEL}",
+                    r.parallel
+                )));
+            }
         }
         if c.serve.tls_cert.is_some() != c.serve.tls_key.is_some() {
             return Err(bad("[serve] tls_cert and tls_key go together".into()));

@@ -258,6 +258,6 @@ impl ImageRegistry for RegistryClient {
             section: "registry".into(),
         })?;
         let mut c = registry::Client::new(rc)?;
-        c.push_release(sd, m, &rc.prefix, rc.layout, progress)
+        c.push_release(sd, m, &rc.prefix, rc.layout, rc.parallel, progress)
     }
 }

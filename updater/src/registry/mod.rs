@@ -1,8 +1,9 @@
 //! Pushing staged images to the site registry through the OCI distribution
-//! API: blobs first (HEAD, skip when present; cross-repository mount when
-//! pushed earlier in the run; otherwise an upload streamed from the staged
-//! file, monolithic or in chunks), then manifests byte-exact with their media
-//! type, checking the registry's `Docker-Content-Digest`. Basic auth and the
+//! API: blobs first, several at once (HEAD, skip when present;
+//! cross-repository mount when another repository has it; otherwise an
+//! upload streamed from the staged file, monolithic or in chunks), then
+//! manifests byte-exact with their media type, checking the registry's
+//! `Docker-Content-Digest`. Basic auth and the
 //! bearer-token flow; TLS with the site's CA; plain http only for loopback.
 //!
 //! `mod.rs` holds the client (TLS, the one request path with its retry
@@ -409,6 +410,7 @@ mod tests {
             username: Some("user".into()),
             password_file: Some(pass),
             chunk_size: None,
+            parallel: 4,
         };
         let mut c = Client::new(&cfg).unwrap();
         let sd = StateDir::new(&dir);
@@ -482,6 +484,7 @@ mod tests {
             username: None,
             password_file: None,
             chunk_size: None,
+            parallel: 4,
         };
         let c = Client::new(&cfg).unwrap();
         assert_eq!(

@@ -1,69 +1,243 @@
-//! Pushing a staged release: blobs first (HEAD, skip when present;
-//! cross-repository mount when pushed earlier in the run; otherwise an
-//! upload streamed from the staged file, monolithic or in chunks), then
-//! manifests byte-exact with their media type, checking the registry's
-//! `Docker-Content-Digest`; and the preflight check that a push is accepted.
+//! Pushing a staged release: every blob first, `[registry] parallel` at a
+//! time (HEAD, skip when present; cross-repository mount when another
+//! repository has it, from this run or a release the store holds;
+//! otherwise an upload streamed from the staged file, monolithic or in
+//! chunks), then manifests in order, byte-exact with their media type,
+//! checking the registry's `Docker-Content-Digest`; and the preflight check
+//! that a push is accepted.
 
 use super::*;
 
+/// One blob to push, and every repository of the release that needs it
+/// (first-seen order: the first gets the upload, the others mount it).
+#[derive(Debug)]
+struct BlobJob {
+    digest: Sha256Digest,
+    size: u64,
+    /// `(image, repo)`.
+    targets: Vec<(String, String)>,
+}
+
+/// One manifest PUT, in the order the registry must get them (children
+/// before their index, each after its blobs).
+#[derive(Debug)]
+struct ManifestPut {
+    image: String,
+    repo: String,
+    digest: Sha256Digest,
+    media_type: String,
+    reference: String,
+}
+
+/// What a release's push does: the blobs (pushed `[registry] parallel` at
+/// a time), then the manifests, in order.
+#[derive(Debug, Default)]
+struct PushPlan {
+    blobs: Vec<BlobJob>,
+    by_digest: HashMap<Sha256Digest, usize>,
+    manifests: Vec<ManifestPut>,
+}
+
+impl PushPlan {
+    fn blob(&mut self, image: &str, repo: &str, digest: Sha256Digest, size: u64) {
+        let i = *self.by_digest.entry(digest).or_insert_with(|| {
+            self.blobs.push(BlobJob {
+                digest,
+                size,
+                targets: Vec::new(),
+            });
+            self.blobs.len() - 1
+        });
+        let job = &mut self.blobs[i];
+        if !job.targets.iter().any(|(_, r)| r == repo) {
+            job.targets.push((image.to_owned(), repo.to_owned()));
+        }
+    }
+}
+
 impl Client {
-    /// Pushes every image of a staged release.
+    /// Pushes every image of a staged release: every blob first, up to
+    /// `parallel` at once (each on its own connection; a blob several
+    /// repositories need is uploaded once and mounted into the others),
+    /// then the manifests in order, so that a tag never names a manifest
+    /// whose blobs are not all there. Blobs that a release the store
+    /// still holds pushed to another repository are mounted from it
+    /// (`POST …/blobs/uploads/?mount=…&from=…`; a registry that does not
+    /// mount answers with an upload, which is then made).
     pub fn push_release(
         &mut self,
         sd: &StateDir,
         m: &BundleManifest,
         prefix: &str,
         layout: Layout,
+        parallel: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PushStats> {
+        let mut plan = PushPlan::default();
         for img in &m.images {
             let t = map_name(&img.name, prefix, layout);
             let d = img.digest.digest();
-            self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
+            let name = img.name.to_string();
+            plan_tree(sd, &name, &t.repo, &d, &img.media_type, &mut plan)?;
             if let Some(tag) = &t.tag {
-                self.put_manifest(sd, &img.name, &t.repo, &d, &img.media_type, tag)?;
+                plan.manifests.push(ManifestPut {
+                    image: name.clone(),
+                    repo: t.repo.clone(),
+                    digest: d,
+                    media_type: img.media_type.clone(),
+                    reference: tag.clone(),
+                });
             }
-            self.stats.images += 1;
         }
+        self.seed_known(sd, m, prefix, layout);
+        self.push_blobs(sd, &plan.blobs, parallel.max(1), progress)?;
+        for p in &plan.manifests {
+            self.put_manifest(
+                sd,
+                &p.image,
+                &p.repo,
+                &p.digest,
+                &p.media_type,
+                &p.reference,
+            )?;
+        }
+        self.stats.images += m.images.len();
         Ok(self.stats.clone())
     }
 
-    fn push_manifest_tree(
-        &mut self,
-        sd: &StateDir,
-        image: &str,
-        repo: &str,
-        d: &Sha256Digest,
-        media_type: &str,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<()> {
-        let path = sd.blob(&d.hex());
-        let bytes = read_manifest(image, &path)?;
-        if is_index(media_type) {
-            let idx: ImageIndex = serde_json::from_slice(&bytes)
-                .map_err(|e| err(image, format!("index {d}: {e}")))?;
-            for child in &idx.manifests {
-                let cd = Sha256Digest::from_oci(&child.digest)
-                    .ok_or_else(|| err(image, "bad child digest"))?;
-                if !sd.blob(&cd.hex()).exists() {
-                    // a platform not carried by the bundle
+    /// The blobs of the other releases the store holds, and the site
+    /// repository each went to (mount sources for this push).
+    fn seed_known(&mut self, sd: &StateDir, m: &BundleManifest, prefix: &str, layout: Layout) {
+        for e in std::fs::read_dir(sd.root.join("releases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(v) = semver::Version::parse(&e.file_name().to_string_lossy()) else {
+                continue;
+            };
+            if v == m.release.version {
+                continue;
+            }
+            let Ok(other) = crate::stage::load_release(sd, &v) else {
+                continue;
+            };
+            for img in &other.images {
+                let repo = map_name(&img.name, prefix, layout).repo;
+                let mut plan = PushPlan::default();
+                let name = img.name.to_string();
+                let d = img.digest.digest();
+                if plan_tree(sd, &name, &repo, &d, &img.media_type, &mut plan).is_err() {
                     continue;
                 }
-                self.push_manifest_tree(sd, image, repo, &cd, &child.media_type, progress)?;
-                self.put_manifest(sd, image, repo, &cd, &child.media_type, &child.digest)?;
-            }
-        } else {
-            let man: ImageManifest = serde_json::from_slice(&bytes)
-                .map_err(|e| err(image, format!("manifest {d}: {e}")))?;
-            let mut blobs = vec![man.config.clone()];
-            blobs.extend(man.layers.iter().cloned());
-            for b in blobs {
-                let bd = Sha256Digest::from_oci(&b.digest)
-                    .ok_or_else(|| err(image, format!("bad blob digest {}", b.digest)))?;
-                self.push_blob(sd, image, repo, &bd, b.size, progress)?;
+                for b in plan.blobs {
+                    self.known
+                        .entry(b.digest.oci())
+                        .or_insert_with(|| repo.clone());
+                }
             }
         }
+    }
+
+    /// Every blob job, `parallel` workers taking the next job until none is
+    /// left or one failed; each worker is a copy of this client (its own
+    /// connections and auth). The first failure, in job order, is returned.
+    fn push_blobs(
+        &mut self,
+        sd: &StateDir,
+        jobs: &[BlobJob],
+        parallel: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        if parallel == 1 || jobs.len() < 2 {
+            for j in jobs {
+                self.push_job(sd, j, progress)?;
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let mut outcomes: Vec<(PushStats, Vec<(usize, UpdaterError)>)> = Vec::new();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..parallel.min(jobs.len()))
+                .map(|_| {
+                    let mut c = self.worker();
+                    let tx = tx.clone();
+                    let (next, failed) = (&next, &failed);
+                    s.spawn(move || {
+                        let mut errors = Vec::new();
+                        let mut report = |n: u64| {
+                            let _ = tx.send(n);
+                        };
+                        while !failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let Some(j) = jobs.get(i) else { break };
+                            if let Err(e) = c.push_job(sd, j, &mut report) {
+                                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                errors.push((i, e));
+                            }
+                        }
+                        (c.stats, errors)
+                    })
+                })
+                .collect();
+            drop(tx);
+            for n in rx {
+                progress(n);
+            }
+            for h in handles {
+                match h.join() {
+                    Ok(o) => outcomes.push(o),
+                    Err(_) => outcomes.push((
+                        PushStats::default(),
+                        vec![(usize::MAX, err("registry", "a push worker panicked"))],
+                    )),
+                }
+            }
+        });
+        let mut first: Option<(usize, UpdaterError)> = None;
+        for (stats, errors) in outcomes {
+            add_stats(&mut self.stats, &stats);
+            for (i, e) in errors {
+                if first.as_ref().is_none_or(|(f, _)| i < *f) {
+                    first = Some((i, e));
+                }
+            }
+        }
+        match first {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One blob into every repository that needs it.
+    fn push_job(
+        &mut self,
+        sd: &StateDir,
+        j: &BlobJob,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        for (image, repo) in &j.targets {
+            self.push_blob(sd, image, repo, &j.digest, j.size, progress)?;
+        }
         Ok(())
+    }
+
+    /// A copy of this client for a push worker: the same agent
+    /// (connection pool), registry, credentials, auth and mount sources;
+    /// its own stats.
+    fn worker(&self) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            origin: self.origin.clone(),
+            creds: self.creds.clone(),
+            auth: self.auth.clone(),
+            chunk: self.chunk,
+            stats: PushStats::default(),
+            known: self.known.clone(),
+        }
     }
 
     fn scope(repo: &str) -> String {
@@ -329,6 +503,58 @@ impl Client {
             ),
         })
     }
+}
+
+/// The blobs and manifest PUTs of the manifest tree `d` (an index: each
+/// carried platform's manifest, then its blobs, then the PUT by digest).
+fn plan_tree(
+    sd: &StateDir,
+    image: &str,
+    repo: &str,
+    d: &Sha256Digest,
+    media_type: &str,
+    plan: &mut PushPlan,
+) -> Result<()> {
+    let path = sd.blob(&d.hex());
+    let bytes = read_manifest(image, &path)?;
+    if is_index(media_type) {
+        let idx: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("index {d}: {e}")))?;
+        for child in &idx.manifests {
+            let cd = Sha256Digest::from_oci(&child.digest)
+                .ok_or_else(|| err(image, "bad child digest"))?;
+            if !sd.blob(&cd.hex()).exists() {
+                // a platform not carried by the bundle
+                continue;
+            }
+            plan_tree(sd, image, repo, &cd, &child.media_type, plan)?;
+            plan.manifests.push(ManifestPut {
+                image: image.to_owned(),
+                repo: repo.to_owned(),
+                digest: cd,
+                media_type: child.media_type.clone(),
+                reference: child.digest.clone(),
+            });
+        }
+    } else {
+        let man: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("manifest {d}: {e}")))?;
+        for b in std::iter::once(&man.config).chain(&man.layers) {
+            let bd = Sha256Digest::from_oci(&b.digest)
+                .ok_or_else(|| err(image, format!("bad blob digest {}", b.digest)))?;
+            plan.blob(image, repo, bd, b.size);
+        }
+    }
+    Ok(())
+}
+
+fn add_stats(to: &mut PushStats, s: &PushStats) {
+    to.images += s.images;
+    to.blobs_uploaded += s.blobs_uploaded;
+    to.bytes_uploaded += s.bytes_uploaded;
+    to.blobs_skipped += s.blobs_skipped;
+    to.blobs_mounted += s.blobs_mounted;
+    to.manifests_put += s.manifests_put;
 }
 
 /// A staged manifest or index, size-capped before it is read.
