@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use stoa_format::digest::HashingWriter;
 use stoa_format::durable::AtomicFile;
 use stoa_format::manifest::Entry;
-use stoa_format::{BundleManifest, Sha256Digest};
+use stoa_format::BundleManifest;
 
 use crate::config::HelmConfig;
 use crate::error::{Result, UpdaterError};
@@ -313,7 +313,7 @@ pub fn bind_from_state(h: &mut HelmConfig, sd: &StateDir) {
 /// while copied, mode 0555. An intact copy is reused.
 fn materialize(t: &BoundTool) -> io::Result<()> {
     let (entry, dest) = (&t.entry, &t.path);
-    if intact(dest, entry) {
+    if crate::stage::stored_intact(dest, entry) {
         return Ok(());
     }
     if let Some(dir) = dest.parent() {
@@ -353,12 +353,4 @@ fn materialize(t: &BoundTool) -> io::Result<()> {
     }
     let file = w.inner.into_inner().map_err(|e| e.into_error())?;
     file.commit()
-}
-
-fn intact(path: &Path, entry: &Entry) -> bool {
-    let Ok(f) = fs::File::open(path) else {
-        return false;
-    };
-    let mut r = io::BufReader::with_capacity(1 << 20, f).take(entry.size + 1);
-    matches!(Sha256Digest::of_reader(&mut r), Ok((d, n)) if d == entry.sha256 && n == entry.size)
 }

@@ -84,7 +84,9 @@ impl ContentSink for StoreSink {
     }
 }
 
-fn stored_intact(path: &Path, entry: &Entry) -> bool {
+/// Whether the file at `path` has `entry`'s size and SHA-256 (the store's
+/// check before a blob is trusted again; also the bundled tools' copies).
+pub(crate) fn stored_intact(path: &Path, entry: &Entry) -> bool {
     match File::open(path) {
         Ok(f) => matches!(
             stoa_format::Sha256Digest::of_reader(io::BufReader::with_capacity(1 << 20, f)),
