@@ -13,7 +13,7 @@ use stoa_format::BundleManifest;
 use crate::engine::Site;
 use crate::error::{Result, UpdaterError};
 use crate::helm::Helm;
-use crate::postrender::{prepare, registry_value, render_chart, site_images, RenderedChart};
+use crate::postrender::{prepare, registry_value, render_chart, site_images};
 
 use super::diff::{unified, Limits, Unified};
 
@@ -85,18 +85,11 @@ fn render_installed(
 }
 
 /// Every chart of `m`: its version change and the diff of its rendering
-/// against the installed release's (`old`). `rendered`: the bundle's
-/// charts as plan rendered them (with their manifests).
-pub fn changes(
-    site: &Site,
-    helm: Option<&Helm>,
-    plan: &crate::engine::plan::Plan,
-    m: &BundleManifest,
-    old: Option<&BundleManifest>,
-    rendered: &[RenderedChart],
-    render_error: Option<&UpdaterError>,
-    tmp: &Path,
-) -> Vec<ChartChange> {
+/// against the installed release's (`old`); the bundle's charts as plan
+/// rendered them (with their manifests) are in `inp`.
+pub fn changes(inp: &super::Inputs<'_>, old: Option<&BundleManifest>) -> Vec<ChartChange> {
+    let (site, helm, plan, m) = (inp.site, inp.helm, inp.plan, &inp.verified.manifest);
+    let (rendered, render_error, tmp) = (inp.rendered, inp.render_error, inp.tmp);
     let mut out = Vec::new();
     for (k, c) in m.charts.iter().enumerate() {
         let mut errors = Vec::new();

@@ -254,16 +254,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         }
         None => None,
     };
-    let charts = charts::changes(
-        inp.site,
-        inp.helm,
-        plan,
-        m,
-        old.as_ref(),
-        inp.rendered,
-        inp.render_error,
-        inp.tmp,
-    );
+    let charts = charts::changes(inp, old.as_ref());
     let charts_not_carried = old
         .iter()
         .flat_map(|o| &o.charts)
