@@ -342,3 +342,29 @@ fn a_first_install_report_shows_the_whole_render_as_added_and_a_bad_key_fails_fi
     assert!(page.contains("stoa 0001_init: pending, apply runs it"));
     assert!(page.contains("nothing is installed before"));
 }
+
+#[test]
+fn a_delta_report_reads_what_the_delta_omits_from_the_store() {
+    let s = Site::start();
+    let b200 = s.bundle("2.0.0", None);
+    ok(s.updater().arg("apply").arg(&b200));
+    let delta = s.delta_bundle("2.1.0", &b200);
+    let report = s.path().join("delta.html");
+    ok(s.updater()
+        .arg("plan")
+        .arg(&delta)
+        .arg("--report")
+        .arg(&report));
+    let page = fs::read_to_string(&report).unwrap();
+    assert!(
+        page.contains("<tr><th>Delta on</th><td>stoa-platform 2.0.0</td></tr>"),
+        "{page}"
+    );
+    // 0001_init is the same in both releases: the delta omits it, the
+    // page shows it from the store
+    assert!(page.contains("stoa 0001_init: already applied"));
+    assert!(page.contains("CREATE TABLE tenants ("), "{page}");
+    assert!(!page.contains("SQL not shown"), "{page}");
+    assert!(!page.contains("was not rendered"), "{page}");
+    assert!(page.contains("stoa-system/stoa-api: stoa-api-2.0.0 → stoa-api-2.1.0"));
+}
