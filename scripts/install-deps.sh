@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests and the demo need besides Rust, installed on a fresh Debian
 # machine with apt-get (root, or sudo): the independent checkers (skopeo,
-# openssl, tar, zstd), the real services (docker-registry, PostgreSQL),
+# openssl, tar, zstd, headless chromium), the real services (docker-registry, PostgreSQL),
 # the tools the updater drives (psql, pg_dump, setpriv), and real Helm 3
 # and Helm 4 (plus kubectl) into target/helm-bin (scripts/get-helm.sh). Installs only
 # what is missing; a second run does nothing. Used by scripts/test.sh and
@@ -30,6 +30,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
 have strip           || need+=(binutils)  # scripts/package.sh strips the programs (dpkg-deb and dpkg are Essential)
 have age             || need+=(age)       # an independent reader of support bundles (tests: age -d; age-keygen)
+have chromium        || need+=(chromium)  # headless Chromium opens the change report (tests/tests/report.rs)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # the CycloneDX validator's venv (below)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps.sh: installing ${need[*]}"

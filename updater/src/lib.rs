@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod progress;
 pub mod records;
 pub mod registry;
+pub mod report;
 pub mod selfupdate;
 pub mod serve;
 pub mod stage;

@@ -7,6 +7,8 @@
 //! through the post-renderer (crate::postrender): its images as they will
 //! run, the final manifests with `--render`, and on Helm 3 the hook images
 //! that would leave the site registry (exit 5 unless accepted).
+//! `--report PATH` also writes the change report (crate::report), signed
+//! with `--sign-key KEY`, before any failure is returned.
 
 use std::path::PathBuf;
 use stoa_format::cli::Output;
@@ -86,11 +88,25 @@ pub struct Args {
     /// the site registry (as `apply --accept-hook-images`).
     #[arg(long)]
     pub accept_hook_images: bool,
+    /// Also write the change report: one self-contained HTML page for a
+    /// change board (docs/OPERATIONS.md, Change report).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Sign the report with this Ed25519 key (PKCS#8 PEM file): writes
+    /// `<report>.sig`, checkable with `openssl pkeyutl -verify -rawin`.
+    #[arg(long, value_name = "KEY", requires = "report")]
+    pub sign_key: Option<PathBuf>,
 }
 
 pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     refuse_while_running(site)?;
     crate::tool::check_setpriv()?;
+    // a bad signing key fails before the bundle is read
+    let signer = args
+        .sign_key
+        .as_deref()
+        .map(crate::report::Signer::load)
+        .transpose()?;
     let now = crate::trust::checked_now(&site.sd, args.ignore_clock_floor)?;
     let base = crate::trust::load(&site.cfg, &site.sd, now)?.base;
     let src = BundleSource::resolve(&args.bundle)?;
@@ -101,7 +117,10 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     // the chart archives are kept (in a private temp folder: plan changes
     // nothing) to render them
     let tmp = TempDir::new()?;
-    let mut sink = ChartSink::new(tmp.0.clone());
+    let mut chart_sink = ChartSink::new(tmp.0.clone());
+    // the report shows each migration's SQL: kept while it verifies
+    let mut sink = crate::report::SqlCapture::new(&mut chart_sink);
+    let keep_sql = args.report.is_some();
     // carried roots extend the site's root in memory only: plan changes nothing
     let v = verify_source_with(
         &src,
@@ -112,10 +131,12 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
             Ok(store)
         },
         &Site::verify_options(args.allow_expired),
-        &mut sink,
+        if keep_sql { &mut sink } else { sink.inner() },
         &mut |n| pb.inc(n),
     )
     .map_err(|e| crate::trust::explain_revoked(&site.sd, &chain, e))?;
+    let sql = sink.into_kept();
+    let sink = chart_sink;
     pb.finish_and_clear();
     crate::audit::note_bundle(&v);
     let root_version = chain.last().map_or(base.version(), |r| r.version());
@@ -154,7 +175,39 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
     let preflight = crate::preflight::run(&site.cfg, &site.sd, m);
     // every chart through `helm template` and the post-renderer
     let helm = site.cfg.helm.as_ref().and_then(|h| Helm::new(h).ok());
-    let (rendered, render_error) = render_charts(site, m, helm.as_ref(), &tmp, &sink, args.render);
+    let (mut rendered, render_error) = render_charts(
+        site,
+        m,
+        helm.as_ref(),
+        &tmp,
+        &sink,
+        args.render || args.report.is_some(),
+    );
+    let written = match &args.report {
+        Some(path) => {
+            let inputs = crate::report::Inputs {
+                site,
+                verified: &v,
+                root_version,
+                trust_change: trust_change.as_ref(),
+                state: &state,
+                plan: &plan,
+                preflight: &preflight,
+                rendered: &rendered,
+                render_error: render_error.as_ref(),
+                helm: helm.as_ref(),
+                tmp: &tmp.0,
+                sql: &sql,
+            };
+            Some(crate::report::write(&inputs, path, signer.as_ref())?)
+        }
+        None => None,
+    };
+    if !args.render {
+        for r in &mut rendered {
+            r.manifests = None;
+        }
+    }
     let refusal = match &helm {
         Some(h) if h.major < 4 && !args.accept_hook_images => hook_refusal(&rendered),
         _ => None,
@@ -173,11 +226,25 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
         let mut doc = serde_json::to_value(&out).unwrap_or_default();
         doc["delta"] = serde_json::to_value(crate::delta::history_field(m)).unwrap_or_default();
         doc["trust_change"] = serde_json::to_value(&trust_change).unwrap_or_default();
+        if let Some(w) = &written {
+            doc["report"] = serde_json::to_value(w).unwrap_or_default();
+        }
         println!("{doc}");
         preflight.error(true)?;
         return finish(render_error, refusal);
     }
     print_text(m, &plan, &preflight, &rendered, trust_change.as_ref());
+    if let Some(w) = &written {
+        match (&w.signature, &w.key_id) {
+            (Some(sp), Some(k)) => println!(
+                "report: {} ({} bytes), signed by key {k}: {}",
+                w.path.display(),
+                w.bytes,
+                sp.display()
+            ),
+            _ => println!("report: {} ({} bytes)", w.path.display(), w.bytes),
+        }
+    }
     // a failed check first (exit 9), then a chart that did not render, then
     // a hook refusal: all after everything was shown
     preflight.error(false)?;
