@@ -14,8 +14,9 @@
 # preflight asks through real kubectl: no Kubernetes can run here), apply 2.0.0, upgrade to 2.1.0,
 # show the final manifests 2.3.0 would apply (`plan --render`: every chart
 # rendered by real Helm through the updater's post-renderer; the demo fails
-# unless every image line is <site registry>/<prefix>/…@sha256:…), show
-# status and history, roll back,
+# unless every image line is <site registry>/<prefix>/…@sha256:…), write the
+# signed change report (`plan --report`) and screenshot it in headless
+# Chromium, show status and history, roll back,
 # and show the schema, the registry tags and the Helm releases at each point.
 # Then trust: move the site to a signed root, rotate the release key once (the
 # new root shipped inside the next bundle), and show the site refusing a
@@ -254,6 +255,20 @@ if [ "$n_images" -eq 0 ] || [ "$charts_rendered" -ne "$(grep -c '^\[\[charts\]\]
   echo "FAILED: $charts_rendered charts rendered, $n_images image lines; not from $site_reg with a digest:"; echo "$outside"; exit 1
 fi
 echo "checked: all $n_images image lines of the $charts_rendered charts' manifests are $site_reg…@sha256:…"
+
+say "site: the change report for 2.1.0 -> 2.3.0 (one HTML page, no script; chart diffs, SQL, preflight), signed by the site, opened in headless Chromium"
+"$B" keygen --out "$work/site-report" >/dev/null
+report="$work/change-2.3.0.html"
+"${S[@]}" plan "$work/dist/stoa-platform-2.3.0.tar.zst" --report "$report" --sign-key "$work/site-report.key" | tail -1
+openssl pkeyutl -verify -pubin -inkey "$work/site-report.pub" -rawin -in "$report" -sigfile "$report.sig"
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$work/chromium-profile" \
+  --window-size=1280,4000 --screenshot="$work/change-2.3.0.png" "file://$report" 2>/dev/null
+[ -s "$work/change-2.3.0.png" ] || { echo "FAILED: no screenshot"; exit 1; }
+for want in "registry.gostoa.dev/stoa/api:2.3.0" "0003_rate_limits" "stoa-api"; do
+  grep -q "$want" "$report" || { echo "FAILED: the report does not name $want"; exit 1; }
+done
+echo "screenshot: $work/change-2.3.0.png ($(stat -c %s "$work/change-2.3.0.png") bytes); the page names the images, migrations and charts that change"
 
 say "site: status and history"
 "${S[@]}" status
