@@ -2,7 +2,9 @@
 //! cross-repository mount when pushed earlier in the run; otherwise an
 //! upload streamed from the staged file, monolithic or in chunks), then
 //! manifests byte-exact with their media type, checking the registry's
-//! `Docker-Content-Digest`; and the preflight check that a push is accepted.
+//! `Docker-Content-Digest`; each image's carried upstream signatures (its
+//! cosign `.sig` manifest) beside it under the tag `sha256-<hex>.sig`; and
+//! the preflight check that a push is accepted.
 
 use super::*;
 
@@ -22,6 +24,18 @@ impl Client {
             self.push_manifest_tree(sd, &img.name, &t.repo, &d, &img.media_type, progress)?;
             if let Some(tag) = &t.tag {
                 self.put_manifest(sd, &img.name, &t.repo, &d, &img.media_type, tag)?;
+            }
+            // the carried upstream signatures, beside the image under
+            // cosign's tag, for the cluster's own policy to check
+            let mut pushed = std::collections::BTreeSet::new();
+            for sig in &img.signatures {
+                let sd_ = sig.manifest.digest();
+                if !pushed.insert(sd_) {
+                    continue;
+                }
+                self.push_manifest_tree(sd, &img.name, &t.repo, &sd_, &sig.media_type, progress)?;
+                let tag = stoa_format::signature::sig_tag(&d);
+                self.put_manifest(sd, &img.name, &t.repo, &sd_, &sig.media_type, &tag)?;
             }
             self.stats.images += 1;
         }
