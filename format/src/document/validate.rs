@@ -649,4 +649,75 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A sample whose image carries one upstream signature by `bitnami`.
+    fn with_signature() -> BundleManifest {
+        let mut m = sample();
+        let key_id: crate::keys::KeyId = "ab".repeat(32).parse().unwrap();
+        let (sig, payload, key) = (b"sig manifest", b"payload", b"key pem");
+        for (path, data) in [
+            (blob_path(&Sha256Digest::of(sig)), &sig[..]),
+            (blob_path(&Sha256Digest::of(payload)), &payload[..]),
+            ("signers/bitnami.pub".to_owned(), &key[..]),
+        ] {
+            m.entries.push(Entry {
+                path,
+                size: data.len() as u64,
+                sha256: Sha256Digest::of(data),
+            });
+        }
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.signers.push(SignerRecord {
+            name: "bitnami".into(),
+            key_id,
+            path: "signers/bitnami.pub".into(),
+        });
+        m.images[0].signatures.push(SignatureRecord {
+            signer: "bitnami".into(),
+            key_id,
+            manifest: Sha256Digest::of(sig).into(),
+            media_type: crate::oci::MT_OCI_MANIFEST.into(),
+            payload: Sha256Digest::of(payload).into(),
+        });
+        m
+    }
+
+    /// Upstream signature records name a listed signer with its key id,
+    /// carried small blob entries, and the signer's key at its own path;
+    /// without signatures the fields are absent from the bytes.
+    #[test]
+    fn signature_records_must_name_signers_and_carried_entries() {
+        let m = with_signature();
+        m.validate(&Limits::default()).unwrap();
+        let back = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap();
+        assert_eq!(back, m);
+        let plain = String::from_utf8(sample().to_bytes()).unwrap();
+        assert!(!plain.contains("signers") && !plain.contains("signatures"));
+        assert_eq!(m.signature_material().len(), 3);
+
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].signer = "other".into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("not a signer of the bundle"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].key_id = "cd".repeat(32).parse().unwrap();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("the signer's key is"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].payload = Sha256Digest::of(b"absent").into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("is not an entry the bundle carries"), "{e}");
+        let mut bad = with_signature();
+        bad.signers[0].path = "signers/other.pub".into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("key entry is"), "{e}");
+        let mut bad = with_signature();
+        bad.signers.push(bad.signers[0].clone());
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].media_type = crate::oci::MT_OCI_INDEX.into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("is not an image manifest"), "{e}");
+    }
 }
