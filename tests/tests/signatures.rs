@@ -457,3 +457,111 @@ fn an_altered_carried_signature_fails_verify() {
         "{err}"
     );
 }
+
+/// `[registry] mode = "serve"`: `serve` serves the carried signature
+/// beside its image under the cosign tag, byte-exact (skopeo reads it).
+#[test]
+fn serve_serves_the_carried_signature_beside_its_image() {
+    let s = stoa_e2e::site::Site::start();
+    let port = stoa_e2e::harness::free_port();
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let reg = format!("url = \"http://{}\"", s.registry.host);
+    fs::write(
+        &s.config,
+        cfg.replace(
+            &reg,
+            &format!("url = \"http://127.0.0.1:{port}\"\nmode = \"serve\""),
+        ),
+    )
+    .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let up = upstream(t.path());
+    let key = CosignKey::p256(t.path(), "bitnami");
+    let sig = cosign::sign_and_push(t.path(), &up.reg, REPO, &up.digest, IDENTITY, &key);
+    let m = release_manifest(t.path(), &up, &key.public, true);
+    let out = t.path().join("b.stoa");
+    build_ok(
+        &m,
+        &s.key,
+        &out,
+        &t.path().join("cache"),
+        &insecure(&up.reg),
+    );
+    ok(s.updater().arg("apply").arg(&out));
+    let _srv = stoa_e2e::serve::Serve::start_on(&s.config, s.path(), None, port);
+    let raw = |tag: &str| {
+        let o = stoa_e2e::harness::run(
+            Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!(
+                    "docker://127.0.0.1:{port}/site/bitnami/redis:{tag}"
+                )),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    assert_eq!(raw(&cosign::sig_tag(&up.digest)), sig);
+    let image = raw("7.2");
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&image))
+        ),
+        up.digest
+    );
+}
+
+/// A delta on a signed release never leaves out what a reader needs to
+/// re-verify the signatures (the `.sig` manifest, its payload, the signer's
+/// key), although the base has them; the image's layers are left out.
+#[test]
+fn a_delta_carries_the_signatures_it_lists() {
+    let t = tempfile::tempdir().unwrap();
+    let up = upstream(t.path());
+    let key = CosignKey::p256(t.path(), "bitnami");
+    let (base, pubkey) = signed_build(t.path(), &up, &key);
+    let m = t.path().join("release.toml");
+    let text = fs::read_to_string(&m).unwrap();
+    let next = t.path().join("next.toml");
+    fs::write(
+        &next,
+        text.replace("version = \"2.3.0\"", "version = \"2.3.1\""),
+    )
+    .unwrap();
+    let out = t.path().join("delta.stoa");
+    let mut extra = insecure(&up.reg);
+    extra.push("--base".into());
+    extra.push(base.display().to_string());
+    build_ok(
+        &next,
+        &t.path().join("release.key"),
+        &out,
+        &t.path().join("cache"),
+        &extra,
+    );
+    let (names, manifest) = entries(&out);
+    let mj: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(mj["format_version"], 2, "{mj}");
+    let sig = &mj["images"][0]["signatures"][0];
+    for d in [&sig["manifest"], &sig["payload"]] {
+        let p = format!(
+            "oci/blobs/sha256/{}",
+            d.as_str().unwrap().trim_start_matches("sha256:")
+        );
+        assert!(names.contains(&p), "{p} not carried: {names:?}");
+    }
+    assert!(names.iter().any(|n| n == "signers/bitnami.pub"));
+    assert!(
+        !mj["delta"]["omitted"].as_array().unwrap().is_empty(),
+        "{mj}"
+    );
+    let v = ok(stoa_e2e::harness::updater()
+        .arg("verify")
+        .arg(&out)
+        .arg("--trust")
+        .arg(&pubkey));
+    assert!(
+        v.contains(&format!("image {NAME} signed by bitnami (")),
+        "{v}"
+    );
+}
