@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the format's parsers: `scripts/fuzz.sh [seconds-per-target]`
 # (default 60). Targets (fuzz/, its own workspace): manifest, tar,
-# zstd_frames (a whole bundle file), root (trust roots), podimages (rendered
+# zstd_frames (a whole bundle file), root (trust roots), signature (cosign
+# .sig manifests and payloads), podimages (rendered
 # manifests; seeded from podimages/tests/fixtures). Seed corpora are
 # made fresh from the named fixtures (tests/src/tamper.rs,
 # tests/src/root_fixture.rs) by `stoa-fixtures fuzz-seeds`; nothing binary
@@ -48,11 +49,19 @@ find "$root/podimages/tests/fixtures" -name '*.yaml' | while read -r f; do
   cp "$f" "$work/seeds/podimages/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
 
+# cosign-format seeds for the signature target: a .sig manifest and a payload
+mkdir -p "$work/seeds/signature"
+d0="sha256:$(printf x | sha256sum | cut -d' ' -f1)"
+printf '{"critical":{"identity":{"docker-reference":"docker.io/bitnami/redis"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
+  "$d0" > "$work/seeds/signature/payload.json"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":1},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"%s","size":1,"annotations":{"dev.cosignproject.cosign/signature":"MEUCIQ=="}}]}' \
+  "$d0" "$d0" > "$work/seeds/signature/sig-manifest.json"
+
 # only the fuzz build sees RUSTC_BOOTSTRAP (it is part of cargo's
 # fingerprint: set for the main build it would rebuild target/ twice)
 export RUSTC_BOOTSTRAP=1
 cd fuzz
-for t in manifest tar zstd_frames root podimages; do
+for t in manifest tar zstd_frames root signature podimages; do
   echo "fuzz.sh: $t for ${secs}s ($(ls "$work/seeds/$t" | wc -l) seeds)"
   mkdir -p "corpus/$t"
   cargo fuzz run "$t" "corpus/$t" "$work/seeds/$t" -- \

@@ -8,6 +8,13 @@
 #     (`helm package` + `helm push --plain-http`) to <mirror>/docker.io/bitnamicharts;
 #   - a classic Helm repository (`helm repo index` + python3's HTTP server on
 #     loopback) for opensearch and vault;
+#   - upstream signatures for the docker.io/bitnami/* images, as bitnami
+#     publishes them with cosign: a P-256 key generated per mirror
+#     (<dir>/upstream-keys/bitnami.key, never in the repository; the public
+#     half <dir>/upstream-keys/bitnami.pub is what a release's [[signers]]
+#     names), the simple-signing payload signed with `openssl dgst -sha256
+#     -sign`, pushed as <repo>:sha256-<hex>.sig (docs/RELEASE-MANIFEST.md,
+#     *[[signers]]*);
 #   - <dir>/registries.conf (containers-registries.conf v2) sending docker.io
 #     (registry-1.docker.io too), quay.io, ghcr.io and registry.k8s.io pulls
 #     to the mirror first, and <dir>/bundler-flags with the matching
@@ -20,7 +27,7 @@
 #   scripts/local-mirror.sh start <dir>   # prints the bundler flags
 #   scripts/local-mirror.sh stop <dir>    # stops what start started
 #
-# Needs: docker-registry, skopeo, python3 (scripts/install-deps.sh), real
+# Needs: docker-registry, skopeo, python3, openssl (scripts/install-deps.sh), real
 # Helm 3 (STOA_HELM, default target/helm-bin/helm3) and stoa-fixtures
 # (STOA_FIXTURES, default target/debug/stoa-fixtures, built when missing).
 set -euo pipefail
@@ -45,7 +52,7 @@ fixtures="${STOA_FIXTURES:-$root/target/debug/stoa-fixtures}"
 charts="${STOA_UPSTREAM_CHARTS:-$root/../shared/upstream-charts}"
 [ -x "$helm" ] || { echo "local-mirror: real Helm 3 missing at $helm (scripts/install-deps.sh)" >&2; exit 3; }
 [ -f "$charts/postgresql-ha/Chart.yaml" ] || { echo "local-mirror: upstream charts missing at $charts (STOA_UPSTREAM_CHARTS)" >&2; exit 3; }
-for t in docker-registry skopeo python3; do
+for t in docker-registry skopeo python3 openssl; do
   command -v "$t" >/dev/null || { echo "local-mirror: $t missing (scripts/install-deps.sh)" >&2; exit 3; }
 done
 if [ ! -x "$fixtures" ]; then
@@ -78,6 +85,46 @@ mirror="127.0.0.1:$reg_port"
 "$fixtures" stack-images "$dir/images" > "$dir/images.txt"
 while read -r ref name; do
   skopeo copy -q --all --dest-tls-verify=false "oci:$dir/images:$ref" "docker://$mirror/$name" >/dev/null
+done < "$dir/images.txt"
+
+# --- upstream signatures (cosign's format) for the bitnami images -----------------
+keys="$dir/upstream-keys"; mkdir -p "$keys"
+openssl ecparam -name prime256v1 -genkey -noout -out "$keys/bitnami.key" 2>/dev/null
+chmod 600 "$keys/bitnami.key"
+openssl ec -pubout -in "$keys/bitnami.key" -out "$keys/bitnami.pub" 2>/dev/null
+while read -r ref name; do
+  case "$name" in docker.io/bitnami/*) ;; *) continue ;; esac
+  repo="${name%:*}"
+  digest="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$mirror/$name" | sha256sum | cut -d' ' -f1)"
+  sig="$dir/sigs/$ref"; mkdir -p "$sig/blobs/sha256"
+  printf '{"critical":{"identity":{"docker-reference":"%s"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
+    "$repo" "$digest" > "$sig/payload"
+  openssl dgst -sha256 -sign "$keys/bitnami.key" -out "$sig/payload.sig" "$sig/payload"
+  python3 - "$sig" <<'PY'
+import base64, hashlib, json, os, sys
+d = sys.argv[1]
+def put(data):
+    h = hashlib.sha256(data).hexdigest()
+    open(os.path.join(d, "blobs/sha256", h), "wb").write(data)
+    return "sha256:" + h, len(data)
+payload = open(os.path.join(d, "payload"), "rb").read()
+sig = open(os.path.join(d, "payload.sig"), "rb").read()
+pd, ps = put(payload)
+cfg = json.dumps({"architecture": "", "created": "0001-01-01T00:00:00Z", "history": [{"created": "0001-01-01T00:00:00Z"}],
+                  "os": "", "rootfs": {"type": "layers", "diff_ids": [pd]}, "config": {}}, separators=(",", ":")).encode()
+cd, cs = put(cfg)
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+                  "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": pd, "size": ps,
+                              "annotations": {"dev.cosignproject.cosign/signature": base64.b64encode(sig).decode()}}]},
+                 separators=(",", ":")).encode()
+md, ms = put(man)
+open(os.path.join(d, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+           "annotations": {"org.opencontainers.image.ref.name": "sig"}}]}, open(os.path.join(d, "index.json"), "w"))
+PY
+  skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$sig:sig" \
+    "docker://$mirror/$repo:sha256-${digest#sha256:}.sig" >/dev/null
 done < "$dir/images.txt"
 
 # --- OCI charts with real Helm ----------------------------------------------------

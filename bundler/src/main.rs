@@ -10,6 +10,7 @@ mod progress;
 mod release;
 mod sbom;
 mod settings;
+mod signatures;
 mod sources;
 mod tools;
 

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use stoa_format::manifest::{
-    self, ChartRecord, FileRecord, ImageRecord, MigrationSet, MigrationStep, Release, ValuesRecord,
-    OCI_INDEX_PATH, OCI_LAYOUT_PATH,
+    self, ChartRecord, FileRecord, ImageRecord, MigrationSet, MigrationStep, Release, SignerRecord,
+    ValuesRecord, OCI_INDEX_PATH, OCI_LAYOUT_PATH,
 };
 use stoa_format::{oci, BundleManifest, BundleWriter, ContentSource, PlannedEntry, Sha256Digest};
 
@@ -112,7 +112,7 @@ pub struct Planned {
 pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
     let mut planned: Vec<PlannedEntry> = Vec::new();
     let mut pull = PullSlot::default();
-    let (images, attestations) = plan_images(rel, settings, &mut pull, &mut planned)?;
+    let (images, attestations, signers) = plan_images(rel, settings, &mut pull, &mut planned)?;
     let (charts, chart_archives) = plan_charts(rel, settings, &mut pull, &mut planned)?;
     let migrations = plan_migrations(rel, &mut planned)?;
     let files = plan_files(rel, &mut planned)?;
@@ -134,6 +134,7 @@ pub fn plan(rel: &LoadedRelease, settings: &BuildSettings) -> Result<Planned> {
         files,
         sbom: None,
         tools,
+        signers,
         delta: None,
         entries: Vec::new(),
     };
@@ -156,9 +157,11 @@ fn plan_images(
     settings: &BuildSettings,
     pull: &mut PullSlot,
     planned: &mut Vec<PlannedEntry>,
-) -> Result<(Vec<ImageRecord>, ImageAttestations)> {
+) -> Result<(Vec<ImageRecord>, ImageAttestations, Vec<SignerRecord>)> {
     let mut stores: HashMap<(bool, PathBuf), LayoutStore> = HashMap::new();
     let mut images = Vec::new();
+    let mut sig_index = Vec::new();
+    let mut signed_by = std::collections::BTreeSet::new();
     for img in &rel.images {
         let resolved = match &img.source {
             ImageFrom::Registry { text, reference } => {
@@ -167,10 +170,17 @@ fn plan_images(
             }
             ImageFrom::Local(parsed) => local_image(rel, img, parsed, &mut stores)?,
         };
-        images.push(mark_artifact(img, resolved)?);
+        let mut resolved = mark_artifact(img, resolved)?;
+        let carried = crate::signatures::carry(rel, settings, pull, img, &mut resolved)?;
+        planned.extend(carried.entries);
+        sig_index.extend(carried.index);
+        signed_by.extend(carried.signers);
+        images.push(resolved);
     }
+    let (signers, key_entries) = crate::signatures::signer_entries(rel, &signed_by);
+    planned.extend(key_entries);
     if !images.is_empty() {
-        let index = oci_layout::bundle_index(&images);
+        let index = oci_layout::bundle_index(&images, sig_index);
         planned.push(PlannedEntry {
             path: OCI_INDEX_PATH.into(),
             size: index.len() as u64,
@@ -194,7 +204,7 @@ fn plan_images(
         planned.extend(img.blobs);
         image_records.push(img.record);
     }
-    Ok((image_records, attestations))
+    Ok((image_records, attestations, signers))
 }
 
 /// An `[[artifacts]]` item is recorded with its artifact type (and listed

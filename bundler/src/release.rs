@@ -43,6 +43,23 @@ pub struct ReleaseManifest {
     /// Non-image OCI artifacts, carried by reference like images.
     #[serde(default)]
     pub artifacts: Vec<ArtifactSpec>,
+    /// Trusted upstream image signers (cosign keys).
+    #[serde(default)]
+    pub signers: Vec<SignerSpec>,
+}
+
+/// `[[signers]]`: an upstream image signer (docs/RELEASE-MANIFEST.md,
+/// *Upstream signatures*): a cosign public key, the images it signs (globs
+/// over image names) and whether an image it covers must carry a valid
+/// signature by it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerSpec {
+    pub name: Spanned<String>,
+    pub key: Spanned<String>,
+    pub images: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// `[[artifacts]]`: a non-image OCI artifact (a scanner's vulnerability
@@ -136,6 +153,57 @@ pub struct Release {
     pub upgrade_from: Option<String>,
     /// As written, an RFC 3339 UTC time.
     pub expires: Option<Timestamp>,
+}
+
+/// A `[[signers]]` entry: its key read and parsed.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub name: String,
+    pub key: stoa_format::keys::UpstreamKey,
+    pub key_id: stoa_format::KeyId,
+    /// The key file's bytes, carried as `signers/<name>.pub`.
+    pub pem: Vec<u8>,
+    /// Globs over image names: `*` any run of characters, `?` one.
+    pub images: Vec<String>,
+    pub required: bool,
+}
+
+impl Signer {
+    /// Whether this signer covers `name`: a glob matches the full name or
+    /// its repository (`docker.io/bitnami/*` covers
+    /// `docker.io/bitnami/redis:7.2`).
+    pub fn covers(&self, name: &ImageRef) -> bool {
+        let repo = match name.domain() {
+            Some(d) => format!("{d}/{}", name.path()),
+            None => name.path().to_owned(),
+        };
+        self.images.iter().any(|g| {
+            glob(g.as_bytes(), name.as_str().as_bytes()) || glob(g.as_bytes(), repo.as_bytes())
+        })
+    }
+}
+
+/// `*` matches any run of bytes (`/` too), `?` one byte, anything else
+/// itself.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
 }
 
 /// An `[[images]]` entry.
@@ -252,6 +320,7 @@ pub struct LoadedRelease {
     pub files: Vec<File>,
     pub tools: Vec<crate::tools::Tool>,
     pub image_exceptions: Vec<ImageException>,
+    pub signers: Vec<Signer>,
 }
 
 impl LoadedRelease {
@@ -290,6 +359,7 @@ impl LoadedRelease {
             files: Vec::new(),
             tools: Vec::new(),
             image_exceptions: Vec::new(),
+            signers: Vec::new(),
         };
         me.parse_sections(&manifest)?;
         Ok(me)
@@ -322,6 +392,18 @@ impl LoadedRelease {
         self.tools = (m.tools.iter().enumerate())
             .map(|(i, t)| self.parse_tool(i, t))
             .collect::<Result<_>>()?;
+        self.signers = (m.signers.iter().enumerate())
+            .map(|(i, x)| self.parse_signer(i, x))
+            .collect::<Result<_>>()?;
+        for (i, x) in self.signers.iter().enumerate() {
+            if self.signers[..i].iter().any(|o| o.name == x.name) {
+                return Err(self.field_error(
+                    &format!("signers[{i}].name"),
+                    m.signers[i].name.span(),
+                    format!("signer {:?} is listed twice", x.name),
+                ));
+            }
+        }
         self.migrations = (m.migrations.iter())
             .map(|x| Migration {
                 database: x.database.get_ref().clone(),
@@ -432,6 +514,67 @@ impl LoadedRelease {
             source,
             platforms: img.platforms.as_ref().map(|p| p.get_ref().clone()),
             artifact: false,
+        })
+    }
+
+    /// A `[[signers]]` item: a name as a bundle names signers, a readable
+    /// P-256 or Ed25519 SPKI PEM key, at least one image glob.
+    fn parse_signer(&self, i: usize, x: &SignerSpec) -> Result<Signer> {
+        let field = |f: &str| format!("signers[{i}].{f}");
+        let name = x.name.get_ref();
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            return Err(self.field_error(
+                &field("name"),
+                x.name.span(),
+                format!("{name:?} must be 1-63 of a-z 0-9 - _ . starting with a letter or digit"),
+            ));
+        }
+        let path = self.resolve(x.key.get_ref());
+        let pem = std::fs::read(&path).map_err(|e| {
+            self.field_error(
+                &field("key"),
+                x.key.span(),
+                format!("read {}: {e}", path.display()),
+            )
+        })?;
+        if pem.len() as u64 > stoa_format::limits::MAX_SIGNER_KEY {
+            return Err(self.field_error(
+                &field("key"),
+                x.key.span(),
+                format!(
+                    "{} is over {} bytes",
+                    path.display(),
+                    stoa_format::limits::MAX_SIGNER_KEY
+                ),
+            ));
+        }
+        let key = stoa_format::keys::UpstreamKey::from_pem(&pem).map_err(|e| {
+            self.field_error(
+                &field("key"),
+                x.key.span(),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        if x.images.get_ref().is_empty() || x.images.get_ref().iter().any(String::is_empty) {
+            return Err(self.field_error(
+                &field("images"),
+                x.images.span(),
+                "give at least one non-empty glob over image names",
+            ));
+        }
+        Ok(Signer {
+            name: name.clone(),
+            key_id: key.id(),
+            key,
+            pem,
+            images: x.images.get_ref().clone(),
+            required: x.required,
         })
     }
 

@@ -224,6 +224,7 @@ mod tests {
             source: None,
             source_digest: None,
             artifact_type: None,
+            signatures: vec![],
         };
         let blobs = vec![blob(index.as_bytes()), blob(att.as_bytes())];
         let found = attestations(&record, &blobs);

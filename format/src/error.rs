@@ -72,6 +72,12 @@ pub enum FormatError {
     },
     #[error("check entry {path:?}: {size} bytes is over the limit of {limit}")]
     EntryTooLarge { path: String, size: u64, limit: u64 },
+    #[error("check upstream signature of image {image} by signer {signer:?}: {problem}")]
+    UpstreamSignature {
+        image: String,
+        signer: String,
+        problem: Box<SignatureProblem>,
+    },
     #[error("check signature {path:?}: {reason}")]
     InvalidSignatureEntry { path: String, reason: String },
     #[error("check signatures: signature by trusted key {key_id} does not verify over manifest.json (manifest or signature altered)")]
@@ -204,6 +210,78 @@ pub enum PartProblem {
     Unreadable(String),
 }
 
+/// Why an upstream (cosign simple-signing) image signature was refused
+/// (`crate::signature`): one variant per check, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureProblem {
+    /// No `sha256-<hex>.sig` manifest (or no layer in it) for a required
+    /// signer.
+    Missing,
+    /// The `.sig` manifest is over its size cap.
+    ManifestTooLarge { size: u64, limit: u64 },
+    /// The `.sig` manifest is not an image manifest of simple-signing layers.
+    NotASignatureManifest(String),
+    /// A payload blob is over its size cap.
+    PayloadTooLarge { size: u64, limit: u64 },
+    /// The payload is not a cosign simple-signing document.
+    BadPayload(String),
+    /// The payload names another manifest digest.
+    DigestMismatch { signed: String, image: String },
+    /// The payload names another image.
+    IdentityMismatch { signed: String, image: String },
+    /// The signature annotation is not base64 of a signature.
+    MalformedSignature(String),
+    /// The signature does not verify with the signer's key.
+    BadSignature { key_id: String },
+    /// The signer's public key could not be read.
+    BadKey(String),
+}
+
+impl std::fmt::Display for SignatureProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => {
+                f.write_str("no signature by this signer (none at the sha256-<hex>.sig tag)")
+            }
+            Self::ManifestTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "the .sig manifest is {size} bytes, over the limit of {limit}"
+                )
+            }
+            Self::NotASignatureManifest(m) => {
+                write!(f, "the .sig manifest is not a signature manifest: {m}")
+            }
+            Self::PayloadTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "a signature payload is {size} bytes, over the limit of {limit}"
+                )
+            }
+            Self::BadPayload(m) => {
+                write!(f, "the payload is not a cosign simple-signing payload: {m}")
+            }
+            Self::DigestMismatch { signed, image } => {
+                write!(
+                    f,
+                    "the payload signs manifest {signed}, the image is {image}"
+                )
+            }
+            Self::IdentityMismatch { signed, image } => {
+                write!(f, "the payload names image {signed}, not {image}")
+            }
+            Self::MalformedSignature(m) => write!(f, "malformed signature: {m}"),
+            Self::BadSignature { key_id } => {
+                write!(
+                    f,
+                    "the signature does not verify with the signer's key {key_id}"
+                )
+            }
+            Self::BadKey(m) => write!(f, "signer key: {m}"),
+        }
+    }
+}
+
 impl std::fmt::Display for PartProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -286,6 +364,7 @@ impl FormatError {
             Self::SizeMismatch { .. } => "size",
             Self::DigestMismatch { .. } => "digest",
             Self::EntryTooLarge { .. } => "too-large",
+            Self::UpstreamSignature { .. } => "upstream-signature",
             Self::InvalidSignatureEntry { .. } => "signature-entry",
             Self::BadSignature { .. } => "bad-signature",
             Self::NoTrustedSignature { .. } | Self::RevokedKey { .. } => "untrusted",

@@ -39,15 +39,15 @@ pub mod writer;
 #[cfg(feature = "cli")]
 pub use cli::report;
 pub use codec::{archive, digest};
-pub use document::{constraint, fields, manifest, names, oci, paths, sbom, sql, tools};
+pub use document::{constraint, fields, limits, manifest, names, oci, paths, sbom, sql, tools};
 pub use io::{durable, pipe, retry};
 pub use media::{parity, parts};
 pub use read::{extract, reader, source};
-pub use trust::{keys, root};
+pub use trust::{keys, root, signature};
 
 pub use digest::Sha256Digest;
 pub use document::limits::Limits;
-pub use error::{BadPart, FormatError, PartProblem};
+pub use error::{BadPart, FormatError, PartProblem, SignatureProblem};
 pub use keys::{KeyId, SigningKeyPair, TrustStore};
 pub use manifest::BundleManifest;
 pub use reader::{

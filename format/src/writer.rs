@@ -182,11 +182,16 @@ impl BundleWriter {
         let mut sources = Vec::with_capacity(self.sources.len());
         let mut omitted = Vec::new();
         let mut left_out = 0;
+        // a reader re-verifies the carried upstream signatures: never omitted
+        let material = manifest.signature_material();
         for (e, s) in std::mem::take(&mut manifest.entries)
             .into_iter()
             .zip(self.sources)
         {
-            if have.contains(&e.sha256) && crate::delta::omittable(&e) {
+            if have.contains(&e.sha256)
+                && crate::delta::omittable(&e)
+                && !material.contains(&e.path)
+            {
                 left_out += e.size;
                 omitted.push(e);
             } else {

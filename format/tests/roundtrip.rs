@@ -53,6 +53,7 @@ fn sample_bundle(key: &SigningKeyPair) -> Vec<u8> {
         ],
         sbom: None,
         tools: vec![],
+        signers: vec![],
         delta: None,
         entries: vec![],
     };
@@ -147,6 +148,7 @@ fn a_bundle_without_content_entries_verifies() {
         files: vec![],
         sbom: None,
         tools: vec![],
+        signers: vec![],
         delta: None,
         entries: vec![],
     };

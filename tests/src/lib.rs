@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
+pub mod cosign;
 pub mod delta_fixture;
 pub mod fake_helm_get;
 pub mod harness;

@@ -535,6 +535,7 @@ pub fn resolve_top(
             source: Some(source_text.to_owned()),
             source_digest,
             artifact_type: None,
+            signatures: Vec::new(),
         },
         top: top_desc,
         blobs: r.blobs.into_values().collect(),
@@ -543,8 +544,11 @@ pub fn resolve_top(
 }
 
 /// The bundle's `oci/index.json`: one entry per image, named by its full
-/// name, sorted by name. Compact JSON, so it is the same bytes every time.
-pub fn bundle_index(images: &[ResolvedImage]) -> Vec<u8> {
+/// name, sorted by name, then the carried upstream signature manifests
+/// (`signatures`, each named `<repository>:sha256-<hex>.sig`), sorted by
+/// name. Compact JSON, so it is the same bytes every time; without
+/// signatures the same bytes as before they existed.
+pub fn bundle_index(images: &[ResolvedImage], mut signatures: Vec<Descriptor>) -> Vec<u8> {
     let mut sorted: Vec<&ResolvedImage> = images.iter().collect();
     sorted.sort_by(|a, b| a.record.name.cmp(&b.record.name));
     let manifests = sorted
@@ -557,7 +561,17 @@ pub fn bundle_index(images: &[ResolvedImage]) -> Vec<u8> {
             )]));
             d
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let name = |d: &Descriptor| {
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(oci::ANNOTATION_REF_NAME))
+            .cloned()
+    };
+    signatures.sort_by_key(name);
+    signatures.dedup_by_key(|d| name(d));
+    let mut manifests = manifests;
+    manifests.extend(signatures);
     let idx = ImageIndex {
         schema_version: 2,
         media_type: Some(oci::MT_OCI_INDEX.to_owned()),

@@ -171,6 +171,9 @@ pub fn verify_with_base(
         for k in &v.trusted_signers {
             println!("signed by trusted key {k}");
         }
+        for s in report::image_signatures(&v.manifest) {
+            println!("{}", report::signature_line(&s));
+        }
         if root_version > 0 {
             println!("trusted through root version {root_version}");
         }

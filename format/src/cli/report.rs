@@ -106,6 +106,10 @@ pub struct ImageSummary {
     /// An `[[artifacts]]` item's artifact type (not a container image).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// The upstream signers whose signatures it carries (`name (key id)`);
+    /// absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,6 +218,43 @@ pub struct VerifyReport {
     pub parts: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extracted_to: Option<PathBuf>,
+    /// The upstream image signatures the bundle carries, each re-verified
+    /// (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_signatures: Vec<ImageSignature>,
+}
+
+/// One carried upstream signature of an image, verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSignature {
+    pub image: String,
+    pub digest: String,
+    pub signer: String,
+    pub key_id: String,
+    /// The `.sig` manifest's digest (its site tag is `sha256-<hex>.sig`).
+    pub manifest: String,
+}
+
+/// Every carried upstream signature of `m`, image by image.
+pub fn image_signatures(m: &BundleManifest) -> Vec<ImageSignature> {
+    m.images
+        .iter()
+        .flat_map(|i| {
+            i.signatures.iter().map(move |s| ImageSignature {
+                image: i.name.to_string(),
+                digest: i.digest.to_string(),
+                signer: s.signer.clone(),
+                key_id: s.key_id.to_string(),
+                manifest: s.manifest.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The text line of a carried signature: `image <name> signed by
+/// <signer> (<key id>)`.
+pub fn signature_line(s: &ImageSignature) -> String {
+    format!("image {} signed by {} ({})", s.image, s.signer, s.key_id)
 }
 
 /// A document as one line of JSON, keys sorted (as `serde_json::Value`
@@ -260,6 +301,11 @@ pub fn inspection(
                 size: x.size,
                 source_digest: x.source_digest.as_ref().map(ToString::to_string),
                 artifact_type: x.artifact_type.clone(),
+                signed_by: x
+                    .signatures
+                    .iter()
+                    .map(|s| format!("{} ({})", s.signer, s.key_id))
+                    .collect(),
             })
             .collect(),
         charts: m
@@ -395,6 +441,7 @@ pub fn verified(v: &VerifiedBundle) -> VerifyReport {
         delta: delta(&v.manifest),
         parts: None,
         extracted_to: None,
+        image_signatures: image_signatures(&v.manifest),
     }
 }
 
@@ -513,6 +560,9 @@ impl InspectReport {
                     i.platforms.join(", "),
                     human_bytes(i.size)
                 )?,
+            }
+            for s in &i.signed_by {
+                writeln!(f, "    signed by {s}")?;
             }
         }
         writeln!(f, "charts ({})", self.charts.len())?;

@@ -81,3 +81,15 @@ pub const MAX_INDEX_BYTES: u64 = 4 << 20;
 /// Largest parity stripe accepted from a parts index (bytes per part per
 /// step).
 pub const MAX_STRIPE: u64 = 16 << 20;
+
+/// The largest upstream signature (`sha256-<hex>.sig`) manifest accepted,
+/// at build and in a bundle (docs/FORMAT.md, *Upstream signatures*).
+pub const MAX_SIGNATURE_MANIFEST: u64 = 64 * 1024;
+/// The largest simple-signing payload (and `.sig` config blob) accepted.
+pub const MAX_SIGNATURE_PAYLOAD: u64 = 64 * 1024;
+/// At most this many layers (signatures) in one `.sig` manifest.
+pub const MAX_SIGNATURE_LAYERS: usize = 64;
+/// At most this many verified signatures recorded per image.
+pub const MAX_IMAGE_SIGNATURES: usize = 16;
+/// The largest signer public key entry (`signers/<name>.pub`).
+pub const MAX_SIGNER_KEY: u64 = 8 * 1024;

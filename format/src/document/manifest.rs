@@ -59,6 +59,11 @@ pub struct BundleManifest {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolRecord>,
+    /// The upstream image signers whose signatures the bundle carries
+    /// (docs/FORMAT.md, *Upstream signatures*); absent when none, so
+    /// unsigned bundles are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<SignerRecord>,
     /// Only in a delta bundle (format version 2): the release it was built
     /// against and the entries it relies on without carrying them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +149,47 @@ pub struct ImageRecord {
     /// platforms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// The upstream signatures verified at build and carried with the
+    /// image (its `sha256-<hex>.sig` manifest); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureRecord>,
+}
+
+/// An upstream signer of a bundle: its name in the release manifest, its
+/// key id and the entry holding its public key (`signers/<name>.pub`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerRecord {
+    pub name: String,
+    pub key_id: crate::keys::KeyId,
+    /// The SPKI PEM public key entry.
+    pub path: String,
+}
+
+/// The entry path of a signer's public key.
+pub fn signer_key_path(name: &str) -> String {
+    format!("{SIGNERS_DIR}{name}.pub")
+}
+
+/// The folder of signer key entries.
+pub const SIGNERS_DIR: &str = "signers/";
+
+/// One verified upstream signature of an image: a layer of its cosign
+/// `.sig` manifest whose simple-signing payload names the image's digest
+/// and name, signed by `signer`'s key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureRecord {
+    /// A [`SignerRecord`]'s name.
+    pub signer: String,
+    pub key_id: crate::keys::KeyId,
+    /// The `.sig` manifest's digest (a blob entry), pushed on site under
+    /// the tag `sha256-<image digest hex>.sig`.
+    pub manifest: OciDigest,
+    /// The `.sig` manifest's media type.
+    pub media_type: String,
+    /// The payload layer that verified (a blob entry).
+    pub payload: OciDigest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +364,19 @@ impl BundleManifest {
             .collect()
     }
 
+    /// The entries a reader needs to re-verify the carried upstream
+    /// signatures (each signature's `.sig` manifest and payload, each
+    /// signer's key): small, kept whole while they stream, and never
+    /// omitted by a delta.
+    pub fn signature_material(&self) -> BTreeSet<String> {
+        let mut v: BTreeSet<String> = self.signers.iter().map(|s| s.path.clone()).collect();
+        for sig in self.images.iter().flat_map(|i| &i.signatures) {
+            v.insert(blob_path(&sig.manifest.digest()));
+            v.insert(blob_path(&sig.payload.digest()));
+        }
+        v
+    }
+
     /// Sum of all content entry sizes (saturating: sizes come from a
     /// manifest that may not be checked yet; validation bounds them).
     pub fn content_size(&self) -> u64 {
@@ -344,6 +403,7 @@ impl BundleManifest {
                 Some("values") => "values",
                 Some(super::sbom::SBOM_PATH) => "sbom",
                 Some("tools") => "tools",
+                Some("signers") => "signers",
                 _ => "other",
             };
             let v = m.entry(kind).or_insert(0u64);
@@ -388,12 +448,14 @@ pub(crate) mod tests {
                 source: None,
                 source_digest: None,
                 artifact_type: None,
+                signatures: vec![],
             }],
             charts: vec![],
             migrations: vec![],
             files: vec![],
             sbom: None,
             tools: vec![],
+            signers: vec![],
             delta: None,
             entries: vec![
                 Entry {

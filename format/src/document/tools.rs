@@ -362,6 +362,7 @@ pub fn bootstrap_view(
         migrations: Vec::new(),
         files: Vec::new(),
         tools,
+        signers: Vec::new(),
         delta: None,
         entries: b
             .entries

@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::limits::{Limits, MAX_DELTA_CHAIN};
+use super::limits::{
+    Limits, MAX_DELTA_CHAIN, MAX_IMAGE_SIGNATURES, MAX_SIGNATURE_MANIFEST, MAX_SIGNATURE_PAYLOAD,
+    MAX_SIGNER_KEY,
+};
 use super::manifest::{
-    blob_path, BundleManifest, Delta, ImageRecord, OCI_BLOBS_PREFIX, OCI_INDEX_PATH,
-    OCI_LAYOUT_PATH,
+    blob_path, signer_key_path, BundleManifest, Delta, ImageRecord, OCI_BLOBS_PREFIX,
+    OCI_INDEX_PATH, OCI_LAYOUT_PATH, SIGNERS_DIR,
 };
 use super::names::{
     check_chart_version, check_helm_release, check_migration_name, check_namespace,
@@ -238,7 +241,113 @@ impl BundleManifest {
             need(&format!("file {:?}", f.dest), &f.path)?;
         }
         super::tools::check_tools(self)?;
+        self.validate_signatures()?;
         self.validate_sbom()
+    }
+
+    /// The upstream signatures' records (docs/FORMAT.md, *Upstream
+    /// signatures*): signers named once, each with its key at
+    /// `signers/<name>.pub`, carried and small; each image's signatures by
+    /// a listed signer with its key id, their `.sig` manifest and payload
+    /// carried blob entries within their caps, at most
+    /// [`MAX_IMAGE_SIGNATURES`] per image. The signatures themselves are
+    /// checked as the entries stream ([`crate::signature::check_carried`]).
+    fn validate_signatures(&self) -> Result<(), FormatError> {
+        let bad = |m: String| Err(FormatError::InvalidManifest(m));
+        let mut signers = BTreeMap::new();
+        for s in &self.signers {
+            check_name("signer name", &s.name)?;
+            if signers.insert(s.name.as_str(), s).is_some() {
+                return bad(format!("signer {:?} is listed twice", s.name));
+            }
+            if s.path != signer_key_path(&s.name) {
+                return bad(format!(
+                    "signer {:?}: key entry is {:?}, not {:?}",
+                    s.name,
+                    s.path,
+                    signer_key_path(&s.name)
+                ));
+            }
+            match self.entry(&s.path) {
+                None => {
+                    return bad(format!(
+                        "signer {:?} refers to {:?}, which is not an entry the bundle carries",
+                        s.name, s.path
+                    ))
+                }
+                Some(e) if e.size > MAX_SIGNER_KEY => {
+                    return bad(format!(
+                        "signer key {:?} is {} bytes, over the limit of {MAX_SIGNER_KEY}",
+                        s.path, e.size
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for e in self.release_entries() {
+            if e.path.starts_with(SIGNERS_DIR) && !self.signers.iter().any(|s| s.path == e.path) {
+                return bad(format!("entry {:?} is the key of no signer", e.path));
+            }
+        }
+        for img in &self.images {
+            if img.signatures.len() > MAX_IMAGE_SIGNATURES {
+                return bad(format!(
+                    "image {:?} lists {} signatures, over the limit of {MAX_IMAGE_SIGNATURES}",
+                    img.name,
+                    img.signatures.len()
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for sig in &img.signatures {
+                let Some(signer) = signers.get(sig.signer.as_str()) else {
+                    return bad(format!(
+                        "image {:?}: signature by {:?}, which is not a signer of the bundle",
+                        img.name, sig.signer
+                    ));
+                };
+                if signer.key_id != sig.key_id {
+                    return bad(format!(
+                        "image {:?}: signature by {:?} with key {}, the signer's key is {}",
+                        img.name, sig.signer, sig.key_id, signer.key_id
+                    ));
+                }
+                if !crate::oci::is_manifest(&sig.media_type) {
+                    return bad(format!(
+                        "image {:?}: signature manifest media type {:?} is not an image manifest",
+                        img.name,
+                        crate::text::escape(&sig.media_type)
+                    ));
+                }
+                if !seen.insert((sig.signer.as_str(), sig.payload.digest())) {
+                    return bad(format!(
+                        "image {:?}: signature {} by {:?} is listed twice",
+                        img.name, sig.payload, sig.signer
+                    ));
+                }
+                for (what, d, cap) in [
+                    ("manifest", &sig.manifest, MAX_SIGNATURE_MANIFEST),
+                    ("payload", &sig.payload, MAX_SIGNATURE_PAYLOAD),
+                ] {
+                    let path = blob_path(&d.digest());
+                    match self.entry(&path) {
+                        None => {
+                            return bad(format!(
+                            "image {:?}: signature {what} {d} is not an entry the bundle carries",
+                            img.name
+                        ))
+                        }
+                        Some(e) if e.size > cap => {
+                            return bad(format!(
+                            "image {:?}: signature {what} {d} is {} bytes, over the limit of {cap}",
+                            img.name, e.size
+                        ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The `sbom` field names exactly [`SBOM_PATH`], an entry the bundle
@@ -539,5 +648,76 @@ mod tests {
             err.contains("lists platforms; an artifact has none"),
             "{err}"
         );
+    }
+
+    /// A sample whose image carries one upstream signature by `bitnami`.
+    fn with_signature() -> BundleManifest {
+        let mut m = sample();
+        let key_id: crate::keys::KeyId = "ab".repeat(32).parse().unwrap();
+        let (sig, payload, key) = (b"sig manifest", b"payload", b"key pem");
+        for (path, data) in [
+            (blob_path(&Sha256Digest::of(sig)), &sig[..]),
+            (blob_path(&Sha256Digest::of(payload)), &payload[..]),
+            ("signers/bitnami.pub".to_owned(), &key[..]),
+        ] {
+            m.entries.push(Entry {
+                path,
+                size: data.len() as u64,
+                sha256: Sha256Digest::of(data),
+            });
+        }
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        m.signers.push(SignerRecord {
+            name: "bitnami".into(),
+            key_id,
+            path: "signers/bitnami.pub".into(),
+        });
+        m.images[0].signatures.push(SignatureRecord {
+            signer: "bitnami".into(),
+            key_id,
+            manifest: Sha256Digest::of(sig).into(),
+            media_type: crate::oci::MT_OCI_MANIFEST.into(),
+            payload: Sha256Digest::of(payload).into(),
+        });
+        m
+    }
+
+    /// Upstream signature records name a listed signer with its key id,
+    /// carried small blob entries, and the signer's key at its own path;
+    /// without signatures the fields are absent from the bytes.
+    #[test]
+    fn signature_records_must_name_signers_and_carried_entries() {
+        let m = with_signature();
+        m.validate(&Limits::default()).unwrap();
+        let back = BundleManifest::from_bytes(&m.to_bytes(), &Limits::default()).unwrap();
+        assert_eq!(back, m);
+        let plain = String::from_utf8(sample().to_bytes()).unwrap();
+        assert!(!plain.contains("signers") && !plain.contains("signatures"));
+        assert_eq!(m.signature_material().len(), 3);
+
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].signer = "other".into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("not a signer of the bundle"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].key_id = "cd".repeat(32).parse().unwrap();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("the signer's key is"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].payload = Sha256Digest::of(b"absent").into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("is not an entry the bundle carries"), "{e}");
+        let mut bad = with_signature();
+        bad.signers[0].path = "signers/other.pub".into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("key entry is"), "{e}");
+        let mut bad = with_signature();
+        bad.signers.push(bad.signers[0].clone());
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let mut bad = with_signature();
+        bad.images[0].signatures[0].media_type = crate::oci::MT_OCI_INDEX.into();
+        let e = bad.validate(&Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("is not an image manifest"), "{e}");
     }
 }

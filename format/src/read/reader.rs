@@ -372,6 +372,10 @@ fn verify_reading<R: Read + Send + 'static>(
     let mut buf = vec![0u8; 1 << 20];
     let mut content_bytes = 0u64;
     let sql_entries = manifest.migration_entries();
+    // the upstream signatures' manifests, payloads and keys: small (capped
+    // by the manifest's rules), kept whole and re-verified at the end
+    let material_paths = manifest.signature_material();
+    let mut material: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     // the carried roots were read and digest-checked with the head
     for (entry, bytes) in std::mem::take(&mut inspection.anchors) {
         let sink_err = |e| FormatError::Sink {
@@ -447,6 +451,7 @@ fn verify_reading<R: Read + Send + 'static>(
         // the SBOM is parsed whole once its digest holds (its size is capped
         // by the manifest's rules, `sbom::MAX_SBOM_SIZE`)
         let mut sbom = (manifest.sbom.as_deref() == Some(entry.path.as_str())).then(Vec::new);
+        let mut kept = material_paths.contains(entry.path.as_str()).then(Vec::new);
         while hasher.len() < entry.size {
             let n = tar
                 .read_content(&mut buf, entry.size - hasher.len())
@@ -458,6 +463,9 @@ fn verify_reading<R: Read + Send + 'static>(
                 }
             }
             if let Some(b) = sbom.as_mut() {
+                b.extend_from_slice(&buf[..n]);
+            }
+            if let Some(b) = kept.as_mut() {
                 b.extend_from_slice(&buf[..n]);
             }
             sink.write(&buf[..n]).map_err(sink_err)?;
@@ -479,6 +487,9 @@ fn verify_reading<R: Read + Send + 'static>(
         if let Some(b) = sbom {
             crate::sbom::check(&b, manifest)?;
         }
+        if let Some(b) = kept {
+            material.insert(entry.path.clone(), b);
+        }
         sink.end(entry).map_err(sink_err)?;
         content_bytes += entry.size;
         seen.insert(entry.path.as_str());
@@ -489,6 +500,7 @@ fn verify_reading<R: Read + Send + 'static>(
             path: e.path.clone(),
         });
     }
+    crate::signature::check_carried(manifest, &material)?;
     Ok(VerifiedBundle {
         manifest: inspection.manifest.clone(),
         manifest_bytes: inspection.manifest_bytes,

@@ -1,5 +1,7 @@
-//! Ed25519 keys as PEM (PKCS#8 private, SPKI public), key ids, and the trust
-//! store a reader checks signatures against.
+//! Ed25519 keys as PEM (PKCS#8 private, SPKI public), key ids, the trust
+//! store a reader checks signatures against, and the upstream signers'
+//! public keys ([`UpstreamKey`]: cosign keys, ECDSA P-256 or Ed25519, SPKI
+//! PEM). Every public key the crate reads is parsed here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +13,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::digest::Sha256Digest;
-use crate::error::FormatError;
+use crate::error::{FormatError, SignatureProblem};
 
 /// A key id: SHA-256 of the public key's SPKI DER encoding, so that
 /// `openssl pkey -pubin -in k.pub -outform DER | openssl dgst -sha256`
@@ -181,6 +183,85 @@ pub fn load_public_key(path: &Path) -> Result<VerifyingKey, FormatError> {
         path: path.to_owned(),
         reason: format!("not an Ed25519 SPKI PEM public key ({e})"),
     })
+}
+
+/// An upstream image signer's public key (`[[signers]]` of the release
+/// manifest, `signers/<name>.pub` in a bundle): the key cosign makes
+/// (`cosign generate-key-pair`, ECDSA P-256) or an Ed25519 one, as SPKI PEM
+/// (`-----BEGIN PUBLIC KEY-----`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum UpstreamKey {
+    P256(p256::ecdsa::VerifyingKey),
+    Ed25519(VerifyingKey),
+}
+
+impl fmt::Debug for UpstreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UpstreamKey({} {})", self.algorithm(), self.id().short())
+    }
+}
+
+impl UpstreamKey {
+    /// Parses one SPKI PEM public key, P-256 or Ed25519; the reason names
+    /// what was found otherwise.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let text =
+            std::str::from_utf8(pem).map_err(|_| "the key file is not PEM text".to_owned())?;
+        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
+            return Ok(Self::P256(k));
+        }
+        VerifyingKey::from_public_key_pem(text)
+            .map(Self::Ed25519)
+            .map_err(|e| format!("not an ECDSA P-256 or Ed25519 SPKI PEM public key ({e})"))
+    }
+
+    /// `ecdsa-p256` or `ed25519`.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Self::P256(_) => "ecdsa-p256",
+            Self::Ed25519(_) => "ed25519",
+        }
+    }
+
+    /// The key id: SHA-256 of the SPKI DER encoding, as for release keys.
+    pub fn id(&self) -> KeyId {
+        let der = match self {
+            Self::P256(k) => k.to_public_key_der().map(|d| d.as_bytes().to_vec()),
+            Self::Ed25519(k) => k.to_public_key_der().map(|d| d.as_bytes().to_vec()),
+        };
+        KeyId(Sha256Digest::of(&der.unwrap_or_default()))
+    }
+
+    /// Checks `sig` over `msg`: for P-256 an ASN.1 DER ECDSA signature over
+    /// SHA-256 of `msg` (what cosign and `openssl dgst -sha256 -sign`
+    /// write), for Ed25519 the 64-byte signature of `msg` (strict form).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SignatureProblem> {
+        let bad = || SignatureProblem::BadSignature {
+            key_id: self.id().to_string(),
+        };
+        match self {
+            Self::P256(k) => {
+                use p256::ecdsa::signature::Verifier;
+                let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| {
+                    SignatureProblem::MalformedSignature(format!(
+                        "{} bytes, not an ASN.1 DER ECDSA signature",
+                        sig.len()
+                    ))
+                })?;
+                k.verify(msg, &s).map_err(|_| bad())
+            }
+            Self::Ed25519(k) => {
+                let bytes: [u8; 64] = sig.try_into().map_err(|_| {
+                    SignatureProblem::MalformedSignature(format!(
+                        "{} bytes, an Ed25519 signature is 64",
+                        sig.len()
+                    ))
+                })?;
+                k.verify_strict(msg, &Signature::from_bytes(&bytes))
+                    .map_err(|_| bad())
+            }
+        }
+    }
 }
 
 /// The keys a reader trusts, and how many distinct ones must have signed.

@@ -7,3 +7,4 @@
 mod base;
 pub mod keys;
 pub mod root;
+pub mod signature;

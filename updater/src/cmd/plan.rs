@@ -229,6 +229,8 @@ pub fn run(site: &crate::engine::Site, args: &Args, out: Output) -> Result<()> {
         if let Some(w) = &written {
             doc["report"] = serde_json::to_value(w).unwrap_or_default();
         }
+        doc["image_signatures"] =
+            serde_json::to_value(stoa_format::report::image_signatures(m)).unwrap_or_default();
         println!("{doc}");
         preflight.error(true)?;
         return finish(render_error, refusal);
@@ -314,6 +316,10 @@ fn print_text(
     }
     if let Some(t) = trust_change {
         println!("trust: apply will accept {t}");
+    }
+    // the carried upstream signatures, re-verified by the read above
+    for s in stoa_format::report::image_signatures(m) {
+        println!("{}", stoa_format::report::signature_line(&s));
     }
     print!("{plan}");
     preflight.print_text();

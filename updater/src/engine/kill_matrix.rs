@@ -212,6 +212,7 @@ fn release_manifest(
             source: None,
             source_digest: None,
             artifact_type: None,
+            signatures: vec![],
         }],
         charts: vec![ChartRecord {
             name: "api".into(),
@@ -230,6 +231,7 @@ fn release_manifest(
         files,
         sbom: None,
         tools: vec![],
+        signers: vec![],
         delta: None,
         entries,
     }

@@ -7,6 +7,8 @@
 //! needed index's platform manifest) of the same repository also has is
 //! never deleted (a DELETE by digest would take the needed one too). A
 //! registry that refuses deletes (405) is reported per tag, not an error.
+//! An image's carried upstream signature (its `sha256-<hex>.sig` tag) is
+//! needed as long as the image is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -104,8 +106,13 @@ impl Site {
                     })?;
                     digests.extend(idx.manifests.into_iter().map(|c| c.digest));
                 }
+                // the carried upstream signatures are part of the image
+                digests.extend(img.signatures.iter().map(|s| s.manifest.to_string()));
                 let tags = n.tags.entry(t.repo).or_default();
                 tags.extend(t.tag);
+                if !img.signatures.is_empty() {
+                    tags.insert(stoa_format::signature::sig_tag(&d));
+                }
             }
         }
         Ok(n)

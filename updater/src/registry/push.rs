@@ -3,8 +3,9 @@
 //! repository has it, from this run or a release the store holds;
 //! otherwise an upload streamed from the staged file, monolithic or in
 //! chunks), then manifests in order, byte-exact with their media type,
-//! checking the registry's `Docker-Content-Digest`; and the preflight check
-//! that a push is accepted.
+//! checking the registry's `Docker-Content-Digest`; each image's carried
+//! upstream signatures (its cosign `.sig` manifest) beside it under the tag
+//! `sha256-<hex>.sig`; and the preflight check that a push is accepted.
 
 use super::*;
 
@@ -86,6 +87,23 @@ impl Client {
                     digest: d,
                     media_type: img.media_type.clone(),
                     reference: tag.clone(),
+                });
+            }
+            // the carried upstream signatures, beside the image under
+            // cosign's tag (after it), for the cluster's own policy to check
+            let mut pushed = std::collections::BTreeSet::new();
+            for sig in &img.signatures {
+                let sd_ = sig.manifest.digest();
+                if !pushed.insert(sd_) {
+                    continue;
+                }
+                plan_tree(sd, &name, &t.repo, &sd_, &sig.media_type, &mut plan)?;
+                plan.manifests.push(ManifestPut {
+                    image: name.clone(),
+                    repo: t.repo.clone(),
+                    digest: sd_,
+                    media_type: sig.media_type.clone(),
+                    reference: stoa_format::signature::sig_tag(&d),
                 });
             }
         }

@@ -40,25 +40,39 @@ pub use capture::SqlCapture;
 pub use charts::ChartChange;
 
 /// What the upstream signature check says of an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureStatus {
     /// The bundle carries no upstream signature for the image.
     NoneCarried,
+    /// Signatures by these signers (`name (key id)`), verified at build
+    /// and again by the read that made this report.
+    Verified(Vec<String>),
 }
 
 impl std::fmt::Display for SignatureStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoneCarried => f.write_str("none carried"),
+            Self::Verified(by) => write!(f, "verified: signed by {}", by.join(", ")),
         }
     }
 }
 
-/// The one place the report reads an image's signature status (the
-/// upstream-signature check is wired in here).
-pub fn signature_status(_image: &ImageRecord) -> SignatureStatus {
-    SignatureStatus::NoneCarried
+/// The one place the report reads an image's signature status: the
+/// carried upstream signatures the signed manifest lists (every reader,
+/// this plan's included, re-verified them before the report is written).
+pub fn signature_status(image: &ImageRecord) -> SignatureStatus {
+    if image.signatures.is_empty() {
+        return SignatureStatus::NoneCarried;
+    }
+    SignatureStatus::Verified(
+        image
+            .signatures
+            .iter()
+            .map(|s| format!("{} ({})", s.signer, s.key_id))
+            .collect(),
+    )
 }
 
 /// How an item differs from the installed release.

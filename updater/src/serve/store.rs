@@ -5,7 +5,9 @@
 //! or `<prefix>/<source host>/<path>` in the mirror layout; its tag). For each
 //! repository: its tags, the manifests reachable from them (the index and
 //! each platform manifest the bundle carried) and the blobs those name,
-//! each with the size and digest the signed release manifest gives it.
+//! each with the size and digest the signed release manifest gives it; and
+//! each image's carried upstream signatures under the tag
+//! `sha256-<hex>.sig` (what apply pushes).
 //!
 //! The catalog holds no content: manifests and blobs are read from
 //! `store/sha256/<hex>` when asked for, and re-hashed as they are served
@@ -124,6 +126,20 @@ impl Store {
                 Ok(()) => {
                     if let Some(tag) = t.tag {
                         repo.tags.insert(tag, d);
+                    }
+                    // its carried upstream signatures, under cosign's tag
+                    for sig in &img.signatures {
+                        let sd = sig.manifest.digest();
+                        match self.add_tree(&cat.sizes, &mut repo, &sd, &sig.media_type, 0) {
+                            Ok(()) => {
+                                repo.tags.insert(stoa_format::signature::sig_tag(&d), sd);
+                            }
+                            Err(why) => eprintln!(
+                                "stoa-updater: serve: signature {} of image {} not served: {why}",
+                                sd.oci(),
+                                img.name
+                            ),
+                        }
                     }
                     cat.repos.insert(t.repo, repo);
                 }

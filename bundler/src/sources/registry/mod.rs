@@ -38,6 +38,7 @@ mod manifest;
 pub mod mirrors;
 mod oci_chart;
 pub mod reference;
+pub mod signature;
 pub mod slot;
 mod transport;
 
