@@ -367,7 +367,12 @@ tools_rel="$work/release-2.3.0-tools.toml"
 sed -e "s#\"oci:vendor/#\"oci:$m/vendor/#" -e "s#^path = \"charts#path = \"$m/charts#" \
     -e "s#^source = \"tools/#source = \"$m/tools/#" -e "s#^dir = \"migrations/#dir = \"$m/migrations/#" \
     -e "s#^values = \\[\"values/#values = [\"$m/values/#" \
+    -e 's|^# \[\[signers\]\]$|[[signers]]|' -e 's|^# name = "bitnami"$|name = "bitnami"|' \
+    -e "s|^# key = \"keys/upstream/bitnami.pub\"$|key = \"$mirror_dir/upstream-keys/bitnami.pub\"|" \
+    -e 's|^# images = \(\[.*\]\)$|images = \1|' -e 's|^# required = true$|required = true|' \
     "$m/stoa-platform.toml" > "$tools_rel"
+echo "upstream signer (the mirror signs its bitnami stand-ins in cosign's format; required):"
+grep -A4 '^\[\[signers\]\]' "$tools_rel" | sed 's/^/  /'
 kubectl_v="$("$helm_bin/kubectl" version --client | awk '/Client Version/ {sub("^v", "", $3); print $3}')"
 printf '\n[[tools]]\nname = "%s"\nsource = "%s"\nplatform = "linux/amd64"\nversion = "%s"\n' \
   stoa-updater "$work/next/stoa-updater" "$next_v" \
@@ -377,6 +382,10 @@ tail -15 "$tools_rel"
 tools_bundle="$work/dist/stoa-platform-2.3.0-tools.tar.zst"
 "${BUILD[@]}" "$tools_rel" --key "$work/release.key" --out "$tools_bundle" --quiet
 "$U" inspect "$tools_bundle" | sed -n '/^tools/,/^[a-z]/p' | head -6
+echo "-- upstream signatures, verified at build and again by verify:"
+"$U" verify "$tools_bundle" --trust "$work/release.pub" | grep ' signed by bitnami ' | sed 's/^/   /'
+[ "$("$U" verify "$tools_bundle" --trust "$work/release.pub" | grep -c ' signed by bitnami ')" -gt 0 ] \
+  || { echo "FAILED: no carried bitnami signature"; exit 1; }
 
 # --- day 0 (issue 19): a site with no registry; nodes pull by original names ---
 say "day 0: a second site with NO registry: [registry] mode = \"serve\", layout = \"mirror\"; Helm and kubectl: bundled"
@@ -427,6 +436,28 @@ n_served=$(grep -c '/manifests/' "$site0/serve.log" || true)
 [ "$n_pulled" -eq "${#stack_images[@]}" ] && [ "$n_served" -gt 0 ] \
   || { echo "FAILED: $n_pulled of ${#stack_images[@]} images pulled, $n_served manifests served"; exit 1; }
 echo "checked: containerd holds all $n_pulled images under their own names; serve answered $n_served manifest requests (nothing mutated, nothing pushed)"
+
+say "day 0: a node-side check of an upstream signature: the .sig beside the image, served by serve, verified with openssl and bitnami's key"
+read -r sig_img sig_digest < <("$U" inspect "$tools_bundle" --trust "$work/release.pub" --json \
+  | python3 -c 'import json,sys; i=[i for i in json.load(sys.stdin)["images"] if i["name"].startswith("docker.io/bitnami/")][0]; print(i["name"], i["digest"])')
+sig_repo="${sig_img%:*}"; sig_repo="${sig_repo%@*}"
+sig_tag="sha256-${sig_digest#sha256:}.sig"
+rm -rf "$site0/sig"
+skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$serve_port/stoa/$sig_repo:$sig_tag" "oci:$site0/sig:sig"
+payload="$(python3 - "$site0/sig" "$sig_digest" <<'PY'
+import json, sys, base64, os
+d, want = sys.argv[1], sys.argv[2]
+blob = lambda x: os.path.join(d, "blobs/sha256", x.split(":")[1])
+m = json.load(open(blob(json.load(open(d + "/index.json"))["manifests"][0]["digest"])))
+layer = m["layers"][0]
+open(d + "/sig.der", "wb").write(base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"]))
+p = json.load(open(blob(layer["digest"])))
+assert p["critical"]["image"]["docker-manifest-digest"] == want, p
+print(blob(layer["digest"]))
+PY
+)"
+openssl dgst -sha256 -verify "$mirror_dir/upstream-keys/bitnami.pub" -signature "$site0/sig/sig.der" "$payload"
+echo "checked: $sig_img's signature ($sig_tag) from serve names $sig_digest and verifies with bitnami's key"
 
 say "site operator: self-update from the 2.3.0 bundle (verified, smoke-tested, swapped), then --revert"
 "${S0[@]}" self-update "$tools_bundle"
