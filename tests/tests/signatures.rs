@@ -104,12 +104,31 @@ fn refused(dir: &Path, up: &Upstream, key: &Path, reason: &str) {
 }
 
 fn signed_build(dir: &Path, up: &Upstream, key: &CosignKey) -> (PathBuf, PathBuf) {
-    cosign::sign_and_push(dir, &up.reg, REPO, &up.digest, IDENTITY, key);
-    let m = release_manifest(dir, up, &key.public, true);
     let bk = keygen(dir);
-    let out = dir.join("b.stoa");
-    build_ok(&m, &bk, &out, &dir.join("cache"), &insecure(&up.reg));
+    let (out, _) = signed_build_with(dir, up, key, &bk);
     (out, dir.join("release.pub"))
+}
+
+/// `up` signed by `key` (pushed as its `.sig`), built with a required
+/// signer and the release key `release_key`: the bundle and the `.sig`
+/// manifest's bytes.
+fn signed_build_with(
+    dir: &Path,
+    up: &Upstream,
+    key: &CosignKey,
+    release_key: &Path,
+) -> (PathBuf, Vec<u8>) {
+    let sig = cosign::sign_and_push(dir, &up.reg, REPO, &up.digest, IDENTITY, key);
+    let m = release_manifest(dir, up, &key.public, true);
+    let out = dir.join("b.stoa");
+    build_ok(
+        &m,
+        release_key,
+        &out,
+        &dir.join("cache"),
+        &insecure(&up.reg),
+    );
+    (out, sig)
 }
 
 /// The core path: signed upstream (P-256, openssl), build with a required
@@ -122,16 +141,7 @@ fn a_required_signer_is_verified_carried_pushed_and_checked_on_site() {
     let t = tempfile::tempdir().unwrap();
     let up = upstream(t.path());
     let key = CosignKey::p256(t.path(), "bitnami");
-    let sig_manifest = cosign::sign_and_push(t.path(), &up.reg, REPO, &up.digest, IDENTITY, &key);
-    let m = release_manifest(t.path(), &up, &key.public, true);
-    let out = t.path().join("b.stoa");
-    build_ok(
-        &m,
-        &site.key,
-        &out,
-        &t.path().join("cache"),
-        &insecure(&up.reg),
-    );
+    let (out, sig_manifest) = signed_build_with(t.path(), &up, &key, &site.key);
 
     // the signed manifest lists the signature and the signer's key
     let (names, manifest) = entries(&out);
@@ -488,16 +498,7 @@ fn serve_serves_the_carried_signature_beside_its_image() {
     let t = tempfile::tempdir().unwrap();
     let up = upstream(t.path());
     let key = CosignKey::p256(t.path(), "bitnami");
-    let sig = cosign::sign_and_push(t.path(), &up.reg, REPO, &up.digest, IDENTITY, &key);
-    let m = release_manifest(t.path(), &up, &key.public, true);
-    let out = t.path().join("b.stoa");
-    build_ok(
-        &m,
-        &s.key,
-        &out,
-        &t.path().join("cache"),
-        &insecure(&up.reg),
-    );
+    let (out, sig) = signed_build_with(t.path(), &up, &key, &s.key);
     ok(s.updater().arg("apply").arg(&out));
     let _srv = stoa_e2e::serve::Serve::start_on(&s.config, s.path(), None, port);
     let raw = |tag: &str| {
