@@ -168,6 +168,25 @@ impl Site {
         fs::write(&self.config, text).expect("config");
     }
 
+    /// Turns the site config into a site with no registry (`[registry]
+    /// mode = "serve"`, `url` on a free loopback port): the port, for
+    /// `stoa_e2e::serve::Serve::start_on`.
+    pub fn use_serve_mode(&self) -> u16 {
+        let port = harness::free_port();
+        let cfg = fs::read_to_string(&self.config).expect("config");
+        let reg = format!("url = \"http://{}\"", self.registry.host);
+        assert!(cfg.contains(&reg), "{cfg}");
+        fs::write(
+            &self.config,
+            cfg.replace(
+                &reg,
+                &format!("url = \"http://127.0.0.1:{port}\"\nmode = \"serve\""),
+            ),
+        )
+        .expect("config");
+        port
+    }
+
     /// Builds a bundle from the STOA-only release manifest for `version`
     /// ([`stoa_only_dir`]: `stoa-platform-<v>.toml`, or `stoa-platform.toml`
     /// for 2.3.0), with paths made absolute; `migrations` replaces the

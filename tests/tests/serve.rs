@@ -831,18 +831,7 @@ fn platforms_over_tls(srv: &Serve, ca_dir: &Path, index: &str) -> (String, Strin
 #[test]
 fn a_site_without_a_registry_applies_in_serve_mode_and_serve_follows_each_commit() {
     let s = Site::start();
-    let port = harness::free_port();
-    let cfg = fs::read_to_string(&s.config).unwrap();
-    let reg = format!("url = \"http://{}\"", s.registry.host);
-    assert!(cfg.contains(&reg), "{cfg}");
-    fs::write(
-        &s.config,
-        cfg.replace(
-            &reg,
-            &format!("url = \"http://127.0.0.1:{port}\"\nmode = \"serve\""),
-        ),
-    )
-    .unwrap();
+    let port = s.use_serve_mode();
     let b20 = s.bundle("2.0.0", None);
     let b21 = s.bundle("2.1.0", None);
     let plan = harness::json(&ok(s.updater().args(["plan", "--json"]).arg(&b20)));

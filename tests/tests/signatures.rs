@@ -484,17 +484,7 @@ fn an_altered_carried_signature_fails_verify() {
 #[test]
 fn serve_serves_the_carried_signature_beside_its_image() {
     let s = stoa_e2e::site::Site::start();
-    let port = stoa_e2e::harness::free_port();
-    let cfg = fs::read_to_string(&s.config).unwrap();
-    let reg = format!("url = \"http://{}\"", s.registry.host);
-    fs::write(
-        &s.config,
-        cfg.replace(
-            &reg,
-            &format!("url = \"http://127.0.0.1:{port}\"\nmode = \"serve\""),
-        ),
-    )
-    .unwrap();
+    let port = s.use_serve_mode();
     let t = tempfile::tempdir().unwrap();
     let up = upstream(t.path());
     let key = CosignKey::p256(t.path(), "bitnami");
