@@ -276,15 +276,20 @@ enum Segment<'a> {
     Doc(&'a str),
 }
 
-/// Splits at `---` lines, as Helm's `releaseutil.SplitManifests` does; the
-/// separators are kept so the text can be put back together.
+/// Splits at `---` lines (`---` then nothing, blanks or a comment), where
+/// Kubernetes' YAML reader splits what Helm applies; the separators are
+/// kept so the text can be put back together.
 fn split(text: &str) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
-        let body = line.trim_end();
-        let is_sep = body == "---" || (body.starts_with("--- ") && body[4..].trim().is_empty());
+        // as Kubernetes' YAML reader ends a document (apimachinery's
+        // `YAMLReader`): `---` then nothing, blanks or a comment
+        let is_sep = line.strip_prefix("---").is_some_and(|rest| {
+            let rest = rest.trim();
+            rest.is_empty() || rest.starts_with('#')
+        });
         if is_sep {
             if pos > start {
                 out.push(Segment::Doc(&text[start..pos]));
@@ -327,10 +332,34 @@ fn refusal(number: usize, template: Option<&str>, object: &str, reason: &str) ->
     }
 }
 
+/// The lines of `text` as YAML ends them (`\r\n`, `\r` or `\n`), each
+/// with its line break.
+fn yaml_lines_inclusive(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\r', '\n']) {
+            Some(i) if rest[i..].starts_with("\r\n") => i + 2,
+            Some(i) => i + 1,
+            None => rest.len(),
+        };
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
+}
+
+/// The lines of `text` as YAML ends them, without their line break.
+fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
+    yaml_lines_inclusive(text).map(|l| l.trim_end_matches(['\r', '\n']))
+}
+
 /// `Kind/name` for an error about an object that did not parse: read from
 /// its top-level `kind:` line, best effort.
 fn guess_object(text: &str) -> String {
-    text.lines()
+    yaml_lines(text)
         .find_map(|l| l.strip_prefix("kind:"))
         .map(|k| clean(k.trim().trim_matches(['"', '\''])))
         .unwrap_or_default()
@@ -339,7 +368,7 @@ fn guess_object(text: &str) -> String {
 /// Parses document `number` (from 1): every document, pod or not, so its
 /// YAML and the refusals above apply to all. None when it holds no node.
 fn parse_doc(text: &str, number: usize) -> Result<Option<Doc>, PodImagesError> {
-    let template = text.lines().find_map(|l| {
+    let template = yaml_lines(text).find_map(|l| {
         l.trim()
             .strip_prefix("# Source:")
             .map(|s| s.trim().to_owned())
@@ -366,13 +395,16 @@ fn parse_doc(text: &str, number: usize) -> Result<Option<Doc>, PodImagesError> {
     let Some(root) = docs.pop() else {
         return Ok(None);
     };
-    let head: String = text
-        .split_inclusive('\n')
+    // the comment and blank lines before the content, ended where YAML ends
+    // a line (a bare `\r` too: what follows it is content, not comment)
+    let head_len: usize = yaml_lines_inclusive(text)
         .take_while(|l| {
             let t = l.trim();
             t.is_empty() || t.starts_with('#')
         })
-        .collect();
+        .map(str::len)
+        .sum();
+    let head = text[..head_len].to_owned();
     let d = Doc {
         number,
         template,

@@ -6,7 +6,8 @@
 //! flat cap) and scalar bytes with aliases expanded
 //! ([`MAX_EXPANDED_BYTES`]); an anchored node's stored copy is counted too.
 //! Duplicate keys and merge keys (`<<`, `!!merge`) anywhere are reported
-//! with their path.
+//! with their path; a NEL, LS or PS anywhere is refused (go-yaml ends a
+//! line there, YAML 1.2 does not).
 
 use std::collections::{HashMap, HashSet};
 
@@ -136,6 +137,13 @@ fn key_text(k: &Node) -> String {
 /// expanded size, so an alias bomb stops early). Syntax errors and caps are
 /// an `Err`; a duplicate or merge key is [`Built::problem`].
 pub(crate) fn build(text: &str) -> Result<Built, String> {
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| is_disputed_break(*c)) {
+        return Err(format!(
+            "U+{:04X} at line {}: a line break to Kubernetes' YAML 1.1 reader and not to a YAML 1.2 one (refused: readers disagree on where a line ends)",
+            c as u32,
+            text[..at].matches('\n').count() + 1
+        ));
+    }
     let mut parser = Parser::new_from_str(text);
     let mut docs = Vec::new();
     let mut problem: Option<String> = None;
@@ -248,6 +256,13 @@ pub(crate) fn build(text: &str) -> Result<Built, String> {
         }
     }
     Ok(Built { docs, problem })
+}
+
+/// NEL, LS and PS end a line for go-yaml (Helm and Kubernetes read with
+/// it, YAML 1.1) and not for this reader (YAML 1.2): text after one in a
+/// comment would be content to the cluster and a comment here.
+fn is_disputed_break(c: char) -> bool {
+    matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 /// Puts a finished node into the open collection on top of `stack`

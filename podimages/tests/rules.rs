@@ -356,3 +356,39 @@ fn rewrite_output_reads_back_alike() {
     }
     assert!(accepted >= 4, "{accepted} fixtures accepted");
 }
+
+/// Lines end where YAML ends them: a bare `\r` ends a comment (what follows
+/// is content, kept once by rewrite), a NEL/LS/PS (a line break to go-yaml,
+/// not to YAML 1.2) is refused, and `---# …` starts a document as it does
+/// for Kubernetes' reader.
+#[test]
+fn lines_and_documents_end_where_the_cluster_ends_them() {
+    let cr = fixture("line-breaks", "comment-ended-by-cr.yaml");
+    let l = list(&cr).unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].template.as_deref(), Some("c/templates/pod.yaml"));
+    let r = rewrite(&cr, &to_site).unwrap();
+    assert_eq!(r.text.matches("kind: Pod").count(), 1, "{:?}", r.text);
+    assert_eq!(list(&r.text).unwrap()[0].image, "reg.site/busybox");
+
+    refused(
+        &fixture("line-breaks", "line-separator-in-comment.yaml"),
+        &[
+            "U+2028 at line 9",
+            "readers disagree on where a line ends",
+            ": Pod: ",
+            "(c/templates/pod.yaml)",
+        ],
+    );
+
+    let sep = fixture("line-breaks", "separator-with-comment.yaml");
+    let l = list(&sep).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(
+        (l[0].kind.as_str(), l[0].image.as_str()),
+        ("Pod", "busybox")
+    );
+    let r = rewrite(&sep, &to_site).unwrap();
+    assert!(r.text.contains("---# Kubernetes starts a document here\n"));
+    assert_eq!(list(&r.text).unwrap()[0].image, "reg.site/busybox");
+}
