@@ -223,6 +223,18 @@ impl Base {
         entries
     }
 
+    /// The base with one byte of entry `name` flipped (same size, not
+    /// re-signed): the reader refuses it at that entry, after every entry
+    /// before it was read and checked.
+    pub fn entry_corrupted(&self, name: &str) -> Vec<u8> {
+        let i = self.index(|n| n == name);
+        self.edited(|e| {
+            let d = &mut e[i].data;
+            let mid = d.len() / 2;
+            d[mid] ^= 0x01;
+        })
+    }
+
     /// Replaces an entry's content and re-signs the manifest with its new
     /// size and digest: what a holder of the key could ship. The manifest's
     /// `sbom` is dropped unless the SBOM itself is the entry replaced (the

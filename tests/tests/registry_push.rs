@@ -9,6 +9,7 @@
 
 use stoa_e2e::harness::{fails, json, ok};
 use stoa_e2e::site::Site;
+use stoa_e2e::tamper::Base;
 
 /// 2.1.0 plus `registry.gostoa.dev/stoa/api-copy:2.0.0`: the very image
 /// 2.0.0 pushed to `site/stoa/api`, under a new repository.
@@ -75,6 +76,48 @@ fn one_blob_at_a_time_pushes_the_same_and_parallel_out_of_range_is_a_config_erro
     let b = s.bundle("2.0.0", None);
     let r = json(&ok(s.updater().arg("apply").arg(&b).arg("--json")));
     assert!(r["apply"]["push"]["blobs_uploaded"].as_u64().unwrap() > 0);
+    for img in ["api", "gateway", "portal"] {
+        let want = Site::bundle_image_digest(&b, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
+        assert_eq!(
+            s.registry_digest(&format!("site/stoa/{img}:2.0.0"))
+                .as_deref(),
+            Some(want.as_str()),
+            "{img}"
+        );
+    }
+}
+
+/// Blobs are pushed while the bundle is still being verified and staged:
+/// a bundle that fails its digest check after its image blobs (its
+/// `oci/index.json` altered) puts no manifest and no tag in the registry;
+/// the good bundle then pushes every blob before the push step, which
+/// uploads nothing more and puts the manifests.
+#[test]
+fn blobs_are_pushed_while_staging_and_a_bundle_failing_late_leaves_no_tag() {
+    let s = Site::start();
+    let b = s.bundle("2.0.0", None);
+    let bad = s.dir.path().join("index-altered.tar.zst");
+    std::fs::write(
+        &bad,
+        Base::from_file(&b, &s.key).entry_corrupted("oci/index.json"),
+    )
+    .unwrap();
+    let err = fails(s.updater().arg("apply").arg(&bad), 1);
+    assert!(err.contains("oci/index.json"), "{err}");
+    for img in ["api", "gateway", "portal"] {
+        assert_eq!(
+            s.registry_digest(&format!("site/stoa/{img}:2.0.0")),
+            None,
+            "{img}: no tag before the whole bundle verified"
+        );
+    }
+
+    let r = json(&ok(s.updater().arg("apply").arg(&b).arg("--json")));
+    let (all, early) = (&r["apply"]["push"], &r["apply"]["pushed_while_staging"]);
+    assert!(early["blobs_uploaded"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(all["bytes_uploaded"], early["bytes_uploaded"], "{r}");
+    assert_eq!(early["manifests_put"], 0, "{r}");
+    assert!(all["manifests_put"].as_u64().unwrap() >= 3, "{r}");
     for img in ["api", "gateway", "portal"] {
         let want = Site::bundle_image_digest(&b, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
         assert_eq!(

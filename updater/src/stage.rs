@@ -14,6 +14,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 
 use stoa_format::durable::{sync_dir, AtomicFile};
 use stoa_format::manifest::Entry;
@@ -31,6 +32,9 @@ pub struct StoreSink {
     current: Option<BufWriter<AtomicFile>>,
     pub written: u64,
     pub reused: u64,
+    /// Told of each entry once it is stored and its digest was checked
+    /// (the blobs pushed while staging, `registry::EarlyPush`).
+    stored: Option<Sender<crate::registry::Stored>>,
 }
 
 impl StoreSink {
@@ -40,6 +44,7 @@ impl StoreSink {
             current: None,
             written: 0,
             reused: 0,
+            stored: None,
         }
     }
 }
@@ -80,6 +85,10 @@ impl ContentSink for StoreSink {
             f.into_inner().map_err(|e| e.into_error())?.commit()?;
             self.written += entry.size;
         }
+        // `end` comes after the reader checked the entry's digest
+        if let Some(tx) = &self.stored {
+            let _ = tx.send((entry.sha256, entry.size));
+        }
         Ok(())
     }
 }
@@ -106,16 +115,19 @@ pub struct Staged {
 
 /// Verifies `bundle` against `trust` and stages its content. The release
 /// folder `releases/<version>` (the verified manifest, chart links) is
-/// written last, in a temp folder renamed into place.
+/// written last, in a temp folder renamed into place. `stored` is told of
+/// each entry once it is stored and its digest checked.
 pub fn verify_and_stage(
     bundle: &BundleSource,
     trust: &TrustStore,
     opts: &VerifyOptions,
     sd: &StateDir,
+    stored: Option<Sender<crate::registry::Stored>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Staged> {
     sd.ensure()?;
     let mut sink = StoreSink::new(sd.store_dir());
+    sink.stored = stored;
     let verified = verify_source(bundle, trust, opts, &mut sink, progress)?;
     let store = sd.store_dir();
     sync_dir(&store).map_err(|e| UpdaterError::io("fsync", &store, e))?;

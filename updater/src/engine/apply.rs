@@ -81,7 +81,17 @@ impl Site {
             true => None,
         };
 
-        // verify fully while staging; nothing on site has changed yet
+        // verify fully while staging; nothing on site has changed yet but
+        // blobs pushed as soon as their own digest was checked (no manifest,
+        // no tag: nothing names them before the push step)
+        let pushing =
+            match super::plan::apply_steps(&head.manifest, &self.cfg).contains(&Step::PushImages) {
+                true => self
+                    .drivers
+                    .registry
+                    .push_while_staging(&self.sd, &head.manifest),
+                false => None,
+            };
         let size = bundle.size();
         let mut done = 0u64;
         let t0 = std::time::Instant::now();
@@ -90,6 +100,7 @@ impl Site {
             &trust,
             &Self::verify_options(opts.allow_expired),
             &self.sd,
+            pushing.as_ref().and_then(|e| e.sender()),
             &mut |n| {
                 done += n;
                 progress("verify+stage", done, size);
@@ -100,6 +111,7 @@ impl Site {
                 "the bundle changed while it was read".into(),
             ));
         }
+        let stage_seconds = t0.elapsed().as_secs_f64();
         crate::audit::note_bundle(&staged.verified);
         // verified: its creation time is accepted; its roots are, by the
         // journaled `trust` step
@@ -127,10 +139,18 @@ impl Site {
             resumed,
             staged_bytes_written: staged.bytes_written,
             staged_bytes_reused: staged.bytes_reused,
-            stage_seconds: t0.elapsed().as_secs_f64(),
+            stage_seconds,
             preflight,
             ..ApplyReport::default()
         };
+        // what was pushed while staging, waited for (the push step finds
+        // it present and counts it once)
+        if let Some(e) = pushing {
+            let t = std::time::Instant::now();
+            report.pushed_while_staging = e.finish();
+            report.push = report.pushed_while_staging.clone();
+            report.push_seconds = t.elapsed().as_secs_f64();
+        }
         site.execute_apply(&mut state, &m, &sha, &chain, opts, &mut report, progress)?;
         Ok(report)
     }
@@ -284,14 +304,15 @@ impl Site {
             Step::PushImages => {
                 let total: u64 = m.images.iter().map(|i| i.size).sum();
                 let t0 = std::time::Instant::now();
-                report.push = self.step(state, step, |site, _| {
+                let step_stats = self.step(state, step, |site, _| {
                     let mut done = 0u64;
                     site.drivers.registry.push_release(&site.sd, m, &mut |n| {
                         done += n;
                         progress(&Step::PushImages.to_string(), done, total);
                     })
                 })?;
-                report.push_seconds = t0.elapsed().as_secs_f64();
+                report.push = std::mem::take(&mut report.push).then(step_stats);
+                report.push_seconds += t0.elapsed().as_secs_f64();
             }
             Step::Snapshot(db) => self.step(state, step, |site, st| site.snapshot_db(st, m, db))?,
             Step::Migrate(db) => self.step(state, step, |site, st| site.migrate_db(st, m, db))?,

@@ -17,7 +17,7 @@ use crate::db::{self, Applied, MigrationUp, RowMismatch};
 use crate::error::{Result, UpdaterError};
 use crate::helm::{ChartUpgrade, Helm};
 use crate::postrender::PostRenderSetup;
-use crate::registry::{self, PushStats};
+use crate::registry::{self, EarlyPush, PushStats};
 use crate::state::StateDir;
 
 use super::files::FilesDir;
@@ -101,6 +101,11 @@ pub trait ImageRegistry {
         m: &BundleManifest,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PushStats>;
+    /// Starts pushing `m`'s blobs as staging stores them (none by default:
+    /// the push step pushes everything).
+    fn push_while_staging(&self, _sd: &StateDir, _m: &BundleManifest) -> Option<EarlyPush> {
+        None
+    }
 }
 
 /// The site's installed files (the `files` step and its undo).
@@ -259,5 +264,18 @@ impl ImageRegistry for RegistryClient {
         })?;
         let mut c = registry::Client::new(rc)?;
         c.push_release(sd, m, &rc.prefix, rc.layout, rc.parallel, progress)
+    }
+    fn push_while_staging(&self, sd: &StateDir, m: &BundleManifest) -> Option<EarlyPush> {
+        // a client that cannot be made is the push step's error to report
+        let rc = self.cfg.as_ref()?;
+        let c = registry::Client::new(rc).ok()?;
+        Some(EarlyPush::start(
+            c,
+            sd,
+            m,
+            &rc.prefix,
+            rc.layout,
+            rc.parallel,
+        ))
     }
 }

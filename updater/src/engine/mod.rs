@@ -97,8 +97,14 @@ pub struct ApplyReport {
     pub resumed: bool,
     pub staged_bytes_written: u64,
     pub staged_bytes_reused: u64,
+    /// Everything pushed, while staging and by the push step, each blob
+    /// counted once.
     pub push: PushStats,
-    /// Wall time of the verify+stage pass and of the image push.
+    /// What of `push` was pushed while the bundle was still being staged
+    /// (blobs only; `registry::EarlyPush`).
+    pub pushed_while_staging: PushStats,
+    /// Wall time of the verify+stage pass, and of the image push after it
+    /// (waiting for the pushes begun while staging, then the push step).
     pub stage_seconds: f64,
     pub push_seconds: f64,
     pub migrations: BTreeMap<String, Vec<String>>,

@@ -132,6 +132,7 @@ impl Site {
             &trust,
             &Self::verify_options(true),
             &self.sd,
+            None,
             &mut |_| {},
         )?;
         crate::trust::accept_roots(&self.sd, &chain)?;

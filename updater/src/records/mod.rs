@@ -93,6 +93,60 @@ pub struct PushStats {
     pub manifests_put: u64,
 }
 
+impl PushStats {
+    /// The blobs pushed while staging (`self`), then the push step's
+    /// stats: a blob the step found present because it was pushed while
+    /// staging counts once, as uploaded or mounted; one present before
+    /// both counts once, as the step's skip.
+    pub fn then(self, step: PushStats) -> PushStats {
+        let early = self.blobs_uploaded + self.blobs_mounted;
+        PushStats {
+            images: step.images,
+            blobs_uploaded: self.blobs_uploaded + step.blobs_uploaded,
+            bytes_uploaded: self.bytes_uploaded + step.bytes_uploaded,
+            blobs_skipped: step.blobs_skipped.saturating_sub(early),
+            blobs_mounted: self.blobs_mounted + step.blobs_mounted,
+            manifests_put: step.manifests_put,
+        }
+    }
+}
+
+#[cfg(test)]
+mod push_stats_tests {
+    use super::PushStats;
+
+    #[test]
+    fn pushed_while_staging_then_the_step_counts_each_blob_once() {
+        let n = |u, b, s, m, p| PushStats {
+            images: 0,
+            blobs_uploaded: u,
+            bytes_uploaded: b,
+            blobs_skipped: s,
+            blobs_mounted: m,
+            manifests_put: p,
+        };
+        // 3 blob targets: 1 present before, 1 uploaded, 1 mounted while
+        // staging; the step finds all 3 present and puts 2 manifests
+        let t = n(1, 100, 1, 1, 0).then(n(0, 0, 3, 0, 2));
+        assert_eq!(
+            (
+                t.blobs_uploaded,
+                t.bytes_uploaded,
+                t.blobs_skipped,
+                t.blobs_mounted,
+                t.manifests_put
+            ),
+            (1, 100, 1, 1, 2)
+        );
+        // the push while staging failed on one: the step uploads it
+        let t = n(1, 100, 0, 0, 0).then(n(1, 50, 1, 0, 2));
+        assert_eq!(
+            (t.blobs_uploaded, t.bytes_uploaded, t.blobs_skipped),
+            (2, 150, 0)
+        );
+    }
+}
+
 /// What a push did, as the history records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushCounts {

@@ -9,7 +9,8 @@
 //! `mod.rs` holds the client (TLS, the one request path with its retry
 //! policy and auth retry) and the site names; `auth.rs` the challenge
 //! negotiation (Basic, the bearer-token flow); `push.rs` the push of a
-//! release and the preflight push check; `listing.rs` the catalog, tag
+//! release and the preflight push check; `early.rs` the blobs pushed while
+//! the bundle is still being staged; `listing.rs` the catalog, tag
 //! lists, manifest digests and deletes of `prune --registry`.
 
 use std::collections::HashMap;
@@ -40,8 +41,11 @@ type MakeRequest<'a> = dyn FnMut(&ureq::Agent, Option<&str>) -> Sent + 'a;
 pub use crate::records::PushStats;
 
 mod auth;
+mod early;
 mod listing;
 mod push;
+
+pub use early::{EarlyPush, Stored};
 
 pub use listing::{check_repo, check_tag, Deleted};
 

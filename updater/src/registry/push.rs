@@ -125,7 +125,13 @@ impl Client {
 
     /// The blobs of the other releases the store holds, and the site
     /// repository each went to (mount sources for this push).
-    fn seed_known(&mut self, sd: &StateDir, m: &BundleManifest, prefix: &str, layout: Layout) {
+    pub(super) fn seed_known(
+        &mut self,
+        sd: &StateDir,
+        m: &BundleManifest,
+        prefix: &str,
+        layout: Layout,
+    ) {
         for e in std::fs::read_dir(sd.root.join("releases"))
             .into_iter()
             .flatten()
@@ -245,7 +251,7 @@ impl Client {
     /// A copy of this client for a push worker: the same agent
     /// (connection pool), registry, credentials, auth and mount sources;
     /// its own stats.
-    fn worker(&self) -> Client {
+    pub(super) fn worker(&self) -> Client {
         Client {
             agent: self.agent.clone(),
             base: self.base.clone(),
@@ -566,7 +572,7 @@ fn plan_tree(
     Ok(())
 }
 
-fn add_stats(to: &mut PushStats, s: &PushStats) {
+pub(super) fn add_stats(to: &mut PushStats, s: &PushStats) {
     to.images += s.images;
     to.blobs_uploaded += s.blobs_uploaded;
     to.bytes_uploaded += s.bytes_uploaded;
@@ -576,7 +582,7 @@ fn add_stats(to: &mut PushStats, s: &PushStats) {
 }
 
 /// A staged manifest or index, size-capped before it is read.
-fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
+pub(super) fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| UpdaterError::io("read staged manifest", path, e))?
         .len();
