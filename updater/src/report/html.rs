@@ -15,8 +15,9 @@ pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src da
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#111;max-width:1400px}\
 h1{font-size:1.6em}h2{border-bottom:1px solid #999;margin-top:2em}\
 table{border-collapse:collapse;margin:.5em 0;width:100%}td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-th{background:#eee}td code{word-break:break-all}code,pre{font-family:monospace}pre{background:#f6f6f6;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
+th{background:#eee;overflow-wrap:normal}td code{word-break:break-all}code,pre{font-family:monospace}pre{background:#f6f6f6;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
 .added{color:#060}.removed{color:#a00}.changed{color:#850}.unchanged{color:#666}\
+.added,.removed,.changed,.unchanged{white-space:nowrap}\
 .failed{color:#a00;font-weight:bold}.ok{color:#060}.skipped{color:#666}\
 .d-add{background:#e6ffe6;display:block}.d-del{background:#ffe6e6;display:block}.d-hunk{color:#05a;display:block}.d-same{display:block}\
 .note{background:#fff6d0;padding:.3em .6em;border-left:4px solid #db0}";
