@@ -24,6 +24,21 @@ fn with_api_copy(t: String) -> String {
     format!("{t}\n[[images]]\nname = \"registry.gostoa.dev/stoa/api-copy:2.0.0\"\n{src}\n")
 }
 
+/// The site registry serves each STOA image of `bundle` under its tag, with
+/// the manifest digest the bundle records (the image is whole).
+fn images_whole(s: &Site, bundle: &std::path::Path, version: &str) {
+    for img in ["api", "gateway", "portal"] {
+        let name = format!("registry.gostoa.dev/stoa/{img}:{version}");
+        let want = Site::bundle_image_digest(bundle, &name);
+        assert_eq!(
+            s.registry_digest(&format!("site/stoa/{img}:{version}"))
+                .as_deref(),
+            Some(want.as_str()),
+            "{img}"
+        );
+    }
+}
+
 #[test]
 fn blobs_an_earlier_release_pushed_to_another_repository_are_mounted_not_uploaded() {
     let s = Site::start();
@@ -41,16 +56,7 @@ fn blobs_an_earlier_release_pushed_to_another_repository_are_mounted_not_uploade
         Some(want.as_str()),
         "the mounted image is whole: the registry serves its manifest"
     );
-    for img in ["api", "gateway", "portal"] {
-        let want =
-            Site::bundle_image_digest(&b210, &format!("registry.gostoa.dev/stoa/{img}:2.1.0"));
-        assert_eq!(
-            s.registry_digest(&format!("site/stoa/{img}:2.1.0"))
-                .as_deref(),
-            Some(want.as_str()),
-            "{img}"
-        );
-    }
+    images_whole(&s, &b210, "2.1.0");
 }
 
 #[test]
@@ -76,15 +82,7 @@ fn one_blob_at_a_time_pushes_the_same_and_parallel_out_of_range_is_a_config_erro
     let b = s.bundle("2.0.0", None);
     let r = json(&ok(s.updater().arg("apply").arg(&b).arg("--json")));
     assert!(r["apply"]["push"]["blobs_uploaded"].as_u64().unwrap() > 0);
-    for img in ["api", "gateway", "portal"] {
-        let want = Site::bundle_image_digest(&b, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
-        assert_eq!(
-            s.registry_digest(&format!("site/stoa/{img}:2.0.0"))
-                .as_deref(),
-            Some(want.as_str()),
-            "{img}"
-        );
-    }
+    images_whole(&s, &b, "2.0.0");
 }
 
 /// Blobs are pushed while the bundle is still being verified and staged:
@@ -118,13 +116,5 @@ fn blobs_are_pushed_while_staging_and_a_bundle_failing_late_leaves_no_tag() {
     assert_eq!(all["bytes_uploaded"], early["bytes_uploaded"], "{r}");
     assert_eq!(early["manifests_put"], 0, "{r}");
     assert!(all["manifests_put"].as_u64().unwrap() >= 3, "{r}");
-    for img in ["api", "gateway", "portal"] {
-        let want = Site::bundle_image_digest(&b, &format!("registry.gostoa.dev/stoa/{img}:2.0.0"));
-        assert_eq!(
-            s.registry_digest(&format!("site/stoa/{img}:2.0.0"))
-                .as_deref(),
-            Some(want.as_str()),
-            "{img}"
-        );
-    }
+    images_whole(&s, &b, "2.0.0");
 }
