@@ -21,7 +21,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::push::{add_stats, read_manifest};
+use super::push::{add_stats, refs, Refs};
 use super::*;
 
 /// A stored, digest-checked entry: its SHA-256 and size.
@@ -196,41 +196,32 @@ fn dispatch(sd: &StateDir, k: &mut Known, d: Sha256Digest, jobs: &Sender<Job>) {
     let mut queue = vec![d];
     while let Some(x) = queue.pop() {
         for (image, repo, media_type) in k.roots.remove(&x).unwrap_or_default() {
-            let Ok(bytes) = read_manifest(&image, &sd.blob(&x.hex())) else {
-                continue;
-            };
-            let named = |bd: Sha256Digest, size: u64, k: &mut Known| {
-                let e = k.wanted.entry(bd).or_insert((size, Vec::new()));
-                if !e.1.iter().any(|(_, r)| r == &repo) {
-                    e.1.push((image.clone(), repo.clone()));
-                }
-            };
-            if is_index(&media_type) {
-                let Ok(idx) = serde_json::from_slice::<ImageIndex>(&bytes) else {
-                    continue;
-                };
-                for c in &idx.manifests {
-                    let Some(cd) = Sha256Digest::from_oci(&c.digest) else {
-                        continue;
-                    };
-                    k.roots.entry(cd).or_default().push((
-                        image.clone(),
-                        repo.clone(),
-                        c.media_type.clone(),
-                    ));
-                    if k.stored.contains(&cd) {
-                        queue.push(cd);
+            // unreadable here: the push step reports it
+            match refs(sd, &image, &x, &media_type) {
+                Ok(Refs::Index(children)) => {
+                    for (cd, child_type, _) in children {
+                        k.roots.entry(cd).or_default().push((
+                            image.clone(),
+                            repo.clone(),
+                            child_type,
+                        ));
+                        if k.stored.contains(&cd) {
+                            queue.push(cd);
+                        }
                     }
                 }
-            } else if let Ok(man) = serde_json::from_slice::<ImageManifest>(&bytes) {
-                for b in std::iter::once(&man.config).chain(&man.layers) {
-                    if let Some(bd) = Sha256Digest::from_oci(&b.digest) {
-                        named(bd, b.size, k);
+                Ok(Refs::Blobs(blobs)) => {
+                    for (bd, size) in blobs {
+                        let e = k.wanted.entry(bd).or_insert((size, Vec::new()));
+                        if !e.1.iter().any(|(_, r)| r == &repo) {
+                            e.1.push((image.clone(), repo.clone()));
+                        }
                         if k.stored.contains(&bd) && bd != x {
                             queue.push(bd);
                         }
                     }
                 }
+                Err(_) => {}
             }
         }
         if !k.stored.contains(&x) {

@@ -529,6 +529,45 @@ impl Client {
     }
 }
 
+/// What a staged manifest or index names: an index its platform manifests
+/// (digest, media type, the reference it is put under), a manifest its
+/// config and layers (digest, size). The one reading of a staged manifest's
+/// references, for the push plan and the push while staging.
+pub(super) enum Refs {
+    Index(Vec<(Sha256Digest, String, String)>),
+    Blobs(Vec<(Sha256Digest, u64)>),
+}
+
+/// Reads the staged manifest or index `d` of `image` and what it names.
+pub(super) fn refs(sd: &StateDir, image: &str, d: &Sha256Digest, media_type: &str) -> Result<Refs> {
+    let bytes = read_manifest(image, &sd.blob(&d.hex()))?;
+    if is_index(media_type) {
+        let idx: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("index {d}: {e}")))?;
+        idx.manifests
+            .iter()
+            .map(|c| {
+                let cd = Sha256Digest::from_oci(&c.digest)
+                    .ok_or_else(|| err(image, "bad child digest"))?;
+                Ok((cd, c.media_type.clone(), c.digest.clone()))
+            })
+            .collect::<Result<_>>()
+            .map(Refs::Index)
+    } else {
+        let man: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("manifest {d}: {e}")))?;
+        std::iter::once(&man.config)
+            .chain(&man.layers)
+            .map(|b| {
+                let bd = Sha256Digest::from_oci(&b.digest)
+                    .ok_or_else(|| err(image, format!("bad blob digest {}", b.digest)))?;
+                Ok((bd, b.size))
+            })
+            .collect::<Result<_>>()
+            .map(Refs::Blobs)
+    }
+}
+
 /// The blobs and manifest PUTs of the manifest tree `d` (an index: each
 /// carried platform's manifest, then its blobs, then the PUT by digest).
 fn plan_tree(
@@ -539,34 +578,27 @@ fn plan_tree(
     media_type: &str,
     plan: &mut PushPlan,
 ) -> Result<()> {
-    let path = sd.blob(&d.hex());
-    let bytes = read_manifest(image, &path)?;
-    if is_index(media_type) {
-        let idx: ImageIndex =
-            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("index {d}: {e}")))?;
-        for child in &idx.manifests {
-            let cd = Sha256Digest::from_oci(&child.digest)
-                .ok_or_else(|| err(image, "bad child digest"))?;
-            if !sd.blob(&cd.hex()).exists() {
-                // a platform not carried by the bundle
-                continue;
+    match refs(sd, image, d, media_type)? {
+        Refs::Index(children) => {
+            for (cd, child_type, reference) in children {
+                if !sd.blob(&cd.hex()).exists() {
+                    // a platform not carried by the bundle
+                    continue;
+                }
+                plan_tree(sd, image, repo, &cd, &child_type, plan)?;
+                plan.manifests.push(ManifestPut {
+                    image: image.to_owned(),
+                    repo: repo.to_owned(),
+                    digest: cd,
+                    media_type: child_type,
+                    reference,
+                });
             }
-            plan_tree(sd, image, repo, &cd, &child.media_type, plan)?;
-            plan.manifests.push(ManifestPut {
-                image: image.to_owned(),
-                repo: repo.to_owned(),
-                digest: cd,
-                media_type: child.media_type.clone(),
-                reference: child.digest.clone(),
-            });
         }
-    } else {
-        let man: ImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| err(image, format!("manifest {d}: {e}")))?;
-        for b in std::iter::once(&man.config).chain(&man.layers) {
-            let bd = Sha256Digest::from_oci(&b.digest)
-                .ok_or_else(|| err(image, format!("bad blob digest {}", b.digest)))?;
-            plan.blob(image, repo, bd, b.size);
+        Refs::Blobs(blobs) => {
+            for (bd, size) in blobs {
+                plan.blob(image, repo, bd, size);
+            }
         }
     }
     Ok(())
@@ -582,7 +614,7 @@ pub(super) fn add_stats(to: &mut PushStats, s: &PushStats) {
 }
 
 /// A staged manifest or index, size-capped before it is read.
-pub(super) fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
+fn read_manifest(image: &str, path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| UpdaterError::io("read staged manifest", path, e))?
         .len();
