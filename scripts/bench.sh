@@ -24,6 +24,11 @@ F="$root/target/release/stoa-fixtures"
 # one measurement: prints "<seconds> <peak RSS KiB>"
 measure() { /usr/bin/time -f '%e %M' -o "$work/time.out" "$@" >/dev/null 2>"$work/err.out" || { cat "$work/err.out"; exit 1; }; cat "$work/time.out"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# every timed command starts with the same, empty, page cache (when this
+# machine lets us drop it): otherwise the side timed second reads what the
+# first one just read, which at sizes near the RAM decides the ratio
+cold() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
+cache_note=$([ -w /proc/sys/vm/drop_caches ] && echo "dropped before each timed command, both sides (every read is from disk)" || echo "not dropped (no permission): the side timed second may read from the cache")
 
 results=()
 for mib in "${sizes[@]}"; do
@@ -42,10 +47,10 @@ for mib in "${sizes[@]}"; do
   bt=(); bm=(); tt=(); vt=(); vm=(); ot=()
   for r in $(seq "$runs"); do
     rm -f "$out" "$base"  # neither side pays for replacing an old output
-    sync; read -r t m < <(measure "$B" build "$rel" --key "$work/k.key" --out "$out" --quiet); bt+=("$t"); bm+=("$m")
-    sync; read -r t _ < <(measure sh -c "tar -C '$work' -cf - 'layout-$mib' | zstd -T0 -3 -q -f -o '$base'"); tt+=("$t")
-    read -r t m < <(measure "$U" verify "$out" --trust "$work/k.pub" --quiet); vt+=("$t"); vm+=("$m")
-    read -r t _ < <(measure sh -c "zstd -dc '$out' | openssl dgst -sha256"); ot+=("$t")
+    cold; read -r t m < <(measure "$B" build "$rel" --key "$work/k.key" --out "$out" --quiet); bt+=("$t"); bm+=("$m")
+    cold; read -r t _ < <(measure sh -c "tar -C '$work' -cf - 'layout-$mib' | zstd -T0 -3 -q -f -o '$base'"); tt+=("$t")
+    cold; read -r t m < <(measure "$U" verify "$out" --trust "$work/k.pub" --quiet); vt+=("$t"); vm+=("$m")
+    cold; read -r t _ < <(measure sh -c "zstd -dc '$out' | openssl dgst -sha256"); ot+=("$t")
   done
   B_T=$(printf '%s\n' "${bt[@]}" | median); T_T=$(printf '%s\n' "${tt[@]}" | median)
   V_T=$(printf '%s\n' "${vt[@]}" | median); O_T=$(printf '%s\n' "${ot[@]}" | median)
@@ -63,7 +68,7 @@ ok() { awk -v r="$1" -v l="$2" 'BEGIN { print (r <= l ? "yes" : "NO") }'; }
   echo
   echo "Made by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Each figure is the median of $runs runs;"
   echo "baselines are measured in the same run, on the same files. Peak RSS is the"
-  echo "largest of the runs (GNU time, %M)."
+  echo "largest of the runs (GNU time, %M). Page cache: $cache_note."
   echo
   echo "## Machine"
   echo
